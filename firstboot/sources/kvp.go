@@ -1,0 +1,166 @@
+package sources
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+)
+
+// Hyper-V KVP pool record layout (hv_kvp_daemon, HV_KVP_EXCHANGE_MAX_*).
+const (
+	KVPKeySize    = 512
+	KVPValueSize  = 2048
+	KVPRecordSize = KVPKeySize + KVPValueSize
+)
+
+// KVPRecord is one key/value of a pool file.
+type KVPRecord struct{ Key, Value string }
+
+// ParseKVPPool decodes a pool file: back-to-back records of a NUL-padded
+// 512-byte key and a NUL-padded 2048-byte value.
+func ParseKVPPool(data []byte) ([]KVPRecord, error) {
+	if len(data)%KVPRecordSize != 0 {
+		return nil, fmt.Errorf("KVP pool is %d bytes, not a whole number of %d-byte records", len(data), KVPRecordSize)
+	}
+	var recs []KVPRecord
+	for off := 0; off < len(data); off += KVPRecordSize {
+		k := cstr(data[off : off+KVPKeySize])
+		v := cstr(data[off+KVPKeySize : off+KVPRecordSize])
+		if k == "" {
+			// hv_kvp_daemon leaves no holes, but a zeroed record is
+			// harmless: skip it rather than fail the whole pool.
+			continue
+		}
+		recs = append(recs, KVPRecord{Key: k, Value: v})
+	}
+	return recs, nil
+}
+
+func cstr(b []byte) string {
+	if i := bytes.IndexByte(b, 0); i >= 0 {
+		b = b[:i]
+	}
+	return string(b)
+}
+
+// EncodeKVPPool is the inverse of ParseKVPPool. Keys and values must fit
+// with their terminating NUL.
+func EncodeKVPPool(recs []KVPRecord) ([]byte, error) {
+	out := make([]byte, 0, len(recs)*KVPRecordSize)
+	for i, r := range recs {
+		if r.Key == "" || len(r.Key) >= KVPKeySize || len(r.Value) >= KVPValueSize ||
+			bytes.IndexByte([]byte(r.Key), 0) >= 0 || bytes.IndexByte([]byte(r.Value), 0) >= 0 {
+			return nil, fmt.Errorf("KVP record %d does not fit the pool format (key 1-%d bytes, value <%d bytes, no NUL)", i, KVPKeySize-1, KVPValueSize)
+		}
+		rec := make([]byte, KVPRecordSize)
+		copy(rec, r.Key)
+		copy(rec[KVPKeySize:], r.Value)
+		out = append(out, rec...)
+	}
+	return out, nil
+}
+
+// KVP reads the host-to-guest pool written by hv_kvp_daemon.
+type KVP struct {
+	Path string // e.g. /var/lib/hyperv/.kvp_pool_0
+}
+
+// DefaultKVPPath is pool 0, where items the host sets for the guest land.
+const DefaultKVPPath = "/var/lib/hyperv/.kvp_pool_0"
+
+// Name implements Source.
+func (k KVP) Name() string { return "Hyper-V KVP (" + k.Path + ")" }
+
+// Read implements Source. The last record of a key wins, as in the daemon.
+func (k KVP) Read(ctx context.Context) (map[string]string, error) {
+	data, err := os.ReadFile(k.Path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, ErrAbsent
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read KVP pool: %w", err)
+	}
+	recs, err := ParseKVPPool(data)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", k.Path, err)
+	}
+	kv := map[string]string{}
+	for _, r := range recs {
+		kv[r.Key] = r.Value
+	}
+	return kv, nil
+}
+
+// Scrub rewrites the pool without the given keys: to a temporary file in
+// the same directory, fsynced, renamed over the pool, under the same
+// record lock hv_kvp_daemon takes.
+func (k KVP) Scrub(ctx context.Context, keys []string) error {
+	unlock, err := lockFile(k.Path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("lock %s: %w", k.Path, err)
+	}
+	defer unlock()
+	data, err := os.ReadFile(k.Path)
+	if err != nil {
+		return fmt.Errorf("read KVP pool: %w", err)
+	}
+	recs, err := ParseKVPPool(data)
+	if err != nil {
+		return fmt.Errorf("%s: %w", k.Path, err)
+	}
+	kept := slices.DeleteFunc(recs, func(r KVPRecord) bool { return slices.Contains(keys, r.Key) })
+	if len(kept) == len(recs) {
+		return nil
+	}
+	out, err := EncodeKVPPool(kept)
+	if err != nil {
+		return err
+	}
+	st, err := os.Stat(k.Path)
+	if err != nil {
+		return fmt.Errorf("stat KVP pool: %w", err)
+	}
+	return writeAtomic(k.Path, out, st.Mode().Perm())
+}
+
+// writeAtomic writes path via a temporary name, fsync and rename.
+func writeAtomic(path string, data []byte, mode fs.FileMode) error {
+	dir := filepath.Dir(path)
+	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
+	if err != nil {
+		return fmt.Errorf("create temp for %s: %w", path, err)
+	}
+	tmp := f.Name()
+	defer os.Remove(tmp) // no-op after the rename
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return fmt.Errorf("write %s: %w", tmp, err)
+	}
+	if err := f.Chmod(mode); err != nil {
+		f.Close()
+		return fmt.Errorf("chmod %s: %w", tmp, err)
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return fmt.Errorf("fsync %s: %w", tmp, err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("close %s: %w", tmp, err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return fmt.Errorf("rename into %s: %w", path, err)
+	}
+	if d, err := os.Open(dir); err == nil {
+		_ = d.Sync() // persist the rename; best effort on filesystems without dir fsync
+		d.Close()
+	}
+	return nil
+}

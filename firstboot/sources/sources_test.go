@@ -1,0 +1,268 @@
+package sources
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+)
+
+func TestParseOVFEnv(t *testing.T) {
+	doc, err := os.ReadFile("testdata/ovf-env.xml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	kv, err := ParseOVFEnv(doc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{
+		"ksmg.eula.accepted":        "true",
+		"ksmg.hostname":             "gw1.example.com",
+		"ksmg.network.mode":         "static",
+		"ksmg.network.ipv4.address": "192.0.2.10/24",
+		"ksmg.network.ipv4.gateway": "192.0.2.1",
+		"ksmg.network.dns":          "192.0.2.53,192.0.2.54",
+		"ksmg.admin.password":       "S3cret & <strong>",
+		"vami.other":                "x",
+	}
+	if !reflect.DeepEqual(kv, want) {
+		t.Fatalf("got %v\nwant %v", kv, want)
+	}
+}
+
+func TestParseOVFEnvErrors(t *testing.T) {
+	tests := []struct{ name, doc, want string }{
+		{"not xml", "hello", "not well-formed"},
+		{"truncated", `<Environment xmlns="http://schemas.dmtf.org/ovf/environment/1"><PropertySection>`, "not well-formed"},
+		{"wrong root", `<Envelope/>`, "root element"},
+		{"wrong ns", `<Environment xmlns="urn:x"/>`, "root element"},
+		{"no key", `<Environment xmlns="http://schemas.dmtf.org/ovf/environment/1" xmlns:oe="http://schemas.dmtf.org/ovf/environment/1"><PropertySection><Property oe:value="v"/></PropertySection></Environment>`, "Property[1] has no oe:key"},
+		{"duplicate", `<Environment xmlns:oe="http://schemas.dmtf.org/ovf/environment/1" xmlns="http://schemas.dmtf.org/ovf/environment/1"><PropertySection><Property oe:key="a" oe:value="1"/><Property oe:key="a" oe:value="2"/></PropertySection></Environment>`, "appears twice"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := ParseOVFEnv([]byte(tc.doc))
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("err = %v, want it to mention %q", err, tc.want)
+			}
+		})
+	}
+	kv, err := ParseOVFEnv([]byte(`<Environment xmlns="http://schemas.dmtf.org/ovf/environment/1"/>`))
+	if err != nil || len(kv) != 0 {
+		t.Fatalf("empty environment: %v %v", kv, err)
+	}
+}
+
+// TestOVFEnvTool runs the real exec path against a stand-in for
+// vmware-rpctool: the VMware backdoor cannot run outside a VMware guest, so
+// this shell script is the one mock, printing what ESXi would answer.
+func TestOVFEnvTool(t *testing.T) {
+	dir := t.TempDir()
+	tool := filepath.Join(dir, "vmware-rpctool")
+	script := "#!/bin/sh\n[ \"$1\" = 'info-get guestinfo.ovfEnv' ] || { echo bad args >&2; exit 2; }\ncat " + mustAbs(t, "testdata/ovf-env.xml") + "\n"
+	if err := os.WriteFile(tool, []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	kv, err := OVFEnv{Tool: tool}.Read(context.Background())
+	if err != nil || kv["ksmg.hostname"] != "gw1.example.com" {
+		t.Fatalf("kv=%v err=%v", kv, err)
+	}
+	none := filepath.Join(dir, "none")
+	os.WriteFile(none, []byte("#!/bin/sh\necho 'No value found' >&2\nexit 1\n"), 0o755)
+	if _, err := (OVFEnv{Tool: none}).Read(context.Background()); !errors.Is(err, ErrAbsent) {
+		t.Fatalf("no value: err = %v, want ErrAbsent", err)
+	}
+	if _, err := (OVFEnv{Tool: filepath.Join(dir, "missing")}).Read(context.Background()); !errors.Is(err, ErrAbsent) {
+		t.Fatalf("missing tool: err = %v, want ErrAbsent", err)
+	}
+}
+
+func mustAbs(t *testing.T, p string) string {
+	a, err := filepath.Abs(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a
+}
+
+func TestKVPPool(t *testing.T) {
+	recs := []KVPRecord{{"ksmg.hostname", "gw1"}, {"ksmg.admin.password", "Correct-Horse-9"}, {"other", strings.Repeat("v", KVPValueSize-1)}}
+	data, err := EncodeKVPPool(recs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(data) != 3*KVPRecordSize || data[KVPRecordSize+KVPKeySize-1] != 0 {
+		t.Fatalf("bad layout: %d bytes", len(data))
+	}
+	back, err := ParseKVPPool(data)
+	if err != nil || !reflect.DeepEqual(back, recs) {
+		t.Fatalf("round trip: %v %v", back, err)
+	}
+	for _, bad := range []struct {
+		name string
+		data []byte
+	}{
+		{"short", data[:KVPRecordSize-1]},
+		{"long", append(append([]byte{}, data...), 0)},
+	} {
+		if _, err := ParseKVPPool(bad.data); err == nil || !strings.Contains(err.Error(), "whole number") {
+			t.Errorf("%s: err = %v", bad.name, err)
+		}
+	}
+	for _, r := range []KVPRecord{{"", "v"}, {strings.Repeat("k", KVPKeySize), "v"}, {"k", strings.Repeat("v", KVPValueSize)}, {"k\x00", "v"}} {
+		if _, err := EncodeKVPPool([]KVPRecord{r}); err == nil {
+			t.Errorf("EncodeKVPPool accepted %q", r.Key)
+		}
+	}
+}
+
+func TestKVPReadScrub(t *testing.T) {
+	pool := filepath.Join(t.TempDir(), ".kvp_pool_0")
+	data, _ := EncodeKVPPool([]KVPRecord{{"ksmg.hostname", "gw1"}, {"ksmg.admin.password", "Correct-Horse-9"}, {"ksmg.node.join_token", "0123456789abcdef0"}, {"HostName", "hv01"}})
+	if err := os.WriteFile(pool, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	src := KVP{Path: pool}
+	kv, err := src.Read(context.Background())
+	if err != nil || kv["ksmg.admin.password"] != "Correct-Horse-9" || kv["HostName"] != "hv01" {
+		t.Fatalf("read: %v %v", kv, err)
+	}
+	if err := ScrubSecrets(context.Background(), []Source{src}, SecretKeys(kv)); err != nil {
+		t.Fatal(err)
+	}
+	after, _ := os.ReadFile(pool)
+	if bytes.Contains(after, []byte("Correct-Horse-9")) || bytes.Contains(after, []byte("0123456789abcdef0")) {
+		t.Fatal("secret still in the pool")
+	}
+	recs, err := ParseKVPPool(after)
+	if err != nil || !reflect.DeepEqual(recs, []KVPRecord{{"ksmg.hostname", "gw1"}, {"HostName", "hv01"}}) {
+		t.Fatalf("after scrub: %v %v", recs, err)
+	}
+	if st, _ := os.Stat(pool); st.Mode().Perm() != 0o644 {
+		t.Fatalf("mode changed to %v", st.Mode())
+	}
+	if m, _ := filepath.Glob(filepath.Join(filepath.Dir(pool), ".*tmp*")); len(m) != 0 {
+		t.Fatalf("temp files left: %v", m)
+	}
+	if _, err := (KVP{Path: pool + ".missing"}).Read(context.Background()); !errors.Is(err, ErrAbsent) {
+		t.Fatalf("missing pool: %v", err)
+	}
+	os.WriteFile(pool, []byte("garbage"), 0o644)
+	if _, err := src.Read(context.Background()); err == nil || !strings.Contains(err.Error(), pool) {
+		t.Fatalf("corrupt pool error must name the file: %v", err)
+	}
+}
+
+func TestCredentials(t *testing.T) {
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "ksmg.hostname"), []byte("gw1\n"), 0o400)
+	os.WriteFile(filepath.Join(dir, "ksmg.admin.password"), []byte("pw with trailing space \n"), 0o400)
+	os.WriteFile(filepath.Join(dir, "unrelated"), []byte("x"), 0o400)
+	kv, err := Credentials{Dir: dir}.Read(context.Background())
+	want := map[string]string{"ksmg.hostname": "gw1", "ksmg.admin.password": "pw with trailing space "}
+	if err != nil || !reflect.DeepEqual(kv, want) {
+		t.Fatalf("got %v %v", kv, err)
+	}
+	t.Setenv("CREDENTIALS_DIRECTORY", "")
+	if _, err := (Credentials{}).Read(context.Background()); !errors.Is(err, ErrAbsent) {
+		t.Fatalf("no dir: %v", err)
+	}
+}
+
+func TestParseSeed(t *testing.T) {
+	tests := []struct {
+		name, doc string
+		want      map[string]string
+		err       string
+	}{
+		{"flat", "ksmg.hostname: gw1\nksmg.ntp: [a.example, b.example]\n", map[string]string{"ksmg.hostname": "gw1", "ksmg.ntp": "a.example,b.example"}, ""},
+		{"nested", "ksmg:\n  hostname: gw1\n  network:\n    mode: dhcp\n  ssh:\n    enabled: false\n", map[string]string{"ksmg.hostname": "gw1", "ksmg.network.mode": "dhcp", "ksmg.ssh.enabled": "false"}, ""},
+		{"empty", "", map[string]string{}, ""},
+		{"list top", "- a\n- b\n", nil, "top level must be a mapping"},
+		{"bad yaml", "ksmg: [\n", nil, "not valid YAML"},
+		{"dup", "ksmg.hostname: a\nksmg:\n  hostname: b\n", nil, "line 3: ksmg.hostname given twice"},
+		{"nested list", "ksmg.ntp: [[a]]\n", nil, "list items must be plain values"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			kv, err := ParseSeed([]byte(tc.doc))
+			if tc.err != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.err) {
+					t.Fatalf("err = %v, want %q", err, tc.err)
+				}
+				return
+			}
+			if err != nil || !reflect.DeepEqual(kv, tc.want) {
+				t.Fatalf("got %v %v, want %v", kv, err, tc.want)
+			}
+		})
+	}
+}
+
+type fixed struct {
+	name string
+	kv   map[string]string
+	err  error
+}
+
+func (f fixed) Name() string                                    { return f.name }
+func (f fixed) Read(context.Context) (map[string]string, error) { return f.kv, f.err }
+
+func TestGatherPrecedence(t *testing.T) {
+	r := Gather(context.Background(), []Source{
+		fixed{name: "ovf", kv: map[string]string{"ksmg.hostname": "from-ovf", "vami.x": "y"}},
+		fixed{name: "kvp", err: ErrAbsent},
+		fixed{name: "creds", err: errors.New("permission denied")},
+		fixed{name: "seed", kv: map[string]string{"ksmg.hostname": "from-seed", "ksmg.timezone": "UTC"}},
+	})
+	if r.Values["ksmg.hostname"] != "from-ovf" || r.Values["ksmg.timezone"] != "UTC" || len(r.Values) != 2 {
+		t.Fatalf("values %v", r.Values)
+	}
+	if r.Origin["ksmg.timezone"] != "seed" || !reflect.DeepEqual(r.Found, []string{"ovf", "seed"}) {
+		t.Fatalf("origin %v found %v", r.Origin, r.Found)
+	}
+	if len(r.Errors) != 1 || !strings.Contains(r.Errors[0].Error(), "creds: permission denied") {
+		t.Fatalf("errors %v", r.Errors)
+	}
+}
+
+// TestSeedDrive mounts a real filesystem labelled KSMG-SEED the way the
+// appliance finds a config drive. Config drives are usually FAT or ISO 9660,
+// but this host's kernel has neither module, so the drive is ext4 (built
+// with mke2fs -d); mount(8) detects the type the same way for all three.
+func TestSeedDrive(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("mounting a config drive needs root")
+	}
+	dir := t.TempDir()
+	img := filepath.Join(dir, "seed.img")
+	content := filepath.Join(dir, "content")
+	os.Mkdir(content, 0o755)
+	os.WriteFile(filepath.Join(content, SeedFileName), []byte("ksmg:\n  hostname: gw-seed\n"), 0o644)
+	for _, c := range [][]string{
+		{"truncate", "-s", "4M", img},
+		{"mkfs.ext4", "-q", "-L", "KSMG-SEED", "-d", content, img},
+	} {
+		if out, err := exec.Command(c[0], c[1:]...).CombinedOutput(); err != nil {
+			t.Fatalf("%v: %v\n%s", c, err, out)
+		}
+	}
+	byLabel := filepath.Join(dir, "by-label")
+	os.Mkdir(byLabel, 0o755)
+	// mount(8) sets up a loop device for an image file, as udev's
+	// by-label link would point at the block device on the appliance.
+	os.Symlink(img, filepath.Join(byLabel, "KSMG-SEED"))
+	kv, err := SeedDrive{ByLabel: byLabel}.Read(context.Background())
+	if err != nil || kv["ksmg.hostname"] != "gw-seed" {
+		t.Fatalf("kv=%v err=%v", kv, err)
+	}
+	if _, err := (SeedDrive{ByLabel: filepath.Join(dir, "none")}).Read(context.Background()); !errors.Is(err, ErrAbsent) {
+		t.Fatalf("no drive: %v", err)
+	}
+}
