@@ -1,0 +1,431 @@
+// Package apply writes validated first-boot answers into a root file
+// system (the appliance's "/" or a scratch root in tests): networkd,
+// hostname, time zone, NTP, the admin account, SSH, the node role and
+// consent, and the completion stamp. Everything is validated and staged
+// first and switched in as one transaction (see tx), so a failure leaves
+// the previous configuration in place.
+package apply
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/ksmg-appliance/ksmg/firstboot/answers"
+	"github.com/ksmg-appliance/ksmg/firstboot/crypt"
+)
+
+// Paths, relative to the root.
+const (
+	StampPath        = "/var/lib/ksmg/firstboot.done"
+	NodeConfigPath   = "/etc/opt/kaspersky/ksmg-node.yaml"
+	NetworkDir       = "/etc/systemd/network"
+	NTPPath          = "/etc/systemd/timesyncd.conf.d/ksmg.conf"
+	SSHDConfigPath   = "/etc/ssh/sshd_config.d/ksmg.conf"
+	AuthorizedKeys   = "/etc/ssh/authorized_keys"
+	SSHWantsLink     = "/etc/systemd/system/multi-user.target.wants/ssh.service"
+	SSHUnit          = "/usr/lib/systemd/system/ssh.service"
+	ImportantLogPath = "/var/log/ksmg-important"
+	// AdminUser is the console/SSH administrator the wizard creates;
+	// the image ships no such account and no default password.
+	AdminUser = "admin"
+	// ProductGroup owns the product's data and configuration (data contract).
+	ProductGroup = "kluser"
+)
+
+// networkFile names an interface's networkd file; the prefix marks the
+// files this package owns so a reconfiguration can remove stale ones.
+func networkFile(ifname string) string { return NetworkDir + "/50-ksmg-" + ifname + ".network" }
+
+// Options control where and how answers are applied.
+type Options struct {
+	Root string // "/" on the appliance; a scratch directory in tests
+	Log  *slog.Logger
+	Now  func() time.Time
+	// SSHKeygen is the ssh-keygen binary ("" = from PATH).
+	SSHKeygen string
+}
+
+func (o *Options) live() bool { return filepath.Clean(o.Root) == "/" }
+
+func (o *Options) path(p string) string { return filepath.Join(o.Root, p) }
+
+// Apply validates a, then writes everything and marks first boot done.
+// Services are only touched (systemctl, sethostname) when Root is "/".
+func Apply(ctx context.Context, o Options, a answers.Answers) error {
+	if o.Root == "" {
+		o.Root = "/"
+	}
+	if o.Log == nil {
+		o.Log = slog.New(slog.DiscardHandler)
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if err := a.Validate(); err != nil {
+		return fmt.Errorf("answers are not valid: %w", err)
+	}
+	hash := a.AdminPasswordHash
+	if hash == "" {
+		var err error
+		if hash, err = crypt.Hash(a.AdminPassword); err != nil {
+			return fmt.Errorf("hash admin password: %w", err)
+		}
+	}
+
+	var t tx
+	if err := plan(&t, o, a, hash); err != nil {
+		return err
+	}
+	// Host keys are generated before anything is switched: if ssh-keygen
+	// fails, nothing has changed. Generating missing keys is idempotent.
+	if err := hostKeys(ctx, o); err != nil {
+		return err
+	}
+	if err := t.commit(); err != nil {
+		return err
+	}
+	o.Log.Info("first-boot configuration written", "root", o.Root, "files", len(t.changes))
+	if o.live() {
+		return activate(ctx, o, a)
+	}
+	o.Log.Info("scratch root: services not touched", "root", o.Root)
+	return nil
+}
+
+// plan reads what it needs from the root and queues every change; the
+// stamp is queued last so it only appears once all else is in place.
+func plan(t *tx, o Options, a answers.Answers, hash string) error {
+	passwd, err := readColonFile(o.path("/etc/passwd"))
+	if err != nil {
+		return err
+	}
+	group, err := readColonFile(o.path("/etc/group"))
+	if err != nil {
+		return err
+	}
+	shadow, err := readColonFile(o.path("/etc/shadow"))
+	if err != nil {
+		return err
+	}
+	kluser, ok := group.id(ProductGroup)
+	if !ok {
+		return fmt.Errorf("%s: group %q is missing; the image must create it (sysusers.d)", o.path("/etc/group"), ProductGroup)
+	}
+	shadowGID, _ := group.id("shadow")
+
+	// Admin account.
+	uid, hasUser := passwd.id(AdminUser)
+	gid, hasGroup := group.id(AdminUser)
+	if !hasUser || !hasGroup {
+		id := freeID(passwd, group)
+		if !hasUser {
+			uid = id
+		}
+		if !hasGroup {
+			gid = id
+		}
+	}
+	home := "/home/" + AdminUser
+	passwd.set(AdminUser, []string{AdminUser, "x", strconv.Itoa(uid), strconv.Itoa(gid), "ksmg administrator", home, "/bin/bash"})
+	group.set(AdminUser, []string{AdminUser, "x", strconv.Itoa(gid), ""})
+	days := strconv.FormatInt(o.Now().Unix()/86400, 10)
+	shadow.set(AdminUser, []string{AdminUser, hash, days, "0", "99999", "7", "", "", ""})
+	t.file(o.path("/etc/passwd"), passwd.bytes(), 0o644, 0, 0)
+	t.file(o.path("/etc/group"), group.bytes(), 0o644, 0, 0)
+	t.file(o.path("/etc/shadow"), shadow.bytes(), 0o640, 0, shadowGID)
+	if gshadow, err := readColonFile(o.path("/etc/gshadow")); err == nil {
+		gshadow.set(AdminUser, []string{AdminUser, "!", "", ""})
+		t.file(o.path("/etc/gshadow"), gshadow.bytes(), 0o640, 0, shadowGID)
+	}
+	t.mkdir(o.path("/home"), 0o755, 0, 0)
+	t.mkdir(o.path(home), 0o700, uid, gid)
+
+	// Host name.
+	t.file(o.path("/etc/hostname"), []byte(a.Hostname+"\n"), 0o644, 0, 0)
+	if hosts, err := os.ReadFile(o.path("/etc/hosts")); err == nil {
+		t.file(o.path("/etc/hosts"), hostsWithName(hosts, a.Hostname), 0o644, 0, 0)
+	}
+
+	// Network: one file per interface; stale files of ours are removed.
+	t.mkdir(o.path("/etc/systemd"), 0o755, 0, 0)
+	t.mkdir(o.path(NetworkDir), 0o755, 0, 0)
+	want := map[string]bool{}
+	for _, ifc := range a.Interfaces {
+		p := o.path(networkFile(ifc.Name))
+		want[p] = true
+		t.file(p, networkd(ifc), 0o644, 0, 0)
+	}
+	old, _ := filepath.Glob(o.path(NetworkDir + "/50-ksmg-*.network"))
+	for _, p := range old {
+		if !want[p] {
+			t.remove(p)
+		}
+	}
+
+	// Time zone and NTP.
+	t.file(o.path("/etc/timezone"), []byte(a.Timezone+"\n"), 0o644, 0, 0)
+	t.symlink(o.path("/etc/localtime"), "/usr/share/zoneinfo/"+a.Timezone)
+	t.mkdir(o.path(filepath.Dir(NTPPath)), 0o755, 0, 0)
+	t.file(o.path(NTPPath), timesyncd(a.NTP), 0o644, 0, 0)
+
+	// SSH: sshd reads the one authorized_keys file of the data contract;
+	// the service is enabled only when asked.
+	t.mkdir(o.path("/etc/ssh"), 0o755, 0, 0)
+	t.mkdir(o.path("/etc/ssh/sshd_config.d"), 0o755, 0, 0)
+	t.file(o.path(SSHDConfigPath), sshdConfig(), 0o644, 0, 0)
+	t.mkdir(o.path("/etc/systemd/system"), 0o755, 0, 0)
+	t.mkdir(o.path(filepath.Dir(SSHWantsLink)), 0o755, 0, 0)
+	if a.SSHEnabled {
+		// 0644 root:root, not the contract's 0640 kluser: sshd opens the
+		// file with the logging-in user's rights, and public keys are
+		// not secret.
+		t.file(o.path(AuthorizedKeys), []byte(strings.TrimSpace(a.SSHAuthorizedKey)+"\n"), 0o644, 0, 0)
+		t.symlink(o.path(SSHWantsLink), SSHUnit)
+	} else {
+		t.remove(o.path(AuthorizedKeys))
+		t.remove(o.path(SSHWantsLink))
+	}
+
+	// Node role and consent.
+	t.mkdir(o.path("/etc/opt"), 0o755, 0, 0)
+	t.mkdir(o.path("/etc/opt/kaspersky"), 0o750, 0, kluser)
+	node, err := nodeConfig(a, o.Now())
+	if err != nil {
+		return err
+	}
+	t.file(o.path(NodeConfigPath), node, 0o640, 0, kluser)
+
+	// Completion stamp, last.
+	t.mkdir(o.path("/var"), 0o755, 0, 0)
+	t.mkdir(o.path("/var/lib"), 0o755, 0, 0)
+	t.mkdir(o.path(filepath.Dir(StampPath)), 0o755, 0, 0)
+	t.file(o.path(StampPath), []byte(o.Now().UTC().Format(time.RFC3339)+"\n"), 0o644, 0, 0)
+	return nil
+}
+
+func hostsWithName(hosts []byte, fqdn string) []byte {
+	short, _, _ := strings.Cut(fqdn, ".")
+	entry := "127.0.1.1\t" + fqdn
+	if short != fqdn {
+		entry += " " + short
+	}
+	var out []string
+	replaced := false
+	for _, l := range strings.Split(strings.TrimRight(string(hosts), "\n"), "\n") {
+		if f := strings.Fields(l); len(f) > 0 && f[0] == "127.0.1.1" {
+			if !replaced {
+				out = append(out, entry)
+				replaced = true
+			}
+			continue
+		}
+		out = append(out, l)
+	}
+	if !replaced {
+		out = append(out, entry)
+	}
+	return []byte(strings.Join(out, "\n") + "\n")
+}
+
+func networkd(ifc answers.Interface) []byte {
+	var b bytes.Buffer
+	b.WriteString("# Written by ksmg-firstboot; change with ksmg-firstboot --reconfigure.\n")
+	fmt.Fprintf(&b, "[Match]\nName=%s\n\n[Network]\n", ifc.Name)
+	if ifc.Mode == answers.ModeDHCP {
+		b.WriteString("DHCP=yes\n")
+		return b.Bytes()
+	}
+	for _, kv := range [][2]string{{"Address", ifc.Address4}, {"Gateway", ifc.Gateway4}, {"Address", ifc.Address6}, {"Gateway", ifc.Gateway6}} {
+		if kv[1] != "" {
+			fmt.Fprintf(&b, "%s=%s\n", kv[0], kv[1])
+		}
+	}
+	for _, d := range ifc.DNS {
+		fmt.Fprintf(&b, "DNS=%s\n", d)
+	}
+	if ifc.SearchDomain != "" {
+		fmt.Fprintf(&b, "Domains=%s\n", ifc.SearchDomain)
+	}
+	return b.Bytes()
+}
+
+func timesyncd(ntp []string) []byte {
+	s := "# Written by ksmg-firstboot.\n[Time]\n"
+	if len(ntp) > 0 {
+		s += "NTP=" + strings.Join(ntp, " ") + "\n"
+	} else {
+		s += "# No servers given: timesyncd's FallbackNTP applies.\n"
+	}
+	return []byte(s)
+}
+
+func sshdConfig() []byte {
+	return []byte(`# Written by ksmg-firstboot. Only the administrator, only with a key.
+AuthorizedKeysFile /etc/ssh/authorized_keys
+AllowUsers ` + AdminUser + `
+PermitRootLogin no
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+`)
+}
+
+// NodeConfig is the product's node file (/etc/opt/kaspersky/ksmg-node.yaml).
+type NodeConfig struct {
+	Role           string    `yaml:"role"`
+	ControlAddress string    `yaml:"control_address,omitempty"`
+	JoinToken      string    `yaml:"join_token,omitempty"`
+	Language       string    `yaml:"language"`
+	EULA           EULA      `yaml:"eula"`
+	KSN            KSNConfig `yaml:"ksn"`
+}
+
+// EULA records the acceptance.
+type EULA struct {
+	Accepted   bool   `yaml:"accepted"`
+	AcceptedAt string `yaml:"accepted_at"`
+}
+
+// KSNConfig records the reputation-service consent. On a Secondary node it
+// follows the Control node and Enabled is not decided locally.
+type KSNConfig struct {
+	Enabled bool   `yaml:"enabled"`
+	Source  string `yaml:"source"` // "local" or "control-node"
+}
+
+func nodeConfig(a answers.Answers, now time.Time) ([]byte, error) {
+	n := NodeConfig{
+		Role: a.Role, Language: a.Language,
+		EULA: EULA{Accepted: a.EULAAccepted, AcceptedAt: now.UTC().Format(time.RFC3339)},
+		KSN:  KSNConfig{Enabled: a.KSN, Source: "local"},
+	}
+	if a.Role == answers.RoleSecondary {
+		n.ControlAddress, n.JoinToken = a.ControlAddress, a.JoinToken
+		n.KSN = KSNConfig{Enabled: false, Source: "control-node"}
+	}
+	b, err := yaml.Marshal(n)
+	if err != nil {
+		return nil, fmt.Errorf("encode node config: %w", err)
+	}
+	return append([]byte("# Written by ksmg-firstboot; change with ksmg-firstboot --reconfigure.\n"), b...), nil
+}
+
+// ReadNodeConfig reads the node file back (reconfiguration prefill).
+func ReadNodeConfig(root string) (NodeConfig, error) {
+	var n NodeConfig
+	b, err := os.ReadFile(filepath.Join(root, NodeConfigPath))
+	if err != nil {
+		return n, err
+	}
+	if err := yaml.Unmarshal(b, &n); err != nil {
+		return n, fmt.Errorf("%s: %w", filepath.Join(root, NodeConfigPath), err)
+	}
+	return n, nil
+}
+
+func hostKeys(ctx context.Context, o Options) error {
+	if err := os.MkdirAll(o.path("/etc/ssh"), 0o755); err != nil {
+		return fmt.Errorf("create %s: %w", o.path("/etc/ssh"), err)
+	}
+	bin := o.SSHKeygen
+	if bin == "" {
+		bin = "ssh-keygen"
+	}
+	args := []string{"-A"}
+	if !o.live() {
+		args = append(args, "-f", o.Root)
+	}
+	out, err := exec.CommandContext(ctx, bin, args...).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("generate SSH host keys (%s %s): %w: %s", bin, strings.Join(args, " "), err, bytes.TrimSpace(out))
+	}
+	return nil
+}
+
+// activate makes the running system use the new configuration. The files
+// are already in place and valid, so failures here are reported but do
+// not undo them: the next boot applies them anyway.
+func activate(ctx context.Context, o Options, a answers.Answers) error {
+	var errs []error
+	if err := setHostname(a.Hostname); err != nil {
+		errs = append(errs, fmt.Errorf("set host name: %w", err))
+	}
+	run := func(args ...string) {
+		if out, err := exec.CommandContext(ctx, "systemctl", args...).CombinedOutput(); err != nil {
+			errs = append(errs, fmt.Errorf("systemctl %s: %w: %s", strings.Join(args, " "), err, bytes.TrimSpace(out)))
+		}
+	}
+	run("daemon-reload")
+	run("try-restart", "systemd-networkd.service", "systemd-timesyncd.service")
+	if a.SSHEnabled {
+		run("restart", "ssh.service")
+	} else {
+		run("stop", "ssh.service")
+	}
+	// --no-block: the gateway unit is ordered After=ksmg-firstboot.service.
+	run("start", "--no-block", "ksmg-gatewayd.service")
+	return errors.Join(errs...)
+}
+
+// HostKeyFingerprints lists "TYPE SHA256:..." of the root's SSH host keys.
+func HostKeyFingerprints(ctx context.Context, root string) ([]string, error) {
+	pubs, _ := filepath.Glob(filepath.Join(root, "/etc/ssh/ssh_host_*_key.pub"))
+	sort.Strings(pubs)
+	var out []string
+	for _, p := range pubs {
+		b, err := exec.CommandContext(ctx, "ssh-keygen", "-l", "-f", p).Output()
+		if err != nil {
+			return nil, fmt.Errorf("fingerprint %s: %w", p, err)
+		}
+		// "256 SHA256:xxx root@host (ED25519)"
+		f := strings.Fields(string(b))
+		if len(f) >= 2 {
+			out = append(out, strings.Trim(f[len(f)-1], "()")+" "+f[1])
+		}
+	}
+	return out, nil
+}
+
+// Done reports whether first boot was completed in root.
+func Done(root string) bool {
+	_, err := os.Stat(filepath.Join(root, StampPath))
+	return err == nil
+}
+
+// Important appends one line to /var/log/ksmg-important (created 0640
+// root:kluser when missing, per the data contract). Callers never pass
+// secret values.
+func Important(root string, now time.Time, msg string) error {
+	p := filepath.Join(root, ImportantLogPath)
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		return fmt.Errorf("create %s: %w", filepath.Dir(p), err)
+	}
+	_, statErr := os.Stat(p)
+	f, err := os.OpenFile(p, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o640)
+	if err != nil {
+		return fmt.Errorf("open %s: %w", p, err)
+	}
+	defer f.Close()
+	if statErr != nil {
+		if g, err := readColonFile(filepath.Join(root, "/etc/group")); err == nil {
+			if gid, ok := g.id(ProductGroup); ok {
+				_ = f.Chown(0, gid)
+			}
+		}
+	}
+	if _, err := fmt.Fprintf(f, "%s ksmg-firstboot: %s\n", now.UTC().Format(time.RFC3339), msg); err != nil {
+		return fmt.Errorf("write %s: %w", p, err)
+	}
+	return f.Sync()
+}
