@@ -1,0 +1,85 @@
+package ova
+
+import (
+	"fmt"
+	"regexp"
+	"strings"
+)
+
+// Property is one first-boot setting offered in the deploy wizard and
+// delivered to the guest through guestinfo.ovfEnv.
+type Property struct {
+	Key         string `json:"key"`
+	Type        string `json:"type"` // OVF type: string, boolean, uint8
+	Default     string `json:"default"`
+	Password    bool   `json:"password,omitempty"`
+	Qualifiers  string `json:"qualifiers,omitempty"` // OVF qualifiers, e.g. ValueMap{"a","b"}
+	Category    string `json:"category"`
+	Label       string `json:"label"`
+	Description string `json:"description"`
+}
+
+// Property categories, in wizard order.
+const (
+	CategoryNetwork = "1. Network"
+	CategoryAdmin   = "2. Administrator"
+	CategoryCluster = "3. Cluster"
+	CategoryLicense = "4. License and data provision"
+)
+
+// Properties returns the product's first-boot properties (a fresh slice).
+func Properties() []Property {
+	return []Property{
+		{Key: "ksmg.hostname", Type: "string", Default: "ksmg", Qualifiers: "MinLen(1) MaxLen(253)", Category: CategoryNetwork,
+			Label: "Host name", Description: "Host name of the gateway, short or fully qualified (e.g. mx1.example.com)."},
+		{Key: "ksmg.network.mode", Type: "string", Default: "dhcp", Qualifiers: `ValueMap{"dhcp","static"}`, Category: CategoryNetwork,
+			Label: "Network configuration", Description: "dhcp: take address, gateway and DNS from DHCP. static: use the values below."},
+		{Key: "ksmg.network.address", Type: "string", Category: CategoryNetwork,
+			Label: "IPv4 address", Description: "Static mode only: the gateway's IPv4 address, e.g. 192.0.2.10."},
+		{Key: "ksmg.network.prefix", Type: "uint8", Default: "24", Qualifiers: "MinValue(1) MaxValue(32)", Category: CategoryNetwork,
+			Label: "Prefix length", Description: "Static mode only: network prefix length, e.g. 24 for 255.255.255.0."},
+		{Key: "ksmg.network.gateway", Type: "string", Category: CategoryNetwork,
+			Label: "Default gateway", Description: "Static mode only: IPv4 address of the default gateway."},
+		{Key: "ksmg.network.dns", Type: "string", Category: CategoryNetwork,
+			Label: "DNS servers", Description: "Comma-separated DNS server addresses. Empty with DHCP: use the DHCP-provided servers."},
+		{Key: "ksmg.network.ntp", Type: "string", Category: CategoryNetwork,
+			Label: "NTP servers", Description: "Comma-separated NTP server names or addresses. Empty: Debian's pool."},
+		{Key: "ksmg.admin.password", Type: "string", Password: true, Qualifiers: "MinLen(0) MaxLen(128)", Category: CategoryAdmin,
+			Label: "Administrator password", Description: "Initial password of the web and console administrator. Leave empty to set it on the VM console at first boot. No default password exists."},
+		{Key: "ksmg.cluster.role", Type: "string", Default: "control", Qualifiers: `ValueMap{"control","secondary"}`, Category: CategoryCluster,
+			Label: "Node role", Description: "control: this node manages the cluster. secondary: this node joins the Control node below."},
+		{Key: "ksmg.cluster.control_address", Type: "string", Category: CategoryCluster,
+			Label: "Control node address", Description: "Secondary nodes only: address or name of the cluster's Control node."},
+		{Key: "ksmg.eula.accepted", Type: "boolean", Default: "False", Category: CategoryLicense,
+			Label: "I accept the End User License Agreement", Description: "The EULA lists the licensing data the product always sends. The node does not process mail until it is accepted."},
+		{Key: "ksmg.ksn.consent", Type: "boolean", Default: "False", Category: CategoryLicense,
+			Label: "Join Kaspersky Security Network (KSN)", Description: "Voluntary: send reputation requests and statistics to the KSN cloud. Off unless turned on here or later; set on the Control node, applied to all Secondary nodes."},
+	}
+}
+
+var keyRE = regexp.MustCompile(`^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*$`)
+
+func validateProperties(ps []Property) error {
+	seen := map[string]bool{}
+	for i, p := range ps {
+		where := fmt.Sprintf("property %d (%q)", i, p.Key)
+		switch {
+		case !keyRE.MatchString(p.Key):
+			return fmt.Errorf("%s: key must be dot-separated lower-case words", where)
+		case seen[p.Key]:
+			return fmt.Errorf("%s: duplicate key", where)
+		case p.Type != "string" && p.Type != "boolean" && p.Type != "uint8" && p.Type != "uint16" && p.Type != "uint32":
+			return fmt.Errorf("%s: type %q, want string, boolean or uint8/16/32", where, p.Type)
+		case p.Password && p.Type != "string":
+			return fmt.Errorf("%s: a password property must be of type string", where)
+		case p.Password && p.Default != "":
+			return fmt.Errorf("%s: a password property must not ship a default value", where)
+		case p.Type == "boolean" && p.Default != "True" && p.Default != "False":
+			return fmt.Errorf("%s: boolean default %q, want True or False", where, p.Default)
+		case strings.TrimSpace(p.Label) == "" || strings.TrimSpace(p.Category) == "":
+			return fmt.Errorf("%s: needs a Label and a Category for the deploy wizard", where)
+		}
+		seen[p.Key] = true
+	}
+	return nil
+}
