@@ -60,7 +60,7 @@ func TestInspectRejects(t *testing.T) {
 		{"vmdk changed after manifest", func(p string) {
 			m := clone()
 			m[2].Data = append(m[2].Data[:len(m[2].Data)-512], make([]byte, 512)...) // EOS stays valid: all zero
-			m[2].Data[len(m[2].Data)-600] ^= 1                                         // inside the footer's padding
+			m[2].Data[len(m[2].Data)-600] ^= 1                                       // inside the footer's padding
 			ovatest.WriteTar(t, p, m)
 		}, names.VMDK, "digest"},
 		{"missing manifest", func(p string) {

@@ -4,8 +4,8 @@ import (
 	"bytes"
 	"context"
 	"io"
-	"strings"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/vmware/govmomi/find"
@@ -74,14 +74,14 @@ func deploy(ctx context.Context, t *testing.T, c *vim25.Client, ovaPath string, 
 		t.Fatal(err)
 	}
 	imp := importer.Importer{
-		Client:         c,
-		Finder:         finder,
-		Datacenter:     dc,
-		Datastore:      ds,
-		ResourcePool:   pool,
-		Host:           hosts[0],
-		Folder:         folders.VmFolder,
-		Archive:        simArchive{&importer.TapeArchive{Path: ovaPath, Opener: importer.Opener{Client: c}}},
+		Client:       c,
+		Finder:       finder,
+		Datacenter:   dc,
+		Datastore:    ds,
+		ResourcePool: pool,
+		Host:         hosts[0],
+		Folder:       folders.VmFolder,
+		Archive:      simArchive{&importer.TapeArchive{Path: ovaPath, Opener: importer.Opener{Client: c}}},
 		// vcsim's lease reports only SHA-1 digests of uploads, so the
 		// importer cannot compare them with a SHA-256 manifest; Inspect's
 		// tests verify the manifest instead.
