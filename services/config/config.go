@@ -226,6 +226,9 @@ func (c *Config) check(src string) error {
 			return &Error{Source: src, Key: fmt.Sprintf("protected_domains[%d].name", i), Expected: "each domain once", Got: strconv.Quote(d.Name) + " again"}
 		}
 		seen[d.Name] = true
+		if d.Route == "" && c.Relay.DefaultRoute == "" {
+			return &Error{Source: src, Key: fmt.Sprintf("protected_domains[%d].route", i), Expected: "a host:port route (relay.default_route is empty)", Got: "none for " + strconv.Quote(d.Name)}
+		}
 	}
 	if c.Relay.RetryMax < c.Relay.RetryInitial {
 		return &Error{Source: src, Key: "relay.retry_max", Expected: "a duration >= relay.retry_initial (" + c.Relay.RetryInitial.String() + ")", Got: strconv.Quote(c.Relay.RetryMax.String())}

@@ -36,6 +36,7 @@ hostname: gw.example.com
 protected_domains:
   - {name: Example.COM, route: "mx.internal:2525", tls: required}
   - name: example.org
+relay: {default_route: "smarthost:25"}
 limits: {max_message_size: 1GiB}
 lists:
   deny: {senders: ["@spam.test"], networks: ["192.0.2.0/24", "2001:db8::1"]}
@@ -91,7 +92,8 @@ func TestInvalid(t *testing.T) {
 		{"section scalar", "limits: 5", nil, `key limits: expected a mapping of keys`},
 		{"yaml syntax", "limits: [", nil, `/etc/g.yaml: valid YAML`},
 		{"retry order", "relay: {retry_initial: 2h, retry_max: 1h}", nil, `key relay.retry_max: expected a duration >= relay.retry_initial`},
-		{"duplicate domain", "protected_domains: [a.com, a.com]", nil, `key protected_domains[1].name: expected each domain once`},
+		{"no route", "protected_domains: [a.com]", nil, `key protected_domains[0].route: expected a host:port route (relay.default_route is empty), got none for "a.com"`},
+		{"duplicate domain", "relay: {default_route: 'h:25'}\nprotected_domains: [a.com, a.com]", nil, `key protected_domains[1].name: expected each domain once`},
 		{"env", "", map[string]string{"KSMG_LIMITS_MAX_SESSIONS": "many"}, `environment KSMG_LIMITS_MAX_SESSIONS: key limits.max_sessions: expected a positive integer, got "many"`},
 		{"bool", "logging: {trace: perhaps}", nil, `key logging.trace: expected true or false`},
 	} {

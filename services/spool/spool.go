@@ -50,6 +50,10 @@ const (
 	maxEnvSize = 16 << 20
 )
 
+// ErrStorage marks Write failures of the spool itself (disk full, I/O), as
+// opposed to errors of the body reader (client gone, message too large).
+var ErrStorage = errors.New("queue storage failure")
+
 // Envelope is the SMTP envelope and reception facts of a message.
 type Envelope struct {
 	ID       string    `json:"id"`
@@ -211,8 +215,9 @@ func parseID(name string) (uint64, bool) {
 	return n, err == nil
 }
 
-// newID is time-ordered and unique across restarts of one spool.
-func (s *Spool) newID() string {
+// NewID returns a fresh queue id: 16 upper-case hex digits, time-ordered and
+// unique across restarts of one spool.
+func (s *Spool) NewID() string {
 	for {
 		last := s.lastID.Load()
 		next := uint64(time.Now().UnixNano())
@@ -226,21 +231,25 @@ func (s *Spool) newID() string {
 }
 
 // Write stores env and the body read from r durably and returns the body
-// size. env.ID is assigned. When Write returns nil the message survives a
-// crash; on error nothing is left in msg/.
+// size. env.ID is assigned unless set (from NewID). When Write returns nil
+// the message survives a crash; on error nothing is left in msg/.
 func (s *Spool) Write(env *Envelope, r io.Reader) (int64, error) {
-	env.ID = s.newID()
+	if env.ID == "" {
+		env.ID = s.NewID()
+	} else if !ValidID(env.ID) {
+		return 0, fmt.Errorf("spool: bad queue id %q", env.ID)
+	}
 	if env.Received.IsZero() {
 		env.Received = time.Now().UTC()
 	}
 	ej, err := json.Marshal(env)
 	if err != nil {
-		return 0, fmt.Errorf("spool: encode envelope: %w", err)
+		return 0, fmt.Errorf("spool: encode envelope: %w: %w", ErrStorage, err)
 	}
 	tmp := filepath.Join(s.dir, "tmp", env.ID)
 	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o640)
 	if err != nil {
-		return 0, fmt.Errorf("spool: %w", err)
+		return 0, fmt.Errorf("spool: %w: %w", ErrStorage, err)
 	}
 	ok := false
 	defer func() {
@@ -264,26 +273,26 @@ func (s *Spool) Write(env *Envelope, r io.Reader) (int64, error) {
 	binary.BigEndian.PutUint64(n8[:], uint64(size))
 	bw.Write(n8[:])
 	if err := bw.Flush(); err != nil {
-		return 0, fmt.Errorf("spool: write %s: %w", tmp, err)
+		return 0, fmt.Errorf("spool: write %s: %w: %w", tmp, ErrStorage, err)
 	}
 	// The checksum covers everything before it, so it goes to f directly.
 	if _, err := f.Write(append(h.Sum(nil), tailMagic...)); err != nil {
-		return 0, fmt.Errorf("spool: write %s: %w", tmp, err)
+		return 0, fmt.Errorf("spool: write %s: %w: %w", tmp, ErrStorage, err)
 	}
 	if err := f.Sync(); err != nil {
-		return 0, fmt.Errorf("spool: fsync %s: %w", tmp, err)
+		return 0, fmt.Errorf("spool: fsync %s: %w: %w", tmp, ErrStorage, err)
 	}
 	if err := f.Close(); err != nil {
-		return 0, fmt.Errorf("spool: close %s: %w", tmp, err)
+		return 0, fmt.Errorf("spool: close %s: %w: %w", tmp, ErrStorage, err)
 	}
 	if err := os.Rename(tmp, filepath.Join(s.dir, "msg", env.ID)); err != nil {
-		return 0, fmt.Errorf("spool: commit %s: %w", env.ID, err)
+		return 0, fmt.Errorf("spool: commit %s: %w: %w", env.ID, ErrStorage, err)
 	}
 	ok = true
 	if err := s.msgDir.sync(); err != nil {
 		// Not acknowledged, so it must not be delivered either.
 		os.Remove(filepath.Join(s.dir, "msg", env.ID))
-		return 0, fmt.Errorf("spool: fsync queue directory: %w", err)
+		return 0, fmt.Errorf("spool: fsync queue directory: %w: %w", ErrStorage, err)
 	}
 	return size, nil
 }

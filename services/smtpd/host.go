@@ -1,0 +1,5 @@
+package smtpd
+
+import "os"
+
+var osHostname = os.Hostname

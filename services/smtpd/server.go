@@ -1,0 +1,279 @@
+// Package smtpd is the gateway's receiving side: an SMTP server built on
+// github.com/emersion/go-smtp that enforces the limits, the relay rule
+// (mail only for protected domains, or from trusted networks) and the allow
+// and deny lists before DATA, and answers 250 to DATA only after the spool
+// has made the message durable.
+package smtpd
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"strings"
+	"time"
+
+	"github.com/emersion/go-smtp"
+	"golang.org/x/net/netutil"
+
+	"github.com/ksmg-appliance/ksmg/services/config"
+	"github.com/ksmg-appliance/ksmg/services/eventlog"
+	"github.com/ksmg-appliance/ksmg/services/spool"
+)
+
+// Queue receives every message once it is durable in the spool.
+type Queue interface {
+	Enqueue(m *spool.Message)
+}
+
+// Events receives message-processing events.
+type Events interface {
+	Event(e eventlog.Event)
+}
+
+// Options wire a Server.
+type Options struct {
+	Config func() *config.Config // the current configuration (reloads)
+	Spool  *spool.Spool
+	Queue  Queue
+	Events Events
+	Log    *slog.Logger // important events
+	TLS    *tls.Config  // nil: no STARTTLS
+	Trace  io.Writer    // raw SMTP dialogue (carries bodies); nil: none
+}
+
+// Server is the SMTP listener side.
+type Server struct {
+	opt      Options
+	srv      *smtp.Server
+	hostname string
+}
+
+// New creates a server. Limits the go-smtp server enforces itself (line
+// length, idle time, the advertised SIZE) are taken from the configuration
+// at start; the per-session checks follow reloads.
+func New(opt Options) *Server {
+	cfg := opt.Config()
+	s := &Server{opt: opt, hostname: Hostname(cfg)}
+	srv := smtp.NewServer(s)
+	srv.Domain = s.hostname
+	srv.MaxMessageBytes = cfg.Limits.MaxMessageSize
+	srv.MaxLineLength = cfg.Limits.MaxLineLength
+	srv.ReadTimeout = cfg.Limits.IdleTimeout
+	srv.WriteTimeout = cfg.Limits.IdleTimeout
+	srv.TLSConfig = opt.TLS
+	srv.ErrorLog = slogPrinter{opt.Log}
+	if opt.Trace != nil {
+		srv.Debug = opt.Trace
+	}
+	s.srv = srv
+	return s
+}
+
+// Hostname is the banner/EHLO name.
+func Hostname(c *config.Config) string {
+	if c.Hostname != "" {
+		return c.Hostname
+	}
+	if h, err := osHostname(); err == nil && h != "" {
+		return h
+	}
+	return "localhost"
+}
+
+// Serve accepts sessions on l (at most limits.max_sessions at once; more
+// wait in the kernel backlog) until Shutdown.
+func (s *Server) Serve(l net.Listener) error {
+	err := s.srv.Serve(netutil.LimitListener(l, s.opt.Config().Limits.MaxSessions))
+	if errors.Is(err, smtp.ErrServerClosed) || errors.Is(err, net.ErrClosed) {
+		return nil
+	}
+	return err
+}
+
+// Shutdown stops accepting, lets sessions finish until ctx ends, then
+// closes the rest (their unacknowledged messages were never answered 250).
+func (s *Server) Shutdown(ctx context.Context) error {
+	err := s.srv.Shutdown(ctx)
+	if ctx.Err() != nil {
+		s.srv.Close()
+	}
+	if errors.Is(err, smtp.ErrServerClosed) {
+		return nil
+	}
+	return err
+}
+
+// NewSession implements smtp.Backend.
+func (s *Server) NewSession(c *smtp.Conn) (smtp.Session, error) {
+	sess := &session{s: s, conn: c, helo: c.Hostname()}
+	if ap, err := netip.ParseAddrPort(c.Conn().RemoteAddr().String()); err == nil {
+		sess.ip = ap.Addr().Unmap()
+		sess.ipStr = sess.ip.String()
+	}
+	return sess, nil
+}
+
+type session struct {
+	s       *Server
+	conn    *smtp.Conn
+	ip      netip.Addr
+	ipStr   string
+	helo    string
+	cfg     *config.Config
+	from    string
+	hasFrom bool
+	allowed bool // an allow list matched the client or the sender
+	rcpts   []string
+}
+
+func reply(code int, enh smtp.EnhancedCode, msg string) *smtp.SMTPError {
+	return &smtp.SMTPError{Code: code, EnhancedCode: enh, Message: msg}
+}
+
+func (se *session) reject(err *smtp.SMTPError, rcpt string) error {
+	e := eventlog.Event{ClientIP: se.ipStr, Action: "rejected",
+		Result: fmt.Sprintf("%d %d.%d.%d %s", err.Code, err.EnhancedCode[0], err.EnhancedCode[1], err.EnhancedCode[2], err.Message)}
+	if se.hasFrom {
+		from := se.from
+		e.Sender = &from
+	}
+	if rcpt != "" {
+		e.Recipients = []string{rcpt}
+	}
+	se.s.opt.Events.Event(e)
+	return err
+}
+
+func (se *session) Mail(from string, opts *smtp.MailOptions) error {
+	cfg := se.s.opt.Config()
+	se.cfg, se.from, se.hasFrom, se.rcpts = cfg, from, true, nil
+	se.allowed = matchNet(cfg.Lists.Allow.Networks, se.ip) || (from != "" && matchAddr(cfg.Lists.Allow.Senders, from))
+	if !se.allowed && matchNet(cfg.Lists.Deny.Networks, se.ip) {
+		se.hasFrom = false
+		return se.reject(reply(554, smtp.EnhancedCode{5, 7, 1}, "Client address rejected: on the deny list"), "")
+	}
+	if !se.allowed && from != "" && matchAddr(cfg.Lists.Deny.Senders, from) {
+		se.hasFrom = false
+		return se.reject(reply(550, smtp.EnhancedCode{5, 7, 1}, "Sender address rejected: on the deny list"), "")
+	}
+	if opts != nil && opts.Size > cfg.Limits.MaxMessageSize {
+		se.hasFrom = false
+		return se.reject(smtp.ErrDataTooLarge, "")
+	}
+	return nil
+}
+
+func (se *session) Rcpt(to string, _ *smtp.RcptOptions) error {
+	cfg := se.cfg
+	if len(se.rcpts) >= cfg.Limits.MaxRecipients {
+		return se.reject(reply(452, smtp.EnhancedCode{4, 5, 3}, fmt.Sprintf("Too many recipients (at most %d per message)", cfg.Limits.MaxRecipients)), to)
+	}
+	addr, dom := splitAddr(to)
+	if dom == "" || strings.HasPrefix(addr, "@") {
+		return se.reject(reply(550, smtp.EnhancedCode{5, 1, 3}, "Bad recipient address syntax"), to)
+	}
+	_, protected, routed := RouteFor(cfg, dom)
+	if !protected && !matchNet(cfg.TrustedNetworks, se.ip) {
+		return se.reject(reply(550, smtp.EnhancedCode{5, 7, 1}, "Relaying denied"), to)
+	}
+	if !routed {
+		return se.reject(reply(550, smtp.EnhancedCode{5, 4, 4}, "No route to "+dom+" (relay.default_route is not set)"), to)
+	}
+	if !se.allowed && !matchAddr(cfg.Lists.Allow.Recipients, to) && matchAddr(cfg.Lists.Deny.Recipients, to) {
+		return se.reject(reply(550, smtp.EnhancedCode{5, 7, 1}, "Recipient address rejected: on the deny list"), to)
+	}
+	se.rcpts = append(se.rcpts, to)
+	return nil
+}
+
+// limitReader reports ErrDataTooLarge past n bytes (the reloadable limit;
+// go-smtp enforces the one configured at start).
+type limitReader struct {
+	r io.Reader
+	n int64
+}
+
+func (l *limitReader) Read(p []byte) (int, error) {
+	if l.n <= 0 {
+		var one [1]byte
+		if k, _ := l.r.Read(one[:]); k > 0 {
+			return 0, smtp.ErrDataTooLarge
+		}
+		return l.r.Read(p)
+	}
+	if int64(len(p)) > l.n {
+		p = p[:l.n]
+	}
+	k, err := l.r.Read(p)
+	l.n -= int64(k)
+	return k, err
+}
+
+func (se *session) Data(r io.Reader) error {
+	cfg := se.cfg
+	env := &spool.Envelope{ID: se.s.opt.Spool.NewID(), From: se.from, To: append([]string(nil), se.rcpts...),
+		ClientIP: se.ipStr, Helo: se.helo, Received: time.Now().UTC()}
+	proto := "ESMTP"
+	if _, ok := se.conn.TLSConnectionState(); ok {
+		proto = "ESMTPS"
+	}
+	var for1 string
+	if len(env.To) == 1 {
+		for1 = "\r\n\tfor <" + env.To[0] + ">"
+	}
+	received := fmt.Sprintf("Received: from %s ([%s])\r\n\tby %s (ksmg-gatewayd) with %s id %s%s;\r\n\t%s\r\n",
+		sanitize(se.helo), se.ipStr, se.s.hostname, proto, env.ID, for1, env.Received.Format(time.RFC1123Z))
+	size, err := se.s.opt.Spool.Write(env, io.MultiReader(strings.NewReader(received), &limitReader{r, cfg.Limits.MaxMessageSize}))
+	if err != nil {
+		var se2 *smtp.SMTPError
+		if errors.As(err, &se2) {
+			return se.rejectData(env, se2)
+		}
+		if errors.Is(err, smtp.ErrTooLongLine) {
+			return se.rejectData(env, reply(500, smtp.EnhancedCode{5, 5, 2}, "Line too long"))
+		}
+		if errors.Is(err, spool.ErrStorage) {
+			se.s.opt.Log.Error("cannot queue message", "queue_id", env.ID, "err", err)
+			return se.rejectData(env, reply(451, smtp.EnhancedCode{4, 3, 0}, "Temporary local problem, try again later"))
+		}
+		return err // the client connection failed; nobody to answer
+	}
+	se.s.opt.Queue.Enqueue(&spool.Message{Env: *env, State: spool.NewState(env), Size: size})
+	from := env.From
+	res := "250 2.0.0 OK: queued as " + env.ID
+	se.s.opt.Events.Event(eventlog.Event{QueueID: env.ID, ClientIP: se.ipStr, Sender: &from, Recipients: env.To, Size: size, Action: "received", Result: res})
+	return reply(250, smtp.EnhancedCode{2, 0, 0}, "OK: queued as "+env.ID)
+}
+
+func (se *session) rejectData(env *spool.Envelope, e *smtp.SMTPError) error {
+	from := env.From
+	se.s.opt.Events.Event(eventlog.Event{QueueID: env.ID, ClientIP: se.ipStr, Sender: &from, Recipients: env.To, Action: "rejected",
+		Result: fmt.Sprintf("%d %d.%d.%d %s", e.Code, e.EnhancedCode[0], e.EnhancedCode[1], e.EnhancedCode[2], e.Message)})
+	return e
+}
+
+// sanitize keeps a client-supplied HELO name from breaking the header.
+func sanitize(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r < 0x21 || r > 0x7e || r == '(' || r == ')' {
+			return '_'
+		}
+		return r
+	}, s)
+}
+
+func (se *session) Reset() {
+	se.hasFrom, se.from, se.rcpts, se.allowed = false, "", nil, false
+}
+
+func (se *session) Logout() error { return nil }
+
+type slogPrinter struct{ l *slog.Logger }
+
+func (p slogPrinter) Printf(format string, v ...any) { p.l.Warn(fmt.Sprintf(format, v...)) }
+func (p slogPrinter) Println(v ...any)               { p.l.Warn(fmt.Sprint(v...)) }
