@@ -8,7 +8,7 @@ import (
 )
 
 var (
-	stopSignals  = []os.Signal{syscall.SIGTERM, syscall.SIGINT}
+	stopSignals            = []os.Signal{syscall.SIGTERM, syscall.SIGINT}
 	reloadSignal os.Signal = syscall.SIGHUP
 	reopenSignal os.Signal = syscall.SIGUSR1
 )

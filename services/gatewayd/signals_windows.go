@@ -8,7 +8,7 @@ import "os"
 // tree compiles (the appliance is Linux); reload and reopen need a restart.
 // The two values are distinct placeholders that are never delivered.
 var (
-	stopSignals  = []os.Signal{os.Interrupt}
+	stopSignals            = []os.Signal{os.Interrupt}
 	reloadSignal os.Signal = neverSignal("reload")
 	reopenSignal os.Signal = neverSignal("reopen")
 )

@@ -63,10 +63,10 @@ lists:
 	defer g.stop()
 
 	for _, tc := range []struct {
-		name  string
-		args  []string
-		want  string // in swaks' transcript
-		ok    bool   // accepted and delivered
+		name string
+		args []string
+		want string // in swaks' transcript
+		ok   bool   // accepted and delivered
 	}{
 		{"plain", []string{"--from", "alice@sender.test", "--to", "bob@example.com", "--header", "Subject: plain"}, "250 2.0.0 OK: queued as", true},
 		{"starttls", []string{"--tls", "--from", "alice@sender.test", "--to", "carol@example.com", "--header", "Subject: tls"}, "250 2.0.0 OK: queued as", true},

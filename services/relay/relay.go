@@ -74,7 +74,7 @@ func (h msgHeap) Less(i, j int) bool {
 	}
 	return h[i].m.Env.ID < h[j].m.Env.ID
 }
-func (h msgHeap) Swap(i, j int)  { h[i], h[j] = h[j], h[i]; h[i].index = i; h[j].index = j }
+func (h msgHeap) Swap(i, j int) { h[i], h[j] = h[j], h[i]; h[i].index = i; h[j].index = j }
 func (h *msgHeap) Push(x any)   { it := x.(*item); it.index = len(*h); *h = append(*h, it) }
 func (h *msgHeap) Pop() any {
 	old := *h
