@@ -1,3 +1,5 @@
+//go:build unix
+
 package apply
 
 import (
@@ -5,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"syscall"
 	"testing"
@@ -274,5 +277,25 @@ func TestImportant(t *testing.T) {
 	}
 	if mode, uid, gid := statOwner(t, root, ImportantLogPath); mode != 0o640 || uid != 0 || gid != 998 {
 		t.Fatalf("log owner %v %d:%d", mode, uid, gid)
+	}
+}
+
+func TestCurrentReadsBackWhatApplyWrote(t *testing.T) {
+	root := newRoot(t)
+	in := staticAnswers()
+	if err := Apply(context.Background(), Options{Root: root, Now: fixedNow}, in); err != nil {
+		t.Fatal(err)
+	}
+	got := Current(root)
+	if !crypt.Verify(in.AdminPassword, got.AdminPasswordHash) {
+		t.Fatal("current hash does not verify")
+	}
+	in.AdminPassword, got.AdminPasswordHash = "", ""
+	in.KSN = false // a Secondary node follows the Control node
+	if err := got.Validate(); err == nil {
+		t.Fatal("read-back answers without a password must not validate on their own")
+	}
+	if !reflect.DeepEqual(got, in) {
+		t.Fatalf("read back:\n%+v\nwant\n%+v", got, in)
 	}
 }

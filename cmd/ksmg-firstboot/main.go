@@ -1,0 +1,346 @@
+// Command ksmg-firstboot is the appliance's first-boot setup: it reads
+// unattended answers (VMware OVF environment, Hyper-V KVP, systemd
+// credentials, a seed file on a config drive), applies them when complete,
+// and otherwise opens the console wizard prefilled with the valid ones.
+// It runs once (completion stamp); --reconfigure opens the wizard again.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"sort"
+	"strings"
+	"syscall"
+	"time"
+	_ "time/tzdata" // time-zone validation must not depend on the host's tzdata
+
+	"github.com/spf13/cobra"
+	"golang.org/x/term"
+
+	"github.com/ksmg-appliance/ksmg/firstboot/answers"
+	"github.com/ksmg-appliance/ksmg/firstboot/apply"
+	"github.com/ksmg-appliance/ksmg/firstboot/sources"
+	"github.com/ksmg-appliance/ksmg/firstboot/tui"
+)
+
+type flags struct {
+	root         string
+	reconfigure  bool
+	accessible   string
+	interfaces   []string
+	noSources    bool
+	kvpPool      string
+	credsDir     string
+	seed         string
+	labelsDir    string
+	rpctool      string
+	json         bool
+	pollInterval time.Duration
+}
+
+func main() {
+	var f flags
+	cmd := &cobra.Command{
+		Use:           "ksmg-firstboot",
+		Short:         "First-boot setup of the ksmg mail gateway appliance",
+		Args:          cobra.NoArgs,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return run(cmd.Context(), f, os.Stdin, os.Stdout)
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&f.root, "root", "/", "root directory to configure (a scratch root in tests)")
+	fl.BoolVar(&f.reconfigure, "reconfigure", false, "open the wizard again after setup was done, prefilled with the current settings")
+	fl.StringVar(&f.accessible, "accessible", "auto", "line-by-line prompts for serial/dumb terminals: auto, on or off")
+	fl.StringSliceVar(&f.interfaces, "interfaces", nil, "network interfaces to configure (default: the machine's NICs)")
+	fl.BoolVar(&f.noSources, "no-unattended", false, "ignore unattended answers (OVF, KVP, credentials, seed)")
+	fl.StringVar(&f.kvpPool, "kvp-pool", sources.DefaultKVPPath, "Hyper-V host-to-guest KVP pool")
+	fl.StringVar(&f.credsDir, "credentials-dir", "", "systemd credentials directory (default $CREDENTIALS_DIRECTORY)")
+	fl.StringVar(&f.seed, "seed", "", "seed YAML file to read (in addition to a KSMG-SEED/CIDATA config drive)")
+	fl.StringVar(&f.labelsDir, "by-label", "/dev/disk/by-label", "where to look for a config drive by filesystem label")
+	fl.StringVar(&f.rpctool, "vmware-rpctool", "vmware-rpctool", "VMware Tools' rpctool, to read guestinfo.ovfEnv")
+	fl.BoolVar(&f.json, "json", false, "JSON logs on stderr")
+	fl.DurationVar(&f.pollInterval, "poll", 2*time.Second, "how often a waiting console checks whether another console finished setup")
+	_ = fl.MarkHidden("poll")
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := cmd.ExecuteContext(ctx); err != nil {
+		fmt.Fprintln(os.Stderr, "ksmg-firstboot:", err)
+		os.Exit(1)
+	}
+}
+
+func newLogger(jsonLogs bool) *slog.Logger {
+	if jsonLogs || !term.IsTerminal(int(os.Stderr.Fd())) {
+		return slog.New(slog.NewJSONHandler(os.Stderr, nil))
+	}
+	// On the console the wizard speaks for itself; only problems are logged.
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+}
+
+func run(ctx context.Context, f flags, in *os.File, out io.Writer) error {
+	log := newLogger(f.json)
+	if apply.Done(f.root) && !f.reconfigure {
+		log.Info("first boot already done; use --reconfigure to change settings", "stamp", filepath.Join(f.root, apply.StampPath))
+		return nil
+	}
+	ifnames := f.interfaces
+	if len(ifnames) == 0 {
+		ifnames = detectNICs()
+	}
+	primary := "eth0"
+	if len(ifnames) > 0 {
+		primary = ifnames[0]
+	}
+
+	var (
+		prefill answers.Answers
+		notices []string
+		srcs    []sources.Source
+	)
+	switch {
+	case f.reconfigure:
+		prefill = apply.Current(f.root)
+	case f.noSources:
+		prefill = answers.Defaults()
+	default:
+		srcs = unattendedSources(f)
+		res := sources.Gather(ctx, srcs)
+		for _, err := range res.Errors {
+			notices = append(notices, err.Error())
+		}
+		var errs []error
+		prefill, errs = answers.FromKeys(res.Values, primary)
+		for _, err := range errs {
+			var fe *answers.FieldError
+			origin := ""
+			if errors.As(err, &fe) {
+				origin = " (from " + res.Origin[fe.Key] + ")"
+			}
+			notices = append(notices, err.Error()+origin)
+		}
+		log.Info("unattended answers", "sources", res.Found, "keys", keysOf(res.Values), "rejected", len(notices))
+		if len(notices) == 0 && len(res.Values) > 0 && prefill.Validate() == nil {
+			if err := applyAndFinish(ctx, f, log, out, prefill, srcs, res.Values); err != nil {
+				report(f, log, out, "unattended setup failed: "+err.Error())
+				notices = append(notices, "unattended setup failed: "+err.Error())
+			} else {
+				return nil
+			}
+		}
+		for _, n := range notices {
+			report(f, log, out, "unattended answer rejected: "+n)
+		}
+		defer func() {
+			if err := sources.ScrubSecrets(context.WithoutCancel(ctx), srcs, sources.SecretKeys(res.Values)); err != nil {
+				log.Error("scrub secrets from sources", "err", err)
+			}
+		}()
+	}
+	if len(prefill.Interfaces) == 0 && len(ifnames) == 0 {
+		prefill.Interface(primary)
+	}
+
+	if !term.IsTerminal(int(in.Fd())) {
+		return errors.New("answers are incomplete and there is no console to ask on; pass complete unattended answers (see ksmg-firstboot --help)")
+	}
+	o := tui.Options{Interfaces: ifnames, Accessible: accessible(f.accessible, in), Notices: notices, In: in, Out: out}
+	for {
+		a, err := wizard(ctx, f, o, prefill)
+		if err != nil {
+			if !f.reconfigure && apply.Done(f.root) {
+				fmt.Fprintln(out, "Setup was completed on another console.")
+				return nil
+			}
+			return err
+		}
+		err = applyAndFinish(ctx, f, log, out, a, nil, nil)
+		if err == nil {
+			return nil
+		}
+		report(f, log, out, "setup failed, nothing was changed: "+err.Error())
+		prefill, o.Notices = a, []string{"apply failed: " + err.Error()}
+	}
+}
+
+// wizard runs the console wizard once, ended early if another console
+// completes setup meanwhile.
+func wizard(ctx context.Context, f flags, o tui.Options, prefill answers.Answers) (answers.Answers, error) {
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	o.Ctx = wctx
+	if !f.reconfigure {
+		go watchStamp(wctx, cancel, f.root, f.pollInterval)
+	}
+	return tui.Run(o, prefill)
+}
+
+// watchStamp ends this console's wizard when another console (the wizard
+// runs on tty1 and the serial port) completes setup.
+func watchStamp(ctx context.Context, cancel func(), root string, every time.Duration) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if apply.Done(root) {
+				cancel()
+				return
+			}
+		}
+	}
+}
+
+func unattendedSources(f flags) []sources.Source {
+	// Precedence: hypervisor first (what the deployer set for this VM),
+	// then the guest's credentials, then a seed drive or file.
+	srcs := []sources.Source{
+		sources.OVFEnv{Tool: f.rpctool},
+		sources.KVP{Path: f.kvpPool},
+		sources.Credentials{Dir: f.credsDir},
+		sources.SeedDrive{ByLabel: f.labelsDir},
+	}
+	if f.seed != "" {
+		srcs = append(srcs, sources.Seed{Path: f.seed})
+	}
+	return srcs
+}
+
+func applyAndFinish(ctx context.Context, f flags, log *slog.Logger, out io.Writer, a answers.Answers, srcs []sources.Source, used map[string]string) error {
+	unlock, err := lock(f.root)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	if apply.Done(f.root) && !f.reconfigure {
+		fmt.Fprintln(out, "Setup was completed on another console.")
+		return nil
+	}
+	fmt.Fprintln(out, "Applying settings...")
+	if err := apply.Apply(ctx, apply.Options{Root: f.root, Log: log}, a); err != nil {
+		return err
+	}
+	// Secrets are used: remove them from guest-side sources.
+	if err := sources.ScrubSecrets(ctx, srcs, sources.SecretKeys(used)); err != nil {
+		report(f, log, out, "could not remove secrets from an unattended source: "+err.Error())
+	}
+	_ = apply.Important(f.root, time.Now(), "first-boot setup completed (host "+a.Hostname+", role "+a.Role+")")
+	banner(ctx, f.root, out, a)
+	return nil
+}
+
+// lock serialises the consoles' applies (tty1 and serial run in parallel).
+func lock(root string) (func(), error) {
+	dir := filepath.Join(root, "/run/lock")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("create %s: %w", dir, err)
+	}
+	return flock(filepath.Join(dir, "ksmg-firstboot.lock"))
+}
+
+func report(f flags, log *slog.Logger, out io.Writer, msg string) {
+	fmt.Fprintln(out, "ksmg-firstboot: "+msg)
+	log.Warn(msg)
+	if err := apply.Important(f.root, time.Now(), msg); err != nil {
+		log.Error("write important log", "err", err)
+	}
+}
+
+func banner(ctx context.Context, root string, out io.Writer, a answers.Answers) {
+	var b strings.Builder
+	b.WriteString("\nksmg appliance is set up.\n")
+	fmt.Fprintf(&b, "  Host name: %s   Role: %s\n", a.Hostname, a.Role)
+	for _, addr := range addresses() {
+		fmt.Fprintf(&b, "  Web interface: https://%s/\n", addr)
+	}
+	if a.SSHEnabled {
+		b.WriteString("  SSH: enabled for user " + apply.AdminUser + "\n")
+	} else {
+		b.WriteString("  SSH: off\n")
+	}
+	fps, err := apply.HostKeyFingerprints(ctx, root)
+	if err == nil && len(fps) > 0 {
+		b.WriteString("  SSH host key fingerprints:\n")
+		for _, fp := range fps {
+			b.WriteString("    " + fp + "\n")
+		}
+	}
+	fmt.Fprint(out, b.String())
+}
+
+func addresses() []string {
+	var out []string
+	ifs, _ := net.Interfaces()
+	for _, ifc := range ifs {
+		if ifc.Flags&net.FlagLoopback != 0 || ifc.Flags&net.FlagUp == 0 {
+			continue
+		}
+		addrs, _ := ifc.Addrs()
+		for _, a := range addrs {
+			ipn, ok := a.(*net.IPNet)
+			if !ok || ipn.IP.IsLinkLocalUnicast() {
+				continue
+			}
+			host := ipn.IP.String()
+			if ipn.IP.To4() == nil {
+				host = "[" + host + "]"
+			}
+			out = append(out, host)
+		}
+	}
+	return out
+}
+
+// detectNICs lists physical-looking interfaces: not loopback, not
+// virtual (bridges, veth, docker); /sys/class/net/X/device exists only
+// for real (or paravirtual) hardware.
+func detectNICs() []string {
+	ents, _ := os.ReadDir("/sys/class/net")
+	var out []string
+	for _, e := range ents {
+		if _, err := os.Stat(filepath.Join("/sys/class/net", e.Name(), "device")); err == nil {
+			out = append(out, e.Name())
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// accessible decides line prompts: forced by the flag, or TERM=dumb, or a
+// basic terminal type on a serial line (ttyS*, ttyAMA*, hvc*).
+func accessible(mode string, in *os.File) bool {
+	switch mode {
+	case "on":
+		return true
+	case "off":
+		return false
+	}
+	t := os.Getenv("TERM")
+	if t == "" || t == "dumb" {
+		return true
+	}
+	tty, _ := os.Readlink(fmt.Sprintf("/proc/self/fd/%d", in.Fd()))
+	serial := strings.HasPrefix(tty, "/dev/ttyS") || strings.HasPrefix(tty, "/dev/ttyAMA") || strings.HasPrefix(tty, "/dev/hvc")
+	return serial && (t == "vt100" || t == "vt102" || t == "vt220" || t == "linux")
+}
+
+func keysOf(m map[string]string) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k) // names only: values may be secrets
+	}
+	sort.Strings(out)
+	return out
+}
