@@ -1,0 +1,264 @@
+package main
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"testing"
+
+	"github.com/ksmg-appliance/ksmg/firstboot/apply"
+	"github.com/ksmg-appliance/ksmg/firstboot/sources"
+)
+
+func completeKV(hostname string) map[string]string {
+	return map[string]string{
+		"ksmg.eula.accepted":        "true",
+		"ksmg.admin.password":       "Correct-Horse-9",
+		"ksmg.hostname":             hostname,
+		"ksmg.network.mode":         "static",
+		"ksmg.network.ipv4.address": "192.0.2.10/24",
+		"ksmg.network.ipv4.gateway": "192.0.2.1",
+		"ksmg.network.dns":          "192.0.2.53",
+		"ksmg.timezone":             "Europe/Prague",
+		"ksmg.node.role":            "secondary",
+		"ksmg.node.control_address": "ctl.example.com",
+		"ksmg.node.join_token":      "0123456789abcdef0123",
+	}
+}
+
+func ovfEnvDoc(kv map[string]string) string {
+	var b strings.Builder
+	b.WriteString(`<?xml version="1.0" encoding="UTF-8"?>
+<Environment xmlns="http://schemas.dmtf.org/ovf/environment/1" xmlns:oe="http://schemas.dmtf.org/ovf/environment/1" xmlns:ve="http://www.vmware.com/schema/ovfenv" oe:id="">
+<PlatformSection><Kind>VMware ESXi</Kind></PlatformSection>
+<PropertySection>
+`)
+	keys := make([]string, 0, len(kv))
+	for k := range kv {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		fmt.Fprintf(&b, "<Property oe:key=%q oe:value=%q/>\n", k, kv[k])
+	}
+	b.WriteString("</PropertySection>\n</Environment>\n")
+	return b.String()
+}
+
+// sourceSetups put answers where each unattended source reads them and
+// return the flags pointing the command there.
+var sourceSetups = map[string]func(t *testing.T, kv map[string]string) []string{
+	// The VMware backdoor exists only inside a VMware guest, so a script
+	// stands in for vmware-rpctool, printing the OVF environment ESXi serves.
+	"ovf": func(t *testing.T, kv map[string]string) []string {
+		dir := t.TempDir()
+		doc := filepath.Join(dir, "ovfenv.xml")
+		must(t, os.WriteFile(doc, []byte(ovfEnvDoc(kv)), 0o644))
+		tool := filepath.Join(dir, "vmware-rpctool")
+		must(t, os.WriteFile(tool, []byte("#!/bin/sh\n[ \"$1\" = 'info-get guestinfo.ovfEnv' ] || exit 2\ncat '"+doc+"'\n"), 0o755))
+		return []string{"--vmware-rpctool", tool}
+	},
+	"kvp": func(t *testing.T, kv map[string]string) []string {
+		pool := filepath.Join(t.TempDir(), ".kvp_pool_0")
+		var recs []sources.KVPRecord
+		recs = append(recs, sources.KVPRecord{Key: "HostName", Value: "hyperv-host-01"})
+		for k, v := range kv {
+			recs = append(recs, sources.KVPRecord{Key: k, Value: v})
+		}
+		data, err := sources.EncodeKVPPool(recs)
+		must(t, err)
+		must(t, os.WriteFile(pool, data, 0o644))
+		return []string{"--kvp-pool", pool}
+	},
+	"credentials": func(t *testing.T, kv map[string]string) []string {
+		dir := t.TempDir()
+		for k, v := range kv {
+			must(t, os.WriteFile(filepath.Join(dir, k), []byte(v+"\n"), 0o400))
+		}
+		return []string{"--credentials-dir", dir}
+	},
+	"seed": func(t *testing.T, kv map[string]string) []string {
+		p := filepath.Join(t.TempDir(), "ksmg-seed.yaml")
+		must(t, os.WriteFile(p, sources.FormatSeed(kv), 0o644))
+		return []string{"--seed", p}
+	},
+}
+
+// runNoTTY runs the command with stdin not a terminal: it cannot prompt.
+func runNoTTY(t *testing.T, args ...string) (string, error) {
+	cmd := exec.Command(binary, args...)
+	cmd.Env = append(os.Environ(), "CREDENTIALS_DIRECTORY=")
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	err := cmd.Run()
+	return out.String(), err
+}
+
+func TestUnattendedComplete(t *testing.T) {
+	for _, name := range []string{"ovf", "kvp", "credentials", "seed"} {
+		t.Run(name, func(t *testing.T) {
+			root := scratchRoot(t)
+			extra := sourceSetups[name](t, completeKV("gw-"+name))
+			out, err := runNoTTY(t, append(hermetic(t, root), extra...)...)
+			if err != nil {
+				t.Fatalf("unattended run failed: %v\n%s", err, out)
+			}
+			if !strings.Contains(out, "ksmg appliance is set up") || strings.Contains(out, "Correct-Horse-9") || strings.Contains(out, "0123456789abcdef0123") {
+				t.Fatalf("unexpected output (or a secret in it):\n%s", out)
+			}
+			if got := readFile(t, root, "/etc/hostname"); got != "gw-"+name+"\n" {
+				t.Fatalf("hostname %q", got)
+			}
+			if got := readFile(t, root, apply.NodeConfigPath); !strings.Contains(got, "role: secondary") {
+				t.Fatalf("node config:\n%s", got)
+			}
+			if !apply.Done(root) {
+				t.Fatal("not marked done")
+			}
+			if name == "kvp" {
+				pool := extra[1]
+				data, _ := os.ReadFile(pool)
+				if bytes.Contains(data, []byte("Correct-Horse-9")) || bytes.Contains(data, []byte("0123456789abcdef0123")) {
+					t.Fatal("secrets left in the KVP pool")
+				}
+				if !bytes.Contains(data, []byte("gw-kvp")) || !bytes.Contains(data, []byte("hyperv-host-01")) {
+					t.Fatal("scrubbing removed non-secret records")
+				}
+			}
+			// Second boot: nothing asked, nothing changed.
+			before := readFile(t, root, "/etc/shadow")
+			out, err = runNoTTY(t, hermetic(t, root)...)
+			if err != nil || readFile(t, root, "/etc/shadow") != before {
+				t.Fatalf("second run must be a no-op: %v\n%s", err, out)
+			}
+		})
+	}
+}
+
+func TestUnattendedPrecedence(t *testing.T) {
+	root := scratchRoot(t)
+	args := hermetic(t, root)
+	seedKV := completeKV("from-seed")
+	seedKV["ksmg.ntp"] = "ntp.seed.example"
+	args = append(args, sourceSetups["seed"](t, seedKV)...)
+	args = append(args, sourceSetups["credentials"](t, map[string]string{"ksmg.hostname": "from-credentials"})...)
+	args = append(args, sourceSetups["ovf"](t, map[string]string{"ksmg.timezone": "UTC"})...)
+	out, err := runNoTTY(t, args...)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	if got := readFile(t, root, "/etc/hostname"); got != "from-credentials\n" {
+		t.Errorf("credentials must win over the seed file: %q", got)
+	}
+	if got := readFile(t, root, "/etc/timezone"); got != "UTC\n" {
+		t.Errorf("OVF must win over all: %q", got)
+	}
+	if got := readFile(t, root, apply.NTPPath); !strings.Contains(got, "NTP=ntp.seed.example") {
+		t.Errorf("seed values not overridden must stay: %q", got)
+	}
+}
+
+func TestUnattendedPartialWithoutConsoleFails(t *testing.T) {
+	root := scratchRoot(t)
+	args := append(hermetic(t, root), sourceSetups["credentials"](t, map[string]string{"ksmg.hostname": "gw-partial"})...)
+	out, err := runNoTTY(t, args...)
+	if err == nil || !strings.Contains(out, "answers are incomplete and there is no console") {
+		t.Fatalf("want a clear failure, got %v\n%s", err, out)
+	}
+	if apply.Done(root) {
+		t.Fatal("marked done with partial answers")
+	}
+}
+
+// walkToHostname answers the steps before the host name in the wizard.
+func walkToHostname(tt *tmuxTerm) string {
+	tt.focus("Language")
+	tt.keys("Enter")
+	tt.focus("Do you accept the license agreement?")
+	tt.keys("y")
+	tt.focus("Participate in Kaspersky Security Network?")
+	tt.keys("Enter")
+	tt.fill("Administrator password", "Correct-Horse-9")
+	tt.fill("Confirm password", "Correct-Horse-9")
+	return tt.focus("Host name")
+}
+
+func TestUnattendedPartialOpensPrefilled(t *testing.T) {
+	root := scratchRoot(t)
+	args := append(hermetic(t, root), sourceSetups["credentials"](t, map[string]string{"ksmg.hostname": "gw-partial", "ksmg.eula.accepted": "true"})...)
+	tt := startTerm(t, []string{"TERM=xterm-256color"}, args...)
+	tt.focus("Language")
+	tt.keys("Enter")
+	// The EULA was accepted unattended: the confirmation is preselected.
+	tt.focus("Do you accept the license agreement?")
+	tt.keys("Enter")
+	tt.focus("Participate in Kaspersky Security Network?")
+	tt.keys("Enter")
+	tt.fill("Administrator password", "Correct-Horse-9")
+	tt.fill("Confirm password", "Correct-Horse-9")
+	if s := tt.focus("Host name"); !strings.Contains(focused(s), "gw-partial") {
+		t.Fatalf("host name not prefilled:\n%s", s)
+	}
+	tt.keys("C-c")
+	if s := tt.waitFor("EXIT="); !strings.Contains(s, "EXIT=1") || !strings.Contains(s, "setup aborted") {
+		t.Fatalf("abort not reported:\n%s", s)
+	}
+	if apply.Done(root) {
+		t.Fatal("marked done after abort")
+	}
+}
+
+func TestUnattendedInvalidReportedAndValidPrefilled(t *testing.T) {
+	root := scratchRoot(t)
+	kv := map[string]string{"ksmg.hostname": "gw-valid", "ksmg.timezone": "Mars/Olympus", "ksmg.admin.password": "weak-secret"}
+	args := append(hermetic(t, root), sourceSetups["seed"](t, kv)...)
+	tt := startTerm(t, []string{"TERM=xterm-256color"}, args...)
+	s := tt.waitFor("Unattended answers that were rejected")
+	for _, want := range []string{"ksmg.timezone", "ksmg.admin.password"} {
+		if !strings.Contains(strings.ReplaceAll(s, "\n", " "), want) {
+			t.Errorf("console does not report %s:\n%s", want, s)
+		}
+	}
+	log := readFile(t, root, apply.ImportantLogPath)
+	for _, want := range []string{"unattended answer rejected: ksmg.timezone: time zone \"Mars/Olympus\" is not in the tz database (from seed file", "unattended answer rejected: ksmg.admin.password"} {
+		if !strings.Contains(log, want) {
+			t.Errorf("important log lacks %q:\n%s", want, log)
+		}
+	}
+	if strings.Contains(log, "weak-secret") || strings.Contains(tt.history(), "weak-secret") {
+		t.Fatal("a rejected secret was logged or shown")
+	}
+	if s := walkToHostname(tt); !strings.Contains(focused(s), "gw-valid") {
+		t.Fatalf("valid answer not prefilled:\n%s", s)
+	}
+	tt.keys("C-c")
+	tt.waitFor("EXIT=")
+}
+
+func TestReconfigure(t *testing.T) {
+	root := scratchRoot(t)
+	if out, err := runNoTTY(t, append(hermetic(t, root), sourceSetups["seed"](t, completeKV("gw-first"))...)...); err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	tt := startTerm(t, []string{"TERM=xterm-256color"}, append(hermetic(t, root), "--reconfigure")...)
+	tt.focus("Language")
+	tt.keys("Enter")
+	tt.focus("Do you accept the license agreement?")
+	tt.keys("Enter") // accepted before
+	tt.focus("Participate in Kaspersky Security Network?")
+	tt.keys("Enter")
+	if s := tt.focus("Administrator password"); !strings.Contains(s, "Leave empty to keep") {
+		t.Fatalf("current password cannot be kept:\n%s", s)
+	}
+	tt.fill("Administrator password", "")
+	tt.fill("Confirm password", "")
+	if s := tt.focus("Host name"); !strings.Contains(focused(s), "gw-first") {
+		t.Fatalf("current host name not prefilled:\n%s", s)
+	}
+	tt.keys("C-c")
+	tt.waitFor("EXIT=")
+}
