@@ -60,7 +60,7 @@ var Install = []File{
 	{Src: "ksmg-logrotate.timer", Dst: "/usr/lib/systemd/system/ksmg-logrotate.timer", Mode: 0o644},
 	{Src: "sysusers.conf", Dst: "/usr/lib/sysusers.d/ksmg.conf", Mode: 0o644},
 	{Src: "tmpfiles.conf", Dst: "/usr/lib/tmpfiles.d/ksmg.conf", Mode: 0o644},
-	{Src: "logrotate.conf", Dst: "/etc/opt/kaspersky/ksmg/logrotate.conf", Mode: 0o640},
+	{Src: "logrotate.conf", Dst: "/usr/lib/ksmg/logrotate.conf", Mode: 0o644},
 	{Src: "ksmg-logcap", Dst: "/usr/libexec/ksmg/ksmg-logcap", Mode: 0o755},
 	{Src: defaultConfig, Dst: "/etc/opt/kaspersky/ksmg-gateway.yaml", Mode: 0o640},
 }

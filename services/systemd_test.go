@@ -201,7 +201,8 @@ func TestSysusersTmpfiles(t *testing.T) {
 	mustWrite(t, filepath.Join(root, "etc/passwd"), "root:x:0:0:root:/root:/bin/bash\n", 0o644)
 	mustWrite(t, filepath.Join(root, "etc/group"), "root:x:0:\n", 0o644)
 	mustWrite(t, filepath.Join(root, "etc/shadow"), "root:*:19000:0:99999:7:::\n", 0o640)
-	// The config file the image installs (root:root); tmpfiles must hand it to group kluser.
+	// The config file as the image installs it (root:root 0644); tmpfiles must
+	// make it 0640 root:kluser.
 	mustWrite(t, filepath.Join(root, "etc/opt/kaspersky/ksmg-gateway.yaml"), "{}\n", 0o644)
 	for _, f := range Install {
 		if f.Src == "sysusers.conf" || f.Src == "tmpfiles.conf" {
