@@ -12,7 +12,7 @@ import (
 
 // goodFile is a small valid VHDX from Write: 32 MiB virtual, blocks 0, 1
 // and 17 stored (in that order, at dataStart, +1 MiB, +2 MiB).
-func goodFile(t *testing.T) []byte {
+func goodFile(t testing.TB) []byte {
 	t.Helper()
 	dir := t.TempDir()
 	raw, out := filepath.Join(dir, "d.raw"), filepath.Join(dir, "d.vhdx")

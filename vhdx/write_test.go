@@ -55,7 +55,7 @@ func pattern(n int) []byte {
 }
 
 // makeRaw writes a sparse raw disk of the given size holding patches.
-func makeRaw(t *testing.T, path string, size int64, patches []patch) {
+func makeRaw(t testing.TB, path string, size int64, patches []patch) {
 	t.Helper()
 	f, err := os.Create(path)
 	if err != nil {
