@@ -16,17 +16,17 @@ import (
 
 func completeKV(hostname string) map[string]string {
 	return map[string]string{
-		"ksmg.eula.accepted":        "true",
-		"ksmg.admin.password":       "Correct-Horse-9",
-		"ksmg.hostname":             hostname,
-		"ksmg.network.mode":         "static",
-		"ksmg.network.ipv4.address": "192.0.2.10/24",
-		"ksmg.network.ipv4.gateway": "192.0.2.1",
-		"ksmg.network.dns":          "192.0.2.53",
-		"ksmg.timezone":             "Europe/Prague",
-		"ksmg.node.role":            "secondary",
-		"ksmg.node.control_address": "ctl.example.com",
-		"ksmg.node.join_token":      "0123456789abcdef0123",
+		"ksmg.eula.accepted":           "true",
+		"ksmg.admin.password":          "Correct-Horse-9",
+		"ksmg.hostname":                hostname,
+		"ksmg.network.mode":            "static",
+		"ksmg.network.address":         "192.0.2.10/24",
+		"ksmg.network.gateway":         "192.0.2.1",
+		"ksmg.network.dns":             "192.0.2.53",
+		"ksmg.timezone":                "Europe/Prague",
+		"ksmg.cluster.role":            "secondary",
+		"ksmg.cluster.control_address": "ctl.example.com",
+		"ksmg.cluster.join_token":      "0123456789abcdef0123",
 	}
 }
 
@@ -143,7 +143,7 @@ func TestUnattendedPrecedence(t *testing.T) {
 	root := scratchRoot(t)
 	args := hermetic(t, root)
 	seedKV := completeKV("from-seed")
-	seedKV["ksmg.ntp"] = "ntp.seed.example"
+	seedKV["ksmg.network.ntp"] = "ntp.seed.example"
 	args = append(args, sourceSetups["seed"](t, seedKV)...)
 	args = append(args, sourceSetups["credentials"](t, map[string]string{"ksmg.hostname": "from-credentials"})...)
 	args = append(args, sourceSetups["ovf"](t, map[string]string{"ksmg.timezone": "UTC"})...)

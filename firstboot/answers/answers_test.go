@@ -125,15 +125,15 @@ func TestGateway(t *testing.T) {
 
 func complete() map[string]string {
 	return map[string]string{
-		"ksmg.eula.accepted":        "true",
-		"ksmg.admin.password":       "Correct-Horse-9",
-		"ksmg.hostname":             "gw1.example.com",
-		"ksmg.network.mode":         "static",
-		"ksmg.network.ipv4.address": "192.0.2.10/24",
-		"ksmg.network.ipv4.gateway": "192.0.2.1",
-		"ksmg.network.dns":          "192.0.2.53, 192.0.2.54",
-		"ksmg.timezone":             "Europe/Prague",
-		"other.key":                 "ignored",
+		"ksmg.eula.accepted":   "true",
+		"ksmg.admin.password":  "Correct-Horse-9",
+		"ksmg.hostname":        "gw1.example.com",
+		"ksmg.network.mode":    "static",
+		"ksmg.network.address": "192.0.2.10/24",
+		"ksmg.network.gateway": "192.0.2.1",
+		"ksmg.network.dns":     "192.0.2.53, 192.0.2.54",
+		"ksmg.timezone":        "Europe/Prague",
+		"other.key":            "ignored",
 	}
 }
 
@@ -146,26 +146,41 @@ func TestFromKeys(t *testing.T) {
 	}{
 		{"complete", func(map[string]string) {}, true, nil},
 		{"partial", func(m map[string]string) { delete(m, "ksmg.admin.password") }, false, nil},
-		{"eula refused", func(m map[string]string) { m["ksmg.eula.accepted"] = "false" }, false, []string{"ksmg.eula.accepted"}},
+		{"eula not accepted", func(m map[string]string) { m["ksmg.eula.accepted"] = "False" }, false, nil},
+		{"eula not a bool", func(m map[string]string) { m["ksmg.eula.accepted"] = "sure" }, false, []string{"ksmg.eula.accepted"}},
+		{"empty means not given", func(m map[string]string) { m["ksmg.network.search"] = ""; m["ksmg.admin.password_hash"] = " " }, true, nil},
+		{"ovf address and prefix", func(m map[string]string) {
+			m["ksmg.network.address"] = "192.0.2.10"
+			m["ksmg.network.prefix"] = "24"
+		}, true, nil},
+		{"address without prefix", func(m map[string]string) { m["ksmg.network.address"] = "192.0.2.10" }, false, []string{"ksmg.network.address", "ksmg.network.gateway"}},
+		{"bad prefix", func(m map[string]string) { m["ksmg.network.prefix"] = "40" }, true, []string{"ksmg.network.prefix"}},
 		{"bad hostname kept out", func(m map[string]string) { m["ksmg.hostname"] = "bad_name" }, false, []string{"ksmg.hostname"}},
 		{"weak password", func(m map[string]string) { m["ksmg.admin.password"] = "weak" }, false, []string{"ksmg.admin.password"}},
-		{"gateway outside prefix", func(m map[string]string) { m["ksmg.network.ipv4.gateway"] = "10.9.9.9" }, true, []string{"ksmg.network.ipv4.gateway"}},
+		{"gateway outside prefix", func(m map[string]string) { m["ksmg.network.gateway"] = "10.9.9.9" }, true, []string{"ksmg.network.gateway"}},
+		{"ovf defaults only", func(m map[string]string) {
+			clear(m)
+			for k, v := range map[string]string{"ksmg.hostname": "ksmg", "ksmg.network.mode": "dhcp", "ksmg.network.prefix": "24",
+				"ksmg.network.address": "", "ksmg.admin.password": "", "ksmg.cluster.role": "control", "ksmg.eula.accepted": "False", "ksmg.ksn.consent": "False"} {
+				m[k] = v
+			}
+		}, false, nil},
 		{"unknown key", func(m map[string]string) { m["ksmg.hostnme"] = "x" }, true, []string{"ksmg.hostnme"}},
 		{"secondary without token", func(m map[string]string) {
-			m["ksmg.node.role"] = "secondary"
-			m["ksmg.node.control_address"] = "ctl.example.com"
+			m["ksmg.cluster.role"] = "secondary"
+			m["ksmg.cluster.control_address"] = "ctl.example.com"
 		}, false, nil},
 		{"secondary complete", func(m map[string]string) {
-			m["ksmg.node.role"] = "secondary"
-			m["ksmg.node.control_address"] = "ctl.example.com"
-			m["ksmg.node.join_token"] = "0123456789abcdef0123"
+			m["ksmg.cluster.role"] = "secondary"
+			m["ksmg.cluster.control_address"] = "ctl.example.com"
+			m["ksmg.cluster.join_token"] = "0123456789abcdef0123"
 		}, true, nil},
 		{"ssh without key", func(m map[string]string) { m["ksmg.ssh.enabled"] = "true" }, false, nil},
 		{"ssh with key", func(m map[string]string) {
 			m["ksmg.ssh.enabled"] = "yes"
 			m["ksmg.ssh.authorized_key"] = testKey
 		}, true, nil},
-		{"bad bool", func(m map[string]string) { m["ksmg.ksn.enabled"] = "maybe" }, true, []string{"ksmg.ksn.enabled"}},
+		{"bad bool", func(m map[string]string) { m["ksmg.ksn.consent"] = "maybe" }, true, []string{"ksmg.ksn.consent"}},
 		{"named interface", func(m map[string]string) { m["ksmg.network.interface"] = "ens192" }, true, nil},
 	}
 	for _, tc := range tests {
@@ -190,7 +205,7 @@ func TestFromKeys(t *testing.T) {
 			if err := a.Validate(); (err == nil) != tc.wantValid {
 				t.Fatalf("Validate() = %v, want valid=%v", err, tc.wantValid)
 			}
-			if a.KSN || (a.SSHEnabled && !strings.HasPrefix(tc.name, "ssh")) {
+			if a.KSN || a.EULAAccepted && strings.HasPrefix(tc.name, "eula") || (a.SSHEnabled && !strings.HasPrefix(tc.name, "ssh")) {
 				t.Fatal("KSN and SSH must stay off unless asked")
 			}
 		})
@@ -215,7 +230,7 @@ func TestKeysTable(t *testing.T) {
 		}
 		seen[k.Name] = true
 	}
-	for _, s := range []string{"ksmg.admin.password", "ksmg.admin.password_hash", "ksmg.node.join_token"} {
+	for _, s := range []string{"ksmg.admin.password", "ksmg.admin.password_hash", "ksmg.cluster.join_token"} {
 		if !IsSecret(s) {
 			t.Errorf("%s must be secret", s)
 		}

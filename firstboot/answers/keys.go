@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strconv"
 	"strings"
 )
 
@@ -25,14 +26,13 @@ var Keys = []Key{
 		return ValidateLanguage(v)
 	}},
 	{Name: "ksmg.eula.accepted", Help: "true to accept the EULA (required)", set: func(a *Answers, _, v string) error {
+		// "False" (the OVF default) is not an invalid answer, only not
+		// yet an acceptance: the wizard asks.
 		b, err := parseBool(v)
 		a.EULAAccepted = b
-		if err != nil {
-			return err
-		}
-		return ValidateEULA(b)
+		return err
 	}},
-	{Name: "ksmg.ksn.enabled", Help: "true to join KSN (off by default)", set: func(a *Answers, _, v string) (err error) {
+	{Name: "ksmg.ksn.consent", Help: "true to join KSN (off by default)", set: func(a *Answers, _, v string) (err error) {
 		a.KSN, err = parseBool(v)
 		return err
 	}},
@@ -55,11 +55,18 @@ var Keys = []Key{
 		a.Interface(p).Mode = v
 		return ValidateMode(v)
 	}},
-	{Name: "ksmg.network.ipv4.address", Help: "static IPv4 address/prefix", set: func(a *Answers, p, v string) error {
+	{Name: "ksmg.network.address", Help: "static IPv4 address, with /prefix or with ksmg.network.prefix", set: func(a *Answers, p, v string) error {
 		a.Interface(p).Address4 = v
 		return ValidatePrefix4(v)
 	}},
-	{Name: "ksmg.network.ipv4.gateway", Help: "IPv4 default gateway", set: func(a *Answers, p, v string) error {
+	{Name: "ksmg.network.prefix", Help: "static IPv4 prefix length 1-32 (with ksmg.network.address)", set: func(a *Answers, p, v string) error {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > 32 {
+			return fmt.Errorf("prefix length %q must be 1-32", v)
+		}
+		return nil // combined with the address in FromKeys
+	}},
+	{Name: "ksmg.network.gateway", Help: "IPv4 default gateway", set: func(a *Answers, p, v string) error {
 		a.Interface(p).Gateway4 = v
 		return ValidateAddress(v)
 	}},
@@ -79,7 +86,7 @@ var Keys = []Key{
 		a.Interface(p).SearchDomain = v
 		return ValidateDomain(v)
 	}},
-	{Name: "ksmg.ntp", Help: "NTP servers, comma separated", set: func(a *Answers, _, v string) error {
+	{Name: "ksmg.network.ntp", Help: "NTP servers, comma separated", set: func(a *Answers, _, v string) error {
 		a.NTP = SplitList(v)
 		return ValidateList(a.NTP, ValidateServer)
 	}},
@@ -87,15 +94,15 @@ var Keys = []Key{
 		a.Timezone = v
 		return ValidateTimezone(v)
 	}},
-	{Name: "ksmg.node.role", Help: "control or secondary", set: func(a *Answers, _, v string) error {
+	{Name: "ksmg.cluster.role", Help: "control or secondary", set: func(a *Answers, _, v string) error {
 		a.Role = v
 		return ValidateRole(v)
 	}},
-	{Name: "ksmg.node.control_address", Help: "control node host[:port] (secondary only)", set: func(a *Answers, _, v string) error {
+	{Name: "ksmg.cluster.control_address", Help: "control node host[:port] (secondary only)", set: func(a *Answers, _, v string) error {
 		a.ControlAddress = v
 		return ValidateControlAddress(v)
 	}},
-	{Name: "ksmg.node.join_token", Secret: true, Help: "join token from the control node (secondary only)", set: func(a *Answers, _, v string) error {
+	{Name: "ksmg.cluster.join_token", Secret: true, Help: "join token from the control node (secondary only)", set: func(a *Answers, _, v string) error {
 		a.JoinToken = v
 		return ValidateJoinToken(v)
 	}},
@@ -151,11 +158,28 @@ func parseBool(v string) (bool, error) {
 func FromKeys(kv map[string]string, primary string) (Answers, []error) {
 	a := Defaults()
 	var errs []error
-	if v, ok := kv["ksmg.network.interface"]; ok {
+	if v, ok := kv["ksmg.network.interface"]; ok && strings.TrimSpace(v) != "" {
 		if v == "" || strings.ContainsAny(v, "/ \t\n") || len(v) > 15 {
 			errs = append(errs, &FieldError{Key: "ksmg.network.interface", Err: errors.New("not a valid interface name")})
 		} else {
 			primary = v
+		}
+	}
+	// An empty value means "not given": the OVF environment carries every
+	// property the deployer left blank.
+	given := map[string]string{}
+	for k, v := range kv {
+		if v = strings.TrimSpace(v); v != "" {
+			given[k] = v
+		}
+	}
+	kv = given
+	if addr, ok := kv["ksmg.network.address"]; ok && !strings.Contains(addr, "/") {
+		if p, ok := kv["ksmg.network.prefix"]; ok {
+			kv["ksmg.network.address"] = addr + "/" + p
+		} else {
+			errs = append(errs, &FieldError{Key: "ksmg.network.address", Err: errors.New("needs a prefix length: give address/prefix or ksmg.network.prefix")})
+			delete(kv, "ksmg.network.address")
 		}
 	}
 	names := make([]string, 0, len(kv))
@@ -185,7 +209,7 @@ func FromKeys(kv map[string]string, primary string) (Answers, []error) {
 	for i := range a.Interfaces {
 		ifc := &a.Interfaces[i]
 		if ifc.Gateway4 != "" && ValidateGateway(ifc.Gateway4, ifc.Address4, true) != nil {
-			errs = append(errs, &FieldError{Key: "ksmg.network.ipv4.gateway", Err: ValidateGateway(ifc.Gateway4, ifc.Address4, true)})
+			errs = append(errs, &FieldError{Key: "ksmg.network.gateway", Err: ValidateGateway(ifc.Gateway4, ifc.Address4, true)})
 			ifc.Gateway4 = ""
 		}
 		if ifc.Gateway6 != "" && ValidateGateway(ifc.Gateway6, ifc.Address6, false) != nil {

@@ -22,14 +22,14 @@ func TestParseOVFEnv(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := map[string]string{
-		"ksmg.eula.accepted":        "true",
-		"ksmg.hostname":             "gw1.example.com",
-		"ksmg.network.mode":         "static",
-		"ksmg.network.ipv4.address": "192.0.2.10/24",
-		"ksmg.network.ipv4.gateway": "192.0.2.1",
-		"ksmg.network.dns":          "192.0.2.53,192.0.2.54",
-		"ksmg.admin.password":       "S3cret & <strong>",
-		"vami.other":                "x",
+		"ksmg.eula.accepted":   "true",
+		"ksmg.hostname":        "gw1.example.com",
+		"ksmg.network.mode":    "static",
+		"ksmg.network.address": "192.0.2.10/24",
+		"ksmg.network.gateway": "192.0.2.1",
+		"ksmg.network.dns":     "192.0.2.53,192.0.2.54",
+		"ksmg.admin.password":  "S3cret & <strong>",
+		"vami.other":           "x",
 	}
 	if !reflect.DeepEqual(kv, want) {
 		t.Fatalf("got %v\nwant %v", kv, want)
@@ -124,7 +124,7 @@ func TestKVPPool(t *testing.T) {
 
 func TestKVPReadScrub(t *testing.T) {
 	pool := filepath.Join(t.TempDir(), ".kvp_pool_0")
-	data, _ := EncodeKVPPool([]KVPRecord{{"ksmg.hostname", "gw1"}, {"ksmg.admin.password", "Correct-Horse-9"}, {"ksmg.node.join_token", "0123456789abcdef0"}, {"HostName", "hv01"}})
+	data, _ := EncodeKVPPool([]KVPRecord{{"ksmg.hostname", "gw1"}, {"ksmg.admin.password", "Correct-Horse-9"}, {"ksmg.cluster.join_token", "0123456789abcdef0"}, {"HostName", "hv01"}})
 	if err := os.WriteFile(pool, data, 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -181,7 +181,7 @@ func TestParseSeed(t *testing.T) {
 		want      map[string]string
 		err       string
 	}{
-		{"flat", "ksmg.hostname: gw1\nksmg.ntp: [a.example, b.example]\n", map[string]string{"ksmg.hostname": "gw1", "ksmg.ntp": "a.example,b.example"}, ""},
+		{"flat", "ksmg.hostname: gw1\nksmg.network.ntp: [a.example, b.example]\n", map[string]string{"ksmg.hostname": "gw1", "ksmg.network.ntp": "a.example,b.example"}, ""},
 		{"nested", "ksmg:\n  hostname: gw1\n  network:\n    mode: dhcp\n  ssh:\n    enabled: false\n", map[string]string{"ksmg.hostname": "gw1", "ksmg.network.mode": "dhcp", "ksmg.ssh.enabled": "false"}, ""},
 		{"empty", "", map[string]string{}, ""},
 		{"list top", "- a\n- b\n", nil, "top level must be a mapping"},
