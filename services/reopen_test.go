@@ -1,0 +1,191 @@
+package services
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io/fs"
+	"net"
+	"net/smtp"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// TestLogrotateReopensGatewayLogs runs the real ksmg-gatewayd and the real
+// logrotate on the shipped configuration (forced rotation, paths in a temp
+// root). The postrotate script's `systemctl kill --signal=SIGUSR1` is carried
+// out by a stand-in that sends the signal to the daemon with kill(1), since no
+// systemd runs here. After the rotation the daemon must log to the new file.
+func TestLogrotateReopensGatewayLogs(t *testing.T) {
+	bin := gatewayBinary(t)
+	root := t.TempDir()
+	logDir := filepath.Join(root, "var/log")
+	for _, d := range []string{"ksmg-traces", "kaspersky/extra"} {
+		if err := os.MkdirAll(filepath.Join(logDir, d), 0o750); err != nil {
+			t.Fatal(err)
+		}
+	}
+	port := freePort(t)
+	cfg := fmt.Sprintf(`hostname: reopen.test
+listen: ["127.0.0.1:%d"]
+spool_dir: %[2]s/queue
+tls: {cert_file: %[2]s/tls/gw.crt, key_file: %[2]s/tls/gw.key, generate: true}
+trusted_networks: ["127.0.0.0/8"]
+relay: {default_route: "127.0.0.1:%d", default_tls: none}
+backup: {dir: %[2]s/backup}
+logging:
+  messages_file: %[4]s/ksmg-messages
+  important_file: %[4]s/ksmg-important
+  trace_dir: %[4]s/kaspersky
+  events_dir: %[2]s/events
+`, port, root, freePort(t), logDir)
+	cfgFile := filepath.Join(root, "gateway.yaml")
+	mustWrite(t, cfgFile, cfg, 0o640)
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	daemon := exec.CommandContext(ctx, bin, "--config", cfgFile)
+	var stderr bytes.Buffer
+	daemon.Stderr = &stderr
+	daemon.Cancel = func() error { return daemon.Process.Signal(syscall.SIGTERM) }
+	daemon.WaitDelay = 10 * time.Second
+	if err := daemon.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		cancel()
+		daemon.Wait()
+		if t.Failed() {
+			t.Logf("ksmg-gatewayd stderr:\n%s", stderr.String())
+		}
+	}()
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	waitListen(t, addr)
+
+	messages := filepath.Join(logDir, "ksmg-messages")
+	send(t, addr, "before@rotation.test")
+	waitContains(t, messages, "before@rotation.test")
+
+	raw, err := fs.ReadFile(Files(), "logrotate.conf")
+	if err != nil {
+		t.Fatal(err)
+	}
+	conf := strings.NewReplacer(
+		"/var/log/", logDir+"/",
+		"create 0640 kluser kluser", "create 0640 root root",
+		"/usr/libexec/ksmg/ksmg-logcap", mustAbs(t, "files/ksmg-logcap"),
+	).Replace(string(raw))
+	confFile := filepath.Join(root, "logrotate.conf")
+	mustWrite(t, confFile, conf, 0o644)
+	fake := filepath.Join(root, "bin")
+	mustWrite(t, filepath.Join(fake, "systemctl"), fmt.Sprintf(`#!/bin/sh
+case "$*" in
+"-q is-active ksmg-gatewayd.service") exit 0 ;;
+"kill --kill-whom=main --signal=SIGUSR1 ksmg-gatewayd.service") exec kill -USR1 %d ;;
+*) echo "unexpected systemctl $*" >&2; exit 1 ;;
+esac
+`, daemon.Process.Pid), 0o755)
+	if out, err := run(t, []string{"PATH=" + fake + ":" + os.Getenv("PATH")},
+		"logrotate", "--force", "--state", filepath.Join(root, "state"), confFile); err != nil || strings.TrimSpace(out) != "" {
+		t.Fatalf("logrotate: %v\n%s", err, out)
+	}
+
+	send(t, addr, "after@rotation.test")
+	waitContains(t, messages, "after@rotation.test")
+	old, err := os.ReadFile(messages + ".1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Contains(old, []byte("before@rotation.test")) || bytes.Contains(old, []byte("after@rotation.test")) {
+		t.Errorf("rotated %s.1 should hold only the lines from before the rotation:\n%s", messages, old)
+	}
+	cur, _ := os.ReadFile(messages)
+	if bytes.Contains(cur, []byte("before@rotation.test")) {
+		t.Errorf("new %s holds lines from before the rotation:\n%s", messages, cur)
+	}
+}
+
+func mustAbs(t *testing.T, p string) string {
+	t.Helper()
+	a, err := filepath.Abs(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a
+}
+
+func freePort(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+func waitListen(t *testing.T, addr string) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		c, err := net.DialTimeout("tcp", addr, time.Second)
+		if err == nil {
+			c.Close()
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("ksmg-gatewayd does not listen on %s: %v", addr, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// send submits one message without STARTTLS (the daemon's certificate is
+// self-signed); the relay route is closed, so it stays queued.
+func send(t *testing.T, addr, from string) {
+	t.Helper()
+	c, err := smtp.Dial(addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	steps := []func() error{
+		func() error { return c.Hello("client.test") },
+		func() error { return c.Mail(from) },
+		func() error { return c.Rcpt("rcpt@dest.test") },
+		func() error {
+			w, err := c.Data()
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(w, "From: <%s>\r\nTo: <rcpt@dest.test>\r\nSubject: reopen\r\n\r\nbody\r\n", from)
+			return w.Close()
+		},
+		c.Quit,
+	}
+	for i, step := range steps {
+		if err := step(); err != nil {
+			t.Fatalf("SMTP step %d from %s: %v", i, from, err)
+		}
+	}
+}
+
+func waitContains(t *testing.T, name, s string) {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		data, _ := os.ReadFile(name)
+		if bytes.Contains(data, []byte(s)) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s never got a line with %q; it has:\n%s", name, s, data)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
