@@ -1,0 +1,111 @@
+//go:build linux
+
+package images
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+
+	"github.com/ksmg-appliance/ksmg/appliance"
+)
+
+func TestUnknownFormat(t *testing.T) {
+	spec, err := appliance.Load("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = Build(context.Background(), Options{Spec: spec, Formats: []string{"raw", "qcow9"}, OutDir: t.TempDir(), BinDir: ".", CacheDir: t.TempDir()})
+	if err == nil || !strings.Contains(err.Error(), `unknown output format "qcow9"`) || !strings.Contains(err.Error(), "raw") {
+		t.Fatalf("err = %v, want unknown format naming the known ones", err)
+	}
+}
+
+func TestWriteSparseAt(t *testing.T) {
+	dir := t.TempDir()
+	src, err := os.Create(filepath.Join(dir, "src"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+	// data at 0, a hole, an explicit zero block, data near the end.
+	src.WriteAt([]byte("hello"), 0)
+	src.WriteAt(make([]byte, 1<<20), 3<<20)
+	src.WriteAt([]byte("tail"), 8<<20-4)
+	dst, err := os.Create(filepath.Join(dir, "dst"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dst.Close()
+	if err := dst.Truncate(64 << 20); err != nil {
+		t.Fatal(err)
+	}
+	const off = 5 << 20
+	if err := writeSparseAt(context.Background(), dst, src, off, 8<<20); err != nil {
+		t.Fatal(err)
+	}
+	want := make([]byte, 8<<20)
+	copy(want, "hello")
+	copy(want[8<<20-4:], "tail")
+	got := make([]byte, 8<<20)
+	if _, err := dst.ReadAt(got, off); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Fatalf("copied data differs")
+	}
+	var st1 = statBlocks(t, dst.Name())
+	if st1 > 4<<20 {
+		t.Errorf("destination uses %d bytes: holes and zero blocks were written", st1)
+	}
+}
+
+func TestDiskIDsFixed(t *testing.T) {
+	spec, _ := appliance.Load("")
+	a, b := newDiskIDs(spec), newDiskIDs(spec)
+	if a != b {
+		t.Fatalf("ids differ between calls")
+	}
+	spec.Version = "9.9.9"
+	if c := newDiskIDs(spec); c.Disk == a.Disk || c.RootUUID == a.RootUUID {
+		t.Errorf("a new version must get new ids")
+	}
+	seen := map[string]bool{}
+	for _, v := range []string{a.Disk, a.ESPPart, a.RootPart, a.VarPart, a.RootUUID, a.VarUUID, a.RootSeed, a.VarSeed} {
+		if len(v) != 36 || seen[v] {
+			t.Errorf("id %q malformed or repeated", v)
+		}
+		seen[v] = true
+	}
+}
+
+func TestCheckNoCredentials(t *testing.T) {
+	for _, tc := range []struct {
+		shadow string
+		ok     bool
+	}{
+		{"root:*:20000:0:99999:7:::\nkluser:!*:20000::::::\n", true},
+		{"root:$y$j9T$abc$def:20000:0:99999:7:::\n", false},
+		{"root::20000:0:99999:7:::\n", false},
+	} {
+		dir := t.TempDir()
+		os.MkdirAll(filepath.Join(dir, "etc"), 0o755)
+		os.WriteFile(filepath.Join(dir, "etc/shadow"), []byte(tc.shadow), 0o600)
+		if err := checkNoCredentials(dir); (err == nil) != tc.ok {
+			t.Errorf("%q: err = %v", tc.shadow, err)
+		}
+	}
+}
+
+func statBlocks(t *testing.T, path string) int64 {
+	t.Helper()
+	var st syscall.Stat_t
+	if err := syscall.Stat(path, &st); err != nil {
+		t.Fatal(err)
+	}
+	return st.Blocks * 512
+}

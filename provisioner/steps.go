@@ -1,0 +1,104 @@
+package provisioner
+
+import (
+	"context"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"time"
+)
+
+// Step is one provisioning action.
+type Step struct {
+	Name string
+	Do   func(ctx context.Context, t Target) error
+}
+
+// Apply runs the steps in order and stops at the first error.
+func Apply(ctx context.Context, t Target, log *slog.Logger, steps ...Step) error {
+	for _, s := range steps {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		start := time.Now()
+		if err := s.Do(ctx, t); err != nil {
+			return fmt.Errorf("provision %s: %w", s.Name, err)
+		}
+		log.Debug("provisioned", "step", s.Name, "elapsed", time.Since(start).Round(time.Millisecond))
+	}
+	return nil
+}
+
+// InstallDeb copies a Debian package into the target and installs it with
+// dpkg, so dpkg's database lists every file it ships.
+func InstallDeb(name string, deb []byte) Step {
+	return Step{Name: "install " + name, Do: func(ctx context.Context, t Target) error {
+		p := "/var/cache/ksmg-" + name + ".deb"
+		if err := t.WriteFile(ctx, p, deb, 0o600, "root", "root"); err != nil {
+			return err
+		}
+		if _, err := t.Run(ctx, "dpkg", "--install", "--force-confold", p); err != nil {
+			return err
+		}
+		_, err := t.Run(ctx, "rm", "-f", p)
+		return err
+	}}
+}
+
+// CreateAccounts runs systemd-sysusers so the accounts of every sysusers.d
+// file (ours came with the package) exist before files are chowned to them.
+func CreateAccounts() Step {
+	return Step{Name: "accounts (systemd-sysusers)", Do: func(ctx context.Context, t Target) error {
+		_, err := t.Run(ctx, "systemd-sysusers")
+		return err
+	}}
+}
+
+// Dir is a directory with owner and mode.
+type Dir struct {
+	Path         string
+	Owner, Group string
+	Mode         fs.FileMode
+}
+
+// MakeDirs creates the directories in order (parents first).
+func MakeDirs(dirs []Dir) Step {
+	return Step{Name: "directories", Do: func(ctx context.Context, t Target) error {
+		for _, d := range dirs {
+			if err := t.Mkdir(ctx, d.Path, d.Mode, d.Owner, d.Group); err != nil {
+				return err
+			}
+		}
+		return nil
+	}}
+}
+
+// Units enables and disables systemd units.
+func Units(enable, disable []string) Step {
+	return Step{Name: "units", Do: func(ctx context.Context, t Target) error {
+		for _, u := range disable {
+			if err := t.DisableUnit(ctx, u); err != nil {
+				return err
+			}
+		}
+		for _, u := range enable {
+			if err := t.EnableUnit(ctx, u); err != nil {
+				return err
+			}
+		}
+		return nil
+	}}
+}
+
+// WriteFiles writes files that must not belong to a package (files other
+// packages or first boot change, such as /etc/fstab or /etc/machine-id).
+func WriteFiles(files []PackageFile) Step {
+	return Step{Name: "files", Do: func(ctx context.Context, t Target) error {
+		for _, f := range files {
+			if err := t.WriteFile(ctx, f.Dst, f.Data, f.Mode, "root", "root"); err != nil {
+				return err
+			}
+		}
+		return nil
+	}}
+}
