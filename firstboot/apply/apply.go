@@ -418,6 +418,7 @@ func Important(root string, now time.Time, msg string) error {
 	}
 	defer f.Close()
 	if statErr != nil {
+		_ = f.Chmod(0o640) // whatever the process umask
 		if g, err := readColonFile(filepath.Join(root, "/etc/group")); err == nil {
 			if gid, ok := g.id(ProductGroup); ok {
 				_ = f.Chown(0, gid)

@@ -1,0 +1,44 @@
+// Package units holds the systemd unit that runs ksmg-firstboot at the
+// first boot, embedded so that the image installs exactly the file the
+// tests checked (same pattern as services.Install).
+package units
+
+import (
+	"embed"
+	"io/fs"
+)
+
+//go:embed files
+var embedded embed.FS
+
+// BinaryPath is where the image must install the ksmg-firstboot binary;
+// the unit's ExecStart points there.
+const BinaryPath = "/usr/bin/ksmg-firstboot"
+
+// File is one file to install into the appliance root.
+type File struct {
+	Src  string      // path inside Files
+	Dst  string      // absolute path in the image
+	Mode fs.FileMode // permission bits
+}
+
+// Files is the tree of embedded files, rooted at "files".
+func Files() fs.FS {
+	sub, err := fs.Sub(embedded, "files")
+	if err != nil {
+		panic(err) // the directory is embedded at build time; cannot fail
+	}
+	return sub
+}
+
+// Install lists every embedded file with its destination in the image.
+var Install = []File{
+	{Src: "ksmg-firstboot@.service", Dst: "/usr/lib/systemd/system/ksmg-firstboot@.service", Mode: 0o644},
+}
+
+// Enable names the unit instances the image enables: the wizard on the VM
+// console and on the first serial port.
+var Enable = []string{
+	"ksmg-firstboot@tty1.service",
+	"ksmg-firstboot@ttyS0.service",
+}
