@@ -89,6 +89,7 @@ type Directory struct {
 type Services struct {
 	Enable  []string `mapstructure:"enable"`
 	Disable []string `mapstructure:"disable"`
+	Mask    []string `mapstructure:"mask"`
 }
 
 // Disk is the disk layout: a GPT disk of Size virtual bytes.
@@ -284,6 +285,7 @@ func (s *Spec) Validate() error {
 	checkList("initramfs_modules", s.InitramfsModules, moduleRE, "a kernel module name")
 	checkList("services.enable", s.Services.Enable, unitRE, "a systemd unit name such as foo.service")
 	checkList("services.disable", s.Services.Disable, unitRE, "a systemd unit name such as foo.service")
+	checkList("services.mask", s.Services.Mask, unitRE, "a systemd unit name such as foo.service")
 	for _, u := range s.Services.Enable {
 		for _, w := range s.Services.Disable {
 			if u == w {

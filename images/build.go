@@ -188,7 +188,7 @@ func Build(ctx context.Context, opts Options) (*Result, error) {
 		return nil, fmt.Errorf("build: work directory: %w", err)
 	}
 	defer func() {
-		if err := os.RemoveAll(work); err != nil {
+		if err := removeWork(work); err != nil {
 			b.log.Warn("removing work directory", "dir", work, "err", err)
 		}
 	}()
@@ -322,13 +322,35 @@ func syncDir(dir string) error {
 	return d.Sync()
 }
 
-// hashFile returns the SHA-256 and size of a file, reporting progress.
+// memoMinSize: smaller files are hashed every time.
+var memoMinSize int64 = 1 << 30
+
+// hashFile returns the SHA-256 and size of a file. For large (sparse)
+// files the result is memoised in the cache under the file's sparse
+// fingerprint (see sparseFingerprint), so an unchanged 100 GiB disk is not
+// hashed again on every rebuild.
 func (b *builder) hashFile(ctx context.Context, path string) (string, int64, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return "", 0, err
 	}
 	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return "", 0, err
+	}
+	var memo string
+	if st.Size() >= memoMinSize {
+		if fp, err := sparseFingerprint(ctx, f); err == nil {
+			memo = filepath.Join(b.opts.CacheDir, "sha256", fp)
+			if sum, err := os.ReadFile(memo); err == nil && len(strings.TrimSpace(string(sum))) == 64 {
+				return strings.TrimSpace(string(sum)), st.Size(), nil
+			}
+		}
+	}
+	if _, err := f.Seek(0, io.SeekStart); err != nil { // the fingerprint moved the offset
+		return "", 0, err
+	}
 	h := sha256.New()
 	buf := make([]byte, 4<<20)
 	var n int64
@@ -346,5 +368,14 @@ func (b *builder) hashFile(ctx context.Context, path string) (string, int64, err
 			return "", 0, err
 		}
 	}
-	return hex.EncodeToString(h.Sum(nil)), n, nil
+	sum := hex.EncodeToString(h.Sum(nil))
+	if memo != "" {
+		if err := os.MkdirAll(filepath.Dir(memo), 0o755); err == nil {
+			tmp := memo + ".tmp"
+			if writeFileSync(tmp, []byte(sum+"\n"), 0o644) == nil {
+				_ = os.Rename(tmp, memo)
+			}
+		}
+	}
+	return sum, n, nil
 }

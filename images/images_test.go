@@ -109,3 +109,41 @@ func statBlocks(t *testing.T, path string) int64 {
 	}
 	return st.Blocks * 512
 }
+
+// TestHashMemo: a large sparse file's SHA-256 is memoised under its sparse
+// fingerprint; a change in the data changes the fingerprint.
+func TestHashMemo(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "disk.raw")
+	f, err := os.Create(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.WriteAt([]byte("gpt"), 512)
+	f.WriteAt([]byte("data"), 16<<20)
+	f.Truncate(64 << 20)
+	f.Close()
+	defer func(old int64) { memoMinSize = old }(memoMinSize)
+	memoMinSize = 1 << 20
+	b := &builder{opts: Options{CacheDir: filepath.Join(dir, "cache")}}
+	ctx := context.Background()
+	want := fileSHA256(t, p)
+	for i := 0; i < 2; i++ {
+		got, size, err := b.hashFile(ctx, p)
+		if err != nil || got != want || size != 64<<20 {
+			t.Fatalf("pass %d: %s %d %v, want %s", i, got, size, err, want)
+		}
+	}
+	memos, _ := filepath.Glob(filepath.Join(dir, "cache", "sha256", "*"))
+	if len(memos) != 1 {
+		t.Fatalf("memo files: %v", memos)
+	}
+	// Same extents, different byte: new fingerprint, correct new hash.
+	f, _ = os.OpenFile(p, os.O_RDWR, 0)
+	f.WriteAt([]byte("dbta"), 16<<20)
+	f.Close()
+	got, _, err := b.hashFile(ctx, p)
+	if want2 := fileSHA256(t, p); err != nil || got != want2 || got == want {
+		t.Fatalf("after change: %s %v, want %s", got, err, want2)
+	}
+}

@@ -160,14 +160,19 @@ func (b *builder) provision(ctx context.Context, rootfs, work string, ids diskID
 	for _, d := range s.Directories {
 		dirs = append(dirs, provisioner.Dir{Path: d.Path, Owner: d.Owner, Group: d.Group, Mode: fs.FileMode(d.Mode)})
 	}
+	// The image is "updated" as of its build: ConditionNeedsUpdate units
+	// (ldconfig, catalog) need not run at first boot.
+	updated := []byte(fmt.Sprintf("# This file was created by ksmg build (as systemd-update-done would).\nTIMESTAMP_NSEC=%d000000000\n", b.sde))
 	t := &provisioner.DirTarget{Root: rootfs, Env: []string{fmt.Sprintf("SOURCE_DATE_EPOCH=%d", b.sde)}}
 	return provisioner.Apply(ctx, t, b.log,
 		provisioner.InstallDeb(packageName, deb),
 		provisioner.CreateAccounts(),
 		provisioner.MakeDirs(dirs),
-		provisioner.Units(enable, s.Services.Disable),
+		provisioner.Units(enable, s.Services.Disable, s.Services.Mask),
 		provisioner.WriteFiles([]provisioner.PackageFile{
 			{Dst: "/etc/fstab", Data: fstab, Mode: 0o644},
+			{Dst: "/etc/.updated", Data: updated, Mode: 0o644},
+			{Dst: "/var/.updated", Data: updated, Mode: 0o644},
 			{Dst: "/etc/hostname", Data: []byte(s.Name + "\n"), Mode: 0o644},
 			{Dst: "/etc/hosts", Data: []byte("127.0.0.1\tlocalhost\n127.0.1.1\t" + s.Name + "\n::1\tlocalhost ip6-localhost ip6-loopback\n"), Mode: 0o644},
 			{Dst: "/etc/apt/sources.list", Data: []byte(fmt.Sprintf("deb %s %s %s\n", s.Distribution.Mirror, s.Distribution.Suite, strings.Join(s.Distribution.Components, " "))), Mode: 0o644},

@@ -76,7 +76,7 @@ func (b *builder) ensureRepo(ctx context.Context) (repo string, fetched bool, er
 	d := b.spec.Distribution
 	mirror := fmt.Sprintf("deb %s %s %s", d.Mirror, d.Suite, strings.Join(d.Components, " "))
 	args := append(mmdebstrapArgs(b.spec),
-		"--skip=download/empty", "--skip=cleanup/apt/cache",
+		"--skip=download/empty", "--skip=essential/unlink", "--skip=cleanup/apt/cache",
 		"--customize-hook=sync-out /var/cache/apt/archives "+pool,
 		d.Suite, "/dev/null", mirror)
 	b.stage("fetch packages", "mirror", d.Mirror)
@@ -147,9 +147,10 @@ func (b *builder) bootstrap(ctx context.Context, repo, dir string) error {
 	setup := fmt.Sprintf(`mkdir -p "$1%s" && printf '%%s' '%s' > "$1%s/%s"`,
 		filepath.Dir(initramfsModulesFile), modules, filepath.Dir(initramfsModulesFile), filepath.Base(initramfsModulesFile))
 	args := append(mmdebstrapArgs(s),
-		"--hook-dir=/usr/share/mmdebstrap/hooks/file-mirror-automount",
 		"--setup-hook="+setup,
 		s.Distribution.Suite, dir,
-		fmt.Sprintf("deb [trusted=yes] file://%s %s main", repo, s.Distribution.Suite))
+		// copy://: apt copies the .debs into the chroot; no bind mount
+		// (file://) that a failed run could leave behind.
+		fmt.Sprintf("deb [trusted=yes] copy://%s %s main", repo, s.Distribution.Suite))
 	return b.run(ctx, nil, "mmdebstrap", args...)
 }

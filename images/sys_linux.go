@@ -5,12 +5,15 @@ package images
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"golang.org/x/sys/unix"
 )
@@ -70,4 +73,65 @@ func writeSparseAt(ctx context.Context, dst *os.File, src *os.File, offset, n in
 		}
 	}
 	return nil
+}
+
+// removeWork deletes the work directory. A failed mmdebstrap can leave
+// mounts (/proc, /dev, ...) in the root file system; they are detached
+// first so that the removal never reaches into what they show.
+func removeWork(dir string) error {
+	data, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		return err
+	}
+	var mounts []string
+	for _, line := range strings.Split(string(data), "\n") {
+		f := strings.Fields(line)
+		if len(f) > 4 && strings.HasPrefix(f[4], dir+"/") {
+			mounts = append(mounts, f[4])
+		}
+	}
+	for i := len(mounts) - 1; i >= 0; i-- { // mountinfo lists parents first
+		if err := unix.Unmount(mounts[i], unix.MNT_DETACH); err != nil {
+			return fmt.Errorf("%s is still mounted (%v); not removing %s", mounts[i], err, dir)
+		}
+	}
+	return os.RemoveAll(dir)
+}
+
+// sparseFingerprint hashes a file's size, the offsets and lengths of its
+// data extents and their bytes; holes read as zeros, so two files with the
+// same fingerprint have the same content. Reading only the data (hundreds
+// of MiB) instead of the whole 100 GiB disk makes the fingerprint a cheap
+// key for memoising the disk's full SHA-256 between identical builds.
+func sparseFingerprint(ctx context.Context, f *os.File) (string, error) {
+	st, err := f.Stat()
+	if err != nil {
+		return "", err
+	}
+	h := sha256.New()
+	fmt.Fprintf(h, "ksmg-sparse-v1 %d\n", st.Size())
+	buf := make([]byte, 4<<20)
+	fd := int(f.Fd())
+	for pos := int64(0); pos < st.Size(); {
+		if err := ctx.Err(); err != nil {
+			return "", err
+		}
+		data, err := unix.Seek(fd, pos, unix.SEEK_DATA)
+		if errors.Is(err, unix.ENXIO) {
+			break
+		}
+		if err != nil {
+			return "", err
+		}
+		hole, err := unix.Seek(fd, data, unix.SEEK_HOLE)
+		if err != nil {
+			return "", err
+		}
+		fmt.Fprintf(h, "extent %d %d\n", data, hole-data)
+		if _, err := io.CopyBuffer(h, io.NewSectionReader(f, data, hole-data), buf); err != nil {
+			return "", err
+		}
+		pos = hole
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
 }

@@ -16,3 +16,7 @@ var errNotLinux = errors.New("building the appliance image needs Linux")
 func clampTimes(string, int64) error { return errNotLinux }
 
 func writeSparseAt(context.Context, *os.File, *os.File, int64, int64) error { return errNotLinux }
+
+func removeWork(dir string) error { return os.RemoveAll(dir) }
+
+func sparseFingerprint(context.Context, *os.File) (string, error) { return "", errNotLinux }

@@ -73,9 +73,15 @@ func MakeDirs(dirs []Dir) Step {
 	}}
 }
 
-// Units enables and disables systemd units.
-func Units(enable, disable []string) Step {
+// Units enables, disables and masks systemd units (a mask is a link to
+// /dev/null in /etc/systemd/system).
+func Units(enable, disable, mask []string) Step {
 	return Step{Name: "units", Do: func(ctx context.Context, t Target) error {
+		for _, u := range mask {
+			if err := t.Symlink(ctx, "/dev/null", "/etc/systemd/system/"+u); err != nil {
+				return err
+			}
+		}
 		for _, u := range disable {
 			if err := t.DisableUnit(ctx, u); err != nil {
 				return err

@@ -1,0 +1,215 @@
+//go:build linux
+
+package images
+
+import (
+	"bufio"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/ksmg-appliance/ksmg/appliance"
+	"github.com/ksmg-appliance/ksmg/images/boottest"
+)
+
+// The image tests need root (mmdebstrap --mode=root) and the network or a
+// filled package cache; they are what `make test` runs after `make images`.
+
+var (
+	binOnce sync.Once
+	binDir  string
+	binErr  error
+)
+
+// testBinDir is $KSMG_BIN_DIR or the payload binaries built into a temp dir.
+func testBinDir(t *testing.T) string {
+	t.Helper()
+	if d := os.Getenv("KSMG_BIN_DIR"); d != "" {
+		return d
+	}
+	binOnce.Do(func() {
+		binDir, binErr = os.MkdirTemp("", "ksmg-test-bin-")
+		if binErr != nil {
+			return
+		}
+		_, file, _, _ := runtime.Caller(0)
+		cmd := exec.Command("go", "build", "-trimpath", "-o", binDir+"/", "./cmd/ksmg-gatewayd")
+		cmd.Dir = filepath.Join(filepath.Dir(file), "..")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			binErr = err
+			binDir = string(out)
+		}
+	})
+	if binErr != nil {
+		t.Fatalf("build payload binaries: %v\n%s", binErr, binDir)
+	}
+	return binDir
+}
+
+func cacheDir(t *testing.T) string {
+	if d := os.Getenv("KSMG_CACHE"); d != "" {
+		return d
+	}
+	home, err := os.UserHomeDir()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return filepath.Join(home, ".cache", "ksmg")
+}
+
+func testBuild(t *testing.T, out string) *Result {
+	t.Helper()
+	spec, err := appliance.Load("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := Build(context.Background(), Options{
+		Spec: spec, OutDir: out, BinDir: testBinDir(t), CacheDir: cacheDir(t),
+		Formats: []string{"raw"}, Log: slog.New(slog.NewTextHandler(testWriter{t}, nil)),
+	})
+	if err != nil {
+		t.Fatalf("build: %v", err)
+	}
+	return res
+}
+
+type testWriter struct{ t *testing.T }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimRight(string(p), "\n"))
+	return len(p), nil
+}
+
+// imageDir is $KSMG_IMAGE_DIR (built by `make images`) or a fresh build.
+var (
+	imgOnce sync.Once
+	imgDir  string
+)
+
+func testImage(t *testing.T) string {
+	t.Helper()
+	spec, _ := appliance.Load("")
+	if d := os.Getenv("KSMG_IMAGE_DIR"); d != "" {
+		return filepath.Join(d, spec.ImageBase()+".raw")
+	}
+	imgOnce.Do(func() {
+		d, err := os.MkdirTemp("", "ksmg-test-image-")
+		if err != nil {
+			t.Fatal(err)
+		}
+		testBuild(t, d)
+		imgDir = d
+	})
+	if imgDir == "" {
+		t.Fatal("image build failed in an earlier test")
+	}
+	return filepath.Join(imgDir, spec.ImageBase()+".raw")
+}
+
+// TestBootSecureBootSMTP boots the raw disk under OVMF with Secure Boot on
+// and VMware's pvscsi/vmxnet3 devices, and checks what the appliance
+// promises on first power-on.
+func TestBootSecureBootSMTP(t *testing.T) {
+	raw := testImage(t)
+	spec, _ := appliance.Load("")
+	serial, err := os.Create(filepath.Join(t.TempDir(), "serial.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer serial.Close()
+	res, err := boottest.Run(context.Background(), boottest.Options{Disk: raw, Format: "raw", Serial: serial, Timeout: 15 * time.Minute})
+	if err != nil {
+		t.Fatalf("boot: %v", err)
+	}
+	t.Logf("status: %s", res.StatusLine)
+	t.Logf("banner: %q", res.Banner)
+	t.Logf("power-on to console status: %s; power-on to SMTP banner: %s", res.ToStatus.Round(100*time.Millisecond), res.ToBanner.Round(100*time.Millisecond))
+	if !res.SecureBoot {
+		t.Errorf("kernel did not report \"secureboot: Secure boot enabled\"")
+	}
+	if res.Status["secureboot"] != "1" {
+		t.Errorf("guest's SecureBoot variable: %q, want 1", res.Status["secureboot"])
+	}
+	if res.State() != "running" || res.Status["failed"] != "none" {
+		t.Errorf("systemd state %q, failed units %q; want running, none", res.State(), res.Status["failed"])
+	}
+	if !strings.HasPrefix(res.Banner, "220 ") {
+		t.Errorf("SMTP banner %q, want 220", res.Banner)
+	}
+	disk, err1 := res.Int("disk_bytes")
+	varPart, err2 := res.Int("var_part_bytes")
+	varFS, err3 := res.Int("var_fs_bytes")
+	if err1 != nil || err2 != nil || err3 != nil {
+		t.Fatalf("status line: %v %v %v", err1, err2, err3)
+	}
+	if disk != int64(spec.Disk.Size) {
+		t.Errorf("disk is %d bytes, spec says %d", disk, spec.Disk.Size)
+	}
+	// /var is the last partition: it should now reach the end of the disk
+	// (less the other partitions, alignment and the backup GPT).
+	var others int64
+	for _, p := range spec.Disk.Partitions {
+		if p.Type != appliance.PartVar {
+			others += int64(p.Size)
+		}
+	}
+	if min := disk - others - 4<<20; varPart < min {
+		t.Errorf("/var partition is %d bytes, want >= %d (grown to the disk)", varPart, min)
+	}
+	if varFS < varPart*9/10 {
+		t.Errorf("/var file system is %d bytes on a %d-byte partition: not grown", varFS, varPart)
+	}
+}
+
+// TestReproducible builds twice from the same spec, package cache and
+// SOURCE_DATE_EPOCH and compares the disks.
+func TestReproducible(t *testing.T) {
+	var sums [2]string
+	for i := range sums {
+		dir := t.TempDir()
+		start := time.Now()
+		res := testBuild(t, dir)
+		t.Logf("build %d: %s", i+1, time.Since(start).Round(time.Second))
+		sums[i] = res.Outputs[0].SHA256
+		// SHA256SUMS is what was written.
+		if got := fileSHA256(t, res.Outputs[0].Path); got != sums[i] {
+			t.Fatalf("SHA256SUMS says %s, file is %s", sums[i], got)
+		}
+		line, err := os.ReadFile(res.SHA256SUM)
+		if err != nil || !strings.Contains(string(line), sums[i]+"  "+filepath.Base(res.Outputs[0].Path)) {
+			t.Fatalf("SHA256SUMS: %q %v", line, err)
+		}
+		ents, _ := os.ReadDir(dir)
+		for _, e := range ents {
+			if strings.HasPrefix(e.Name(), ".") {
+				t.Errorf("build left %s in the output directory", e.Name())
+			}
+		}
+	}
+	if sums[0] != sums[1] {
+		t.Fatalf("two builds differ: %s vs %s", sums[0], sums[1])
+	}
+}
+
+func fileSHA256(t *testing.T, path string) string {
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, bufio.NewReaderSize(f, 4<<20)); err != nil {
+		t.Fatal(err)
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
