@@ -107,6 +107,7 @@ func run(ctx context.Context, f flags, in *os.File, out io.Writer) error {
 		prefill answers.Answers
 		notices []string
 		srcs    []sources.Source
+		used    map[string]string // unattended values, for scrubbing after apply
 	)
 	switch {
 	case f.reconfigure:
@@ -141,11 +142,7 @@ func run(ctx context.Context, f flags, in *os.File, out io.Writer) error {
 		for _, n := range notices {
 			report(f, log, out, "unattended answer rejected: "+n)
 		}
-		defer func() {
-			if err := sources.ScrubSecrets(context.WithoutCancel(ctx), srcs, sources.SecretKeys(res.Values)); err != nil {
-				log.Error("scrub secrets from sources", "err", err)
-			}
-		}()
+		used = res.Values
 	}
 	if len(prefill.Interfaces) == 0 && len(ifnames) == 0 {
 		prefill.Interface(primary)
@@ -164,7 +161,9 @@ func run(ctx context.Context, f flags, in *os.File, out io.Writer) error {
 			}
 			return err
 		}
-		err = applyAndFinish(ctx, f, log, out, a, nil, nil)
+		// Secrets from sources are scrubbed only once applied: a wizard
+		// quit and restarted still finds them.
+		err = applyAndFinish(ctx, f, log, out, a, srcs, used)
 		if err == nil {
 			return nil
 		}
@@ -263,7 +262,7 @@ func banner(ctx context.Context, root string, out io.Writer, a answers.Answers) 
 	b.WriteString("\nksmg appliance is set up.\n")
 	fmt.Fprintf(&b, "  Host name: %s   Role: %s\n", a.Hostname, a.Role)
 	for _, addr := range addresses() {
-		fmt.Fprintf(&b, "  Web interface: https://%s/\n", addr)
+		fmt.Fprintf(&b, "  Address: %s\n", addr)
 	}
 	if a.SSHEnabled {
 		b.WriteString("  SSH: enabled for user " + apply.AdminUser + "\n")

@@ -189,7 +189,8 @@ func walkToHostname(tt *tmuxTerm) string {
 
 func TestUnattendedPartialOpensPrefilled(t *testing.T) {
 	root := scratchRoot(t)
-	args := append(hermetic(t, root), sourceSetups["credentials"](t, map[string]string{"ksmg.hostname": "gw-partial", "ksmg.eula.accepted": "true"})...)
+	kvpArgs := sourceSetups["kvp"](t, map[string]string{"ksmg.hostname": "gw-partial", "ksmg.eula.accepted": "true", "ksmg.cluster.join_token": "0123456789abcdef0123"})
+	args := append(hermetic(t, root), kvpArgs...)
 	tt := startTerm(t, []string{"TERM=xterm-256color"}, args...)
 	tt.focus("Language")
 	tt.keys("Enter")
@@ -209,6 +210,10 @@ func TestUnattendedPartialOpensPrefilled(t *testing.T) {
 	}
 	if apply.Done(root) {
 		t.Fatal("marked done after abort")
+	}
+	// Not applied, so not used: the secret stays for the restarted wizard.
+	if data, _ := os.ReadFile(kvpArgs[1]); !bytes.Contains(data, []byte("0123456789abcdef0123")) {
+		t.Fatal("secret scrubbed although nothing was applied")
 	}
 }
 

@@ -37,6 +37,7 @@ const (
 	SSHWantsLink     = "/etc/systemd/system/multi-user.target.wants/ssh.service"
 	SSHUnit          = "/usr/lib/systemd/system/ssh.service"
 	ImportantLogPath = "/var/log/ksmg-important"
+	IssuePath        = "/etc/issue.d/ksmg.issue"
 	// AdminUser is the console/SSH administrator the wizard creates;
 	// the image ships no such account and no default password.
 	AdminUser = "admin"
@@ -84,13 +85,17 @@ func Apply(ctx context.Context, o Options, a answers.Answers) error {
 		}
 	}
 
-	var t tx
-	if err := plan(&t, o, a, hash); err != nil {
-		return err
-	}
 	// Host keys are generated before anything is switched: if ssh-keygen
 	// fails, nothing has changed. Generating missing keys is idempotent.
 	if err := hostKeys(ctx, o); err != nil {
+		return err
+	}
+	fps, err := HostKeyFingerprints(ctx, o.Root)
+	if err != nil {
+		return err
+	}
+	var t tx
+	if err := plan(&t, o, a, hash, fps); err != nil {
 		return err
 	}
 	if err := t.commit(); err != nil {
@@ -106,7 +111,7 @@ func Apply(ctx context.Context, o Options, a answers.Answers) error {
 
 // plan reads what it needs from the root and queues every change; the
 // stamp is queued last so it only appears once all else is in place.
-func plan(t *tx, o Options, a answers.Answers, hash string) error {
+func plan(t *tx, o Options, a answers.Answers, hash string, fingerprints []string) error {
 	passwd, err := readColonFile(o.path("/etc/passwd"))
 	if err != nil {
 		return err
@@ -198,6 +203,11 @@ func plan(t *tx, o Options, a answers.Answers, hash string) error {
 		t.remove(o.path(SSHWantsLink))
 	}
 
+	// Console login banner: agetty shows /etc/issue.d/*.issue and expands
+	// \4 and \6 to the current addresses, so it stays right under DHCP.
+	t.mkdir(o.path("/etc/issue.d"), 0o755, 0, 0)
+	t.file(o.path(IssuePath), issue(a, fingerprints), 0o644, 0, 0)
+
 	// Node role and consent.
 	t.mkdir(o.path("/etc/opt"), 0o755, 0, 0)
 	t.mkdir(o.path("/etc/opt/kaspersky"), 0o750, 0, kluser)
@@ -213,6 +223,21 @@ func plan(t *tx, o Options, a answers.Answers, hash string) error {
 	t.mkdir(o.path(filepath.Dir(StampPath)), 0o755, 0, 0)
 	t.file(o.path(StampPath), []byte(o.Now().UTC().Format(time.RFC3339)+"\n"), 0o644, 0, 0)
 	return nil
+}
+
+func issue(a answers.Answers, fingerprints []string) []byte {
+	var b strings.Builder
+	fmt.Fprintf(&b, "ksmg mail gateway %s (%s node)\n  IPv4: \\4  IPv6: \\6\n", a.Hostname, a.Role)
+	if a.SSHEnabled {
+		b.WriteString("  SSH: enabled for " + AdminUser + "; host key fingerprints:\n")
+	} else {
+		b.WriteString("  SSH: off; host key fingerprints:\n")
+	}
+	for _, fp := range fingerprints {
+		b.WriteString("    " + fp + "\n")
+	}
+	b.WriteString("\n")
+	return []byte(b.String())
 }
 
 func hostsWithName(hosts []byte, fqdn string) []byte {

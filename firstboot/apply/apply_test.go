@@ -83,6 +83,7 @@ func TestApplyStatic(t *testing.T) {
 		{StampPath, "2026-11-22T08:00:00Z\n"},
 		{"/etc/passwd", "admin:x:1000:1000:ksmg administrator:/home/admin:/bin/bash\n"},
 		{"/etc/group", "admin:x:1000:\n"},
+		{IssuePath, "ksmg mail gateway gw1.example.com (secondary node)\n  IPv4: \\4  IPv6: \\6\n  SSH: enabled for admin; host key fingerprints:\n    ECDSA SHA256:"},
 	}
 	for _, c := range checks {
 		if got := read(t, root, c.path); !strings.Contains(got, c.want) {
