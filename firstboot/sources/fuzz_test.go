@@ -34,6 +34,17 @@ func FuzzParseKVPPool(f *testing.F) {
 	f.Add([]byte{})
 	f.Add(make([]byte, KVPRecordSize))
 	f.Fuzz(func(t *testing.T, data []byte) {
+		checkKVP(t, data)
+		// Random lengths are rarely whole records: also try the input
+		// padded to one, so record decoding gets exercised.
+		if r := len(data) % KVPRecordSize; r != 0 {
+			checkKVP(t, append(append([]byte{}, data...), make([]byte, KVPRecordSize-r)...))
+		}
+	})
+}
+
+func checkKVP(t *testing.T, data []byte) {
+	{
 		recs, err := ParseKVPPool(data)
 		if err != nil {
 			if len(data)%KVPRecordSize == 0 {
@@ -53,7 +64,7 @@ func FuzzParseKVPPool(f *testing.F) {
 		if len(enc) > len(data) || (len(recs) > 0 && bytes.Equal(enc, nil)) {
 			t.Fatal("encoding grew")
 		}
-	})
+	}
 }
 
 func FuzzParseSeed(f *testing.F) {
