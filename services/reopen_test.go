@@ -149,9 +149,14 @@ func waitListen(t *testing.T, addr string) {
 // self-signed); the relay route is closed, so it stays queued.
 func send(t *testing.T, addr, from string) {
 	t.Helper()
-	c, err := smtp.Dial(addr)
+	conn, err := net.DialTimeout("tcp", addr, 10*time.Second)
 	if err != nil {
 		t.Fatal(err)
+	}
+	conn.SetDeadline(time.Now().Add(30 * time.Second)) // a daemon that never answers fails, not hangs
+	c, err := smtp.NewClient(conn, "127.0.0.1")
+	if err != nil {
+		t.Fatalf("SMTP greeting from %s: %v", addr, err)
 	}
 	defer c.Close()
 	steps := []func() error{

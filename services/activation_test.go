@@ -1,0 +1,75 @@
+package services
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net"
+	"os/exec"
+	"path/filepath"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// TestSocketActivation hands ksmg-gatewayd a listening socket the way
+// ksmg-gatewayd.socket does (systemd's own systemd-socket-activate, with the
+// unit's FileDescriptorName=), and checks that the daemon serves mail on it
+// and does not also listen on `listen:` from its configuration.
+func TestSocketActivation(t *testing.T) {
+	sock := parseUnit(t, "ksmg-gatewayd.socket")["Socket"]
+	if len(sock["FileDescriptorName"]) != 1 {
+		t.Fatalf("ksmg-gatewayd.socket: FileDescriptorName = %q, want one name", sock["FileDescriptorName"])
+	}
+	if _, err := exec.LookPath("systemd-socket-activate"); err != nil {
+		t.Fatalf("systemd-socket-activate (package systemd) not installed: %v", err)
+	}
+	bin := gatewayBinary(t)
+	root := t.TempDir()
+	port, configured := freePort(t), freePort(t)
+	cfg := fmt.Sprintf(`hostname: activation.test
+listen: ["127.0.0.1:%d"]
+spool_dir: %[2]s/queue
+tls: {cert_file: %[2]s/tls/gw.crt, key_file: %[2]s/tls/gw.key, generate: true}
+trusted_networks: ["127.0.0.0/8"]
+relay: {default_route: "127.0.0.1:%d", default_tls: none}
+backup: {dir: %[2]s/backup}
+logging:
+  messages_file: %[2]s/ksmg-messages
+  important_file: %[2]s/ksmg-important
+  trace_dir: %[2]s/trace
+  events_dir: %[2]s/events
+`, configured, root, freePort(t))
+	cfgFile := filepath.Join(root, "gateway.yaml")
+	mustWrite(t, cfgFile, cfg, 0o640)
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	// systemd-socket-activate execs the daemon in its own place on the first
+	// connection, so the process to stop is this one.
+	cmd := exec.CommandContext(ctx, "systemd-socket-activate",
+		"--listen", fmt.Sprintf("127.0.0.1:%d", port), "--fdname="+sock["FileDescriptorName"][0],
+		bin, "--config", cfgFile)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
+	cmd.WaitDelay = 10 * time.Second
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		cancel()
+		cmd.Wait()
+		if t.Failed() {
+			t.Logf("stderr:\n%s", stderr.String())
+		}
+	}()
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	waitListen(t, addr) // the activator's socket; this connection starts the daemon
+	send(t, addr, "activated@socket.test")
+	waitContains(t, filepath.Join(root, "ksmg-messages"), "activated@socket.test")
+	if c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", configured), time.Second); err == nil {
+		c.Close()
+		t.Errorf("with a passed socket the daemon also listens on its configured 127.0.0.1:%d", configured)
+	}
+}
