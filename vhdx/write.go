@@ -47,6 +47,7 @@ const (
 	metadataLength     = 1 * mib
 	batOffset          = 3 * mib
 	pageSize           = 4 * kib // granularity of holes in the output
+	writebackChunk     = 32 * mib
 )
 
 // guidNamespace scopes the name-based GUIDs of this writer.
@@ -221,6 +222,7 @@ func (w *writer) write(ctx context.Context) error {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
+		flushed := int64(dataOffset)
 		for j := range jobs {
 			if werr == nil {
 				for _, r := range j.runs {
@@ -229,6 +231,12 @@ func (w *writer) write(ctx context.Context) error {
 						cancel()
 						break
 					}
+				}
+				// Overlap the disk writes with the conversion instead of
+				// leaving them all to the final fsync.
+				if end := j.off + int64(bs); end-flushed >= writebackChunk {
+					startWriteback(w.out, flushed, end-flushed)
+					flushed = end
 				}
 			}
 			free <- j.buf
