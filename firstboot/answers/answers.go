@@ -400,7 +400,11 @@ func ValidateList(items []string, v func(string) error) error {
 
 // SplitList splits "a, b c" into [a b c].
 func SplitList(s string) []string {
-	return strings.FieldsFunc(s, func(r rune) bool { return r == ',' || r == ' ' || r == '\t' || r == ';' })
+	out := strings.FieldsFunc(s, func(r rune) bool { return r == ',' || r == ' ' || r == '\t' || r == ';' })
+	if len(out) == 0 {
+		return nil // "no servers", same as not given
+	}
+	return out
 }
 
 // ValidateInterface checks one NIC's settings.
@@ -415,6 +419,11 @@ func ValidateInterface(ifc Interface) []error {
 		errs = append(errs, &FieldError{Key: "network.interface", Err: errors.New("interface name is required")})
 	}
 	add("mode", ValidateMode(ifc.Mode))
+	// DNS servers and a search domain may also complement DHCP.
+	add("dns", ValidateList(ifc.DNS, ValidateAddress))
+	if ifc.SearchDomain != "" {
+		add("search", ValidateDomain(ifc.SearchDomain))
+	}
 	if ifc.Mode != ModeStatic {
 		return errs
 	}
@@ -436,10 +445,6 @@ func ValidateInterface(ifc Interface) []error {
 		}
 	} else if ifc.Gateway6 != "" {
 		add("ipv6.gateway", errors.New("an IPv6 gateway needs an IPv6 address"))
-	}
-	add("dns", ValidateList(ifc.DNS, ValidateAddress))
-	if ifc.SearchDomain != "" {
-		add("search", ValidateDomain(ifc.SearchDomain))
 	}
 	return errs
 }

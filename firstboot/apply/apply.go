@@ -270,7 +270,6 @@ func networkd(ifc answers.Interface) []byte {
 	fmt.Fprintf(&b, "[Match]\nName=%s\n\n[Network]\n", ifc.Name)
 	if ifc.Mode == answers.ModeDHCP {
 		b.WriteString("DHCP=yes\n")
-		return b.Bytes()
 	}
 	for _, kv := range [][2]string{{"Address", ifc.Address4}, {"Gateway", ifc.Gateway4}, {"Address", ifc.Address6}, {"Gateway", ifc.Gateway6}} {
 		if kv[1] != "" {

@@ -177,7 +177,7 @@ func TestReconfigureIsIdempotentAndRemovesStale(t *testing.T) {
 	a.EULAAccepted = true
 	a.AdminPassword = "Another-Pass-77"
 	a.Hostname = "gw2"
-	a.Interfaces = []answers.Interface{{Name: "ens192", Mode: answers.ModeDHCP}}
+	a.Interfaces = []answers.Interface{{Name: "ens192", Mode: answers.ModeDHCP, DNS: []string{"192.0.2.53"}}}
 	a.KSN = true
 	for range 2 {
 		if err := Apply(ctx, Options{Root: root, Now: fixedNow}, a); err != nil {
@@ -187,7 +187,7 @@ func TestReconfigureIsIdempotentAndRemovesStale(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(root, "/etc/systemd/network/50-ksmg-eth0.network")); !os.IsNotExist(err) {
 		t.Error("stale eth0 network file kept")
 	}
-	if got := read(t, root, "/etc/systemd/network/50-ksmg-ens192.network"); !strings.Contains(got, "DHCP=yes\n") {
+	if got := read(t, root, "/etc/systemd/network/50-ksmg-ens192.network"); !strings.HasSuffix(got, "[Network]\nDHCP=yes\nDNS=192.0.2.53\n") {
 		t.Errorf("dhcp file: %s", got)
 	}
 	for _, p := range []string{AuthorizedKeys, SSHWantsLink} {

@@ -110,11 +110,12 @@ func (m *model) answers(hash string) answers.Answers {
 		a.SSHAuthorizedKey = strings.TrimSpace(m.Key)
 	}
 	for _, n := range m.Nics {
-		ifc := answers.Interface{Name: n.Name, Mode: n.Mode}
+		// DNS and search domain also complement DHCP (unattended answers
+		// may give them); addresses only count when static.
+		ifc := answers.Interface{Name: n.Name, Mode: n.Mode, DNS: answers.SplitList(n.DNS), SearchDomain: strings.TrimSpace(n.Search)}
 		if n.Mode == answers.ModeStatic {
 			ifc.Address4, ifc.Gateway4 = strings.TrimSpace(n.Addr4), strings.TrimSpace(n.Gw4)
 			ifc.Address6, ifc.Gateway6 = strings.TrimSpace(n.Addr6), strings.TrimSpace(n.Gw6)
-			ifc.DNS, ifc.SearchDomain = answers.SplitList(n.DNS), strings.TrimSpace(n.Search)
 		}
 		a.Interfaces = append(a.Interfaces, ifc)
 	}
@@ -290,7 +291,11 @@ func (m *model) summary() string {
 	fmt.Fprintf(&b, "Host name: %s · admin password: %s\n", m.Hostname, map[bool]string{true: "set", false: "NOT SET"}[m.Password != "" || m.keepHash])
 	for _, n := range m.Nics {
 		if n.Mode == answers.ModeDHCP {
-			fmt.Fprintf(&b, "%s: DHCP\n", n.Name)
+			fmt.Fprintf(&b, "%s: DHCP", n.Name)
+			if strings.TrimSpace(n.DNS+n.Search) != "" {
+				fmt.Fprintf(&b, ", DNS %s  search %s", dash(n.DNS), dash(n.Search))
+			}
+			b.WriteString("\n")
 			continue
 		}
 		fmt.Fprintf(&b, "%s: %s gw %s  %s gw %s\n", n.Name, dash(n.Addr4), dash(n.Gw4), dash(n.Addr6), dash(n.Gw6))
