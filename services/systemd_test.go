@@ -10,6 +10,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 
 	"gopkg.in/yaml.v3"
@@ -99,7 +100,7 @@ func TestSecurityThresholdControl(t *testing.T) {
 }
 
 // gatewayBinary is the built ksmg-gatewayd: from $KSMG_BIN_DIR (make test),
-// else built here.
+// else built once for this test binary.
 func gatewayBinary(t *testing.T) string {
 	t.Helper()
 	if dir := os.Getenv("KSMG_BIN_DIR"); dir != "" {
@@ -109,12 +110,36 @@ func gatewayBinary(t *testing.T) string {
 		}
 		return bin
 	}
-	bin := filepath.Join(t.TempDir(), "ksmg-gatewayd")
-	cmd := exec.Command("go", "build", "-o", bin, "github.com/ksmg-appliance/ksmg/cmd/ksmg-gatewayd")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("building ksmg-gatewayd: %v\n%s", err, out)
+	built.once.Do(func() {
+		built.dir, built.err = os.MkdirTemp("", "ksmg-services-test-")
+		if built.err != nil {
+			return
+		}
+		bin := filepath.Join(built.dir, "ksmg-gatewayd")
+		out, err := exec.Command("go", "build", "-o", bin, "github.com/ksmg-appliance/ksmg/cmd/ksmg-gatewayd").CombinedOutput()
+		if err != nil {
+			built.err = fmt.Errorf("building ksmg-gatewayd: %w\n%s", err, out)
+		}
+		built.bin = bin
+	})
+	if built.err != nil {
+		t.Fatal(built.err)
 	}
-	return bin
+	return built.bin
+}
+
+var built struct {
+	once     sync.Once
+	dir, bin string
+	err      error
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if built.dir != "" {
+		os.RemoveAll(built.dir)
+	}
+	os.Exit(code)
 }
 
 // TestUnitsVerify runs `systemd-analyze verify` on all shipped units; any
