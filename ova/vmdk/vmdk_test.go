@@ -127,7 +127,7 @@ func TestConvertRejects(t *testing.T) {
 	}{
 		{"capacity below source", raw, Options{Capacity: 512 << 10}, "smaller than the source"},
 		{"empty source", empty, Options{}, "empty"},
-		{"bad level", raw, Options{Level: 12}, "level"},
+		{"bad level", raw, Options{Level: 13}, "level"},
 		{"quote in name", raw, Options{ExtentName: `a"b.vmdk`}, "quotes"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
