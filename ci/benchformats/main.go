@@ -203,5 +203,3 @@ func generate(p string, virt, data int64) (int64, error) {
 	}
 	return written, f.Close()
 }
-
-func flagInt(p *int, name string, def int, usage string) { flag.IntVar(p, name, def, usage) }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"flag"
 	"os"
 
 	"github.com/ksmg-appliance/ksmg/ova/vmdk"
@@ -33,10 +34,10 @@ func init() {
 	})
 }
 
-// level lets the benchmark try other zlib levels (-vmdk-level) when choosing
-// vmdk.DefaultLevel; 0 uses the default.
+// level lets the benchmark try other deflate levels (-vmdk-level) when
+// choosing vmdk.DefaultLevel; 0 uses the default.
 var level int
 
 func init() {
-	flagInt(&level, "vmdk-level", 0, "zlib level for the vmdk row (0 = vmdk.DefaultLevel)")
+	flag.IntVar(&level, "vmdk-level", 0, "zlib level for the vmdk row (0 = vmdk.DefaultLevel)")
 }
