@@ -1,3 +1,5 @@
+//go:build unix
+
 package gatewayd_test
 
 import (
@@ -21,7 +23,7 @@ func TestInvalidConfigExit2(t *testing.T) {
 	dir := t.TempDir()
 	for _, tc := range []struct {
 		name, yaml, want string
-		env             []string
+		env              []string
 	}{
 		{"max_recipients", "limits: {max_recipients: abc}\n", `key limits.max_recipients: expected a positive integer, got "abc"`, nil},
 		{"unknown key", "relay: {smarthost: x}\n", `key relay.smarthost: expected a known key`, nil},

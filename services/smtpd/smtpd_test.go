@@ -1,0 +1,213 @@
+package smtpd
+
+import (
+	"bufio"
+	"io"
+	"log/slog"
+	"net"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/ksmg-appliance/ksmg/services/config"
+	"github.com/ksmg-appliance/ksmg/services/eventlog"
+	"github.com/ksmg-appliance/ksmg/services/spool"
+)
+
+type memQueue struct {
+	mu   sync.Mutex
+	msgs []*spool.Message
+}
+
+func (q *memQueue) Enqueue(m *spool.Message) { q.mu.Lock(); q.msgs = append(q.msgs, m); q.mu.Unlock() }
+
+type memEvents struct {
+	mu sync.Mutex
+	ev []eventlog.Event
+}
+
+func (e *memEvents) Event(ev eventlog.Event) { e.mu.Lock(); e.ev = append(e.ev, ev); e.mu.Unlock() }
+
+type harness struct {
+	addr  string
+	queue *memQueue
+	sp    *spool.Spool
+}
+
+// start serves on loopback. The loopback client is NOT trusted here, so the
+// relay rule applies to it.
+func start(t testing.TB, yaml string) *harness {
+	t.Helper()
+	cfg, err := config.Parse("/test.yaml", []byte(yaml), func(string) (string, bool) { return "", false })
+	if err != nil {
+		t.Fatal(err)
+	}
+	sp, _, _, err := spool.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(sp.Close)
+	h := &harness{queue: &memQueue{}, sp: sp}
+	srv := New(Options{Config: func() *config.Config { return cfg }, Spool: sp, Queue: h.queue, Events: &memEvents{},
+		Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.addr = l.Addr().String()
+	go srv.Serve(l)
+	t.Cleanup(func() { srv.srv.Close() })
+	return h
+}
+
+const fuzzConfig = `
+hostname: gw.test
+trusted_networks: ["192.0.2.0/24"]
+protected_domains: [{name: example.com, route: "127.0.0.1:1"}]
+limits: {max_message_size: 4096, max_recipients: 3, idle_timeout: 5s, max_line_length: 600}
+lists: {deny: {senders: ["@spam.test"]}}
+`
+
+var replyRe = regexp.MustCompile(`^[2-5][0-9][0-9][ -]`)
+
+// dialog writes raw client bytes, closes the write side and returns the
+// server's reply lines.
+func dialog(t testing.TB, addr string, input []byte) []string {
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	go func() {
+		c.Write(input)
+		c.(*net.TCPConn).CloseWrite()
+	}()
+	var lines []string
+	sc := bufio.NewScanner(c)
+	sc.Buffer(make([]byte, 64<<10), 64<<10)
+	for sc.Scan() {
+		lines = append(lines, sc.Text())
+	}
+	return lines
+}
+
+func TestPolicy(t *testing.T) {
+	h := start(t, fuzzConfig)
+	for _, tc := range []struct {
+		name, in string
+		want     []string // in order, among the replies
+	}{
+		{"accept", "EHLO c\r\nMAIL FROM:<a@s.test>\r\nRCPT TO:<b@example.com>\r\nDATA\r\nSubject: x\r\n\r\nhi\r\n.\r\nQUIT\r\n",
+			[]string{"220 ", "250-", "250 2.0.0", "250 2.0.0", "354 ", "250 2.0.0 OK: queued as ", "221 "}},
+		{"open relay", "EHLO c\r\nMAIL FROM:<a@s.test>\r\nRCPT TO:<b@other.test>\r\nQUIT\r\n",
+			[]string{"550 5.7.1 Relaying denied"}},
+		{"deny sender", "EHLO c\r\nMAIL FROM:<x@spam.test>\r\nQUIT\r\n", []string{"550 5.7.1 Sender address rejected"}},
+		{"too many recipients", "EHLO c\r\nMAIL FROM:<a@s.test>\r\nRCPT TO:<1@example.com>\r\nRCPT TO:<2@example.com>\r\nRCPT TO:<3@example.com>\r\nRCPT TO:<4@example.com>\r\nQUIT\r\n",
+			[]string{"452 4.5.3 Too many recipients"}},
+		{"declared size", "EHLO c\r\nMAIL FROM:<a@s.test> SIZE=999999\r\nQUIT\r\n", []string{"552 5.3.4"}},
+		{"oversize data", "EHLO c\r\nMAIL FROM:<a@s.test>\r\nRCPT TO:<b@example.com>\r\nDATA\r\n" + strings.Repeat("0123456789\r\n", 500) + ".\r\nQUIT\r\n",
+			[]string{"354 ", "552 5.3.4"}},
+		{"long line", "EHLO " + strings.Repeat("x", 700) + "\r\n", []string{"500 5.4.0 Too long line"}},
+		{"data before rcpt", "EHLO c\r\nDATA\r\nQUIT\r\n", []string{"502 5.5.1"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			lines := dialog(t, h.addr, []byte(tc.in))
+			i := 0
+			for _, l := range lines {
+				if i < len(tc.want) && strings.HasPrefix(l, tc.want[i]) {
+					i++
+				}
+			}
+			if i != len(tc.want) {
+				t.Fatalf("replies %q\nlack %q (in order)", lines, tc.want[i])
+			}
+		})
+	}
+	if len(h.queue.msgs) != 1 {
+		t.Fatalf("%d messages queued, want 1", len(h.queue.msgs))
+	}
+	m := h.queue.msgs[0]
+	b, err := h.sp.Open(m.Env.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	data, _ := io.ReadAll(b)
+	if !strings.HasPrefix(string(data), "Received: from c ([127.0.0.1])\r\n\tby gw.test (ksmg-gatewayd) with ESMTP id "+m.Env.ID) ||
+		!strings.HasSuffix(string(data), "Subject: x\r\n\r\nhi\r\n") {
+		t.Fatalf("queued body %q", data)
+	}
+}
+
+func TestMatchAddr(t *testing.T) {
+	for _, tc := range []struct {
+		list []string
+		addr string
+		want bool
+	}{
+		{[]string{"a@x.test"}, "A@X.test", true},
+		{[]string{"a@x.test"}, "b@x.test", false},
+		{[]string{"@x.test"}, "b@x.test", true},
+		{[]string{"@x.test"}, "b@sub.x.test", false},
+		{[]string{"x.test"}, "b@x.test", true},
+		{[]string{"x.test"}, "b@xx.test", false},
+		{nil, "b@x.test", false},
+	} {
+		if got := matchAddr(tc.list, tc.addr); got != tc.want {
+			t.Errorf("matchAddr(%v, %q) = %v", tc.list, tc.addr, got)
+		}
+	}
+}
+
+// FuzzSession feeds raw client bytes into a real session. Invariants: no
+// panic (a panic in a handler would show as a 421 reply), every reply line
+// is a well-formed SMTP reply, the first is the 220 greeting, and nothing
+// is ever queued for a domain that is not protected (never an open relay)
+// or from a denied sender.
+func FuzzSession(f *testing.F) {
+	for _, s := range []string{
+		"EHLO c\r\nMAIL FROM:<a@s.test>\r\nRCPT TO:<b@example.com>\r\nDATA\r\nSubject: x\r\n\r\nhi\r\n.\r\nQUIT\r\n",
+		"HELO c\r\nMAIL FROM:<>\r\nRCPT TO:<b@other.test>\r\nRCPT TO:<c@example.com>\r\nDATA\r\n..dot\r\n.\r\n",
+		"EHLO c\r\nMAIL FROM:<a@s.test> SIZE=10 BODY=8BITMIME\r\nRCPT TO:<b@example.com> NOTIFY=NEVER\r\nBDAT 5 LAST\r\nhello",
+		"EHLO c\r\nSTARTTLS\r\n\x16\x03\x01garbage",
+		"EHLO c\r\nRSET\r\nNOOP\r\nVRFY x\r\nMAIL FROM:<x@spam.test>\r\nRCPT TO:<b@example.com>\r\nDATA\r\n.\r\n",
+		"EHLO c\r\nMAIL FROM:<a@s.test>\r\nRCPT TO:<\"q u\"@example.com>\r\nRCPT TO:<b@EXAMPLE.COM>\r\nDATA\r\n\r\n.\r\n",
+		"MAIL FROM:<a@s.test>\r\n\r\n\x00\xff\r\nAUTH PLAIN AGFhAGI=\r\n",
+	} {
+		f.Add([]byte(s))
+	}
+	h := start(f, fuzzConfig)
+	f.Fuzz(func(t *testing.T, in []byte) {
+		before := func() int { h.queue.mu.Lock(); defer h.queue.mu.Unlock(); return len(h.queue.msgs) }()
+		lines := dialog(t, h.addr, in)
+		if len(lines) == 0 || !strings.HasPrefix(lines[0], "220 ") {
+			t.Fatalf("no greeting: %q", lines)
+		}
+		for _, l := range lines {
+			if !replyRe.MatchString(l) {
+				t.Fatalf("malformed reply line %q", l)
+			}
+			if strings.HasPrefix(l, "421 4.0.0 Internal server error") {
+				t.Fatalf("handler panicked: %q", lines)
+			}
+		}
+		h.queue.mu.Lock()
+		defer h.queue.mu.Unlock()
+		for _, m := range h.queue.msgs[before:] {
+			if strings.HasSuffix(strings.ToLower(m.Env.From), "@spam.test") {
+				t.Fatalf("queued from a denied sender: %+v", m.Env)
+			}
+			for _, r := range m.Env.To {
+				if _, dom := splitAddr(r); dom != "example.com" {
+					t.Fatalf("open relay: queued for %q", r)
+				}
+			}
+			if len(m.Env.To) > 3 {
+				t.Fatalf("queued with %d recipients, limit 3", len(m.Env.To))
+			}
+		}
+	})
+}
