@@ -221,7 +221,7 @@ func TestLogrotateCaps(t *testing.T) {
 }
 
 // rotatedSizes returns the sizes of LOG.1, LOG.2, ..., checking that the
-// numbering has no gaps.
+// numbering has no gaps and that the copies are 0640.
 func rotatedSizes(t *testing.T, log string) []int64 {
 	t.Helper()
 	matches, err := filepath.Glob(log + ".*")
@@ -245,6 +245,9 @@ func rotatedSizes(t *testing.T, log string) []int64 {
 		fi, err := os.Stat(fmt.Sprintf("%s.%d", log, i))
 		if err != nil {
 			t.Fatal(err)
+		}
+		if fi.Mode().Perm() != 0o640 {
+			t.Errorf("%s.%d: mode %v, want 0640", log, i, fi.Mode())
 		}
 		sizes = append(sizes, fi.Size())
 	}
