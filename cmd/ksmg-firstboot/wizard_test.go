@@ -180,3 +180,23 @@ func TestWizardAccessible(t *testing.T) {
 		t.Fatal("SSH key written although SSH stays off")
 	}
 }
+
+// TestTwoConsoles: the wizard runs on tty1 and the serial port at once;
+// when one console applies, the other's wizard ends by itself.
+func TestTwoConsoles(t *testing.T) {
+	root := scratchRoot(t)
+	args := append(hermetic(t, root), "--no-unattended", "--poll", "200ms")
+	idle := startTerm(t, []string{"TERM=xterm-256color"}, args...)
+	idle.focus("Language")
+	kvArgs := append(hermetic(t, root), sourceSetups["seed"](t, completeKV("gw-other"))...)
+	if out, err := runNoTTY(t, kvArgs...); err != nil {
+		t.Fatalf("the other console's apply failed: %v\n%s", err, out)
+	}
+	s := idle.waitFor("EXIT=")
+	if !strings.Contains(s, "Setup was completed on another console.") || !strings.Contains(s, "EXIT=0") {
+		t.Fatalf("idle console did not stand down:\n%s", s)
+	}
+	if got := readFile(t, root, "/etc/hostname"); got != "gw-other\n" {
+		t.Fatalf("hostname %q", got)
+	}
+}
