@@ -239,3 +239,21 @@ func TestKeysTable(t *testing.T) {
 		t.Error("hostname is not a secret")
 	}
 }
+
+func TestUnattendedExample(t *testing.T) {
+	kv1, pw1, err := Unattended("gw1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, pw2, _ := Unattended("gw1")
+	if pw1 == pw2 || kv1["ksmg.admin.password"] != pw1 {
+		t.Fatal("passwords must be fresh per call")
+	}
+	a, errs := FromKeys(kv1, "ens3")
+	if len(errs) > 0 || a.Validate() != nil || a.KSN || a.SSHEnabled {
+		t.Fatalf("example not complete or not private by default: %v %v", errs, a.Validate())
+	}
+	if _, _, err := Unattended("Bad_Name"); err == nil {
+		t.Fatal("bad host name accepted")
+	}
+}
