@@ -43,6 +43,7 @@ type flags struct {
 	rpctool      string
 	json         bool
 	pollInterval time.Duration
+	listKeys     bool
 }
 
 func main() {
@@ -54,6 +55,16 @@ func main() {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if f.listKeys {
+				for _, k := range answers.Keys {
+					secret := ""
+					if k.Secret {
+						secret = " (secret; scrubbed from the KVP pool after use)"
+					}
+					fmt.Fprintf(os.Stdout, "%-30s %s%s\n", k.Name, k.Help, secret)
+				}
+				return nil
+			}
 			return run(cmd.Context(), f, os.Stdin, os.Stdout)
 		},
 	}
@@ -71,6 +82,7 @@ func main() {
 	fl.BoolVar(&f.json, "json", false, "JSON logs on stderr")
 	fl.DurationVar(&f.pollInterval, "poll", 2*time.Second, "how often a waiting console checks whether another console finished setup")
 	_ = fl.MarkHidden("poll")
+	fl.BoolVar(&f.listKeys, "list-keys", false, "list the unattended answer keys (OVF properties, KVP items, credentials, seed file) and exit")
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()

@@ -267,3 +267,18 @@ func TestReconfigure(t *testing.T) {
 	tt.keys("C-c")
 	tt.waitFor("EXIT=")
 }
+
+func TestListKeys(t *testing.T) {
+	out, err := runNoTTY(t, "--list-keys")
+	if err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	for _, k := range []string{"ksmg.hostname ", "ksmg.admin.password ", "ksmg.cluster.join_token ", "ksmg.ssh.authorized_key "} {
+		if !strings.Contains(out, k) {
+			t.Errorf("--list-keys lacks %s", k)
+		}
+	}
+	if !strings.Contains(out, "ksmg.admin.password            admin password (strength rule applies) (secret") {
+		t.Errorf("secret keys not marked:\n%s", out)
+	}
+}

@@ -4,6 +4,10 @@
 // consent, and the completion stamp. Everything is validated and staged
 // first and switched in as one transaction (see tx), so a failure leaves
 // the previous configuration in place.
+//
+// google/renameio was considered for the atomic writes: it replaces one
+// file at a time, but a multi-file switch that can be undone needs the
+// backups kept by tx, so that small part is written here.
 package apply
 
 import (
