@@ -2,6 +2,7 @@ package vhdx
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/json"
@@ -12,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -97,18 +99,13 @@ func TestWriteMatchesRaw(t *testing.T) {
 		{"size not a multiple of the block or sector", 3*mib + 12345, 0, []patch{
 			{0, randomBytes(1, 4096)}, {3*mib + 12000, pattern(345)},
 		}},
-		// 9 GiB spans three chunks of 4096 blocks: the BAT interleaves a
-		// sector bitmap entry after each (qemu-img compare reads every
-		// byte, 100 GiB would take minutes; TestWriteLargeBAT goes bigger).
-		{"9 GiB sparse, scattered, across chunk boundaries", 9 * gib, 0, []patch{
-			{0, randomBytes(2, 1536*kib)},                 // blocks 0-1, second one partly
-			{4*gib - 512, pattern(1024)},                  // blocks 4095 and 4096: BAT index skips the sector bitmap entry
-			{8*gib - 1, []byte{0xff}},                     // last byte of chunk 1
-			{8 * gib, []byte{1}},                          // first byte of chunk 2
-			{2*gib + mib/2, randomBytes(3, 3*mib)},        // crosses block boundaries
-			{5*gib + 7, []byte{0x42}},                     // one byte
-			{6 * gib, make([]byte, 2*mib)},                // written zeros: allocated in the raw file, not stored
-			{9*gib - 4096, bytes.Repeat([]byte{9}, 4096)}, // last page of the disk
+		{"256 MiB, random and patterned, scattered", 256 * mib, 0, []patch{
+			{0, randomBytes(2, 1536*kib)},                   // blocks 0-1, the second one partly
+			{2*mib + mib/2, randomBytes(3, 3*mib)},          // crosses block boundaries
+			{100*mib + 7, []byte{0x42}},                     // one byte
+			{128*mib - 512, pattern(1024)},                  // two blocks, 512 bytes each
+			{150 * mib, make([]byte, 2*mib)},                // written zeros: allocated in the raw file, not stored
+			{256*mib - 4096, bytes.Repeat([]byte{9}, 4096)}, // last page of the disk
 		}},
 		{"2 MiB blocks, odd size", 5*mib + 4096, 2 * mib, []patch{
 			{mib, pattern(100)}, {5 * mib, randomBytes(4, 4096)},
@@ -365,18 +362,18 @@ func TestReportOutput(t *testing.T) {
 }
 
 // TestWriteLargeBAT writes a 200 GiB disk, whose BAT needs two 1 MiB
-// units, and reads data and zeros at chosen offsets through qemu-io (a
+// units, and reads the data and the zeros around it through qemu-io (a
 // full qemu-img compare would read 200 GiB).
 func TestWriteLargeBAT(t *testing.T) {
 	const size = 200 << 30
 	dir := t.TempDir()
 	raw, out := filepath.Join(dir, "disk.raw"), filepath.Join(dir, "disk.vhdx")
-	far := int64(150<<30 + 3*mib) // BAT entry in the second MiB of the BAT
-	makeRaw(t, raw, size, []patch{
+	patches := []patch{
 		{0, bytes.Repeat([]byte{0x11}, 4096)},
-		{far, bytes.Repeat([]byte{0x22}, mib)},
+		{150<<30 + 3*mib, bytes.Repeat([]byte{0x22}, mib)}, // BAT entry in the second MiB of the BAT
 		{size - 512, bytes.Repeat([]byte{0x33}, 512)},
-	})
+	}
+	makeRaw(t, raw, size, patches)
 	if err := Write(t.Context(), raw, out, Options{Identity: "large"}); err != nil {
 		t.Fatal(err)
 	}
@@ -390,24 +387,78 @@ func TestWriteLargeBAT(t *testing.T) {
 	if rep.BAT.FullyPresent != 3 || rep.Regions[0].Name != "BAT" || rep.Regions[0].Length != 2*mib {
 		t.Errorf("BAT %+v, regions %+v: want 3 present blocks in a 2 MiB BAT region", rep.BAT, rep.Regions)
 	}
-	reads := []struct {
-		pat      byte
-		off, len int64
-	}{
-		{0x11, 0, 4096}, {0, 4096, mib - 4096}, {0, mib, 7 * mib},
-		{0, far - 3*mib, 3 * mib}, {0x22, far, mib}, {0, far + mib, mib},
-		{0, size - mib, mib - 512}, {0x33, size - 512, 512},
-	}
+	qemuIOVerify(t, out, size, patches, 8*mib)
+}
+
+// qemuIOVerify reads a VHDX through qemu-io: each patch (all one byte
+// value) must read back as that value, and the margin bytes either side of
+// it (the whole gap if margin is 0) as zeros. Unlike qemu-img compare it
+// never reads the raw file's holes; the margin keeps it from reading GiBs
+// of zeros where a misplaced block would show next to its data anyway.
+func qemuIOVerify(t *testing.T, path string, size int64, patches []patch, margin int64) {
+	t.Helper()
+	sorted := slices.Clone(patches)
+	slices.SortFunc(sorted, func(a, b patch) int { return cmp.Compare(a.off, b.off) })
 	var args []string
-	for _, r := range reads {
-		args = append(args, "-c", fmt.Sprintf("read -P %#x %d %d", r.pat, r.off, r.len))
+	read := func(pat byte, off, n int64) {
+		for n > 0 {
+			k := min(n, 64*mib)
+			args = append(args, "-c", fmt.Sprintf("read -P %#x %d %d", pat, off, k))
+			off, n = off+k, n-k
+		}
 	}
-	cmd := exec.Command("qemu-io", append(append([]string{"-f", "vhdx", "-r"}, args...), out)...)
-	got, err := cmd.CombinedOutput()
+	gap := func(from, to int64) {
+		if margin == 0 || to-from <= 2*margin {
+			read(0, from, to-from)
+			return
+		}
+		read(0, from, margin)
+		read(0, to-margin, margin)
+	}
+	pos := int64(0)
+	for _, p := range sorted {
+		if p.off < pos || bytes.Count(p.data, p.data[:1]) != len(p.data) {
+			t.Fatalf("qemuIOVerify needs non-overlapping single-value patches")
+		}
+		gap(pos, p.off)
+		read(p.data[0], p.off, int64(len(p.data)))
+		pos = p.off + int64(len(p.data))
+	}
+	gap(pos, size)
+	got, err := exec.Command("qemu-io", append(append([]string{"-f", "vhdx", "-r"}, args...), path)...).CombinedOutput()
 	if err != nil {
 		t.Fatalf("qemu-io: %v\n%s", err, got)
 	}
-	if n := strings.Count(string(got), "bytes at offset"); n != len(reads) || strings.Contains(string(got), "failed") {
-		t.Errorf("qemu-io: %d of %d reads verified:\n%s", n, len(reads), got)
+	if n := strings.Count(string(got), "bytes at offset"); n != len(args)/2 || strings.Contains(string(got), "failed") {
+		t.Errorf("qemu-io: %d of %d reads verified:\n%s", n, len(args)/2, got)
 	}
+}
+
+// TestWriteChunkBoundaries covers three chunks of 4096 blocks, where the
+// BAT interleaves a sector bitmap entry after each chunk's payload entries.
+func TestWriteChunkBoundaries(t *testing.T) {
+	const size = 9 << 30
+	dir := t.TempDir()
+	raw, out := filepath.Join(dir, "disk.raw"), filepath.Join(dir, "disk.vhdx")
+	patches := []patch{
+		{4<<30 - 512, bytes.Repeat([]byte{0x44}, 1024)}, // blocks 4095 and 4096
+		{8<<30 - 1, []byte{0xff}},                       // last byte of chunk 1
+		{8 << 30, []byte{0x01}},                         // first byte of chunk 2
+		{size - 4096, bytes.Repeat([]byte{0x09}, 4096)}, // last page
+	}
+	makeRaw(t, raw, size, patches)
+	if err := Write(t.Context(), raw, out, Options{Identity: "chunks"}); err != nil {
+		t.Fatal(err)
+	}
+	if got := qemuImg(t, "check", "-f", "vhdx", out); !strings.Contains(got, "No errors were found") {
+		t.Errorf("qemu-img check: %s", got)
+	}
+	rep, err := Inspect(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.BAT.FullyPresent != 5 || rep.BAT.Entries != 9216+2 {
+		t.Errorf("BAT %+v: want 5 present blocks, 9218 entries", rep.BAT)
+	}
+	qemuIOVerify(t, out, size, patches, 8*mib)
 }
