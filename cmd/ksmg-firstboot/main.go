@@ -143,18 +143,18 @@ func run(ctx context.Context, f flags, in *os.File, out io.Writer) error {
 			notices = append(notices, err.Error()+origin)
 		}
 		log.Info("unattended answers", "sources", res.Found, "keys", keysOf(res.Values), "rejected", len(notices))
-		if len(notices) == 0 && len(res.Values) > 0 && prefill.Validate() == nil {
-			if err := applyAndFinish(ctx, f, log, out, prefill, srcs, res.Values); err != nil {
-				report(f, log, out, "unattended setup failed: "+err.Error())
-				notices = append(notices, "unattended setup failed: "+err.Error())
-			} else {
-				return nil
-			}
-		}
 		for _, n := range notices {
 			report(f, log, out, "unattended answer rejected: "+n)
 		}
 		used = res.Values
+		if len(notices) == 0 && len(res.Values) > 0 && prefill.Validate() == nil {
+			err := applyAndFinish(ctx, f, log, out, prefill, srcs, used)
+			if err == nil {
+				return nil
+			}
+			report(f, log, out, "unattended setup failed, nothing was changed: "+err.Error())
+			notices = append(notices, "unattended setup failed: "+err.Error())
+		}
 	}
 	if len(prefill.Interfaces) == 0 && len(ifnames) == 0 {
 		prefill.Interface(primary)

@@ -282,3 +282,41 @@ func TestListKeys(t *testing.T) {
 		t.Errorf("secret keys not marked:\n%s", out)
 	}
 }
+
+// TestUnattendedApplyFailure: complete answers that cannot be applied (the
+// image lacks the kluser group) leave nothing half-done, are reported on
+// the console and in the important log, and the wizard opens prefilled.
+func TestUnattendedApplyFailure(t *testing.T) {
+	root := scratchRoot(t)
+	must(t, os.WriteFile(filepath.Join(root, "etc/group"), []byte("root:x:0:\nshadow:x:42:\n"), 0o644))
+	args := append(hermetic(t, root), sourceSetups["seed"](t, completeKV("gw-fail"))...)
+	tt := startTerm(t, []string{"TERM=xterm-256color"}, args...)
+	s := tt.waitFor("Unattended answers that were rejected")
+	if !strings.Contains(strings.Join(strings.Fields(s), " "), `group "kluser" is missing`) {
+		t.Fatalf("failure not shown on the console:\n%s", s)
+	}
+	if log := readFile(t, root, apply.ImportantLogPath); !strings.Contains(log, "unattended setup failed, nothing was changed:") {
+		t.Fatalf("important log:\n%s", log)
+	}
+	if apply.Done(root) {
+		t.Fatal("marked done")
+	}
+	if _, err := os.Stat(filepath.Join(root, "/etc/hostname")); !os.IsNotExist(err) {
+		t.Fatal("hostname written despite the failure")
+	}
+	tt.focus("Language")
+	tt.keys("Enter")
+	tt.focus("Do you accept the license agreement?")
+	tt.keys("Enter") // prefilled: accepted
+	tt.focus("Participate in Kaspersky Security Network?")
+	tt.keys("Enter")
+	tt.focus("Administrator password")
+	tt.keys("Enter") // prefilled from the seed
+	tt.focus("Confirm password")
+	tt.keys("Enter")
+	if s := tt.focus("Host name"); !strings.Contains(focused(s), "gw-fail") {
+		t.Fatalf("answers not prefilled:\n%s", s)
+	}
+	tt.keys("C-c")
+	tt.waitFor("EXIT=")
+}
