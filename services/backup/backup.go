@@ -1,18 +1,26 @@
 // Package backup keeps a copy of every processed message in Backup
-// (/var/opt/kaspersky/ksmg/backup) as <queue id>.eml, capped in total size
-// (7 GB by default); when the cap is exceeded the oldest copies are deleted
-// first. Queue ids are time-ordered, so name order is age order.
+// (/var/opt/kaspersky/ksmg/backup), capped in total size (7 GB by default);
+// when the cap is exceeded the oldest copies are deleted first. Queue ids
+// are time-ordered, so name order is age order.
 //
-// The copy is written to a temporary name and renamed, so a half copy is
-// never visible, but it is not fsynced: Backup is an archive of mail that
-// the spool already holds durably, and an fsync per message would halve the
-// gateway's throughput for no delivery guarantee.
+// A copy is the message's queue file itself (envelope with client IP and
+// addresses, the message as received, checksum; see package spool and
+// spool.ReadFile), named <queue id>.msg. Queue files are never modified
+// after they are committed, so Add hard-links them: a copy costs a
+// directory entry instead of a second file write per message, which matters
+// at the gateway's message rates. Across file systems Add copies instead.
+//
+// Copies are not fsynced: Backup is an archive of mail that the spool holds
+// durably until delivery, and an fsync per copy would halve throughput for
+// no delivery guarantee. A copied (not linked) file is written under a
+// temporary name and renamed, so a half copy is never visible.
 package backup
 
 import (
-	"bufio"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"sort"
@@ -50,7 +58,7 @@ func Open(dir string, max int64) (*Store, error) {
 			os.Remove(filepath.Join(dir, name)) // an interrupted copy
 			continue
 		}
-		if !strings.HasSuffix(name, ".eml") {
+		if !strings.HasSuffix(name, ".msg") {
 			continue
 		}
 		fi, err := e.Info()
@@ -82,44 +90,27 @@ func (s *Store) Size() int64 {
 	return s.total
 }
 
-// Put stores a copy of message id: the envelope as X-KSMG-* header fields
-// prepended to the message as received.
-func (s *Store) Put(id, from string, to []string, body io.Reader) error {
+// Add stores a copy of the queue file src as <id>.msg.
+func (s *Store) Add(id, src string) error {
 	if id == "" || strings.ContainsAny(id, "/\\") || strings.HasPrefix(id, ".") {
 		return fmt.Errorf("backup: bad id %q", id)
 	}
-	tmp := filepath.Join(s.dir, "."+id+".tmp")
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o640)
+	name := id + ".msg"
+	dst := filepath.Join(s.dir, name)
+	err := os.Link(src, dst)
+	if errors.Is(err, fs.ErrExist) {
+		err = nil // a retry after a restart: the copy is there
+	}
+	if err != nil {
+		if err = copyFile(src, dst); err != nil {
+			return fmt.Errorf("backup: copy of %s: %w", id, err)
+		}
+	}
+	fi, err := os.Stat(dst)
 	if err != nil {
 		return fmt.Errorf("backup: %w", err)
 	}
-	w := bufio.NewWriterSize(f, 32<<10)
-	fmt.Fprintf(w, "X-KSMG-Queue-ID: %s\r\nX-KSMG-Envelope-From: <%s>\r\n", id, from)
-	for _, r := range to {
-		fmt.Fprintf(w, "X-KSMG-Envelope-To: <%s>\r\n", r)
-	}
-	_, err = io.Copy(w, body)
-	if err == nil {
-		err = w.Flush()
-	}
-	var size int64
-	if err == nil {
-		var fi os.FileInfo
-		if fi, err = f.Stat(); err == nil {
-			size = fi.Size()
-		}
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	name := id + ".eml"
-	if err == nil {
-		err = os.Rename(tmp, filepath.Join(s.dir, name))
-	}
-	if err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("backup: copy of %s: %w", id, err)
-	}
+	size := fi.Size()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	// Usually the newest; keep the order if an older id is backed up late.
@@ -135,6 +126,30 @@ func (s *Store) Put(id, from string, to []string, body io.Reader) error {
 	s.total += size
 	s.enforceLocked()
 	return nil
+}
+
+func copyFile(src, dst string) error {
+	in, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	tmp := filepath.Join(filepath.Dir(dst), "."+filepath.Base(dst)+".tmp")
+	out, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o640)
+	if err != nil {
+		return err
+	}
+	_, err = io.Copy(out, in)
+	if cerr := out.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, dst)
+	}
+	if err != nil {
+		os.Remove(tmp)
+	}
+	return err
 }
 
 func (s *Store) enforceLocked() {

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/ksmg-appliance/ksmg/services/spool"
 )
 
 // smtpSink runs Postfix's smtp-sink as the internal mail server, dumping
@@ -129,6 +131,23 @@ lists:
 		b, _ := os.ReadDir(filepath.Join(g.dir, "backup"))
 		return len(b) == 3
 	})
+	bk, _ := os.ReadDir(filepath.Join(g.dir, "backup"))
+	var copies string
+	for _, e := range bk {
+		env, msg, err := spool.ReadFile(filepath.Join(g.dir, "backup", e.Name()))
+		if err != nil {
+			t.Fatalf("backup copy unreadable: %v", err)
+		}
+		if env.ClientIP != "127.0.0.1" || env.ID+".msg" != e.Name() {
+			t.Errorf("backup envelope %+v", env)
+		}
+		copies += string(msg)
+	}
+	for _, want := range []string{"Subject: plain", "Subject: tls", "Subject: allowed"} {
+		if !strings.Contains(copies, want) {
+			t.Errorf("Backup lacks the copy with %q", want)
+		}
+	}
 	for _, p := range []string{"log/ksmg-messages", "log/ksmg-important", "tls/gw.crt"} {
 		fi, err := os.Stat(filepath.Join(g.dir, p))
 		if err != nil || fi.Mode().Perm() != 0o640 {

@@ -277,13 +277,7 @@ func (r *Relay) deliver(ctx context.Context, m *spool.Message) {
 }
 
 func (r *Relay) backup(m *spool.Message) {
-	b, err := r.opt.Spool.Open(m.Env.ID)
-	if err != nil {
-		r.opt.Log.Error("backup copy failed", "queue_id", m.Env.ID, "err", err)
-		return
-	}
-	defer b.Close()
-	if err := r.opt.Backup.Put(m.Env.ID, m.Env.From, m.Env.To, b); err != nil {
+	if err := r.opt.Backup.Add(m.Env.ID, r.opt.Spool.Path(m.Env.ID)); err != nil {
 		r.opt.Log.Error("backup copy failed", "queue_id", m.Env.ID, "err", err)
 	}
 }

@@ -357,6 +357,21 @@ func verify(p string) (*Envelope, int64, error) {
 	return &env, bodyLen, nil
 }
 
+// ReadFile verifies a queue file (e.g. a Backup copy) and returns its
+// envelope and message.
+func ReadFile(p string) (*Envelope, []byte, error) {
+	env, size, err := verify(p)
+	if err != nil {
+		return nil, nil, fmt.Errorf("spool: %s: %w", p, err)
+	}
+	b, err := os.ReadFile(p)
+	if err != nil {
+		return nil, nil, fmt.Errorf("spool: %w", err)
+	}
+	off := int64(len(b)) - tailLen - size
+	return env, b[off : off+size], nil
+}
+
 // Body opens the body of a queued message.
 type Body struct {
 	*io.SectionReader

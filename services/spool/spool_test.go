@@ -92,6 +92,10 @@ func TestWriteOpenRoundTrip(t *testing.T) {
 			t.Fatalf("new id %s not after %s", id, old)
 		}
 	}
+	env, msg, err := ReadFile(s2.Path(ids[5]))
+	if err != nil || env.ID != ids[5] || string(msg) != "Subject: 5\r\n\r\nbody 5\r\n" {
+		t.Fatalf("ReadFile = %+v %q %v", env, msg, err)
+	}
 	if err := s2.Remove(ids[3]); err != nil {
 		t.Fatal(err)
 	}
