@@ -210,7 +210,11 @@ func (w *writer) write(ctx context.Context) error {
 
 	// The reader scans and allocates in virtual order (deterministic
 	// offsets); a second goroutine writes, so reading and writing overlap.
-	const nbuf = 6
+	// Buffers are whole blocks: fewer of them for large block sizes.
+	nbuf := 6
+	if bs > 8*mib {
+		nbuf = 3
+	}
 	free := make(chan []byte, nbuf)
 	for range nbuf {
 		free <- make([]byte, bs)

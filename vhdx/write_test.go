@@ -110,6 +110,9 @@ func TestWriteMatchesRaw(t *testing.T) {
 		{"2 MiB blocks, odd size", 5*mib + 4096, 2 * mib, []patch{
 			{mib, pattern(100)}, {5 * mib, randomBytes(4, 4096)},
 		}},
+		{"32 MiB blocks", 100 * mib, 32 * mib, []patch{
+			{31 * mib, randomBytes(5, 2*mib)}, {99 * mib, pattern(mib)},
+		}},
 		{"all zero", 64 * mib, 0, []patch{{mib, make([]byte, mib)}}},
 	}
 	for _, tc := range tests {
