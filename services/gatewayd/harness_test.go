@@ -76,6 +76,8 @@ type gw struct {
 	stderr *bytes.Buffer
 	notify *net.UnixConn
 	exited chan error
+	prefix []string // e.g. systemd-socket-activate and its options
+	env    []string // extra environment
 }
 
 // newGW writes a config: extra is YAML appended after the test defaults.
@@ -117,6 +119,15 @@ func (g *gw) addr() string { return fmt.Sprintf("127.0.0.1:%d", g.port) }
 // systemd would.
 func (g *gw) start() {
 	g.t.Helper()
+	g.launch()
+	if !g.waitNotify("READY=1", 30*time.Second) {
+		g.t.Fatalf("no READY=1 from the daemon; stderr:\n%s", g.stderrText())
+	}
+}
+
+// launch starts the daemon without waiting for READY=1.
+func (g *gw) launch() {
+	g.t.Helper()
 	sock := filepath.Join(g.dir, fmt.Sprintf("notify-%d.sock", time.Now().UnixNano()))
 	nc, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: sock, Net: "unixgram"})
 	if err != nil {
@@ -124,8 +135,9 @@ func (g *gw) start() {
 	}
 	g.notify = nc
 	g.stderr = &bytes.Buffer{}
-	g.cmd = exec.Command(daemonBin(g.t), "--config", g.cfg)
-	g.cmd.Env = append(os.Environ(), "NOTIFY_SOCKET="+sock)
+	args := append(append([]string(nil), g.prefix...), daemonBin(g.t), "--config", g.cfg)
+	g.cmd = exec.Command(args[0], args[1:]...)
+	g.cmd.Env = append(append(os.Environ(), "NOTIFY_SOCKET="+sock), g.env...)
 	g.cmd.Stderr = &lockedWriter{w: g.stderr}
 	if err := g.cmd.Start(); err != nil {
 		g.t.Fatal(err)
@@ -139,9 +151,6 @@ func (g *gw) start() {
 			<-g.exited
 		}
 	})
-	if !g.waitNotify("READY=1", 30*time.Second) {
-		g.t.Fatalf("no READY=1 from the daemon; stderr:\n%s", g.stderrText())
-	}
 }
 
 func (g *gw) waitNotify(want string, d time.Duration) bool {

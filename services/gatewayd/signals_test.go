@@ -140,3 +140,45 @@ func TestSignals(t *testing.T) {
 		t.Fatalf("%d messages queued after the stop, want >= 3 (next hop is down)", n)
 	}
 }
+
+// TestSocketActivationAndWatchdog: the listener comes from systemd's socket
+// activation protocol (systemd-socket-activate passes it as fd 3 with
+// LISTEN_FDS/LISTEN_PID, as systemd does), listen: in the file is then
+// unused, and with WATCHDOG_USEC set the daemon pings WATCHDOG=1.
+func TestSocketActivationAndWatchdog(t *testing.T) {
+	if _, err := exec.LookPath("systemd-socket-activate"); err != nil {
+		t.Fatal("systemd-socket-activate missing: install systemd (ci/packages.txt)")
+	}
+	down := newSink(t, "")
+	g := newGW(t, fmt.Sprintf("protected_domains: [{name: example.com, route: %q}]\n", down.addr))
+	active := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	// It passes on only the environment named with -E.
+	g.prefix = []string{"systemd-socket-activate", "-l", active, "-E", "NOTIFY_SOCKET", "-E", "WATCHDOG_USEC"}
+	g.env = []string{"WATCHDOG_USEC=300000"}
+	g.launch()
+	// systemd-socket-activate starts the daemon at the first connection.
+	var err error
+	for i := 0; i < 100; i++ { // until systemd-socket-activate listens
+		if err = trySend(active, "a@s.test", "b@example.com"); err == nil || !strings.Contains(err.Error(), "refused") {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if err != nil {
+		t.Fatalf("send via the activated socket: %v\n%s", err, g.stderrText())
+	}
+	if !g.waitNotify("WATCHDOG=1", 10*time.Second) {
+		t.Fatalf("no WATCHDOG=1 with WATCHDOG_USEC set; stderr:\n%s", g.stderrText())
+	}
+	if !strings.Contains(g.stderrText(), "using sockets passed by systemd") {
+		t.Errorf("daemon did not report the passed socket:\n%s", g.stderrText())
+	}
+	if c, err := smtp.Dial(g.addr()); err == nil {
+		c.Close()
+		t.Error("the configured listen address is served although systemd passed a socket")
+	}
+	waitFor(t, 20*time.Second, "delivery", func() bool { return len(down.messages()) == 1 })
+	if err := g.stop(); err != nil {
+		t.Errorf("stop: %v", err)
+	}
+}

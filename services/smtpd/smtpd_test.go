@@ -211,3 +211,18 @@ func FuzzSession(f *testing.F) {
 		}
 	})
 }
+
+func TestIdleTimeout(t *testing.T) {
+	h := start(t, strings.Replace(fuzzConfig, "idle_timeout: 5s", "idle_timeout: 1s", 1))
+	c, err := net.Dial("tcp", h.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	t0 := time.Now()
+	b, _ := io.ReadAll(c) // greeting, then silence until the server gives up
+	if !strings.Contains(string(b), "421 4.4.2") || time.Since(t0) < 900*time.Millisecond {
+		t.Fatalf("after %v got %q, want 421 4.4.2 after ~1s", time.Since(t0), b)
+	}
+}
