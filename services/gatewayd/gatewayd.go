@@ -194,7 +194,16 @@ loop:
 	cancel()
 	serving.Wait()
 	stopRelay()
-	rl.Wait()
+	// A delivery in progress finishes its SMTP transaction; one that hangs
+	// longer than DrainTimeout is abandoned (its message stays queued and is
+	// delivered again after the restart: at worst a duplicate).
+	relayDone := make(chan struct{})
+	go func() { rl.Wait(); close(relayDone) }()
+	select {
+	case <-relayDone:
+	case <-time.After(DrainTimeout):
+		imp.Warn("relay workers still busy at stop; their messages stay queued")
+	}
 	imp.Info("ksmg-gatewayd stopped")
 	return runErr
 }

@@ -204,6 +204,7 @@ func (r *Relay) deliver(ctx context.Context, m *spool.Message) {
 		rt, _, ok := smtpd.RouteFor(cfg, dom)
 		if !ok {
 			m.State.Rcpts[i].Code, m.State.Rcpts[i].Text = 451, "4.4.4 no route to "+dom+" (relay.default_route is not set)"
+			r.event(m, []int{i}, "deferred", "451 "+m.State.Rcpts[i].Text, "")
 			continue
 		}
 		g := groups[rt]
