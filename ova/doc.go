@@ -24,8 +24,10 @@
 // environment XML in the guestinfo variable "guestinfo.ovfEnv" (read it with
 // `vmtoolsd --cmd "info-get guestinfo.ovfEnv"`): a
 // <PropertySection> of <Property oe:key="ksmg.hostname" oe:value="..."/>.
-// Standalone ESXi's host client shows them too but only vCenter delivers the
-// environment; an empty or missing environment means "ask on the console".
+// A standalone ESXi host has no vApp options and does not deliver the
+// environment by itself: deploy there with `ovftool --X:injectOvfEnv` or
+// `govc import.ova` with InjectOvfEnv, which write guestinfo.ovfEnv; without
+// an environment the console wizard asks at first boot.
 //
 //	key                          type     default  meaning
 //	ksmg.hostname                string   ksmg     host name (FQDN allowed)
