@@ -1,6 +1,7 @@
 package ova
 
 import (
+	"os"
 	"strings"
 	"testing"
 
@@ -41,5 +42,33 @@ func TestOptionsFromSpec(t *testing.T) {
 				t.Fatalf("error %v, want it to name %s", err, tc.want)
 			}
 		})
+	}
+}
+
+// TestPropertiesDocumented keeps the package doc's table (what the
+// first-boot side reads) in step with Properties.
+func TestPropertiesDocumented(t *testing.T) {
+	doc, err := os.ReadFile("doc.go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range Properties() {
+		found := false
+		for _, line := range strings.Split(string(doc), "\n") {
+			f := strings.Fields(strings.TrimPrefix(line, "//"))
+			if len(f) >= 2 && f[0] == p.Key {
+				found = true
+				typ := p.Type
+				if p.Password {
+					typ = "password"
+				}
+				if f[1] != typ || (p.Default != "" && (len(f) < 3 || f[2] != p.Default)) {
+					t.Errorf("doc.go row %q does not say type %s default %q", strings.TrimSpace(line), typ, p.Default)
+				}
+			}
+		}
+		if !found {
+			t.Errorf("property %s is not documented in doc.go", p.Key)
+		}
 	}
 }
