@@ -5,6 +5,7 @@ package gatewayd_test
 import (
 	"bufio"
 	"bytes"
+	"crypto/tls"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -265,12 +266,14 @@ type sink struct {
 	refuse map[string]bool
 	srv    *smtp.Server
 	addr   string
+	tls    *tls.Config // offered with STARTTLS when set before start
 }
 
 type sunk struct {
 	From string
 	To   []string
 	Data []byte
+	TLS  bool // received over STARTTLS
 }
 
 func newSink(t *testing.T, addr string) *sink {
@@ -297,7 +300,8 @@ func (s *sink) start(t *testing.T, addr string) {
 		t.Fatal(err)
 	}
 	s.addr = l.Addr().String()
-	srv := smtp.NewServer(smtp.BackendFunc(func(*smtp.Conn) (smtp.Session, error) { return &sinkSession{s: s}, nil }))
+	srv := smtp.NewServer(smtp.BackendFunc(func(c *smtp.Conn) (smtp.Session, error) { return &sinkSession{s: s, c: c}, nil }))
+	srv.TLSConfig = s.tls
 	srv.Domain = "sink.test"
 	srv.ErrorLog = nopLogger{}
 	s.srv = srv
@@ -319,6 +323,7 @@ func (nopLogger) Printf(string, ...any) {}
 func (nopLogger) Println(...any)        {}
 
 type sinkSession struct {
+	c    *smtp.Conn
 	s    *sink
 	from string
 	to   []string
@@ -346,7 +351,8 @@ func (ss *sinkSession) Data(r io.Reader) error {
 		return err
 	}
 	ss.s.mu.Lock()
-	ss.s.msgs = append(ss.s.msgs, sunk{ss.from, ss.to, b})
+	_, isTLS := ss.c.TLSConnectionState()
+	ss.s.msgs = append(ss.s.msgs, sunk{ss.from, ss.to, b, isTLS})
 	ss.s.mu.Unlock()
 	return nil
 }

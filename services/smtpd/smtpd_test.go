@@ -226,3 +226,20 @@ func TestIdleTimeout(t *testing.T) {
 		t.Fatalf("after %v got %q, want 421 4.4.2 after ~1s", time.Since(t0), b)
 	}
 }
+
+// A denied client network is refused at MAIL, unless an allow entry
+// (sender or network) overrides it; allow never opens the relay.
+func TestDenyNetwork(t *testing.T) {
+	h2 := start(t, strings.Replace(fuzzConfig, `lists: {deny: {senders: ["@spam.test"]}}`,
+		`lists: {deny: {networks: ["127.0.0.0/8"]}, allow: {senders: ["boss@s.test"]}}`, 1))
+	for _, tc := range []struct{ in, want string }{
+		{"EHLO c\r\nMAIL FROM:<a@s.test>\r\nQUIT\r\n", "554 5.7.1 Client address rejected"},
+		{"EHLO c\r\nMAIL FROM:<boss@s.test>\r\nRCPT TO:<b@example.com>\r\nQUIT\r\n", "250 2.0.0 I'll make sure"},
+		{"EHLO c\r\nMAIL FROM:<boss@s.test>\r\nRCPT TO:<b@other.test>\r\nQUIT\r\n", "550 5.7.1 Relaying denied"},
+	} {
+		lines := dialog(t, h2.addr, []byte(tc.in))
+		if !strings.Contains(strings.Join(lines, "\n"), tc.want) {
+			t.Errorf("%q: replies %q lack %q", tc.in, lines, tc.want)
+		}
+	}
+}
