@@ -13,6 +13,12 @@ import (
 	"github.com/klauspost/compress/zlib"
 )
 
+// Limits that keep a hostile header from making Verify allocate or overflow.
+const (
+	maxDescSectors     = 2048    // 1 MiB of descriptor
+	maxCapacitySectors = 1 << 37 // 64 TiB; VMware's sparse extents stop at 2 TiB
+)
+
 // CheckError is a failed structural check, with the byte offset in the
 // stream where it was found.
 type CheckError struct {
@@ -63,10 +69,10 @@ func Verify(r io.Reader) (*Report, error) {
 		return nil, s.failAt("header", 0, err)
 	}
 	rep.Capacity = int64(hdr.Capacity) * SectorSize
-	if hdr.DescOffset < 1 || hdr.DescOffset+hdr.DescSize > hdr.Overhead {
+	if hdr.DescOffset < 1 || hdr.DescSize > maxDescSectors || hdr.DescOffset+hdr.DescSize > hdr.Overhead {
 		return nil, s.failAt("header", 0, fmt.Errorf("descriptor at sectors %d+%d does not fit before the first grain (overhead %d)", hdr.DescOffset, hdr.DescSize, hdr.Overhead))
 	}
-	if _, err := s.read(int((hdr.DescOffset - 1) * SectorSize)); err != nil {
+	if err := s.skip(int64(hdr.DescOffset-1) * SectorSize); err != nil {
 		return nil, s.fail("descriptor", err)
 	}
 	desc, err := s.read(int(hdr.DescSize * SectorSize))
@@ -76,7 +82,7 @@ func Verify(r io.Reader) (*Report, error) {
 	if err := parseDescriptor(desc, hdr, rep); err != nil {
 		return nil, s.failAt("descriptor", int64(hdr.DescOffset*SectorSize), err)
 	}
-	if _, err := s.read(int((hdr.Overhead - hdr.DescOffset - hdr.DescSize) * SectorSize)); err != nil {
+	if err := s.skip(int64(hdr.Overhead-hdr.DescOffset-hdr.DescSize) * SectorSize); err != nil {
 		return nil, s.fail("header", err)
 	}
 
@@ -201,8 +207,8 @@ func checkHeader(h header) error {
 		return fmt.Errorf("grain size %d sectors is not a power of two in 8..2048", h.GrainSize)
 	case h.NumGTEsPerGT != GTEsPerGT:
 		return fmt.Errorf("%d entries per grain table, want %d", h.NumGTEsPerGT, GTEsPerGT)
-	case h.Capacity == 0:
-		return errors.New("capacity is 0")
+	case h.Capacity == 0 || h.Capacity > maxCapacitySectors:
+		return fmt.Errorf("capacity of %d sectors is outside 1..%d (64 TiB)", h.Capacity, uint64(maxCapacitySectors))
 	case h.SingleEndLine != '\n' || h.NonEndLine != ' ' || h.DoubleEndLine1 != '\r' || h.DoubleEndLine2 != '\n':
 		return errors.New("newline detector bytes are damaged (file transferred in text mode?)")
 	case h.Overhead == 0 || h.Overhead > 1<<20:
@@ -336,6 +342,16 @@ func (s *scanner) read(n int) ([]byte, error) {
 		return nil, fmt.Errorf("truncated after %d bytes: %w", s.off, err)
 	}
 	return b, nil
+}
+
+// skip discards n bytes without buffering them.
+func (s *scanner) skip(n int64) error {
+	m, err := io.CopyN(io.Discard, s.r, n)
+	s.off += m
+	if err != nil {
+		return fmt.Errorf("truncated after %d bytes: %w", s.off, io.ErrUnexpectedEOF)
+	}
+	return nil
 }
 
 // pad skips to the next sector boundary; the padding must be zero.
