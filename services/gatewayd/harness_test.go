@@ -28,6 +28,14 @@ var (
 	buildErr  error
 )
 
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if binPath != "" {
+		os.RemoveAll(filepath.Dir(binPath))
+	}
+	os.Exit(code)
+}
+
 // daemonBin is $KSMG_BIN_DIR/ksmg-gatewayd, or the daemon built once for
 // this test binary.
 func daemonBin(t *testing.T) string {
