@@ -129,6 +129,7 @@ func TestConvertRejects(t *testing.T) {
 		{"empty source", empty, Options{}, "empty"},
 		{"bad level", raw, Options{Level: 13}, "level"},
 		{"quote in name", raw, Options{ExtentName: `a"b.vmdk`}, "quotes"},
+		{"capacity too large", raw, Options{Capacity: 1 << 50}, "limit"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			src := mustOpen(t, tc.src)

@@ -115,6 +115,9 @@ func Convert(ctx context.Context, src *os.File, dst Output, opts Options) (*Resu
 		return nil, fmt.Errorf("vmdk: extent name %q must not contain quotes or line breaks", name)
 	}
 	capSectors := ceilDiv(uint64(capacity), SectorSize)
+	if capSectors > maxCapacitySectors {
+		return nil, fmt.Errorf("vmdk: capacity %d bytes exceeds the %d-byte limit", capacity, int64(maxCapacitySectors)*SectorSize)
+	}
 	totalGrains := ceilDiv(capSectors, GrainSectors)
 	ranges, err := dataRanges(src, srcSize)
 	if err != nil {
