@@ -126,3 +126,35 @@ func TestInspectBinary(t *testing.T) {
 		t.Fatalf("ksmg inspect bad.ova: %v\n%s", err, out)
 	}
 }
+
+// TestInspectVHDX checks the dispatch by content: a VHDX made by qemu-img
+// (named .ova on purpose) is inspected as VHDX; a truncated one exits 2.
+func TestInspectVHDX(t *testing.T) {
+	dir := t.TempDir()
+	raw := filepath.Join(dir, "disk.raw")
+	ovatest.SparseRaw(t, raw, 64<<20)
+	p := filepath.Join(dir, "disk.ova")
+	if out, err := exec.Command("qemu-img", "convert", "-f", "raw", "-O", "vhdx", "-o", "subformat=dynamic", raw, p).CombinedOutput(); err != nil {
+		t.Fatalf("qemu-img convert: %v\n%s", err, out)
+	}
+	var out bytes.Buffer
+	if err := runInspect(context.Background(), p, &out, true); err != nil {
+		t.Fatalf("inspect VHDX: %v", err)
+	}
+	var res inspectResult
+	if err := json.Unmarshal(out.Bytes(), &res); err != nil || !res.OK || res.Format != "vhdx" || res.VHDX == nil {
+		t.Fatalf("--json output %+v (%v)", res, err)
+	}
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bad := filepath.Join(dir, "bad.vhdx")
+	if err := os.WriteFile(bad, b[:1<<20+4096], 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var ee *exitError
+	if err := runInspect(context.Background(), bad, &bytes.Buffer{}, false); !errors.As(err, &ee) || ee.code != exitDamaged {
+		t.Fatalf("truncated VHDX: %v, want exit status %d", err, exitDamaged)
+	}
+}
