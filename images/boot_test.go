@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -142,6 +143,12 @@ func TestBootSecureBootSMTP(t *testing.T) {
 	}
 	if res.State() != "running" || res.Status["failed"] != "none" {
 		t.Errorf("systemd state %q, failed units %q; want running, none", res.State(), res.Status["failed"])
+	}
+	// The VMware drivers from the initramfs bound QEMU's pvscsi and vmxnet3.
+	for _, want := range []string{"vmw_pvscsi", "vmxnet3"} {
+		if !slices.Contains(res.Drivers(), want) {
+			t.Errorf("driver %s not loaded in the guest (drivers=%v)", want, res.Drivers())
+		}
 	}
 	if !strings.HasPrefix(res.Banner, "220 ") {
 		t.Errorf("SMTP banner %q, want 220", res.Banner)

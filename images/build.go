@@ -101,7 +101,7 @@ type builder struct {
 }
 
 func (b *builder) stage(name string, attrs ...any) {
-	b.log.Info("stage", append([]any{"stage", name, "elapsed", time.Since(b.start).Round(time.Millisecond)}, attrs...)...)
+	b.log.Info("stage", append([]any{"stage", name, "elapsed", time.Since(b.start).Round(time.Millisecond).String(), "bytes", b.bytes}, attrs...)...)
 	if b.opts.Progress != nil {
 		b.opts.Progress(Progress{Stage: name, Elapsed: time.Since(b.start), Bytes: b.bytes})
 	}

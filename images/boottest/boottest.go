@@ -1,11 +1,21 @@
 // Package boottest boots an appliance disk in QEMU the way a customer's
 // hypervisor would and reports what the guest showed: UEFI with Secure Boot
-// on (OVMF with Microsoft keys) and VMware's paravirtual devices (pvscsi,
-// vmxnet3) for raw, qcow2 and VMDK disks, so the drivers in the initramfs are
-// really exercised (QEMU has no Hyper-V VMBus devices; VHDX disks boot on
-// AHCI and e1000e). The guest's console
-// status line (printed by the image's ksmg-console-status unit) and the SMTP
-// banner on a forwarded port are the observable results.
+// on (OVMF with Microsoft keys), and for raw, qcow2 and VMDK disks VMware's
+// paravirtual devices: a vmxnet3 NIC and a pvscsi controller, so the
+// drivers in the initramfs are really exercised (QEMU has no Hyper-V VMBus
+// devices; VHDX disks boot with AHCI and e1000e). The guest's console status
+// line (printed by the image's ksmg-console-status unit) and the SMTP banner
+// on a forwarded port are the observable results.
+//
+// Two QEMU facts shape the command line:
+//   - Debian's OVMF has no PVSCSI boot driver, so the firmware cannot read a
+//     boot disk on pvscsi. The disk is on the q35 AHCI controller and the
+//     pvscsi controller carries a small scratch disk that the guest's
+//     vmw_pvscsi driver has to bind.
+//   - QEMU 7.2's TCG mis-emulates CMPXCHG16B (the flags come out wrong),
+//     which crashes Linux 6.12 in its SLUB allocator within a minute. The
+//     guest CPU is qemu64 without cx16; Debian's x86-64 baseline does not
+//     need it.
 //
 // QEMU is driven directly through os/exec: the libraries considered
 // (digitalocean/go-qemu, which speaks QMP to an already running QEMU) add
@@ -78,6 +88,15 @@ type Result struct {
 
 // State is the systemd state the guest reported ("running", "degraded", ...).
 func (r *Result) State() string { return r.Status["state"] }
+
+// Drivers lists the hypervisor drivers the guest had loaded (status field
+// "drivers", comma separated).
+func (r *Result) Drivers() []string {
+	if d := r.Status["drivers"]; d != "" && d != "none" {
+		return strings.Split(d, ",")
+	}
+	return nil
+}
 
 // Int returns a numeric field of the status line.
 func (r *Result) Int(key string) (int64, error) {
@@ -278,6 +297,7 @@ func qemuArgs(opts Options, format, vars string, port int) ([]string, error) {
 		// TCG: KVM guests hang on the CI machines; q35 with SMM is what
 		// OVMF's Secure Boot build requires.
 		"-machine", "q35,smm=on,accel=tcg",
+		"-cpu", "qemu64,-cx16", // see the package documentation
 		"-global", "driver=cfi.pflash01,property=secure,value=on",
 		"-drive", "if=pflash,format=raw,unit=0,readonly=on,file=" + OVMFCode,
 		"-drive", "if=pflash,format=raw,unit=1,file=" + vars,
@@ -292,16 +312,19 @@ func qemuArgs(opts Options, format, vars string, port int) ([]string, error) {
 		snapshot = "off"
 	}
 	drive := fmt.Sprintf("if=none,id=disk0,format=%s,snapshot=%s,file=%s", format, snapshot, qemuEscape(opts.Disk))
+	args = append(args, "-drive", drive, "-device", "ide-hd,drive=disk0,bus=ide.0,bootindex=0")
 	switch format {
 	case "vhdx":
 		// Hyper-V's storage and network (storvsc, netvsc) need a VMBus host
-		// QEMU does not have; the disk is plain AHCI there, the image's
-		// generic drivers boot it.
-		args = append(args, "-drive", drive, "-device", "ide-hd,drive=disk0,bus=ide.0")
-		args = append(args, "-device", "e1000e,netdev=n0")
+		// QEMU does not have; the image's generic drivers boot it.
+		args = append(args, "-device", "e1000e,netdev=n0,romfile=")
 	default:
-		args = append(args, "-device", "pvscsi,id=scsi0", "-drive", drive, "-device", "scsi-hd,drive=disk0,bus=scsi0.0")
-		args = append(args, "-device", "vmxnet3,netdev=n0")
+		args = append(args,
+			"-device", "pvscsi,id=scsi0",
+			"-blockdev", "null-co,node-name=scratch,size=67108864,read-zeroes=on",
+			"-device", "scsi-hd,drive=scratch,bus=scsi0.0",
+			// romfile=: no iPXE option ROM, the firmware boots the disk only.
+			"-device", "vmxnet3,netdev=n0,romfile=")
 	}
 	netdev := "user,id=n0"
 	if port != 0 {
