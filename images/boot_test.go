@@ -144,6 +144,10 @@ func TestBootSecureBootSMTP(t *testing.T) {
 	if res.State() != "running" || res.Status["failed"] != "none" {
 		t.Errorf("systemd state %q, failed units %q; want running, none", res.State(), res.Status["failed"])
 	}
+	// SSH stays off until the first-boot wizard turns it on.
+	if res.Status["ssh"] != "inactive" {
+		t.Errorf("ssh.service is %q, want inactive", res.Status["ssh"])
+	}
 	// The VMware drivers from the initramfs bound QEMU's pvscsi and vmxnet3.
 	for _, want := range []string{"vmw_pvscsi", "vmxnet3"} {
 		if !slices.Contains(res.Drivers(), want) {
@@ -219,4 +223,115 @@ func fileSHA256(t *testing.T, path string) string {
 		t.Fatal(err)
 	}
 	return hex.EncodeToString(h.Sum(nil))
+}
+
+// TestImageContents reads the shipped disk's file systems with debugfs (no
+// mount) and checks the security promises: no credentials, first-boot
+// machine id, SSH off, our package known to dpkg, GRUB config on the ESP.
+func TestImageContents(t *testing.T) {
+	raw := testImage(t)
+	spec, _ := appliance.Load("")
+	dir := t.TempDir()
+	part := func(typ string) string {
+		var off int64 = 1 << 20
+		for _, p := range spec.Disk.Partitions {
+			if p.Type == typ {
+				img := filepath.Join(dir, p.Name+".img")
+				src, err := os.Open(raw)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer src.Close()
+				dst, err := os.Create(img)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer dst.Close()
+				if err := dst.Truncate(int64(p.Size)); err != nil {
+					t.Fatal(err)
+				}
+				sec := io.NewSectionReader(src, off, int64(p.Size))
+				if _, err := io.Copy(dst, sec); err != nil {
+					t.Fatal(err)
+				}
+				return img
+			}
+			off += int64(p.Size)
+		}
+		t.Fatalf("no %s partition", typ)
+		return ""
+	}
+	root := part(appliance.PartRoot)
+	debugfs := func(img, req string) string {
+		out, err := exec.Command("debugfs", "-R", req, img).CombinedOutput()
+		if err != nil {
+			t.Fatalf("debugfs %s: %v\n%s", req, err, out)
+		}
+		return string(out)
+	}
+	if got := debugfs(root, "cat /etc/machine-id"); !strings.Contains(got, "uninitialized") {
+		t.Errorf("/etc/machine-id: %q, want uninitialized", got)
+	}
+	for _, line := range strings.Split(debugfs(root, "cat /etc/shadow"), "\n") {
+		f := strings.Split(line, ":")
+		if len(f) > 2 && !strings.HasPrefix(f[1], "*") && !strings.HasPrefix(f[1], "!") {
+			t.Errorf("/etc/shadow: %s has a password", f[0])
+		}
+	}
+	if ls := debugfs(root, "ls /etc/ssh"); strings.Contains(ls, "ssh_host_") {
+		t.Errorf("SSH host keys shipped: %s", ls)
+	}
+	if ls := debugfs(root, "ls /etc/systemd/system/multi-user.target.wants"); strings.Contains(ls, "ssh.service") || !strings.Contains(ls, "ksmg-gatewayd.service") {
+		t.Errorf("multi-user.target.wants: %s", ls)
+	}
+	if st := debugfs(root, "cat /var/lib/dpkg/status"); !strings.Contains(st, "Package: ksmg-appliance") {
+		// /var is its own partition: dpkg's database lives there.
+		v := part(appliance.PartVar)
+		if st := debugfs(v, "cat /lib/dpkg/status"); !strings.Contains(st, "Package: ksmg-appliance\nStatus: install ok installed") {
+			t.Errorf("dpkg does not list ksmg-appliance as installed")
+		}
+		if l := debugfs(v, "cat /lib/dpkg/info/ksmg-appliance.list"); !strings.Contains(l, "/usr/sbin/ksmg-gatewayd") {
+			t.Errorf("dpkg file list lacks the gateway: %s", l)
+		}
+		if st := debugfs(v, "stat /opt/kaspersky"); !strings.Contains(st, "Mode:  0750") || !strings.Contains(st, "User:   990") {
+			t.Errorf("/var/opt/kaspersky: %s", st)
+		}
+	}
+	esp := part(appliance.PartESP)
+	out, err := exec.Command("mdir", "-i", esp, "-b", "-/", "::/EFI").CombinedOutput()
+	if err != nil {
+		t.Fatalf("mdir: %v\n%s", err, out)
+	}
+	for _, want := range []string{"::/EFI/BOOT/BOOTX64.EFI", "::/EFI/BOOT/grubx64.efi", "::/EFI/debian/grub.cfg"} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("ESP lacks %s:\n%s", want, out)
+		}
+	}
+	if strings.Contains(strings.ToLower(string(out)), "fbx64") {
+		t.Errorf("ESP ships the fallback loader:\n%s", out)
+	}
+}
+
+// TestInterruptedBuild cancels a build in the middle: nothing may appear at
+// a final path and no work directory may stay behind.
+func TestInterruptedBuild(t *testing.T) {
+	spec, _ := appliance.Load("")
+	out := t.TempDir()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	_, err := Build(ctx, Options{
+		Spec: spec, OutDir: out, BinDir: testBinDir(t), CacheDir: cacheDir(t), Formats: []string{"raw"},
+		Progress: func(p Progress) {
+			if p.Stage == "filesystem root" {
+				cancel()
+			}
+		},
+	})
+	if err == nil {
+		t.Fatal("cancelled build succeeded")
+	}
+	ents, _ := os.ReadDir(out)
+	for _, e := range ents {
+		t.Errorf("interrupted build left %s", e.Name())
+	}
 }

@@ -104,8 +104,14 @@ func (b *builder) ensureRepo(ctx context.Context) (repo string, fetched bool, er
 	if err := writeRepoIndex(ctx, tmp, d.Suite); err != nil {
 		return "", false, err
 	}
+	if _, err := os.Stat(filepath.Join(repo, "dists", d.Suite, "Release")); err == nil {
+		return repo, true, nil // a concurrent build filled it first
+	}
 	_ = os.RemoveAll(repo) // an incomplete earlier attempt has no Release and is replaced
 	if err := os.Rename(tmp, repo); err != nil {
+		if _, serr := os.Stat(filepath.Join(repo, "dists", d.Suite, "Release")); serr == nil {
+			return repo, true, nil
+		}
 		return "", false, fmt.Errorf("package cache: %w", err)
 	}
 	b.log.Info("package cache filled", "packages", n, "repo", repo)
