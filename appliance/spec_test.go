@@ -90,7 +90,7 @@ func TestInvalidSpecs(t *testing.T) {
 		{"grow not last", "{name: root, type: root, size: 2GiB, mount: /}", "{name: root, type: root, size: 2GiB, mount: /, grow: true}", []string{"partitions[1].grow"}},
 		{"partitions too big", "size: 2GiB", "size: 200GiB", []string{"more than disk.size"}},
 		{"wrong mount", "mount: /var, grow", "mount: /srv, grow", []string{"partitions[2].mount", "/var"}},
-		{"uid out of range", "uid: 990", "uid: 1000", []string{"accounts[0].uid", "100 and 999"}},
+		{"uid out of range", "uid: 950", "uid: 1000", []string{"accounts[0].uid", "100 and 999"}},
 		{"no formats", "formats: [raw, ova, vhdx]", "formats: []", []string{"formats", "at least"}},
 		{"firmware", "firmware: efi", "firmware: bios", []string{"hardware.firmware"}},
 		{"yaml syntax", "formats: [raw, ova, vhdx]", "formats: [raw, ova", []string{"not valid YAML"}},

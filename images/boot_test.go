@@ -7,6 +7,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"fmt"
 	"io"
 	"log/slog"
 	"os"
@@ -293,7 +294,8 @@ func TestImageContents(t *testing.T) {
 		if l := debugfs(v, "cat /lib/dpkg/info/ksmg-appliance.list"); !strings.Contains(l, "/usr/sbin/ksmg-gatewayd") {
 			t.Errorf("dpkg file list lacks the gateway: %s", l)
 		}
-		if st := debugfs(v, "stat /opt/kaspersky"); !strings.Contains(st, "Mode:  0750") || !strings.Contains(st, "User:   990") {
+		kluser, _ := spec.Account("kluser")
+		if st := debugfs(v, "stat /opt/kaspersky"); !strings.Contains(st, "Mode:  0750") || !strings.Contains(st, fmt.Sprintf("User: %5d", kluser.UID)) {
 			t.Errorf("/var/opt/kaspersky: %s", st)
 		}
 	}

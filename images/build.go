@@ -2,8 +2,8 @@
 // system made with mmdebstrap from a local package cache, our payload put in
 // by the Go provisioners (as a Debian package built with nfpm), and a GPT
 // disk assembled from file-system images without loop devices or mounts
-// (mkfs.fat + mcopy for the ESP, mkfs.ext4 -d for root and /var, sgdisk for
-// the partition table). The raw disk is sparse, reproducible for a given
+// (mkfs.fat + mcopy for the ESP, the image's own mke2fs -d for root and
+// /var, sgdisk for the partition table). The raw disk is sparse, reproducible for a given
 // SOURCE_DATE_EPOCH and package cache, and converted into the registered
 // output formats.
 //
@@ -19,7 +19,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"log/slog"
 	"os"
@@ -348,25 +347,10 @@ func (b *builder) hashFile(ctx context.Context, path string) (string, int64, err
 			}
 		}
 	}
-	if _, err := f.Seek(0, io.SeekStart); err != nil { // the fingerprint moved the offset
-		return "", 0, err
-	}
 	h := sha256.New()
-	buf := make([]byte, 4<<20)
-	var n int64
-	for {
-		if err := ctx.Err(); err != nil {
-			return "", 0, err
-		}
-		m, err := f.Read(buf)
-		h.Write(buf[:m])
-		n += int64(m)
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			return "", 0, err
-		}
+	n, err := hashSparse(ctx, h, f, st.Size())
+	if err != nil {
+		return "", 0, err
 	}
 	sum := hex.EncodeToString(h.Sum(nil))
 	if memo != "" {

@@ -51,7 +51,15 @@ func newDiskIDs(s *appliance.Spec) diskIDs {
 // assemble turns the root file system into the raw disk.
 func (b *builder) assemble(ctx context.Context, rootfs, work, raw string, ids diskIDs) error {
 	s := b.spec
-	env := []string{"E2FSPROGS_FAKE_TIME=" + strconv.FormatInt(b.sde, 10)}
+	// The image's own mke2fs (e2fsprogs 1.47.2 from trixie), run from the
+	// root file system with its own dynamic loader and libraries: unlike
+	// Debian 12's 1.47.0 it sets every inode's times from SOURCE_DATE_EPOCH
+	// (the host's copies ctime and atime from the build tree, which no
+	// build can control), and it formats with the options the image's
+	// e2fsck and kernel expect. No chroot and no mounts are needed.
+	libdir := filepath.Join(rootfs, "usr/lib/x86_64-linux-gnu")
+	mke2fs := []string{filepath.Join(libdir, "ld-linux-x86-64.so.2"), "--library-path", libdir, filepath.Join(rootfs, "usr/sbin/mke2fs")}
+	env := []string{"E2FSPROGS_FAKE_TIME=" + strconv.FormatInt(b.sde, 10), "MKE2FS_CONFIG=" + filepath.Join(rootfs, "etc/mke2fs.conf")}
 	kernels, _ := filepath.Glob(filepath.Join(rootfs, "boot", "vmlinuz-*"))
 	if len(kernels) != 1 {
 		return fmt.Errorf("want exactly one kernel in /boot, found %d (spec packages must name one kernel)", len(kernels))
@@ -126,9 +134,10 @@ func (b *builder) assemble(ctx context.Context, rootfs, work, raw string, ids di
 			if p.Type == appliance.PartVar {
 				src, uuid, seed = varfs, ids.VarUUID, ids.VarSeed
 			}
-			err := b.run(ctx, env, "mkfs.ext4", "-q", "-F", "-b", "4096", "-L", p.Name, "-U", uuid,
+			args := append(mke2fs, "-q", "-F", "-t", "ext4", "-b", "4096", "-L", p.Name, "-U", uuid,
 				"-E", "hash_seed="+seed+",lazy_itable_init=0,lazy_journal_init=0",
 				"-d", src, img, strconv.FormatInt(int64(p.Size)/1024, 10)+"k")
+			err := b.run(ctx, env, args[0], args[1:]...)
 			if err != nil {
 				return fmt.Errorf("partition %s (%s in %s): the files may not fit: %w", p.Name, p.Size, s.Source, err)
 			}

@@ -167,6 +167,9 @@ func (b *builder) provision(ctx context.Context, rootfs, work string, ids diskID
 	return provisioner.Apply(ctx, t, b.log,
 		provisioner.InstallDeb(packageName, deb),
 		provisioner.CreateAccounts(),
+		provisioner.Step{Name: "check account ids", Do: func(ctx context.Context, _ provisioner.Target) error {
+			return checkAccounts(rootfs, s.Accounts)
+		}},
 		provisioner.MakeDirs(dirs),
 		provisioner.Units(enable, s.Services.Disable, s.Services.Mask),
 		provisioner.WriteFiles([]provisioner.PackageFile{
@@ -178,4 +181,25 @@ func (b *builder) provision(ctx context.Context, rootfs, work string, ids diskID
 			{Dst: "/etc/apt/sources.list", Data: []byte(fmt.Sprintf("deb %s %s %s\n", s.Distribution.Mirror, s.Distribution.Suite, strings.Join(s.Distribution.Components, " "))), Mode: 0o644},
 		}),
 	)
+}
+
+// checkAccounts verifies that sysusers gave every account the spec's fixed
+// uid (it silently picks another when that one is taken).
+func checkAccounts(rootfs string, accounts []appliance.Account) error {
+	data, err := os.ReadFile(filepath.Join(rootfs, "etc/passwd"))
+	if err != nil {
+		return err
+	}
+	uids := map[string]string{}
+	for _, line := range strings.Split(string(data), "\n") {
+		if f := strings.Split(line, ":"); len(f) > 2 {
+			uids[f[0]] = f[2]
+		}
+	}
+	for _, a := range accounts {
+		if got := uids[a.Name]; got != fmt.Sprint(a.UID) {
+			return fmt.Errorf("account %s has uid %q, spec says %d (taken by another account? pick a free one in the spec)", a.Name, got, a.UID)
+		}
+	}
+	return nil
 }
