@@ -80,6 +80,10 @@ func TestBootVHDX(t *testing.T) {
 	}
 	defer serial.Close()
 	res, err := boottest.Run(t.Context(), boottest.Options{Disk: out, Format: "vhdx", Serial: serial, Timeout: 15 * time.Minute})
+	if res != nil {
+		// How far the disk got, also when the boot failed later.
+		t.Logf("secure boot %t, status line %q, banner %q", res.SecureBoot, res.StatusLine, res.Banner)
+	}
 	if err != nil {
 		t.Fatalf("boot: %v", err)
 	}
