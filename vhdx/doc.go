@@ -18,7 +18,8 @@
 // (signatures, CRC-32C checksums, sequence numbers, region tables, metadata
 // items and flags, BAT entries), naming the structure that failed. It reads
 // fixed-size structures and streams the BAT, so hostile input can neither
-// panic it nor make it allocate more than a few bytes per MiB of file.
+// panic it nor make it allocate more than 1 MiB plus 16 bytes per MiB of
+// file (the overlap check of stored blocks).
 //
 // The format is hand-written: no maintained Go library writes VHDX.
 // github.com/Microsoft/go-winio/vhd drives Windows' virtdisk.dll (Windows

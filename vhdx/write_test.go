@@ -209,6 +209,12 @@ func TestWriteDeterministic(t *testing.T) {
 		return rep, fileHash(t, out)
 	}
 	r1, h1 := write("a.vhdx", Options{Identity: "ksmg-1.0.0"})
+	if st, err := os.Stat(filepath.Join(dir, "a.vhdx")); err != nil || st.Mode().Perm() != 0o644 {
+		t.Errorf("output mode: %v, %v; want 0644", st, err)
+	}
+	if left, _ := filepath.Glob(filepath.Join(dir, ".*tmp*")); len(left) > 0 {
+		t.Errorf("temporary files left after success: %v", left)
+	}
 	_, h2 := write("b.vhdx", Options{Identity: "ksmg-1.0.0"})
 	if h1 != h2 {
 		t.Error("two writes of the same input and identity differ")
