@@ -226,9 +226,6 @@ func TestSysusersTmpfiles(t *testing.T) {
 	mustWrite(t, filepath.Join(root, "etc/passwd"), "root:x:0:0:root:/root:/bin/bash\n", 0o644)
 	mustWrite(t, filepath.Join(root, "etc/group"), "root:x:0:\n", 0o644)
 	mustWrite(t, filepath.Join(root, "etc/shadow"), "root:*:19000:0:99999:7:::\n", 0o640)
-	// The config file as the image installs it (root:root 0644); tmpfiles must
-	// make it 0640 root:kluser.
-	mustWrite(t, filepath.Join(root, "etc/opt/kaspersky/ksmg-gateway.yaml"), "{}\n", 0o644)
 	for _, f := range Install {
 		if f.Src == "sysusers.conf" || f.Src == "tmpfiles.conf" {
 			data, err := fs.ReadFile(Files(), f.Src)
@@ -261,6 +258,17 @@ func TestSysusersTmpfiles(t *testing.T) {
 		t.Errorf("kluser shadow entry %q, want a locked password", sh)
 	}
 
+	// The config file as the image installs it: kluser-owned (data contract),
+	// but with a drifted mode that tmpfiles must put back to 0640. A root-owned
+	// file here would be an unsafe path transition that tmpfiles refuses.
+	cfg := filepath.Join(root, "etc/opt/kaspersky/ksmg-gateway.yaml")
+	mustWrite(t, cfg, "{}\n", 0o644)
+	if err := os.Chown(cfg, uid, gid); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chown(filepath.Dir(cfg), uid, gid); err != nil {
+		t.Fatal(err)
+	}
 	if out, err := run(t, nil, "systemd-tmpfiles", "--root="+root, "--create"); err != nil {
 		t.Fatalf("systemd-tmpfiles --create: %v\n%s", err, out)
 	}
@@ -275,10 +283,10 @@ func TestSysusersTmpfiles(t *testing.T) {
 		{"/var/opt/kaspersky/ksmg/queue", true, 0o750, uid, gid},
 		{"/var/opt/kaspersky/ksmg/backup", true, 0o750, uid, gid},
 		{"/var/opt/kaspersky/ksmg/events", true, 0o750, uid, gid},
-		{"/etc/opt/kaspersky", true, 0o750, 0, gid},
-		{"/etc/opt/kaspersky/ksmg", true, 0o750, 0, gid},
+		{"/etc/opt/kaspersky", true, 0o750, uid, gid},
+		{"/etc/opt/kaspersky/ksmg", true, 0o750, uid, gid},
 		{"/etc/opt/kaspersky/ksmg/tls", true, 0o750, uid, gid},
-		{"/etc/opt/kaspersky/ksmg-gateway.yaml", false, 0o640, 0, gid},
+		{"/etc/opt/kaspersky/ksmg-gateway.yaml", false, 0o640, uid, gid},
 		{"/var/log/ksmg-messages", false, 0o640, uid, gid},
 		{"/var/log/ksmg-important", false, 0o640, uid, gid},
 		{"/var/log/ksmg-traces", true, 0o750, uid, gid},

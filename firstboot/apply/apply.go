@@ -132,6 +132,10 @@ func plan(t *tx, o Options, a answers.Answers, hash string, fingerprints []strin
 	if !ok {
 		return fmt.Errorf("%s: group %q is missing; the image must create it (sysusers.d)", o.path("/etc/group"), ProductGroup)
 	}
+	kluserUID, ok := passwd.id(ProductGroup)
+	if !ok {
+		return fmt.Errorf("%s: user %q is missing; the image must create it (sysusers.d)", o.path("/etc/passwd"), ProductGroup)
+	}
 	shadowGID, _ := group.id("shadow")
 
 	// Admin account.
@@ -214,12 +218,14 @@ func plan(t *tx, o Options, a answers.Answers, hash string, fingerprints []strin
 
 	// Node role and consent.
 	t.mkdir(o.path("/etc/opt"), 0o755, 0, 0)
-	t.mkdir(o.path("/etc/opt/kaspersky"), 0o750, 0, kluser)
+	// Owned by kluser, 0750/0640, as the data contract says for every
+	// product location; ksmg-gatewayd's unit keeps /etc read-only all the same.
+	t.mkdir(o.path("/etc/opt/kaspersky"), 0o750, kluserUID, kluser)
 	node, err := nodeConfig(a, o.Now())
 	if err != nil {
 		return err
 	}
-	t.file(o.path(NodeConfigPath), node, 0o640, 0, kluser)
+	t.file(o.path(NodeConfigPath), node, 0o640, kluserUID, kluser)
 
 	// Completion stamp, last.
 	t.mkdir(o.path("/var"), 0o755, 0, 0)

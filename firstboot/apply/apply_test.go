@@ -114,8 +114,8 @@ func TestApplyStatic(t *testing.T) {
 		mode     os.FileMode
 		uid, gid int
 	}{
-		{NodeConfigPath, 0o640, 0, 998},
-		{"/etc/opt/kaspersky", 0o750, 0, 998},
+		{NodeConfigPath, 0o640, 998, 998},
+		{"/etc/opt/kaspersky", 0o750, 998, 998},
 		{"/etc/shadow", 0o640, 0, 42},
 		{"/home/admin", 0o700, 1000, 1000},
 		{AuthorizedKeys, 0o644, 0, 0},
