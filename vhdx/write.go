@@ -14,6 +14,7 @@ import (
 	"unicode/utf16"
 
 	"github.com/google/uuid"
+	"github.com/ksmg-appliance/ksmg/images/sparse"
 )
 
 // Options tune Write. The zero value is not usable: set Identity, or all
@@ -250,7 +251,7 @@ func (w *writer) write(ctx context.Context) error {
 	next := dataOffset
 	nextBlock := uint64(0)
 	zeroPage := make([]byte, pageSize)
-	perr := dataExtents(w.in, w.rawSize, func(s, e int64) error {
+	perr := sparse.Extents(w.in, w.rawSize, func(s, e int64) error {
 		first, last := uint64(s)/bs, uint64(e-1)/bs
 		for n := max(first, nextBlock); n <= last; n++ {
 			var buf []byte

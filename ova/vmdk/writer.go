@@ -15,6 +15,8 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+
+	"github.com/ksmg-appliance/ksmg/images/sparse"
 )
 
 // DefaultLevel is the deflate level used when Options.Level is 0. Chosen by
@@ -119,7 +121,7 @@ func Convert(ctx context.Context, src *os.File, dst Output, opts Options) (*Resu
 		return nil, fmt.Errorf("vmdk: capacity %d bytes exceeds the %d-byte limit", capacity, int64(maxCapacitySectors)*SectorSize)
 	}
 	totalGrains := ceilDiv(capSectors, GrainSectors)
-	ranges, err := dataRanges(src, srcSize)
+	ranges, err := sparse.Ranges(src, srcSize)
 	if err != nil {
 		return nil, fmt.Errorf("vmdk: find data in %s: %w", src.Name(), err)
 	}
