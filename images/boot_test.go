@@ -32,6 +32,19 @@ var (
 	binErr  error
 )
 
+// TestMain removes the binaries and the image the tests built for
+// themselves (a 100 GiB sparse file each).
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if imgDir != "" {
+		os.RemoveAll(imgDir)
+	}
+	if binDir != "" && binErr == nil {
+		os.RemoveAll(binDir)
+	}
+	os.Exit(code)
+}
+
 // testBinDir is $KSMG_BIN_DIR or the payload binaries built into a temp dir.
 func testBinDir(t *testing.T) string {
 	t.Helper()
@@ -143,6 +156,9 @@ func TestBootSecureBootSMTP(t *testing.T) {
 	}
 	if res.State() != "running" || res.Status["failed"] != "none" {
 		t.Errorf("systemd state %q, failed units %q; want running, none", res.State(), res.Status["failed"])
+	}
+	if res.Status["gateway"] != "active" {
+		t.Errorf("ksmg-gatewayd.service is %q, want active", res.Status["gateway"])
 	}
 	// SSH stays off until the first-boot wizard turns it on.
 	if res.Status["ssh"] != "inactive" {

@@ -51,6 +51,10 @@ const (
 // console once systemd has finished starting up.
 const StatusPrefix = "KSMG-STATUS "
 
+// BannerGrace is how long Run waits for the SMTP banner after the guest
+// printed its status line (startup finished).
+var BannerGrace = 2 * time.Minute
+
 // Options describe one boot.
 type Options struct {
 	Disk   string // path of the disk image
@@ -280,7 +284,18 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	}
 	err = waitFor(statusSeen, "console status line")
 	if err == nil {
-		err = waitFor(bannerSeen, "SMTP banner on guest port 25")
+		// Startup is finished once the status line is out: a gateway that
+		// has not answered two minutes later is not going to.
+		bctx, bcancel := context.WithTimeout(ctx, BannerGrace)
+		select {
+		case <-bannerSeen:
+		case e := <-exited:
+			exited <- e
+			err = fmt.Errorf("boottest: qemu exited before the SMTP banner: %v: %s", e, strings.TrimSpace(stderr.String()))
+		case <-bctx.Done():
+			err = fmt.Errorf("boottest: no SMTP banner on guest port 25 within %s after startup finished (status: %s)", BannerGrace, res.StatusLine)
+		}
+		bcancel()
 	}
 	stop()
 	mu.Lock()
