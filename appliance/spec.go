@@ -83,6 +83,9 @@ type Directory struct {
 	Owner string `mapstructure:"owner"`
 	Group string `mapstructure:"group"`
 	Mode  Mode   `mapstructure:"mode"`
+	// Recursive also gives everything already inside (files the packages
+	// installed) to Owner and Group; their modes stay.
+	Recursive bool `mapstructure:"recursive"`
 }
 
 // Services are the systemd units enabled or disabled in the image.

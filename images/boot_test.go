@@ -300,6 +300,11 @@ func TestImageContents(t *testing.T) {
 			t.Errorf("/etc/shadow: %s has a password", f[0])
 		}
 	}
+	// Data contract: configuration under /etc/opt/kaspersky belongs to kluser.
+	kl, _ := spec.Account("kluser")
+	if st := debugfs(root, "stat /etc/opt/kaspersky/ksmg-gateway.yaml"); !strings.Contains(st, fmt.Sprintf("User: %5d", kl.UID)) || !strings.Contains(st, "Mode:  0640") {
+		t.Errorf("gateway configuration: %s", st)
+	}
 	if ls := debugfs(root, "ls /etc/ssh"); strings.Contains(ls, "ssh_host_") {
 		t.Errorf("SSH host keys shipped: %s", ls)
 	}

@@ -158,7 +158,7 @@ func (b *builder) provision(ctx context.Context, rootfs, work string, ids diskID
 	}
 	var dirs []provisioner.Dir
 	for _, d := range s.Directories {
-		dirs = append(dirs, provisioner.Dir{Path: d.Path, Owner: d.Owner, Group: d.Group, Mode: fs.FileMode(d.Mode)})
+		dirs = append(dirs, provisioner.Dir{Path: d.Path, Owner: d.Owner, Group: d.Group, Mode: fs.FileMode(d.Mode), Recursive: d.Recursive})
 	}
 	// The image is "updated" as of its build: ConditionNeedsUpdate units
 	// (ldconfig, catalog) need not run at first boot.

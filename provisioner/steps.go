@@ -59,6 +59,7 @@ type Dir struct {
 	Path         string
 	Owner, Group string
 	Mode         fs.FileMode
+	Recursive    bool // chown what is inside too (modes stay)
 }
 
 // MakeDirs creates the directories in order (parents first).
@@ -67,6 +68,13 @@ func MakeDirs(dirs []Dir) Step {
 		for _, d := range dirs {
 			if err := t.Mkdir(ctx, d.Path, d.Mode, d.Owner, d.Group); err != nil {
 				return err
+			}
+			if d.Recursive {
+				// A root-owned file in a kluser-owned directory is an
+				// "unsafe path transition" to systemd-tmpfiles.
+				if _, err := t.Run(ctx, "chown", "-R", "--no-dereference", d.Owner+":"+d.Group, d.Path); err != nil {
+					return err
+				}
 			}
 		}
 		return nil

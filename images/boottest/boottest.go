@@ -25,6 +25,7 @@ package boottest
 import (
 	"bufio"
 	"context"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
@@ -38,6 +39,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 )
 
 // Firmware files of the Debian ovmf package: the 4M build with Secure Boot
@@ -355,7 +357,13 @@ func qemuArgs(opts Options, format, vars string, port int) ([]string, error) {
 		if k == "" || strings.ContainsAny(k, "=,\n") {
 			return nil, fmt.Errorf("boottest: credential name %q: must be non-empty without '=', ',' or newline", k)
 		}
-		args = append(args, "-smbios", "type=11,value="+qemuEscape("io.systemd.credential:"+k+"="+opts.Credentials[k]))
+		v := opts.Credentials[k]
+		cred := "io.systemd.credential:" + k + "=" + v
+		if strings.ContainsAny(v, "\n,") || !utf8.ValidString(v) {
+			// Multi-line or binary values (unit drop-ins, keys) go base64.
+			cred = "io.systemd.credential.binary:" + k + "=" + base64.StdEncoding.EncodeToString([]byte(v))
+		}
+		args = append(args, "-smbios", "type=11,value="+qemuEscape(cred))
 	}
 	return append(args, opts.ExtraArgs...), nil
 }
