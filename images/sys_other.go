@@ -3,9 +3,7 @@
 package images
 
 import (
-	"context"
 	"errors"
-	"io"
 	"os"
 )
 
@@ -16,12 +14,4 @@ var errNotLinux = errors.New("building the appliance image needs Linux")
 
 func clampTimes(string, int64) error { return errNotLinux }
 
-func writeSparseAt(context.Context, *os.File, *os.File, int64, int64) error { return errNotLinux }
-
 func removeWork(dir string) error { return os.RemoveAll(dir) }
-
-func sparseFingerprint(context.Context, *os.File) (string, error) { return "", errNotLinux }
-
-func hashSparse(ctx context.Context, w io.Writer, f *os.File, size int64) (int64, error) {
-	return io.Copy(w, f)
-}

@@ -3,7 +3,7 @@
 // on (OVMF with Microsoft keys), and for raw, qcow2 and VMDK disks VMware's
 // paravirtual devices: a vmxnet3 NIC and a pvscsi controller, so the
 // drivers in the initramfs are really exercised (QEMU has no Hyper-V VMBus
-// devices; VHDX disks boot with AHCI and e1000e). The guest's console status
+// devices; VHDX disks boot with AHCI and virtio-net). The guest's console status
 // line (printed by the image's ksmg-console-status unit) and the SMTP banner
 // on a forwarded port are the observable results.
 //
@@ -333,8 +333,9 @@ func qemuArgs(opts Options, format, vars string, port int) ([]string, error) {
 	switch format {
 	case "vhdx":
 		// Hyper-V's storage and network (storvsc, netvsc) need a VMBus host
-		// QEMU does not have; the image's generic drivers boot it.
-		args = append(args, "-device", "e1000e,netdev=n0,romfile=")
+		// QEMU does not have; the cloud kernel's virtio-net stands in (it has
+		// no e1000e).
+		args = append(args, "-device", "virtio-net-pci,netdev=n0,romfile=")
 	default:
 		args = append(args,
 			"-device", "pvscsi,id=scsi0",
