@@ -6,6 +6,8 @@ package units
 import (
 	"embed"
 	"io/fs"
+
+	"github.com/ksmg-appliance/ksmg/services"
 )
 
 //go:embed files
@@ -13,14 +15,7 @@ var embedded embed.FS
 
 // BinaryPath is where the image must install the ksmg-firstboot binary;
 // the unit's ExecStart points there.
-const BinaryPath = "/usr/bin/ksmg-firstboot"
-
-// File is one file to install into the appliance root.
-type File struct {
-	Src  string      // path inside Files
-	Dst  string      // absolute path in the image
-	Mode fs.FileMode // permission bits
-}
+const BinaryPath = "/usr/sbin/ksmg-firstboot"
 
 // Files is the tree of embedded files, rooted at "files".
 func Files() fs.FS {
@@ -32,7 +27,7 @@ func Files() fs.FS {
 }
 
 // Install lists every embedded file with its destination in the image.
-var Install = []File{
+var Install = []services.File{
 	{Src: "ksmg-firstboot@.service", Dst: "/usr/lib/systemd/system/ksmg-firstboot@.service", Mode: 0o644},
 }
 
