@@ -71,6 +71,13 @@ type Options struct {
 	Timeout time.Duration // whole boot; 0 means 10 minutes
 	// NoSMTP skips waiting for the SMTP banner on guest port 25.
 	NoSMTP bool
+	// GuestAddr is the guest's IPv4 address the port forwards point at; ""
+	// means the address QEMU's DHCP server hands out. A guest configured
+	// with a static address in QEMU's user network (10.0.2.0/24, gateway
+	// 10.0.2.2, DNS 10.0.2.3) is reached only there.
+	GuestAddr string
+	// SSH also waits for the SSH server's banner on guest port 22.
+	SSH bool
 	// Persist lets the guest write to Disk; by default writes go to a
 	// throw-away overlay so a test never changes a built image.
 	Persist bool
@@ -87,6 +94,7 @@ type Result struct {
 	ToBanner     time.Duration     // from power-on (QEMU start) to the SMTP banner
 	ToStatus     time.Duration     // from power-on to the console status line
 	SMTPPort     int               // host port forwarded to guest port 25
+	SSHBanner    string            // first line of guest port 22 (with Options.SSH)
 	SerialTail   []string          // last lines of the serial console
 	QEMUCommand  []string
 	statusParsed bool
@@ -195,7 +203,13 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 		}
 	}
 	res.SMTPPort = port
-	args, err := qemuArgs(opts, format, vars, port)
+	sshPort := 0
+	if opts.SSH {
+		if sshPort, err = freePort(); err != nil {
+			return res, fmt.Errorf("boottest: pick a host port: %w", err)
+		}
+	}
+	args, err := qemuArgs(opts, format, vars, port, sshPort)
 	if err != nil {
 		return res, err
 	}
@@ -297,6 +311,15 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 		case <-bctx.Done():
 			err = fmt.Errorf("boottest: no SMTP banner on guest port 25 within %s after startup finished (status: %s)", BannerGrace, res.StatusLine)
 		}
+		if err == nil && opts.SSH {
+			b, serr := waitBanner(bctx, sshPort)
+			mu.Lock()
+			res.SSHBanner = b
+			mu.Unlock()
+			if serr != nil {
+				err = fmt.Errorf("boottest: no SSH banner on guest port 22 within %s after startup finished (status: %s)", BannerGrace, res.StatusLine)
+			}
+		}
 		bcancel()
 	}
 	stop()
@@ -308,7 +331,7 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	return res, nil
 }
 
-func qemuArgs(opts Options, format, vars string, port int) ([]string, error) {
+func qemuArgs(opts Options, format, vars string, port, sshPort int) ([]string, error) {
 	args := []string{
 		"-nodefaults", "-no-user-config",
 		// TCG: KVM guests hang on the CI machines; q35 with SMM is what
@@ -346,7 +369,10 @@ func qemuArgs(opts Options, format, vars string, port int) ([]string, error) {
 	}
 	netdev := "user,id=n0"
 	if port != 0 {
-		netdev += fmt.Sprintf(",hostfwd=tcp:127.0.0.1:%d-:25", port)
+		netdev += fmt.Sprintf(",hostfwd=tcp:127.0.0.1:%d-%s:25", port, opts.GuestAddr)
+	}
+	if sshPort != 0 {
+		netdev += fmt.Sprintf(",hostfwd=tcp:127.0.0.1:%d-%s:22", sshPort, opts.GuestAddr)
 	}
 	args = append(args, "-netdev", netdev)
 	names := make([]string, 0, len(opts.Credentials))
