@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/ksmg-appliance/ksmg/appliance"
+	"github.com/ksmg-appliance/ksmg/firstboot/answers"
 	"github.com/ksmg-appliance/ksmg/images/boottest"
 )
 
@@ -141,7 +142,13 @@ func TestBootSecureBootSMTP(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer serial.Close()
-	res, err := boottest.Run(context.Background(), boottest.Options{Disk: raw, Format: "raw", Serial: serial, Timeout: 15 * time.Minute})
+	// Complete unattended answers (DHCP, SSH off), as a fleet deploy passes
+	// them: without them the first-boot wizard waits on the consoles.
+	creds, _, err := answers.Unattended("ksmg-boot")
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := boottest.Run(context.Background(), boottest.Options{Disk: raw, Format: "raw", Credentials: creds, Serial: serial, Timeout: 15 * time.Minute})
 	if err != nil {
 		t.Fatalf("boot: %v", err)
 	}
@@ -362,4 +369,76 @@ func TestInterruptedBuild(t *testing.T) {
 	for _, e := range ents {
 		t.Errorf("interrupted build left %s", e.Name())
 	}
+}
+
+// TestBootUnattendedStatic is the fleet path of first boot (issue: first-boot
+// wizard): answers come as SMBIOS systemd credentials and set a static
+// address and host name and enable SSH with a given key. No wizard may show,
+// the gateway must answer on the new address, and no secret may reach the
+// console.
+func TestBootUnattendedStatic(t *testing.T) {
+	raw := testImage(t)
+	const addr = "10.0.2.50" // QEMU user network: 10.0.2.0/24, gateway .2, DNS .3
+	creds, password, err := answers.Unattended("gw-static.example.test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub := sshPublicKey(t)
+	for k, v := range map[string]string{
+		"ksmg.network.mode":       "static",
+		"ksmg.network.address":    addr + "/24",
+		"ksmg.network.gateway":    "10.0.2.2",
+		"ksmg.network.dns":        "10.0.2.3",
+		"ksmg.ssh.enabled":        "true",
+		"ksmg.ssh.authorized_key": pub,
+	} {
+		creds[k] = v
+	}
+	var serial strings.Builder
+	res, err := boottest.Run(context.Background(), boottest.Options{
+		Disk: raw, Format: "raw", Credentials: creds, Serial: &serial,
+		GuestAddr: addr, SSH: true, Timeout: 15 * time.Minute,
+	})
+	if err != nil {
+		t.Fatalf("boot: %v", err)
+	}
+	t.Logf("status: %s", res.StatusLine)
+	t.Logf("SMTP banner on %s: %q; SSH banner: %q; power-on to SMTP banner: %s", addr, res.Banner, res.SSHBanner, res.ToBanner.Round(100*time.Millisecond))
+	if res.State() != "running" || res.Status["failed"] != "none" {
+		t.Errorf("systemd state %q, failed units %q; want running, none", res.State(), res.Status["failed"])
+	}
+	if got := res.Status["hostname"]; got != "gw-static" && got != "gw-static.example.test" {
+		t.Errorf("guest host name %q, want gw-static", got)
+	}
+	// The forward points at the static address only: a banner proves the
+	// gateway listens there.
+	if !strings.HasPrefix(res.Banner, "220 ") {
+		t.Errorf("SMTP banner %q on %s, want 220", res.Banner, addr)
+	}
+	if res.Status["ssh"] != "active" || !strings.HasPrefix(res.SSHBanner, "SSH-2.0-") {
+		t.Errorf("ssh.service %q, SSH banner %q; want active and SSH-2.0-", res.Status["ssh"], res.SSHBanner)
+	}
+	console := serial.String()
+	for _, prompt := range []string{"ksmg appliance setup", "Do you accept the license agreement?", "Administrator password"} {
+		if strings.Contains(console, prompt) {
+			t.Errorf("the wizard showed on the console (%q) although the answers were complete", prompt)
+		}
+	}
+	if strings.Contains(console, password) {
+		t.Errorf("the admin password appeared on the serial console")
+	}
+}
+
+// sshPublicKey makes a throw-away key pair with the real ssh-keygen.
+func sshPublicKey(t *testing.T) string {
+	t.Helper()
+	key := filepath.Join(t.TempDir(), "id_ed25519")
+	if out, err := exec.Command("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "ksmg-boot-test", "-f", key).CombinedOutput(); err != nil {
+		t.Fatalf("ssh-keygen: %v\n%s", err, out)
+	}
+	pub, err := os.ReadFile(key + ".pub")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.TrimSpace(string(pub))
 }

@@ -35,22 +35,6 @@ import (
 // builds are reproducible by default (2025-01-01T00:00:00Z).
 const DefaultSourceDateEpoch = 1735689600
 
-// PayloadFile is one file of an embedded file tree to install.
-type PayloadFile struct {
-	Src  string      // path inside the Payload's FS
-	Dst  string      // absolute path in the image
-	Mode fs.FileMode // permission bits
-}
-
-// Payload is a set of files and units another package contributes to the
-// image (the gateway's units, the first-boot wizard's units, ...).
-type Payload struct {
-	Name   string
-	FS     fs.FS
-	Files  []PayloadFile
-	Enable []string
-}
-
 // Options of a build.
 type Options struct {
 	Spec     *appliance.Spec
@@ -61,7 +45,6 @@ type Options struct {
 	// SourceDateEpoch is the time of every file in the image; 0 means
 	// $SOURCE_DATE_EPOCH or DefaultSourceDateEpoch.
 	SourceDateEpoch int64
-	Payloads        []Payload // in addition to the gateway's (services package)
 	Log             *slog.Logger
 	// Progress, if set, is told about each stage as it starts.
 	Progress func(Progress)

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"embed"
-	"errors"
 	"fmt"
 	"io/fs"
 	"os"
@@ -15,6 +14,7 @@ import (
 	"time"
 
 	"github.com/ksmg-appliance/ksmg/appliance"
+	"github.com/ksmg-appliance/ksmg/firstboot/units"
 	"github.com/ksmg-appliance/ksmg/provisioner"
 	"github.com/ksmg-appliance/ksmg/services"
 )
@@ -27,14 +27,10 @@ const initramfsModulesFile = "/usr/share/initramfs-tools/modules.d/ksmg-hypervis
 // packageName is our Debian package in the image.
 const packageName = "ksmg-appliance"
 
-// binaries maps our programs in BinDir to their place in the image; the
-// gateway is required, the others are installed when they were built.
-var binaries = []struct {
-	name, dst string
-	required  bool
-}{
-	{"ksmg-gatewayd", "/usr/sbin/ksmg-gatewayd", true},
-	{"ksmg-firstboot", "/usr/sbin/ksmg-firstboot", false},
+// binaries maps our programs in BinDir to their place in the image.
+var binaries = []struct{ name, dst string }{
+	{"ksmg-gatewayd", "/usr/sbin/ksmg-gatewayd"},
+	{"ksmg-firstboot", units.BinaryPath},
 }
 
 func embedded(name string) []byte {
@@ -63,10 +59,6 @@ func (b *builder) packageFiles() ([]provisioner.PackageFile, []string, error) {
 	var files []provisioner.PackageFile
 	for _, bin := range binaries {
 		data, err := os.ReadFile(filepath.Join(b.opts.BinDir, bin.name))
-		if errors.Is(err, fs.ErrNotExist) && !bin.required {
-			b.log.Info("optional binary not built; not installed", "binary", bin.name)
-			continue
-		}
 		if err != nil {
 			return nil, nil, fmt.Errorf("binary %s (build it with `make build` or pass --bin): %w", bin.name, err)
 		}
@@ -96,7 +88,6 @@ func (b *builder) packageFiles() ([]provisioner.PackageFile, []string, error) {
 	add("/usr/share/doc/ksmg-appliance/EULA.txt", []byte(appliance.EULA()), 0o644)
 
 	enable := append([]string(nil), s.Services.Enable...)
-	payloads := append([]Payload{gatewayPayload()}, b.opts.Payloads...)
 	for _, p := range payloads {
 		for _, f := range p.Files {
 			data, err := fs.ReadFile(p.FS, f.Src)
@@ -116,14 +107,20 @@ func (b *builder) packageFiles() ([]provisioner.PackageFile, []string, error) {
 	return files, enable, nil
 }
 
-// gatewayPayload is what the services package ships (units, sysusers.d,
-// tmpfiles.d, logrotate).
-func gatewayPayload() Payload {
-	p := Payload{Name: "services", FS: services.Files(), Enable: services.Enable}
-	for _, f := range services.Install {
-		p.Files = append(p.Files, PayloadFile{Src: f.Src, Dst: f.Dst, Mode: f.Mode})
-	}
-	return p
+// payload is a set of embedded files and units another package contributes
+// to the image.
+type payload struct {
+	Name   string
+	FS     fs.FS
+	Files  []services.File
+	Enable []string
+}
+
+// payloads: the gateway's units, sysusers.d, tmpfiles.d and logrotate
+// (services), and the first-boot wizard's units (firstboot/units).
+var payloads = []payload{
+	{Name: "services", FS: services.Files(), Files: services.Install, Enable: services.Enable},
+	{Name: "firstboot", FS: units.Files(), Files: units.Install, Enable: units.Enable},
 }
 
 // provision puts the payload into the root file system with the Go

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/ksmg-appliance/ksmg/firstboot/answers"
 	"github.com/ksmg-appliance/ksmg/images/boottest"
 )
 
@@ -43,7 +44,13 @@ func TestRealImageBoot(t *testing.T) {
 	disk := filepath.Join(t.TempDir(), "boot.vmdk")
 	extractVMDK(t, ovaPath, disk)
 	var serial strings.Builder
-	res, err := boottest.Run(ctx, boottest.Options{Disk: disk, Format: "vmdk", Serial: &serial})
+	// Complete first-boot answers, as a vApp deploy passes them; without
+	// them the first-boot wizard waits on the consoles.
+	creds, _, err := answers.Unattended("ksmg-ova")
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := boottest.Run(ctx, boottest.Options{Disk: disk, Format: "vmdk", Credentials: creds, Serial: &serial})
 	if err != nil {
 		t.Fatalf("boot %s: %v\nlast console lines:\n%s", disk, err, strings.Join(res.SerialTail, "\n"))
 	}

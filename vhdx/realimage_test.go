@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ksmg-appliance/ksmg/firstboot/answers"
 	"github.com/ksmg-appliance/ksmg/images/boottest"
 )
 
@@ -79,7 +80,13 @@ func TestBootVHDX(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer serial.Close()
-	res, err := boottest.Run(t.Context(), boottest.Options{Disk: out, Format: "vhdx", Serial: serial, Timeout: 15 * time.Minute})
+	// Complete first-boot answers, as a Hyper-V deploy passes them (KVP);
+	// without them the first-boot wizard waits on the consoles.
+	creds, _, err := answers.Unattended("ksmg-vhdx")
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := boottest.Run(t.Context(), boottest.Options{Disk: out, Format: "vhdx", Credentials: creds, Serial: serial, Timeout: 15 * time.Minute})
 	if res != nil {
 		// How far the disk got, also when the boot failed later.
 		t.Logf("secure boot %t, status line %q, banner %q", res.SecureBoot, res.StatusLine, res.Banner)
