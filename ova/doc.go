@@ -41,6 +41,7 @@
 //	                                               means the console wizard asks
 //	ksmg.cluster.role            string   control  "control" or "secondary"
 //	ksmg.cluster.control_address string            Control node address (secondary)
+//	ksmg.cluster.join_token      password          join token (secondary)
 //	ksmg.eula.accepted           boolean  False    EULA accepted by the deployer
 //	ksmg.ksn.consent             boolean  False    join the KSN reputation cloud
 //

@@ -50,6 +50,8 @@ func Properties() []Property {
 			Label: "Node role", Description: "control: this node manages the cluster. secondary: this node joins the Control node below."},
 		{Key: "ksmg.cluster.control_address", Type: "string", Category: CategoryCluster,
 			Label: "Control node address", Description: "Secondary nodes only: address or name of the cluster's Control node."},
+		{Key: "ksmg.cluster.join_token", Type: "string", Password: true, Qualifiers: "MinLen(0) MaxLen(512)", Category: CategoryCluster,
+			Label: "Join token", Description: "Secondary nodes only: the token the Control node shows when a node is added."},
 		{Key: "ksmg.eula.accepted", Type: "boolean", Default: "False", Category: CategoryLicense,
 			Label: "I accept the End User License Agreement", Description: "The EULA lists the licensing data the product always sends. The node does not process mail until it is accepted."},
 		{Key: "ksmg.ksn.consent", Type: "boolean", Default: "False", Category: CategoryLicense,
