@@ -1,13 +1,10 @@
 package services
 
 import (
-	"bytes"
-	"context"
 	"fmt"
 	"net"
 	"os/exec"
 	"path/filepath"
-	"syscall"
 	"testing"
 	"time"
 )
@@ -43,27 +40,11 @@ logging:
 	cfgFile := filepath.Join(root, "gateway.yaml")
 	mustWrite(t, cfgFile, cfg, 0o640)
 
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
 	// systemd-socket-activate execs the daemon in its own place on the first
 	// connection, so the process to stop is this one.
-	cmd := exec.CommandContext(ctx, "systemd-socket-activate",
+	startDaemon(t, "systemd-socket-activate",
 		"--listen", fmt.Sprintf("127.0.0.1:%d", port), "--fdname="+sock["FileDescriptorName"][0],
 		bin, "--config", cfgFile)
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
-	cmd.WaitDelay = 10 * time.Second
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		cancel()
-		cmd.Wait()
-		if t.Failed() {
-			t.Logf("stderr:\n%s", stderr.String())
-		}
-	}()
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
 	waitListen(t, addr) // the activator's socket; this connection starts the daemon
 	send(t, addr, "activated@socket.test")

@@ -47,23 +47,7 @@ logging:
 	cfgFile := filepath.Join(root, "gateway.yaml")
 	mustWrite(t, cfgFile, cfg, 0o640)
 
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	daemon := exec.CommandContext(ctx, bin, "--config", cfgFile)
-	var stderr bytes.Buffer
-	daemon.Stderr = &stderr
-	daemon.Cancel = func() error { return daemon.Process.Signal(syscall.SIGTERM) }
-	daemon.WaitDelay = 10 * time.Second
-	if err := daemon.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		cancel()
-		daemon.Wait()
-		if t.Failed() {
-			t.Logf("ksmg-gatewayd stderr:\n%s", stderr.String())
-		}
-	}()
+	daemon := startDaemon(t, bin, "--config", cfgFile)
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
 	waitListen(t, addr)
 
@@ -193,4 +177,28 @@ func waitContains(t *testing.T, name, s string) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// startDaemon starts a long-running command; at the end of the test it is
+// sent SIGTERM and waited for, and its stderr is logged if the test failed.
+func startDaemon(t *testing.T, name string, args ...string) *exec.Cmd {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	cmd := exec.CommandContext(ctx, name, args...)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
+	cmd.WaitDelay = 10 * time.Second
+	if err := cmd.Start(); err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cancel()
+		cmd.Wait()
+		if t.Failed() {
+			t.Logf("%s stderr:\n%s", filepath.Base(name), stderr.String())
+		}
+	})
+	return cmd
 }
