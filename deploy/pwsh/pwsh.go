@@ -84,3 +84,32 @@ func Render(t *template.Template, name string, data any) (string, error) {
 	}
 	return buf.String(), nil
 }
+
+// Copier puts a local file on a Windows share. remote is a UNC path such as
+// \\hv1.example.com\VMs$\ksmg-1\ksmg.vhdx; the copy lands under a temporary
+// name and is renamed when complete, so a half-copied disk never sits at the
+// final path. progress, if not nil, is called with bytes copied so far.
+type Copier interface {
+	Copy(ctx context.Context, local, remote string, progress func(done, total int64)) error
+}
+
+// WinRMConfig is how to reach a host's WinRM listener. The password comes
+// from the environment or a file, never from the command line.
+type WinRMConfig struct {
+	Host     string // DNS name or address
+	Port     int    // 0: 5986 with HTTPS, 5985 without
+	HTTPS    bool
+	Insecure bool   // skip TLS verification (lab hosts with self-signed certificates)
+	CACert   []byte // PEM bundle to verify the listener's certificate
+	User     string // DOMAIN\user or user@domain
+	Password string
+	NTLM     bool // NTLM authentication (and message encryption over HTTP) instead of Basic
+}
+
+// SMBConfig is how to reach the SMB shares of a host or an SCVMM library
+// server; credentials as for WinRM.
+type SMBConfig struct {
+	User     string
+	Password string
+	Domain   string
+}
