@@ -1,0 +1,214 @@
+// Package vspheretest holds helpers for tests that deploy into govmomi's
+// vcsim simulator through the vsphere driver (deploy/vsphere's own tests,
+// the fleet runner's tests and its benchmark):
+//
+//   - SmallOVA builds a small appliance OVA (8 MiB disk) once per call;
+//   - Tampered copies an OVA with a changed disk byte and the old manifest;
+//   - Target gives the driver configuration keys for a running simulator
+//     (url, username, password_file, insecure), as an inventory target
+//     would hold them;
+//   - Fail injects faults into simulator methods (ImportVApp,
+//     PowerOnVM_Task, ...) through the simulator's FaultInjector;
+//   - VMs lists the VM names of the simulator; SetGuestIP makes a VM
+//     report a guest IP the way VMware Tools would.
+//
+// Typical use:
+//
+//	simulator.Test(func(ctx context.Context, c *vim25.Client) {
+//		cfg := vspheretest.Target(t, c) // map for the inventory's target
+//		ovaPath := vspheretest.SmallOVA(t)
+//		vspheretest.Fail(ctx, "PowerOnVM_Task", 3)
+//		...
+//	}, simulator.VPX())
+package vspheretest
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"sync"
+	"testing"
+
+	"github.com/vmware/govmomi/object"
+	"github.com/vmware/govmomi/simulator"
+	"github.com/vmware/govmomi/view"
+	"github.com/vmware/govmomi/vim25"
+	"github.com/vmware/govmomi/vim25/mo"
+	"github.com/vmware/govmomi/vim25/types"
+
+	"github.com/ksmg-appliance/ksmg/ova"
+	"github.com/ksmg-appliance/ksmg/ova/ovatest"
+)
+
+// DiskCapacity is the virtual disk size of SmallOVA, in bytes.
+const DiskCapacity = 8 << 20
+
+// CPUs and MemoryMiB are SmallOVA's virtual hardware.
+const (
+	CPUs      = 2
+	MemoryMiB = 2048
+)
+
+// SmallOVA writes a small appliance OVA with ova.Write (an 8 MiB sparse
+// disk, the product's first-boot properties) to t.TempDir and returns its
+// path.
+//
+// One adaptation for vcsim: the simulator splits VirtualSystemType only on
+// commas and rejects the DMTF whitespace-separated list ("vmx-15 vmx-17
+// ...") that vSphere and ovftool accept, so the descriptor keeps only the
+// first entry and the manifest is recomputed. Everything else is what
+// ova.Write produced.
+func SmallOVA(t testing.TB) string {
+	t.Helper()
+	dir := t.TempDir()
+	raw := filepath.Join(dir, "disk.raw")
+	ovatest.SparseRaw(t, raw, DiskCapacity)
+	p := filepath.Join(dir, "ksmg.ova")
+	err := ova.Write(context.Background(), raw, p, ova.Options{
+		Name:    "ksmg",
+		Version: "0.1.0",
+		Product: ova.ProductInfo{Name: "KSMG mail gateway", Vendor: "ksmg-appliance"},
+		CPUs:    CPUs, MemoryMiB: MemoryMiB,
+		EULA: "END USER LICENSE AGREEMENT (test)",
+	})
+	if err != nil {
+		t.Fatalf("vspheretest: write OVA: %v", err)
+	}
+	if err := os.Remove(raw); err != nil {
+		t.Fatal(err)
+	}
+	ms := ovatest.ReadTar(t, p)
+	i := ovatest.Find(ms, ".ovf")
+	first := []byte(">" + firstField(ova.HardwareVersions) + "<")
+	ms[i].Data = bytes.Replace(ms[i].Data, []byte(">"+ova.HardwareVersions+"<"), first, 1)
+	ms[ovatest.Find(ms, ".mf")].Data = ovatest.Manifest(ms)
+	ovatest.WriteTar(t, p, ms)
+	return p
+}
+
+func firstField(s string) string {
+	if i := bytes.IndexByte([]byte(s), ' '); i >= 0 {
+		return s[:i]
+	}
+	return s
+}
+
+// Tampered writes a copy of the OVA at p whose descriptor asks for 64
+// CPUs instead of the original count, a well-formed change that only the
+// manifest (which still lists the original digest) reveals, and returns
+// its path.
+func Tampered(t testing.TB, p string) string {
+	t.Helper()
+	ms := ovatest.ReadTar(t, p)
+	i := ovatest.Find(ms, ".ovf")
+	old := ms[i].Data
+	ms[i].Data = bytes.Replace(old, []byte("<rasd:VirtualQuantity>"+strconv.Itoa(CPUs)+"<"), []byte("<rasd:VirtualQuantity>64<"), 1)
+	if bytes.Equal(old, ms[i].Data) {
+		t.Fatal("vspheretest: Tampered found no CPU count to change in the descriptor")
+	}
+	out := filepath.Join(t.TempDir(), "tampered.ova")
+	ovatest.WriteTar(t, out, ms)
+	return out
+}
+
+// Target returns the vsphere driver's configuration keys for the simulator
+// c is connected to, as an inventory's target holds them: url (without
+// credentials), username, password_file (a 0600 file in t.TempDir) and
+// insecure (vcsim's certificate is self-signed). vcsim accepts any
+// non-empty credentials.
+func Target(t testing.TB, c *vim25.Client) map[string]any {
+	t.Helper()
+	u := *c.URL()
+	u.User = nil
+	pw := filepath.Join(t.TempDir(), "vsphere-password")
+	if err := os.WriteFile(pw, []byte("vcsim-pass\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return map[string]any{
+		"url":           u.String(),
+		"username":      "vcsim-user",
+		"password_file": pw,
+		"insecure":      true,
+	}
+}
+
+// Fail makes the simulator fail the next count calls of method (the SOAP
+// name, e.g. "ImportVApp", "PowerOnVM_Task", "ReconfigVM_Task") with a
+// SystemError fault; count 0 fails every call until the returned stop
+// function is called. It uses the simulator's FaultInjector; ctx is the
+// context simulator.Test passes.
+//
+// The counting is done here under a mutex rather than with the rule's
+// MaxCount: the injector updates its counters under a read lock, which
+// races when calls arrive concurrently (a fleet deploys in parallel).
+func Fail(ctx context.Context, method string, count int) (stop func()) {
+	var mu sync.Mutex
+	left, enabled := count, true
+	simulator.ServiceFromContext(ctx).AddFaultRule(&simulator.FaultInjectionRule{
+		MethodName:  method,
+		ObjectType:  "*",
+		ObjectName:  "*",
+		Probability: 1,
+		FaultType:   simulator.FaultTypeCustom,
+		Fault:       &types.SystemError{RuntimeFault: types.RuntimeFault{}, Reason: "injected by vspheretest.Fail"},
+		Message:     "injected by vspheretest.Fail",
+		Enabled:     true,
+		InclusionPropertyFilter: func(mo.Reference) bool {
+			mu.Lock()
+			defer mu.Unlock()
+			if !enabled {
+				return false
+			}
+			if count == 0 {
+				return true
+			}
+			if left == 0 {
+				return false
+			}
+			left--
+			return true
+		},
+	})
+	return func() {
+		mu.Lock()
+		enabled = false
+		mu.Unlock()
+	}
+}
+
+// VMs returns the sorted names of all virtual machines in the simulator.
+func VMs(ctx context.Context, t testing.TB, c *vim25.Client) []string {
+	t.Helper()
+	m := view.NewManager(c)
+	v, err := m.CreateContainerView(ctx, c.ServiceContent.RootFolder, []string{"VirtualMachine"}, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer v.Destroy(ctx)
+	var vms []mo.VirtualMachine
+	if err := v.Retrieve(ctx, []string{"VirtualMachine"}, []string{"name"}, &vms); err != nil {
+		t.Fatal(err)
+	}
+	names := make([]string, 0, len(vms))
+	for _, vm := range vms {
+		names = append(names, vm.Name)
+	}
+	sort.Strings(names)
+	return names
+}
+
+// SetGuestIP makes the simulator report ip as the guest's address of vm,
+// what VMware Tools do in a real guest (vcsim's extraConfig alias
+// SET.guest.ipAddress).
+func SetGuestIP(ctx context.Context, c *vim25.Client, vm types.ManagedObjectReference, ip string) error {
+	task, err := object.NewVirtualMachine(c, vm).Reconfigure(ctx, types.VirtualMachineConfigSpec{
+		ExtraConfig: []types.BaseOptionValue{&types.OptionValue{Key: "SET.guest.ipAddress", Value: ip}},
+	})
+	if err != nil {
+		return err
+	}
+	return task.Wait(ctx)
+}
