@@ -104,6 +104,9 @@ type WinRMConfig struct {
 	User     string // DOMAIN\user or user@domain
 	Password string
 	NTLM     bool // NTLM authentication (and message encryption over HTTP) instead of Basic
+	// AllowUnencrypted permits Basic authentication over plain HTTP, which
+	// sends the password in clear: test servers and isolated labs only.
+	AllowUnencrypted bool
 }
 
 // SMBConfig is how to reach the SMB shares of a host or an SCVMM library
