@@ -1,0 +1,170 @@
+package fleet
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/ksmg-appliance/ksmg/deploy"
+)
+
+// fakeTarget is an in-test hypervisor for the runner's unit tests (the
+// simulator tests in vsphere_test.go use the real vsphere driver). It keeps
+// the deploy package's idempotence contract: a VM is marked once its
+// deploy finished; an unmarked VM is a leftover and is replaced.
+type fakeTarget struct {
+	name  string
+	delay time.Duration
+
+	mu          sync.Mutex
+	vms         map[string]*fakeVM
+	created     map[string]int // VMs ever created per name
+	started     []string       // Deploy calls in order
+	inflight    int
+	maxInflight int
+	transient   map[string]int  // node -> failures left (each leaves an unmarked VM)
+	permanent   map[string]bool // node -> always fails, permanently
+	always      map[string]bool // node -> always fails, transiently
+	noIP        bool
+	nextID      int
+	props       map[string]map[string]string // last deployed properties
+	deployed    map[string]time.Time // when the node's deploy finished
+	startAt     map[string]time.Time // when its last Deploy began
+}
+
+type fakeVM struct {
+	id     string
+	marked bool
+}
+
+type fakeConfig struct {
+	Instance string `yaml:"instance"`
+	Delay    string `yaml:"delay"`
+}
+
+var (
+	fakesMu sync.Mutex
+	fakes   = map[string]*fakeTarget{}
+)
+
+func init() {
+	deploy.Register("fake", func(ctx context.Context, name string, decode func(v any) error) (deploy.Deployer, error) {
+		var c fakeConfig
+		if err := decode(&c); err != nil {
+			return nil, err
+		}
+		fakesMu.Lock()
+		defer fakesMu.Unlock()
+		f, ok := fakes[c.Instance]
+		if !ok {
+			return nil, fmt.Errorf("fake instance %q: connection refused", c.Instance)
+		}
+		if c.Delay != "" {
+			d, err := time.ParseDuration(c.Delay)
+			if err != nil {
+				return nil, deploy.Permanent(fmt.Errorf("delay: %w", err))
+			}
+			f.delay = d
+		}
+		f.name = name
+		return f, nil
+	})
+}
+
+// newFake makes a fake target reachable as instance id.
+func newFake(t *testing.T, id string) *fakeTarget {
+	f := &fakeTarget{vms: map[string]*fakeVM{}, created: map[string]int{}, transient: map[string]int{},
+		permanent: map[string]bool{}, always: map[string]bool{}, props: map[string]map[string]string{}, deployed: map[string]time.Time{}, startAt: map[string]time.Time{}}
+	fakesMu.Lock()
+	fakes[id] = f
+	fakesMu.Unlock()
+	t.Cleanup(func() {
+		fakesMu.Lock()
+		delete(fakes, id)
+		fakesMu.Unlock()
+	})
+	return f
+}
+
+func (f *fakeTarget) Target() string { return "fake:" + f.name }
+func (f *fakeTarget) Close() error   { return nil }
+
+func (f *fakeTarget) Plan(ctx context.Context, n deploy.Node) (deploy.Plan, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	p := deploy.Plan{Node: n.Name, Target: f.Target()}
+	vm, ok := f.vms[n.Name]
+	switch {
+	case !ok:
+		p.Action, p.Reason = deploy.ActionCreate, "no VM "+n.Name
+	case !vm.marked:
+		p.Action, p.Reason, p.ID = deploy.ActionReplace, "unfinished leftover", vm.id
+	case n.Replace:
+		p.Action, p.Reason, p.ID = deploy.ActionReplace, "replace asked", vm.id
+	default:
+		p.Action, p.Reason, p.ID = deploy.ActionUnchanged, "deployed by ksmg", vm.id
+	}
+	return p, nil
+}
+
+func (f *fakeTarget) Deploy(ctx context.Context, n deploy.Node) (deploy.Result, error) {
+	p, _ := f.Plan(ctx, n)
+	if p.Action == deploy.ActionUnchanged {
+		return deploy.Result{Node: n.Name, Target: f.Target(), Action: p.Action, ID: p.ID, IP: f.ip(n.Name)}, nil
+	}
+	f.mu.Lock()
+	f.started = append(f.started, n.Name)
+	f.startAt[n.Name] = time.Now()
+	f.inflight++
+	f.maxInflight = max(f.maxInflight, f.inflight)
+	f.mu.Unlock()
+	defer func() {
+		f.mu.Lock()
+		f.inflight--
+		f.mu.Unlock()
+	}()
+	select {
+	case <-time.After(f.delay):
+	case <-ctx.Done():
+		return deploy.Result{}, ctx.Err()
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.permanent[n.Name] {
+		return deploy.Result{}, deploy.Permanent(errors.New("datastore full"))
+	}
+	f.nextID++
+	delete(f.vms, n.Name) // replace: the old one goes
+	vm := &fakeVM{id: "vm-" + strconv.Itoa(f.nextID)}
+	f.vms[n.Name] = vm
+	f.created[n.Name]++
+	if f.always[n.Name] {
+		return deploy.Result{}, errors.New("task failed: host busy")
+	}
+	if f.transient[n.Name] > 0 {
+		f.transient[n.Name]--
+		return deploy.Result{}, errors.New("task failed: connection reset")
+	}
+	vm.marked = true
+	f.props[n.Name] = n.Properties
+	f.deployed[n.Name] = time.Now()
+	return deploy.Result{Node: n.Name, Target: f.Target(), Action: p.Action, ID: vm.id, IP: f.ip(n.Name)}, nil
+}
+
+func (f *fakeTarget) ip(name string) string {
+	if f.noIP {
+		return ""
+	}
+	return "198.51.100." + strconv.Itoa(len(name))
+}
+
+// count is the number of VMs on the target now.
+func (f *fakeTarget) count() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return len(f.vms)
+}
