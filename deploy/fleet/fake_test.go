@@ -19,6 +19,7 @@ import (
 type fakeTarget struct {
 	name  string
 	delay time.Duration
+	gauge *gauge // shared across targets, when set
 
 	mu          sync.Mutex
 	vms         map[string]*fakeVM
@@ -32,8 +33,8 @@ type fakeTarget struct {
 	noIP        bool
 	nextID      int
 	props       map[string]map[string]string // last deployed properties
-	deployed    map[string]time.Time // when the node's deploy finished
-	startAt     map[string]time.Time // when its last Deploy began
+	deployed    map[string]time.Time         // when the node's deploy finished
+	startAt     map[string]time.Time         // when its last Deploy began
 }
 
 type fakeVM struct {
@@ -122,7 +123,9 @@ func (f *fakeTarget) Deploy(ctx context.Context, n deploy.Node) (deploy.Result, 
 	f.inflight++
 	f.maxInflight = max(f.maxInflight, f.inflight)
 	f.mu.Unlock()
+	f.gauge.add(1)
 	defer func() {
+		f.gauge.add(-1)
 		f.mu.Lock()
 		f.inflight--
 		f.mu.Unlock()
@@ -167,4 +170,20 @@ func (f *fakeTarget) count() int {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return len(f.vms)
+}
+
+// gauge counts deploys in flight over several targets.
+type gauge struct {
+	mu       sync.Mutex
+	cur, max int
+}
+
+func (g *gauge) add(d int) {
+	if g == nil {
+		return
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.cur += d
+	g.max = max(g.max, g.cur)
 }
