@@ -117,8 +117,10 @@ func Tampered(t testing.TB, p string) string {
 // Target returns the vsphere driver's configuration keys for the simulator
 // c is connected to, as an inventory's target holds them: url (without
 // credentials), username, password_file (a 0600 file in t.TempDir) and
-// insecure (vcsim's certificate is self-signed). vcsim accepts any
-// non-empty credentials.
+// insecure (vcsim's certificate is self-signed); on the VPX model also
+// cluster DC0_C0, since its datacenter has two resource pools (the
+// cluster's and the standalone host's). vcsim accepts any non-empty
+// credentials.
 func Target(t testing.TB, c *vim25.Client) map[string]any {
 	t.Helper()
 	u := *c.URL()
@@ -127,12 +129,16 @@ func Target(t testing.TB, c *vim25.Client) map[string]any {
 	if err := os.WriteFile(pw, []byte("vcsim-pass\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	return map[string]any{
+	target := map[string]any{
 		"url":           u.String(),
 		"username":      "vcsim-user",
 		"password_file": pw,
 		"insecure":      true,
 	}
+	if c.IsVC() {
+		target["cluster"] = "DC0_C0"
+	}
+	return target
 }
 
 // Fail makes the simulator fail the next count calls of method (the SOAP
