@@ -1,0 +1,629 @@
+// Package scvmm deploys the appliance through System Center Virtual Machine
+// Manager: PowerShell with SCVMM's VirtualMachineManager cmdlets, run over
+// WinRM (deploy/pwsh) on a Windows host that has the module, usually the VMM
+// server itself.
+//
+// A deploy of one node:
+//
+//  1. plan: Get-SCVirtualMachine -Name; a VM whose Description carries the
+//     completion mark (deploy.MarkKey=deploy.MarkValue) is left alone, one
+//     without it is the leftover of an interrupted run and is removed.
+//  2. image (once per VHDX and Deployer): the VHDX, named by its SHA-256,
+//     is copied over SMB to the library share unless SCVMM already knows
+//     it there, the share is refreshed (Read-SCLibraryShare) and the disk
+//     found (Get-SCVirtualHardDisk); a Generation 2 hardware profile with
+//     Secure Boot and the MicrosoftUEFICertificateAuthority template and a
+//     VM template on that disk are created unless they exist.
+//  3. New-SCVirtualMachine from the template, on the best-rated host of the
+//     host group (Get-SCVMHostRating) or in a cloud (Get-SCCloud,
+//     New-SCVMConfiguration), with the node's CPUs and memory; network,
+//     VLAN and disk size are set on the new VM.
+//  4. The first-boot answers become host-to-guest KVP items: SCVMM has no
+//     cmdlet for them, so the script reaches the VM's Hyper-V host
+//     (Invoke-Command) and calls Msvm_VirtualSystemManagementService
+//     AddKvpItems with Source 0, which the guest's hv_kvp_daemon writes to
+//     pool 0 where firstboot/sources.KVP reads them.
+//  5. Start, wait for the guest's IPv4 address (Read-SCVirtualMachine), and
+//     last set the completion mark in the VM's Description.
+//
+// Long operations run with -RunAsynchronously -JobVariable and their SCVMM
+// job is followed with Get-SCJob -ID from here, so a failure reports the
+// job's own error (ErrorInfo) and the step it failed at (Get-SCStep).
+// Every script prints one JSON object (ConvertTo-Json) as its last line,
+// also when it fails, and that is what the driver decodes.
+//
+// The scripts are text/template files in scripts/, every value quoted with
+// pwsh.Quote; testdata/ holds their rendered golden forms (go test
+// -update rewrites them). No SCVMM or Windows host can run in the tests:
+// they check the golden scripts and drive the driver through the real WinRM
+// client against github.com/dylanmei/winrmtest, whose fake host plays
+// SCVMM's part.
+package scvmm
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"maps"
+	"math"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/ksmg-appliance/ksmg/deploy"
+	"github.com/ksmg-appliance/ksmg/deploy/pwsh"
+	"github.com/ksmg-appliance/ksmg/firstboot/sources"
+)
+
+// Kind is the driver's name in inventories.
+const Kind = "scvmm"
+
+// Options are what a Deployer runs with besides its Config.
+type Options struct {
+	Name   string      // target name in tables, default the server
+	Runner pwsh.Runner // runs scripts on cfg.Server
+	Copier pwsh.Copier // copies the VHDX to the library share
+	// HostUser and HostPassword reach the Hyper-V hosts for KVP.
+	HostUser, HostPassword string
+	Logger                 *slog.Logger
+}
+
+// Deployer deploys nodes through one SCVMM server. It is safe for
+// concurrent use.
+type Deployer struct {
+	cfg  Config
+	opt  Options
+	log  *slog.Logger
+	mu   sync.Mutex
+	imgs map[imageKey]*image
+}
+
+var _ deploy.Deployer = (*Deployer)(nil)
+
+// New returns a Deployer for cfg (defaults applied, then validated).
+func New(cfg Config, opt Options) (*Deployer, error) {
+	cfg.defaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, deploy.Permanent(fmt.Errorf("scvmm %s: %w", cfg.Server, err))
+	}
+	if opt.Runner == nil || opt.Copier == nil {
+		return nil, errors.New("scvmm: a Runner and a Copier are required")
+	}
+	if opt.Name == "" {
+		opt.Name = cfg.Server
+	}
+	if opt.HostUser == "" {
+		return nil, deploy.Permanent(fmt.Errorf("scvmm %s: host_user: the Hyper-V hosts need credentials for the KVP items", cfg.Server))
+	}
+	log := opt.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Deployer{cfg: cfg, opt: opt, log: log.With("target", "scvmm:"+opt.Name), imgs: map[imageKey]*image{}}, nil
+}
+
+// Open makes a Deployer that reaches cfg.Server over WinRM and the library
+// share over SMB, with the passwords from the environment or files.
+func Open(ctx context.Context, name string, cfg Config, log *slog.Logger) (*Deployer, error) {
+	cfg.defaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, deploy.Permanent(fmt.Errorf("scvmm target %s: %w", name, err))
+	}
+	user, pw, hostUser, hostPW, err := cfg.credentials()
+	if err != nil {
+		return nil, deploy.Permanent(fmt.Errorf("scvmm target %s: %w", name, err))
+	}
+	wc, err := cfg.winrmConfig(user, pw)
+	if err != nil {
+		return nil, deploy.Permanent(fmt.Errorf("scvmm target %s: %w", name, err))
+	}
+	run, err := pwsh.NewWinRM(wc)
+	if err != nil {
+		return nil, deploy.Permanent(fmt.Errorf("scvmm target %s: %w", name, err))
+	}
+	cp, err := pwsh.NewSMB(smbConfig(user, pw))
+	if err != nil {
+		return nil, deploy.Permanent(fmt.Errorf("scvmm target %s: %w", name, err))
+	}
+	return New(cfg, Options{Name: name, Runner: run, Copier: cp, HostUser: hostUser, HostPassword: hostPW, Logger: log})
+}
+
+func init() {
+	deploy.Register(Kind, func(ctx context.Context, name string, decode func(v any) error) (deploy.Deployer, error) {
+		var cfg Config
+		if err := decode(&cfg); err != nil {
+			return nil, deploy.Permanent(fmt.Errorf("scvmm target %s: %w", name, err))
+		}
+		return Open(ctx, name, cfg, nil)
+	})
+}
+
+// Target implements deploy.Deployer.
+func (d *Deployer) Target() string { return "scvmm:" + d.opt.Name }
+
+// Close implements deploy.Deployer; the WinRM runner holds no connection
+// between scripts.
+func (d *Deployer) Close() error { return nil }
+
+// mark is the Description of a finished VM.
+func mark(n deploy.Node) string { return deploy.MarkKey + "=" + deploy.MarkValue(n) }
+
+type vmInfo struct {
+	ID          string `json:"id"`
+	Description string `json:"description"`
+	State       string `json:"state"`
+	Host        string `json:"host"`
+	IPs         strs   `json:"ips"`
+}
+
+func (d *Deployer) validate(n deploy.Node) error {
+	err := n.Validate()
+	for k, v := range n.Properties {
+		if len(k) >= sources.KVPKeySize || len(v) >= sources.KVPValueSize || strings.ContainsRune(v, 0) {
+			err = errors.Join(err, fmt.Errorf("property %s: a KVP item holds a key under %d and a value under %d bytes, without NUL", k, sources.KVPKeySize, sources.KVPValueSize))
+		}
+	}
+	if n.CPUs > 240 {
+		err = errors.Join(err, fmt.Errorf("cpus %d: SCVMM allows at most 240", n.CPUs))
+	}
+	if err != nil {
+		return deploy.Permanent(fmt.Errorf("node %s: %w", n.Name, err))
+	}
+	return nil
+}
+
+// find returns the VMs named like the node.
+func (d *Deployer) find(ctx context.Context, n deploy.Node) ([]vmInfo, error) {
+	var out struct {
+		VMs []vmInfo `json:"vms"`
+	}
+	if err := d.script(ctx, stepPlan, vars{Name: n.Name}, "look up VM "+n.Name, &out); err != nil {
+		return nil, err
+	}
+	return out.VMs, nil
+}
+
+// Plan implements deploy.Deployer; it only reads.
+func (d *Deployer) Plan(ctx context.Context, n deploy.Node) (deploy.Plan, error) {
+	if err := d.validate(n); err != nil {
+		return deploy.Plan{}, err
+	}
+	vms, err := d.find(ctx, n)
+	if err != nil {
+		return deploy.Plan{}, err
+	}
+	return d.plan(n, vms)
+}
+
+func (d *Deployer) plan(n deploy.Node, vms []vmInfo) (deploy.Plan, error) {
+	p := deploy.Plan{Node: n.Name, Target: d.Target()}
+	switch len(vms) {
+	case 0:
+		p.Action, p.Reason = deploy.ActionCreate, "no VM named "+n.Name
+		return p, nil
+	case 1:
+	default:
+		ids := make([]string, len(vms))
+		for i, v := range vms {
+			ids[i] = v.ID
+		}
+		return p, deploy.Permanent(fmt.Errorf("%d VMs are named %s (%s); SCVMM allows duplicates, this driver does not: remove or rename the extra ones", len(vms), n.Name, strings.Join(ids, ", ")))
+	}
+	vm := vms[0]
+	p.ID = vm.ID
+	switch done := strings.Contains(vm.Description, mark(n)); {
+	case done && !n.Replace:
+		p.Action, p.Reason = deploy.ActionUnchanged, fmt.Sprintf("VM %s exists (%s on %s), deployed by ksmg", n.Name, vm.ID, vm.Host)
+	case done:
+		p.Action, p.Reason = deploy.ActionReplace, fmt.Sprintf("VM %s exists (%s on %s); replace asked", n.Name, vm.ID, vm.Host)
+	default:
+		p.Action, p.Reason = deploy.ActionReplace, fmt.Sprintf("VM %s (%s, %s) has no completion mark: an unfinished deploy", n.Name, vm.ID, vm.State)
+	}
+	return p, nil
+}
+
+// Deploy implements deploy.Deployer. A failure leaves at most a VM without
+// the completion mark, which the next run replaces.
+func (d *Deployer) Deploy(ctx context.Context, n deploy.Node) (deploy.Result, error) {
+	start := time.Now()
+	res := deploy.Result{Node: n.Name, Target: d.Target(), Attempts: 1}
+	err := d.deploy(ctx, n, &res)
+	res.Elapsed = time.Since(start)
+	if err != nil {
+		err = fmt.Errorf("deploy %s to %s: %w", n.Name, d.Target(), err)
+		res.Err = err
+		d.log.Error("deploy failed", "node", n.Name, "err", err)
+		return res, err
+	}
+	d.log.Info("deployed", "node", n.Name, "action", res.Action, "id", res.ID, "ip", res.IP, "elapsed", res.Elapsed.Round(time.Millisecond))
+	return res, nil
+}
+
+func (d *Deployer) deploy(ctx context.Context, n deploy.Node, res *deploy.Result) error {
+	if err := d.validate(n); err != nil {
+		return err
+	}
+	vms, err := d.find(ctx, n)
+	if err != nil {
+		return err
+	}
+	p, err := d.plan(n, vms)
+	if err != nil {
+		return err
+	}
+	res.Action = p.Action
+	if p.Action == deploy.ActionUnchanged {
+		res.ID = p.ID
+		if ips := usable(vms[0].IPs); len(ips) > 0 {
+			res.IP = ips[0]
+		}
+		return nil
+	}
+	img, err := d.prepare(ctx, n)
+	if err != nil {
+		return err
+	}
+	if p.Action == deploy.ActionReplace {
+		d.log.Info("removing VM", "node", n.Name, "id", p.ID, "reason", p.Reason)
+		if err := d.jobScript(ctx, stepRemove, vars{VMID: p.ID}, "remove VM "+n.Name+" ("+p.ID+")"); err != nil {
+			return err
+		}
+	}
+
+	network, vlan := n.Network, n.VLAN
+	if network == "" {
+		network, vlan = d.cfg.Network, d.cfg.VLAN
+	}
+	diskGB := max(n.DiskGiB, img.diskGB)
+	cv := vars{
+		Name: n.Name, TemplateID: img.templateID, CPUs: n.CPUs, MemoryMiB: n.MemoryMiB, DiskGB: diskGB,
+		HostGroup: d.cfg.HostGroup, Cloud: d.cfg.Cloud, Path: d.cfg.PlacementPath,
+		Description: "ksmg appliance, deploy in progress",
+	}
+	d.log.Info("creating VM", "node", n.Name, "template", img.template)
+	if err := d.jobScript(ctx, stepCreate, cv, "create VM "+n.Name); err != nil {
+		return err
+	}
+	vms, err = d.find(ctx, n)
+	if err != nil {
+		return err
+	}
+	if len(vms) != 1 {
+		return fmt.Errorf("create VM %s: the job completed but %d VMs of that name are in SCVMM", n.Name, len(vms))
+	}
+	id := vms[0].ID
+	res.ID = id
+
+	if network != "" || n.DiskGiB > img.diskGB {
+		v := vars{Name: n.Name, VMID: id, Network: network, VLAN: vlan}
+		if n.DiskGiB > img.diskGB {
+			v.DiskGB = n.DiskGiB
+		}
+		if err := d.script(ctx, stepConfigure, v, "configure VM "+n.Name, nil); err != nil {
+			return err
+		}
+	}
+	if len(n.Properties) > 0 {
+		items := make([]kv, 0, len(n.Properties))
+		for _, k := range slices.Sorted(maps.Keys(n.Properties)) {
+			items = append(items, kv{k, n.Properties[k]})
+		}
+		d.log.Info("setting first-boot KVP items", "node", n.Name, "keys", len(items), "props", deploy.Redact(n.Properties))
+		v := vars{VMID: id, HostUser: d.opt.HostUser, HostPassword: d.opt.HostPassword, Items: items}
+		if err := d.script(ctx, stepKVP, v, "set first-boot KVP items of "+n.Name, nil); err != nil {
+			return err
+		}
+	}
+	if n.PowerOn {
+		if err := d.jobScript(ctx, stepStart, vars{VMID: id}, "start VM "+n.Name); err != nil {
+			return err
+		}
+		if n.WaitIP > 0 {
+			ip, err := d.waitIP(ctx, n, id)
+			if err != nil {
+				return err
+			}
+			res.IP = ip
+		}
+	}
+	return d.script(ctx, stepMark, vars{VMID: id, Description: mark(n)}, "mark VM "+n.Name+" complete", nil)
+}
+
+// usable drops link-local addresses, which a guest has before DHCP.
+func usable(ips []string) []string {
+	var out []string
+	for _, s := range ips {
+		if a, err := netip.ParseAddr(s); err == nil && !a.IsLinkLocalUnicast() && !a.IsUnspecified() {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+func (d *Deployer) waitIP(ctx context.Context, n deploy.Node, id string) (string, error) {
+	deadline := time.Now().Add(n.WaitIP)
+	for {
+		var out struct {
+			IPs strs `json:"ips"`
+		}
+		if err := d.script(ctx, stepIP, vars{VMID: id}, "read the address of "+n.Name, &out); err != nil {
+			return "", err
+		}
+		if ips := usable(out.IPs); len(ips) > 0 {
+			return ips[0], nil
+		}
+		if time.Now().After(deadline) {
+			return "", fmt.Errorf("VM %s reported no IPv4 address within %s (is the network right, and are the integration services running?)", n.Name, n.WaitIP)
+		}
+		if err := sleep(ctx, d.cfg.PollInterval); err != nil {
+			return "", err
+		}
+	}
+}
+
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
+
+// ScriptFailure is a script that failed and said why in its JSON result.
+type ScriptFailure struct {
+	Step string // what the script was for
+	Msg  string
+}
+
+func (e *ScriptFailure) Error() string { return e.Step + ": " + e.Msg }
+
+// script renders and runs step and decodes its JSON result into out.
+func (d *Deployer) script(ctx context.Context, step string, v vars, what string, out any) error {
+	v.VMMServer = d.cfg.VMMServer
+	s, err := render(step, v)
+	if err != nil {
+		return err
+	}
+	o, err := d.opt.Runner.Run(ctx, s)
+	if err != nil {
+		return fmt.Errorf("%s: %w", what, err)
+	}
+	line, ok := lastJSON(o.Stdout)
+	if o.ExitCode != 0 {
+		var r result
+		if ok && json.Unmarshal([]byte(line), &r) == nil && r.Error != "" {
+			e := &ScriptFailure{Step: what, Msg: r.Error}
+			if r.Kind == "config" {
+				return deploy.Permanent(e)
+			}
+			return e
+		}
+		return &pwsh.ScriptError{Step: what, ExitCode: o.ExitCode, Stderr: o.Stderr}
+	}
+	if !ok {
+		return fmt.Errorf("%s: the script printed no JSON result (%d bytes of output)", what, len(o.Stdout))
+	}
+	if out != nil {
+		if err := json.Unmarshal([]byte(line), out); err != nil {
+			return fmt.Errorf("%s: decode the script's result: %w", what, err)
+		}
+	}
+	return nil
+}
+
+// jobScript runs a script that starts an SCVMM job and follows the job.
+func (d *Deployer) jobScript(ctx context.Context, step string, v vars, what string) error {
+	var out struct {
+		Job string `json:"job"`
+	}
+	if err := d.script(ctx, step, v, what, &out); err != nil {
+		return err
+	}
+	return d.follow(ctx, what, out.Job)
+}
+
+// JobError is an SCVMM job that failed: the job's own report.
+type JobError struct {
+	What     string // what the driver asked for
+	ID, Name string // the job
+	Status   string // Failed or Canceled
+	Step     string // the step it failed at, if SCVMM says
+	Problem  string // ErrorInfo.Problem
+	Action   string // ErrorInfo.RecommendedAction
+	Code     string // ErrorInfo.Code
+}
+
+func (e *JobError) Error() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s: SCVMM job %q (%s) %s", e.What, e.Name, e.ID, strings.ToLower(e.Status))
+	if e.Step != "" {
+		fmt.Fprintf(&b, " at step %q", e.Step)
+	}
+	if e.Problem != "" {
+		b.WriteString(": " + e.Problem)
+	}
+	if e.Code != "" {
+		b.WriteString(" (" + e.Code + ")")
+	}
+	if e.Action != "" {
+		b.WriteString(" Recommended action: " + e.Action)
+	}
+	return b.String()
+}
+
+type jobState struct {
+	Name     string `json:"name"`
+	Status   string `json:"status"`
+	Progress string `json:"progress"`
+	Step     string `json:"step"`
+	Problem  string `json:"problem"`
+	Action   string `json:"action"`
+	Code     string `json:"code"`
+}
+
+// follow polls job id until it ends.
+func (d *Deployer) follow(ctx context.Context, what, id string) error {
+	if id == "" {
+		return nil // nothing to do, e.g. the VM was already running
+	}
+	for {
+		var j jobState
+		if err := d.script(ctx, stepJob, vars{JobID: id}, what+": follow job "+id, &j); err != nil {
+			return err
+		}
+		switch j.Status {
+		case "Completed", "SucceedWithInfo":
+			return nil
+		case "Failed", "Canceled":
+			return &JobError{What: what, ID: id, Name: j.Name, Status: j.Status, Step: j.Step, Problem: j.Problem, Action: j.Action, Code: j.Code}
+		}
+		d.log.Debug("job running", "what", what, "job", id, "status", j.Status, "progress", j.Progress)
+		if err := sleep(ctx, d.cfg.PollInterval); err != nil {
+			return fmt.Errorf("%s: job %s: %w", what, id, err)
+		}
+	}
+}
+
+// image is one VHDX made ready in the library: copied, known to SCVMM,
+// with its template.
+type imageKey struct {
+	path  string
+	size  int64
+	mtime time.Time
+}
+
+type image struct {
+	mu         sync.Mutex
+	hash       string
+	diskID     string
+	diskGB     int
+	template   string
+	templateID string
+}
+
+// vhdxSignature opens every VHDX file (its file type identifier).
+const vhdxSignature = "vhdxfile"
+
+// prepare makes the node's image ready once per Deployer; concurrent nodes
+// of the same image wait for the first.
+func (d *Deployer) prepare(ctx context.Context, n deploy.Node) (*image, error) {
+	path, err := filepath.Abs(n.Image)
+	if err != nil {
+		return nil, deploy.Permanent(fmt.Errorf("image %s: %w", n.Image, err))
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, deploy.Permanent(fmt.Errorf("image: %w", err))
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return nil, deploy.Permanent(fmt.Errorf("image: %w", err))
+	}
+	sig := make([]byte, len(vhdxSignature))
+	if _, err := io.ReadFull(f, sig); err != nil || string(sig) != vhdxSignature {
+		return nil, deploy.Permanent(fmt.Errorf("image %s: not a VHDX file (expected %q at offset 0)", path, vhdxSignature))
+	}
+	key := imageKey{path, st.Size(), st.ModTime()}
+	d.mu.Lock()
+	img := d.imgs[key]
+	if img == nil {
+		img = &image{}
+		d.imgs[key] = img
+	}
+	d.mu.Unlock()
+
+	img.mu.Lock()
+	defer img.mu.Unlock()
+	if img.templateID != "" {
+		return img, nil
+	}
+	if img.hash == "" {
+		if _, err := f.Seek(0, io.SeekStart); err != nil {
+			return nil, fmt.Errorf("image %s: %w", path, err)
+		}
+		h := sha256.New()
+		if _, err := io.Copy(h, ctxReader{ctx, f}); err != nil {
+			return nil, fmt.Errorf("hash image %s: %w", path, err)
+		}
+		img.hash = hex.EncodeToString(h.Sum(nil))
+	}
+	base := d.cfg.TemplatePrefix + "-" + img.hash[:12]
+	_, share, _ := splitUNC(d.cfg.LibraryShare)
+	sharePath := share + `\` + base + ".vhdx"
+
+	var disk struct {
+		ID   string `json:"id"`
+		Name string `json:"name"`
+		Size int64  `json:"size"`
+	}
+	dv := vars{SharePath: sharePath}
+	if err := d.script(ctx, stepDisk, dv, "find "+sharePath+" in the library", &disk); err != nil {
+		return nil, err
+	}
+	if disk.ID == "" {
+		d.log.Info("copying VHDX to the library", "image", path, "to", sharePath, "bytes", st.Size())
+		var progress func(done, total int64)
+		if n.Progress != nil {
+			progress = func(done, total int64) { n.Progress("upload "+filepath.Base(path), done, total) }
+		}
+		if err := d.opt.Copier.Copy(ctx, path, sharePath, progress); err != nil {
+			return nil, fmt.Errorf("copy %s to %s: %w", path, sharePath, err)
+		}
+		rv := vars{SharePath: sharePath, LibraryServer: d.cfg.LibraryServer}
+		if err := d.jobScript(ctx, stepRefresh, rv, "refresh the library share of "+sharePath); err != nil {
+			return nil, err
+		}
+		if err := d.script(ctx, stepDisk, dv, "find "+sharePath+" in the library", &disk); err != nil {
+			return nil, err
+		}
+		if disk.ID == "" {
+			return nil, fmt.Errorf("%s was copied and the share refreshed, but SCVMM lists no virtual hard disk there", sharePath)
+		}
+	}
+	img.diskID = disk.ID
+	img.diskGB = int(math.Ceil(float64(disk.Size) / (1 << 30)))
+
+	var tmpl struct {
+		ID      string `json:"id"`
+		Created bool   `json:"created"`
+	}
+	tv := vars{
+		Template: base, Profile: base + "-hw", DiskID: disk.ID, CPUs: d.cfg.CPUs, MemoryMiB: d.cfg.MemoryMiB,
+		SecureBootTemplate: SecureBootTemplate, OperatingSystem: d.cfg.OperatingSystem,
+	}
+	if err := d.script(ctx, stepTemplate, tv, "template "+base, &tmpl); err != nil {
+		return nil, err
+	}
+	if tmpl.ID == "" {
+		return nil, fmt.Errorf("template %s: the script returned no template ID", base)
+	}
+	d.log.Info("template ready", "template", base, "created", tmpl.Created)
+	img.template, img.templateID = base, tmpl.ID
+	return img, nil
+}
+
+// ctxReader stops a long read (hashing a disk) when ctx is done.
+type ctxReader struct {
+	ctx context.Context
+	r   io.Reader
+}
+
+func (c ctxReader) Read(p []byte) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return c.r.Read(p)
+}

@@ -1,0 +1,21 @@
+# ksmg-scvmm step=configure
+$ErrorActionPreference = 'Stop'
+function Out-Result($o) { [Console]::Out.WriteLine(($o | ConvertTo-Json -Compress -Depth 4)) }
+function Fail([string]$msg, [string]$kind) { Out-Result ([ordered]@{ error = $msg; kind = $kind }); exit 1 }
+try {
+Import-Module VirtualMachineManager
+$vmm = Get-SCVMMServer -ComputerName 'localhost'
+$vm = Get-SCVirtualMachine -VMMServer $vmm -ID 'vm-1'
+if (-not $vm) { Fail ('VM {0} disappeared' -f 'vm-1') 'error' }
+$n = @(Get-SCVMNetwork -VMMServer $vmm | Where-Object { $_.Name -eq 'Mail DMZ' })
+if ($n.Count -ne 1) { Fail ('{0} VM networks named {1}; expected one (Get-SCVMNetwork)' -f $n.Count, 'Mail DMZ') 'config' }
+$a = @(Get-SCVirtualNetworkAdapter -VM $vm)[0]
+Set-SCVirtualNetworkAdapter -VirtualNetworkAdapter $a -VMNetwork $n[0] -VLanEnabled $false -JobVariable j | Out-Null
+Out-Result ([ordered]@{ ok = $true })
+
+} catch {
+  $m = ($_ | Out-String).Trim()
+  if ($j -and $j.ErrorInfo) { $m = "$m (job $($j.Name) $($j.ID): $($j.ErrorInfo.Problem) $($j.ErrorInfo.RecommendedAction))" }
+  Fail $m 'error'
+}
+

@@ -1,0 +1,18 @@
+# ksmg-scvmm step=ip
+$ErrorActionPreference = 'Stop'
+function Out-Result($o) { [Console]::Out.WriteLine(($o | ConvertTo-Json -Compress -Depth 4)) }
+function Fail([string]$msg, [string]$kind) { Out-Result ([ordered]@{ error = $msg; kind = $kind }); exit 1 }
+try {
+Import-Module VirtualMachineManager
+$vmm = Get-SCVMMServer -ComputerName 'localhost'
+$vm = Get-SCVirtualMachine -VMMServer $vmm -ID 'vm-1'
+if (-not $vm) { Fail ('VM {0} disappeared' -f 'vm-1') 'error' }
+$vm = Read-SCVirtualMachine -VM $vm
+Out-Result ([ordered]@{ ips = @($vm.VirtualNetworkAdapters | ForEach-Object { $_.IPv4Addresses } | Where-Object { $_ } | ForEach-Object { [string]$_ }) })
+
+} catch {
+  $m = ($_ | Out-String).Trim()
+  if ($j -and $j.ErrorInfo) { $m = "$m (job $($j.Name) $($j.ID): $($j.ErrorInfo.Problem) $($j.ErrorInfo.RecommendedAction))" }
+  Fail $m 'error'
+}
+

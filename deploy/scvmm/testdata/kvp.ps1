@@ -1,0 +1,44 @@
+# ksmg-scvmm step=kvp
+$ErrorActionPreference = 'Stop'
+function Out-Result($o) { [Console]::Out.WriteLine(($o | ConvertTo-Json -Compress -Depth 4)) }
+function Fail([string]$msg, [string]$kind) { Out-Result ([ordered]@{ error = $msg; kind = $kind }); exit 1 }
+try {
+Import-Module VirtualMachineManager
+$vmm = Get-SCVMMServer -ComputerName 'localhost'
+$vm = Get-SCVirtualMachine -VMMServer $vmm -ID 'vm-1'
+if (-not $vm) { Fail ('VM {0} disappeared' -f 'vm-1') 'error' }
+$cred = New-Object System.Management.Automation.PSCredential('EXAMPLE\hvadmin', (ConvertTo-SecureString 'example-not-a-password' -AsPlainText -Force))
+$items = @{ 
+  'ksmg.admin.password' = 'Example''Pa$$w0rd`'
+  'ksmg.eula.accepted' = 'true'
+  'ksmg.hostname' = 'ksmg-1.example.com'
+}
+# Host-to-guest items (Source 0) land in the guest's pool 0, where the
+# first-boot wizard reads them; SCVMM has no cmdlet for them.
+Invoke-Command -ComputerName ([string]$vm.VMHost.Name) -Credential $cred -ArgumentList ([string]$vm.VMId), $items -ScriptBlock {
+  param($id, $items)
+  $ns = 'root\virtualization\v2'
+  $svc = Get-WmiObject -Namespace $ns -Class Msvm_VirtualSystemManagementService
+  $cs = Get-WmiObject -Namespace $ns -Class Msvm_ComputerSystem -Filter "Name='$id'"
+  if (-not $cs) { throw "Hyper-V VM $id not found on $env:COMPUTERNAME" }
+  function Done($r) {
+    if ($r.ReturnValue -eq 0) { return $true }
+    if ($r.ReturnValue -ne 4096) { return $false }
+    do { Start-Sleep -Milliseconds 200; $job = [wmi]$r.Job } while ($job.JobState -in 3, 4)
+    return $job.JobState -eq 7
+  }
+  foreach ($k in $items.Keys) {
+    $i = ([wmiclass]"\\.\${ns}:Msvm_KvpExchangeDataItem").CreateInstance()
+    $i.Name = $k; $i.Data = $items[$k]; $i.Source = 0
+    $x = $i.PSBase.GetText(1)
+    if (-not (Done $svc.AddKvpItems($cs, @($x))) -and -not (Done $svc.ModifyKvpItems($cs, @($x)))) { throw "KVP item $k was not set on $env:COMPUTERNAME" }
+  }
+}
+Out-Result ([ordered]@{ count = 3 })
+
+} catch {
+  $m = ($_ | Out-String).Trim()
+  if ($j -and $j.ErrorInfo) { $m = "$m (job $($j.Name) $($j.ID): $($j.ErrorInfo.Problem) $($j.ErrorInfo.RecommendedAction))" }
+  Fail $m 'error'
+}
+

@@ -1,0 +1,31 @@
+# ksmg-scvmm step=template
+$ErrorActionPreference = 'Stop'
+function Out-Result($o) { [Console]::Out.WriteLine(($o | ConvertTo-Json -Compress -Depth 4)) }
+function Fail([string]$msg, [string]$kind) { Out-Result ([ordered]@{ error = $msg; kind = $kind }); exit 1 }
+try {
+Import-Module VirtualMachineManager
+$vmm = Get-SCVMMServer -ComputerName 'localhost'
+$t = Get-SCVMTemplate -VMMServer $vmm | Where-Object { $_.Name -eq 'ksmg-0123456789ab' } | Select-Object -First 1
+if ($t) { Out-Result ([ordered]@{ id = [string]$t.ID; created = $false }); exit 0 }
+$vhd = Get-SCVirtualHardDisk -VMMServer $vmm -ID 'disk-1'
+if (-not $vhd) { Fail ('virtual hard disk {0} is no longer in the library' -f 'disk-1') 'error' }
+$hw = Get-SCHardwareProfile -VMMServer $vmm | Where-Object { $_.Name -eq 'ksmg-0123456789ab-hw' } | Select-Object -First 1
+if (-not $hw) {
+  $g = [guid]::NewGuid()
+  New-SCVirtualNetworkAdapter -VMMServer $vmm -JobGroup $g -Synthetic -MACAddressType Dynamic | Out-Null
+  $hw = New-SCHardwareProfile -VMMServer $vmm -Name 'ksmg-0123456789ab-hw' -Generation 2 -CPUCount 2 -MemoryMB 4096 `
+    -SecureBootEnabled $true -SecureBootTemplate 'MicrosoftUEFICertificateAuthority' -FirstBootDevice 'SCSI,0,0' `
+    -Description 'ksmg appliance: Generation 2, Secure Boot' -JobGroup $g -JobVariable j
+}
+$os = Get-SCOperatingSystem -VMMServer $vmm | Where-Object { $_.Name -eq 'Debian GNU/Linux 12 (64 bit)' } | Select-Object -First 1
+if (-not $os) { Fail ('operating system {0} is not known to SCVMM (Get-SCOperatingSystem)' -f 'Debian GNU/Linux 12 (64 bit)') 'config' }
+$t = New-SCVMTemplate -Name 'ksmg-0123456789ab' -VirtualHardDisk $vhd -HardwareProfile $hw -Generation 2 -OperatingSystem $os -NoCustomization `
+  -SecureBootEnabled $true -SecureBootTemplate 'MicrosoftUEFICertificateAuthority' -Description 'ksmg appliance template' -JobVariable j
+Out-Result ([ordered]@{ id = [string]$t.ID; created = $true })
+
+} catch {
+  $m = ($_ | Out-String).Trim()
+  if ($j -and $j.ErrorInfo) { $m = "$m (job $($j.Name) $($j.ID): $($j.ErrorInfo.Problem) $($j.ErrorInfo.RecommendedAction))" }
+  Fail $m 'error'
+}
+
