@@ -115,4 +115,5 @@ type SMBConfig struct {
 	User     string
 	Password string
 	Domain   string
+	Port     int // 0: 445
 }
