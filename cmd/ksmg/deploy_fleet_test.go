@@ -1,0 +1,185 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/ksmg-appliance/ksmg/deploy"
+)
+
+// memTarget is an in-memory target for the command's tests, registered as
+// kind "clitest": the command is tested for its flags, output and exit
+// statuses here; the runner against the vSphere simulator in deploy/fleet.
+type memTarget struct {
+	mu   sync.Mutex
+	vms  map[string]bool // name -> finished
+	fail map[string]bool
+}
+
+var memTargets = struct {
+	sync.Mutex
+	m map[string]*memTarget
+}{m: map[string]*memTarget{}}
+
+func init() {
+	deploy.Register("clitest", func(ctx context.Context, name string, decode func(v any) error) (deploy.Deployer, error) {
+		var c struct {
+			Store string `yaml:"store"`
+		}
+		if err := decode(&c); err != nil {
+			return nil, err
+		}
+		memTargets.Lock()
+		defer memTargets.Unlock()
+		t, ok := memTargets.m[c.Store]
+		if !ok {
+			t = &memTarget{vms: map[string]bool{}, fail: map[string]bool{}}
+			memTargets.m[c.Store] = t
+		}
+		return t, nil
+	})
+}
+
+func (m *memTarget) Target() string { return "clitest" }
+func (m *memTarget) Close() error   { return nil }
+
+func (m *memTarget) Plan(ctx context.Context, n deploy.Node) (deploy.Plan, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	done, ok := m.vms[n.Name]
+	switch {
+	case !ok:
+		return deploy.Plan{Node: n.Name, Action: deploy.ActionCreate, Reason: "no VM"}, nil
+	case done && !n.Replace:
+		return deploy.Plan{Node: n.Name, Action: deploy.ActionUnchanged, Reason: "deployed by ksmg", ID: "id-" + n.Name}, nil
+	}
+	return deploy.Plan{Node: n.Name, Action: deploy.ActionReplace, Reason: "leftover", ID: "id-" + n.Name}, nil
+}
+
+func (m *memTarget) Deploy(ctx context.Context, n deploy.Node) (deploy.Result, error) {
+	p, _ := m.Plan(ctx, n)
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.fail[n.Name] {
+		return deploy.Result{}, deploy.Permanent(errors.New("no space left on datastore"))
+	}
+	m.vms[n.Name] = true
+	return deploy.Result{Node: n.Name, Action: p.Action, ID: "id-" + n.Name, IP: "198.51.100.7"}, nil
+}
+
+// runKsmg runs the command in-process with fresh flag values.
+func runKsmg(t *testing.T, args ...string) (string, error) {
+	t.Helper()
+	for name, v := range map[string]string{"plan": "false", "concurrency": "4", "retries": "2", "backoff": "1ms", "replace": "false"} {
+		if err := deployFleetCmd.Flags().Set(name, v); err != nil {
+			t.Fatal(err)
+		}
+	}
+	jsonLogs = false
+	var out bytes.Buffer
+	root.SetOut(&out)
+	root.SetArgs(args)
+	defer root.SetOut(nil)
+	err := root.ExecuteContext(context.Background())
+	return out.String(), err
+}
+
+func exitCode(err error) int {
+	var ee *exitError
+	switch {
+	case err == nil:
+		return 0
+	case errors.As(err, &ee):
+		return ee.code
+	}
+	return 1
+}
+
+func TestDeployFleetCommand(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "disk.img"), []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("CLI_TEST_TOKEN", "cli-test-token-0123456789")
+	store := filepath.Base(dir) // one in-memory target per test run
+	inv := `targets:
+  mem: {kind: clitest, store: ` + store + `, image: disk.img}
+cluster:
+  join_token: {env: CLI_TEST_TOKEN}
+nodes:
+  - {name: ctl, target: mem, role: control, addresses: {ipv4: 192.0.2.10/24}}
+  - {name: sec-1, target: mem, role: secondary}
+  - {name: sec-2, target: mem, role: secondary}
+`
+	p := filepath.Join(dir, "fleet.yaml")
+	if err := os.WriteFile(p, []byte(inv), 0o644); err != nil {
+		t.Fatal(err)
+	}
+
+	// --plan: a table of creates, nothing made
+	out, err := runKsmg(t, "deploy", "fleet", p, "--plan")
+	if err != nil || !strings.Contains(out, "sec-2  mem     create  no VM") {
+		t.Fatalf("--plan: %v\n%s", err, out)
+	}
+	mt := memTargets.m[store]
+	if len(mt.vms) != 0 {
+		t.Fatal("--plan deployed something")
+	}
+
+	// the run: all ok, exit 0, a row per node
+	out, err = runKsmg(t, "deploy", "fleet", p, "--concurrency", "2")
+	if err != nil || strings.Count(out, "  ok  ") != 3 || !strings.Contains(out, "3 of 3 nodes ok") {
+		t.Fatalf("run: %v\n%s", err, out)
+	}
+
+	// re-run with --json: all unchanged
+	out, err = runKsmg(t, "deploy", "fleet", p, "--json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rows []struct{ Node, Status, Action, ID string }
+	if err := json.Unmarshal([]byte(out), &rows); err != nil {
+		t.Fatalf("--json output: %v\n%s", err, out)
+	}
+	if len(rows) != 3 {
+		t.Fatalf("json rows: %+v", rows)
+	}
+	for _, r := range rows {
+		if r.Status != "ok" || r.Action != "unchanged" || r.ID != "id-"+r.Node {
+			t.Errorf("re-run row %+v, want ok/unchanged", r)
+		}
+	}
+
+	// a failing node: exit status 3, the others still fine
+	mt.fail["sec-1"] = true
+	out, err = runKsmg(t, "deploy", "fleet", p, "--replace")
+	if exitCode(err) != exitNodesFailed || !strings.Contains(err.Error(), "1 of 3 nodes not deployed") ||
+		!strings.Contains(out, "no space left on datastore") || !strings.Contains(out, "2 of 3 nodes ok") {
+		t.Errorf("failing node: exit %d %v\n%s", exitCode(err), err, out)
+	}
+
+	// bad inventory and bad flags: exit status 2 with file:line
+	bad := filepath.Join(dir, "bad.yaml")
+	if err := os.WriteFile(bad, []byte(strings.Replace(inv, "role: secondary}", "role: secondary, colour: red}", 1)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, err = runKsmg(t, "deploy", "fleet", bad)
+	if exitCode(err) != exitBadInventory || !strings.Contains(err.Error(), bad+`:7: unknown key "colour"`) {
+		t.Errorf("bad inventory: exit %d %v", exitCode(err), err)
+	}
+	_, err = runKsmg(t, "deploy", "fleet", filepath.Join(dir, "missing.yaml"))
+	if exitCode(err) != exitBadInventory {
+		t.Errorf("missing inventory: exit %d %v", exitCode(err), err)
+	}
+	_, err = runKsmg(t, "deploy", "fleet", p, "--concurrency", "0")
+	if exitCode(err) != exitBadInventory {
+		t.Errorf("--concurrency 0: exit %d %v", exitCode(err), err)
+	}
+}
