@@ -1,0 +1,147 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/ksmg-appliance/ksmg/deploy"
+	"github.com/ksmg-appliance/ksmg/deploy/pwsh"
+	"github.com/ksmg-appliance/ksmg/deploy/pwsh/pwshtest"
+	"github.com/ksmg-appliance/ksmg/deploy/scvmm"
+)
+
+// The command is tested for flags, output and exit statuses against
+// pwshtest's WinRM server (no SCVMM or Windows host can run here), which
+// answers the look-up script like a VMM server with the VMs in vms; the
+// driver's whole deploy is tested in deploy/scvmm.
+
+var scvmmStep = regexp.MustCompile(`(?m)^# ksmg-scvmm step=(\w+)$`)
+
+func fakeScvmm(t *testing.T, vms string) {
+	t.Helper()
+	host := pwshtest.NewHost(func(script string) pwshtest.Reply {
+		m := scvmmStep.FindStringSubmatch(script)
+		if m == nil || m[1] != "plan" {
+			t.Errorf("unexpected script %v", m)
+			return pwshtest.Reply{ExitCode: 1}
+		}
+		if !strings.Contains(script, "-Name 'ksmg-1'") {
+			t.Errorf("plan script does not look up ksmg-1:\n%s", script)
+		}
+		return pwshtest.Reply{Stdout: `{"vms":` + vms + "}\r\n"}
+	})
+	t.Cleanup(host.Close)
+	old := openScvmm
+	t.Cleanup(func() { openScvmm = old })
+	openScvmm = func(ctx context.Context, name string, cfg scvmm.Config, log *slog.Logger) (deploy.Deployer, error) {
+		run, err := pwsh.NewWinRM(host.Config)
+		if err != nil {
+			return nil, err
+		}
+		return scvmm.New(cfg, scvmm.Options{Name: name, Runner: run, Copier: noCopier{}, HostUser: cfg.User, Logger: log})
+	}
+}
+
+type noCopier struct{}
+
+func (noCopier) Copy(context.Context, string, string, func(int64, int64)) error {
+	return errors.New("no copy expected in these tests")
+}
+
+func runScvmm(t *testing.T, args ...string) (string, error) {
+	t.Helper()
+	cmd := newDeployScvmmCmd()
+	var out bytes.Buffer
+	cmd.SetOut(&out)
+	cmd.SetErr(&out)
+	cmd.SetArgs(args)
+	cmd.SilenceUsage, cmd.SilenceErrors = true, true
+	err := cmd.ExecuteContext(context.Background())
+	return out.String(), err
+}
+
+var scvmmArgs = []string{
+	"--vhdx", "ksmg.vhdx", "--name", "ksmg-1", "--server", "vmm.example.com", "--user", `EXAMPLE\deployer`,
+	"--library-share", `\\lib.example.com\MSSCVMMLibrary\ksmg`, "--host-group", `All Hosts\Prague`,
+	"--prop", "ksmg.hostname=ksmg-1.example.com", "--prop", "ksmg.admin.password=Secret-1234567",
+}
+
+const doneVM = `[{"id":"vm-1","description":"ksmg.deploy=complete","state":"Running","host":"hv1","ips":["192.0.2.10"]}]`
+
+func TestDeployScvmmPlanAndUnchanged(t *testing.T) {
+	for _, tc := range []struct {
+		name, vms string
+		args      []string
+		json      bool
+		want      string
+	}{
+		{"plan create", `[]`, []string{"--plan"}, false, "create ksmg-1 -: no VM named ksmg-1\n"},
+		{"plan leftover", `[{"id":"vm-1","description":"","state":"PowerOff","host":"hv1","ips":[]}]`, []string{"--plan"}, false,
+			"replace ksmg-1 vm-1: VM ksmg-1 (vm-1, PowerOff) has no completion mark: an unfinished deploy\n"},
+		{"plan unchanged json", doneVM, []string{"--plan"}, true, `"Action":"unchanged"`},
+		{"deploy unchanged", doneVM, nil, false, "unchanged ksmg-1 vm-1 192.0.2.10\n"},
+		{"deploy unchanged json", doneVM, nil, true, `"IP":"192.0.2.10"`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			fakeScvmm(t, tc.vms)
+			jsonLogs = tc.json
+			defer func() { jsonLogs = false }()
+			out, err := runScvmm(t, append(append([]string{}, scvmmArgs...), tc.args...)...)
+			if err != nil {
+				t.Fatalf("%v\n%s", err, out)
+			}
+			if tc.json {
+				if !json.Valid([]byte(out)) || !strings.Contains(out, tc.want) {
+					t.Errorf("output %q, want JSON with %s", out, tc.want)
+				}
+			} else if out != tc.want {
+				t.Errorf("output %q, want %q", out, tc.want)
+			}
+			if strings.Contains(out, "Secret-1234567") {
+				t.Errorf("the password reached the output")
+			}
+		})
+	}
+}
+
+func TestDeployScvmmBadInput(t *testing.T) {
+	t.Setenv(scvmm.DefaultPasswordEnv, "")
+	without := func(flag string) []string {
+		var out []string
+		for i := 0; i < len(scvmmArgs); i += 2 {
+			if scvmmArgs[i] != flag {
+				out = append(out, scvmmArgs[i], scvmmArgs[i+1])
+			}
+		}
+		return out
+	}
+	for _, tc := range []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"no vhdx", without("--vhdx"), "--vhdx, --name and --server are required"},
+		{"bad prop", append(without("--prop"), "--prop", "ksmg.admin.password"), "expected key=value"},
+		{"bad disk size", append(without("--prop"), "--disk-size", "10T"), "--disk-size"},
+		{"both placements", append(without("--prop"), "--cloud", "Mail"), "host_group, cloud: give exactly one"},
+		{"no share", without("--library-share"), "library_share"},
+		{"bad name", append(without("--name"), "--name", "a'b"), "must not contain"},
+		{"no password", without("--prop"), scvmm.DefaultPasswordEnv + " is empty or unset"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			out, err := runScvmm(t, tc.args...)
+			if exitCode(err) != 2 || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("err = %v (exit %d), want exit 2 with %q\n%s", err, exitCode(err), tc.want, out)
+			}
+			if strings.Contains(err.Error(), "Secret-1234567") {
+				t.Errorf("the password reached the error")
+			}
+		})
+	}
+}
