@@ -219,7 +219,7 @@ func (d *Deployer) importOVA(ctx context.Context, n deploy.Node, rep *ova.Report
 		return none, deploy.Permanent(fmt.Errorf("create import spec: %w", &task.Error{LocalizedMethodFault: &spec.Error[0]}))
 	}
 	for _, w := range spec.Warning {
-		d.log.Warn("import spec warning", "node", n.Name, "warning", w.LocalizedMessage)
+		d.log.Warn("import spec warning", "node", n.Name, "warning", scrub(errors.New(w.LocalizedMessage), n.Properties).Error())
 	}
 	is, ok := spec.ImportSpec.(*types.VirtualMachineImportSpec)
 	if !ok {
@@ -304,11 +304,13 @@ func (d *Deployer) upload(ctx context.Context, lease *nfc.Lease, info *nfc.Lease
 	for _, m := range rep.Members {
 		sums[m.Name] = m.SHA256
 	}
+	sizes := map[string]int64{}
+	for _, m := range rep.Members {
+		sizes[m.Name] = m.Size
+	}
 	var total int64
-	sizes := make([]int64, len(info.Items))
-	for i, item := range info.Items {
-		sizes[i] = item.Size
-		total += item.Size
+	for _, item := range info.Items {
+		total += sizes[filepath.Base(item.Path)]
 	}
 	u := lease.StartUpdater(ctx, info)
 	defer u.Done()

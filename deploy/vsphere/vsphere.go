@@ -261,6 +261,10 @@ func (d *Deployer) network(ctx context.Context, name string) (types.ManagedObjec
 	return ref, nil
 }
 
+// SetLogger sets the logger for progress and warnings (default
+// slog.Default()); call it before the first Deploy.
+func (d *Deployer) SetLogger(l *slog.Logger) { d.log = l.With("target", d.Target()) }
+
 // Target implements deploy.Deployer.
 func (d *Deployer) Target() string { return Kind + ":" + d.name }
 
@@ -372,7 +376,7 @@ func (d *Deployer) plan(ctx context.Context, n deploy.Node) (deploy.Plan, *exist
 		p.Reason = fmt.Sprintf("VM %s exists (%s), deployed by ksmg; replace requested", n.Name, p.ID)
 	case e.has:
 		p.Action = deploy.ActionReplace
-		p.Reason = fmt.Sprintf("VM %s exists (%s) with %s=%q: leftover of an unfinished deploy", n.Name, p.ID, deploy.MarkKey, e.mark)
+		p.Reason = fmt.Sprintf("VM %s exists (%s) with %s=%q, not %q: leftover of an unfinished deploy", n.Name, p.ID, deploy.MarkKey, e.mark, deploy.MarkValue(n))
 	case n.Replace:
 		p.Action = deploy.ActionReplace
 		p.Reason = fmt.Sprintf("VM %s exists (%s), not deployed by ksmg; replace requested", n.Name, p.ID)
