@@ -44,13 +44,13 @@ func fakeScvmm(t *testing.T, vms string) {
 		if err != nil {
 			return nil, err
 		}
-		return scvmm.New(cfg, scvmm.Options{Name: name, Runner: run, Copier: noCopier{}, HostUser: cfg.User, Logger: log})
+		return scvmm.New(cfg, scvmm.Options{Name: name, Runner: run, Copier: scvmmNoCopier{}, HostUser: cfg.User, Logger: log})
 	}
 }
 
-type noCopier struct{}
+type scvmmNoCopier struct{}
 
-func (noCopier) Copy(context.Context, string, string, func(int64, int64)) error {
+func (scvmmNoCopier) Copy(context.Context, string, string, func(int64, int64)) error {
 	return errors.New("no copy expected in these tests")
 }
 
@@ -72,7 +72,7 @@ var scvmmArgs = []string{
 	"--prop", "ksmg.hostname=ksmg-1.example.com", "--prop", "ksmg.admin.password=Secret-1234567",
 }
 
-const doneVM = `[{"id":"vm-1","description":"ksmg.deploy=complete","state":"Running","host":"hv1","ips":["192.0.2.10"]}]`
+const scvmmDoneVM = `[{"id":"vm-1","description":"ksmg.deploy=complete","state":"Running","host":"hv1","ips":["192.0.2.10"]}]`
 
 func TestDeployScvmmPlanAndUnchanged(t *testing.T) {
 	for _, tc := range []struct {
@@ -84,9 +84,9 @@ func TestDeployScvmmPlanAndUnchanged(t *testing.T) {
 		{"plan create", `[]`, []string{"--plan"}, false, "create ksmg-1 -: no VM named ksmg-1\n"},
 		{"plan leftover", `[{"id":"vm-1","description":"","state":"PowerOff","host":"hv1","ips":[]}]`, []string{"--plan"}, false,
 			"replace ksmg-1 vm-1: VM ksmg-1 (vm-1, PowerOff) has no completion mark: an unfinished deploy\n"},
-		{"plan unchanged json", doneVM, []string{"--plan"}, true, `"Action":"unchanged"`},
-		{"deploy unchanged", doneVM, nil, false, "unchanged ksmg-1 vm-1 192.0.2.10\n"},
-		{"deploy unchanged json", doneVM, nil, true, `"IP":"192.0.2.10"`},
+		{"plan unchanged json", scvmmDoneVM, []string{"--plan"}, true, `"Action":"unchanged"`},
+		{"deploy unchanged", scvmmDoneVM, nil, false, "unchanged ksmg-1 vm-1 192.0.2.10\n"},
+		{"deploy unchanged json", scvmmDoneVM, nil, true, `"IP":"192.0.2.10"`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			fakeScvmm(t, tc.vms)

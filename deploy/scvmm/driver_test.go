@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"gopkg.in/yaml.v3"
+
 	"github.com/ksmg-appliance/ksmg/deploy"
 	"github.com/ksmg-appliance/ksmg/deploy/pwsh"
 	"github.com/ksmg-appliance/ksmg/ova/ovatest"
@@ -437,5 +439,42 @@ func TestConcurrentNodesShareOneUpload(t *testing.T) {
 	}
 	if len(rg.cp.Copies()) != 1 || len(rg.f.templates) != 1 || len(rg.f.vms) != 8 {
 		t.Errorf("copies %d templates %d vms %d", len(rg.cp.Copies()), len(rg.f.templates), len(rg.f.vms))
+	}
+}
+
+// TestRegisteredOpener opens a target the way the fleet runner does: the
+// YAML settings decoded by the registered opener, the password from the
+// environment. Open connects to nothing yet.
+func TestRegisteredOpener(t *testing.T) {
+	open, ok := deploy.Driver(Kind)
+	if !ok {
+		t.Fatal("scvmm is not registered")
+	}
+	const target = `
+server: vmm.example.com
+user: EXAMPLE\deployer
+password_env: KSMG_TEST_SCVMM_PW
+library_share: \\lib.example.com\MSSCVMMLibrary\ksmg
+cloud: Mail
+poll_interval: 2s
+`
+	decode := func(v any) error {
+		dec := yaml.NewDecoder(strings.NewReader(target))
+		dec.KnownFields(true)
+		return dec.Decode(v)
+	}
+	t.Setenv("KSMG_TEST_SCVMM_PW", "")
+	if _, err := open(context.Background(), "lab", decode); err == nil || !deploy.IsPermanent(err) || !strings.Contains(err.Error(), "KSMG_TEST_SCVMM_PW") {
+		t.Errorf("without the password: %v", err)
+	}
+	t.Setenv("KSMG_TEST_SCVMM_PW", "pw")
+	d, err := open(context.Background(), "lab", decode)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	sd := d.(*Deployer)
+	if d.Target() != "scvmm:lab" || sd.cfg.PollInterval != 2*time.Second || sd.cfg.Cloud != "Mail" || sd.opt.HostUser != `EXAMPLE\deployer` {
+		t.Errorf("opened %s with %+v", d.Target(), sd.cfg)
 	}
 }
