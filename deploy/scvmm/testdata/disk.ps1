@@ -11,7 +11,9 @@ if ($d.Count -eq 0) { Out-Result ([ordered]@{ id = '' }); exit 0 }
 Out-Result ([ordered]@{ id = [string]$d[0].ID; name = [string]$d[0].Name; size = [int64]$d[0].MaximumSize })
 
 } catch {
-  $m = ($_ | Out-String).Trim()
+  # The message and the command, not the script's text: a line of it may hold a secret.
+  $m = [string]$_.Exception.Message
+  if ($_.InvocationInfo.MyCommand) { $m = "$($_.InvocationInfo.MyCommand): $m" }
   if ($j -and $j.ErrorInfo) { $m = "$m (job $($j.Name) $($j.ID): $($j.ErrorInfo.Problem) $($j.ErrorInfo.RecommendedAction))" }
   Fail $m 'error'
 }

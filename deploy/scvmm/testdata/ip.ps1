@@ -11,7 +11,9 @@ $vm = Read-SCVirtualMachine -VM $vm
 Out-Result ([ordered]@{ ips = @($vm.VirtualNetworkAdapters | ForEach-Object { $_.IPv4Addresses } | Where-Object { $_ } | ForEach-Object { [string]$_ }) })
 
 } catch {
-  $m = ($_ | Out-String).Trim()
+  # The message and the command, not the script's text: a line of it may hold a secret.
+  $m = [string]$_.Exception.Message
+  if ($_.InvocationInfo.MyCommand) { $m = "$($_.InvocationInfo.MyCommand): $m" }
   if ($j -and $j.ErrorInfo) { $m = "$m (job $($j.Name) $($j.ID): $($j.ErrorInfo.Problem) $($j.ErrorInfo.RecommendedAction))" }
   Fail $m 'error'
 }

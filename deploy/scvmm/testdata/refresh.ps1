@@ -17,7 +17,9 @@ else { Read-SCLibraryShare -LibraryShare $share -RunAsynchronously -JobVariable 
 Out-Result ([ordered]@{ job = [string]$j.ID; share = [string]$share.Path })
 
 } catch {
-  $m = ($_ | Out-String).Trim()
+  # The message and the command, not the script's text: a line of it may hold a secret.
+  $m = [string]$_.Exception.Message
+  if ($_.InvocationInfo.MyCommand) { $m = "$($_.InvocationInfo.MyCommand): $m" }
   if ($j -and $j.ErrorInfo) { $m = "$m (job $($j.Name) $($j.ID): $($j.ErrorInfo.Problem) $($j.ErrorInfo.RecommendedAction))" }
   Fail $m 'error'
 }

@@ -12,7 +12,9 @@ Start-SCVirtualMachine -VM $vm -RunAsynchronously -JobVariable j | Out-Null
 Out-Result ([ordered]@{ job = [string]$j.ID })
 
 } catch {
-  $m = ($_ | Out-String).Trim()
+  # The message and the command, not the script's text: a line of it may hold a secret.
+  $m = [string]$_.Exception.Message
+  if ($_.InvocationInfo.MyCommand) { $m = "$($_.InvocationInfo.MyCommand): $m" }
   if ($j -and $j.ErrorInfo) { $m = "$m (job $($j.Name) $($j.ID): $($j.ErrorInfo.Problem) $($j.ErrorInfo.RecommendedAction))" }
   Fail $m 'error'
 }

@@ -22,7 +22,9 @@ $t = New-SCVMTemplate -Name 'ksmg-0123456789ab' -VirtualHardDisk $vhd -HardwareP
 Out-Result ([ordered]@{ id = [string]$t.ID; created = $true })
 
 } catch {
-  $m = ($_ | Out-String).Trim()
+  # The message and the command, not the script's text: a line of it may hold a secret.
+  $m = [string]$_.Exception.Message
+  if ($_.InvocationInfo.MyCommand) { $m = "$($_.InvocationInfo.MyCommand): $m" }
   if ($j -and $j.ErrorInfo) { $m = "$m (job $($j.Name) $($j.ID): $($j.ErrorInfo.Problem) $($j.ErrorInfo.RecommendedAction))" }
   Fail $m 'error'
 }
