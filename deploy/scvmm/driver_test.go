@@ -332,6 +332,7 @@ func TestPermanentErrors(t *testing.T) {
 		{"unknown host group", func(rg *rig, n *deploy.Node) { rg.d.cfg.HostGroup = "Nowhere" }, "0 host groups named Nowhere", -1, false},
 		{"KVP value too long", func(rg *rig, n *deploy.Node) { n.Properties["ksmg.hostname"] = strings.Repeat("a", 2048) }, "property ksmg.hostname: a KVP item", 0, true},
 		{"not a VHDX", func(rg *rig, n *deploy.Node) { n.Image = notVHDX }, "not a VHDX file", 1, false},
+		{"disk smaller than the image", func(rg *rig, n *deploy.Node) { n.DiskGiB = 4 }, "the image's disk is 8 GiB and cannot shrink", -1, false},
 		{"bad name", func(rg *rig, n *deploy.Node) { n.Name = "a'b" }, "must not contain", 0, true},
 		{"duplicate names", func(rg *rig, n *deploy.Node) {
 			for range 2 {

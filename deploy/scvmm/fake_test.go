@@ -75,7 +75,7 @@ func newFakeVMM(t *testing.T) *fakeVMM {
 var (
 	stepRe  = regexp.MustCompile(`(?m)^# ksmg-scvmm step=(\w+)$`)
 	quoted  = `('(?:[^']|'')*')`
-	itemRe  = regexp.MustCompile(`(?m)^  ` + quoted + ` = ` + quoted + `$`)
+	itemRe  = regexp.MustCompile(`(?m)^\$items\[` + quoted + `\] = ` + quoted + `$`)
 	cpuRe   = regexp.MustCompile(`CPUCount = (\d+)`)
 	memRe   = regexp.MustCompile(`MemoryMB = (\d+)`)
 	diskRe  = regexp.MustCompile(`-DiskSpaceGB (\d+)`)

@@ -272,6 +272,9 @@ func (d *Deployer) deploy(ctx context.Context, n deploy.Node, res *deploy.Result
 	if err != nil {
 		return err
 	}
+	if n.DiskGiB > 0 && n.DiskGiB < img.diskGB {
+		return deploy.Permanent(fmt.Errorf("disk %d GiB: the image's disk is %d GiB and cannot shrink", n.DiskGiB, img.diskGB))
+	}
 	if p.Action == deploy.ActionReplace {
 		d.log.Info("removing VM", "node", n.Name, "id", p.ID, "reason", p.Reason)
 		if err := d.jobScript(ctx, stepRemove, vars{VMID: p.ID}, "remove VM "+n.Name+" ("+p.ID+")"); err != nil {

@@ -8,11 +8,10 @@ $vmm = Get-SCVMMServer -ComputerName 'localhost'
 $vm = Get-SCVirtualMachine -VMMServer $vmm -ID 'vm-1'
 if (-not $vm) { Fail ('VM {0} disappeared' -f 'vm-1') 'error' }
 $cred = New-Object System.Management.Automation.PSCredential('EXAMPLE\hvadmin', (ConvertTo-SecureString 'example-not-a-password' -AsPlainText -Force))
-$items = @{ 
-  'ksmg.admin.password' = 'Example''Pa$$w0rd`'
-  'ksmg.eula.accepted' = 'true'
-  'ksmg.hostname' = 'ksmg-1.example.com'
-}
+$items = @{}
+$items['ksmg.admin.password'] = 'Example''Pa$$w0rd`'
+$items['ksmg.eula.accepted'] = 'true'
+$items['ksmg.hostname'] = 'ksmg-1.example.com'
 # Host-to-guest items (Source 0) land in the guest's pool 0, where the
 # first-boot wizard reads them; SCVMM has no cmdlet for them.
 Invoke-Command -ComputerName ([string]$vm.VMHost.Name) -Credential $cred -ArgumentList ([string]$vm.VMId), $items -ScriptBlock {
@@ -31,7 +30,7 @@ Invoke-Command -ComputerName ([string]$vm.VMHost.Name) -Credential $cred -Argume
     $i = ([wmiclass]"\\.\${ns}:Msvm_KvpExchangeDataItem").CreateInstance()
     $i.Name = $k; $i.Data = $items[$k]; $i.Source = 0
     $x = $i.PSBase.GetText(1)
-    if (-not (Done $svc.AddKvpItems($cs, @($x))) -and -not (Done $svc.ModifyKvpItems($cs, @($x)))) { throw "KVP item $k was not set on $env:COMPUTERNAME" }
+    if (-not (Done ($svc.AddKvpItems($cs, @($x)))) -and -not (Done ($svc.ModifyKvpItems($cs, @($x))))) { throw "KVP item $k was not set on $env:COMPUTERNAME" }
   }
 }
 Out-Result ([ordered]@{ count = 3 })
