@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"maps"
 	"net/url"
 	"os"
@@ -309,21 +310,29 @@ func readPropsFile(p string) (props, networks map[string]string, err error) {
 	return props, nil, nil
 }
 
-// uploadProgress prints upload progress on a terminal, at most every 5%.
+// uploadProgress draws upload progress on a terminal every 5%, and logs
+// it every 25% otherwise. Shared by the deploy commands (signature kept
+// stable for them).
 func uploadProgress(w io.Writer) func(stage string, done, total int64) {
+	step := 5
+	var log *slog.Logger
 	if !interactive() {
-		return nil
+		step, log = 25, logger()
 	}
-	last := -5
+	last := -step
 	return func(stage string, done, total int64) {
 		if total <= 0 {
 			return
 		}
 		pct := int(done * 100 / total)
-		if pct/5 == last/5 && pct != 100 {
+		if pct/step == last/step && pct != 100 || pct == last {
 			return
 		}
 		last = pct
+		if log != nil {
+			log.Info(stage, "percent", pct, "bytes", done, "total", total)
+			return
+		}
 		fmt.Fprintf(w, "\r%s %3d%% (%d of %d MiB)", stage, pct, done>>20, total>>20)
 		if done >= total {
 			fmt.Fprintln(w)
