@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"maps"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -16,12 +17,24 @@ import (
 
 	"github.com/ksmg-appliance/ksmg/deploy"
 	"github.com/ksmg-appliance/ksmg/firstboot/answers"
+	"github.com/ksmg-appliance/ksmg/ova"
 )
 
 // imageFormat says which image a driver kind takes. The fleet knows drivers
 // only through the registry, so this is the one place that names them;
 // any other kind needs an explicit "image" on its target.
 var imageFormat = map[string]string{"vsphere": "ova", "hyperv": "vhdx", "scvmm": "vhdx"}
+
+// ovaDeclared are the first-boot keys the OVA declares as properties.
+var ovaDeclared, ovaKeys = func() (map[string]bool, []string) {
+	m := map[string]bool{}
+	var ks []string
+	for _, p := range ova.Properties() {
+		m[p.Key] = true
+		ks = append(ks, p.Key)
+	}
+	return m, ks
+}()
 
 // Inventory is a checked fleet.yaml: every node's deploy.Node complete
 // except, on Secondary nodes, a control address only the control node's
@@ -514,6 +527,7 @@ func (c *checker) nodes(inv *Inventory, top *yaml.Node, raws []yaml.Node, images
 	addrs := map[netip.Addr]int{}
 	var controls []int
 	type pending struct {
+		kind  string
 		node  Node
 		lines map[string]int
 		where string
@@ -626,7 +640,7 @@ func (c *checker) nodes(inv *Inventory, top *yaml.Node, raws []yaml.Node, images
 		}
 		c.addresses(&r.Addresses, where, props, lines, addrs)
 		n.Properties = props
-		all = append(all, pending{n, lines, where})
+		all = append(all, pending{targets[r.Target].Kind, n, lines, where})
 	}
 
 	switch {
@@ -640,7 +654,7 @@ func (c *checker) nodes(inv *Inventory, top *yaml.Node, raws []yaml.Node, images
 	if len(controls) >= 1 && inv.ControlAddress == "" {
 		cp := all[controls[0]].node.Properties
 		if a := cp["ksmg.network.address"]; a != "" {
-			inv.ControlAddress = strings.Split(a, "/")[0]
+			inv.ControlAddress = a
 		} else if a := cp["ksmg.network.ipv6.address"]; a != "" {
 			inv.ControlAddress = strings.Split(a, "/")[0]
 		}
@@ -656,6 +670,18 @@ func (c *checker) nodes(inv *Inventory, top *yaml.Node, raws []yaml.Node, images
 			if inv.ControlAddress != "" {
 				p.node.Properties["ksmg.cluster.control_address"] = inv.ControlAddress
 				p.lines["ksmg.cluster.control_address"] = keyLine(child(top, "cluster"), "control_address")
+			}
+		}
+		if imageFormat[p.kind] == "ova" {
+			// vSphere passes only the properties the OVF declares
+			for _, k := range slices.Sorted(maps.Keys(p.node.Properties)) {
+				if !ovaDeclared[k] {
+					where := p.where
+					if _, fromDefaults := defLines[k]; fromDefaults && p.lines[k] == defLines[k] {
+						where = "defaults.properties"
+					}
+					c.at(p.lines[k], "%s: %s is not a property of the OVA, so target %s (vsphere) cannot pass it (the OVA declares: %s)", where, k, p.node.Target, strings.Join(ovaKeys, ", "))
+				}
 			}
 		}
 		_, errs := answers.FromKeys(p.node.Properties, "eth0")
@@ -724,7 +750,13 @@ func (c *checker) addresses(m *yaml.Node, where string, props map[string]string,
 		}
 	}
 	props["ksmg.network.mode"], lines["ksmg.network.mode"] = answers.ModeStatic, m.Line
-	set("ksmg.network.address", "ipv4", a.IPv4)
+	// address and prefix apart, as the OVA declares them; FromKeys joins them
+	if ip, bits, ok := strings.Cut(a.IPv4, "/"); ok {
+		set("ksmg.network.address", "ipv4", ip)
+		set("ksmg.network.prefix", "ipv4", bits)
+	} else {
+		set("ksmg.network.address", "ipv4", a.IPv4)
+	}
 	set("ksmg.network.gateway", "gateway", a.Gateway)
 	set("ksmg.network.ipv6.address", "ipv6", a.IPv6)
 	set("ksmg.network.ipv6.gateway", "ipv6_gateway", a.IPv6Gateway)
