@@ -3,7 +3,9 @@ package vsphere_test
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -543,6 +545,83 @@ func TestOpenErrors(t *testing.T) {
 					t.Error("error reveals the password")
 				}
 			})
+		}
+	}, simulator.VPX())
+}
+
+// TestChangedAfterInspection: the OVA is inspected once per file version
+// (size and mtime); bytes changed behind that are caught by the hash taken
+// during the upload, and the half-imported VM is removed.
+func TestChangedAfterInspection(t *testing.T) {
+	ovaPath := vspheretest.SmallOVA(t)
+	simulator.Test(func(ctx context.Context, c *vim25.Client) {
+		d := newDeployer(ctx, t, c, nil)
+		defer closeD(t, d)
+		if _, err := d.Deploy(ctx, node(ovaPath, "ksmg-a")); err != nil {
+			t.Fatal(err)
+		}
+		before := vspheretest.VMs(ctx, t, c)
+		st, err := os.Stat(ovaPath)
+		if err != nil {
+			t.Fatal(err)
+		}
+		data, err := os.ReadFile(ovaPath)
+		if err != nil {
+			t.Fatal(err)
+		}
+		data[len(data)-4096] ^= 0xff // inside the last member, the disk
+		if err := os.WriteFile(ovaPath, data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chtimes(ovaPath, st.ModTime(), st.ModTime()); err != nil {
+			t.Fatal(err)
+		}
+		_, err = d.Deploy(ctx, node(ovaPath, "ksmg-b"))
+		if err == nil || !strings.Contains(err.Error(), "changed after inspection") {
+			t.Fatalf("deploy of a changed OVA: %v", err)
+		}
+		if got := vspheretest.VMs(ctx, t, c); len(got) != len(before) {
+			t.Errorf("VMs %v, before %v", got, before)
+		}
+	}, simulator.ESX())
+}
+
+// TestInterrupted: a deploy cancelled half-way (here while waiting for the
+// guest's IP) removes its VM, and running it again simply deploys.
+func TestInterrupted(t *testing.T) {
+	ovaPath := vspheretest.SmallOVA(t)
+	simulator.Test(func(ctx context.Context, c *vim25.Client) {
+		d := newDeployer(ctx, t, c, nil)
+		defer closeD(t, d)
+		before := vspheretest.VMs(ctx, t, c)
+		n := node(ovaPath, "ksmg-int")
+		n.WaitIP = time.Minute
+		cctx, cancel := context.WithCancel(context.Background())
+		errc := make(chan error, 1)
+		go func() {
+			_, err := d.Deploy(cctx, n)
+			errc <- err
+		}()
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			if _, state, err := vmState(ctx, c, "ksmg-int"); err == nil && state == types.VirtualMachinePowerStatePoweredOn {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatal("VM never powered on")
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		cancel()
+		if err := <-errc; !errors.Is(err, context.Canceled) {
+			t.Errorf("interrupted deploy: %v, want context.Canceled", err)
+		}
+		if got := vspheretest.VMs(ctx, t, c); len(got) != len(before) {
+			t.Errorf("VMs %v after the interruption, before %v", got, before)
+		}
+		n.WaitIP = 0
+		if res, err := d.Deploy(ctx, n); err != nil || res.Action != deploy.ActionCreate {
+			t.Errorf("second run: %+v, %v", res, err)
 		}
 	}, simulator.VPX())
 }
