@@ -625,3 +625,68 @@ func TestInterrupted(t *testing.T) {
 		}
 	}, simulator.VPX())
 }
+
+// TestPlacement: explicit datacenter, folder, host, resource pool,
+// datastore and network (target default and per node) are where the VM
+// lands.
+func TestPlacement(t *testing.T) {
+	ovaPath := vspheretest.SmallOVA(t)
+	simulator.Test(func(ctx context.Context, c *vim25.Client) {
+		root, err := object.NewSearchIndex(c).FindByInventoryPath(ctx, "/DC0/vm")
+		if err != nil || root == nil {
+			t.Fatalf("vm folder: %v", err)
+		}
+		if _, err := root.(*object.Folder).CreateFolder(ctx, "ksmg"); err != nil {
+			t.Fatal(err)
+		}
+		d := newDeployer(ctx, t, c, map[string]any{
+			"datacenter":    "DC0",
+			"folder":        "/DC0/vm/ksmg",
+			"host":          "DC0_C0_H1",
+			"resource_pool": "/DC0/host/DC0_C0/Resources",
+			"datastore":     "LocalDS_0",
+			"network":       "DC0_DVPG0",
+		})
+		defer closeD(t, d)
+		for _, tc := range []struct{ node, network, want string }{
+			{"ksmg-p1", "", "DC0_DVPG0"},
+			{"ksmg-p2", "VM Network", "VM Network"},
+		} {
+			n := node(ovaPath, tc.node)
+			n.Network = tc.network
+			res, err := d.Deploy(ctx, n)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ref := types.ManagedObjectReference{Type: "VirtualMachine", Value: res.ID}
+			var m mo.VirtualMachine
+			if err := object.NewVirtualMachine(c, ref).Properties(ctx, ref, []string{"parent", "resourcePool", "datastore", "network", "runtime.host"}, &m); err != nil {
+				t.Fatal(err)
+			}
+			name := func(r types.ManagedObjectReference) string {
+				n, err := object.NewCommon(c, r).ObjectName(ctx)
+				if err != nil {
+					t.Fatal(err)
+				}
+				return n
+			}
+			if got := name(*m.Parent); got != "ksmg" {
+				t.Errorf("%s: folder %s", tc.node, got)
+			}
+			if got := name(*m.Runtime.Host); got != "DC0_C0_H1" {
+				t.Errorf("%s: host %s", tc.node, got)
+			}
+			if len(m.Datastore) != 1 || name(m.Datastore[0]) != "LocalDS_0" {
+				t.Errorf("%s: datastores %v", tc.node, m.Datastore)
+			}
+			if len(m.Network) != 1 || name(m.Network[0]) != tc.want {
+				t.Errorf("%s: networks %v, want %s", tc.node, m.Network, tc.want)
+			}
+		}
+		n := node(ovaPath, "ksmg-p3")
+		n.Network = "no-such-network"
+		if _, err := d.Deploy(ctx, n); err == nil || !deploy.IsPermanent(err) || !strings.Contains(err.Error(), `network "no-such-network"`) {
+			t.Errorf("unknown node network: %v", err)
+		}
+	}, simulator.VPX())
+}
