@@ -1,0 +1,16 @@
+# ksmg-deploy: create-vm
+$vm = New-VM -Name {{q .Name}} -Generation 2 -Path {{q .Path}} -VHDPath {{q .VHDX}} -MemoryStartupBytes {{.MemoryBytes}} -SwitchName {{q .Switch}}
+try {
+  # The pending mark first, so an interrupted deploy leaves a VM that the
+  # next run recognises as its own leftover.
+  Set-VM -VM $vm -Notes {{q .Notes}} -StaticMemory -ProcessorCount {{.CPUs}} -AutomaticStartAction Nothing
+  # Debian boots through shim, signed by the Microsoft UEFI CA.
+  Set-VMFirmware -VM $vm -EnableSecureBoot On -SecureBootTemplate 'MicrosoftUEFICertificateAuthority'
+{{- if .VLAN}}
+  Set-VMNetworkAdapterVlan -VM $vm -Access -VlanId {{.VLAN}}
+{{- end}}
+} catch {
+  Remove-VM -VM $vm -Force -ErrorAction SilentlyContinue
+  throw
+}
+$vm.VMId.Guid

@@ -1,0 +1,2 @@
+# ksmg-deploy: resize-disk
+Resize-VHD -Path {{q .VHDX}} -SizeBytes {{.SizeBytes}}

@@ -1,0 +1,2 @@
+# ksmg-deploy: start-vm
+Start-VM -VM (Get-VM -Id {{q .ID}})

@@ -1,0 +1,65 @@
+package hyperv
+
+// No Hyper-V host can run here, so the scripts the WinRM driver sends are
+// checked against golden files (go test ./deploy/hyperv -run Golden
+// -update rewrites them) and the driver runs against a fake host on
+// winrmtest (deployer_test.go).
+
+import (
+	"flag"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/ksmg-appliance/ksmg/deploy/pwsh"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden scripts in testdata")
+
+const testID = "5c4d2a1e-0b7f-4e42-9c1d-6a8b3f0e2d71"
+
+func TestScriptsGolden(t *testing.T) {
+	tests := []struct {
+		tmpl string
+		data any
+	}{
+		{"find.ps1", struct{ Name string }{"ksmg-1"}},
+		{"create.ps1", struct {
+			VMSpec
+			MemoryBytes uint64
+		}{VMSpec{Name: "ksmg-1", Path: `D:\VMs\ksmg`, VHDX: `D:\VMs\ksmg\ksmg-1\ksmg-1.vhdx`, CPUs: 4, MemoryMiB: 8192, Switch: "Mail DMZ's switch", VLAN: 120, Notes: Notes(PendingMark)}, 8192 << 20}},
+		{"resize.ps1", struct {
+			VHDX      string
+			SizeBytes uint64
+		}{`D:\VMs\ksmg\ksmg-1\ksmg-1.vhdx`, 200 << 30}},
+		{"kvp.ps1", struct {
+			ID    string
+			Items []KVPItem
+		}{testID, []KVPItem{{"ksmg.hostname", "mx1.example.com"}, {"ksmg.admin.password", `it's $(not) "expanded"`}}}},
+		{"start.ps1", idData{testID}},
+		{"ip.ps1", idData{testID}},
+		{"notes.ps1", struct{ ID, Notes string }{testID, Notes("complete")}},
+		{"remove.ps1", struct{ ID, Dir string }{testID, `D:\VMs\ksmg\ksmg-1`}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.tmpl, func(t *testing.T) {
+			got, err := pwsh.Render(scripts, tc.tmpl, tc.data)
+			if err != nil {
+				t.Fatal(err)
+			}
+			golden := filepath.Join("testdata", tc.tmpl)
+			if *update {
+				if err := os.WriteFile(golden, []byte(got), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			want, err := os.ReadFile(golden)
+			if err != nil {
+				t.Fatalf("%v (run with -update to create it)", err)
+			}
+			if got != string(want) {
+				t.Errorf("%s differs from %s:\n--- got\n%s\n--- want\n%s", tc.tmpl, golden, got, want)
+			}
+		})
+	}
+}

@@ -1,0 +1,14 @@
+# ksmg-deploy: create-vm
+$vm = New-VM -Name 'ksmg-1' -Generation 2 -Path 'D:\VMs\ksmg' -VHDPath 'D:\VMs\ksmg\ksmg-1\ksmg-1.vhdx' -MemoryStartupBytes 8589934592 -SwitchName 'Mail DMZ''s switch'
+try {
+  # The pending mark first, so an interrupted deploy leaves a VM that the
+  # next run recognises as its own leftover.
+  Set-VM -VM $vm -Notes 'ksmg.deploy=pending' -StaticMemory -ProcessorCount 4 -AutomaticStartAction Nothing
+  # Debian boots through shim, signed by the Microsoft UEFI CA.
+  Set-VMFirmware -VM $vm -EnableSecureBoot On -SecureBootTemplate 'MicrosoftUEFICertificateAuthority'
+  Set-VMNetworkAdapterVlan -VM $vm -Access -VlanId 120
+} catch {
+  Remove-VM -VM $vm -Force -ErrorAction SilentlyContinue
+  throw
+}
+$vm.VMId.Guid
