@@ -3,13 +3,18 @@
 // do, the Result it reports, and the Deployer interface the fleet runner and
 // the ksmg command drive.
 //
-// Idempotence contract, kept by every driver: a VM is only "in place" once
-// its deploy finished; the driver marks it so on the target (vSphere: an
-// extraConfig key, Hyper-V/SCVMM: a note/description tag). A VM of the
-// node's name without that mark is the leftover of an interrupted run and
-// is replaced; one with the mark is left alone unless Replace is set. So a
-// re-run changes nothing in place and an interrupted run can simply be run
-// again.
+// Idempotence contract, kept by every driver: a VM the driver creates is
+// marked MarkKey=MarkPending from its first moment on the target (vSphere:
+// extraConfig, Hyper-V: Notes, SCVMM: Description) and MarkKey=MarkComplete
+// as the very last step of its deploy. Plan then reads:
+//   - no VM of the node's name: create;
+//   - marked complete: unchanged (replace only when Node.Replace);
+//   - marked pending: the leftover of an interrupted run, replaced;
+//   - not marked at all: not ours; a permanent error unless Node.Replace,
+//     so a re-run never destroys someone's VM that happens to share a name.
+//
+// So a re-run changes nothing in place and an interrupted run can simply be
+// run again.
 package deploy
 
 import (
@@ -32,9 +37,13 @@ const (
 	RoleSecondary = answers.RoleSecondary
 )
 
-// MarkKey names the completion mark a driver puts on a VM it finished
-// deploying; its value is MarkValue(node).
-const MarkKey = "ksmg.deploy"
+// MarkKey names the mark a driver puts on a VM it creates; its value is
+// MarkPending until the deploy finished and MarkComplete after.
+const (
+	MarkKey      = "ksmg.deploy"
+	MarkPending  = "pending"
+	MarkComplete = "complete"
+)
 
 // Node is one appliance to put on one target.
 type Node struct {
@@ -91,14 +100,14 @@ func (n *Node) Validate() error {
 
 // MarkValue is the completion mark of a node: stable across runs so that a
 // re-run recognises its own finished VMs.
-func MarkValue(n Node) string { return "complete" }
+func MarkValue(Node) string { return MarkComplete }
 
 // Action is what a deploy does (or would do) to a node.
 type Action string
 
 const (
 	ActionCreate    Action = "create"    // no VM of that name
-	ActionReplace   Action = "replace"   // unfinished leftover, or Replace asked
+	ActionReplace   Action = "replace"   // pending leftover, or Replace asked
 	ActionUnchanged Action = "unchanged" // a finished VM is in place
 )
 
