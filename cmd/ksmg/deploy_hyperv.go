@@ -1,0 +1,169 @@
+package main
+
+import (
+	"context"
+	"log/slog"
+	"maps"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/ksmg-appliance/ksmg/deploy"
+	"github.com/ksmg-appliance/ksmg/deploy/hyperv"
+)
+
+func init() { deployCmd.AddCommand(newDeployHyperVCmd()) }
+
+type hypervFlags struct {
+	cfg       hyperv.Config
+	vhdx      string
+	name      string
+	props     []string
+	propsFile string
+	diskSize  string
+	cpus      int
+	memory    int
+	powerOn   bool
+	waitIP    time.Duration
+	replace   bool
+	plan      bool
+}
+
+// openHyperV is hyperv.Open; tests replace it to reach a fake host.
+var openHyperV = func(ctx context.Context, name string, cfg hyperv.Config, log *slog.Logger) (deploy.Deployer, error) {
+	d, err := hyperv.Open(ctx, name, cfg)
+	if err != nil {
+		return nil, err
+	}
+	d.SetLogger(log)
+	return d, nil
+}
+
+func newDeployHyperVCmd() *cobra.Command {
+	var f hypervFlags
+	cmd := &cobra.Command{
+		Use:   `hyperv --vhdx FILE --name VM --host HOST --share UNC --path DIR --switch NAME [flags]`,
+		Short: "Deploy the appliance VHDX to a Hyper-V host as a Generation 2 VM",
+		Long: `Deploy the appliance VHDX to a Hyper-V host as a Generation 2 VM with
+Secure Boot (template MicrosoftUEFICertificateAuthority).
+
+Driver winrm (default, any OS) runs PowerShell over WinRM and copies the
+disk over SMB to --share, the UNC form of the host folder --path; each VM
+gets <path>\<name> for its disk and configuration. Driver wmi (Windows
+only) uses the Hyper-V WMI API of this machine (--host localhost) or of a
+remote host.
+
+First-boot answers (--prop, --props-file) become host-to-guest KVP items,
+set before the VM first starts. The guest's address is read from KVP
+(--wait-ip). A VM of the same name that ksmg finished deploying is left
+alone unless --replace is given; an unfinished one is replaced; one ksmg did
+not make is never touched without --replace.
+
+The password is never a flag: it is read from --password-file or the
+variable --password-env names (default KSMG_HYPERV_PASSWORD).`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return runDeployHyperV(cmd, &f)
+		},
+	}
+	fl := cmd.Flags()
+	c := &f.cfg
+	fl.StringVar(&c.Host, "host", "", "Hyper-V host name or address (required for --driver winrm)")
+	fl.StringVar(&c.Driver, "driver", "winrm", "winrm (PowerShell over WinRM, any OS) or wmi (Windows only)")
+	fl.IntVar(&c.WinRM.Port, "port", 0, "WinRM port (default 5986, or 5985 with --http)")
+	fl.BoolVar(&c.WinRM.HTTP, "http", false, "WinRM over plain HTTP (needs --ntlm, which then encrypts every message)")
+	fl.BoolVar(&c.WinRM.NTLM, "ntlm", false, "NTLM authentication instead of Basic")
+	fl.BoolVar(&c.WinRM.Insecure, "insecure", false, "skip TLS certificate verification")
+	fl.StringVar(&c.WinRM.CACert, "ca-cert", "", "PEM file with the CA of the WinRM listener's certificate")
+	fl.StringVar(&c.User, "user", "", `user, DOMAIN\user or user@domain`)
+	fl.StringVar(&c.PasswordEnv, "password-env", "", "environment variable holding the password (default "+hyperv.DefaultPasswordEnv+")")
+	fl.StringVar(&c.PasswordFile, "password-file", "", "file holding the password")
+	fl.StringVar(&c.Share, "share", "", `UNC folder the disk is copied to, e.g. \\hv1\VMs$\ksmg`)
+	fl.StringVar(&c.Path, "path", "", `the same folder as the host sees it, e.g. D:\VMs\ksmg (required)`)
+	fl.StringVar(&c.Switch, "switch", "", "Hyper-V virtual switch for the appliance's NIC (required)")
+	fl.IntVar(&c.VLAN, "vlan", 0, "access VLAN ID of the NIC (0: untagged)")
+	fl.DurationVar(&c.PollInterval, "poll-interval", 0, "how often the guest's address is polled (default 5s)")
+	fl.StringVar(&f.vhdx, "vhdx", "", "appliance VHDX file (required)")
+	fl.StringVar(&f.name, "name", "", "VM name (required)")
+	fl.StringArrayVar(&f.props, "prop", nil, "first-boot answer key=value, e.g. ksmg.hostname=mx1.example.com (repeatable)")
+	fl.StringVar(&f.propsFile, "props-file", "", "YAML/JSON map of first-boot answers")
+	fl.StringVar(&f.diskSize, "disk-size", "", "grow the disk to this size in GiB, e.g. 100 or 100G")
+	fl.IntVar(&f.cpus, "cpus", 0, "virtual CPUs (default 4, the appliance spec's)")
+	fl.IntVar(&f.memory, "memory", 0, "memory in MiB (default 8192, the appliance spec's)")
+	fl.BoolVar(&f.powerOn, "power-on", true, "start the VM")
+	fl.DurationVar(&f.waitIP, "wait-ip", 0, "wait this long for the guest's address, e.g. 10m (0: do not wait)")
+	fl.BoolVar(&f.replace, "replace", false, "replace a VM of the same name")
+	fl.BoolVar(&f.plan, "plan", false, "print what would be done and change nothing")
+	return cmd
+}
+
+func runDeployHyperV(cmd *cobra.Command, f *hypervFlags) error {
+	ctx := cmd.Context()
+	out := cmd.OutOrStdout()
+	if f.vhdx == "" || f.name == "" {
+		return usage("deploy hyperv: --vhdx and --name are required")
+	}
+	props := map[string]string{}
+	if f.propsFile != "" {
+		fileProps, nets, err := readPropsFile(f.propsFile)
+		if err != nil {
+			return &exitError{code: 2, err: err}
+		}
+		if len(nets) > 0 {
+			return usage("--props-file %s: network mappings are for vSphere; use --switch", f.propsFile)
+		}
+		maps.Copy(props, fileProps)
+	}
+	for _, kv := range f.props {
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok || k == "" {
+			return usage("--prop %q: expected key=value", redactProp(kv))
+		}
+		props[k] = v
+	}
+	diskGiB, err := parseGiB(f.diskSize)
+	if err != nil {
+		return usage("--disk-size %q: %v", f.diskSize, err)
+	}
+	n := deploy.Node{
+		Name: f.name, Image: f.vhdx, CPUs: f.cpus, MemoryMiB: f.memory, DiskGiB: diskGiB,
+		Properties: props, PowerOn: f.powerOn, WaitIP: f.waitIP, Replace: f.replace,
+	}
+	if err := n.Validate(); err != nil {
+		return usage("deploy hyperv: %v", err)
+	}
+	log := logger()
+	if !f.plan {
+		n.Progress = uploadProgress(cmd.ErrOrStderr())
+	}
+	name := f.cfg.Host
+	if name == "" {
+		name = "localhost"
+	}
+	d, err := openHyperV(ctx, name, f.cfg, log)
+	if err != nil {
+		if deploy.IsPermanent(err) {
+			return &exitError{code: 2, err: err}
+		}
+		return err
+	}
+	defer func() {
+		if err := d.Close(); err != nil {
+			log.Warn("close", "err", err)
+		}
+	}()
+	if f.plan {
+		p, err := d.Plan(ctx, n)
+		if err != nil {
+			if deploy.IsPermanent(err) {
+				return &exitError{code: 2, err: err}
+			}
+			return err
+		}
+		return writeScvmmPlan(out, p)
+	}
+	log.Info("deploying", "target", d.Target(), "vm", n.Name, "vhdx", n.Image, "properties", deploy.Redact(n.Properties))
+	res, err := d.Deploy(ctx, n)
+	return writeScvmmResult(out, res, err)
+}

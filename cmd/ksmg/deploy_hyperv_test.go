@@ -1,0 +1,175 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/ksmg-appliance/ksmg/deploy"
+	"github.com/ksmg-appliance/ksmg/deploy/hyperv"
+	"github.com/ksmg-appliance/ksmg/deploy/pwsh"
+	"github.com/ksmg-appliance/ksmg/deploy/pwsh/pwshtest"
+	"github.com/ksmg-appliance/ksmg/vhdx"
+)
+
+// No Hyper-V host can run here: the command is tested for flags, output
+// and exit statuses against pwshtest's WinRM server, which answers each
+// script step like a Hyper-V host would; the driver's deploy sequence and
+// failure handling are tested in deploy/hyperv.
+
+var hypervStep = regexp.MustCompile(`^# ksmg-deploy: ([a-z-]+)\n`)
+
+// fakeHyperV answers find-vm with vm (JSON or "null") and every other step
+// as a successful one; it returns the steps it saw.
+func fakeHyperV(t *testing.T, vm string) *[]string {
+	t.Helper()
+	var steps []string
+	host := pwshtest.NewHost(func(script string) pwshtest.Reply {
+		m := hypervStep.FindStringSubmatch(script)
+		if m == nil {
+			t.Errorf("script without a step line:\n%s", script)
+			return pwshtest.Reply{ExitCode: 1}
+		}
+		steps = append(steps, m[1])
+		switch m[1] {
+		case "find-vm":
+			return pwshtest.Reply{Stdout: vm + "\r\n"}
+		case "create-vm":
+			return pwshtest.Reply{Stdout: "5c4d2a1e-0b7f-4e42-9c1d-6a8b3f0e2d71\r\n"}
+		case "guest-ip":
+			return pwshtest.Reply{Stdout: "192.0.2.10\r\n"}
+		}
+		return pwshtest.Reply{}
+	})
+	t.Cleanup(host.Close)
+	old := openHyperV
+	t.Cleanup(func() { openHyperV = old })
+	openHyperV = func(ctx context.Context, name string, cfg hyperv.Config, log *slog.Logger) (deploy.Deployer, error) {
+		if err := cfg.Validate(); err != nil {
+			return nil, deploy.Permanent(err)
+		}
+		run, err := pwsh.NewWinRM(host.Config)
+		if err != nil {
+			return nil, err
+		}
+		return hyperv.New(name, hyperv.NewPSHost(name, run, nopCopier{}, cfg.Share, cfg.Path), cfg), nil
+	}
+	return &steps
+}
+
+// nopCopier stands in for SMB (tested against smbd in deploy/pwsh).
+type nopCopier struct{}
+
+func (nopCopier) Copy(context.Context, string, string, func(int64, int64)) error { return nil }
+
+func runHyperV(t *testing.T, args ...string) (string, error) {
+	t.Helper()
+	cmd := newDeployHyperVCmd()
+	var out bytes.Buffer
+	cmd.SetOut(&out)
+	cmd.SetErr(&out)
+	cmd.SetArgs(args)
+	cmd.SilenceUsage, cmd.SilenceErrors = true, true
+	err := cmd.ExecuteContext(context.Background())
+	return out.String(), err
+}
+
+func hypervArgs(t *testing.T) []string {
+	dir := t.TempDir()
+	raw := filepath.Join(dir, "d.raw")
+	os.WriteFile(raw, nil, 0o600)
+	os.Truncate(raw, 16<<20)
+	img := filepath.Join(dir, "ksmg.vhdx")
+	if err := vhdx.Write(context.Background(), raw, img, vhdx.Options{Identity: "cmd-test"}); err != nil {
+		t.Fatal(err)
+	}
+	return []string{
+		"--vhdx", img, "--name", "ksmg-1", "--host", "hv1", "--user", `LAB\deployer`,
+		"--share", `\\hv1\VMs$\ksmg`, "--path", `D:\VMs\ksmg`, "--switch", "DMZ",
+		"--prop", "ksmg.hostname=ksmg-1.example.com", "--prop", "ksmg.admin.password=Secret-1234567",
+	}
+}
+
+const hypervDoneVM = `{"id":"5c4d2a1e-0b7f-4e42-9c1d-6a8b3f0e2d71","name":"ksmg-1","notes":"ksmg.deploy=complete","state":"Running"}`
+
+func TestDeployHyperV(t *testing.T) {
+	for _, tc := range []struct {
+		name, vm  string
+		args      []string
+		json      bool
+		want      string
+		wantSteps string
+	}{
+		{"plan create", "null", []string{"--plan"}, false, "create ksmg-1 -: no VM ksmg-1 on hv1\n", "[find-vm]"},
+		{"plan unchanged json", hypervDoneVM, []string{"--plan"}, true, `"Action":"unchanged"`, "[find-vm]"},
+		{"deploy unchanged", hypervDoneVM, nil, false, "unchanged ksmg-1 5c4d2a1e-0b7f-4e42-9c1d-6a8b3f0e2d71 -\n", "[find-vm]"},
+		{"deploy", "null", []string{"--wait-ip", "1m", "--poll-interval", "1ms"}, false, "create ksmg-1 5c4d2a1e-0b7f-4e42-9c1d-6a8b3f0e2d71 192.0.2.10\n",
+			"[find-vm create-vm add-kvp start-vm guest-ip set-notes]"},
+		{"deploy json", "null", []string{"--power-on=false"}, true, `"Action":"create"`, "[find-vm create-vm add-kvp set-notes]"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			steps := fakeHyperV(t, tc.vm)
+			jsonLogs = tc.json
+			defer func() { jsonLogs = false }()
+			out, err := runHyperV(t, append(hypervArgs(t), tc.args...)...)
+			if err != nil {
+				t.Fatalf("%v\n%s", err, out)
+			}
+			if tc.json {
+				if !json.Valid([]byte(out)) || !strings.Contains(out, tc.want) {
+					t.Errorf("output %q, want JSON with %s", out, tc.want)
+				}
+			} else if !strings.HasSuffix(out, tc.want) {
+				t.Errorf("output %q, want it to end with %q", out, tc.want)
+			}
+			if strings.Contains(out, "Secret-1234567") {
+				t.Error("the password reached the output")
+			}
+			if got := fmt.Sprint(*steps); got != tc.wantSteps {
+				t.Errorf("steps %s, want %s", got, tc.wantSteps)
+			}
+		})
+	}
+}
+
+func TestDeployHyperVBadInput(t *testing.T) {
+	base := hypervArgs(t)
+	without := func(flag string) []string {
+		var out []string
+		for i := 0; i < len(base); i += 2 {
+			if base[i] != flag {
+				out = append(out, base[i], base[i+1])
+			}
+		}
+		return out
+	}
+	for _, tc := range []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"no vhdx", without("--vhdx"), "--vhdx and --name are required"},
+		{"bad prop", append(without("--prop"), "--prop", "ksmg.admin.password"), "expected key=value"},
+		{"bad disk size", append(without("--prop"), "--disk-size", "10T"), "--disk-size"},
+		{"bad name", append(without("--name"), "--name", "a'b"), "must not contain"},
+		{"share not UNC", append(without("--share"), "--share", `D:\x`), "want a UNC folder"},
+		{"no path", without("--path"), `path "": want the host's local folder`},
+		{"http basic", append(base, "--http"), "needs winrm.ntlm"},
+		{"foreign VM", base, "not deployed by ksmg"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			fakeHyperV(t, `{"id":"5c4d2a1e-0b7f-4e42-9c1d-6a8b3f0e2d71","name":"ksmg-1","notes":"","state":"Running"}`)
+			out, err := runHyperV(t, append(tc.args, "--plan")...)
+			if exitCode(err) != 2 || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("err = %v (exit %d), want exit 2 with %q\n%s", err, exitCode(err), tc.want, out)
+			}
+		})
+	}
+}
