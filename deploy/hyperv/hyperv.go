@@ -45,7 +45,7 @@ const Kind = "hyperv"
 const SecureBootTemplate = "MicrosoftUEFICertificateAuthority"
 
 // PendingMark is the mark of a VM whose deploy has not finished.
-const PendingMark = "pending"
+const PendingMark = deploy.MarkPending
 
 // VM is a Hyper-V VM as the driver sees it.
 type VM struct {
