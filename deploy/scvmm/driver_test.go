@@ -101,7 +101,7 @@ func newRig(t *testing.T, r func(f *fakeVMM) pwsh.Runner) *rig {
 var firstDeploy = []string{
 	stepPlan, stepDisk, stepRefresh, stepJob, stepJob, stepDisk, stepTemplate,
 	stepCreate, stepJob, stepJob, stepJob, stepPlan, stepConfigure, stepKVP,
-	stepStart, stepJob, stepJob, stepIP, stepIP, stepMark,
+	stepStart, stepJob, stepJob, stepIP, stepIP, stepKVPRemove, stepMark,
 }
 
 func TestDeployRerunAndSecondNode(t *testing.T) {
@@ -138,13 +138,18 @@ func TestDeployRerunAndSecondNode(t *testing.T) {
 	if !equalVM(got, want) {
 		t.Errorf("VM\n got  %+v\n want %+v", got, want)
 	}
+	// The non-secret answers stay; the password left the VM's settings
+	// once the guest had its address (its first boot read it).
 	for k, v := range n.Properties {
-		if vm.KVP[k] != v {
+		if k != "ksmg.admin.password" && vm.KVP[k] != v {
 			t.Errorf("KVP %s = %q, want %q", k, vm.KVP[k], v)
 		}
 	}
-	if len(vm.KVP) != len(n.Properties) {
-		t.Errorf("KVP items %v", vm.KVP)
+	if _, left := vm.KVP["ksmg.admin.password"]; left || len(vm.KVP) != len(n.Properties)-1 {
+		t.Errorf("KVP items after the deploy %v", vm.KVP)
+	}
+	if !slices.Equal(rg.f.removed, []string{"ksmg.admin.password"}) {
+		t.Errorf("removed KVP items %v", rg.f.removed)
 	}
 	copies := rg.cp.Copies()
 	if len(copies) != 1 || !strings.HasPrefix(copies[0], testShare+`\ksmg-`) || !strings.HasSuffix(copies[0], ".vhdx") {
@@ -228,8 +233,8 @@ func TestFailedJobThenRerun(t *testing.T) {
 		t.Errorf("a failed job is worth a retry: permanent=%v res.Err=%v", deploy.IsPermanent(err), res.Err)
 	}
 	left := rg.f.byName("ksmg-1")
-	if len(left) != 1 || left[0].Desc == "ksmg.deploy=complete" {
-		t.Fatalf("leftover %+v", left)
+	if len(left) != 1 || left[0].Desc != "ksmg.deploy=pending" {
+		t.Fatalf("leftover %+v, want one VM marked pending", left)
 	}
 	// The plan sees the leftover; the re-run replaces it.
 	p, err := rg.d.Plan(ctx, n)
@@ -265,8 +270,8 @@ func TestInterruptedThenRerun(t *testing.T) {
 	if _, err := rg.d.Deploy(ctx, n); !errors.Is(err, context.Canceled) {
 		t.Fatalf("err = %v, want canceled", err)
 	}
-	if vms := rg.f.byName("ksmg-1"); len(vms) != 1 || vms[0].Desc == "ksmg.deploy=complete" {
-		t.Fatalf("after interruption: %+v", vms)
+	if vms := rg.f.byName("ksmg-1"); len(vms) != 1 || vms[0].Desc != "ksmg.deploy=pending" {
+		t.Fatalf("after interruption: %+v, want one VM marked pending", vms)
 	}
 	rg.d.opt.Runner = runner{rg.f}
 	res, err := rg.d.Deploy(context.Background(), n)
@@ -304,7 +309,7 @@ func TestReplaceFinished(t *testing.T) {
 	}
 	n.Replace = true
 	p, err := rg.d.Plan(ctx, n)
-	if err != nil || p.Action != deploy.ActionReplace || !strings.Contains(p.Reason, "replace asked") {
+	if err != nil || p.Action != deploy.ActionReplace || !strings.Contains(p.Reason, "deployed by ksmg; replace requested") {
 		t.Fatalf("plan %+v %v", p, err)
 	}
 	res, err := rg.d.Deploy(ctx, n)
@@ -314,6 +319,133 @@ func TestReplaceFinished(t *testing.T) {
 	if vms := rg.f.byName("ksmg-1"); len(vms) != 1 {
 		t.Errorf("VMs %+v", vms)
 	}
+}
+
+// TestExistingVMs plans and deploys over a VM of the node's name in each
+// state the contract knows: only ksmg's own leftovers are replaced without
+// Replace; a VM without the mark is someone else's and is never removed.
+func TestExistingVMs(t *testing.T) {
+	img := testVHDX(t)
+	for _, tc := range []struct {
+		name, desc string
+		replace    bool
+		action     deploy.Action
+		reason     string // in the plan's reason, or in the error
+	}{
+		{"foreign", "Production mail relay, do not touch", false, "", "VM ksmg-1 exists (vm-0001 on hv9.example.com) and was not deployed by ksmg (no ksmg.deploy in its Description); it is left alone"},
+		{"foreign empty", "", false, "", "was not deployed by ksmg"},
+		{"foreign replace", "Production mail relay", true, deploy.ActionReplace, "not deployed by ksmg; replace requested"},
+		{"pending", "ksmg.deploy=pending", false, deploy.ActionReplace, `with ksmg.deploy="pending", not "complete": leftover of an unfinished deploy`},
+		{"pending in a note", "moved by ops ksmg.deploy=pending", false, deploy.ActionReplace, "leftover of an unfinished deploy"},
+		{"complete", "ksmg.deploy=complete", false, deploy.ActionUnchanged, "deployed by ksmg"},
+		{"complete replace", "ksmg.deploy=complete", true, deploy.ActionReplace, "deployed by ksmg; replace requested"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			rg := newRig(t, nil)
+			old := &fakeVM{ID: rg.f.id("vm"), Name: "ksmg-1", Desc: tc.desc, State: "Running", Host: "hv9.example.com", IPs: []string{"192.0.2.99"}}
+			rg.f.vms[old.ID] = old
+			n := testNode(img, "ksmg-1")
+			n.Replace = tc.replace
+			ctx := context.Background()
+
+			p, err := rg.d.Plan(ctx, n)
+			if tc.action == "" {
+				if err == nil || !deploy.IsPermanent(err) || !strings.Contains(err.Error(), tc.reason) {
+					t.Fatalf("plan: %+v, err %v; want a permanent error with %q", p, err, tc.reason)
+				}
+			} else if err != nil || p.Action != tc.action || p.ID != old.ID || !strings.Contains(p.Reason, tc.reason) {
+				t.Fatalf("plan: %+v, err %v; want %s with %q", p, err, tc.action, tc.reason)
+			}
+
+			rg.f.resetSteps()
+			res, err := rg.d.Deploy(ctx, n)
+			steps := rg.f.Steps()
+			vms := rg.f.byName("ksmg-1")
+			switch tc.action {
+			case "":
+				if err == nil || !deploy.IsPermanent(err) || !strings.Contains(err.Error(), tc.reason) {
+					t.Fatalf("deploy: %+v, err %v; want a permanent error with %q", res, err, tc.reason)
+				}
+				if slices.Contains(steps, stepRemove) || !slices.Equal(steps, []string{stepPlan}) {
+					t.Errorf("deploy over a foreign VM ran %v; only the look-up may run", steps)
+				}
+				if len(vms) != 1 || vms[0] != old || old.Desc != tc.desc {
+					t.Errorf("the foreign VM was touched: %+v", vms)
+				}
+			case deploy.ActionUnchanged:
+				if err != nil || res.Action != tc.action || res.ID != old.ID || !slices.Equal(steps, []string{stepPlan}) {
+					t.Errorf("deploy: %+v %v, steps %v", res, err, steps)
+				}
+			case deploy.ActionReplace:
+				if err != nil || res.Action != tc.action {
+					t.Fatalf("deploy: %+v %v", res, err)
+				}
+				if i := slices.Index(steps, stepRemove); i != 1+slices.Index(steps, stepTemplate) || slices.Index(steps, stepCreate) < i {
+					t.Errorf("replace steps %v: want the removal after the image is ready and before the create", steps)
+				}
+				if len(vms) != 1 || vms[0].ID == old.ID || vms[0].Desc != "ksmg.deploy=complete" || rg.f.vms[old.ID] != nil {
+					t.Errorf("after replace: %+v", vms)
+				}
+			}
+		})
+	}
+}
+
+// TestSecretKVPWithoutWaitIP: without waiting for the address nothing says
+// the guest read its answers, so the secret items stay and no removal runs.
+func TestSecretKVPWithoutWaitIP(t *testing.T) {
+	rg := newRig(t, nil)
+	n := testNode(testVHDX(t), "ksmg-1")
+	n.WaitIP = 0
+	res, err := rg.d.Deploy(context.Background(), n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if slices.Contains(rg.f.Steps(), stepKVPRemove) || len(rg.f.removed) != 0 {
+		t.Errorf("secret KVP items removed without waiting for the guest: steps %v", rg.f.Steps())
+	}
+	if vm := rg.f.vms[res.ID]; vm.KVP["ksmg.admin.password"] != secretPassword || vm.Desc != "ksmg.deploy=complete" {
+		t.Errorf("VM %+v", vm)
+	}
+}
+
+// TestSecretKVPRemovalFails: a failed removal fails the deploy before the
+// completion mark, so the VM stays pending and the next run replaces it.
+func TestSecretKVPRemovalFails(t *testing.T) {
+	rg := newRig(t, nil)
+	n := testNode(testVHDX(t), "ksmg-1")
+	rg.d.opt.Runner = failStep{runner{rg.f}, stepKVPRemove}
+	_, err := rg.d.Deploy(context.Background(), n)
+	var sf *ScriptFailure
+	if !errors.As(err, &sf) || sf.Step != "remove secret KVP items of ksmg-1" || deploy.IsPermanent(err) {
+		t.Fatalf("err = %v, want a retryable failure of the removal", err)
+	}
+	if vms := rg.f.byName("ksmg-1"); len(vms) != 1 || vms[0].Desc != "ksmg.deploy=pending" {
+		t.Fatalf("after the failed removal: %+v, want one VM marked pending", vms)
+	}
+	rg.d.opt.Runner = runner{rg.f}
+	res, err := rg.d.Deploy(context.Background(), n)
+	if err != nil || res.Action != deploy.ActionReplace {
+		t.Fatalf("re-run: %+v %v", res, err)
+	}
+	if vm := rg.f.vms[res.ID]; vm.Desc != "ksmg.deploy=complete" || len(rg.f.byName("ksmg-1")) != 1 {
+		t.Errorf("after re-run: %+v", vm)
+	}
+}
+
+// failStep answers a script of step with the failure a real script prints
+// when Invoke-Command throws (the host refused it).
+type failStep struct {
+	r    pwsh.Runner
+	step string
+}
+
+func (c failStep) Run(ctx context.Context, s string) (pwsh.Output, error) {
+	if strings.Contains(s, "# ksmg-scvmm step="+c.step+"\n") {
+		out, code := fail("Invoke-Command: Connecting to remote server hv1.example.com failed: Access is denied.", "error")
+		return pwsh.Output{Stdout: out, ExitCode: code}, nil
+	}
+	return c.r.Run(ctx, s)
 }
 
 func TestPermanentErrors(t *testing.T) {

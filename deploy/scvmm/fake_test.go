@@ -62,6 +62,8 @@ type fakeVMM struct {
 	// hostGroup is the only host group there is.
 	hostGroup string
 	kvpCalls  int
+	// removed are the KVP keys unkvp scripts removed, in order.
+	removed []string
 }
 
 func newFakeVMM(t *testing.T) *fakeVMM {
@@ -82,6 +84,8 @@ var (
 	vlanRe  = regexp.MustCompile(`-VLanID (\d+)`)
 	sizeRe  = regexp.MustCompile(`-VirtualHardDiskSizeGB (\d+)`)
 	userRe  = regexp.MustCompile(`PSCredential\(` + quoted)
+	keysRe  = regexp.MustCompile(`(?m)^\$keys = @\((.*)\)$`)
+	qRe     = regexp.MustCompile(quoted)
 	unquote = strings.NewReplacer("''", "'")
 )
 
@@ -301,6 +305,36 @@ func (f *fakeVMM) handle(script string) (string, int) {
 			vm.KVP[unquote.Replace(it[1][1:len(it[1])-1])] = unquote.Replace(it[2][1 : len(it[2])-1])
 		}
 		return ok(map[string]any{"count": len(vm.KVP)})
+	case stepKVPRemove:
+		vm := f.vms[arg(t, script, "-ID ")]
+		if vm == nil {
+			return fail("VM disappeared", "error")
+		}
+		if vm.State != "Running" || len(vm.IPs) == 0 {
+			t.Errorf("secret KVP items removed while the VM is %s with addresses %v: first boot may not have read them", vm.State, vm.IPs)
+		}
+		if u := userRe.FindStringSubmatch(script); u == nil || u[1] != `'EXAMPLE\hvadmin'` {
+			t.Errorf("KVP removal script does not use the host credentials: %v", u)
+		}
+		if !strings.Contains(script, "RemoveKvpItems") {
+			t.Errorf("KVP removal script does not call RemoveKvpItems:\n%s", script)
+		}
+		m := keysRe.FindStringSubmatch(script)
+		if m == nil {
+			t.Errorf("KVP removal script has no $keys line:\n%s", script)
+			return "", 1
+		}
+		for _, k := range qRe.FindAllString(m[1], -1) {
+			k = unquote.Replace(k[1 : len(k)-1])
+			if v, ok := vm.KVP[k]; !ok {
+				return fail("KVP item "+k+" was not removed on "+vm.Host, "error")
+			} else if v != "" && strings.Contains(script, v) {
+				t.Errorf("KVP removal script carries the value of %s", k)
+			}
+			delete(vm.KVP, k)
+			f.removed = append(f.removed, k)
+		}
+		return ok(map[string]any{"count": len(f.removed)})
 	case stepStart:
 		vm := f.vms[arg(t, script, "-ID ")]
 		if vm == nil {

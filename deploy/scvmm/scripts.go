@@ -27,6 +27,7 @@ const (
 	stepCreate    = "create"
 	stepConfigure = "configure"
 	stepKVP       = "kvp"
+	stepKVPRemove = "unkvp"
 	stepStart     = "start"
 	stepIP        = "ip"
 	stepMark      = "mark"
@@ -57,6 +58,7 @@ type vars struct {
 	VLAN                                int
 	HostUser, HostPassword              string
 	Items                               []kv
+	Keys                                []string // KVP items to remove
 }
 
 // render returns the script of step with v.

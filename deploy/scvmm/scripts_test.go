@@ -26,13 +26,16 @@ var goldenCases = []struct {
 	{"refresh-server", stepRefresh, vars{SharePath: testShare + `\ksmg-0123456789ab.vhdx`, LibraryServer: "lib.example.com"}},
 	{"template", stepTemplate, vars{Template: "ksmg-0123456789ab", Profile: "ksmg-0123456789ab-hw", DiskID: "disk-1", CPUs: 2, MemoryMiB: 4096, SecureBootTemplate: SecureBootTemplate}},
 	{"template-os", stepTemplate, vars{Template: "ksmg-0123456789ab", Profile: "ksmg-0123456789ab-hw", DiskID: "disk-1", CPUs: 2, MemoryMiB: 4096, SecureBootTemplate: SecureBootTemplate, OperatingSystem: "Debian GNU/Linux 12 (64 bit)"}},
-	{"create-hostgroup", stepCreate, vars{Name: "ksmg-1", TemplateID: "tmpl-1", CPUs: 4, MemoryMiB: 8192, DiskGB: 40, HostGroup: `All Hosts\Prague`, Description: "ksmg appliance, deploy in progress"}},
-	{"create-hostgroup-path", stepCreate, vars{Name: "ksmg-1", TemplateID: "tmpl-1", DiskGB: 8, HostGroup: "Prague", Path: `D:\VMs`, Description: "ksmg appliance, deploy in progress"}},
-	{"create-cloud", stepCreate, vars{Name: "ksmg-1", TemplateID: "tmpl-1", CPUs: 4, DiskGB: 8, Cloud: "Mail 'DMZ' cloud", Description: "ksmg appliance, deploy in progress"}},
+	{"create-hostgroup", stepCreate, vars{Name: "ksmg-1", TemplateID: "tmpl-1", CPUs: 4, MemoryMiB: 8192, DiskGB: 40, HostGroup: `All Hosts\Prague`, Description: "ksmg.deploy=pending"}},
+	{"create-hostgroup-path", stepCreate, vars{Name: "ksmg-1", TemplateID: "tmpl-1", DiskGB: 8, HostGroup: "Prague", Path: `D:\VMs`, Description: "ksmg.deploy=pending"}},
+	{"create-cloud", stepCreate, vars{Name: "ksmg-1", TemplateID: "tmpl-1", CPUs: 4, DiskGB: 8, Cloud: "Mail 'DMZ' cloud", Description: "ksmg.deploy=pending"}},
 	{"configure", stepConfigure, vars{Name: "ksmg-1", VMID: "vm-1", Network: "Mail DMZ", VLAN: 120, DiskGB: 40}},
 	{"configure-untagged", stepConfigure, vars{Name: "ksmg-1", VMID: "vm-1", Network: "Mail DMZ"}},
 	{"kvp", stepKVP, vars{VMID: "vm-1", HostUser: `EXAMPLE\hvadmin`, HostPassword: "example-not-a-password", Items: []kv{
 		{"ksmg.admin.password", "Example'Pa$$w0rd`"}, {"ksmg.eula.accepted", "true"}, {"ksmg.hostname", "ksmg-1.example.com"},
+	}}},
+	{"unkvp", stepKVPRemove, vars{VMID: "vm-1", HostUser: `EXAMPLE\hvadmin`, HostPassword: "example-not-a-password", Keys: []string{
+		"ksmg.admin.password", "ksmg.cluster.join_token",
 	}}},
 	{"start", stepStart, vars{VMID: "vm-1"}},
 	{"ip", stepIP, vars{VMID: "vm-1"}},
@@ -89,6 +92,7 @@ func TestValuesStayQuoted(t *testing.T) {
 		}
 	}
 	v.Items = []kv{{evil, evil}}
+	v.Keys = []string{evil}
 	for _, tc := range goldenCases {
 		got, err := render(tc.step, v)
 		if err != nil {

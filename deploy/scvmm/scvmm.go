@@ -5,9 +5,14 @@
 //
 // A deploy of one node:
 //
-//  1. plan: Get-SCVirtualMachine -Name; a VM whose Description carries the
-//     completion mark (deploy.MarkKey=deploy.MarkValue) is left alone, one
-//     without it is the leftover of an interrupted run and is removed.
+//  1. plan: Get-SCVirtualMachine -Name, read the deploy package's mark
+//     (deploy.MarkKey) from the VM's Description: no VM is created; one
+//     marked complete is left alone (replaced only with Node.Replace); one
+//     marked pending is the leftover of an interrupted run and is removed
+//     and made again; one without any mark was not made by ksmg and is
+//     never removed unless Node.Replace is set: the plan and the deploy
+//     fail with a permanent error naming the VM, so a re-run cannot destroy
+//     someone's VM that happens to share the name.
 //  2. image (once per VHDX and Deployer): the VHDX, named by its SHA-256,
 //     is copied over SMB to the library share unless SCVMM already knows
 //     it there, the share is refreshed (Read-SCLibraryShare) and the disk
@@ -16,15 +21,38 @@
 //     VM template on that disk are created unless they exist.
 //  3. New-SCVirtualMachine from the template, on the best-rated host of the
 //     host group (Get-SCVMHostRating) or in a cloud (Get-SCCloud,
-//     New-SCVMConfiguration), with the node's CPUs and memory; network,
-//     VLAN and disk size are set on the new VM.
+//     New-SCVMConfiguration), with the node's CPUs and memory and the
+//     Description ksmg.deploy=pending in the same call, so the VM is never
+//     on the target unmarked; network, VLAN and disk size are set on the
+//     new VM.
 //  4. The first-boot answers become host-to-guest KVP items: SCVMM has no
 //     cmdlet for them, so the script reaches the VM's Hyper-V host
 //     (Invoke-Command) and calls Msvm_VirtualSystemManagementService
 //     AddKvpItems with Source 0, which the guest's hv_kvp_daemon writes to
 //     pool 0 where firstboot/sources.KVP reads them.
-//  5. Start, wait for the guest's IPv4 address (Read-SCVirtualMachine), and
-//     last set the completion mark in the VM's Description.
+//  5. Start and wait for the guest's IPv4 address (Read-SCVirtualMachine).
+//  6. When the address was waited for (Node.WaitIP > 0), the secret items
+//     (answers.IsSecret: admin password, password hash, join token) are
+//     removed again from the VM's host-to-guest KVP exchange
+//     (RemoveKvpItems, the same Invoke-Command path), so they do not stay
+//     in the VM's configuration on the host (HostExchangeItems, which
+//     exports and backups of the VM carry too). The guest scrubs its own
+//     pool after first boot applied them; this is the host's half.
+//     Why only after the address: the first-boot unit
+//     (firstboot/units/files/ksmg-firstboot@.service) is ordered after
+//     systemd-networkd.service has started, and cmd/ksmg-firstboot gathers
+//     its sources first thing; the address reaches SCVMM only after the
+//     guest got a DHCP lease (or applied a static address from the
+//     answers), hv_kvp_daemon reported it and SCVMM refreshed the VM. So
+//     first boot has very likely read the pool by then, but it is not a
+//     strict guarantee: systemd orders only the unit's start, and a DHCP
+//     lease does not wait for the wizard. The assumption is that reading a
+//     local file right after start wins against a DHCP exchange, a KVP
+//     report and an SCVMM refresh; if it ever lost, first boot would not
+//     get the secret answers and setup would not be unattended. Without
+//     WaitIP nothing tells the driver the guest has booted, so the items
+//     stay and the admin removes them.
+//  7. Last, the Description becomes ksmg.deploy=complete.
 //
 // Long operations run with -RunAsynchronously -JobVariable and their SCVMM
 // job is followed with Get-SCJob -ID from here, so a failure reports the
@@ -61,6 +89,7 @@ import (
 
 	"github.com/ksmg-appliance/ksmg/deploy"
 	"github.com/ksmg-appliance/ksmg/deploy/pwsh"
+	"github.com/ksmg-appliance/ksmg/firstboot/answers"
 	"github.com/ksmg-appliance/ksmg/firstboot/sources"
 )
 
@@ -157,6 +186,21 @@ func (d *Deployer) Close() error { return nil }
 // mark is the Description of a finished VM.
 func mark(n deploy.Node) string { return deploy.MarkKey + "=" + deploy.MarkValue(n) }
 
+// pendingMark is the Description a VM is created with.
+const pendingMark = deploy.MarkKey + "=" + deploy.MarkPending
+
+// markOf returns the value of deploy.MarkKey in a Description and whether
+// it has one at all. The mark is a whitespace-separated word, so an admin's
+// note around it does not hide it.
+func markOf(desc string) (string, bool) {
+	for _, w := range strings.Fields(desc) {
+		if v, ok := strings.CutPrefix(w, deploy.MarkKey+"="); ok {
+			return v, true
+		}
+	}
+	return "", false
+}
+
 type vmInfo struct {
 	ID          string `json:"id"`
 	Description string `json:"description"`
@@ -220,19 +264,24 @@ func (d *Deployer) plan(n deploy.Node, vms []vmInfo) (deploy.Plan, error) {
 	}
 	vm := vms[0]
 	p.ID = vm.ID
-	switch done := strings.Contains(vm.Description, mark(n)); {
-	case done && !n.Replace:
+	val, marked := markOf(vm.Description)
+	switch complete := marked && val == deploy.MarkValue(n); {
+	case complete && !n.Replace:
 		p.Action, p.Reason = deploy.ActionUnchanged, fmt.Sprintf("VM %s exists (%s on %s), deployed by ksmg", n.Name, vm.ID, vm.Host)
-	case done:
-		p.Action, p.Reason = deploy.ActionReplace, fmt.Sprintf("VM %s exists (%s on %s); replace asked", n.Name, vm.ID, vm.Host)
+	case complete:
+		p.Action, p.Reason = deploy.ActionReplace, fmt.Sprintf("VM %s exists (%s on %s), deployed by ksmg; replace requested", n.Name, vm.ID, vm.Host)
+	case marked:
+		p.Action, p.Reason = deploy.ActionReplace, fmt.Sprintf("VM %s exists (%s, %s) with %s=%q, not %q: leftover of an unfinished deploy", n.Name, vm.ID, vm.State, deploy.MarkKey, val, deploy.MarkValue(n))
+	case n.Replace:
+		p.Action, p.Reason = deploy.ActionReplace, fmt.Sprintf("VM %s exists (%s on %s), not deployed by ksmg; replace requested", n.Name, vm.ID, vm.Host)
 	default:
-		p.Action, p.Reason = deploy.ActionReplace, fmt.Sprintf("VM %s (%s, %s) has no completion mark: an unfinished deploy", n.Name, vm.ID, vm.State)
+		return p, deploy.Permanent(fmt.Errorf("VM %s exists (%s on %s) and was not deployed by ksmg (no %s in its Description); it is left alone, replace it explicitly if it should go", n.Name, vm.ID, vm.Host, deploy.MarkKey))
 	}
 	return p, nil
 }
 
-// Deploy implements deploy.Deployer. A failure leaves at most a VM without
-// the completion mark, which the next run replaces.
+// Deploy implements deploy.Deployer. A failure leaves at most a VM marked
+// pending, which the next run replaces.
 func (d *Deployer) Deploy(ctx context.Context, n deploy.Node) (deploy.Result, error) {
 	start := time.Now()
 	res := deploy.Result{Node: n.Name, Target: d.Target(), Attempts: 1}
@@ -290,7 +339,7 @@ func (d *Deployer) deploy(ctx context.Context, n deploy.Node, res *deploy.Result
 	cv := vars{
 		Name: n.Name, TemplateID: img.templateID, CPUs: n.CPUs, MemoryMiB: n.MemoryMiB, DiskGB: diskGB,
 		HostGroup: d.cfg.HostGroup, Cloud: d.cfg.Cloud, Path: d.cfg.PlacementPath,
-		Description: "ksmg appliance, deploy in progress",
+		Description: pendingMark,
 	}
 	d.log.Info("creating VM", "node", n.Name, "template", img.template)
 	if err := d.jobScript(ctx, stepCreate, cv, "create VM "+n.Name); err != nil {
@@ -336,9 +385,32 @@ func (d *Deployer) deploy(ctx context.Context, n deploy.Node, res *deploy.Result
 				return err
 			}
 			res.IP = ip
+			if err := d.removeSecrets(ctx, n, id); err != nil {
+				return err
+			}
 		}
 	}
 	return d.script(ctx, stepMark, vars{VMID: id, Description: mark(n)}, "mark VM "+n.Name+" complete", nil)
+}
+
+// removeSecrets removes the secret first-boot items from the VM's
+// host-to-guest KVP exchange once the guest is up (see the package doc for
+// why then). Only the key names travel in the script. A failure fails the
+// deploy before the completion mark: the VM stays pending and the next run
+// replaces it rather than leave a secret in its settings.
+func (d *Deployer) removeSecrets(ctx context.Context, n deploy.Node, id string) error {
+	var keys []string
+	for _, k := range slices.Sorted(maps.Keys(n.Properties)) {
+		if answers.IsSecret(k) {
+			keys = append(keys, k)
+		}
+	}
+	if len(keys) == 0 {
+		return nil
+	}
+	d.log.Info("removing secret KVP items", "node", n.Name, "keys", keys)
+	v := vars{VMID: id, HostUser: d.opt.HostUser, HostPassword: d.opt.HostPassword, Keys: keys}
+	return d.script(ctx, stepKVPRemove, v, "remove secret KVP items of "+n.Name, nil)
 }
 
 // usable drops link-local addresses, which a guest has before DHCP.

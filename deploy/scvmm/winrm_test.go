@@ -91,9 +91,16 @@ func TestWinRMDeployAndRerun(t *testing.T) {
 	}
 	vm := rg.f.vms[res.ID]
 	for k, v := range props {
-		if vm.KVP[k] != v {
+		if answers.IsSecret(k) {
+			if _, left := vm.KVP[k]; left {
+				t.Errorf("secret KVP item %s left in the VM's settings after the guest reported its address", k)
+			}
+		} else if vm.KVP[k] != v {
 			t.Errorf("KVP %s = %q over WinRM, want %q", k, vm.KVP[k], v)
 		}
+	}
+	if len(rg.f.removed) == 0 {
+		t.Errorf("no secret KVP item was removed over WinRM")
 	}
 	if vm.Desc != "ksmg.deploy=complete" || res.IP != "192.0.2.10" {
 		t.Errorf("VM %+v result %+v", vm, res)
