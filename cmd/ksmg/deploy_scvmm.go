@@ -51,9 +51,15 @@ image already there is not copied again) and the share refreshed; a
 Generation 2 template with Secure Boot (MicrosoftUEFICertificateAuthority)
 is made for it once. The VM is placed on the best-rated host of
 --host-group or in --cloud; first-boot answers (--prop, --props-file) reach
-the guest as Hyper-V KVP items, set through the VM's host. A VM of the same
-name that ksmg finished deploying is left alone unless --replace is given;
-an unfinished one is replaced.
+the guest as Hyper-V KVP items, set through the VM's host; with --wait-ip
+the secret ones (admin password, password hash, join token) are removed
+from the VM's settings again once the guest reported its address.
+
+The VM's Description carries ksmg.deploy=pending from its creation and
+ksmg.deploy=complete once the deploy finished. A VM of the same name that
+ksmg finished deploying is left alone unless --replace is given; one still
+marked pending (an interrupted run) is replaced; one without the mark is
+not ksmg's and is never removed unless --replace is given (exit status 2).
 
 Passwords are never flags: the WinRM/SMB password is read from
 --password-file or the variable --password-env names (default
@@ -98,7 +104,7 @@ its password (default: the same account).`,
 	fl.IntVar(&f.memory, "memory", 0, "memory in MiB (default: the template's, 4096)")
 	fl.BoolVar(&f.powerOn, "power-on", true, "start the VM")
 	fl.DurationVar(&f.waitIP, "wait-ip", 0, "wait this long for the guest's IPv4 address, e.g. 10m (0: do not wait)")
-	fl.BoolVar(&f.replace, "replace", false, "replace a VM of the same name that ksmg finished deploying")
+	fl.BoolVar(&f.replace, "replace", false, "replace a VM of the same name that ksmg finished deploying, or one ksmg did not make")
 	fl.BoolVar(&f.plan, "plan", false, "print what would be done and change nothing")
 	return cmd
 }
@@ -157,13 +163,19 @@ func runDeployScvmm(cmd *cobra.Command, f *scvmmFlags) error {
 	if f.plan {
 		p, err := d.Plan(ctx, n)
 		if err != nil {
+			if deploy.IsPermanent(err) {
+				return &exitError{code: 2, err: err}
+			}
 			return err
 		}
 		return writeScvmmPlan(out, p)
 	}
 	log.Info("deploying", "target", d.Target(), "vm", n.Name, "vhdx", n.Image, "properties", deploy.Redact(n.Properties))
 	res, err := d.Deploy(ctx, n)
-	return writeScvmmResult(out, res, err)
+	if err = writeScvmmResult(out, res, err); err != nil && deploy.IsPermanent(err) {
+		return &exitError{code: 2, err: err}
+	}
+	return err
 }
 
 // writeScvmmPlan prints one node's plan: a line, or JSON with --json.

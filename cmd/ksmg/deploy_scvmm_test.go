@@ -74,6 +74,22 @@ var scvmmArgs = []string{
 
 const scvmmDoneVM = `[{"id":"vm-1","description":"ksmg.deploy=complete","state":"Running","host":"hv1","ips":["192.0.2.10"]}]`
 
+const scvmmForeignVM = `[{"id":"vm-1","description":"Production relay","state":"Running","host":"hv1","ips":["192.0.2.7"]}]`
+
+// TestDeployScvmmForeignVM: a VM of the name without the mark is not ours;
+// plan and deploy stop with exit 2 and name it, and only the look-up runs
+// (fakeScvmm fails the test on any other script).
+func TestDeployScvmmForeignVM(t *testing.T) {
+	for _, args := range [][]string{{"--plan"}, nil} {
+		fakeScvmm(t, scvmmForeignVM)
+		out, err := runScvmm(t, append(append([]string{}, scvmmArgs...), args...)...)
+		const want = "VM ksmg-1 exists (vm-1 on hv1) and was not deployed by ksmg"
+		if exitCode(err) != 2 || !strings.Contains(err.Error(), want) {
+			t.Errorf("%v: err = %v (exit %d), want exit 2 with %q\n%s", args, err, exitCode(err), want, out)
+		}
+	}
+}
+
 func TestDeployScvmmPlanAndUnchanged(t *testing.T) {
 	for _, tc := range []struct {
 		name, vms string
@@ -82,8 +98,10 @@ func TestDeployScvmmPlanAndUnchanged(t *testing.T) {
 		want      string
 	}{
 		{"plan create", `[]`, []string{"--plan"}, false, "create ksmg-1 -: no VM named ksmg-1\n"},
-		{"plan leftover", `[{"id":"vm-1","description":"","state":"PowerOff","host":"hv1","ips":[]}]`, []string{"--plan"}, false,
-			"replace ksmg-1 vm-1: VM ksmg-1 (vm-1, PowerOff) has no completion mark: an unfinished deploy\n"},
+		{"plan leftover", `[{"id":"vm-1","description":"ksmg.deploy=pending","state":"PowerOff","host":"hv1","ips":[]}]`, []string{"--plan"}, false,
+			"replace ksmg-1 vm-1: VM ksmg-1 exists (vm-1, PowerOff) with ksmg.deploy=\"pending\", not \"complete\": leftover of an unfinished deploy\n"},
+		{"plan foreign replace", scvmmForeignVM, []string{"--plan", "--replace"}, false,
+			"replace ksmg-1 vm-1: VM ksmg-1 exists (vm-1 on hv1), not deployed by ksmg; replace requested\n"},
 		{"plan unchanged json", scvmmDoneVM, []string{"--plan"}, true, `"Action":"unchanged"`},
 		{"deploy unchanged", scvmmDoneVM, nil, false, "unchanged ksmg-1 vm-1 192.0.2.10\n"},
 		{"deploy unchanged json", scvmmDoneVM, nil, true, `"IP":"192.0.2.10"`},
