@@ -37,6 +37,7 @@ type flags struct {
 	interfaces   []string
 	noSources    bool
 	kvpPool      string
+	guestKVPPool string
 	credsDir     string
 	seed         string
 	labelsDir    string
@@ -75,6 +76,7 @@ func main() {
 	fl.StringSliceVar(&f.interfaces, "interfaces", nil, "network interfaces to configure (default: the machine's NICs)")
 	fl.BoolVar(&f.noSources, "no-unattended", false, "ignore unattended answers (OVF, KVP, credentials, seed)")
 	fl.StringVar(&f.kvpPool, "kvp-pool", sources.DefaultKVPPath, "Hyper-V host-to-guest KVP pool")
+	fl.StringVar(&f.guestKVPPool, "guest-kvp-pool", sources.GuestKVPPath, "Hyper-V guest-to-host KVP pool, where completion is signalled")
 	fl.StringVar(&f.credsDir, "credentials-dir", "", "systemd credentials directory (default $CREDENTIALS_DIRECTORY)")
 	fl.StringVar(&f.seed, "seed", "", "seed YAML file to read (in addition to a KSMG-SEED/CIDATA config drive)")
 	fl.StringVar(&f.labelsDir, "by-label", "/dev/disk/by-label", "where to look for a config drive by filesystem label")
@@ -246,6 +248,11 @@ func applyAndFinish(ctx context.Context, f flags, log *slog.Logger, out io.Write
 	// Secrets are used: remove them from guest-side sources.
 	if err := sources.ScrubSecrets(ctx, srcs, sources.SecretKeys(used)); err != nil {
 		report(f, log, out, "could not remove secrets from an unattended source: "+err.Error())
+	}
+	// Tell a Hyper-V deployer that the answers were used, so it can take
+	// the secret items out of the VM's settings on the host.
+	if err := (sources.KVP{Path: f.guestKVPPool}).Set(ctx, sources.DoneKey, sources.DoneValue); err != nil && !errors.Is(err, sources.ErrAbsent) {
+		log.Warn("could not signal completion to the Hyper-V host", "err", err)
 	}
 	_ = apply.Important(f.root, time.Now(), "first-boot setup completed (host "+a.Hostname+", role "+a.Role+")")
 	banner(ctx, f.root, out, a)

@@ -66,7 +66,7 @@ func readFile(t *testing.T, root, p string) string {
 func hermetic(t *testing.T, root string) []string {
 	none := filepath.Join(t.TempDir(), "absent")
 	return []string{"--root", root, "--interfaces", "eth0", "--kvp-pool", none, "--credentials-dir", none,
-		"--by-label", none, "--vmware-rpctool", none}
+		"--by-label", none, "--vmware-rpctool", none, "--guest-kvp-pool", filepath.Join(none, ".kvp_pool_1")}
 }
 
 // tmuxTerm is a real 80x24 terminal: the wizard under tmux, driven with

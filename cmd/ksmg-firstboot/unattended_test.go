@@ -72,7 +72,7 @@ var sourceSetups = map[string]func(t *testing.T, kv map[string]string) []string{
 		data, err := sources.EncodeKVPPool(recs)
 		must(t, err)
 		must(t, os.WriteFile(pool, data, 0o644))
-		return []string{"--kvp-pool", pool}
+		return []string{"--kvp-pool", pool, "--guest-kvp-pool", filepath.Join(filepath.Dir(pool), ".kvp_pool_1")}
 	},
 	"credentials": func(t *testing.T, kv map[string]string) []string {
 		dir := t.TempDir()
@@ -127,6 +127,11 @@ func TestUnattendedComplete(t *testing.T) {
 				}
 				if !bytes.Contains(data, []byte("gw-kvp")) || !bytes.Contains(data, []byte("hyperv-host-01")) {
 					t.Fatal("scrubbing removed non-secret records")
+				}
+				// The guest told the host it is done (pool 1).
+				recs, err := sources.ParseKVPPool(must1(os.ReadFile(extra[3])))
+				if err != nil || len(recs) != 1 || recs[0] != (sources.KVPRecord{Key: sources.DoneKey, Value: sources.DoneValue}) {
+					t.Fatalf("guest pool: %v %v", recs, err)
 				}
 			}
 			// Second boot: nothing asked, nothing changed.
@@ -319,4 +324,11 @@ func TestUnattendedApplyFailure(t *testing.T) {
 	}
 	tt.keys("C-c")
 	tt.waitFor("EXIT=")
+}
+
+func must1[T any](v T, err error) T {
+	if err != nil {
+		panic(err)
+	}
+	return v
 }

@@ -131,6 +131,60 @@ func (k KVP) Scrub(ctx context.Context, keys []string) error {
 	return writeAtomic(k.Path, out, st.Mode().Perm())
 }
 
+// GuestKVPPath is pool 1, the guest's own items: hv_kvp_daemon hands them
+// to the host, where they show as the VM's GuestExchangeItems.
+const GuestKVPPath = "/var/lib/hyperv/.kvp_pool_1"
+
+// Signal keys the guest publishes for the deployer.
+const (
+	// DoneKey is set to DoneValue once first boot applied its answers and
+	// scrubbed the secrets: the deployer may then remove the secret items
+	// it put in the VM's host-to-guest exchange.
+	DoneKey   = "ksmg.firstboot"
+	DoneValue = "done"
+)
+
+// Set puts key=value into the pool (replacing an earlier value), with the
+// same lock and atomic rewrite as Scrub. A pool whose directory does not
+// exist (not a Hyper-V guest) is ErrAbsent.
+func (k KVP) Set(ctx context.Context, key, value string) error {
+	if _, err := os.Stat(filepath.Dir(k.Path)); errors.Is(err, fs.ErrNotExist) {
+		return ErrAbsent
+	}
+	unlock, err := lockFile(k.Path)
+	if errors.Is(err, fs.ErrNotExist) {
+		// hv_kvp_daemon creates the pools when it starts; before that
+		// the file may be missing, and creating it is what the daemon
+		// would do.
+		if err := writeAtomic(k.Path, nil, 0o644); err != nil {
+			return err
+		}
+		unlock, err = lockFile(k.Path)
+	}
+	if err != nil {
+		return fmt.Errorf("lock %s: %w", k.Path, err)
+	}
+	defer unlock()
+	data, err := os.ReadFile(k.Path)
+	if err != nil {
+		return fmt.Errorf("read KVP pool: %w", err)
+	}
+	recs, err := ParseKVPPool(data)
+	if err != nil {
+		return fmt.Errorf("%s: %w", k.Path, err)
+	}
+	recs = slices.DeleteFunc(recs, func(r KVPRecord) bool { return r.Key == key })
+	out, err := EncodeKVPPool(append(recs, KVPRecord{Key: key, Value: value}))
+	if err != nil {
+		return err
+	}
+	st, err := os.Stat(k.Path)
+	if err != nil {
+		return fmt.Errorf("stat KVP pool: %w", err)
+	}
+	return writeAtomic(k.Path, out, st.Mode().Perm())
+}
+
 // writeAtomic writes path via a temporary name, fsync and rename.
 func writeAtomic(path string, data []byte, mode fs.FileMode) error {
 	dir := filepath.Dir(path)

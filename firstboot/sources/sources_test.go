@@ -266,3 +266,39 @@ func TestSeedDrive(t *testing.T) {
 		t.Fatalf("no drive: %v", err)
 	}
 }
+
+func TestKVPSetDone(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	pool := filepath.Join(dir, ".kvp_pool_1")
+	k := KVP{Path: pool}
+	// No pool yet (hv_kvp_daemon not started): created.
+	if err := k.Set(ctx, DoneKey, "pending"); err != nil {
+		t.Fatal(err)
+	}
+	// Another item of the guest stays; our key is replaced, not doubled.
+	data, _ := os.ReadFile(pool)
+	recs, _ := ParseKVPPool(data)
+	other, _ := EncodeKVPPool(append(recs, KVPRecord{"Other", "x"}))
+	if err := os.WriteFile(pool, other, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(pool, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := k.Set(ctx, DoneKey, DoneValue); err != nil {
+		t.Fatal(err)
+	}
+	data, _ = os.ReadFile(pool)
+	recs, err := ParseKVPPool(data)
+	if err != nil || !reflect.DeepEqual(recs, []KVPRecord{{"Other", "x"}, {DoneKey, DoneValue}}) {
+		t.Fatalf("pool after Set: %v %v", recs, err)
+	}
+	if st, _ := os.Stat(pool); st.Mode().Perm() != 0o600 {
+		t.Fatalf("mode changed to %v", st.Mode())
+	}
+	// Not a Hyper-V guest: no directory, nothing created.
+	if err := (KVP{Path: filepath.Join(dir, "nohyperv", ".kvp_pool_1")}).Set(ctx, DoneKey, DoneValue); !errors.Is(err, ErrAbsent) {
+		t.Fatalf("Set without the pool directory: %v", err)
+	}
+}
