@@ -59,6 +59,23 @@ type Target struct {
 	config *yaml.Node // the target's mapping without the fleet's keys
 }
 
+// Decode fills a driver's configuration from the target's settings (all
+// but kind and image), rejecting unknown keys with file:line; it is what
+// Open hands the driver's Opener.
+func (t Target) Decode(file string, v any) error {
+	return errors.Join(t.decode(file, v)...)
+}
+
+func (t Target) decode(file string, v any) []error {
+	errs := strictDecode(file, t.config, v)
+	for i, e := range errs {
+		if pe, ok := e.(*posError); ok {
+			errs[i] = &posError{pe.File, pe.Line, "targets." + t.Name + ": " + pe.Msg}
+		}
+	}
+	return errs
+}
+
 // Node is one appliance of the fleet.
 type Node struct {
 	deploy.Node

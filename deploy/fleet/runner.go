@@ -97,12 +97,7 @@ func Open(ctx context.Context, inv *Inventory) (*Fleet, error) {
 			defer wg.Done()
 			var decodeErrs []error
 			decode := func(v any) error {
-				errs := strictDecode(inv.File, t.config, v)
-				for i, e := range errs {
-					if pe, ok := e.(*posError); ok {
-						errs[i] = &posError{pe.File, pe.Line, "targets." + t.Name + ": " + pe.Msg}
-					}
-				}
+				errs := t.decode(inv.File, v)
 				decodeErrs = append(decodeErrs, errs...)
 				return errors.Join(errs...)
 			}
