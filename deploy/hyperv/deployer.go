@@ -15,6 +15,8 @@ import (
 
 	"github.com/ksmg-appliance/ksmg/deploy"
 	"github.com/ksmg-appliance/ksmg/deploy/pwsh"
+	"github.com/ksmg-appliance/ksmg/firstboot/answers"
+	"github.com/ksmg-appliance/ksmg/firstboot/sources"
 	"github.com/ksmg-appliance/ksmg/vhdx"
 )
 
@@ -418,11 +420,20 @@ func (d *Deployer) deploy(ctx context.Context, n deploy.Node, res *deploy.Result
 			return err
 		}
 		if n.WaitIP > 0 {
-			ip, err := d.waitIP(ctx, id, n.WaitIP)
+			// One deadline for the address and first boot's signal.
+			wctx, cancel := context.WithTimeout(ctx, n.WaitIP)
+			ip, err := d.waitIP(wctx, id, n.WaitIP)
+			if err == nil {
+				res.IP = ip
+				err = d.waitFirstboot(wctx, id, n.WaitIP)
+			}
+			cancel()
 			if err != nil {
 				return err
 			}
-			res.IP = ip
+			if err := d.removeSecrets(ctx, n, id); err != nil {
+				return err
+			}
 		}
 	}
 	if err := d.host.SetNotes(ctx, id, Notes(deploy.MarkValue(n))); err != nil {
@@ -433,9 +444,8 @@ func (d *Deployer) deploy(ctx context.Context, n deploy.Node, res *deploy.Result
 	return nil
 }
 
+// waitIP polls for the guest's address until ctx (limited to limit) ends.
 func (d *Deployer) waitIP(ctx context.Context, id string, limit time.Duration) (string, error) {
-	ctx, cancel := context.WithTimeout(ctx, limit)
-	defer cancel()
 	t := time.NewTicker(d.cfg.PollInterval)
 	defer t.Stop()
 	for {
@@ -452,6 +462,52 @@ func (d *Deployer) waitIP(ctx context.Context, id string, limit time.Duration) (
 		case <-t.C:
 		}
 	}
+}
+
+// waitFirstboot polls the VM's guest-to-host KVP items until first boot
+// reports it applied its answers and scrubbed them in the guest
+// (sources.DoneKey=sources.DoneValue in its pool 1), or ctx (limited to
+// limit) ends. An address alone does not prove that: a DHCP lease can come
+// before first boot read its pool.
+func (d *Deployer) waitFirstboot(ctx context.Context, id string, limit time.Duration) error {
+	t := time.NewTicker(d.cfg.PollInterval)
+	defer t.Stop()
+	for {
+		items, err := d.host.GuestKVP(ctx, id)
+		if err == nil {
+			var v string
+			var found bool
+			if v, found, err = guestItem(items, sources.DoneKey); err == nil && found && v == sources.DoneValue {
+				return nil
+			}
+		}
+		if err != nil && ctx.Err() == nil {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("first boot did not report completion (%s=%s) within %s; the VM's console shows why: %w", sources.DoneKey, sources.DoneValue, limit, ctx.Err())
+		case <-t.C:
+		}
+	}
+}
+
+// removeSecrets removes the secret first-boot answers from the VM's
+// host-to-guest KVP items once first boot reported it is done with them, so
+// they do not stay in the VM's configuration (and its exports). Only the
+// key names reach the host.
+func (d *Deployer) removeSecrets(ctx context.Context, n deploy.Node, id string) error {
+	var keys []string
+	for _, k := range slices.Sorted(maps.Keys(n.Properties)) {
+		if answers.IsSecret(k) {
+			keys = append(keys, k)
+		}
+	}
+	if len(keys) == 0 {
+		return nil
+	}
+	d.log.Info("removing secret KVP items", "node", n.Name, "id", id, "keys", keys)
+	return d.host.RemoveKVP(ctx, id, keys)
 }
 
 // scrub replaces secret property values in err's text.

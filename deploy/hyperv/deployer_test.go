@@ -19,6 +19,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -44,6 +45,12 @@ type fakeHyperV struct {
 	fail    map[string]pwshtest.Reply // step -> reply instead of success
 	ipAfter int                       // guest-ip answers "" this many times
 	ipCalls int
+	// doneAfter is how many guest-kvp polls see no first-boot signal;
+	// neverDone: the guest never signals.
+	doneAfter, doneCalls int
+	neverDone            bool
+	signalled            bool     // a guest-kvp answer carried the signal
+	removed              []string // keys remove-kvp scripts removed
 }
 
 var (
@@ -52,6 +59,8 @@ var (
 	idRE     = regexp.MustCompile(`(?:-Id |\$id = |-f )'([0-9a-f-]{36})'`)
 	notesRE  = regexp.MustCompile(`-Notes '((?:[^']|'')*)'`)
 	dirRE    = regexp.MustCompile(`\$dir = '((?:[^']|'')*)'`)
+	keysRE   = regexp.MustCompile(`(?m)^\$keys = @\((.*)\)$`)
+	quotedRE = regexp.MustCompile(`'((?:[^']|'')*)'`)
 	unquoteR = strings.NewReplacer("''", "'")
 )
 
@@ -117,6 +126,35 @@ func (f *fakeHyperV) handle(script string) pwshtest.Reply {
 			return pwshtest.Reply{Stderr: "fake Hyper-V: folder outside the share: " + dir, ExitCode: 1}
 		}
 		os.RemoveAll(filepath.Join(f.share, rel))
+		return pwshtest.Reply{}
+	case "guest-kvp":
+		if f.byID(arg(idRE)) == nil {
+			break
+		}
+		f.doneCalls++
+		if f.neverDone || f.doneCalls <= f.doneAfter {
+			// Another guest item, as a lone string (how Windows
+			// PowerShell may write a one-element array).
+			b, _ := json.Marshal(map[string]any{"items": guestXML("ksmg.other", "x")})
+			return pwshtest.Reply{Stdout: string(b) + "\r\n"}
+		}
+		f.signalled = true
+		b, _ := json.Marshal(map[string]any{"items": []string{guestXML("ksmg.other", "x"), guestXML("ksmg.firstboot", "done")}})
+		return pwshtest.Reply{Stdout: string(b) + "\r\n"}
+	case "remove-kvp":
+		if f.byID(arg(idRE)) == nil {
+			break
+		}
+		if !f.signalled {
+			return pwshtest.Reply{Stderr: "fake Hyper-V: secret KVP items removed before first boot signalled it is done", ExitCode: 1}
+		}
+		m := keysRE.FindStringSubmatch(script)
+		if m == nil {
+			return pwshtest.Reply{Stderr: "fake Hyper-V: remove-kvp script without a $keys line", ExitCode: 1}
+		}
+		for _, k := range quotedRE.FindAllStringSubmatch(m[1], -1) {
+			f.removed = append(f.removed, unquoteR.Replace(k[1]))
+		}
 		return pwshtest.Reply{}
 	case "resize-disk", "add-kvp":
 		return pwshtest.Reply{}
@@ -207,12 +245,15 @@ func TestDeploySequence(t *testing.T) {
 	d, f, h := newTest(t)
 	img := testImage(t)
 	f.ipAfter = 2
+	f.doneAfter = 1
 
 	res, err := d.Deploy(context.Background(), testNode(img))
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []string{"find-vm", "create-vm", "resize-disk", "add-kvp", "start-vm", "guest-ip", "guest-ip", "guest-ip", "set-notes"}
+	// The address, then first boot's signal, then the secret items go,
+	// and the completion mark is last.
+	want := []string{"find-vm", "create-vm", "resize-disk", "add-kvp", "start-vm", "guest-ip", "guest-ip", "guest-ip", "guest-kvp", "guest-kvp", "remove-kvp", "set-notes"}
 	if got := f.Steps(); !reflect.DeepEqual(got, want) {
 		t.Errorf("steps %v, want %v", got, want)
 	}
@@ -227,9 +268,19 @@ func TestDeploySequence(t *testing.T) {
 	}
 	// What the scripts said: the disk's host path, the KVP answers in
 	// key order, the 1 GiB resize.
+	if !reflect.DeepEqual(f.removed, []string{"ksmg.admin.password"}) {
+		t.Errorf("removed KVP items %v, want only the secret one", f.removed)
+	}
 	var create, kvp, resize string
 	for _, s := range h.Scripts() {
 		switch stepRE.FindStringSubmatch(s)[1] {
+		case "remove-kvp":
+			// Key names only: no answer's value travels in the removal.
+			for k, v := range testNode(img).Properties {
+				if strings.Contains(s, v) {
+					t.Errorf("remove-kvp script carries the value of %s:\n%s", k, s)
+				}
+			}
 		case "create-vm":
 			create = s
 		case "add-kvp":
@@ -312,6 +363,8 @@ func TestDeployFailures(t *testing.T) {
 			"create VM ksmg-1: PowerShell exited 1: New-VM : The virtual switch 'DMZ' was not found."},
 		{"add-kvp", "AddKvpItems returned 32775 for value Pa55-w0rd!", []string{"find-vm", "create-vm", "resize-disk", "add-kvp", "remove-vm"},
 			"AddKvpItems returned 32775 for value <secret>"},
+		{"remove-kvp", "RemoveKvpItems returned 32773", []string{"find-vm", "create-vm", "resize-disk", "add-kvp", "start-vm", "guest-ip", "guest-kvp", "remove-kvp", "remove-vm"},
+			"remove KVP items from VM 00000000-0000-4000-8000-000000000001: PowerShell exited 1: RemoveKvpItems returned 32773"},
 		{"start-vm", "Start-VM : The virtual machine could not be started: not enough memory.", []string{"find-vm", "create-vm", "resize-disk", "add-kvp", "start-vm", "remove-vm"},
 			"start VM 00000000-0000-4000-8000-000000000001: PowerShell exited 1: Start-VM"},
 	}
@@ -355,6 +408,49 @@ func TestDeployWaitIPTimeout(t *testing.T) {
 	steps := f.Steps()
 	if steps[len(steps)-1] != "remove-vm" || len(f.vms) != 0 {
 		t.Errorf("VM not removed after the timeout: steps %v", steps)
+	}
+}
+
+// TestDeployFirstbootTimeout: the guest has an address but first boot
+// never signals: the deploy fails retryably within WaitIP, no secret item
+// is removed, the VM never gets the completion mark (and, as after a
+// failed address wait, the VM is removed so a retry starts clean).
+func TestDeployFirstbootTimeout(t *testing.T) {
+	d, f, _ := newTest(t)
+	f.neverDone = true
+	n := testNode(testImage(t))
+	n.WaitIP = 300 * time.Millisecond
+	res, err := d.Deploy(context.Background(), n)
+	if err == nil || !strings.Contains(err.Error(), "first boot did not report completion") || !strings.Contains(err.Error(), "console shows why") ||
+		!errors.Is(err, context.DeadlineExceeded) || deploy.IsPermanent(err) {
+		t.Fatalf("error %v, want a retryable first-boot timeout", err)
+	}
+	if res.IP != "192.0.2.10" {
+		t.Errorf("result %+v: the address was reported", res)
+	}
+	steps := f.Steps()
+	for _, s := range []string{"remove-kvp", "set-notes"} {
+		if slices.Contains(steps, s) {
+			t.Errorf("step %s ran without first boot's signal: %v", s, steps)
+		}
+	}
+	if !slices.Contains(steps, "guest-kvp") || steps[len(steps)-1] != "remove-vm" || len(f.vms) != 0 || len(f.removed) != 0 {
+		t.Errorf("steps %v, VMs %v, removed %v", steps, f.vms, f.removed)
+	}
+}
+
+// TestDeployNoWaitKeepsItems: without WaitIP nothing says first boot is
+// done: no poll, no removal, and the VM is marked complete.
+func TestDeployNoWaitKeepsItems(t *testing.T) {
+	d, f, _ := newTest(t)
+	n := testNode(testImage(t))
+	n.WaitIP = 0
+	if _, err := d.Deploy(context.Background(), n); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"find-vm", "create-vm", "resize-disk", "add-kvp", "start-vm", "set-notes"}
+	if got := f.Steps(); !reflect.DeepEqual(got, want) || len(f.removed) != 0 {
+		t.Errorf("steps %v (removed %v), want %v", got, f.removed, want)
 	}
 }
 

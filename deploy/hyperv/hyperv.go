@@ -17,7 +17,16 @@
 // are in the guest's pool 0 (/var/lib/hyperv/.kvp_pool_0, which
 // firstboot/sources reads and scrubs) when hv_kvp_daemon starts; start;
 // wait for the guest's address, which Hyper-V learns from the guest's KVP
-// intrinsic items; and only then set Notes to "ksmg.deploy=complete". A
+// intrinsic items; when the deploy waits (Node.WaitIP > 0), wait within the
+// same deadline for first boot's own signal, the guest-to-host item
+// ksmg.firstboot=done (firstboot/sources.DoneKey, in the VM's
+// GuestExchangeItems), which it writes after applying its answers and
+// scrubbing them in the guest, then remove the secret answers
+// (answers.IsSecret) from the VM's host-to-guest items (RemoveKvpItems,
+// key names only) so they do not stay in its configuration and exports; if
+// the signal does not come in time the deploy fails, retryably. Without
+// WaitIP nothing says first boot is done and the items stay. Only then set
+// Notes to "ksmg.deploy=complete". A
 // failure after the disk was copied removes the VM and the node's folder,
 // so a retry starts clean.
 //
@@ -111,6 +120,14 @@ type Host interface {
 	Start(ctx context.Context, id string) error
 	// GuestIP returns the guest's reported address, "" while it has none.
 	GuestIP(ctx context.Context, id string) (string, error)
+	// GuestKVP returns the guest-to-host KVP items of the VM (the
+	// guest's pool 1): the raw XML-embedded Msvm_KvpExchangeDataItem
+	// instances of its GuestExchangeItems, none while the guest reports
+	// none. guestItem decodes them.
+	GuestKVP(ctx context.Context, id string) ([]string, error)
+	// RemoveKVP removes host-to-guest KVP items by key; only the names
+	// travel, never the values.
+	RemoveKVP(ctx context.Context, id string, keys []string) error
 	SetNotes(ctx context.Context, id, notes string) error
 	// Remove turns off and removes the VM id (if not "") with its disks,
 	// and deletes the node's folder.

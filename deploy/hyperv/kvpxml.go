@@ -2,6 +2,7 @@ package hyperv
 
 import (
 	"encoding/xml"
+	"fmt"
 	"strings"
 )
 
@@ -23,4 +24,39 @@ func kvpItemXML(key, value string) string {
 	prop("Source", "uint16", "0") // 0: host to guest
 	b.WriteString(`</INSTANCE>`)
 	return b.String()
+}
+
+// kvpInstance is the embedded-instance text of one Msvm_KvpExchangeDataItem
+// as GuestExchangeItems holds it.
+type kvpInstance struct {
+	XMLName  xml.Name `xml:"INSTANCE"`
+	Property []struct {
+		Name  string `xml:"NAME,attr"`
+		Value string `xml:"VALUE"`
+	} `xml:"PROPERTY"`
+}
+
+// guestItem finds key among the XML-embedded Msvm_KvpExchangeDataItem
+// instances of a VM's GuestExchangeItems (the guest's pool 1) and returns
+// its Data. Both drivers read the raw items and decode them here.
+func guestItem(items []string, key string) (string, bool, error) {
+	for i, it := range items {
+		var inst kvpInstance
+		if err := xml.Unmarshal([]byte(it), &inst); err != nil {
+			return "", false, fmt.Errorf("guest KVP item %d: not a Msvm_KvpExchangeDataItem instance: %w", i, err)
+		}
+		var name, data string
+		for _, p := range inst.Property {
+			switch p.Name {
+			case "Name":
+				name = p.Value
+			case "Data":
+				data = p.Value
+			}
+		}
+		if name == key {
+			return data, true, nil
+		}
+	}
+	return "", false, nil
 }

@@ -38,6 +38,11 @@ func TestScriptsGolden(t *testing.T) {
 		}{testID, []KVPItem{{"ksmg.hostname", "mx1.example.com"}, {"ksmg.admin.password", `it's $(not) "expanded"`}}}},
 		{"start.ps1", idData{testID}},
 		{"ip.ps1", idData{testID}},
+		{"guestkvp.ps1", idData{testID}},
+		{"unkvp.ps1", struct {
+			ID   string
+			Keys []string
+		}{testID, []string{"ksmg.admin.password", "ksmg.cluster.join_token"}}},
 		{"notes.ps1", struct{ ID, Notes string }{testID, Notes("complete")}},
 		{"remove.ps1", struct{ ID, Dir string }{testID, `D:\VMs\ksmg\ksmg-1`}},
 	}

@@ -138,6 +138,48 @@ func (h *PSHost) GuestIP(ctx context.Context, id string) (string, error) {
 	return h.script(ctx, "ip.ps1", "guest address of VM "+id, idData{id})
 }
 
+// GuestKVP implements Host.
+func (h *PSHost) GuestKVP(ctx context.Context, id string) ([]string, error) {
+	if err := checkID(id); err != nil {
+		return nil, err
+	}
+	out, err := h.script(ctx, "guestkvp.ps1", "guest KVP items of VM "+id, idData{id})
+	if err != nil {
+		return nil, err
+	}
+	var r struct {
+		Items json.RawMessage `json:"items"`
+	}
+	if err := json.Unmarshal([]byte(out), &r); err != nil {
+		return nil, fmt.Errorf("guest KVP items of VM %s: host answered %.200q: %w", id, out, err)
+	}
+	// Windows PowerShell may write a one-element array as the element.
+	var items []string
+	if len(r.Items) > 0 && r.Items[0] == '"' {
+		var one string
+		err = json.Unmarshal(r.Items, &one)
+		items = []string{one}
+	} else if len(r.Items) > 0 && string(r.Items) != "null" {
+		err = json.Unmarshal(r.Items, &items)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("guest KVP items of VM %s: want a list of strings: %w", id, err)
+	}
+	return items, nil
+}
+
+// RemoveKVP implements Host.
+func (h *PSHost) RemoveKVP(ctx context.Context, id string, keys []string) error {
+	if err := checkID(id); err != nil {
+		return err
+	}
+	_, err := h.script(ctx, "unkvp.ps1", "remove KVP items from VM "+id, struct {
+		ID   string
+		Keys []string
+	}{id, keys})
+	return err
+}
+
 // SetNotes implements Host.
 func (h *PSHost) SetNotes(ctx context.Context, id, notes string) error {
 	if err := checkID(id); err != nil {

@@ -23,6 +23,7 @@ import (
 	"github.com/microsoft/wmi/pkg/virtualization/core/virtualsystem"
 	"github.com/microsoft/wmi/pkg/virtualization/network/virtualswitch"
 	wmi "github.com/microsoft/wmi/pkg/wmiinstance"
+	v2 "github.com/microsoft/wmi/server2019/root/virtualization/v2"
 )
 
 // secureBootTemplateID is the ID of Hyper-V's "Microsoft UEFI Certificate
@@ -341,6 +342,68 @@ func (h *WMIHost) AddKVP(ctx context.Context, id string, items []KVPItem) error 
 		}
 	}
 	return nil
+}
+
+// RemoveKVP implements Host with Msvm_VirtualSystemManagementService.RemoveKvpItems
+// (not wrapped by the library either); items carry the key and no value.
+func (h *WMIHost) RemoveKVP(ctx context.Context, id string, keys []string) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	step := "remove KVP items from VM " + id
+	vmms, err := h.vmms()
+	if err != nil {
+		return err
+	}
+	vm, err := h.vm(id)
+	if err != nil {
+		return fmt.Errorf("%s: %w", step, err)
+	}
+	defer vm.Close()
+	for len(keys) > 0 {
+		n := min(128, len(keys))
+		xmls := make([]string, n)
+		for i, k := range keys[:n] {
+			xmls[i] = kvpItemXML(k, "")
+		}
+		keys = keys[n:]
+		if err := h.execJob(vmms.WmiInstance, "RemoveKvpItems", wmi.WmiMethodParamCollection{
+			wmi.NewWmiMethodParam("TargetSystem", vm.InstancePath()),
+			wmi.NewWmiMethodParam("DataItems", xmls),
+		}); err != nil {
+			return fmt.Errorf("%s: %w", step, err)
+		}
+	}
+	return nil
+}
+
+// GuestKVP implements Host from the GuestExchangeItems of the VM's
+// Msvm_KvpExchangeComponent.
+func (h *WMIHost) GuestKVP(ctx context.Context, id string) ([]string, error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	step := "guest KVP items of VM " + id
+	vm, err := h.vm(id)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", step, err)
+	}
+	defer vm.Close()
+	inst, err := vm.GetRelated("Msvm_KvpExchangeComponent")
+	if err != nil {
+		if wmierrors.IsNotFound(err) {
+			return nil, nil // no KVP component (yet): nothing reported
+		}
+		return nil, fmt.Errorf("%s: %w", step, err)
+	}
+	defer inst.Close()
+	kvp, err := v2.NewMsvm_KvpExchangeComponentEx1(inst)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", step, err)
+	}
+	items, err := kvp.GetPropertyGuestExchangeItems()
+	if err != nil {
+		return nil, fmt.Errorf("%s: GuestExchangeItems: %w", step, err)
+	}
+	return items, nil
 }
 
 // execJob runs a Hyper-V method and waits for its job.

@@ -1,0 +1,9 @@
+# ksmg-deploy: guest-kvp
+# Guest-to-host items (the guest's pool 1, /var/lib/hyperv/.kvp_pool_1) as
+# the XML-embedded Msvm_KvpExchangeDataItem instances of GuestExchangeItems;
+# the deployer decodes them. None while the guest's daemon reports none.
+$ns = 'root\virtualization\v2'
+$vm = Get-WmiObject -Namespace $ns -Class Msvm_ComputerSystem -Filter ("Name='{0}'" -f '5c4d2a1e-0b7f-4e42-9c1d-6a8b3f0e2d71')
+if (-not $vm) { throw ('no VM with id {0}' -f '5c4d2a1e-0b7f-4e42-9c1d-6a8b3f0e2d71') }
+$items = @($vm.GetRelated('Msvm_KvpExchangeComponent') | ForEach-Object { $_.GuestExchangeItems } | Where-Object { $_ } | ForEach-Object { [string]$_ })
+ConvertTo-Json -Compress -InputObject ([ordered]@{ items = $items })
