@@ -101,13 +101,14 @@ func newRig(t *testing.T, r func(f *fakeVMM) pwsh.Runner) *rig {
 var firstDeploy = []string{
 	stepPlan, stepDisk, stepRefresh, stepJob, stepJob, stepDisk, stepTemplate,
 	stepCreate, stepJob, stepJob, stepJob, stepPlan, stepConfigure, stepKVP,
-	stepStart, stepJob, stepJob, stepIP, stepIP, stepKVPRemove, stepMark,
+	stepStart, stepJob, stepJob, stepIP, stepIP, stepFirstboot, stepFirstboot, stepKVPRemove, stepMark,
 }
 
 func TestDeployRerunAndSecondNode(t *testing.T) {
 	rg := newRig(t, nil)
 	img := testVHDX(t)
 	rg.f.ipAfter = 1
+	rg.f.doneAfter = 1
 	ctx := context.Background()
 	n := testNode(img, "ksmg-1")
 
@@ -139,7 +140,7 @@ func TestDeployRerunAndSecondNode(t *testing.T) {
 		t.Errorf("VM\n got  %+v\n want %+v", got, want)
 	}
 	// The non-secret answers stay; the password left the VM's settings
-	// once the guest had its address (its first boot read it).
+	// once first boot signalled it is done with it.
 	for k, v := range n.Properties {
 		if k != "ksmg.admin.password" && vm.KVP[k] != v {
 			t.Errorf("KVP %s = %q, want %q", k, vm.KVP[k], v)
@@ -430,6 +431,53 @@ func TestSecretKVPRemovalFails(t *testing.T) {
 	}
 	if vm := rg.f.vms[res.ID]; vm.Desc != "ksmg.deploy=complete" || len(rg.f.byName("ksmg-1")) != 1 {
 		t.Errorf("after re-run: %+v", vm)
+	}
+}
+
+// TestFirstbootNeverSignals: the guest gets an address but first boot
+// never reports completion: the deploy fails retryably within WaitIP, no
+// secret item is removed, the VM stays pending and a re-run replaces it.
+func TestFirstbootNeverSignals(t *testing.T) {
+	rg := newRig(t, nil)
+	rg.f.neverDone = true
+	n := testNode(testVHDX(t), "ksmg-1")
+	n.WaitIP = 50 * time.Millisecond
+	res, err := rg.d.Deploy(context.Background(), n)
+	if err == nil || !strings.Contains(err.Error(), "first boot did not report completion (ksmg.firstboot=done) within 50ms; the VM's console shows why") || deploy.IsPermanent(err) {
+		t.Fatalf("err = %v, want a retryable first-boot timeout", err)
+	}
+	steps := rg.f.Steps()
+	if !slices.Contains(steps, stepFirstboot) || slices.Contains(steps, stepKVPRemove) || slices.Contains(steps, stepMark) || len(rg.f.removed) != 0 {
+		t.Errorf("steps %v, removed %v: want polls for the signal and neither removal nor mark", steps, rg.f.removed)
+	}
+	if i, j := slices.Index(steps, stepIP), slices.Index(steps, stepFirstboot); i < 0 || j < i {
+		t.Errorf("steps %v: want the signal polled after the address", steps)
+	}
+	vm := rg.f.vms[res.ID]
+	if vm == nil || vm.Desc != "ksmg.deploy=pending" || vm.KVP["ksmg.admin.password"] != secretPassword {
+		t.Fatalf("after the timeout: %+v, want the VM pending with its items", vm)
+	}
+	rg.f.neverDone = false
+	n.WaitIP = time.Minute
+	res, err = rg.d.Deploy(context.Background(), n)
+	if err != nil || res.Action != deploy.ActionReplace {
+		t.Fatalf("re-run: %+v %v", res, err)
+	}
+	if vm := rg.f.vms[res.ID]; vm.Desc != "ksmg.deploy=complete" || !slices.Equal(rg.f.removed, []string{"ksmg.admin.password"}) {
+		t.Errorf("after re-run: %+v, removed %v", vm, rg.f.removed)
+	}
+}
+
+func TestGuestItem(t *testing.T) {
+	items := []string{guestXML("ksmg.other", "x"), guestXML("ksmg.firstboot", "done")}
+	if v, ok, err := guestItem(items, "ksmg.firstboot"); v != "done" || !ok || err != nil {
+		t.Errorf("guestItem = %q %v %v", v, ok, err)
+	}
+	if _, ok, err := guestItem(items[:1], "ksmg.firstboot"); ok || err != nil {
+		t.Errorf("absent item found: %v %v", ok, err)
+	}
+	if _, _, err := guestItem([]string{"<INSTANCE"}, "ksmg.firstboot"); err == nil || !strings.Contains(err.Error(), "guest KVP item 0") {
+		t.Errorf("bad XML: %v", err)
 	}
 }
 

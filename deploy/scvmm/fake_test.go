@@ -31,6 +31,8 @@ type fakeVM struct {
 	VLAN                        int
 	KVP                         map[string]string
 	IPs                         []string
+	// Signalled: a firstboot answer carried ksmg.firstboot=done.
+	Signalled bool
 }
 
 type fakeJob struct {
@@ -64,6 +66,19 @@ type fakeVMM struct {
 	kvpCalls  int
 	// removed are the KVP keys unkvp scripts removed, in order.
 	removed []string
+	// doneAfter is how many firstboot polls see no signal yet; neverDone:
+	// the guest never signals.
+	doneAfter int
+	neverDone bool
+}
+
+// guestXML is a guest-to-host item as Hyper-V reports it in
+// GuestExchangeItems (Source 2, with the empty inherited properties).
+func guestXML(key, value string) string {
+	return `<INSTANCE CLASSNAME="Msvm_KvpExchangeDataItem"><PROPERTY NAME="Caption" PROPAGATED="true" TYPE="string"></PROPERTY>` +
+		`<PROPERTY NAME="Data" TYPE="string"><VALUE>` + value + `</VALUE></PROPERTY>` +
+		`<PROPERTY NAME="Name" TYPE="string"><VALUE>` + key + `</VALUE></PROPERTY>` +
+		`<PROPERTY NAME="Source" TYPE="uint16"><VALUE>2</VALUE></PROPERTY></INSTANCE>`
 }
 
 func newFakeVMM(t *testing.T) *fakeVMM {
@@ -310,8 +325,8 @@ func (f *fakeVMM) handle(script string) (string, int) {
 		if vm == nil {
 			return fail("VM disappeared", "error")
 		}
-		if vm.State != "Running" || len(vm.IPs) == 0 {
-			t.Errorf("secret KVP items removed while the VM is %s with addresses %v: first boot may not have read them", vm.State, vm.IPs)
+		if !vm.Signalled {
+			t.Errorf("secret KVP items removed before first boot signalled it is done (VM %s, addresses %v)", vm.State, vm.IPs)
 		}
 		if u := userRe.FindStringSubmatch(script); u == nil || u[1] != `'EXAMPLE\hvadmin'` {
 			t.Errorf("KVP removal script does not use the host credentials: %v", u)
@@ -335,6 +350,25 @@ func (f *fakeVMM) handle(script string) (string, int) {
 			f.removed = append(f.removed, k)
 		}
 		return ok(map[string]any{"count": len(f.removed)})
+	case stepFirstboot:
+		vm := f.vms[arg(t, script, "-ID ")]
+		if vm == nil {
+			return fail("VM disappeared", "error")
+		}
+		if u := userRe.FindStringSubmatch(script); u == nil || u[1] != `'EXAMPLE\hvadmin'` || !strings.Contains(script, "Invoke-Command") || !strings.Contains(script, "GuestExchangeItems") {
+			t.Errorf("first-boot signal script does not read GuestExchangeItems on the host with its credentials:\n%s", script)
+		}
+		if vm.State != "Running" {
+			return ok(map[string]any{"items": []string{}})
+		}
+		if f.neverDone || f.doneAfter > 0 {
+			f.doneAfter--
+			// Another item, as a lone string (ConvertTo-Json may write
+			// a one-element array so).
+			return ok(map[string]any{"items": guestXML("ksmg.other", "x")})
+		}
+		vm.Signalled = true
+		return ok(map[string]any{"items": []string{guestXML("ksmg.other", "x"), guestXML("ksmg.firstboot", "done")}})
 	case stepStart:
 		vm := f.vms[arg(t, script, "-ID ")]
 		if vm == nil {

@@ -28,6 +28,7 @@ const (
 	stepConfigure = "configure"
 	stepKVP       = "kvp"
 	stepKVPRemove = "unkvp"
+	stepFirstboot = "firstboot"
 	stepStart     = "start"
 	stepIP        = "ip"
 	stepMark      = "mark"

@@ -37,6 +37,7 @@ var goldenCases = []struct {
 	{"unkvp", stepKVPRemove, vars{VMID: "vm-1", HostUser: `EXAMPLE\hvadmin`, HostPassword: "example-not-a-password", Keys: []string{
 		"ksmg.admin.password", "ksmg.cluster.join_token",
 	}}},
+	{"firstboot", stepFirstboot, vars{VMID: "vm-1", HostUser: `EXAMPLE\hvadmin`, HostPassword: "example-not-a-password"}},
 	{"start", stepStart, vars{VMID: "vm-1"}},
 	{"ip", stepIP, vars{VMID: "vm-1"}},
 	{"mark", stepMark, vars{VMID: "vm-1", Description: "ksmg.deploy=complete"}},

@@ -31,27 +31,23 @@
 //     AddKvpItems with Source 0, which the guest's hv_kvp_daemon writes to
 //     pool 0 where firstboot/sources.KVP reads them.
 //  5. Start and wait for the guest's IPv4 address (Read-SCVirtualMachine).
-//  6. When the address was waited for (Node.WaitIP > 0), the secret items
-//     (answers.IsSecret: admin password, password hash, join token) are
-//     removed again from the VM's host-to-guest KVP exchange
-//     (RemoveKvpItems, the same Invoke-Command path), so they do not stay
-//     in the VM's configuration on the host (HostExchangeItems, which
-//     exports and backups of the VM carry too). The guest scrubs its own
-//     pool after first boot applied them; this is the host's half.
-//     Why only after the address: the first-boot unit
-//     (firstboot/units/files/ksmg-firstboot@.service) is ordered after
-//     systemd-networkd.service has started, and cmd/ksmg-firstboot gathers
-//     its sources first thing; the address reaches SCVMM only after the
-//     guest got a DHCP lease (or applied a static address from the
-//     answers), hv_kvp_daemon reported it and SCVMM refreshed the VM. So
-//     first boot has very likely read the pool by then, but it is not a
-//     strict guarantee: systemd orders only the unit's start, and a DHCP
-//     lease does not wait for the wizard. The assumption is that reading a
-//     local file right after start wins against a DHCP exchange, a KVP
-//     report and an SCVMM refresh; if it ever lost, first boot would not
-//     get the secret answers and setup would not be unattended. Without
-//     WaitIP nothing tells the driver the guest has booted, so the items
-//     stay and the admin removes them.
+//  6. When the deploy waits (Node.WaitIP > 0), it also waits, within the
+//     same deadline, for first boot's own signal: after applying its
+//     answers and scrubbing them in the guest, cmd/ksmg-firstboot writes
+//     the guest-to-host item ksmg.firstboot=done (firstboot/sources.DoneKey)
+//     to its pool 1, which the host shows in the VM's
+//     Msvm_KvpExchangeComponent.GuestExchangeItems; SCVMM does not, so the
+//     script reads them on the VM's Hyper-V host (the same Invoke-Command
+//     path). Only then are the secret items (answers.IsSecret: admin
+//     password, password hash, join token) removed from the VM's
+//     host-to-guest exchange (RemoveKvpItems, key names only), so they do
+//     not stay in the VM's configuration on the host (HostExchangeItems,
+//     which exports and backups of the VM carry too). An address alone
+//     would not do: a DHCP lease can come before first boot read its pool.
+//     If the signal does not come in time the deploy fails (retryable;
+//     the VM's console shows why first boot did not finish) and the VM
+//     stays marked pending. Without WaitIP nothing tells the driver first
+//     boot is done, so the items stay and the admin removes them.
 //  7. Last, the Description becomes ksmg.deploy=complete.
 //
 // Long operations run with -RunAsynchronously -JobVariable and their SCVMM
@@ -73,6 +69,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"encoding/xml"
 	"errors"
 	"fmt"
 	"io"
@@ -380,11 +377,16 @@ func (d *Deployer) deploy(ctx context.Context, n deploy.Node, res *deploy.Result
 			return err
 		}
 		if n.WaitIP > 0 {
-			ip, err := d.waitIP(ctx, n, id)
+			// One deadline for the address and first boot's signal.
+			deadline := time.Now().Add(n.WaitIP)
+			ip, err := d.waitIP(ctx, n, id, deadline)
 			if err != nil {
 				return err
 			}
 			res.IP = ip
+			if err := d.waitFirstboot(ctx, n, id, deadline); err != nil {
+				return err
+			}
 			if err := d.removeSecrets(ctx, n, id); err != nil {
 				return err
 			}
@@ -394,8 +396,8 @@ func (d *Deployer) deploy(ctx context.Context, n deploy.Node, res *deploy.Result
 }
 
 // removeSecrets removes the secret first-boot items from the VM's
-// host-to-guest KVP exchange once the guest is up (see the package doc for
-// why then). Only the key names travel in the script. A failure fails the
+// host-to-guest KVP exchange once first boot signalled it is done with
+// them (see the package doc). Only the key names travel in the script. A failure fails the
 // deploy before the completion mark: the VM stays pending and the next run
 // replaces it rather than leave a secret in its settings.
 func (d *Deployer) removeSecrets(ctx context.Context, n deploy.Node, id string) error {
@@ -424,8 +426,7 @@ func usable(ips []string) []string {
 	return out
 }
 
-func (d *Deployer) waitIP(ctx context.Context, n deploy.Node, id string) (string, error) {
-	deadline := time.Now().Add(n.WaitIP)
+func (d *Deployer) waitIP(ctx context.Context, n deploy.Node, id string, deadline time.Time) (string, error) {
 	for {
 		var out struct {
 			IPs strs `json:"ips"`
@@ -443,6 +444,65 @@ func (d *Deployer) waitIP(ctx context.Context, n deploy.Node, id string) (string
 			return "", err
 		}
 	}
+}
+
+// waitFirstboot polls the VM's guest-to-host KVP items until first boot
+// reports sources.DoneKey=sources.DoneValue or deadline passes.
+func (d *Deployer) waitFirstboot(ctx context.Context, n deploy.Node, id string, deadline time.Time) error {
+	v := vars{VMID: id, HostUser: d.opt.HostUser, HostPassword: d.opt.HostPassword}
+	for {
+		var out struct {
+			Items strs `json:"items"`
+		}
+		if err := d.script(ctx, stepFirstboot, v, "read the first-boot signal of "+n.Name, &out); err != nil {
+			return err
+		}
+		val, found, err := guestItem(out.Items, sources.DoneKey)
+		if err != nil {
+			return fmt.Errorf("read the first-boot signal of %s: %w", n.Name, err)
+		}
+		if found && val == sources.DoneValue {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("VM %s: first boot did not report completion (%s=%s) within %s; the VM's console shows why", n.Name, sources.DoneKey, sources.DoneValue, n.WaitIP)
+		}
+		if err := sleep(ctx, d.cfg.PollInterval); err != nil {
+			return err
+		}
+	}
+}
+
+// guestItem finds key among XML-embedded Msvm_KvpExchangeDataItem
+// instances (a VM's GuestExchangeItems) and returns its Data. (The hyperv
+// driver has the same decoder; importing it would register that driver
+// here.)
+func guestItem(items []string, key string) (string, bool, error) {
+	for i, it := range items {
+		var inst struct {
+			XMLName  xml.Name `xml:"INSTANCE"`
+			Property []struct {
+				Name  string `xml:"NAME,attr"`
+				Value string `xml:"VALUE"`
+			} `xml:"PROPERTY"`
+		}
+		if err := xml.Unmarshal([]byte(it), &inst); err != nil {
+			return "", false, fmt.Errorf("guest KVP item %d: not a Msvm_KvpExchangeDataItem instance: %w", i, err)
+		}
+		var name, data string
+		for _, p := range inst.Property {
+			switch p.Name {
+			case "Name":
+				name = p.Value
+			case "Data":
+				data = p.Value
+			}
+		}
+		if name == key {
+			return data, true, nil
+		}
+	}
+	return "", false, nil
 }
 
 func sleep(ctx context.Context, d time.Duration) error {

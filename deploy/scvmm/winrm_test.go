@@ -60,6 +60,7 @@ func TestWinRMDeployAndRerun(t *testing.T) {
 	rg, host := winrmRig(t, nil)
 	img := testVHDX(t)
 	rg.f.ipAfter = 1
+	rg.f.doneAfter = 1
 	n := testNode(img, "ksmg-1")
 	// A full unattended answer set: the KVP script is then longer than one
 	// command line and travels in chunks.
@@ -93,7 +94,7 @@ func TestWinRMDeployAndRerun(t *testing.T) {
 	for k, v := range props {
 		if answers.IsSecret(k) {
 			if _, left := vm.KVP[k]; left {
-				t.Errorf("secret KVP item %s left in the VM's settings after the guest reported its address", k)
+				t.Errorf("secret KVP item %s left in the VM's settings after first boot signalled completion", k)
 			}
 		} else if vm.KVP[k] != v {
 			t.Errorf("KVP %s = %q over WinRM, want %q", k, vm.KVP[k], v)

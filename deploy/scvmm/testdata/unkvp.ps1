@@ -9,8 +9,8 @@ $vm = Get-SCVirtualMachine -VMMServer $vmm -ID 'vm-1'
 if (-not $vm) { Fail ('VM {0} disappeared' -f 'vm-1') 'error' }
 $cred = New-Object System.Management.Automation.PSCredential('EXAMPLE\hvadmin', (ConvertTo-SecureString 'example-not-a-password' -AsPlainText -Force))
 $keys = @('ksmg.admin.password', 'ksmg.cluster.join_token')
-# The guest has booted and read its first-boot answers (the driver waited
-# for its address): the secret host-to-guest items (Source 0) leave the
+# First boot reported it applied and scrubbed its answers
+# (ksmg.firstboot=done): the secret host-to-guest items (Source 0) leave the
 # VM's configuration on the host. Only key names are sent, no values.
 Invoke-Command -ComputerName ([string]$vm.VMHost.Name) -Credential $cred -ArgumentList ([string]$vm.VMId), $keys -ScriptBlock {
   param($id, $keys)
