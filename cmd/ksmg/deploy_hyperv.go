@@ -56,7 +56,12 @@ remote host.
 
 First-boot answers (--prop, --props-file) become host-to-guest KVP items,
 set before the VM first starts. The guest's address is read from KVP
-(--wait-ip). A VM of the same name that ksmg finished deploying is left
+(--wait-ip); with --wait-ip the deploy also waits, within the same time,
+for first boot to report that it applied its answers (the guest's KVP item
+ksmg.firstboot=done), then removes the secret items (admin password,
+password hash, join token) from the VM's settings. If first boot does not
+report in time the deploy fails (retry it; the VM's console shows why) and
+the VM is removed, as after a missing address. A VM of the same name that ksmg finished deploying is left
 alone unless --replace is given; an unfinished one is replaced; one ksmg did
 not make is never touched without --replace.
 
@@ -83,7 +88,7 @@ variable --password-env names (default KSMG_HYPERV_PASSWORD).`,
 	fl.StringVar(&c.Path, "path", "", `the same folder as the host sees it, e.g. D:\VMs\ksmg (required)`)
 	fl.StringVar(&c.Switch, "switch", "", "Hyper-V virtual switch for the appliance's NIC (required)")
 	fl.IntVar(&c.VLAN, "vlan", 0, "access VLAN ID of the NIC (0: untagged)")
-	fl.DurationVar(&c.PollInterval, "poll-interval", 0, "how often the guest's address is polled (default 5s)")
+	fl.DurationVar(&c.PollInterval, "poll-interval", 0, "how often the guest's address and first-boot signal are polled (default 5s)")
 	fl.StringVar(&f.vhdx, "vhdx", "", "appliance VHDX file (required)")
 	fl.StringVar(&f.name, "name", "", "VM name (required)")
 	fl.StringArrayVar(&f.props, "prop", nil, "first-boot answer key=value, e.g. ksmg.hostname=mx1.example.com (repeatable)")
@@ -161,9 +166,9 @@ func runDeployHyperV(cmd *cobra.Command, f *hypervFlags) error {
 			}
 			return err
 		}
-		return writeScvmmPlan(out, p)
+		return writePlan(out, p)
 	}
 	log.Info("deploying", "target", d.Target(), "vm", n.Name, "vhdx", n.Image, "properties", deploy.Redact(n.Properties))
 	res, err := d.Deploy(ctx, n)
-	return writeScvmmResult(out, res, err)
+	return writeResult(out, res, err)
 }

@@ -45,6 +45,9 @@ func fakeHyperV(t *testing.T, vm string) *[]string {
 			return pwshtest.Reply{Stdout: "5c4d2a1e-0b7f-4e42-9c1d-6a8b3f0e2d71\r\n"}
 		case "guest-ip":
 			return pwshtest.Reply{Stdout: "192.0.2.10\r\n"}
+		case "guest-kvp":
+			// First boot's signal, as GuestExchangeItems holds it.
+			return pwshtest.Reply{Stdout: `{"items":["<INSTANCE CLASSNAME=\"Msvm_KvpExchangeDataItem\"><PROPERTY NAME=\"Data\" TYPE=\"string\"><VALUE>done</VALUE></PROPERTY><PROPERTY NAME=\"Name\" TYPE=\"string\"><VALUE>ksmg.firstboot</VALUE></PROPERTY><PROPERTY NAME=\"Source\" TYPE=\"uint16\"><VALUE>2</VALUE></PROPERTY></INSTANCE>"]}` + "\r\n"}
 		}
 		return pwshtest.Reply{}
 	})
@@ -111,7 +114,7 @@ func TestDeployHyperV(t *testing.T) {
 		{"plan unchanged json", hypervDoneVM, []string{"--plan"}, true, `"Action":"unchanged"`, "[find-vm]"},
 		{"deploy unchanged", hypervDoneVM, nil, false, "unchanged ksmg-1 5c4d2a1e-0b7f-4e42-9c1d-6a8b3f0e2d71 -\n", "[find-vm]"},
 		{"deploy", "null", []string{"--wait-ip", "1m", "--poll-interval", "1ms"}, false, "create ksmg-1 5c4d2a1e-0b7f-4e42-9c1d-6a8b3f0e2d71 192.0.2.10\n",
-			"[find-vm create-vm add-kvp start-vm guest-ip set-notes]"},
+			"[find-vm create-vm add-kvp start-vm guest-ip guest-kvp remove-kvp set-notes]"},
 		{"deploy json", "null", []string{"--power-on=false"}, true, `"Action":"create"`, "[find-vm create-vm add-kvp set-notes]"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -2,9 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
-	"fmt"
-	"io"
 	"log/slog"
 	"maps"
 	"strings"
@@ -51,9 +48,12 @@ image already there is not copied again) and the share refreshed; a
 Generation 2 template with Secure Boot (MicrosoftUEFICertificateAuthority)
 is made for it once. The VM is placed on the best-rated host of
 --host-group or in --cloud; first-boot answers (--prop, --props-file) reach
-the guest as Hyper-V KVP items, set through the VM's host; with --wait-ip
-the secret ones (admin password, password hash, join token) are removed
-from the VM's settings again once the guest reported its address.
+the guest as Hyper-V KVP items, set through the VM's host. With --wait-ip
+the deploy also waits, within the same time, for first boot to report that
+it applied its answers (the guest's KVP item ksmg.firstboot=done), then
+removes the secret ones (admin password, password hash, join token) from
+the VM's settings; if first boot does not report in time the deploy fails
+(retry it; the VM's console shows why) and the VM stays pending.
 
 The VM's Description carries ksmg.deploy=pending from its creation and
 ksmg.deploy=complete once the deploy finished. A VM of the same name that
@@ -168,52 +168,12 @@ func runDeployScvmm(cmd *cobra.Command, f *scvmmFlags) error {
 			}
 			return err
 		}
-		return writeScvmmPlan(out, p)
+		return writePlan(out, p)
 	}
 	log.Info("deploying", "target", d.Target(), "vm", n.Name, "vhdx", n.Image, "properties", deploy.Redact(n.Properties))
 	res, err := d.Deploy(ctx, n)
-	if err = writeScvmmResult(out, res, err); err != nil && deploy.IsPermanent(err) {
+	if err = writeResult(out, res, err); err != nil && deploy.IsPermanent(err) {
 		return &exitError{code: 2, err: err}
 	}
-	return err
-}
-
-// writeScvmmPlan prints one node's plan: a line, or JSON with --json.
-func writeScvmmPlan(out io.Writer, p deploy.Plan) error {
-	if jsonLogs {
-		return json.NewEncoder(out).Encode(p)
-	}
-	id := p.ID
-	if id == "" {
-		id = "-"
-	}
-	_, err := fmt.Fprintf(out, "%s %s %s: %s\n", p.Action, p.Node, id, p.Reason)
-	return err
-}
-
-// writeScvmmResult prints one node's result and returns the deploy error.
-func writeScvmmResult(out io.Writer, res deploy.Result, err error) error {
-	if jsonLogs {
-		type jsonResult struct {
-			Node, Target, Action, ID, IP, Error string
-			ElapsedSeconds                      float64
-		}
-		j := jsonResult{Node: res.Node, Target: res.Target, Action: string(res.Action), ID: res.ID, IP: res.IP, ElapsedSeconds: res.Elapsed.Seconds()}
-		if err != nil {
-			j.Error = err.Error()
-		}
-		if e := json.NewEncoder(out).Encode(j); e != nil && err == nil {
-			err = e
-		}
-		return err
-	}
-	if err != nil {
-		return err
-	}
-	ip := res.IP
-	if ip == "" {
-		ip = "-"
-	}
-	_, err = fmt.Fprintf(out, "%s %s %s %s\n", res.Action, res.Node, res.ID, ip)
 	return err
 }

@@ -169,41 +169,11 @@ func runDeployVSphere(cmd *cobra.Command, f *vsphereFlags) error {
 		if err != nil {
 			return err
 		}
-		if jsonLogs {
-			return json.NewEncoder(out).Encode(p)
-		}
-		id := p.ID
-		if id == "" {
-			id = "-"
-		}
-		_, err = fmt.Fprintf(out, "%s %s %s: %s\n", p.Action, p.Node, id, p.Reason)
-		return err
+		return writePlan(out, p)
 	}
 	log.Info("deploying", "target", d.Target(), "vm", n.Name, "ova", n.Image, "properties", deploy.Redact(n.Properties))
 	res, err := d.Deploy(ctx, n)
-	if jsonLogs {
-		type jsonResult struct {
-			Node, Target, Action, ID, IP, Error string
-			ElapsedSeconds                      float64
-		}
-		j := jsonResult{Node: res.Node, Target: res.Target, Action: string(res.Action), ID: res.ID, IP: res.IP, ElapsedSeconds: res.Elapsed.Seconds()}
-		if err != nil {
-			j.Error = err.Error()
-		}
-		if e := json.NewEncoder(out).Encode(j); e != nil && err == nil {
-			err = e
-		}
-		return err
-	}
-	if err != nil {
-		return err
-	}
-	ip := res.IP
-	if ip == "" {
-		ip = "-"
-	}
-	_, err = fmt.Fprintf(out, "%s %s %s %s\n", res.Action, res.Node, res.ID, ip)
-	return err
+	return writeResult(out, res, err)
 }
 
 // targetName names the target after the URL's host, for messages.
