@@ -225,6 +225,9 @@ func (d *Deployer) importOVA(ctx context.Context, n deploy.Node, rep *ova.Report
 	if !ok {
 		return none, deploy.Permanent(fmt.Errorf("OVA %s: import spec is %T, expected a single VM", n.Image, spec.ImportSpec))
 	}
+	if err := d.resolveHardwareVersion(ctx, desc, &is.ConfigSpec); err != nil {
+		return none, err
+	}
 	d.adjust(&is.ConfigSpec, n)
 
 	lease, err := d.pool.ImportVApp(ctx, is, d.folder, d.host)

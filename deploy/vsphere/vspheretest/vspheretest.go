@@ -56,11 +56,8 @@ const (
 // disk, the product's first-boot properties) to t.TempDir and returns its
 // path.
 //
-// One adaptation for vcsim: the simulator splits VirtualSystemType only on
-// commas and rejects the DMTF whitespace-separated list ("vmx-15 vmx-17
-// ...") that vSphere and ovftool accept, so the descriptor keeps only the
-// first entry and the manifest is recomputed. Everything else is what
-// ova.Write produced.
+// The OVA is exactly what ova.Write produced, including the list of
+// acceptable hardware versions that the driver resolves for vcsim.
 func SmallOVA(t testing.TB) string {
 	t.Helper()
 	dir := t.TempDir()
@@ -80,20 +77,7 @@ func SmallOVA(t testing.TB) string {
 	if err := os.Remove(raw); err != nil {
 		t.Fatal(err)
 	}
-	ms := ovatest.ReadTar(t, p)
-	i := ovatest.Find(ms, ".ovf")
-	first := []byte(">" + firstField(ova.HardwareVersions) + "<")
-	ms[i].Data = bytes.Replace(ms[i].Data, []byte(">"+ova.HardwareVersions+"<"), first, 1)
-	ms[ovatest.Find(ms, ".mf")].Data = ovatest.Manifest(ms)
-	ovatest.WriteTar(t, p, ms)
 	return p
-}
-
-func firstField(s string) string {
-	if i := bytes.IndexByte([]byte(s), ' '); i >= 0 {
-		return s[:i]
-	}
-	return s
 }
 
 // Tampered writes a copy of the OVA at p whose descriptor asks for 64
