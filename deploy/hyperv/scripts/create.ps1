@@ -4,8 +4,10 @@ try {
   # The pending mark first, so an interrupted deploy leaves a VM that the
   # next run recognises as its own leftover.
   Set-VM -VM $vm -Notes {{q .Notes}} -StaticMemory -ProcessorCount {{.CPUs}} -AutomaticStartAction Nothing
-  # Debian boots through shim, signed by the Microsoft UEFI CA.
-  Set-VMFirmware -VM $vm -EnableSecureBoot On -SecureBootTemplate 'MicrosoftUEFICertificateAuthority'
+  # Debian boots through shim, signed by the Microsoft UEFI CA: the
+  # template MicrosoftUEFICertificateAuthority, by its ID (the same on every
+  # host and language; the name form is reported to fail on some hosts).
+  Set-VMFirmware -VM $vm -EnableSecureBoot On -SecureBootTemplateId ([guid]'272e7447-90a4-4563-a4b9-8e4ab00526ce')
 {{- if .VLAN}}
   Set-VMNetworkAdapterVlan -VM $vm -Access -VlanId {{.VLAN}}
 {{- end}}
