@@ -65,8 +65,16 @@ type Outcome struct {
 // PlanRow is what a run would do to one node.
 type PlanRow struct {
 	deploy.Plan
-	Err error
+	// Properties are the node's first-boot answers with secret values
+	// replaced (deploy.Redact); a control address only the control
+	// node's deploy can tell is shown as PendingAddress.
+	Properties map[string]string
+	Err        error
 }
+
+// PendingAddress stands in a plan for the control address of Secondary
+// nodes when it is the IP the control node's deploy will report.
+const PendingAddress = "<IP the control node reports>"
 
 // Fleet is an inventory with its targets opened.
 type Fleet struct {
@@ -162,6 +170,10 @@ func (f *Fleet) Plan(ctx context.Context, opt Options) []PlanRow {
 	var wg sync.WaitGroup
 	for i, n := range f.inv.Nodes {
 		rows[i].Node, rows[i].Target = n.Name, n.Target
+		rows[i].Properties = deploy.Redact(n.Properties)
+		if n.Role == deploy.RoleSecondary && rows[i].Properties["ksmg.cluster.control_address"] == "" {
+			rows[i].Properties["ksmg.cluster.control_address"] = PendingAddress
+		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()

@@ -383,3 +383,24 @@ func TestResultTables(t *testing.T) {
 		t.Errorf("json:\n%s", sb.String())
 	}
 }
+
+// TestPlanJSONRedacted: the JSON plan shows each node's first-boot answers
+// with secrets redacted, and a DHCP control node's address as pending.
+func TestPlanJSONRedacted(t *testing.T) {
+	newFake(t, "a")
+	newFake(t, "b")
+	f := openFleet(t, fleetYAML(1, false, ""))
+	var sb strings.Builder
+	if err := WritePlanJSON(&sb, f.Plan(context.Background(), Options{})); err != nil {
+		t.Fatal(err)
+	}
+	js := sb.String()
+	if strings.Contains(js, testToken) {
+		t.Errorf("plan shows the join token:\n%s", js)
+	}
+	for _, want := range []string{`"ksmg.cluster.join_token": "<secret>"`, `"ksmg.cluster.control_address": "` + PendingAddress + `"`, `"action": "create"`} {
+		if !strings.Contains(js, want) {
+			t.Errorf("plan JSON lacks %s:\n%s", want, js)
+		}
+	}
+}

@@ -10,7 +10,7 @@ import (
 )
 
 // WritePlan prints the plan as a table: node, target, action, reason.
-// Plans carry no property values, so nothing secret can appear.
+// The table shows no property values; WritePlanJSON shows them redacted.
 func WritePlan(w io.Writer, rows []PlanRow) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "NODE\tTARGET\tACTION\tREASON")
@@ -43,12 +43,13 @@ func WriteResults(w io.Writer, out []Outcome) error {
 }
 
 type jsonPlan struct {
-	Node   string `json:"node"`
-	Target string `json:"target"`
-	Action string `json:"action,omitempty"`
-	Reason string `json:"reason,omitempty"`
-	ID     string `json:"id,omitempty"`
-	Error  string `json:"error,omitempty"`
+	Node       string            `json:"node"`
+	Target     string            `json:"target"`
+	Action     string            `json:"action,omitempty"`
+	Reason     string            `json:"reason,omitempty"`
+	ID         string            `json:"id,omitempty"`
+	Properties map[string]string `json:"properties,omitempty"` // secrets redacted
+	Error      string            `json:"error,omitempty"`
 }
 
 type jsonOutcome struct {
@@ -67,7 +68,7 @@ type jsonOutcome struct {
 func WritePlanJSON(w io.Writer, rows []PlanRow) error {
 	js := make([]jsonPlan, len(rows))
 	for i, r := range rows {
-		js[i] = jsonPlan{Node: r.Node, Target: r.Target, Action: string(r.Action), Reason: r.Reason, ID: r.ID}
+		js[i] = jsonPlan{Node: r.Node, Target: r.Target, Action: string(r.Action), Reason: r.Reason, ID: r.ID, Properties: r.Properties}
 		if r.Err != nil {
 			js[i].Error = r.Err.Error()
 		}
@@ -91,6 +92,7 @@ func WriteResultsJSON(w io.Writer, out []Outcome) error {
 func writeJSON(w io.Writer, v any) error {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
+	enc.SetEscapeHTML(false) // "<secret>" stays readable
 	return enc.Encode(v)
 }
 
