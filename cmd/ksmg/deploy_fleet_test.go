@@ -11,7 +11,13 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/vmware/govmomi/simulator"
+	"github.com/vmware/govmomi/vim25"
+	"gopkg.in/yaml.v3"
+
 	"github.com/ksmg-appliance/ksmg/deploy"
+	"github.com/ksmg-appliance/ksmg/deploy/fleet/fleettest"
+	"github.com/ksmg-appliance/ksmg/deploy/vsphere/vspheretest"
 )
 
 // memTarget is an in-memory target for the command's tests, registered as
@@ -182,4 +188,51 @@ nodes:
 	if exitCode(err) != exitBadInventory {
 		t.Errorf("--concurrency 0: exit %d %v", exitCode(err), err)
 	}
+}
+
+// TestDeployFleetSimulator: the command end to end with the vsphere driver
+// in govmomi's simulator (no vCenter can run here): a 1+3 fleet deployed,
+// the re-run all unchanged, --plan then all unchanged too.
+func TestDeployFleetSimulator(t *testing.T) {
+	ovaPath := vspheretest.SmallOVA(t)
+	t.Setenv("CLI_SIM_TOKEN", "cli-sim-token-0123456789")
+	simulator.Test(func(ctx context.Context, c *vim25.Client) {
+		fleettest.SafeFindChild(ctx, c)
+		target, err := yaml.Marshal(vspheretest.Target(t, c))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var b strings.Builder
+		b.WriteString("images: {ova: " + ovaPath + "}\ndefaults: {wait_ip: 0s, properties: {ksmg.eula.accepted: \"true\"}}\ntargets:\n  vc:\n    kind: vsphere\n")
+		for _, l := range strings.Split(strings.TrimSpace(string(target)), "\n") {
+			b.WriteString("    " + l + "\n")
+		}
+		b.WriteString("cluster: {join_token: {env: CLI_SIM_TOKEN}}\nnodes:\n  - {name: ctl, target: vc, role: control, addresses: {ipv4: 192.0.2.10/24}}\n")
+		for _, n := range []string{"sec-1", "sec-2", "sec-3"} {
+			b.WriteString("  - {name: " + n + ", target: vc, role: secondary}\n")
+		}
+		p := filepath.Join(t.TempDir(), "fleet.yaml")
+		if err := os.WriteFile(p, []byte(b.String()), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		before := len(vspheretest.VMs(ctx, t, c))
+		out, err := runKsmg(t, "deploy", "fleet", p)
+		if err != nil || strings.Count(out, " ok ") != 4 || strings.Count(out, "create") != 4 {
+			t.Fatalf("deploy: %v\n%s", err, out)
+		}
+		if got := len(vspheretest.VMs(ctx, t, c)); got != before+4 {
+			t.Errorf("%d VMs, want %d", got, before+4)
+		}
+		out, err = runKsmg(t, "deploy", "fleet", p)
+		if err != nil || strings.Count(out, "unchanged") != 4 {
+			t.Errorf("re-run: %v\n%s", err, out)
+		}
+		out, err = runKsmg(t, "deploy", "fleet", p, "--plan")
+		if err != nil || strings.Count(out, "unchanged") != 4 {
+			t.Errorf("--plan: %v\n%s", err, out)
+		}
+		if got := len(vspheretest.VMs(ctx, t, c)); got != before+4 {
+			t.Errorf("%d VMs after the re-run and plan, want %d", got, before+4)
+		}
+	}, simulator.VPX())
 }
