@@ -281,7 +281,8 @@ func child(m *yaml.Node, key string) *yaml.Node {
 func (c *checker) images(top *yaml.Node, im rawImages) map[string]string {
 	out := map[string]string{}
 	imNode := child(top, "images")
-	for format, p := range map[string]string{"ova": im.OVA, "vhdx": im.VHDX} {
+	for _, format := range []string{"ova", "vhdx"} {
+		p := map[string]string{"ova": im.OVA, "vhdx": im.VHDX}[format]
 		if p == "" {
 			continue
 		}
