@@ -33,7 +33,6 @@ import (
 
 	"github.com/ksmg-appliance/ksmg/deploy"
 	"github.com/ksmg-appliance/ksmg/deploy/fleet"
-	"github.com/ksmg-appliance/ksmg/deploy/fleet/fleettest"
 	_ "github.com/ksmg-appliance/ksmg/deploy/vsphere" // registers kind vsphere
 	"github.com/ksmg-appliance/ksmg/deploy/vsphere/vspheretest"
 )
@@ -94,7 +93,7 @@ func round(tb *benchTB, ova string, nodes, delay, conc int) (time.Duration, erro
 	model.DelayConfig.Delay = delay
 	var elapsed time.Duration
 	err := model.Run(func(ctx context.Context, c *vim25.Client) error {
-		fleettest.SafeFindChild(ctx, c) // a vcsim bug, see there
+		vspheretest.SafeFindChild(ctx, c) // a vcsim bug, see there
 		inv, err := inventory(tb, c, ova, nodes)
 		if err != nil {
 			return err

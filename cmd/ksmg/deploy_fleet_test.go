@@ -16,7 +16,6 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/ksmg-appliance/ksmg/deploy"
-	"github.com/ksmg-appliance/ksmg/deploy/fleet/fleettest"
 	"github.com/ksmg-appliance/ksmg/deploy/vsphere/vspheretest"
 )
 
@@ -197,7 +196,7 @@ func TestDeployFleetSimulator(t *testing.T) {
 	ovaPath := vspheretest.SmallOVA(t)
 	t.Setenv("CLI_SIM_TOKEN", "cli-sim-token-0123456789")
 	simulator.Test(func(ctx context.Context, c *vim25.Client) {
-		fleettest.SafeFindChild(ctx, c)
+		vspheretest.SafeFindChild(ctx, c)
 		target, err := yaml.Marshal(vspheretest.Target(t, c))
 		if err != nil {
 			t.Fatal(err)

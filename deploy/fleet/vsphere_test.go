@@ -20,7 +20,6 @@ import (
 
 	"github.com/ksmg-appliance/ksmg/deploy"
 	"github.com/ksmg-appliance/ksmg/deploy/fleet"
-	"github.com/ksmg-appliance/ksmg/deploy/fleet/fleettest"
 	_ "github.com/ksmg-appliance/ksmg/deploy/vsphere" // registers kind vsphere
 	"github.com/ksmg-appliance/ksmg/deploy/vsphere/vspheretest"
 	"github.com/ksmg-appliance/ksmg/firstboot/sources"
@@ -200,7 +199,7 @@ var simOpts = fleet.Options{Concurrency: 8, Retries: 3, Backoff: time.Millisecon
 // unchanged and makes no VM.
 func TestSimFleet100(t *testing.T) {
 	simulator.Test(func(ctx context.Context, c *vim25.Client) {
-		fleettest.SafeFindChild(ctx, c)
+		vspheretest.SafeFindChild(ctx, c)
 		inv := simInventory(t, c, 99)
 		f := open(ctx, t, inv)
 		defer f.Close()
@@ -253,7 +252,7 @@ func TestSimFleet100(t *testing.T) {
 // including the control address, travel in the injected OVF environment.
 func TestSimFleetESX(t *testing.T) {
 	simulator.Test(func(ctx context.Context, c *vim25.Client) {
-		fleettest.SafeFindChild(ctx, c)
+		vspheretest.SafeFindChild(ctx, c)
 		inv := simInventory(t, c, 4)
 		f := open(ctx, t, inv)
 		defer f.Close()
@@ -274,7 +273,7 @@ func TestSimFleetESX(t *testing.T) {
 // succeed; no name exists twice.
 func TestSimFaults(t *testing.T) {
 	simulator.Test(func(ctx context.Context, c *vim25.Client) {
-		fleettest.SafeFindChild(ctx, c)
+		vspheretest.SafeFindChild(ctx, c)
 		inv := simInventory(t, c, 29)
 		f := open(ctx, t, inv)
 		defer f.Close()
@@ -327,7 +326,7 @@ func TestSimFaults(t *testing.T) {
 // running it again finishes it with every name exactly once.
 func TestSimInterrupted(t *testing.T) {
 	simulator.Test(func(ctx context.Context, c *vim25.Client) {
-		fleettest.SafeFindChild(ctx, c)
+		vspheretest.SafeFindChild(ctx, c)
 		inv := simInventory(t, c, 19)
 		f := open(ctx, t, inv)
 		defer f.Close()

@@ -479,6 +479,7 @@ func TestFaults(t *testing.T) {
 func TestConcurrent(t *testing.T) {
 	ovaPath := vspheretest.SmallOVA(t)
 	simulator.Test(func(ctx context.Context, c *vim25.Client) {
+		vspheretest.SafeFindChild(ctx, c) // a vcsim bug, see there
 		d := newDeployer(ctx, t, c, nil)
 		defer closeD(t, d)
 		before := vspheretest.VMs(ctx, t, c)

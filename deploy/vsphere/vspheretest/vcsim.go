@@ -1,6 +1,4 @@
-// Package fleettest holds what the fleet's simulator tests and the deploy
-// benchmark (ci/benchdeploy) need beyond deploy/vsphere/vspheretest.
-package fleettest
+package vspheretest
 
 import (
 	"context"
