@@ -36,14 +36,22 @@
 //	ksmg.network.prefix          uint8    24       static prefix length 1..32
 //	ksmg.network.gateway         string            static default gateway
 //	ksmg.network.dns             string            DNS servers, comma separated
+//	ksmg.network.search          string            DNS search domain
+//	ksmg.network.ipv6.address    string            static IPv6 address/prefix
+//	ksmg.network.ipv6.gateway    string            static IPv6 default gateway
 //	ksmg.network.ntp             string            NTP servers, comma separated
 //	ksmg.admin.password          password          initial admin password; empty
 //	                                               means the console wizard asks
+//	ksmg.admin.password_hash     password          or its crypt(3) hash
+//	ksmg.ssh.enabled             boolean  False    enable SSH
+//	ksmg.ssh.authorized_key      string            OpenSSH public key line
 //	ksmg.cluster.role            string   control  "control" or "secondary"
 //	ksmg.cluster.control_address string            Control node address (secondary)
 //	ksmg.cluster.join_token      password          join token (secondary)
 //	ksmg.eula.accepted           boolean  False    EULA accepted by the deployer
 //	ksmg.ksn.consent             boolean  False    join the KSN reputation cloud
+//	ksmg.language                string   en       "en", "cs" or "ru"
+//	ksmg.timezone                string   UTC      IANA time zone
 //
 // No property ships a password: Write refuses a non-empty password default.
 // KSN participation is off until explicitly turned on (data contract).

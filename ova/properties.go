@@ -25,6 +25,7 @@ const (
 	CategoryAdmin   = "2. Administrator"
 	CategoryCluster = "3. Cluster"
 	CategoryLicense = "4. License and data provision"
+	CategoryRegion  = "5. Language and time"
 )
 
 // Properties returns the product's first-boot properties (a fresh slice).
@@ -42,10 +43,22 @@ func Properties() []Property {
 			Label: "Default gateway", Description: "Static mode only: IPv4 address of the default gateway."},
 		{Key: "ksmg.network.dns", Type: "string", Category: CategoryNetwork,
 			Label: "DNS servers", Description: "Comma-separated DNS server addresses. Empty with DHCP: use the DHCP-provided servers."},
+		{Key: "ksmg.network.search", Type: "string", Category: CategoryNetwork,
+			Label: "DNS search domain", Description: "Static mode only, optional: DNS search domain, e.g. example.com."},
+		{Key: "ksmg.network.ipv6.address", Type: "string", Category: CategoryNetwork,
+			Label: "IPv6 address", Description: "Static mode only, optional: the gateway's IPv6 address with prefix, e.g. 2001:db8::10/64."},
+		{Key: "ksmg.network.ipv6.gateway", Type: "string", Category: CategoryNetwork,
+			Label: "IPv6 default gateway", Description: "Static mode only, optional: IPv6 address of the default gateway."},
 		{Key: "ksmg.network.ntp", Type: "string", Category: CategoryNetwork,
 			Label: "NTP servers", Description: "Comma-separated NTP server names or addresses. Empty: Debian's pool."},
 		{Key: "ksmg.admin.password", Type: "string", Password: true, Qualifiers: "MinLen(0) MaxLen(128)", Category: CategoryAdmin,
 			Label: "Administrator password", Description: "Initial password of the web and console administrator. Leave empty to set it on the VM console at first boot. No default password exists."},
+		{Key: "ksmg.admin.password_hash", Type: "string", Password: true, Qualifiers: "MinLen(0) MaxLen(256)", Category: CategoryAdmin,
+			Label: "Administrator password hash", Description: "Instead of the password: its crypt(3) hash ($6$ or $y$), e.g. from mkpasswd. Leave empty when a password is given above."},
+		{Key: "ksmg.ssh.enabled", Type: "boolean", Default: "False", Category: CategoryAdmin,
+			Label: "Enable SSH", Description: "SSH is off unless turned on here or later on the console."},
+		{Key: "ksmg.ssh.authorized_key", Type: "string", Category: CategoryAdmin,
+			Label: "SSH public key", Description: "One OpenSSH public key line allowed to log in as the administrator (with SSH enabled)."},
 		{Key: "ksmg.cluster.role", Type: "string", Default: "control", Qualifiers: `ValueMap{"control","secondary"}`, Category: CategoryCluster,
 			Label: "Node role", Description: "control: this node manages the cluster. secondary: this node joins the Control node below."},
 		{Key: "ksmg.cluster.control_address", Type: "string", Category: CategoryCluster,
@@ -56,6 +69,10 @@ func Properties() []Property {
 			Label: "I accept the End User License Agreement", Description: "The EULA lists the licensing data the product always sends. The node does not process mail until it is accepted."},
 		{Key: "ksmg.ksn.consent", Type: "boolean", Default: "False", Category: CategoryLicense,
 			Label: "Join Kaspersky Security Network (KSN)", Description: "Voluntary: send reputation requests and statistics to the KSN cloud. Off unless turned on here or later; set on the Control node, applied to all Secondary nodes."},
+		{Key: "ksmg.language", Type: "string", Default: "en", Qualifiers: `ValueMap{"en","cs","ru"}`, Category: CategoryRegion,
+			Label: "Language", Description: "Language of the product: en, cs or ru."},
+		{Key: "ksmg.timezone", Type: "string", Default: "UTC", Qualifiers: "MinLen(1) MaxLen(64)", Category: CategoryRegion,
+			Label: "Time zone", Description: "IANA time zone, e.g. Europe/Prague."},
 	}
 }
 

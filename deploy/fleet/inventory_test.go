@@ -92,7 +92,7 @@ func TestInventoryErrors(t *testing.T) {
 		{"bad probe", strings.Replace(validInventory, "cluster:\n", "cluster:\n  control_probe: {port: 70000}  # ERR: control_probe.port: 70000 is not 1-65535\n", 1)},
 		{"bad control address", strings.Replace(validInventory, "cluster:\n", "cluster:\n  control_address: \"ctl:0\"  # ERR: cluster.control_address: control node \"ctl:0\" has a port outside 1-65535\n", 1)},
 		// kind vsphere is registered by vsphere_test.go's import of the driver
-		{"undeclared OVA property", strings.Replace("defaults:\n  properties:\n    ksmg.timezone: UTC  # ERR: defaults.properties: ksmg.timezone is not a property of the OVA, so target site-a (vsphere) cannot pass it\n"+
+		{"undeclared OVA property", strings.Replace("defaults:\n  properties:\n    ksmg.network.interface: ens192  # ERR: defaults.properties: ksmg.network.interface is not a property of the OVA, so target site-a (vsphere) cannot pass it\n"+
 			validInventory, "kind: fake", "kind: vsphere", 1)},
 		{"several at once", strings.NewReplacer(
 			"name: sec-1", "name: sec-1\n    cpu: 2  # ERR: unknown key \"cpu\"",

@@ -316,7 +316,7 @@ func TestRejected(t *testing.T) {
 		}{
 			{"tampered OVA", func(n *deploy.Node) { n.Image = tampered }, "digest check failed"},
 			{"missing OVA", func(n *deploy.Node) { n.Image = "/nonexistent.ova" }, "no such file"},
-			{"unknown property", func(n *deploy.Node) { n.Properties["ksmg.timezone"] = "UTC" }, "ksmg.timezone: not declared by the OVA"},
+			{"unknown property", func(n *deploy.Node) { n.Properties["ksmg.network.interface"] = "ens192" }, "ksmg.network.interface: not declared by the OVA"},
 			{"wait without power", func(n *deploy.Node) { n.PowerOn = false; n.WaitIP = time.Second }, "needs power-on"},
 			{"bad node", func(n *deploy.Node) { n.Role = "boss" }, `role "boss"`},
 		} {

@@ -23,6 +23,17 @@ func TestOVAPropertiesKnown(t *testing.T) {
 			t.Errorf("OVA password property %q is not a secret here", p.Key)
 		}
 	}
+	// And the other way: a vSphere deploy can set every answer unattended
+	// (only the NIC selector is moot, the OVA has one NIC).
+	offered := map[string]bool{}
+	for _, p := range props {
+		offered[p.Key] = true
+	}
+	for _, k := range Keys {
+		if !offered[k.Name] && k.Name != "ksmg.network.interface" {
+			t.Errorf("first-boot key %q is not an OVA property", k.Name)
+		}
+	}
 	// The deploy wizard's defaults alone are valid but incomplete: no
 	// password and no EULA acceptance, so the console wizard opens.
 	kv := map[string]string{}
