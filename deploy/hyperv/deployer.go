@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/ksmg-appliance/ksmg/deploy"
+	"github.com/ksmg-appliance/ksmg/deploy/hyperv/kvp"
 	"github.com/ksmg-appliance/ksmg/deploy/pwsh"
 	"github.com/ksmg-appliance/ksmg/firstboot/answers"
 	"github.com/ksmg-appliance/ksmg/firstboot/sources"
@@ -477,7 +478,7 @@ func (d *Deployer) waitFirstboot(ctx context.Context, id string, limit time.Dura
 		if err == nil {
 			var v string
 			var found bool
-			if v, found, err = guestItem(items, sources.DoneKey); err == nil && found && v == sources.DoneValue {
+			if v, found, err = kvp.GuestItem(items, sources.DoneKey); err == nil && found && v == sources.DoneValue {
 				return nil
 			}
 		}

@@ -26,6 +26,7 @@ import (
 	"time"
 
 	"github.com/ksmg-appliance/ksmg/deploy"
+	"github.com/ksmg-appliance/ksmg/deploy/hyperv/kvp/kvptest"
 	"github.com/ksmg-appliance/ksmg/deploy/pwsh"
 	"github.com/ksmg-appliance/ksmg/deploy/pwsh/pwshtest"
 	"github.com/ksmg-appliance/ksmg/vhdx"
@@ -135,11 +136,11 @@ func (f *fakeHyperV) handle(script string) pwshtest.Reply {
 		if f.neverDone || f.doneCalls <= f.doneAfter {
 			// Another guest item, as a lone string (how Windows
 			// PowerShell may write a one-element array).
-			b, _ := json.Marshal(map[string]any{"items": guestXML("ksmg.other", "x")})
+			b, _ := json.Marshal(map[string]any{"items": kvptest.GuestXML("ksmg.other", "x")})
 			return pwshtest.Reply{Stdout: string(b) + "\r\n"}
 		}
 		f.signalled = true
-		b, _ := json.Marshal(map[string]any{"items": []string{guestXML("ksmg.other", "x"), guestXML("ksmg.firstboot", "done")}})
+		b, _ := json.Marshal(map[string]any{"items": []string{kvptest.GuestXML("ksmg.other", "x"), kvptest.GuestXML("ksmg.firstboot", "done")}})
 		return pwshtest.Reply{Stdout: string(b) + "\r\n"}
 	case "remove-kvp":
 		if f.byID(arg(idRE)) == nil {

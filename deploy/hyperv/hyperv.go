@@ -123,7 +123,7 @@ type Host interface {
 	// GuestKVP returns the guest-to-host KVP items of the VM (the
 	// guest's pool 1): the raw XML-embedded Msvm_KvpExchangeDataItem
 	// instances of its GuestExchangeItems, none while the guest reports
-	// none. guestItem decodes them.
+	// none. kvp.GuestItem decodes them.
 	GuestKVP(ctx context.Context, id string) ([]string, error)
 	// RemoveKVP removes host-to-guest KVP items by key; only the names
 	// travel, never the values.

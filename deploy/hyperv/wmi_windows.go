@@ -24,6 +24,8 @@ import (
 	"github.com/microsoft/wmi/pkg/virtualization/network/virtualswitch"
 	wmi "github.com/microsoft/wmi/pkg/wmiinstance"
 	v2 "github.com/microsoft/wmi/server2019/root/virtualization/v2"
+
+	"github.com/ksmg-appliance/ksmg/deploy/hyperv/kvp"
 )
 
 // secureBootTemplateID is the ID of Hyper-V's "Microsoft UEFI Certificate
@@ -331,7 +333,7 @@ func (h *WMIHost) AddKVP(ctx context.Context, id string, items []KVPItem) error 
 		n := min(128, len(items)) // the method's limit per call
 		xmls := make([]string, n)
 		for i, it := range items[:n] {
-			xmls[i] = kvpItemXML(it.Key, it.Value)
+			xmls[i] = kvp.ItemXML(it.Key, it.Value)
 		}
 		items = items[n:]
 		if err := h.execJob(vmms.WmiInstance, "AddKvpItems", wmi.WmiMethodParamCollection{
@@ -363,7 +365,7 @@ func (h *WMIHost) RemoveKVP(ctx context.Context, id string, keys []string) error
 		n := min(128, len(keys))
 		xmls := make([]string, n)
 		for i, k := range keys[:n] {
-			xmls[i] = kvpItemXML(k, "")
+			xmls[i] = kvp.ItemXML(k, "")
 		}
 		keys = keys[n:]
 		if err := h.execJob(vmms.WmiInstance, "RemoveKvpItems", wmi.WmiMethodParamCollection{

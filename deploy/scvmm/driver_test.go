@@ -468,19 +468,6 @@ func TestFirstbootNeverSignals(t *testing.T) {
 	}
 }
 
-func TestGuestItem(t *testing.T) {
-	items := []string{guestXML("ksmg.other", "x"), guestXML("ksmg.firstboot", "done")}
-	if v, ok, err := guestItem(items, "ksmg.firstboot"); v != "done" || !ok || err != nil {
-		t.Errorf("guestItem = %q %v %v", v, ok, err)
-	}
-	if _, ok, err := guestItem(items[:1], "ksmg.firstboot"); ok || err != nil {
-		t.Errorf("absent item found: %v %v", ok, err)
-	}
-	if _, _, err := guestItem([]string{"<INSTANCE"}, "ksmg.firstboot"); err == nil || !strings.Contains(err.Error(), "guest KVP item 0") {
-		t.Errorf("bad XML: %v", err)
-	}
-}
-
 // failStep answers a script of step with the failure a real script prints
 // when Invoke-Command throws (the host refused it).
 type failStep struct {

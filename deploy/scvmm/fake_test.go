@@ -19,6 +19,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/ksmg-appliance/ksmg/deploy/hyperv/kvp/kvptest"
 	"github.com/ksmg-appliance/ksmg/deploy/pwsh"
 )
 
@@ -70,15 +71,6 @@ type fakeVMM struct {
 	// the guest never signals.
 	doneAfter int
 	neverDone bool
-}
-
-// guestXML is a guest-to-host item as Hyper-V reports it in
-// GuestExchangeItems (Source 2, with the empty inherited properties).
-func guestXML(key, value string) string {
-	return `<INSTANCE CLASSNAME="Msvm_KvpExchangeDataItem"><PROPERTY NAME="Caption" PROPAGATED="true" TYPE="string"></PROPERTY>` +
-		`<PROPERTY NAME="Data" TYPE="string"><VALUE>` + value + `</VALUE></PROPERTY>` +
-		`<PROPERTY NAME="Name" TYPE="string"><VALUE>` + key + `</VALUE></PROPERTY>` +
-		`<PROPERTY NAME="Source" TYPE="uint16"><VALUE>2</VALUE></PROPERTY></INSTANCE>`
 }
 
 func newFakeVMM(t *testing.T) *fakeVMM {
@@ -365,10 +357,10 @@ func (f *fakeVMM) handle(script string) (string, int) {
 			f.doneAfter--
 			// Another item, as a lone string (ConvertTo-Json may write
 			// a one-element array so).
-			return ok(map[string]any{"items": guestXML("ksmg.other", "x")})
+			return ok(map[string]any{"items": kvptest.GuestXML("ksmg.other", "x")})
 		}
 		vm.Signalled = true
-		return ok(map[string]any{"items": []string{guestXML("ksmg.other", "x"), guestXML("ksmg.firstboot", "done")}})
+		return ok(map[string]any{"items": []string{kvptest.GuestXML("ksmg.other", "x"), kvptest.GuestXML("ksmg.firstboot", "done")}})
 	case stepStart:
 		vm := f.vms[arg(t, script, "-ID ")]
 		if vm == nil {

@@ -69,7 +69,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
-	"encoding/xml"
 	"errors"
 	"fmt"
 	"io"
@@ -85,6 +84,7 @@ import (
 	"time"
 
 	"github.com/ksmg-appliance/ksmg/deploy"
+	"github.com/ksmg-appliance/ksmg/deploy/hyperv/kvp"
 	"github.com/ksmg-appliance/ksmg/deploy/pwsh"
 	"github.com/ksmg-appliance/ksmg/firstboot/answers"
 	"github.com/ksmg-appliance/ksmg/firstboot/sources"
@@ -457,7 +457,7 @@ func (d *Deployer) waitFirstboot(ctx context.Context, n deploy.Node, id string, 
 		if err := d.script(ctx, stepFirstboot, v, "read the first-boot signal of "+n.Name, &out); err != nil {
 			return err
 		}
-		val, found, err := guestItem(out.Items, sources.DoneKey)
+		val, found, err := kvp.GuestItem(out.Items, sources.DoneKey)
 		if err != nil {
 			return fmt.Errorf("read the first-boot signal of %s: %w", n.Name, err)
 		}
@@ -471,38 +471,6 @@ func (d *Deployer) waitFirstboot(ctx context.Context, n deploy.Node, id string, 
 			return err
 		}
 	}
-}
-
-// guestItem finds key among XML-embedded Msvm_KvpExchangeDataItem
-// instances (a VM's GuestExchangeItems) and returns its Data. (The hyperv
-// driver has the same decoder; importing it would register that driver
-// here.)
-func guestItem(items []string, key string) (string, bool, error) {
-	for i, it := range items {
-		var inst struct {
-			XMLName  xml.Name `xml:"INSTANCE"`
-			Property []struct {
-				Name  string `xml:"NAME,attr"`
-				Value string `xml:"VALUE"`
-			} `xml:"PROPERTY"`
-		}
-		if err := xml.Unmarshal([]byte(it), &inst); err != nil {
-			return "", false, fmt.Errorf("guest KVP item %d: not a Msvm_KvpExchangeDataItem instance: %w", i, err)
-		}
-		var name, data string
-		for _, p := range inst.Property {
-			switch p.Name {
-			case "Name":
-				name = p.Value
-			case "Data":
-				data = p.Value
-			}
-		}
-		if name == key {
-			return data, true, nil
-		}
-	}
-	return "", false, nil
 }
 
 func sleep(ctx context.Context, d time.Duration) error {

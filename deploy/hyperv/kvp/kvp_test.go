@@ -1,18 +1,20 @@
-package hyperv
+package kvp
 
 import (
 	"encoding/xml"
 	"testing"
+
+	"github.com/ksmg-appliance/ksmg/deploy/hyperv/kvp/kvptest"
 )
 
 func TestKVPItemXML(t *testing.T) {
-	got := kvpItemXML("ksmg.admin.password", `a<b>&"c'`)
+	got := ItemXML("ksmg.admin.password", `a<b>&"c'`)
 	want := `<INSTANCE CLASSNAME="Msvm_KvpExchangeDataItem">` +
 		`<PROPERTY NAME="Data" TYPE="string"><VALUE>a&lt;b&gt;&amp;&#34;c&#39;</VALUE></PROPERTY>` +
 		`<PROPERTY NAME="Name" TYPE="string"><VALUE>ksmg.admin.password</VALUE></PROPERTY>` +
 		`<PROPERTY NAME="Source" TYPE="uint16"><VALUE>0</VALUE></PROPERTY></INSTANCE>`
 	if got != want {
-		t.Errorf("kvpItemXML =\n%s\nwant\n%s", got, want)
+		t.Errorf("ItemXML =\n%s\nwant\n%s", got, want)
 	}
 	// And it parses back to the same value.
 	var inst struct {
@@ -26,18 +28,8 @@ func TestKVPItemXML(t *testing.T) {
 	}
 }
 
-// guestXML is a guest-to-host item as Hyper-V reports it (Source 2, with
-// the empty inherited properties the host adds).
-func guestXML(key, value string) string {
-	return `<INSTANCE CLASSNAME="Msvm_KvpExchangeDataItem"><PROPERTY NAME="Caption" PROPAGATED="true" TYPE="string"></PROPERTY>` +
-		`<PROPERTY NAME="Data" TYPE="string"><VALUE>` + value + `</VALUE></PROPERTY>` +
-		`<PROPERTY NAME="Description" PROPAGATED="true" TYPE="string"></PROPERTY>` +
-		`<PROPERTY NAME="Name" TYPE="string"><VALUE>` + key + `</VALUE></PROPERTY>` +
-		`<PROPERTY NAME="Source" TYPE="uint16"><VALUE>2</VALUE></PROPERTY></INSTANCE>`
-}
-
 func TestGuestItem(t *testing.T) {
-	items := []string{guestXML("ksmg.other", "x"), guestXML("ksmg.firstboot", "done")}
+	items := []string{kvptest.GuestXML("ksmg.other", "x"), kvptest.GuestXML("ksmg.firstboot", "done")}
 	tests := []struct {
 		name  string
 		items []string
@@ -53,9 +45,9 @@ func TestGuestItem(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			v, ok, err := guestItem(tc.items, tc.key)
+			v, ok, err := GuestItem(tc.items, tc.key)
 			if v != tc.val || ok != tc.found || (err != nil) != tc.err {
-				t.Errorf("guestItem = %q, %v, %v; want %q, %v, error %v", v, ok, err, tc.val, tc.found, tc.err)
+				t.Errorf("GuestItem = %q, %v, %v; want %q, %v, error %v", v, ok, err, tc.val, tc.found, tc.err)
 			}
 		})
 	}

@@ -1,4 +1,9 @@
-package hyperv
+// Package kvp reads and writes the CIM-XML text of Hyper-V's
+// Msvm_KvpExchangeDataItem, the form in which WMI passes KVP items
+// (AddKvpItems, RemoveKvpItems, GuestExchangeItems). The Hyper-V and SCVMM
+// drivers share it; it is its own package so that SCVMM does not import
+// (and register) the Hyper-V driver.
+package kvp
 
 import (
 	"encoding/xml"
@@ -6,12 +11,12 @@ import (
 	"strings"
 )
 
-// kvpItemXML is the embedded-instance text (CIM-XML, as WMI's
+// ItemXML is the embedded-instance text (CIM-XML, as WMI's
 // GetText(WMIDTD20) writes it) of a host-to-guest Msvm_KvpExchangeDataItem
 // that AddKvpItems takes. The WMI driver builds it as text rather than
 // through a WMI object: the library logs property values when setting one
 // fails, and these values may be secrets.
-func kvpItemXML(key, value string) string {
+func ItemXML(key, value string) string {
 	var b strings.Builder
 	b.WriteString(`<INSTANCE CLASSNAME="Msvm_KvpExchangeDataItem">`)
 	prop := func(name, typ, v string) {
@@ -36,10 +41,10 @@ type kvpInstance struct {
 	} `xml:"PROPERTY"`
 }
 
-// guestItem finds key among the XML-embedded Msvm_KvpExchangeDataItem
+// GuestItem finds key among the XML-embedded Msvm_KvpExchangeDataItem
 // instances of a VM's GuestExchangeItems (the guest's pool 1) and returns
 // its Data. Both drivers read the raw items and decode them here.
-func guestItem(items []string, key string) (string, bool, error) {
+func GuestItem(items []string, key string) (string, bool, error) {
 	for i, it := range items {
 		var inst kvpInstance
 		if err := xml.Unmarshal([]byte(it), &inst); err != nil {
