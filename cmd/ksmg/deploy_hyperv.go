@@ -3,9 +3,6 @@ package main
 import (
 	"context"
 	"log/slog"
-	"maps"
-	"strings"
-	"time"
 
 	"github.com/spf13/cobra"
 
@@ -16,18 +13,8 @@ import (
 func init() { deployCmd.AddCommand(newDeployHyperVCmd()) }
 
 type hypervFlags struct {
-	cfg       hyperv.Config
-	vhdx      string
-	name      string
-	props     []string
-	propsFile string
-	diskSize  string
-	cpus      int
-	memory    int
-	powerOn   bool
-	waitIP    time.Duration
-	replace   bool
-	plan      bool
+	cfg  hyperv.Config
+	node nodeFlags
 }
 
 // openHyperV is hyperv.Open; tests replace it to reach a fake host.
@@ -41,7 +28,7 @@ var openHyperV = func(ctx context.Context, name string, cfg hyperv.Config, log *
 }
 
 func newDeployHyperVCmd() *cobra.Command {
-	var f hypervFlags
+	f := hypervFlags{node: nodeFlags{cmd: "hyperv", imageFlag: "vhdx", netFlag: "switch"}}
 	cmd := &cobra.Command{
 		Use:   `hyperv --vhdx FILE --name VM --host HOST --share UNC --path DIR --switch NAME [flags]`,
 		Short: "Deploy the appliance VHDX to a Hyper-V host as a Generation 2 VM",
@@ -89,86 +76,28 @@ variable --password-env names (default KSMG_HYPERV_PASSWORD).`,
 	fl.StringVar(&c.Switch, "switch", "", "Hyper-V virtual switch for the appliance's NIC (required)")
 	fl.IntVar(&c.VLAN, "vlan", 0, "access VLAN ID of the NIC (0: untagged)")
 	fl.DurationVar(&c.PollInterval, "poll-interval", 0, "how often the guest's address and first-boot signal are polled (default 5s)")
-	fl.StringVar(&f.vhdx, "vhdx", "", "appliance VHDX file (required)")
-	fl.StringVar(&f.name, "name", "", "VM name (required)")
-	fl.StringArrayVar(&f.props, "prop", nil, "first-boot answer key=value, e.g. ksmg.hostname=mx1.example.com (repeatable)")
-	fl.StringVar(&f.propsFile, "props-file", "", "YAML/JSON map of first-boot answers")
-	fl.StringVar(&f.diskSize, "disk-size", "", "grow the disk to this size in GiB, e.g. 100 or 100G")
-	fl.IntVar(&f.cpus, "cpus", 0, "virtual CPUs (default 4, the appliance spec's)")
-	fl.IntVar(&f.memory, "memory", 0, "memory in MiB (default 8192, the appliance spec's)")
-	fl.BoolVar(&f.powerOn, "power-on", true, "start the VM")
-	fl.DurationVar(&f.waitIP, "wait-ip", 0, "wait this long for the guest's address, e.g. 10m (0: do not wait)")
-	fl.BoolVar(&f.replace, "replace", false, "replace a VM of the same name")
-	fl.BoolVar(&f.plan, "plan", false, "print what would be done and change nothing")
+	f.node.add(fl, nodeHelp{
+		image:  "appliance VHDX file (required)",
+		cpus:   "virtual CPUs (default 4, the appliance spec's)",
+		memory: "memory in MiB (default 8192, the appliance spec's)",
+		waitIP: "wait this long for the guest's address, e.g. 10m (0: do not wait)",
+	})
 	return cmd
 }
 
 func runDeployHyperV(cmd *cobra.Command, f *hypervFlags) error {
-	ctx := cmd.Context()
-	out := cmd.OutOrStdout()
-	if f.vhdx == "" || f.name == "" {
-		return usage("deploy hyperv: --vhdx and --name are required")
-	}
-	props := map[string]string{}
-	if f.propsFile != "" {
-		fileProps, nets, err := readPropsFile(f.propsFile)
-		if err != nil {
-			return &exitError{code: 2, err: err}
-		}
-		if len(nets) > 0 {
-			return usage("--props-file %s: network mappings are for vSphere; use --switch", f.propsFile)
-		}
-		maps.Copy(props, fileProps)
-	}
-	for _, kv := range f.props {
-		k, v, ok := strings.Cut(kv, "=")
-		if !ok || k == "" {
-			return usage("--prop %q: expected key=value", redactProp(kv))
-		}
-		props[k] = v
-	}
-	diskGiB, err := parseGiB(f.diskSize)
+	n, err := f.node.node(cmd)
 	if err != nil {
-		return usage("--disk-size %q: %v", f.diskSize, err)
-	}
-	n := deploy.Node{
-		Name: f.name, Image: f.vhdx, CPUs: f.cpus, MemoryMiB: f.memory, DiskGiB: diskGiB,
-		Properties: props, PowerOn: f.powerOn, WaitIP: f.waitIP, Replace: f.replace,
-	}
-	if err := n.Validate(); err != nil {
-		return usage("deploy hyperv: %v", err)
+		return err
 	}
 	log := logger()
-	if !f.plan {
-		n.Progress = uploadProgress(cmd.ErrOrStderr())
-	}
 	name := f.cfg.Host
 	if name == "" {
 		name = "localhost"
 	}
-	d, err := openHyperV(ctx, name, f.cfg, log)
+	d, err := openHyperV(cmd.Context(), name, f.cfg, log)
 	if err != nil {
-		if deploy.IsPermanent(err) {
-			return &exitError{code: 2, err: err}
-		}
-		return err
+		return permanentIsUsage(err)
 	}
-	defer func() {
-		if err := d.Close(); err != nil {
-			log.Warn("close", "err", err)
-		}
-	}()
-	if f.plan {
-		p, err := d.Plan(ctx, n)
-		if err != nil {
-			if deploy.IsPermanent(err) {
-				return &exitError{code: 2, err: err}
-			}
-			return err
-		}
-		return writePlan(out, p)
-	}
-	log.Info("deploying", "target", d.Target(), "vm", n.Name, "vhdx", n.Image, "properties", deploy.Redact(n.Properties))
-	res, err := d.Deploy(ctx, n)
-	return writeResult(out, res, err)
+	return f.node.run(cmd, d, n, log, exit2Plan)
 }

@@ -3,9 +3,6 @@ package main
 import (
 	"context"
 	"log/slog"
-	"maps"
-	"strings"
-	"time"
 
 	"github.com/spf13/cobra"
 
@@ -16,18 +13,8 @@ import (
 func init() { deployCmd.AddCommand(newDeployScvmmCmd()) }
 
 type scvmmFlags struct {
-	cfg       scvmm.Config
-	vhdx      string
-	name      string
-	props     []string
-	propsFile string
-	diskSize  string
-	cpus      int
-	memory    int
-	powerOn   bool
-	waitIP    time.Duration
-	replace   bool
-	plan      bool
+	cfg  scvmm.Config
+	node nodeFlags
 }
 
 // openScvmm is scvmm.Open; tests replace it to reach a fake server.
@@ -36,7 +23,7 @@ var openScvmm = func(ctx context.Context, name string, cfg scvmm.Config, log *sl
 }
 
 func newDeployScvmmCmd() *cobra.Command {
-	var f scvmmFlags
+	f := scvmmFlags{node: nodeFlags{cmd: "scvmm", imageFlag: "vhdx", netFlag: "network"}}
 	cmd := &cobra.Command{
 		Use:   "scvmm --vhdx FILE --name VM --server HOST --library-share UNC (--host-group G | --cloud C) [flags]",
 		Short: "Deploy the appliance VHDX through System Center Virtual Machine Manager",
@@ -95,85 +82,27 @@ its password (default: the same account).`,
 	fl.StringVar(&c.HostPasswordEnv, "host-password-env", "", "environment variable holding --host-user's password (default: the WinRM password)")
 	fl.StringVar(&c.HostPasswordFile, "host-password-file", "", "file holding --host-user's password")
 	fl.DurationVar(&c.PollInterval, "poll-interval", 0, "how often SCVMM jobs and the guest's address are polled (default 5s)")
-	fl.StringVar(&f.vhdx, "vhdx", "", "appliance VHDX file (required)")
-	fl.StringVar(&f.name, "name", "", "VM name (required)")
-	fl.StringArrayVar(&f.props, "prop", nil, "first-boot answer key=value, e.g. ksmg.hostname=mx1.example.com (repeatable)")
-	fl.StringVar(&f.propsFile, "props-file", "", "YAML/JSON map of first-boot answers")
-	fl.StringVar(&f.diskSize, "disk-size", "", "grow the disk to this size in GiB, e.g. 100 or 100G")
-	fl.IntVar(&f.cpus, "cpus", 0, "virtual CPUs (default: the template's, 2)")
-	fl.IntVar(&f.memory, "memory", 0, "memory in MiB (default: the template's, 4096)")
-	fl.BoolVar(&f.powerOn, "power-on", true, "start the VM")
-	fl.DurationVar(&f.waitIP, "wait-ip", 0, "wait this long for the guest's IPv4 address, e.g. 10m (0: do not wait)")
-	fl.BoolVar(&f.replace, "replace", false, "replace a VM of the same name that ksmg finished deploying, or one ksmg did not make")
-	fl.BoolVar(&f.plan, "plan", false, "print what would be done and change nothing")
+	f.node.add(fl, nodeHelp{
+		image:   "appliance VHDX file (required)",
+		cpus:    "virtual CPUs (default: the template's, 2)",
+		memory:  "memory in MiB (default: the template's, 4096)",
+		replace: "replace a VM of the same name that ksmg finished deploying, or one ksmg did not make",
+	})
 	return cmd
 }
 
 func runDeployScvmm(cmd *cobra.Command, f *scvmmFlags) error {
-	ctx := cmd.Context()
-	out := cmd.OutOrStdout()
-	if f.vhdx == "" || f.name == "" || f.cfg.Server == "" {
+	if f.node.image == "" || f.node.name == "" || f.cfg.Server == "" {
 		return usage("deploy scvmm: --vhdx, --name and --server are required")
 	}
-	props := map[string]string{}
-	if f.propsFile != "" {
-		fileProps, nets, err := readPropsFile(f.propsFile)
-		if err != nil {
-			return &exitError{code: 2, err: err}
-		}
-		if len(nets) > 0 {
-			return usage("--props-file %s: network mappings are for vSphere; use --network", f.propsFile)
-		}
-		maps.Copy(props, fileProps)
-	}
-	for _, kv := range f.props {
-		k, v, ok := strings.Cut(kv, "=")
-		if !ok || k == "" {
-			return usage("--prop %q: expected key=value", redactProp(kv))
-		}
-		props[k] = v
-	}
-	diskGiB, err := parseGiB(f.diskSize)
+	n, err := f.node.node(cmd)
 	if err != nil {
-		return usage("--disk-size %q: %v", f.diskSize, err)
-	}
-	n := deploy.Node{
-		Name: f.name, Image: f.vhdx, CPUs: f.cpus, MemoryMiB: f.memory, DiskGiB: diskGiB,
-		Properties: props, PowerOn: f.powerOn, WaitIP: f.waitIP, Replace: f.replace,
-	}
-	if err := n.Validate(); err != nil {
-		return usage("deploy scvmm: %v", err)
-	}
-	log := logger()
-	if !f.plan {
-		n.Progress = uploadProgress(cmd.ErrOrStderr())
-	}
-	d, err := openScvmm(ctx, f.cfg.Server, f.cfg, log)
-	if err != nil {
-		if deploy.IsPermanent(err) {
-			return &exitError{code: 2, err: err}
-		}
 		return err
 	}
-	defer func() {
-		if err := d.Close(); err != nil {
-			log.Warn("close", "err", err)
-		}
-	}()
-	if f.plan {
-		p, err := d.Plan(ctx, n)
-		if err != nil {
-			if deploy.IsPermanent(err) {
-				return &exitError{code: 2, err: err}
-			}
-			return err
-		}
-		return writePlan(out, p)
+	log := logger()
+	d, err := openScvmm(cmd.Context(), f.cfg.Server, f.cfg, log)
+	if err != nil {
+		return permanentIsUsage(err)
 	}
-	log.Info("deploying", "target", d.Target(), "vm", n.Name, "vhdx", n.Image, "properties", deploy.Redact(n.Properties))
-	res, err := d.Deploy(ctx, n)
-	if err = writeResult(out, res, err); err != nil && deploy.IsPermanent(err) {
-		return &exitError{code: 2, err: err}
-	}
-	return err
+	return f.node.run(cmd, d, n, log, exit2Plan|exit2Deploy)
 }

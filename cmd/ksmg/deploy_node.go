@@ -1,0 +1,299 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"maps"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+	"github.com/vmware/govmomi/ovf/importer"
+	"gopkg.in/yaml.v3"
+
+	"github.com/ksmg-appliance/ksmg/deploy"
+)
+
+// The single-node deploy commands (vsphere, hyperv, scvmm) share the node
+// flags, how a deploy.Node is built from them, and the plan/deploy tail;
+// each command keeps its connection and placement flags.
+
+// nodeFlags are the flags that describe one node, whatever the target.
+type nodeFlags struct {
+	cmd       string // the command's name, for messages: "deploy <cmd>: ..."
+	imageFlag string // "ova" or "vhdx"
+	// netFlag is the target's own network flag: a --props-file with
+	// network mappings (govc import.spec) is refused, pointing to it.
+	// Unused when networks is set.
+	netFlag string
+	// networks, if set, takes the network mappings of --props-file (nil
+	// without one) once --prop is parsed; its error is returned as is.
+	networks func(fromFile map[string]string) error
+
+	image, name string
+	props       []string
+	propsFile   string
+	diskSize    string
+	cpus        int
+	memory      int
+	powerOn     bool
+	waitIP      time.Duration
+	replace     bool
+	plan        bool
+}
+
+// nodeHelp is the help text of the node flags that differ by target; an
+// empty field takes the text most targets use.
+type nodeHelp struct {
+	image, prop, propsFile, cpus, memory, powerOn, waitIP, replace string
+}
+
+// add registers the node flags on fl.
+func (f *nodeFlags) add(fl *pflag.FlagSet, h nodeHelp) {
+	or := func(s, def string) string {
+		if s == "" {
+			return def
+		}
+		return s
+	}
+	fl.StringVar(&f.image, f.imageFlag, "", h.image)
+	fl.StringVar(&f.name, "name", "", "VM name (required)")
+	fl.StringArrayVar(&f.props, "prop", nil, or(h.prop, "first-boot answer key=value, e.g. ksmg.hostname=mx1.example.com (repeatable)"))
+	fl.StringVar(&f.propsFile, "props-file", "", or(h.propsFile, "YAML/JSON map of first-boot answers"))
+	fl.StringVar(&f.diskSize, "disk-size", "", "grow the disk to this size in GiB, e.g. 100 or 100G")
+	fl.IntVar(&f.cpus, "cpus", 0, h.cpus)
+	fl.IntVar(&f.memory, "memory", 0, h.memory)
+	fl.BoolVar(&f.powerOn, "power-on", true, or(h.powerOn, "start the VM"))
+	fl.DurationVar(&f.waitIP, "wait-ip", 0, or(h.waitIP, "wait this long for the guest's IPv4 address, e.g. 10m (0: do not wait)"))
+	fl.BoolVar(&f.replace, "replace", false, or(h.replace, "replace a VM of the same name"))
+	fl.BoolVar(&f.plan, "plan", false, "print what would be done and change nothing")
+}
+
+// node builds and validates the node the flags describe; bad input is a
+// usage error (exit status 2). Upload progress goes to cmd's stderr,
+// except with --plan.
+func (f *nodeFlags) node(cmd *cobra.Command) (deploy.Node, error) {
+	if f.image == "" || f.name == "" {
+		return deploy.Node{}, usage("deploy %s: --%s and --name are required", f.cmd, f.imageFlag)
+	}
+	props := map[string]string{}
+	var nets map[string]string
+	if f.propsFile != "" {
+		fileProps, fileNets, err := readPropsFile(f.propsFile)
+		if err != nil {
+			return deploy.Node{}, &exitError{code: 2, err: err}
+		}
+		if f.networks == nil && len(fileNets) > 0 {
+			return deploy.Node{}, usage("--props-file %s: network mappings are for vSphere; use --%s", f.propsFile, f.netFlag)
+		}
+		maps.Copy(props, fileProps)
+		nets = fileNets
+	}
+	for _, kv := range f.props {
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok || k == "" {
+			return deploy.Node{}, usage("--prop %q: expected key=value", redactProp(kv))
+		}
+		props[k] = v
+	}
+	if f.networks != nil {
+		if err := f.networks(nets); err != nil {
+			return deploy.Node{}, err
+		}
+	}
+	diskGiB, err := parseGiB(f.diskSize)
+	if err != nil {
+		return deploy.Node{}, usage("--disk-size %q: %v", f.diskSize, err)
+	}
+	n := deploy.Node{
+		Name: f.name, Image: f.image, CPUs: f.cpus, MemoryMiB: f.memory, DiskGiB: diskGiB,
+		Properties: props, PowerOn: f.powerOn, WaitIP: f.waitIP, Replace: f.replace,
+	}
+	if err := n.Validate(); err != nil {
+		return deploy.Node{}, usage("deploy %s: %v", f.cmd, err)
+	}
+	if !f.plan {
+		n.Progress = uploadProgress(cmd.ErrOrStderr())
+	}
+	return n, nil
+}
+
+// exit2On says in which steps a deploy.Permanent error exits with status 2
+// rather than 1; the targets differ (kept as they were when the commands
+// were unified).
+type exit2On int
+
+const (
+	exit2Plan exit2On = 1 << iota
+	exit2Deploy
+)
+
+// run plans (--plan) or deploys n with d, prints the plan or the result
+// (writePlan, writeResult) to cmd's stdout, and closes d.
+func (f *nodeFlags) run(cmd *cobra.Command, d deploy.Deployer, n deploy.Node, log *slog.Logger, exit2 exit2On) error {
+	ctx := cmd.Context()
+	out := cmd.OutOrStdout()
+	defer func() {
+		if err := d.Close(); err != nil {
+			log.Warn("close", "err", err)
+		}
+	}()
+	if f.plan {
+		p, err := d.Plan(ctx, n)
+		if err != nil {
+			if exit2&exit2Plan != 0 {
+				return permanentIsUsage(err)
+			}
+			return err
+		}
+		return writePlan(out, p)
+	}
+	log.Info("deploying", "target", d.Target(), "vm", n.Name, f.imageFlag, n.Image, "properties", deploy.Redact(n.Properties))
+	res, err := d.Deploy(ctx, n)
+	err = writeResult(out, res, err)
+	if exit2&exit2Deploy != 0 {
+		return permanentIsUsage(err)
+	}
+	return err
+}
+
+// usage is a bad-input error: exit status 2.
+func usage(format string, a ...any) error {
+	return &exitError{code: 2, err: fmt.Errorf(format, a...)}
+}
+
+// permanentIsUsage gives a deploy.Permanent error exit status 2: retrying
+// will not help, the input must change.
+func permanentIsUsage(err error) error {
+	if err != nil && deploy.IsPermanent(err) {
+		return &exitError{code: 2, err: err}
+	}
+	return err
+}
+
+// redactProp hides the value of a key=value argument in messages.
+func redactProp(kv string) string {
+	k, _, _ := strings.Cut(kv, "=")
+	return deploy.Redact(map[string]string{k: "x"})[k] + "=…"
+}
+
+// parseGiB reads "", "100", "100G" or "100GiB" as whole GiB.
+func parseGiB(s string) (int, error) {
+	if s == "" {
+		return 0, nil
+	}
+	num := strings.TrimSuffix(strings.TrimSuffix(strings.TrimSuffix(s, "iB"), "B"), "G")
+	if num == s && strings.ContainsAny(s, "KkMmTt") {
+		return 0, errors.New("give whole GiB, e.g. 100 or 100G")
+	}
+	v, err := strconv.Atoi(num)
+	if err != nil || v <= 0 {
+		return 0, errors.New("give a positive whole number of GiB, e.g. 100 or 100G")
+	}
+	return v, nil
+}
+
+// readPropsFile reads first-boot property values from a YAML or JSON map
+// of key: value, or from govc import.spec options JSON (PropertyMapping,
+// NetworkMapping). Scalars become strings; booleans as vSphere writes them
+// (True/False).
+func readPropsFile(p string) (props, networks map[string]string, err error) {
+	data, err := os.ReadFile(p)
+	if err != nil {
+		return nil, nil, fmt.Errorf("--props-file: %w", err)
+	}
+	var doc yaml.Node
+	if err := yaml.Unmarshal(data, &doc); err != nil { // YAML is a superset of JSON
+		return nil, nil, fmt.Errorf("--props-file %s: not a YAML or JSON map: %w", p, err)
+	}
+	if len(doc.Content) == 0 {
+		return nil, nil, fmt.Errorf("--props-file %s: empty", p)
+	}
+	m := doc.Content[0]
+	if m.Kind != yaml.MappingNode {
+		return nil, nil, fmt.Errorf("--props-file %s line %d: expected a map of key: value", p, m.Line)
+	}
+	govc := false
+	for i := 0; i < len(m.Content); i += 2 {
+		govc = govc || m.Content[i].Value == "PropertyMapping"
+	}
+	if govc {
+		var o importer.Options
+		dec := json.NewDecoder(bytes.NewReader(data))
+		if err := dec.Decode(&o); err != nil {
+			return nil, nil, fmt.Errorf("--props-file %s: govc import.spec options: %w", p, err)
+		}
+		props, networks = map[string]string{}, map[string]string{}
+		for i, kv := range o.PropertyMapping {
+			if kv.Key == "" {
+				return nil, nil, fmt.Errorf("--props-file %s: PropertyMapping[%d] has no Key", p, i)
+			}
+			if kv.Value != "" { // import.spec lists unset properties with ""
+				props[kv.Key] = kv.Value
+			}
+		}
+		for _, nm := range o.NetworkMapping {
+			if nm.Network != "" {
+				networks[nm.Name] = nm.Network
+			}
+		}
+		return props, networks, nil
+	}
+	props = map[string]string{}
+	for i := 0; i+1 < len(m.Content); i += 2 {
+		k, v := m.Content[i], m.Content[i+1]
+		if v.Kind != yaml.ScalarNode {
+			return nil, nil, fmt.Errorf("--props-file %s line %d: %s: expected a single value, got a list or map", p, v.Line, k.Value)
+		}
+		if _, dup := props[k.Value]; dup {
+			return nil, nil, fmt.Errorf("--props-file %s line %d: %s appears twice", p, k.Line, k.Value)
+		}
+		val := v.Value
+		if v.Tag == "!!bool" {
+			b, _ := strconv.ParseBool(strings.ToLower(val))
+			val = map[bool]string{true: "True", false: "False"}[b]
+		}
+		if v.Tag == "!!null" {
+			val = ""
+		}
+		props[k.Value] = val
+	}
+	return props, nil, nil
+}
+
+// uploadProgress draws upload progress on a terminal every 5%, and logs
+// it every 25% otherwise. Shared by the deploy commands (signature kept
+// stable for them).
+func uploadProgress(w io.Writer) func(stage string, done, total int64) {
+	step := 5
+	var log *slog.Logger
+	if !interactive() {
+		step, log = 25, logger()
+	}
+	last := -step
+	return func(stage string, done, total int64) {
+		if total <= 0 {
+			return
+		}
+		pct := int(done * 100 / total)
+		if pct/step == last/step && pct != 100 || pct == last {
+			return
+		}
+		last = pct
+		if log != nil {
+			log.Info(stage, "percent", pct, "bytes", done, "total", total)
+			return
+		}
+		fmt.Fprintf(w, "\r%s %3d%% (%d of %d MiB)", stage, pct, done>>20, total>>20)
+		if done >= total {
+			fmt.Fprintln(w)
+		}
+	}
+}
