@@ -99,5 +99,5 @@ func runDeployHyperV(cmd *cobra.Command, f *hypervFlags) error {
 	if err != nil {
 		return permanentIsUsage(err)
 	}
-	return f.node.run(cmd, d, n, log, exit2Plan)
+	return f.node.run(cmd, d, n, log)
 }

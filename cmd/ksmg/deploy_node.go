@@ -125,19 +125,11 @@ func (f *nodeFlags) node(cmd *cobra.Command) (deploy.Node, error) {
 	return n, nil
 }
 
-// exit2On says in which steps a deploy.Permanent error exits with status 2
-// rather than 1; the targets differ (kept as they were when the commands
-// were unified).
-type exit2On int
-
-const (
-	exit2Plan exit2On = 1 << iota
-	exit2Deploy
-)
-
 // run plans (--plan) or deploys n with d, prints the plan or the result
-// (writePlan, writeResult) to cmd's stdout, and closes d.
-func (f *nodeFlags) run(cmd *cobra.Command, d deploy.Deployer, n deploy.Node, log *slog.Logger, exit2 exit2On) error {
+// (writePlan, writeResult) to cmd's stdout, and closes d. A
+// deploy.Permanent error (bad settings, a VM of the name that is not ours)
+// exits 2 like any bad input; others exit 1.
+func (f *nodeFlags) run(cmd *cobra.Command, d deploy.Deployer, n deploy.Node, log *slog.Logger) error {
 	ctx := cmd.Context()
 	out := cmd.OutOrStdout()
 	defer func() {
@@ -148,20 +140,13 @@ func (f *nodeFlags) run(cmd *cobra.Command, d deploy.Deployer, n deploy.Node, lo
 	if f.plan {
 		p, err := d.Plan(ctx, n)
 		if err != nil {
-			if exit2&exit2Plan != 0 {
-				return permanentIsUsage(err)
-			}
-			return err
+			return permanentIsUsage(err)
 		}
 		return writePlan(out, p)
 	}
 	log.Info("deploying", "target", d.Target(), "vm", n.Name, f.imageFlag, n.Image, "properties", deploy.Redact(n.Properties))
 	res, err := d.Deploy(ctx, n)
-	err = writeResult(out, res, err)
-	if exit2&exit2Deploy != 0 {
-		return permanentIsUsage(err)
-	}
-	return err
+	return permanentIsUsage(writeResult(out, res, err))
 }
 
 // usage is a bad-input error: exit status 2.

@@ -104,5 +104,5 @@ func runDeployScvmm(cmd *cobra.Command, f *scvmmFlags) error {
 	if err != nil {
 		return permanentIsUsage(err)
 	}
-	return f.node.run(cmd, d, n, log, exit2Plan|exit2Deploy)
+	return f.node.run(cmd, d, n, log)
 }

@@ -81,10 +81,10 @@ func runDeployVSphere(cmd *cobra.Command, f *vsphereFlags) error {
 	log := logger()
 	d, err := vsphere.Open(cmd.Context(), targetName(f.cfg.URL), f.cfg)
 	if err != nil {
-		return err
+		return permanentIsUsage(err)
 	}
 	d.SetLogger(log)
-	return f.node.run(cmd, d, n, log, 0)
+	return f.node.run(cmd, d, n, log)
 }
 
 // networks merges the network mappings of a govc import.spec --props-file

@@ -146,11 +146,12 @@ func TestDeployVSphereCommand(t *testing.T) {
 			code int
 			want string
 		}{
-			{"tampered", []string{"--ova", vspheretest.Tampered(t, ovaPath), "--name", "ksmg-t"}, 0, "digest check failed"},
+			// A permanent error (the input must change) exits 2 like bad flags.
+			{"tampered", []string{"--ova", vspheretest.Tampered(t, ovaPath), "--name", "ksmg-t"}, 2, "digest check failed"},
 			{"bad prop", []string{"--prop", "ksmg.admin.password"}, 2, "expected key=value"},
 			{"bad disk size", []string{"--disk-size", "10M"}, 2, "--disk-size"},
-			{"unknown prop", []string{"--name", "ksmg-u", "--prop", "ksmg.nope=1"}, 0, "ksmg.nope: not declared"},
-			{"no password", []string{"--password-file", "/nonexistent"}, 0, "password_file"},
+			{"unknown prop", []string{"--name", "ksmg-u", "--prop", "ksmg.nope=1"}, 2, "ksmg.nope: not declared"},
+			{"no password", []string{"--password-file", "/nonexistent"}, 2, "password_file"},
 		} {
 			t.Run(tc.name, func(t *testing.T) {
 				out, err := runVSphere(t, append(append([]string{}, base...), tc.args...)...)
