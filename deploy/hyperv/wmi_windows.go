@@ -317,41 +317,28 @@ func (h *WMIHost) ResizeDisk(ctx context.Context, path string, size uint64) erro
 // AddKVP implements Host with Msvm_VirtualSystemManagementService.AddKvpItems,
 // which the library does not wrap.
 func (h *WMIHost) AddKVP(ctx context.Context, id string, items []KVPItem) error {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	step := "add KVP items to VM " + id
-	vmms, err := h.vmms()
-	if err != nil {
-		return err
+	xmls := make([]string, len(items))
+	for i, it := range items {
+		xmls[i] = kvp.ItemXML(it.Key, it.Value)
 	}
-	vm, err := h.vm(id)
-	if err != nil {
-		return fmt.Errorf("%s: %w", step, err)
-	}
-	defer vm.Close()
-	for len(items) > 0 {
-		n := min(128, len(items)) // the method's limit per call
-		xmls := make([]string, n)
-		for i, it := range items[:n] {
-			xmls[i] = kvp.ItemXML(it.Key, it.Value)
-		}
-		items = items[n:]
-		if err := h.execJob(vmms.WmiInstance, "AddKvpItems", wmi.WmiMethodParamCollection{
-			wmi.NewWmiMethodParam("TargetSystem", vm.InstancePath()),
-			wmi.NewWmiMethodParam("DataItems", xmls),
-		}); err != nil {
-			return fmt.Errorf("%s: %w", step, err)
-		}
-	}
-	return nil
+	return h.kvpItems("AddKvpItems", "add KVP items to VM "+id, id, xmls)
 }
 
 // RemoveKVP implements Host with Msvm_VirtualSystemManagementService.RemoveKvpItems
 // (not wrapped by the library either); items carry the key and no value.
 func (h *WMIHost) RemoveKVP(ctx context.Context, id string, keys []string) error {
+	xmls := make([]string, len(keys))
+	for i, k := range keys {
+		xmls[i] = kvp.ItemXML(k, "")
+	}
+	return h.kvpItems("RemoveKvpItems", "remove KVP items from VM "+id, id, xmls)
+}
+
+// kvpItems calls the KVP method of the management service on VM id, at
+// most 128 items per call (the method's limit).
+func (h *WMIHost) kvpItems(method, step, id string, xmls []string) error {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	step := "remove KVP items from VM " + id
 	vmms, err := h.vmms()
 	if err != nil {
 		return err
@@ -361,19 +348,15 @@ func (h *WMIHost) RemoveKVP(ctx context.Context, id string, keys []string) error
 		return fmt.Errorf("%s: %w", step, err)
 	}
 	defer vm.Close()
-	for len(keys) > 0 {
-		n := min(128, len(keys))
-		xmls := make([]string, n)
-		for i, k := range keys[:n] {
-			xmls[i] = kvp.ItemXML(k, "")
-		}
-		keys = keys[n:]
-		if err := h.execJob(vmms.WmiInstance, "RemoveKvpItems", wmi.WmiMethodParamCollection{
+	for len(xmls) > 0 {
+		n := min(128, len(xmls))
+		if err := h.execJob(vmms.WmiInstance, method, wmi.WmiMethodParamCollection{
 			wmi.NewWmiMethodParam("TargetSystem", vm.InstancePath()),
-			wmi.NewWmiMethodParam("DataItems", xmls),
+			wmi.NewWmiMethodParam("DataItems", xmls[:n]),
 		}); err != nil {
 			return fmt.Errorf("%s: %w", step, err)
 		}
+		xmls = xmls[n:]
 	}
 	return nil
 }
