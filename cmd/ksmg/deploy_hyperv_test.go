@@ -144,15 +144,7 @@ func TestDeployHyperV(t *testing.T) {
 
 func TestDeployHyperVBadInput(t *testing.T) {
 	base := hypervArgs(t)
-	without := func(flag string) []string {
-		var out []string
-		for i := 0; i < len(base); i += 2 {
-			if base[i] != flag {
-				out = append(out, base[i], base[i+1])
-			}
-		}
-		return out
-	}
+	without := func(flag string) []string { return withoutFlag(base, flag) }
 	for _, tc := range []struct {
 		name string
 		args []string

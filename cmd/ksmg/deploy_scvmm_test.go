@@ -130,15 +130,7 @@ func TestDeployScvmmPlanAndUnchanged(t *testing.T) {
 
 func TestDeployScvmmBadInput(t *testing.T) {
 	t.Setenv(scvmm.DefaultPasswordEnv, "")
-	without := func(flag string) []string {
-		var out []string
-		for i := 0; i < len(scvmmArgs); i += 2 {
-			if scvmmArgs[i] != flag {
-				out = append(out, scvmmArgs[i], scvmmArgs[i+1])
-			}
-		}
-		return out
-	}
+	without := func(flag string) []string { return withoutFlag(scvmmArgs, flag) }
 	for _, tc := range []struct {
 		name string
 		args []string
