@@ -98,10 +98,6 @@ func (n *Node) Validate() error {
 	return errors.Join(errs...)
 }
 
-// MarkValue is the completion mark of a node: stable across runs so that a
-// re-run recognises its own finished VMs.
-func MarkValue(Node) string { return MarkComplete }
-
 // Action is what a deploy does (or would do) to a node.
 type Action string
 

@@ -171,7 +171,7 @@ func checkFleet(t *testing.T, vms map[string][]simVM, inv *fleet.Inventory) {
 			continue
 		}
 		vm := got[0]
-		if vm.extra[deploy.MarkKey] != deploy.MarkValue(n.Node) || !vm.poweredOn {
+		if vm.extra[deploy.MarkKey] != deploy.MarkComplete || !vm.poweredOn {
 			t.Errorf("%s: mark %q, powered on %v", n.Name, vm.extra[deploy.MarkKey], vm.poweredOn)
 		}
 		p := properties(t, vm)

@@ -279,7 +279,7 @@ func (d *Deployer) plan(ctx context.Context, n deploy.Node) (deploy.Plan, error)
 	}
 	p.ID = vm.ID
 	mark, has := vm.Mark()
-	complete := has && mark == deploy.MarkValue(n)
+	complete := has && mark == deploy.MarkComplete
 	switch {
 	case complete && !n.Replace:
 		p.Action = deploy.ActionUnchanged
@@ -437,7 +437,7 @@ func (d *Deployer) deploy(ctx context.Context, n deploy.Node, res *deploy.Result
 			}
 		}
 	}
-	if err := d.host.SetNotes(ctx, id, Notes(deploy.MarkValue(n))); err != nil {
+	if err := d.host.SetNotes(ctx, id, Notes(deploy.MarkComplete)); err != nil {
 		return err
 	}
 	ok = true

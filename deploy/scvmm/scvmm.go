@@ -180,8 +180,8 @@ func (d *Deployer) Target() string { return "scvmm:" + d.opt.Name }
 // between scripts.
 func (d *Deployer) Close() error { return nil }
 
-// mark is the Description of a finished VM.
-func mark(n deploy.Node) string { return deploy.MarkKey + "=" + deploy.MarkValue(n) }
+// completeMark is the Description of a finished VM.
+const completeMark = deploy.MarkKey + "=" + deploy.MarkComplete
 
 // pendingMark is the Description a VM is created with.
 const pendingMark = deploy.MarkKey + "=" + deploy.MarkPending
@@ -262,13 +262,13 @@ func (d *Deployer) plan(n deploy.Node, vms []vmInfo) (deploy.Plan, error) {
 	vm := vms[0]
 	p.ID = vm.ID
 	val, marked := markOf(vm.Description)
-	switch complete := marked && val == deploy.MarkValue(n); {
+	switch complete := marked && val == deploy.MarkComplete; {
 	case complete && !n.Replace:
 		p.Action, p.Reason = deploy.ActionUnchanged, fmt.Sprintf("VM %s exists (%s on %s), deployed by ksmg", n.Name, vm.ID, vm.Host)
 	case complete:
 		p.Action, p.Reason = deploy.ActionReplace, fmt.Sprintf("VM %s exists (%s on %s), deployed by ksmg; replace requested", n.Name, vm.ID, vm.Host)
 	case marked:
-		p.Action, p.Reason = deploy.ActionReplace, fmt.Sprintf("VM %s exists (%s, %s) with %s=%q, not %q: leftover of an unfinished deploy", n.Name, vm.ID, vm.State, deploy.MarkKey, val, deploy.MarkValue(n))
+		p.Action, p.Reason = deploy.ActionReplace, fmt.Sprintf("VM %s exists (%s, %s) with %s=%q, not %q: leftover of an unfinished deploy", n.Name, vm.ID, vm.State, deploy.MarkKey, val, deploy.MarkComplete)
 	case n.Replace:
 		p.Action, p.Reason = deploy.ActionReplace, fmt.Sprintf("VM %s exists (%s on %s), not deployed by ksmg; replace requested", n.Name, vm.ID, vm.Host)
 	default:
@@ -392,7 +392,7 @@ func (d *Deployer) deploy(ctx context.Context, n deploy.Node, res *deploy.Result
 			}
 		}
 	}
-	return d.script(ctx, stepMark, vars{VMID: id, Description: mark(n)}, "mark VM "+n.Name+" complete", nil)
+	return d.script(ctx, stepMark, vars{VMID: id, Description: completeMark}, "mark VM "+n.Name+" complete", nil)
 }
 
 // removeSecrets removes the secret first-boot items from the VM's

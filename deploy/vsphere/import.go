@@ -121,7 +121,7 @@ func (d *Deployer) deploy(ctx context.Context, n deploy.Node) (ip, id string, ac
 		}
 	}
 	if err := reconfigure(ctx, vm, types.VirtualMachineConfigSpec{ExtraConfig: []types.BaseOptionValue{
-		&types.OptionValue{Key: deploy.MarkKey, Value: deploy.MarkValue(n)},
+		&types.OptionValue{Key: deploy.MarkKey, Value: deploy.MarkComplete},
 	}}); err != nil {
 		return ip, id, p.Action, fmt.Errorf("set completion mark on %s: %w", id, err)
 	}

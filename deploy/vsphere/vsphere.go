@@ -18,7 +18,7 @@
 // the disk; on a standalone ESXi host, which keeps no vApp options and
 // delivers no OVF environment, write the environment into
 // guestinfo.ovfEnv; power on; wait for the guest's IPv4 address; and only
-// then set the completion mark ksmg.deploy=deploy.MarkValue. A failure
+// then set the completion mark ksmg.deploy=deploy.MarkComplete. A failure
 // after the VM exists destroys it, so a retry starts clean.
 //
 // Plan follows the deploy package's idempotence contract with one
@@ -54,7 +54,7 @@ const Kind = "vsphere"
 // PendingMark is the value of deploy.MarkKey on a VM whose deploy has not
 // finished; it is set in the import spec, so every VM this driver creates
 // carries the key from its first moment.
-const PendingMark = "pending"
+const PendingMark = deploy.MarkPending
 
 func init() { deploy.Register(Kind, opener) }
 
@@ -366,7 +366,7 @@ func (d *Deployer) plan(ctx context.Context, n deploy.Node) (deploy.Plan, *exist
 		return p, nil, nil
 	}
 	p.ID = e.vm.Reference().Value
-	complete := e.mark == deploy.MarkValue(n)
+	complete := e.mark == deploy.MarkComplete
 	switch {
 	case complete && !n.Replace:
 		p.Action = deploy.ActionUnchanged
@@ -376,7 +376,7 @@ func (d *Deployer) plan(ctx context.Context, n deploy.Node) (deploy.Plan, *exist
 		p.Reason = fmt.Sprintf("VM %s exists (%s), deployed by ksmg; replace requested", n.Name, p.ID)
 	case e.has:
 		p.Action = deploy.ActionReplace
-		p.Reason = fmt.Sprintf("VM %s exists (%s) with %s=%q, not %q: leftover of an unfinished deploy", n.Name, p.ID, deploy.MarkKey, e.mark, deploy.MarkValue(n))
+		p.Reason = fmt.Sprintf("VM %s exists (%s) with %s=%q, not %q: leftover of an unfinished deploy", n.Name, p.ID, deploy.MarkKey, e.mark, deploy.MarkComplete)
 	case n.Replace:
 		p.Action = deploy.ActionReplace
 		p.Reason = fmt.Sprintf("VM %s exists (%s), not deployed by ksmg; replace requested", n.Name, p.ID)

@@ -168,7 +168,7 @@ func TestDeploy(t *testing.T) {
 
 				m := vmProps(ctx, t, c, res.ID)
 				ec := extraConfig(m)
-				if ec[deploy.MarkKey] != deploy.MarkValue(n) {
+				if ec[deploy.MarkKey] != deploy.MarkComplete {
 					t.Errorf("mark %q", ec[deploy.MarkKey])
 				}
 				if m.Runtime.PowerState != types.VirtualMachinePowerStatePoweredOn {
