@@ -2,12 +2,7 @@
 # Host-to-guest items (Source 0) land in the guest's pool 0
 # (/var/lib/hyperv/.kvp_pool_0), which the first-boot wizard reads. They are
 # added while the VM is off, so they are there when hv_kvp_daemon starts.
-$ns = 'root\virtualization\v2'
-$vmms = Get-WmiObject -Namespace $ns -Class Msvm_VirtualSystemManagementService
-$vm = Get-WmiObject -Namespace $ns -Class Msvm_ComputerSystem -Filter ("Name='{0}'" -f {{q .ID}})
-if (-not $vm) { throw ('no VM with id {0}' -f {{q .ID}}) }
-$class = [wmiclass]('\\.\{0}:Msvm_KvpExchangeDataItem' -f $ns)
-$pairs = @(
+{{template "kvpvm" .}}$pairs = @(
 {{- range .Items}}
   [pscustomobject]@{ k = {{q .Key}}; v = {{q .Value}} }
 {{- end}}
@@ -30,3 +25,11 @@ for ($i = 0; $i -lt $pairs.Count; $i += 128) {
     throw ('AddKvpItems returned {0}' -f $r.ReturnValue)
   }
 }
+{{- /* kvpvm: the management service, the VM and the KVP item class, shared
+     with unkvp.ps1. */}}
+{{- define "kvpvm"}}$ns = 'root\virtualization\v2'
+$vmms = Get-WmiObject -Namespace $ns -Class Msvm_VirtualSystemManagementService
+$vm = Get-WmiObject -Namespace $ns -Class Msvm_ComputerSystem -Filter ("Name='{0}'" -f {{q .ID}})
+if (-not $vm) { throw ('no VM with id {0}' -f {{q .ID}}) }
+$class = [wmiclass]('\\.\{0}:Msvm_KvpExchangeDataItem' -f $ns)
+{{end}}

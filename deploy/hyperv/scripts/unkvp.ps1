@@ -3,12 +3,7 @@
 # host-to-guest items (Source 0) leave the VM's configuration on the host.
 # RemoveKvpItems matches items by Name and Source, so only the key names
 # travel, never the values.
-$ns = 'root\virtualization\v2'
-$vmms = Get-WmiObject -Namespace $ns -Class Msvm_VirtualSystemManagementService
-$vm = Get-WmiObject -Namespace $ns -Class Msvm_ComputerSystem -Filter ("Name='{0}'" -f {{q .ID}})
-if (-not $vm) { throw ('no VM with id {0}' -f {{q .ID}}) }
-$class = [wmiclass]('\\.\{0}:Msvm_KvpExchangeDataItem' -f $ns)
-$keys = @({{range $i, $k := .Keys}}{{if $i}}, {{end}}{{q $k}}{{end}})
+{{template "kvpvm" .}}$keys = @({{range $i, $k := .Keys}}{{if $i}}, {{end}}{{q $k}}{{end}})
 $items = @($keys | ForEach-Object {
   $item = $class.CreateInstance()
   $item.Name = $_
