@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -73,15 +72,7 @@ type nopCopier struct{}
 func (nopCopier) Copy(context.Context, string, string, func(int64, int64)) error { return nil }
 
 func runHyperV(t *testing.T, args ...string) (string, error) {
-	t.Helper()
-	cmd := newDeployHyperVCmd()
-	var out bytes.Buffer
-	cmd.SetOut(&out)
-	cmd.SetErr(&out)
-	cmd.SetArgs(args)
-	cmd.SilenceUsage, cmd.SilenceErrors = true, true
-	err := cmd.ExecuteContext(context.Background())
-	return out.String(), err
+	return runCommand(t, newDeployHyperVCmd(), args...)
 }
 
 func hypervArgs(t *testing.T) []string {

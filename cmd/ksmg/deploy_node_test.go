@@ -1,5 +1,26 @@
 package main
 
+import (
+	"bytes"
+	"context"
+	"testing"
+
+	"github.com/spf13/cobra"
+)
+
+// runCommand runs a fresh command (flags do not leak between runs) and
+// returns what it printed.
+func runCommand(t *testing.T, cmd *cobra.Command, args ...string) (string, error) {
+	t.Helper()
+	var out bytes.Buffer
+	cmd.SetOut(&out)
+	cmd.SetErr(&out)
+	cmd.SetArgs(args)
+	cmd.SilenceUsage, cmd.SilenceErrors = true, true
+	err := cmd.ExecuteContext(context.Background())
+	return out.String(), err
+}
+
 // withoutFlag returns args (flag, value pairs) without the pairs of flag.
 func withoutFlag(args []string, flag string) []string {
 	var out []string

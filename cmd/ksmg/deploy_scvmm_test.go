@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -55,15 +54,7 @@ func (scvmmNoCopier) Copy(context.Context, string, string, func(int64, int64)) e
 }
 
 func runScvmm(t *testing.T, args ...string) (string, error) {
-	t.Helper()
-	cmd := newDeployScvmmCmd()
-	var out bytes.Buffer
-	cmd.SetOut(&out)
-	cmd.SetErr(&out)
-	cmd.SetArgs(args)
-	cmd.SilenceUsage, cmd.SilenceErrors = true, true
-	err := cmd.ExecuteContext(context.Background())
-	return out.String(), err
+	return runCommand(t, newDeployScvmmCmd(), args...)
 }
 
 var scvmmArgs = []string{

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -22,15 +21,7 @@ import (
 // runVSphere runs a fresh `deploy vsphere` command (flags do not leak
 // between runs) and returns its stdout.
 func runVSphere(t *testing.T, args ...string) (string, error) {
-	t.Helper()
-	cmd := newDeployVSphereCmd()
-	var out bytes.Buffer
-	cmd.SetOut(&out)
-	cmd.SetErr(&out)
-	cmd.SetArgs(args)
-	cmd.SilenceUsage, cmd.SilenceErrors = true, true
-	err := cmd.ExecuteContext(context.Background())
-	return out.String(), err
+	return runCommand(t, newDeployVSphereCmd(), args...)
 }
 
 func writeFile(t *testing.T, name, data string) string {
