@@ -96,13 +96,27 @@ func (k KVP) Read(ctx context.Context) (map[string]string, error) {
 	return kv, nil
 }
 
-// Scrub rewrites the pool without the given keys: to a temporary file in
-// the same directory, fsynced, renamed over the pool, under the same
-// record lock hv_kvp_daemon takes.
+// Scrub rewrites the pool without the given keys (see update).
 func (k KVP) Scrub(ctx context.Context, keys []string) error {
-	unlock, err := lockFile(k.Path)
+	err := k.update(func(recs []KVPRecord) ([]KVPRecord, bool) {
+		n := len(recs)
+		recs = slices.DeleteFunc(recs, func(r KVPRecord) bool { return slices.Contains(keys, r.Key) })
+		return recs, len(recs) != n
+	})
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil
+	}
+	return err
+}
+
+// update rewrites the pool with edit's records, under the same record lock
+// hv_kvp_daemon takes: to a temporary file in the same directory, fsynced,
+// renamed over the pool with its mode kept. edit reports whether it changed
+// anything; if not, nothing is written. A missing pool is fs.ErrNotExist.
+func (k KVP) update(edit func([]KVPRecord) ([]KVPRecord, bool)) error {
+	unlock, err := lockFile(k.Path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return err
 	}
 	if err != nil {
 		return fmt.Errorf("lock %s: %w", k.Path, err)
@@ -116,11 +130,11 @@ func (k KVP) Scrub(ctx context.Context, keys []string) error {
 	if err != nil {
 		return fmt.Errorf("%s: %w", k.Path, err)
 	}
-	kept := slices.DeleteFunc(recs, func(r KVPRecord) bool { return slices.Contains(keys, r.Key) })
-	if len(kept) == len(recs) {
+	recs, changed := edit(recs)
+	if !changed {
 		return nil
 	}
-	out, err := EncodeKVPPool(kept)
+	out, err := EncodeKVPPool(recs)
 	if err != nil {
 		return err
 	}
@@ -144,45 +158,25 @@ const (
 	DoneValue = "done"
 )
 
-// Set puts key=value into the pool (replacing an earlier value), with the
-// same lock and atomic rewrite as Scrub. A pool whose directory does not
-// exist (not a Hyper-V guest) is ErrAbsent.
+// Set puts key=value into the pool (replacing an earlier value), see
+// update. A pool whose directory does not exist (not a Hyper-V guest) is
+// ErrAbsent.
 func (k KVP) Set(ctx context.Context, key, value string) error {
 	if _, err := os.Stat(filepath.Dir(k.Path)); errors.Is(err, fs.ErrNotExist) {
 		return ErrAbsent
 	}
-	unlock, err := lockFile(k.Path)
-	if errors.Is(err, fs.ErrNotExist) {
+	if _, err := os.Stat(k.Path); errors.Is(err, fs.ErrNotExist) {
 		// hv_kvp_daemon creates the pools when it starts; before that
 		// the file may be missing, and creating it is what the daemon
 		// would do.
 		if err := writeAtomic(k.Path, nil, 0o644); err != nil {
 			return err
 		}
-		unlock, err = lockFile(k.Path)
 	}
-	if err != nil {
-		return fmt.Errorf("lock %s: %w", k.Path, err)
-	}
-	defer unlock()
-	data, err := os.ReadFile(k.Path)
-	if err != nil {
-		return fmt.Errorf("read KVP pool: %w", err)
-	}
-	recs, err := ParseKVPPool(data)
-	if err != nil {
-		return fmt.Errorf("%s: %w", k.Path, err)
-	}
-	recs = slices.DeleteFunc(recs, func(r KVPRecord) bool { return r.Key == key })
-	out, err := EncodeKVPPool(append(recs, KVPRecord{Key: key, Value: value}))
-	if err != nil {
-		return err
-	}
-	st, err := os.Stat(k.Path)
-	if err != nil {
-		return fmt.Errorf("stat KVP pool: %w", err)
-	}
-	return writeAtomic(k.Path, out, st.Mode().Perm())
+	return k.update(func(recs []KVPRecord) ([]KVPRecord, bool) {
+		recs = slices.DeleteFunc(recs, func(r KVPRecord) bool { return r.Key == key })
+		return append(recs, KVPRecord{Key: key, Value: value}), true
+	})
 }
 
 // writeAtomic writes path via a temporary name, fsync and rename.
