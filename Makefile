@@ -29,6 +29,8 @@ images: deps build
 	$(BIN)/ksmg build --out $(OUT)
 
 lint:
+	@# go.mod must be tidy: direct dependencies in the first block, nothing unused.
+	@GOFLAGS=-mod=mod $(GO) mod tidy -diff || { echo "go.mod/go.sum are not tidy: run 'go mod tidy'"; exit 1; }
 	@out=$$(gofmt -l $$(git ls-files '*.go') 2>/dev/null); \
 	  if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
