@@ -19,7 +19,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"io/fs"
 	"log/slog"
 	"os"
 	"os/exec"
@@ -29,6 +28,7 @@ import (
 	"time"
 
 	"github.com/ksmg-appliance/ksmg/appliance"
+	"github.com/ksmg-appliance/ksmg/internal/atomicfile"
 )
 
 // DefaultSourceDateEpoch is used when SOURCE_DATE_EPOCH is not set, so that
@@ -242,11 +242,6 @@ func Build(ctx context.Context, opts Options) (*Result, error) {
 		fmt.Fprintf(&sums, "%s  %s\n", sum, filepath.Base(p.path))
 	}
 	sumsPath := filepath.Join(opts.OutDir, "SHA256SUMS")
-	sumsTmp := filepath.Join(opts.OutDir, ".tmp-SHA256SUMS")
-	if err := writeFileSync(sumsTmp, []byte(sums.String()), 0o644); err != nil {
-		return nil, fmt.Errorf("build: %w", err)
-	}
-	defer os.Remove(sumsTmp)
 	// All outputs are complete: switch them into place, SHA256SUMS last.
 	res := &Result{Fetched: fetched, SHA256SUM: sumsPath}
 	for _, p := range outs {
@@ -255,10 +250,8 @@ func Build(ctx context.Context, opts Options) (*Result, error) {
 		}
 		res.Outputs = append(res.Outputs, p.out)
 	}
-	if err := os.Rename(sumsTmp, sumsPath); err != nil {
-		return nil, fmt.Errorf("build: %w", err)
-	}
-	if err := syncDir(opts.OutDir); err != nil {
+	// SHA256SUMS last, and its directory sync makes every rename durable.
+	if err := atomicfile.WriteFile(sumsPath, []byte(sums.String()), 0o644); err != nil {
 		return nil, fmt.Errorf("build: %w", err)
 	}
 	res.Elapsed = time.Since(b.start)
@@ -279,29 +272,6 @@ func removeStale(dir string, log *slog.Logger) {
 			_ = os.RemoveAll(filepath.Join(dir, e.Name()))
 		}
 	}
-}
-
-func writeFileSync(path string, data []byte, mode fs.FileMode) error {
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, mode)
-	if err != nil {
-		return err
-	}
-	if _, err = f.Write(data); err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	return err
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }
 
 // memoMinSize: smaller files are hashed every time.
@@ -338,10 +308,7 @@ func (b *builder) hashFile(ctx context.Context, path string) (string, int64, err
 	sum := hex.EncodeToString(h.Sum(nil))
 	if memo != "" {
 		if err := os.MkdirAll(filepath.Dir(memo), 0o755); err == nil {
-			tmp := memo + ".tmp"
-			if writeFileSync(tmp, []byte(sum+"\n"), 0o644) == nil {
-				_ = os.Rename(tmp, memo)
-			}
+			_ = atomicfile.WriteFile(memo, []byte(sum+"\n"), 0o644) // a cache: best effort
 		}
 	}
 	return sum, n, nil

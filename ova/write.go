@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"github.com/ksmg-appliance/ksmg/internal/atomicfile"
 	"io"
 	"log/slog"
 	"os"
@@ -145,36 +146,16 @@ func Write(ctx context.Context, rawPath, outPath string, opts Options) error {
 		return err
 	}
 
-	out, err := os.CreateTemp(dir, "."+filepath.Base(outPath)+".*.tmp")
+	out, err := atomicfile.Create(outPath, 0o644)
 	if err != nil {
 		return fmt.Errorf("ova: create temporary archive: %w", err)
 	}
-	done := false
-	defer func() {
-		if !done {
-			out.Close()
-			os.Remove(out.Name())
-		}
-	}()
-	if err := assemble(ctx, out, names, ovfData, disk, res.Size); err != nil {
+	defer out.Cleanup()
+	if err := assemble(ctx, out.File, names, ovfData, disk, res.Size); err != nil {
 		return fmt.Errorf("ova: write %s: %w", outPath, err)
 	}
-	if err := out.Chmod(0o644); err != nil {
+	if err := out.Commit(); err != nil {
 		return fmt.Errorf("ova: %w", err)
-	}
-	if err := out.Sync(); err != nil {
-		return fmt.Errorf("ova: sync %s: %w", out.Name(), err)
-	}
-	if err := out.Close(); err != nil {
-		return fmt.Errorf("ova: close %s: %w", out.Name(), err)
-	}
-	if err := os.Rename(out.Name(), outPath); err != nil {
-		return fmt.Errorf("ova: %w", err)
-	}
-	done = true
-	if d, err := os.Open(dir); err == nil { // make the rename durable
-		_ = d.Sync()
-		d.Close()
 	}
 	log.Info("ova written", "path", outPath, "elapsed", time.Since(start).Round(time.Millisecond))
 	return nil

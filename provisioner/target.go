@@ -16,6 +16,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/ksmg-appliance/ksmg/internal/atomicfile"
 	"io/fs"
 	"os"
 	"os/exec"
@@ -72,8 +73,8 @@ func (t *DirTarget) open(p string) (*os.Root, string, error) {
 	return root, r, nil
 }
 
-// WriteFile writes data to a temporary name in the same directory, syncs it
-// and renames it into place.
+// WriteFile writes data durably (atomicfile): owner and mode are set before
+// the file appears under its name.
 func (t *DirTarget) WriteFile(ctx context.Context, p string, data []byte, mode fs.FileMode, owner, group string) (err error) {
 	defer wrap(&err, "write "+p)
 	uid, gid, err := t.ids(owner, group)
@@ -88,28 +89,7 @@ func (t *DirTarget) WriteFile(ctx context.Context, p string, data []byte, mode f
 	if err := root.MkdirAll(filepath.Dir(r), 0o755); err != nil {
 		return err
 	}
-	tmp := filepath.Join(filepath.Dir(r), ".tmp-"+filepath.Base(r))
-	f, err := root.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC|os.O_EXCL, 0o600)
-	if err != nil {
-		return err
-	}
-	defer root.Remove(tmp)
-	if _, err = f.Write(data); err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = root.Chown(tmp, uid, gid)
-	}
-	if err == nil {
-		err = root.Chmod(tmp, mode) // after chown: chown clears set-id bits
-	}
-	if err == nil {
-		err = root.Rename(tmp, r)
-	}
-	return err
+	return atomicfile.WriteFileIn(root, r, data, mode, atomicfile.Owner(uid, gid))
 }
 
 // Mkdir creates the directory (and missing parents, root-owned 0755) and

@@ -6,10 +6,9 @@ import (
 	"crypto/sha1"
 	"encoding/binary"
 	"fmt"
+	"github.com/ksmg-appliance/ksmg/internal/atomicfile"
 	"log/slog"
 	"os"
-	"path/filepath"
-	"runtime"
 	"time"
 	"unicode/utf16"
 
@@ -122,60 +121,25 @@ func Write(ctx context.Context, rawPath, outPath string, opts Options) error {
 		return fmt.Errorf("vhdx: raw disk %s: %d bytes, more than the 64 TiB VHDX maximum", rawPath, rawSize)
 	}
 
-	tmp, err := os.CreateTemp(filepath.Dir(outPath), "."+filepath.Base(outPath)+".tmp-*")
+	tmp, err := atomicfile.Create(outPath, 0o644)
 	if err != nil {
 		return fmt.Errorf("vhdx: %w", err)
 	}
-	ok := false
-	defer func() {
-		if !ok {
-			tmp.Close()
-			os.Remove(tmp.Name())
-		}
-	}()
+	defer tmp.Cleanup()
 
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("vhdx: %w", err)
 	}
-	w := &writer{in: in, out: tmp, rawSize: rawSize, virtualSize: virtualSize, o: o}
+	w := &writer{in: in, out: tmp.File, rawSize: rawSize, virtualSize: virtualSize, o: o}
 	if err := w.write(ctx); err != nil {
 		return fmt.Errorf("vhdx: writing %s: %w", outPath, err)
 	}
-	if err := tmp.Chmod(0o644); err != nil {
-		return fmt.Errorf("vhdx: %w", err)
-	}
-	if err := tmp.Sync(); err != nil {
-		return fmt.Errorf("vhdx: sync %s: %w", tmp.Name(), err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("vhdx: close %s: %w", tmp.Name(), err)
-	}
-	if err := os.Rename(tmp.Name(), outPath); err != nil {
-		return fmt.Errorf("vhdx: %w", err)
-	}
-	ok = true
-	if err := syncDir(filepath.Dir(outPath)); err != nil {
+	if err := tmp.Commit(); err != nil {
 		return fmt.Errorf("vhdx: %w", err)
 	}
 	o.Logger.Info("vhdx written", "path", outPath, "virtual_size", virtualSize,
 		"block_size", o.BlockSize, "blocks_stored", w.stored, "file_size", w.fileSize,
 		"seconds", time.Since(start).Seconds())
-	return nil
-}
-
-// syncDir makes the rename durable; Windows cannot open a directory for it.
-func syncDir(dir string) error {
-	if runtime.GOOS == "windows" {
-		return nil
-	}
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("sync %s: %w", dir, err)
-	}
 	return nil
 }
 

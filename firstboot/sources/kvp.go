@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/ksmg-appliance/ksmg/internal/atomicfile"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -142,7 +143,7 @@ func (k KVP) update(edit func([]KVPRecord) ([]KVPRecord, bool)) error {
 	if err != nil {
 		return fmt.Errorf("stat KVP pool: %w", err)
 	}
-	return writeAtomic(k.Path, out, st.Mode().Perm())
+	return atomicfile.WriteFile(k.Path, out, st.Mode().Perm())
 }
 
 // GuestKVPPath is pool 1, the guest's own items: hv_kvp_daemon hands them
@@ -169,7 +170,7 @@ func (k KVP) Set(ctx context.Context, key, value string) error {
 		// hv_kvp_daemon creates the pools when it starts; before that
 		// the file may be missing, and creating it is what the daemon
 		// would do.
-		if err := writeAtomic(k.Path, nil, 0o644); err != nil {
+		if err := atomicfile.WriteFile(k.Path, nil, 0o644); err != nil {
 			return err
 		}
 	}
@@ -177,38 +178,4 @@ func (k KVP) Set(ctx context.Context, key, value string) error {
 		recs = slices.DeleteFunc(recs, func(r KVPRecord) bool { return r.Key == key })
 		return append(recs, KVPRecord{Key: key, Value: value}), true
 	})
-}
-
-// writeAtomic writes path via a temporary name, fsync and rename.
-func writeAtomic(path string, data []byte, mode fs.FileMode) error {
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return fmt.Errorf("create temp for %s: %w", path, err)
-	}
-	tmp := f.Name()
-	defer os.Remove(tmp) // no-op after the rename
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return fmt.Errorf("write %s: %w", tmp, err)
-	}
-	if err := f.Chmod(mode); err != nil {
-		f.Close()
-		return fmt.Errorf("chmod %s: %w", tmp, err)
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return fmt.Errorf("fsync %s: %w", tmp, err)
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("close %s: %w", tmp, err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return fmt.Errorf("rename into %s: %w", path, err)
-	}
-	if d, err := os.Open(dir); err == nil {
-		_ = d.Sync() // persist the rename; best effort on filesystems without dir fsync
-		d.Close()
-	}
-	return nil
 }
