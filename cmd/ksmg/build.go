@@ -17,38 +17,36 @@ import (
 	"github.com/ksmg-appliance/ksmg/images"
 )
 
-// buildConfig: flags, overridable by environment (KSMG_BIN_DIR, KSMG_CACHE,
+// newBuildCmd builds `ksmg build`: flags, overridable by environment (KSMG_BIN_DIR, KSMG_CACHE,
 // KSMG_OUT, KSMG_SPEC, KSMG_FORMAT) through viper.
-var buildConfig = viper.New()
-
-var buildCmd = &cobra.Command{
-	Use:   "build",
-	Short: "Build the appliance disk (raw) and its formats from an appliance spec",
-	Long: `Build the appliance: a Debian 13 root file system from the package cache
+func newBuildCmd(a *app) *cobra.Command {
+	registerFormats()
+	v := viper.New()
+	cmd := &cobra.Command{
+		Use:   "build",
+		Short: "Build the appliance disk (raw) and its formats from an appliance spec",
+		Long: `Build the appliance: a Debian 13 root file system from the package cache
 ($KSMG_CACHE, default ~/.cache/ksmg; filled from the mirror on the first
 build), the ksmg payload, and a sparse GPT disk that boots under UEFI
 Secure Boot. Writes <name>-<version>.<ext> for every format and SHA256SUMS
 into --out, atomically. Needs root.`,
-	Args: cobra.NoArgs,
-	RunE: runBuild,
-}
-
-func init() {
-	f := buildCmd.Flags()
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error { return runBuild(cmd, a, v) },
+	}
+	f := cmd.Flags()
 	f.String("spec", "", "appliance spec YAML (default: the embedded appliance.yaml)")
 	f.StringSlice("format", nil, "output formats, comma separated (default: the spec's formats)")
 	f.String("out", "out", "output directory")
 	f.String("bin", "bin", "directory with the built binaries (ksmg-gatewayd, ...); env KSMG_BIN_DIR")
 	f.String("cache", "", "package cache directory; env KSMG_CACHE (default ~/.cache/ksmg)")
 	for key, env := range map[string]string{"spec": "KSMG_SPEC", "format": "KSMG_FORMAT", "out": "KSMG_OUT", "bin": "KSMG_BIN_DIR", "cache": "KSMG_CACHE"} {
-		_ = buildConfig.BindPFlag(key, f.Lookup(key))
-		_ = buildConfig.BindEnv(key, env)
+		_ = v.BindPFlag(key, f.Lookup(key))
+		_ = v.BindEnv(key, env)
 	}
-	root.AddCommand(buildCmd)
+	return cmd
 }
 
-func runBuild(cmd *cobra.Command, _ []string) error {
-	v := buildConfig
+func runBuild(cmd *cobra.Command, a *app, v *viper.Viper) error {
 	spec, err := appliance.Load(v.GetString("spec"))
 	if err != nil {
 		return &exitError{code: 2, err: err}
@@ -82,13 +80,13 @@ func runBuild(cmd *cobra.Command, _ []string) error {
 		}
 	}
 
-	log := logger()
+	log := a.logger()
 	opts := images.Options{
 		Spec: spec, OutDir: v.GetString("out"), BinDir: v.GetString("bin"), CacheDir: cache,
 		Formats: formats, Log: log,
 	}
 	var prog *progress
-	if interactive() {
+	if a.interactive() {
 		// On a terminal the progress line replaces the info logs.
 		opts.Log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 		prog = newProgress()
@@ -102,7 +100,7 @@ func runBuild(cmd *cobra.Command, _ []string) error {
 	if err != nil {
 		return err
 	}
-	if jsonLogs {
+	if a.json {
 		return json.NewEncoder(os.Stdout).Encode(res)
 	}
 	for _, o := range res.Outputs {

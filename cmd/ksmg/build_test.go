@@ -12,6 +12,7 @@ import (
 // TestBuildRejectsBadInput: a bad spec or an unknown format is a clear
 // error with exit status 2, before anything is built.
 func TestBuildRejectsBadInput(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	bad := filepath.Join(dir, "spec.yaml")
 	if err := os.WriteFile(bad, []byte("name: ksmg\nvesion: 1\n"), 0o644); err != nil {
@@ -25,6 +26,7 @@ func TestBuildRejectsBadInput(t *testing.T) {
 		{[]string{"build", "--spec", bad, "--out", out}, []string{bad, "vesion"}},
 		{[]string{"build", "--spec=", "--format", "raw,qcow9", "--out", out}, []string{`"qcow9"`, "unknown format", "raw"}},
 	} {
+		root := newRootCmd(newApp())
 		root.SetArgs(tc.args)
 		err := root.ExecuteContext(context.Background())
 		var ee *exitError

@@ -2,11 +2,13 @@ package main
 
 import "github.com/spf13/cobra"
 
-// deployCmd is the parent of the per-target deploy commands; each lives in
-// its own deploy_*.go file and adds itself in init.
-var deployCmd = &cobra.Command{
-	Use:   "deploy",
-	Short: "Deploy the appliance to vSphere, Hyper-V or SCVMM, or a whole fleet from an inventory",
+// newDeployCmd is the parent of the per-target deploy commands; each lives
+// in its own deploy_*.go file.
+func newDeployCmd(a *app) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "deploy",
+		Short: "Deploy the appliance to vSphere, Hyper-V or SCVMM, or a whole fleet from an inventory",
+	}
+	cmd.AddCommand(newDeployVSphereCmd(a), newDeployHyperVCmd(a), newDeployScvmmCmd(a), newDeployFleetCmd(a))
+	return cmd
 }
-
-func init() { root.AddCommand(deployCmd) }

@@ -18,7 +18,8 @@ const (
 	exitNodesFailed  = 3 // the run (or plan) finished, but not every node is ok
 )
 
-var fleetFlags struct {
+// fleetFlags are the flags of `ksmg deploy fleet`.
+type fleetFlags struct {
 	plan        bool
 	concurrency int
 	retries     int
@@ -26,10 +27,12 @@ var fleetFlags struct {
 	replace     bool
 }
 
-var deployFleetCmd = &cobra.Command{
-	Use:   "fleet INVENTORY",
-	Short: "Deploy a cluster of appliances across targets from one inventory (fleet.yaml)",
-	Long: `fleet deploys every node of an inventory (see deploy/fleet/example/fleet.yaml):
+func newDeployFleetCmd(a *app) *cobra.Command {
+	var ff fleetFlags
+	cmd := &cobra.Command{
+		Use:   "fleet INVENTORY",
+		Short: "Deploy a cluster of appliances across targets from one inventory (fleet.yaml)",
+		Long: `fleet deploys every node of an inventory (see deploy/fleet/example/fleet.yaml):
 the Control node first, the Secondary nodes once it answers, at most
 --concurrency at a time. The inventory is checked completely before anything
 is touched; every problem is reported as file:line: reason (exit status 2).
@@ -47,28 +50,26 @@ interrupted run can simply be run again. --plan shows what a run would do
 A table of the nodes is printed at the end (JSON with --json). Exit status:
 0 every node ok, 2 invalid inventory, 3 some node failed or was skipped,
 1 other errors.`,
-	Args: cobra.ExactArgs(1),
-	RunE: func(cmd *cobra.Command, args []string) error {
-		return runFleet(cmd, args[0], cmd.OutOrStdout())
-	},
-}
-
-func init() {
-	f := deployFleetCmd.Flags()
-	f.BoolVar(&fleetFlags.plan, "plan", false, "print what would be created, replaced or left alone, and touch nothing")
-	f.IntVar(&fleetFlags.concurrency, "concurrency", 4, "nodes deployed at once")
-	f.IntVar(&fleetFlags.retries, "retries", 2, "further attempts of a node after a failure that is not permanent")
-	f.DurationVar(&fleetFlags.backoff, "backoff", 5*time.Second, "wait before the first retry (doubled for each next one, at most 2m)")
-	f.BoolVar(&fleetFlags.replace, "replace", false, "replace nodes that are already deployed (destroys and redeploys them)")
-	deployCmd.AddCommand(deployFleetCmd)
-}
-
-func runFleet(cmd *cobra.Command, path string, w io.Writer) error {
-	if fleetFlags.concurrency < 1 {
-		return &exitError{exitBadInventory, fmt.Errorf("--concurrency %d: must be at least 1", fleetFlags.concurrency)}
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return runFleet(cmd, a, &ff, args[0], cmd.OutOrStdout())
+		},
 	}
-	if fleetFlags.retries < 0 {
-		return &exitError{exitBadInventory, fmt.Errorf("--retries %d: must not be negative", fleetFlags.retries)}
+	f := cmd.Flags()
+	f.BoolVar(&ff.plan, "plan", false, "print what would be created, replaced or left alone, and touch nothing")
+	f.IntVar(&ff.concurrency, "concurrency", 4, "nodes deployed at once")
+	f.IntVar(&ff.retries, "retries", 2, "further attempts of a node after a failure that is not permanent")
+	f.DurationVar(&ff.backoff, "backoff", 5*time.Second, "wait before the first retry (doubled for each next one, at most 2m)")
+	f.BoolVar(&ff.replace, "replace", false, "replace nodes that are already deployed (destroys and redeploys them)")
+	return cmd
+}
+
+func runFleet(cmd *cobra.Command, a *app, ff *fleetFlags, path string, w io.Writer) error {
+	if ff.concurrency < 1 {
+		return &exitError{exitBadInventory, fmt.Errorf("--concurrency %d: must be at least 1", ff.concurrency)}
+	}
+	if ff.retries < 0 {
+		return &exitError{exitBadInventory, fmt.Errorf("--retries %d: must not be negative", ff.retries)}
 	}
 	ctx := cmd.Context()
 	inv, err := fleet.Load(path)
@@ -85,16 +86,16 @@ func runFleet(cmd *cobra.Command, path string, w io.Writer) error {
 	}
 	defer fl.Close()
 	opt := fleet.Options{
-		Concurrency: fleetFlags.concurrency,
-		Retries:     fleetFlags.retries,
-		Backoff:     fleetFlags.backoff,
-		Replace:     fleetFlags.replace,
-		Logger:      logger(),
+		Concurrency: ff.concurrency,
+		Retries:     ff.retries,
+		Backoff:     ff.backoff,
+		Replace:     ff.replace,
+		Logger:      a.logger(),
 	}
 
-	if fleetFlags.plan {
+	if ff.plan {
 		rows := fl.Plan(ctx, opt)
-		if jsonLogs {
+		if a.json {
 			err = fleet.WritePlanJSON(w, rows)
 		} else {
 			err = fleet.WritePlan(w, rows)
@@ -115,7 +116,7 @@ func runFleet(cmd *cobra.Command, path string, w io.Writer) error {
 	}
 
 	out := fl.Run(ctx, opt)
-	if jsonLogs {
+	if a.json {
 		err = fleet.WriteResultsJSON(w, out)
 	} else {
 		err = fleet.WriteResults(w, out)

@@ -33,7 +33,9 @@ var memTargets = struct {
 	m map[string]*memTarget
 }{m: map[string]*memTarget{}}
 
-func init() {
+// registerCLITest registers the in-memory target once per test binary
+// (deploy keeps one driver registry per process).
+var registerCLITest = sync.OnceFunc(func() {
 	deploy.Register("clitest", func(ctx context.Context, name string, decode func(v any) error) (deploy.Deployer, error) {
 		var c struct {
 			Store string `yaml:"store"`
@@ -50,7 +52,7 @@ func init() {
 		}
 		return t, nil
 	})
-}
+})
 
 func (m *memTarget) Target() string { return "clitest" }
 func (m *memTarget) Close() error   { return nil }
@@ -79,19 +81,14 @@ func (m *memTarget) Deploy(ctx context.Context, n deploy.Node) (deploy.Result, e
 	return deploy.Result{Node: n.Name, Action: p.Action, ID: "id-" + n.Name, IP: "198.51.100.7"}, nil
 }
 
-// runKsmg runs the command in-process with fresh flag values.
+// runKsmg runs a fresh ksmg command tree in-process (retries without
+// waiting) and returns its stdout.
 func runKsmg(t *testing.T, args ...string) (string, error) {
 	t.Helper()
-	for name, v := range map[string]string{"plan": "false", "concurrency": "4", "retries": "2", "backoff": "1ms", "replace": "false"} {
-		if err := deployFleetCmd.Flags().Set(name, v); err != nil {
-			t.Fatal(err)
-		}
-	}
-	jsonLogs = false
 	var out bytes.Buffer
+	root := newRootCmd(newApp())
 	root.SetOut(&out)
-	root.SetArgs(args)
-	defer root.SetOut(nil)
+	root.SetArgs(append(args, "--backoff", "1ms"))
 	err := root.ExecuteContext(context.Background())
 	return out.String(), err
 }
@@ -108,16 +105,20 @@ func exitCode(err error) int {
 }
 
 func TestDeployFleetCommand(t *testing.T) {
+	registerCLITest()
 	dir := t.TempDir()
 	if err := os.WriteFile(filepath.Join(dir, "disk.img"), []byte("x"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	t.Setenv("CLI_TEST_TOKEN", "cli-test-token-0123456789")
+	t.Parallel()
+	if err := os.WriteFile(filepath.Join(dir, "token"), []byte("cli-test-token-0123456789\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	store := filepath.Base(dir) // one in-memory target per test run
 	inv := `targets:
   mem: {kind: clitest, store: ` + store + `, image: disk.img}
 cluster:
-  join_token: {env: CLI_TEST_TOKEN}
+  join_token: {file: token}
 nodes:
   - {name: ctl, target: mem, role: control, addresses: {ipv4: 192.0.2.10/24}}
   - {name: sec-1, target: mem, role: secondary}
@@ -194,7 +195,11 @@ nodes:
 // the re-run all unchanged, --plan then all unchanged too.
 func TestDeployFleetSimulator(t *testing.T) {
 	ovaPath := vspheretest.SmallOVA(t)
-	t.Setenv("CLI_SIM_TOKEN", "cli-sim-token-0123456789")
+	t.Parallel()
+	token := filepath.Join(t.TempDir(), "token")
+	if err := os.WriteFile(token, []byte("cli-sim-token-0123456789\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	simulator.Test(func(ctx context.Context, c *vim25.Client) {
 		vspheretest.SafeFindChild(ctx, c)
 		target, err := yaml.Marshal(vspheretest.Target(t, c))
@@ -206,7 +211,7 @@ func TestDeployFleetSimulator(t *testing.T) {
 		for _, l := range strings.Split(strings.TrimSpace(string(target)), "\n") {
 			b.WriteString("    " + l + "\n")
 		}
-		b.WriteString("cluster: {join_token: {env: CLI_SIM_TOKEN}}\nnodes:\n  - {name: ctl, target: vc, role: control, addresses: {ipv4: 192.0.2.10/24}}\n")
+		b.WriteString("cluster: {join_token: {file: " + token + "}}\nnodes:\n  - {name: ctl, target: vc, role: control, addresses: {ipv4: 192.0.2.10/24}}\n")
 		for _, n := range []string{"sec-1", "sec-2", "sec-3"} {
 			b.WriteString("  - {name: " + n + ", target: vc, role: secondary}\n")
 		}

@@ -10,15 +10,17 @@ import (
 	"github.com/ksmg-appliance/ksmg/deploy/hyperv"
 )
 
-func init() { deployCmd.AddCommand(newDeployHyperVCmd()) }
-
 type hypervFlags struct {
 	cfg  hyperv.Config
 	node nodeFlags
 }
 
-// openHyperV is hyperv.Open; tests replace it to reach a fake host.
-var openHyperV = func(ctx context.Context, name string, cfg hyperv.Config, log *slog.Logger) (deploy.Deployer, error) {
+// openHyperVFunc opens a Hyper-V target; tests give app another one to
+// reach a fake host.
+type openHyperVFunc func(ctx context.Context, name string, cfg hyperv.Config, log *slog.Logger) (deploy.Deployer, error)
+
+// openHyperV is hyperv.Open.
+func openHyperV(ctx context.Context, name string, cfg hyperv.Config, log *slog.Logger) (deploy.Deployer, error) {
 	d, err := hyperv.Open(ctx, name, cfg)
 	if err != nil {
 		return nil, err
@@ -27,8 +29,8 @@ var openHyperV = func(ctx context.Context, name string, cfg hyperv.Config, log *
 	return d, nil
 }
 
-func newDeployHyperVCmd() *cobra.Command {
-	f := hypervFlags{node: nodeFlags{cmd: "hyperv", imageFlag: "vhdx", netFlag: "switch"}}
+func newDeployHyperVCmd(a *app) *cobra.Command {
+	f := hypervFlags{node: nodeFlags{app: a, cmd: "hyperv", imageFlag: "vhdx", netFlag: "switch"}}
 	cmd := &cobra.Command{
 		Use:   `hyperv --vhdx FILE --name VM --host HOST --share UNC --path DIR --switch NAME [flags]`,
 		Short: "Deploy the appliance VHDX to a Hyper-V host as a Generation 2 VM",
@@ -90,12 +92,12 @@ func runDeployHyperV(cmd *cobra.Command, f *hypervFlags) error {
 	if err != nil {
 		return err
 	}
-	log := logger()
+	log := f.node.app.logger()
 	name := f.cfg.Host
 	if name == "" {
 		name = "localhost"
 	}
-	d, err := openHyperV(cmd.Context(), name, f.cfg, log)
+	d, err := f.node.app.openHyperV(cmd.Context(), name, f.cfg, log)
 	if err != nil {
 		return permanentIsUsage(err)
 	}

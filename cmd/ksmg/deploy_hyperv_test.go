@@ -26,8 +26,9 @@ import (
 var hypervStep = regexp.MustCompile(`^# ksmg-deploy: ([a-z-]+)\n`)
 
 // fakeHyperV answers find-vm with vm (JSON or "null") and every other step
-// as a successful one; it returns the steps it saw.
-func fakeHyperV(t *testing.T, vm string) *[]string {
+// as a successful one; it returns an app that reaches it and the steps it
+// saw.
+func fakeHyperV(t *testing.T, vm string) (*app, *[]string) {
 	t.Helper()
 	var steps []string
 	host := pwshtest.NewHost(func(script string) pwshtest.Reply {
@@ -51,9 +52,8 @@ func fakeHyperV(t *testing.T, vm string) *[]string {
 		return pwshtest.Reply{}
 	})
 	t.Cleanup(host.Close)
-	old := openHyperV
-	t.Cleanup(func() { openHyperV = old })
-	openHyperV = func(ctx context.Context, name string, cfg hyperv.Config, log *slog.Logger) (deploy.Deployer, error) {
+	a := newApp()
+	a.openHyperV = func(ctx context.Context, name string, cfg hyperv.Config, log *slog.Logger) (deploy.Deployer, error) {
 		if err := cfg.Validate(); err != nil {
 			return nil, deploy.Permanent(err)
 		}
@@ -63,7 +63,7 @@ func fakeHyperV(t *testing.T, vm string) *[]string {
 		}
 		return hyperv.New(name, hyperv.NewPSHost(name, run, nopCopier{}, cfg.Share, cfg.Path), cfg), nil
 	}
-	return &steps
+	return a, &steps
 }
 
 // nopCopier stands in for SMB (tested against smbd in deploy/pwsh).
@@ -71,8 +71,8 @@ type nopCopier struct{}
 
 func (nopCopier) Copy(context.Context, string, string, func(int64, int64)) error { return nil }
 
-func runHyperV(t *testing.T, args ...string) (string, error) {
-	return runCommand(t, newDeployHyperVCmd(), args...)
+func runHyperV(t *testing.T, a *app, args ...string) (string, error) {
+	return runCommand(t, newDeployHyperVCmd(a), args...)
 }
 
 func hypervArgs(t *testing.T) []string {
@@ -94,6 +94,7 @@ func hypervArgs(t *testing.T) []string {
 const hypervDoneVM = `{"id":"5c4d2a1e-0b7f-4e42-9c1d-6a8b3f0e2d71","name":"ksmg-1","notes":"ksmg.deploy=complete","state":"Running"}`
 
 func TestDeployHyperV(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		name, vm  string
 		args      []string
@@ -109,10 +110,10 @@ func TestDeployHyperV(t *testing.T) {
 		{"deploy json", "null", []string{"--power-on=false"}, true, `"Action":"create"`, "[find-vm create-vm add-kvp set-notes]"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			steps := fakeHyperV(t, tc.vm)
-			jsonLogs = tc.json
-			defer func() { jsonLogs = false }()
-			out, err := runHyperV(t, append(hypervArgs(t), tc.args...)...)
+			t.Parallel()
+			a, steps := fakeHyperV(t, tc.vm)
+			a.json = tc.json
+			out, err := runHyperV(t, a, append(hypervArgs(t), tc.args...)...)
 			if err != nil {
 				t.Fatalf("%v\n%s", err, out)
 			}
@@ -134,6 +135,7 @@ func TestDeployHyperV(t *testing.T) {
 }
 
 func TestDeployHyperVBadInput(t *testing.T) {
+	t.Parallel()
 	base := hypervArgs(t)
 	without := func(flag string) []string { return withoutFlag(base, flag) }
 	for _, tc := range []struct {
@@ -151,8 +153,9 @@ func TestDeployHyperVBadInput(t *testing.T) {
 		{"foreign VM", base, "not deployed by ksmg"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			fakeHyperV(t, `{"id":"5c4d2a1e-0b7f-4e42-9c1d-6a8b3f0e2d71","name":"ksmg-1","notes":"","state":"Running"}`)
-			out, err := runHyperV(t, append(tc.args, "--plan")...)
+			t.Parallel()
+			a, _ := fakeHyperV(t, `{"id":"5c4d2a1e-0b7f-4e42-9c1d-6a8b3f0e2d71","name":"ksmg-1","notes":"","state":"Running"}`)
+			out, err := runHyperV(t, a, append(tc.args, "--plan")...)
 			if exitCode(err) != 2 || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("err = %v (exit %d), want exit 2 with %q\n%s", err, exitCode(err), tc.want, out)
 			}

@@ -27,6 +27,7 @@ import (
 
 // nodeFlags are the flags that describe one node, whatever the target.
 type nodeFlags struct {
+	app       *app
 	cmd       string // the command's name, for messages: "deploy <cmd>: ..."
 	imageFlag string // "ova" or "vhdx"
 	// netFlag is the target's own network flag: a --props-file with
@@ -120,7 +121,7 @@ func (f *nodeFlags) node(cmd *cobra.Command) (deploy.Node, error) {
 		return deploy.Node{}, usage("deploy %s: %v", f.cmd, err)
 	}
 	if !f.plan {
-		n.Progress = uploadProgress(cmd.ErrOrStderr())
+		n.Progress = f.app.uploadProgress(cmd.ErrOrStderr())
 	}
 	return n, nil
 }
@@ -142,11 +143,11 @@ func (f *nodeFlags) run(cmd *cobra.Command, d deploy.Deployer, n deploy.Node, lo
 		if err != nil {
 			return permanentIsUsage(err)
 		}
-		return writePlan(out, p)
+		return f.app.writePlan(out, p)
 	}
 	log.Info("deploying", "target", d.Target(), "vm", n.Name, f.imageFlag, n.Image, "properties", deploy.Redact(n.Properties))
 	res, err := d.Deploy(ctx, n)
-	return permanentIsUsage(writeResult(out, res, err))
+	return permanentIsUsage(f.app.writeResult(out, res, err))
 }
 
 // usage is a bad-input error: exit status 2.
@@ -256,11 +257,11 @@ func readPropsFile(p string) (props, networks map[string]string, err error) {
 // uploadProgress draws upload progress on a terminal every 5%, and logs
 // it every 25% otherwise. Shared by the deploy commands (signature kept
 // stable for them).
-func uploadProgress(w io.Writer) func(stage string, done, total int64) {
+func (a *app) uploadProgress(w io.Writer) func(stage string, done, total int64) {
 	step := 5
 	var log *slog.Logger
-	if !interactive() {
-		step, log = 25, logger()
+	if !a.interactive() {
+		step, log = 25, a.logger()
 	}
 	last := -step
 	return func(stage string, done, total int64) {

@@ -12,8 +12,8 @@ import (
 // line per node, or one JSON object with --json.
 
 // writePlan prints one node's plan: a line, or JSON with --json.
-func writePlan(out io.Writer, p deploy.Plan) error {
-	if jsonLogs {
+func (a *app) writePlan(out io.Writer, p deploy.Plan) error {
+	if a.json {
 		return json.NewEncoder(out).Encode(p)
 	}
 	id := p.ID
@@ -26,8 +26,8 @@ func writePlan(out io.Writer, p deploy.Plan) error {
 
 // writeResult prints one node's result and returns the deploy error (or
 // the write error when the deploy succeeded).
-func writeResult(out io.Writer, res deploy.Result, err error) error {
-	if jsonLogs {
+func (a *app) writeResult(out io.Writer, res deploy.Result, err error) error {
+	if a.json {
 		type jsonResult struct {
 			Node, Target, Action, ID, IP, Error string
 			ElapsedSeconds                      float64

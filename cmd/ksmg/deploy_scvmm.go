@@ -10,20 +10,22 @@ import (
 	"github.com/ksmg-appliance/ksmg/deploy/scvmm"
 )
 
-func init() { deployCmd.AddCommand(newDeployScvmmCmd()) }
-
 type scvmmFlags struct {
 	cfg  scvmm.Config
 	node nodeFlags
 }
 
-// openScvmm is scvmm.Open; tests replace it to reach a fake server.
-var openScvmm = func(ctx context.Context, name string, cfg scvmm.Config, log *slog.Logger) (deploy.Deployer, error) {
+// openScvmmFunc opens an SCVMM target; tests give app another one to
+// reach a fake server.
+type openScvmmFunc func(ctx context.Context, name string, cfg scvmm.Config, log *slog.Logger) (deploy.Deployer, error)
+
+// openScvmm is scvmm.Open.
+func openScvmm(ctx context.Context, name string, cfg scvmm.Config, log *slog.Logger) (deploy.Deployer, error) {
 	return scvmm.Open(ctx, name, cfg, log)
 }
 
-func newDeployScvmmCmd() *cobra.Command {
-	f := scvmmFlags{node: nodeFlags{cmd: "scvmm", imageFlag: "vhdx", netFlag: "network"}}
+func newDeployScvmmCmd(a *app) *cobra.Command {
+	f := scvmmFlags{node: nodeFlags{app: a, cmd: "scvmm", imageFlag: "vhdx", netFlag: "network"}}
 	cmd := &cobra.Command{
 		Use:   "scvmm --vhdx FILE --name VM --server HOST --library-share UNC (--host-group G | --cloud C) [flags]",
 		Short: "Deploy the appliance VHDX through System Center Virtual Machine Manager",
@@ -99,8 +101,8 @@ func runDeployScvmm(cmd *cobra.Command, f *scvmmFlags) error {
 	if err != nil {
 		return err
 	}
-	log := logger()
-	d, err := openScvmm(cmd.Context(), f.cfg.Server, f.cfg, log)
+	log := f.node.app.logger()
+	d, err := f.node.app.openScvmm(cmd.Context(), f.cfg.Server, f.cfg, log)
 	if err != nil {
 		return permanentIsUsage(err)
 	}

@@ -22,7 +22,8 @@ import (
 
 var scvmmStep = regexp.MustCompile(`(?m)^# ksmg-scvmm step=(\w+)$`)
 
-func fakeScvmm(t *testing.T, vms string) {
+// fakeScvmm returns an app that reaches a fake VMM server with vms.
+func fakeScvmm(t *testing.T, vms string) *app {
 	t.Helper()
 	host := pwshtest.NewHost(func(script string) pwshtest.Reply {
 		m := scvmmStep.FindStringSubmatch(script)
@@ -36,15 +37,15 @@ func fakeScvmm(t *testing.T, vms string) {
 		return pwshtest.Reply{Stdout: `{"vms":` + vms + "}\r\n"}
 	})
 	t.Cleanup(host.Close)
-	old := openScvmm
-	t.Cleanup(func() { openScvmm = old })
-	openScvmm = func(ctx context.Context, name string, cfg scvmm.Config, log *slog.Logger) (deploy.Deployer, error) {
+	a := newApp()
+	a.openScvmm = func(ctx context.Context, name string, cfg scvmm.Config, log *slog.Logger) (deploy.Deployer, error) {
 		run, err := pwsh.NewWinRM(host.Config)
 		if err != nil {
 			return nil, err
 		}
 		return scvmm.New(cfg, scvmm.Options{Name: name, Runner: run, Copier: scvmmNoCopier{}, HostUser: cfg.User, Logger: log})
 	}
+	return a
 }
 
 type scvmmNoCopier struct{}
@@ -53,8 +54,8 @@ func (scvmmNoCopier) Copy(context.Context, string, string, func(int64, int64)) e
 	return errors.New("no copy expected in these tests")
 }
 
-func runScvmm(t *testing.T, args ...string) (string, error) {
-	return runCommand(t, newDeployScvmmCmd(), args...)
+func runScvmm(t *testing.T, a *app, args ...string) (string, error) {
+	return runCommand(t, newDeployScvmmCmd(a), args...)
 }
 
 var scvmmArgs = []string{
@@ -71,9 +72,10 @@ const scvmmForeignVM = `[{"id":"vm-1","description":"Production relay","state":"
 // plan and deploy stop with exit 2 and name it, and only the look-up runs
 // (fakeScvmm fails the test on any other script).
 func TestDeployScvmmForeignVM(t *testing.T) {
+	t.Parallel()
 	for _, args := range [][]string{{"--plan"}, nil} {
-		fakeScvmm(t, scvmmForeignVM)
-		out, err := runScvmm(t, append(append([]string{}, scvmmArgs...), args...)...)
+		a := fakeScvmm(t, scvmmForeignVM)
+		out, err := runScvmm(t, a, append(append([]string{}, scvmmArgs...), args...)...)
 		const want = "VM ksmg-1 exists (vm-1 on hv1) and was not deployed by ksmg"
 		if exitCode(err) != 2 || !strings.Contains(err.Error(), want) {
 			t.Errorf("%v: err = %v (exit %d), want exit 2 with %q\n%s", args, err, exitCode(err), want, out)
@@ -82,6 +84,7 @@ func TestDeployScvmmForeignVM(t *testing.T) {
 }
 
 func TestDeployScvmmPlanAndUnchanged(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		name, vms string
 		args      []string
@@ -98,10 +101,10 @@ func TestDeployScvmmPlanAndUnchanged(t *testing.T) {
 		{"deploy unchanged json", scvmmDoneVM, nil, true, `"IP":"192.0.2.10"`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			fakeScvmm(t, tc.vms)
-			jsonLogs = tc.json
-			defer func() { jsonLogs = false }()
-			out, err := runScvmm(t, append(append([]string{}, scvmmArgs...), tc.args...)...)
+			t.Parallel()
+			a := fakeScvmm(t, tc.vms)
+			a.json = tc.json
+			out, err := runScvmm(t, a, append(append([]string{}, scvmmArgs...), tc.args...)...)
 			if err != nil {
 				t.Fatalf("%v\n%s", err, out)
 			}
@@ -136,7 +139,7 @@ func TestDeployScvmmBadInput(t *testing.T) {
 		{"no password", without("--prop"), scvmm.DefaultPasswordEnv + " is empty or unset"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			out, err := runScvmm(t, tc.args...)
+			out, err := runScvmm(t, newApp(), tc.args...)
 			if exitCode(err) != 2 || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("err = %v (exit %d), want exit 2 with %q\n%s", err, exitCode(err), tc.want, out)
 			}

@@ -10,8 +10,6 @@ import (
 	"github.com/ksmg-appliance/ksmg/deploy/vsphere"
 )
 
-func init() { deployCmd.AddCommand(newDeployVSphereCmd()) }
-
 // vsphereFlags are the command's flags beyond the driver's Config.
 type vsphereFlags struct {
 	cfg        vsphere.Config
@@ -19,8 +17,8 @@ type vsphereFlags struct {
 	node       nodeFlags
 }
 
-func newDeployVSphereCmd() *cobra.Command {
-	f := vsphereFlags{node: nodeFlags{cmd: "vsphere", imageFlag: "ova"}}
+func newDeployVSphereCmd(a *app) *cobra.Command {
+	f := vsphereFlags{node: nodeFlags{app: a, cmd: "vsphere", imageFlag: "ova"}}
 	f.node.networks = f.networks
 	cmd := &cobra.Command{
 		Use:   "vsphere --ova FILE --name VM [flags]",
@@ -78,7 +76,7 @@ func runDeployVSphere(cmd *cobra.Command, f *vsphereFlags) error {
 	if err != nil {
 		return err
 	}
-	log := logger()
+	log := f.node.app.logger()
 	d, err := vsphere.Open(cmd.Context(), targetName(f.cfg.URL), f.cfg)
 	if err != nil {
 		return permanentIsUsage(err)

@@ -21,7 +21,7 @@ import (
 // runVSphere runs a fresh `deploy vsphere` command (flags do not leak
 // between runs) and returns its stdout.
 func runVSphere(t *testing.T, args ...string) (string, error) {
-	return runCommand(t, newDeployVSphereCmd(), args...)
+	return runCommand(t, newDeployVSphereCmd(newApp()), args...)
 }
 
 func writeFile(t *testing.T, name, data string) string {
@@ -37,6 +37,7 @@ func writeFile(t *testing.T, name, data string) string {
 // `govc import.spec` document made by govmomi's importer.Spec from the
 // OVA, and malformed files rejected with file and line.
 func TestReadPropsFile(t *testing.T) {
+	t.Parallel()
 	ovaPath := vspheretest.SmallOVA(t)
 	spec, err := importer.Spec(ova.MemberNames("ksmg", "0.1.0").OVF, &importer.TapeArchive{Path: ovaPath}, false, false)
 	if err != nil {
@@ -67,6 +68,7 @@ func TestReadPropsFile(t *testing.T) {
 			map[string]string{ova.NetworkName: "DC0_DVPG0"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
 			got, nets, err := readPropsFile(writeFile(t, "props", tc.data))
 			if err != nil {
 				t.Fatal(err)
@@ -95,6 +97,7 @@ func TestReadPropsFile(t *testing.T) {
 		{"bad govc", `{"PropertyMapping": [{"Value": "x"}]}`, "PropertyMapping[0] has no Key"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
 			p := writeFile(t, "bad.yaml", tc.data)
 			_, _, err := readPropsFile(p)
 			if err == nil || !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), p) {
@@ -107,6 +110,7 @@ func TestReadPropsFile(t *testing.T) {
 // TestDeployVSphereCommand runs the command against vcsim's ESXi model:
 // --plan, a deploy, a re-run, and rejected input.
 func TestDeployVSphereCommand(t *testing.T) {
+	t.Parallel()
 	ovaPath := vspheretest.SmallOVA(t)
 	props := writeFile(t, "props.yaml", "ksmg.hostname: cli.example.com\nksmg.eula.accepted: true\n")
 	simulator.Test(func(ctx context.Context, c *vim25.Client) {

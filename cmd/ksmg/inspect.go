@@ -18,21 +18,21 @@ import (
 // (or is no image we know); 1 stays for usage and I/O errors.
 const exitDamaged = 2
 
-var inspectCmd = &cobra.Command{
-	Use:   "inspect FILE",
-	Short: "Check an OVA or VHDX image and summarise what it contains",
-	Long: `inspect reads an OVA or a VHDX (told apart by content, not name) and checks it
+func newInspectCmd(a *app) *cobra.Command {
+	return &cobra.Command{
+		Use:   "inspect FILE",
+		Short: "Check an OVA or VHDX image and summarise what it contains",
+		Long: `inspect reads an OVA or a VHDX (told apart by content, not name) and checks it
 front to back. For an OVA: member order (.ovf, .mf, disks), manifest digests, the
 OVF descriptor mapped to a vSphere ConfigSpec (firmware, controller, NIC,
 properties) and every VMDK's stream structure, with every grain decompressed.
 A damaged image exits with status 2, naming the failing member and check.`,
-	Args: cobra.ExactArgs(1),
-	RunE: func(cmd *cobra.Command, args []string) error {
-		return runInspect(cmd.Context(), args[0], cmd.OutOrStdout(), jsonLogs)
-	},
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return runInspect(cmd.Context(), args[0], cmd.OutOrStdout(), a.json)
+		},
+	}
 }
-
-func init() { root.AddCommand(inspectCmd) }
 
 // inspectResult is the --json output.
 type inspectResult struct {

@@ -34,6 +34,7 @@ func inspectTestOVA(t *testing.T, dir string) string {
 // TestInspect runs the inspect command on a good OVA and on damaged ones;
 // damaged ones must exit 2 naming the member and the failed check.
 func TestInspect(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	good := inspectTestOVA(t, dir)
 	ms := ovatest.ReadTar(t, good)
@@ -72,6 +73,7 @@ func TestInspect(t *testing.T) {
 		{"out of order", []ovatest.Member{ms[0], ms[2], ms[1]}, n.VMDK + ": member order check failed"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
 			p := filepath.Join(t.TempDir(), "bad.ova")
 			ovatest.WriteTar(t, p, tc.members)
 			var out bytes.Buffer
@@ -105,6 +107,7 @@ func TestInspect(t *testing.T) {
 // TestInspectBinary runs the built ksmg binary, as a user would, when
 // make test provides it in KSMG_BIN_DIR.
 func TestInspectBinary(t *testing.T) {
+	t.Parallel()
 	bin := filepath.Join(os.Getenv("KSMG_BIN_DIR"), "ksmg")
 	if os.Getenv("KSMG_BIN_DIR") == "" {
 		t.Skip("KSMG_BIN_DIR not set: no built binary (make test sets it)")
@@ -130,6 +133,7 @@ func TestInspectBinary(t *testing.T) {
 // TestInspectVHDX checks the dispatch by content: a VHDX made by qemu-img
 // (named .ova on purpose) is inspected as VHDX; a truncated one exits 2.
 func TestInspectVHDX(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	raw := filepath.Join(dir, "disk.raw")
 	ovatest.SparseRaw(t, raw, 64<<20)

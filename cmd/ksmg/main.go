@@ -1,7 +1,9 @@
 // Command ksmg builds, inspects and deploys the ksmg appliance.
 //
-// Each subcommand lives in its own file of this package and registers itself
-// on root in an init function; the work itself is done by the library
+// Each subcommand lives in its own file of this package and is built by a
+// constructor (newBuildCmd, newInspectCmd, newDeployCmd, ...) that newRootCmd
+// calls: no command, flag or setting is package state, so tests build a
+// fresh command tree per run. The work itself is done by the library
 // packages (appliance, images, ova, vhdx, deploy), so this stays thin.
 package main
 
@@ -27,28 +29,42 @@ type exitError struct {
 func (e *exitError) Error() string { return e.err.Error() }
 func (e *exitError) Unwrap() error { return e.err }
 
-var jsonLogs bool
+// app is what the commands of one ksmg run share: the global flags and
+// the ways to reach targets, which tests replace.
+type app struct {
+	json bool // --json: structured logs and output
 
-var root = &cobra.Command{
-	Use:           "ksmg",
-	Short:         "Build, inspect and deploy the ksmg mail-security gateway appliance",
-	SilenceUsage:  true,
-	SilenceErrors: true,
+	openHyperV openHyperVFunc
+	openScvmm  openScvmmFunc
 }
 
-func init() {
-	root.PersistentFlags().BoolVar(&jsonLogs, "json", false, "structured JSON logs and output instead of terminal progress")
+// newApp returns the settings of a real run.
+func newApp() *app {
+	return &app{openHyperV: openHyperV, openScvmm: openScvmm}
+}
+
+// newRootCmd builds the whole command tree on a.
+func newRootCmd(a *app) *cobra.Command {
+	root := &cobra.Command{
+		Use:           "ksmg",
+		Short:         "Build, inspect and deploy the ksmg mail-security gateway appliance",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.PersistentFlags().BoolVar(&a.json, "json", false, "structured JSON logs and output instead of terminal progress")
+	root.AddCommand(newBuildCmd(a), newInspectCmd(a), newDeployCmd(a))
+	return root
 }
 
 // interactive reports whether progress should be drawn for a person: a
 // terminal on stderr and no --json.
-func interactive() bool {
-	return !jsonLogs && term.IsTerminal(int(os.Stderr.Fd()))
+func (a *app) interactive() bool {
+	return !a.json && term.IsTerminal(int(os.Stderr.Fd()))
 }
 
 // logger returns the process logger: JSON when asked or not on a terminal.
-func logger() *slog.Logger {
-	if interactive() {
+func (a *app) logger() *slog.Logger {
+	if a.interactive() {
 		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	}
 	return slog.New(slog.NewJSONHandler(os.Stderr, nil))
@@ -57,7 +73,7 @@ func logger() *slog.Logger {
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := root.ExecuteContext(ctx); err != nil {
+	if err := newRootCmd(newApp()).ExecuteContext(ctx); err != nil {
 		fmt.Fprintln(os.Stderr, "ksmg:", err)
 		var ee *exitError
 		if errors.As(err, &ee) {

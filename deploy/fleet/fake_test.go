@@ -76,8 +76,10 @@ func init() {
 	})
 }
 
-// newFake makes a fake target reachable as instance id.
+// newFake makes a fake target reachable as instance id in the inventories
+// of test t (openFleet names it so; tests run in parallel).
 func newFake(t *testing.T, id string) *fakeTarget {
+	id = instance(t, id)
 	f := &fakeTarget{vms: map[string]*fakeVM{}, created: map[string]int{}, transient: map[string]int{},
 		permanent: map[string]bool{}, always: map[string]bool{}, props: map[string]map[string]string{}, deployed: map[string]time.Time{}, startAt: map[string]time.Time{}}
 	fakesMu.Lock()
@@ -187,3 +189,6 @@ func (g *gauge) add(d int) {
 	g.cur += d
 	g.max = max(g.max, g.cur)
 }
+
+// instance is the registry name of fake instance id for test t.
+func instance(t *testing.T, id string) string { return id + "@" + t.Name() }

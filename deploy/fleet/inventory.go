@@ -4,12 +4,10 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"maps"
 	"net/netip"
 	"os"
 	"path/filepath"
 	"runtime"
-	"slices"
 	"strings"
 	"time"
 
@@ -242,9 +240,10 @@ func Parse(path string, data []byte) (*Inventory, error) {
 	images := c.images(top, raw.Images)
 	defProps, defLines := c.properties(&raw.Defaults.Properties, "defaults.properties")
 	def := c.defaults(top, raw.Defaults)
+	def.props, def.lines = defProps, defLines
 	c.targets(inv, top, &raw.Targets, images)
 	secrets := c.cluster(inv, top, raw.Cluster)
-	c.nodes(inv, top, raw.Nodes, images, def, defProps, defLines, secrets)
+	c.nodes(inv, top, raw.Nodes, nodeInputs{images: images, def: def, sec: secrets})
 
 	if len(c.errs) > 0 {
 		return nil, &InventoryError{c.errs}
@@ -307,6 +306,8 @@ type defaults struct {
 	network                  string
 	powerOn                  bool
 	waitIP                   time.Duration
+	props                    map[string]string // defaults.properties
+	lines                    map[string]int    // their lines
 }
 
 func (c *checker) defaults(top *yaml.Node, d rawDefaults) defaults {
@@ -528,221 +529,6 @@ func (c *checker) secret(n *yaml.Node, where string) (string, int) {
 	}
 	c.at(n.Line, "%s: %q: expected {env: NAME} or {file: PATH}", where, kind)
 	return "", n.Line
-}
-
-func (c *checker) nodes(inv *Inventory, top *yaml.Node, raws []yaml.Node, images map[string]string, def defaults, defProps map[string]string, defLines map[string]int, sec secrets) {
-	if len(raws) == 0 {
-		c.at(keyLine(top, "nodes"), "nodes: at least one node is required")
-		return
-	}
-	targets := map[string]Target{}
-	for _, t := range inv.Targets {
-		targets[t.Name] = t
-	}
-	tn := child(top, "targets")
-	names := map[string]int{}     // target/name -> line
-	hostnames := map[string]int{} // hostname -> line
-	addrs := map[netip.Addr]int{}
-	var controls []int
-	type pending struct {
-		kind  string
-		node  Node
-		lines map[string]int
-		where string
-	}
-	var all []pending
-	for i := range raws {
-		rn := &raws[i]
-		where := fmt.Sprintf("nodes[%d]", i)
-		var r rawNode
-		if rn.Kind != yaml.MappingNode {
-			c.at(rn.Line, "%s: expected a mapping with name, target, role, hostname, addresses", where)
-			continue
-		}
-		c.add(strictDecode(c.file, rn, &r))
-		if r.Name != "" {
-			where = fmt.Sprintf("nodes[%d] (%s)", i, r.Name)
-		}
-		n := Node{Target: r.Target, Line: rn.Line}
-		n.Name, n.Role = r.Name, r.Role
-		n.CPUs, n.MemoryMiB, n.DiskGiB, n.VLAN, n.Network = def.cpus, def.memory, def.disk, def.vlan, def.network
-		n.PowerOn, n.WaitIP = def.powerOn, def.waitIP
-		if r.CPUs != nil {
-			n.CPUs = *r.CPUs
-		}
-		if r.Memory != nil {
-			n.MemoryMiB = *r.Memory
-		}
-		if r.Disk != nil {
-			n.DiskGiB = *r.Disk
-		}
-		if r.VLAN != nil {
-			n.VLAN = *r.VLAN
-		}
-		if r.Network != nil {
-			n.Network = *r.Network
-		}
-		c.sizes(rn, where+".", deref(r.CPUs), deref(r.Memory), deref(r.Disk), deref(r.VLAN)) // defaults are checked once
-
-		nameOK := false
-		if r.Name == "" {
-			c.at(rn.Line, "%s: name is required", where)
-		} else if err := (&deploy.Node{Name: r.Name, Image: "-"}).Validate(); err != nil {
-			c.at(keyLine(rn, "name"), "%s: %v", where, err)
-		} else {
-			nameOK = true
-		}
-		t, ok := targets[r.Target]
-		switch {
-		case r.Target == "":
-			c.at(rn.Line, "%s: target is required", where)
-		case !ok:
-			if child(tn, r.Target) == nil {
-				known := make([]string, 0, len(targets))
-				for k := range targets {
-					known = append(known, k)
-				}
-				slices.Sort(known)
-				c.at(keyLine(rn, "target"), "%s: target %q is not defined under targets (defined: %s)", where, r.Target, strings.Join(known, ", "))
-			} // else the target itself is reported
-		default:
-			n.Image = image(t, images)
-			key := r.Target + "/" + r.Name
-			if prev, dup := names[key]; dup && r.Name != "" {
-				c.at(keyLine(rn, "name"), "%s: VM name %q is used twice on target %s (also at line %d)", where, r.Name, r.Target, prev)
-			} else {
-				names[key] = keyLine(rn, "name")
-			}
-		}
-		switch r.Role {
-		case deploy.RoleControl:
-			controls = append(controls, len(all))
-		case deploy.RoleSecondary:
-		case "":
-			c.at(rn.Line, "%s: role is required (control or secondary)", where)
-		default:
-			c.at(keyLine(rn, "role"), "%s: role %q: expected control or secondary", where, r.Role)
-		}
-
-		// first-boot answers: defaults, node properties, then what the
-		// fleet sets itself
-		props := map[string]string{}
-		lines := map[string]int{}
-		for k, v := range defProps {
-			props[k], lines[k] = v, defLines[k]
-		}
-		np, nl := c.properties(&r.Properties, where+".properties")
-		for k, v := range np {
-			props[k], lines[k] = v, nl[k]
-		}
-		host, hostLine := r.Hostname, keyLine(rn, "hostname")
-		if host == "" && nameOK {
-			host, hostLine = strings.ToLower(r.Name), keyLine(rn, "name") // the name is the host name
-		}
-		if host != "" {
-			props["ksmg.hostname"], lines["ksmg.hostname"] = host, hostLine
-			if prev, dup := hostnames[host]; dup {
-				c.at(hostLine, "%s: hostname %q is used twice (also at line %d)", where, host, prev)
-			} else {
-				hostnames[host] = hostLine
-			}
-		}
-		if r.Role == deploy.RoleControl || r.Role == deploy.RoleSecondary {
-			props["ksmg.cluster.role"], lines["ksmg.cluster.role"] = r.Role, keyLine(rn, "role")
-		}
-		if sec.password != "" {
-			props["ksmg.admin.password"], lines["ksmg.admin.password"] = sec.password, sec.pwLine
-		}
-		if sec.hash != "" {
-			props["ksmg.admin.password_hash"], lines["ksmg.admin.password_hash"] = sec.hash, sec.pwLine
-		}
-		c.addresses(&r.Addresses, where, props, lines, addrs)
-		n.Properties = props
-		all = append(all, pending{targets[r.Target].Kind, n, lines, where})
-	}
-
-	switch {
-	case len(controls) == 0:
-		c.at(keyLine(top, "nodes"), "nodes: exactly one node must have role control (none has)")
-	case len(controls) > 1:
-		for _, i := range controls[1:] {
-			c.at(all[i].node.Line, "%s: a second control node (the first is at line %d); a cluster has exactly one", all[i].where, all[controls[0]].node.Line)
-		}
-	}
-	if len(controls) >= 1 && inv.ControlAddress == "" {
-		cp := all[controls[0]].node.Properties
-		if a := cp["ksmg.network.address"]; a != "" {
-			inv.ControlAddress = a
-		} else if a := cp["ksmg.network.ipv6.address"]; a != "" {
-			inv.ControlAddress = strings.Split(a, "/")[0]
-		}
-	}
-	hasSecondary := false
-	for i := range all {
-		p := &all[i]
-		if p.node.Role == deploy.RoleSecondary {
-			hasSecondary = true
-			if sec.joinToken != "" {
-				p.node.Properties["ksmg.cluster.join_token"], p.lines["ksmg.cluster.join_token"] = sec.joinToken, sec.tokenLine
-			}
-			if inv.ControlAddress != "" {
-				p.node.Properties["ksmg.cluster.control_address"] = inv.ControlAddress
-				p.lines["ksmg.cluster.control_address"] = keyLine(child(top, "cluster"), "control_address")
-			}
-		}
-		if imageFormat[p.kind] == "ova" {
-			// vSphere passes only the properties the OVF declares
-			for _, k := range slices.Sorted(maps.Keys(p.node.Properties)) {
-				if !ovaDeclared[k] {
-					where := p.where
-					if _, fromDefaults := defLines[k]; fromDefaults && p.lines[k] == defLines[k] {
-						where = "defaults.properties"
-					}
-					c.at(p.lines[k], "%s: %s is not a property of the OVA, so target %s (vsphere) cannot pass it (the OVA declares: %s)", where, k, p.node.Target, strings.Join(ovaKeys, ", "))
-				}
-			}
-		}
-		_, errs := answers.FromKeys(p.node.Properties, "eth0")
-		bad := map[string]bool{}
-		for _, err := range errs {
-			var fe *answers.FieldError
-			if errors.As(err, &fe) {
-				bad[fe.Key] = true
-			}
-		}
-		for _, err := range errs {
-			var fe *answers.FieldError
-			if errors.As(err, &fe) {
-				// a gateway cannot be judged without its address; the
-				// address's own error says what to fix
-				if fe.Key == "ksmg.network.gateway" && bad["ksmg.network.address"] || fe.Key == "ksmg.network.ipv6.gateway" && bad["ksmg.network.ipv6.address"] ||
-					fe.Key == "ksmg.network.gateway" && p.node.Properties["ksmg.network.address"] == "" {
-					if p.node.Properties["ksmg.network.address"] == "" && !bad["ksmg.network.address"] {
-						c.at(p.lines[fe.Key], "%s: addresses.gateway needs addresses.ipv4", p.where)
-					}
-					continue
-				}
-				line := p.lines[fe.Key]
-				if line == 0 {
-					line = p.node.Line
-				}
-				if _, fromDefaults := defLines[fe.Key]; fromDefaults && line == defLines[fe.Key] {
-					c.at(line, "defaults.properties: %v", err)
-				} else {
-					c.at(line, "%s: %v", p.where, err)
-				}
-				continue
-			}
-			c.at(p.node.Line, "%s: %v", p.where, err)
-		}
-		if p.node.Role == deploy.RoleControl && len(controls) == 1 {
-			inv.Control = len(inv.Nodes)
-		}
-		inv.Nodes = append(inv.Nodes, p.node)
-	}
-	if hasSecondary && sec.joinToken == "" && sec.tokenLine == 0 {
-		c.at(keyLine(top, "cluster"), "cluster.join_token: required when there are secondary nodes ({env: NAME} or {file: PATH})")
-	}
 }
 
 // addresses turns a node's addresses (dhcp, or a mapping of static

@@ -168,7 +168,8 @@ func markers(t *testing.T, body string) []marker {
 func TestDriverSettings(t *testing.T) {
 	t.Setenv("FLEET_TEST_TOKEN", testToken)
 	newFake(t, "a")
-	body := strings.Replace(validInventory, "instance: a", "instance: a\n    colour: red\n    delay: 1x", 1)
+	inst := fmt.Sprintf("instance: %q", instance(t, "a"))
+	body := strings.Replace(validInventory, "instance: a", inst+"\n    colour: red\n    delay: 1x", 1)
 	p := writeInventory(t, body)
 	inv, err := Load(p)
 	if err != nil {
@@ -191,7 +192,7 @@ func TestDriverSettings(t *testing.T) {
 	}
 
 	// a setting only the driver can judge: reported at the target's line
-	body = strings.Replace(validInventory, "instance: a", "instance: a\n    delay: 1x", 1)
+	body = strings.Replace(validInventory, "instance: a", inst+"\n    delay: 1x", 1)
 	inv, err = Load(writeInventory(t, body))
 	if err != nil {
 		t.Fatal(err)

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -17,7 +19,7 @@ import (
 func fleetYAML(n int, staticControl bool, extra string) string {
 	var b strings.Builder
 	b.WriteString("targets:\n  site-a: {kind: fake, instance: a, image: disk.img}\n  site-b: {kind: fake, instance: b, image: disk.img}\n")
-	b.WriteString("cluster:\n  join_token: {env: FLEET_TEST_TOKEN}\n" + extra + "nodes:\n")
+	b.WriteString("cluster:\n  join_token: {file: run-token}\n" + extra + "nodes:\n")
 	b.WriteString("  - {name: ctl, target: site-a, role: control")
 	if staticControl {
 		b.WriteString(", addresses: {ipv4: 192.0.2.10/24}")
@@ -31,8 +33,14 @@ func fleetYAML(n int, staticControl bool, extra string) string {
 
 func openFleet(t *testing.T, body string) *Fleet {
 	t.Helper()
-	t.Setenv("FLEET_TEST_TOKEN", testToken)
-	inv, err := Load(writeInventory(t, body))
+	for _, id := range []string{"a", "b"} {
+		body = strings.ReplaceAll(body, "instance: "+id+",", fmt.Sprintf("instance: %q,", instance(t, id)))
+	}
+	p := writeInventory(t, body)
+	if err := os.WriteFile(filepath.Join(filepath.Dir(p), "run-token"), []byte(testToken), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	inv, err := Load(p)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -58,8 +66,10 @@ func byNode(out []Outcome) map[string]Outcome {
 // secondary starts; secondaries run at most Concurrency at once (and do
 // reach it); each secondary is told the control node's address.
 func TestRunOrderAndBound(t *testing.T) {
+	t.Parallel()
 	for _, static := range []bool{true, false} {
 		t.Run(fmt.Sprintf("static=%v", static), func(t *testing.T) {
+			t.Parallel()
 			a, b := newFake(t, "a"), newFake(t, "b")
 			a.delay, b.delay = 20*time.Millisecond, 20*time.Millisecond
 			f := openFleet(t, fleetYAML(12, static, ""))
@@ -122,6 +132,7 @@ func merge(ms ...map[string]time.Time) map[string]time.Time {
 // fails uses up its retries, and none of it stops the other nodes; a re-run
 // then redoes only what failed.
 func TestRunFailures(t *testing.T) {
+	t.Parallel()
 	a, b := newFake(t, "a"), newFake(t, "b")
 	f := openFleet(t, fleetYAML(6, true, ""))
 	a.transient["sec-2"] = 2 // succeeds on the third attempt
@@ -176,6 +187,7 @@ func mapValues(m map[string]Outcome) []Outcome {
 
 // TestControlFails: secondaries are skipped with the control node's error.
 func TestControlFails(t *testing.T) {
+	t.Parallel()
 	a, b := newFake(t, "a"), newFake(t, "b")
 	a.permanent["ctl"] = true
 	f := openFleet(t, fleetYAML(3, true, ""))
@@ -197,6 +209,7 @@ func TestControlFails(t *testing.T) {
 // TestControlNoIP: a DHCP control node that reports no address cannot be
 // joined; secondaries are skipped with the reason.
 func TestControlNoIP(t *testing.T) {
+	t.Parallel()
 	a, _ := newFake(t, "a"), newFake(t, "b")
 	a.noIP = true
 	out := openFleet(t, fleetYAML(2, false, "")).Run(context.Background(), fastRetry)
@@ -208,6 +221,7 @@ func TestControlNoIP(t *testing.T) {
 // TestUnreachableTarget: a target that cannot be opened fails its own
 // nodes only.
 func TestUnreachableTarget(t *testing.T) {
+	t.Parallel()
 	newFake(t, "a") // b does not exist: "connection refused"
 	out := byNode(openFleet(t, fleetYAML(4, true, "")).Run(context.Background(), fastRetry))
 	for name, o := range out {
@@ -224,6 +238,7 @@ func TestUnreachableTarget(t *testing.T) {
 // TestPlanTouchesNothing: Plan reports create for a new fleet and
 // unchanged after a run, and makes no VM.
 func TestPlanTouchesNothing(t *testing.T) {
+	t.Parallel()
 	a, b := newFake(t, "a"), newFake(t, "b")
 	f := openFleet(t, fleetYAML(5, true, ""))
 	rows := f.Plan(context.Background(), Options{})
@@ -266,6 +281,7 @@ func TestPlanTouchesNothing(t *testing.T) {
 // reported skipped, and a second run completes the fleet without
 // duplicates.
 func TestCancel(t *testing.T) {
+	t.Parallel()
 	a, b := newFake(t, "a"), newFake(t, "b")
 	a.delay, b.delay = 40*time.Millisecond, 40*time.Millisecond
 	f := openFleet(t, fleetYAML(10, true, ""))
@@ -318,11 +334,12 @@ func merge2(ms ...map[string]int) map[string]int {
 // node's port to accept connections, and are skipped when it never does.
 // The test dials a real local listener in place of the control's address.
 func TestProbe(t *testing.T) {
+	t.Parallel()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ln.Close()
+	t.Cleanup(func() { ln.Close() }) // after the parallel subtests
 	go func() {
 		for {
 			c, err := ln.Accept()
@@ -335,6 +352,7 @@ func TestProbe(t *testing.T) {
 	probe := "  control_probe: {port: 25, timeout: 1s}\n"
 	for _, listening := range []bool{true, false} {
 		t.Run(fmt.Sprintf("listening=%v", listening), func(t *testing.T) {
+			t.Parallel()
 			newFake(t, "a")
 			newFake(t, "b")
 			f := openFleet(t, fleetYAML(2, true, probe))
@@ -361,6 +379,7 @@ func TestProbe(t *testing.T) {
 
 // TestResultTables: the table and JSON have a row per node with its error.
 func TestResultTables(t *testing.T) {
+	t.Parallel()
 	out := []Outcome{
 		{Result: deploy.Result{Node: "ctl", Target: "site-a", Action: deploy.ActionCreate, ID: "vm-1", IP: "192.0.2.10", Attempts: 1, Elapsed: 1500 * time.Millisecond}, Status: StatusOK},
 		{Result: deploy.Result{Node: "sec-1", Target: "site-b", Attempts: 3, Err: errors.New("deploy: task\nfailed")}, Status: StatusFailed},
@@ -387,6 +406,7 @@ func TestResultTables(t *testing.T) {
 // TestPlanJSONRedacted: the JSON plan shows each node's first-boot answers
 // with secrets redacted, and a DHCP control node's address as pending.
 func TestPlanJSONRedacted(t *testing.T) {
+	t.Parallel()
 	newFake(t, "a")
 	newFake(t, "b")
 	f := openFleet(t, fleetYAML(1, false, ""))

@@ -71,8 +71,12 @@ func TestMain(m *testing.M) {
 // secondaries on the simulator c is connected to.
 func simInventory(t *testing.T, c *vim25.Client, n int) *fleet.Inventory {
 	t.Helper()
-	t.Setenv("FLEET_SIM_TOKEN", simToken)
-	t.Setenv("FLEET_SIM_PASSWORD", "Sim-Password-2026")
+	dir := t.TempDir()
+	for name, v := range map[string]string{"token": simToken, "password": "Sim-Password-2026"} {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(v+"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
 	target, err := yaml.Marshal(vspheretest.Target(t, c))
 	if err != nil {
 		t.Fatal(err)
@@ -84,12 +88,12 @@ func simInventory(t *testing.T, c *vim25.Client, n int) *fleet.Inventory {
 	for _, l := range strings.Split(strings.TrimSpace(string(target)), "\n") {
 		b.WriteString("    " + l + "\n")
 	}
-	b.WriteString("cluster:\n  join_token: {env: FLEET_SIM_TOKEN}\n  admin_password: {env: FLEET_SIM_PASSWORD}\n")
+	b.WriteString("cluster:\n  join_token: {file: token}\n  admin_password: {file: password}\n")
 	b.WriteString("nodes:\n  - {name: ksmg-control, target: sim, role: control, addresses: {ipv4: " + controlAddr + "/24, gateway: 192.0.2.1}}\n")
 	for i := 1; i <= n; i++ {
 		fmt.Fprintf(&b, "  - {name: ksmg-%03d, target: sim, role: secondary}\n", i)
 	}
-	p := filepath.Join(t.TempDir(), "fleet.yaml")
+	p := filepath.Join(dir, "fleet.yaml")
 	if err := os.WriteFile(p, []byte(b.String()), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -198,6 +202,7 @@ var simOpts = fleet.Options{Concurrency: 8, Retries: 3, Backoff: time.Millisecon
 // vCenter model; --plan before and after touches nothing; a re-run is all
 // unchanged and makes no VM.
 func TestSimFleet100(t *testing.T) {
+	t.Parallel()
 	simulator.Test(func(ctx context.Context, c *vim25.Client) {
 		vspheretest.SafeFindChild(ctx, c)
 		inv := simInventory(t, c, 99)
@@ -251,6 +256,7 @@ func TestSimFleet100(t *testing.T) {
 // TestSimFleetESX: on a standalone ESXi host the first-boot answers,
 // including the control address, travel in the injected OVF environment.
 func TestSimFleetESX(t *testing.T) {
+	t.Parallel()
 	simulator.Test(func(ctx context.Context, c *vim25.Client) {
 		vspheretest.SafeFindChild(ctx, c)
 		inv := simInventory(t, c, 4)
@@ -272,6 +278,7 @@ func TestSimFleetESX(t *testing.T) {
 // power-on always fails is reported after its retries while the others
 // succeed; no name exists twice.
 func TestSimFaults(t *testing.T) {
+	t.Parallel()
 	simulator.Test(func(ctx context.Context, c *vim25.Client) {
 		vspheretest.SafeFindChild(ctx, c)
 		inv := simInventory(t, c, 29)
@@ -325,6 +332,7 @@ func TestSimFaults(t *testing.T) {
 // TestSimInterrupted: a run cancelled midway leaves the fleet part-made;
 // running it again finishes it with every name exactly once.
 func TestSimInterrupted(t *testing.T) {
+	t.Parallel()
 	simulator.Test(func(ctx context.Context, c *vim25.Client) {
 		vspheretest.SafeFindChild(ctx, c)
 		inv := simInventory(t, c, 19)

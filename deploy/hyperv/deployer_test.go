@@ -243,6 +243,7 @@ func testNode(image string) deploy.Node {
 }
 
 func TestDeploySequence(t *testing.T) {
+	t.Parallel()
 	d, f, h := newTest(t)
 	img := testImage(t)
 	f.ipAfter = 2
@@ -316,6 +317,7 @@ func TestDeploySequence(t *testing.T) {
 }
 
 func TestDeployReplacesLeftover(t *testing.T) {
+	t.Parallel()
 	d, f, _ := newTest(t)
 	f.vms["ksmg-1"] = &VM{ID: "11111111-2222-4333-8444-555555555555", Name: "ksmg-1", Notes: "ksmg.deploy=pending", State: "Running"}
 	n := testNode(testImage(t))
@@ -339,6 +341,7 @@ func TestDeployReplacesLeftover(t *testing.T) {
 }
 
 func TestDeployLeavesForeignVM(t *testing.T) {
+	t.Parallel()
 	d, f, _ := newTest(t)
 	f.vms["ksmg-1"] = &VM{ID: "11111111-2222-4333-8444-555555555555", Name: "ksmg-1", Notes: "production mail relay", State: "Running"}
 	_, err := d.Deploy(context.Background(), testNode(testImage(t)))
@@ -354,6 +357,7 @@ func TestDeployLeavesForeignVM(t *testing.T) {
 // carries the host's words (with secrets redacted), and what the deploy
 // created is removed.
 func TestDeployFailures(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		step      string
 		stderr    string
@@ -371,6 +375,7 @@ func TestDeployFailures(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.step, func(t *testing.T) {
+			t.Parallel()
 			d, f, _ := newTest(t)
 			f.fail[tc.step] = pwshtest.Reply{Stderr: tc.stderr, ExitCode: 1}
 			res, err := d.Deploy(context.Background(), testNode(testImage(t)))
@@ -398,6 +403,7 @@ func TestDeployFailures(t *testing.T) {
 }
 
 func TestDeployWaitIPTimeout(t *testing.T) {
+	t.Parallel()
 	d, f, _ := newTest(t)
 	f.ipAfter = 1 << 30
 	n := testNode(testImage(t))
@@ -417,6 +423,7 @@ func TestDeployWaitIPTimeout(t *testing.T) {
 // is removed, the VM never gets the completion mark (and, as after a
 // failed address wait, the VM is removed so a retry starts clean).
 func TestDeployFirstbootTimeout(t *testing.T) {
+	t.Parallel()
 	d, f, _ := newTest(t)
 	f.neverDone = true
 	n := testNode(testImage(t))
@@ -443,6 +450,7 @@ func TestDeployFirstbootTimeout(t *testing.T) {
 // TestDeployNoWaitKeepsItems: without WaitIP nothing says first boot is
 // done: no poll, no removal, and the VM is marked complete.
 func TestDeployNoWaitKeepsItems(t *testing.T) {
+	t.Parallel()
 	d, f, _ := newTest(t)
 	n := testNode(testImage(t))
 	n.WaitIP = 0
@@ -456,6 +464,7 @@ func TestDeployNoWaitKeepsItems(t *testing.T) {
 }
 
 func TestDeployBadInput(t *testing.T) {
+	t.Parallel()
 	d, _, h := newTest(t)
 	img := testImage(t)
 	notVHDX := filepath.Join(t.TempDir(), "x.vhdx")
@@ -490,6 +499,7 @@ func TestDeployBadInput(t *testing.T) {
 }
 
 func TestConfigValidate(t *testing.T) {
+	t.Parallel()
 	ok := Config{Host: "hv1", User: `LAB\u`, Share: testShare, Path: testPath}
 	tests := []struct {
 		name string
@@ -511,6 +521,7 @@ func TestConfigValidate(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
 			c := ok
 			tc.edit(&c)
 			err := c.Validate()
@@ -552,6 +563,7 @@ func TestOpenPassword(t *testing.T) {
 // TestDeployConcurrent deploys several nodes to one host at once through
 // one Deployer.
 func TestDeployConcurrent(t *testing.T) {
+	t.Parallel()
 	d, f, _ := newTest(t)
 	img := testImage(t)
 	var wg sync.WaitGroup

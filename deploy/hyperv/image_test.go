@@ -142,6 +142,7 @@ func (p *copyProgress) get() (calls, done, total int64) {
 }
 
 func TestBuiltVHDXOverSMB(t *testing.T) {
+	t.Parallel()
 	img := builtVHDX(t)
 	if _, err := exec.LookPath("qemu-img"); err != nil {
 		t.Fatalf("qemu-img not installed (ci/packages.txt lists qemu-utils): %v", err)

@@ -19,6 +19,7 @@ var update = flag.Bool("update", false, "rewrite the golden scripts in testdata"
 const testID = "5c4d2a1e-0b7f-4e42-9c1d-6a8b3f0e2d71"
 
 func TestScriptsGolden(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		tmpl string
 		data any
@@ -48,6 +49,7 @@ func TestScriptsGolden(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.tmpl, func(t *testing.T) {
+			t.Parallel()
 			got, err := pwsh.Render(scripts, tc.tmpl, tc.data)
 			if err != nil {
 				t.Fatal(err)

@@ -15,6 +15,7 @@ import (
 )
 
 func TestParseUNC(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		in   string
 		want pwsh.UNC
@@ -53,6 +54,7 @@ func samba(t *testing.T) (dir string, cfg pwsh.SMBConfig) {
 }
 
 func TestSMBCopy(t *testing.T) {
+	t.Parallel()
 	dir, cfg := samba(t)
 	c, err := pwsh.NewSMB(cfg)
 	if err != nil {
@@ -99,6 +101,7 @@ func TestSMBCopy(t *testing.T) {
 // TestSMBCancel cancels in the middle of a copy: the error says so, and
 // neither the final name nor the temporary file is left on the share.
 func TestSMBCancel(t *testing.T) {
+	t.Parallel()
 	dir, cfg := samba(t)
 	c, err := pwsh.NewSMB(cfg)
 	if err != nil {
@@ -122,6 +125,7 @@ func TestSMBCancel(t *testing.T) {
 }
 
 func TestSMBBadLogin(t *testing.T) {
+	t.Parallel()
 	_, cfg := samba(t)
 	cfg.Password = "wrong"
 	c, err := pwsh.NewSMB(cfg)

@@ -19,6 +19,7 @@ import (
 )
 
 func TestWinRMRun(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name   string
 		script string
@@ -35,6 +36,7 @@ func TestWinRMRun(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
 			h := pwshtest.NewHost(func(string) pwshtest.Reply { return tc.reply })
 			defer h.Close()
 			r, err := pwsh.NewWinRM(h.Config)
@@ -70,6 +72,7 @@ func longScript() string {
 }
 
 func TestWinRMLongScript(t *testing.T) {
+	t.Parallel()
 	script := longScript()
 	h := pwshtest.NewHost(func(s string) pwshtest.Reply { return pwshtest.Reply{Stdout: fmt.Sprint(len(s))} })
 	defer h.Close()
@@ -108,6 +111,7 @@ func TestWinRMLongScript(t *testing.T) {
 // reports the cancellation, the script never runs and the partial file
 // (it may hold secrets) is deleted.
 func TestWinRMCancelUpload(t *testing.T) {
+	t.Parallel()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	h := pwshtest.NewHost(func(string) pwshtest.Reply { return pwshtest.Reply{} })
@@ -143,6 +147,7 @@ func TestWinRMCancelUpload(t *testing.T) {
 // TestWinRMConcurrent runs scripts from several goroutines on one runner:
 // each gets its own output.
 func TestWinRMConcurrent(t *testing.T) {
+	t.Parallel()
 	h := pwshtest.NewHost(func(s string) pwshtest.Reply { return pwshtest.Reply{Stdout: "echo:" + s} })
 	defer h.Close()
 	r, err := pwsh.NewWinRM(h.Config)
@@ -163,6 +168,7 @@ func TestWinRMConcurrent(t *testing.T) {
 }
 
 func TestWinRMTransportError(t *testing.T) {
+	t.Parallel()
 	h := pwshtest.NewHost(func(string) pwshtest.Reply { return pwshtest.Reply{} })
 	cfg := h.Config
 	h.Close()
@@ -177,6 +183,7 @@ func TestWinRMTransportError(t *testing.T) {
 }
 
 func TestNewWinRMConfig(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name string
 		cfg  pwsh.WinRMConfig
@@ -193,6 +200,7 @@ func TestNewWinRMConfig(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
 			_, err := pwsh.NewWinRM(tc.cfg)
 			switch {
 			case tc.want == "" && err != nil:
@@ -208,6 +216,7 @@ var uploadLine = regexp.MustCompile(`^>>"%TEMP%\\ksmg-[0-9a-f]{32}\.b64" echo [A
 
 // TestCommandsBoundary checks scripts around the single-command limit.
 func TestCommandsBoundary(t *testing.T) {
+	t.Parallel()
 	for _, n := range []int{0, 1000, 2800, 2900, 3100, 5000, 100000} {
 		script := strings.Repeat("x", n)
 		cmds, tmp, err := pwsh.Commands(script)

@@ -105,6 +105,7 @@ var firstDeploy = []string{
 }
 
 func TestDeployRerunAndSecondNode(t *testing.T) {
+	t.Parallel()
 	rg := newRig(t, nil)
 	img := testVHDX(t)
 	rg.f.ipAfter = 1
@@ -211,6 +212,7 @@ func equalVM(a, b fakeVM) bool {
 }
 
 func TestFailedJobThenRerun(t *testing.T) {
+	t.Parallel()
 	rg := newRig(t, nil)
 	img := testVHDX(t)
 	ctx := context.Background()
@@ -261,6 +263,7 @@ func TestFailedJobThenRerun(t *testing.T) {
 }
 
 func TestInterruptedThenRerun(t *testing.T) {
+	t.Parallel()
 	rg := newRig(t, nil)
 	img := testVHDX(t)
 	n := testNode(img, "ksmg-1")
@@ -300,6 +303,7 @@ func (c cancelAt) Run(ctx context.Context, s string) (pwsh.Output, error) {
 }
 
 func TestReplaceFinished(t *testing.T) {
+	t.Parallel()
 	rg := newRig(t, nil)
 	img := testVHDX(t)
 	ctx := context.Background()
@@ -326,6 +330,7 @@ func TestReplaceFinished(t *testing.T) {
 // state the contract knows: only ksmg's own leftovers are replaced without
 // Replace; a VM without the mark is someone else's and is never removed.
 func TestExistingVMs(t *testing.T) {
+	t.Parallel()
 	img := testVHDX(t)
 	for _, tc := range []struct {
 		name, desc string
@@ -342,6 +347,7 @@ func TestExistingVMs(t *testing.T) {
 		{"complete replace", "ksmg.deploy=complete", true, deploy.ActionReplace, "deployed by ksmg; replace requested"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
 			rg := newRig(t, nil)
 			old := &fakeVM{ID: rg.f.id("vm"), Name: "ksmg-1", Desc: tc.desc, State: "Running", Host: "hv9.example.com", IPs: []string{"192.0.2.99"}}
 			rg.f.vms[old.ID] = old
@@ -395,6 +401,7 @@ func TestExistingVMs(t *testing.T) {
 // TestSecretKVPWithoutWaitIP: without waiting for the address nothing says
 // the guest read its answers, so the secret items stay and no removal runs.
 func TestSecretKVPWithoutWaitIP(t *testing.T) {
+	t.Parallel()
 	rg := newRig(t, nil)
 	n := testNode(testVHDX(t), "ksmg-1")
 	n.WaitIP = 0
@@ -413,6 +420,7 @@ func TestSecretKVPWithoutWaitIP(t *testing.T) {
 // TestSecretKVPRemovalFails: a failed removal fails the deploy before the
 // completion mark, so the VM stays pending and the next run replaces it.
 func TestSecretKVPRemovalFails(t *testing.T) {
+	t.Parallel()
 	rg := newRig(t, nil)
 	n := testNode(testVHDX(t), "ksmg-1")
 	rg.d.opt.Runner = failStep{runner{rg.f}, stepKVPRemove}
@@ -438,6 +446,7 @@ func TestSecretKVPRemovalFails(t *testing.T) {
 // never reports completion: the deploy fails retryably within WaitIP, no
 // secret item is removed, the VM stays pending and a re-run replaces it.
 func TestFirstbootNeverSignals(t *testing.T) {
+	t.Parallel()
 	rg := newRig(t, nil)
 	rg.f.neverDone = true
 	n := testNode(testVHDX(t), "ksmg-1")
@@ -484,6 +493,7 @@ func (c failStep) Run(ctx context.Context, s string) (pwsh.Output, error) {
 }
 
 func TestPermanentErrors(t *testing.T) {
+	t.Parallel()
 	img := testVHDX(t)
 	notVHDX := filepath.Join(t.TempDir(), "disk.vhdx")
 	if err := os.WriteFile(notVHDX, []byte("not a disk"), 0o644); err != nil {
@@ -509,6 +519,7 @@ func TestPermanentErrors(t *testing.T) {
 		}, "2 VMs are named ksmg-1", 1, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
 			rg := newRig(t, nil)
 			n := testNode(img, "ksmg-1")
 			tc.setup(rg, &n)
@@ -529,6 +540,7 @@ func TestPermanentErrors(t *testing.T) {
 }
 
 func TestConfigValidate(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		name string
 		edit func(c *Config)
@@ -546,6 +558,7 @@ func TestConfigValidate(t *testing.T) {
 		{"prefix", func(c *Config) { c.TemplatePrefix = `a\b` }, "template_prefix"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
 			c := testConfig()
 			c.PasswordEnv = "X"
 			tc.edit(&c)
@@ -591,6 +604,7 @@ func TestCredentials(t *testing.T) {
 }
 
 func TestConcurrentNodesShareOneUpload(t *testing.T) {
+	t.Parallel()
 	rg := newRig(t, nil)
 	img := testVHDX(t)
 	var wg sync.WaitGroup

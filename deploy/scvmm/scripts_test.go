@@ -44,6 +44,7 @@ var goldenCases = []struct {
 }
 
 func TestGoldenScripts(t *testing.T) {
+	t.Parallel()
 	seen := map[string]bool{}
 	for _, tc := range goldenCases {
 		t.Run(tc.file, func(t *testing.T) {
@@ -83,6 +84,7 @@ func TestGoldenScripts(t *testing.T) {
 // string field: it must only appear inside a single-quoted literal, with
 // its quote doubled, never as code.
 func TestValuesStayQuoted(t *testing.T) {
+	t.Parallel()
 	const evil = "x'; Remove-Item C:\\ -Recurse; '$(whoami)`"
 	const quotedEvil = "'x''; Remove-Item C:\\ -Recurse; ''$(whoami)`'"
 	var v vars

@@ -57,6 +57,7 @@ func scriptSteps(scripts []string) []string {
 }
 
 func TestWinRMDeployAndRerun(t *testing.T) {
+	t.Parallel()
 	rg, host := winrmRig(t, nil)
 	img := testVHDX(t)
 	rg.f.ipAfter = 1
@@ -118,6 +119,7 @@ func TestWinRMDeployAndRerun(t *testing.T) {
 }
 
 func TestWinRMFailures(t *testing.T) {
+	t.Parallel()
 	broken := true
 	rg, host := winrmRig(t, func(script string) (pwshtest.Reply, bool) {
 		// An error the script does not catch itself: Windows PowerShell's

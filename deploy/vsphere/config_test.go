@@ -15,6 +15,7 @@ import (
 // from the places govc users expect, never from a password in a
 // configured URL.
 func TestConfig(t *testing.T) {
+	t.Parallel()
 	pwFile := t.TempDir() + "/pw"
 	if err := writeFile(pwFile, "from-file\n"); err != nil {
 		t.Fatal(err)
@@ -47,6 +48,7 @@ func TestConfig(t *testing.T) {
 		{"empty network map", Config{URL: "vc", NetworkMap: map[string]string{"VM Network": ""}}, nil, "", "", "network_map"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
 			getenv := func(k string) string { return tc.env[k] }
 			cfg := tc.cfg
 			cfg.applyEnv(getenv)
@@ -81,6 +83,7 @@ func TestConfig(t *testing.T) {
 // TestScrub: secret property values never reach an error message, and the
 // error keeps its identity (permanent stays permanent).
 func TestScrub(t *testing.T) {
+	t.Parallel()
 	props := map[string]string{"ksmg.admin.password": "Hunter2-Hunter2", "ksmg.hostname": "mx1"}
 	err := scrub(deploy.Permanent(errors.New(`property ksmg.admin.password="Hunter2-Hunter2" on mx1 rejected`)), props)
 	if strings.Contains(err.Error(), "Hunter2") || !strings.Contains(err.Error(), "<secret>") || !strings.Contains(err.Error(), "mx1") {

@@ -23,6 +23,7 @@ import (
 // 100 GiB disk's stream, its manifest and its list of acceptable hardware
 // versions, which the driver resolves to the newest the host can create.
 func TestBuiltOVA(t *testing.T) {
+	t.Parallel()
 	dir := os.Getenv("KSMG_IMAGE_DIR")
 	if dir == "" {
 		t.Skip("KSMG_IMAGE_DIR is not set: run through make test, which builds the images first")
@@ -33,6 +34,7 @@ func TestBuiltOVA(t *testing.T) {
 	}
 	for _, tc := range models() {
 		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
 			simulator.Test(func(ctx context.Context, c *vim25.Client) {
 				d := newDeployer(ctx, t, c, nil)
 				defer closeD(t, d)
@@ -94,6 +96,7 @@ func splitVersions(s string) []string {
 // host creates (comma-separated as VMware writes it, too), and a list the
 // host cannot create is refused before anything is imported.
 func TestHardwareVersions(t *testing.T) {
+	t.Parallel()
 	small := vspheretest.SmallOVA(t)
 	rewrite := func(types string) string {
 		ms := ovatest.ReadTar(t, small)
@@ -116,6 +119,7 @@ func TestHardwareVersions(t *testing.T) {
 		{"vmx-98 vmx-99", ""},
 	} {
 		t.Run(tc.types, func(t *testing.T) {
+			t.Parallel()
 			p := rewrite(tc.types)
 			simulator.Test(func(ctx context.Context, c *vim25.Client) {
 				d := newDeployer(ctx, t, c, nil)

@@ -53,7 +53,7 @@ func (d *Deployer) deploy(ctx context.Context, n deploy.Node) (ip, id string, ac
 		return "", "", "", deploy.Permanent(errors.New("node: waiting for an IP address needs power-on"))
 	}
 	// Everything about the OVA is checked before the target is touched.
-	rep, err := inspect(ctx, n.Image)
+	rep, err := d.inspected.inspect(ctx, n.Image)
 	if err != nil {
 		return "", "", "", err
 	}
@@ -426,13 +426,14 @@ func (d *Deployer) configure(ctx context.Context, vm *object.VirtualMachine, n d
 	return nil
 }
 
-// inspected caches ova.Inspect per file version: a fleet deploys one OVA
-// many times, and Inspect reads and decompresses all of it. The upload
-// hashes the bytes again, so a file changed after inspection is caught.
-var inspected = struct {
-	sync.Mutex
-	m map[inspectKey]*inspectEntry
-}{m: map[inspectKey]*inspectEntry{}}
+// inspectCache holds ova.Inspect's reports per file version: a fleet
+// deploys one OVA many times, and Inspect reads and decompresses all of
+// it. The upload hashes the bytes again, so a file changed after
+// inspection is caught. Each Deployer has its own.
+type inspectCache struct {
+	mu sync.Mutex
+	m  map[inspectKey]*inspectEntry
+}
 
 type inspectKey struct {
 	path  string
@@ -445,7 +446,7 @@ type inspectEntry struct {
 	rep *ova.Report
 }
 
-func inspect(ctx context.Context, p string) (*ova.Report, error) {
+func (c *inspectCache) inspect(ctx context.Context, p string) (*ova.Report, error) {
 	abs, err := filepath.Abs(p)
 	if err != nil {
 		return nil, deploy.Permanent(fmt.Errorf("OVA %s: %w", p, err))
@@ -455,13 +456,16 @@ func inspect(ctx context.Context, p string) (*ova.Report, error) {
 		return nil, deploy.Permanent(fmt.Errorf("OVA: %w", err))
 	}
 	key := inspectKey{abs, st.Size(), st.ModTime().UnixNano()}
-	inspected.Lock()
-	e := inspected.m[key]
+	c.mu.Lock()
+	if c.m == nil {
+		c.m = map[inspectKey]*inspectEntry{}
+	}
+	e := c.m[key]
 	if e == nil {
 		e = &inspectEntry{}
-		inspected.m[key] = e
+		c.m[key] = e
 	}
-	inspected.Unlock()
+	c.mu.Unlock()
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if e.rep != nil {

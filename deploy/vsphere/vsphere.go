@@ -82,6 +82,8 @@ type Deployer struct {
 	host   *object.HostSystem // nil: vCenter chooses (DRS) or the pool's only host
 	ds     *object.Datastore
 
+	inspected inspectCache
+
 	mu    sync.Mutex
 	names map[string]*nameLock
 	nets  map[string]types.ManagedObjectReference

@@ -127,9 +127,11 @@ func count(names []string, name string) int {
 // TestDeploy: a single deploy with properties, checked on the VM; then
 // re-run idempotence and Replace.
 func TestDeploy(t *testing.T) {
+	t.Parallel()
 	ovaPath := vspheretest.SmallOVA(t)
 	for _, tc := range models() {
 		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
 			simulator.Test(func(ctx context.Context, c *vim25.Client) {
 				d := newDeployer(ctx, t, c, nil)
 				defer closeD(t, d)
@@ -252,6 +254,7 @@ func TestDeploy(t *testing.T) {
 // TestLeftover: a VM marked pending (an interrupted run) is replaced; a
 // VM that ksmg did not make is left alone unless Replace is asked.
 func TestLeftover(t *testing.T) {
+	t.Parallel()
 	ovaPath := vspheretest.SmallOVA(t)
 	simulator.Test(func(ctx context.Context, c *vim25.Client) {
 		d := newDeployer(ctx, t, c, nil)
@@ -303,6 +306,7 @@ func TestLeftover(t *testing.T) {
 
 // TestRejected: bad input fails before anything is created.
 func TestRejected(t *testing.T) {
+	t.Parallel()
 	ovaPath := vspheretest.SmallOVA(t)
 	tampered := vspheretest.Tampered(t, ovaPath)
 	simulator.Test(func(ctx context.Context, c *vim25.Client) {
@@ -344,6 +348,7 @@ func TestRejected(t *testing.T) {
 // TestProvisioning: thin, thick and eager-zeroed thick reach the disk
 // backing.
 func TestProvisioning(t *testing.T) {
+	t.Parallel()
 	ovaPath := vspheretest.SmallOVA(t)
 	simulator.Test(func(ctx context.Context, c *vim25.Client) {
 		for _, tc := range []struct {
@@ -373,6 +378,7 @@ func TestProvisioning(t *testing.T) {
 // TestWaitIP: the deploy waits for the guest's address; without one in
 // time it fails and leaves no VM.
 func TestWaitIP(t *testing.T) {
+	t.Parallel()
 	ovaPath := vspheretest.SmallOVA(t)
 	simulator.Test(func(ctx context.Context, c *vim25.Client) {
 		d := newDeployer(ctx, t, c, nil)
@@ -439,9 +445,11 @@ func vmState(ctx context.Context, c *vim25.Client, name string) (types.ManagedOb
 // TestFaults: failing vSphere calls give an error, leave no VM behind, and
 // a retry then succeeds with exactly one VM.
 func TestFaults(t *testing.T) {
+	t.Parallel()
 	ovaPath := vspheretest.SmallOVA(t)
 	for _, method := range []string{"ImportVApp", "PowerOnVM_Task", "ReconfigVM_Task", "CreateImportSpec"} {
 		t.Run(method, func(t *testing.T) {
+			t.Parallel()
 			simulator.Test(func(ctx context.Context, c *vim25.Client) {
 				d := newDeployer(ctx, t, c, nil)
 				defer closeD(t, d)
@@ -477,6 +485,7 @@ func TestFaults(t *testing.T) {
 // TestConcurrent: many deploys on one Deployer at once, two of them for
 // the same name: each name ends up exactly once.
 func TestConcurrent(t *testing.T) {
+	t.Parallel()
 	ovaPath := vspheretest.SmallOVA(t)
 	simulator.Test(func(ctx context.Context, c *vim25.Client) {
 		vspheretest.SafeFindChild(ctx, c) // a vcsim bug, see there
@@ -513,6 +522,7 @@ func TestConcurrent(t *testing.T) {
 
 // TestOpenErrors: configuration errors name the key and are permanent.
 func TestOpenErrors(t *testing.T) {
+	t.Parallel()
 	simulator.Test(func(ctx context.Context, c *vim25.Client) {
 		open, _ := deploy.Driver(vsphere.Kind)
 		for _, tc := range []struct {
@@ -554,6 +564,7 @@ func TestOpenErrors(t *testing.T) {
 // (size and mtime); bytes changed behind that are caught by the hash taken
 // during the upload, and the half-imported VM is removed.
 func TestChangedAfterInspection(t *testing.T) {
+	t.Parallel()
 	ovaPath := vspheretest.SmallOVA(t)
 	simulator.Test(func(ctx context.Context, c *vim25.Client) {
 		d := newDeployer(ctx, t, c, nil)
@@ -590,6 +601,7 @@ func TestChangedAfterInspection(t *testing.T) {
 // TestInterrupted: a deploy cancelled half-way (here while waiting for the
 // guest's IP) removes its VM, and running it again simply deploys.
 func TestInterrupted(t *testing.T) {
+	t.Parallel()
 	ovaPath := vspheretest.SmallOVA(t)
 	simulator.Test(func(ctx context.Context, c *vim25.Client) {
 		d := newDeployer(ctx, t, c, nil)
@@ -631,6 +643,7 @@ func TestInterrupted(t *testing.T) {
 // datastore and network (target default and per node) are where the VM
 // lands.
 func TestPlacement(t *testing.T) {
+	t.Parallel()
 	ovaPath := vspheretest.SmallOVA(t)
 	simulator.Test(func(ctx context.Context, c *vim25.Client) {
 		root, err := object.NewSearchIndex(c).FindByInventoryPath(ctx, "/DC0/vm")

@@ -8,6 +8,7 @@ import (
 )
 
 func TestKVPItemXML(t *testing.T) {
+	t.Parallel()
 	got := ItemXML("ksmg.admin.password", `a<b>&"c'`)
 	want := `<INSTANCE CLASSNAME="Msvm_KvpExchangeDataItem">` +
 		`<PROPERTY NAME="Data" TYPE="string"><VALUE>a&lt;b&gt;&amp;&#34;c&#39;</VALUE></PROPERTY>` +
@@ -29,6 +30,7 @@ func TestKVPItemXML(t *testing.T) {
 }
 
 func TestGuestItem(t *testing.T) {
+	t.Parallel()
 	items := []string{kvptest.GuestXML("ksmg.other", "x"), kvptest.GuestXML("ksmg.firstboot", "done")}
 	tests := []struct {
 		name  string
@@ -45,6 +47,7 @@ func TestGuestItem(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
 			v, ok, err := GuestItem(tc.items, tc.key)
 			if v != tc.val || ok != tc.found || (err != nil) != tc.err {
 				t.Errorf("GuestItem = %q, %v, %v; want %q, %v, error %v", v, ok, err, tc.val, tc.found, tc.err)

@@ -17,6 +17,7 @@ import (
 // (vcsim's own FindChild panics there and then hangs every later call, the
 // simulator's shutdown included, so it cannot be shown failing in-process.)
 func TestSafeFindChild(t *testing.T) {
+	t.Parallel()
 	{
 		simulator.Test(func(ctx context.Context, c *vim25.Client) {
 			SafeFindChild(ctx, c)

@@ -11,6 +11,7 @@ import (
 // TestSmallOVA checks that the helper's OVA passes the product's own
 // inspection and that Tampered really breaks the manifest.
 func TestSmallOVA(t *testing.T) {
+	t.Parallel()
 	p := SmallOVA(t)
 	rep, err := ova.Inspect(context.Background(), p)
 	if err != nil {
