@@ -44,6 +44,12 @@ type Event struct {
 	Route      string    `json:"route,omitempty"`
 }
 
+// Recorder receives message-processing events; *Log is one, tests keep
+// them in memory.
+type Recorder interface {
+	Event(e Event)
+}
+
 // Options configure a Log.
 type Options struct {
 	MessagesFile    string

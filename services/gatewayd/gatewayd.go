@@ -23,6 +23,7 @@ import (
 	"github.com/ksmg-appliance/ksmg/services/config"
 	"github.com/ksmg-appliance/ksmg/services/eventlog"
 	"github.com/ksmg-appliance/ksmg/services/relay"
+	"github.com/ksmg-appliance/ksmg/services/routing"
 	"github.com/ksmg-appliance/ksmg/services/smtpd"
 	"github.com/ksmg-appliance/ksmg/services/spool"
 )
@@ -80,7 +81,7 @@ func Run(ctx context.Context, opt Options) error {
 	}
 
 	var certPtr atomic.Pointer[tls.Certificate]
-	cert, generated, err := smtpd.LoadOrCreateCert(cfg.TLS.CertFile, cfg.TLS.KeyFile, smtpd.Hostname(cfg), cfg.TLS.Generate)
+	cert, generated, err := smtpd.LoadOrCreateCert(cfg.TLS.CertFile, cfg.TLS.KeyFile, routing.Hostname(cfg), cfg.TLS.Generate)
 	if err != nil {
 		imp.Error("STARTTLS certificate unavailable", "err", err)
 		return err
@@ -218,7 +219,7 @@ func reload(path string, cur *atomic.Pointer[config.Config], cert *atomic.Pointe
 		return
 	}
 	old := cur.Load()
-	c, _, err := smtpd.LoadOrCreateCert(nc.TLS.CertFile, nc.TLS.KeyFile, smtpd.Hostname(nc), nc.TLS.Generate)
+	c, _, err := smtpd.LoadOrCreateCert(nc.TLS.CertFile, nc.TLS.KeyFile, routing.Hostname(nc), nc.TLS.Generate)
 	if err != nil {
 		imp.Error("configuration reload rejected; the running configuration stays in effect", "err", err)
 		return

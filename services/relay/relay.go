@@ -32,7 +32,7 @@ import (
 	"github.com/ksmg-appliance/ksmg/services/backup"
 	"github.com/ksmg-appliance/ksmg/services/config"
 	"github.com/ksmg-appliance/ksmg/services/eventlog"
-	"github.com/ksmg-appliance/ksmg/services/smtpd"
+	"github.com/ksmg-appliance/ksmg/services/routing"
 	"github.com/ksmg-appliance/ksmg/services/spool"
 )
 
@@ -41,7 +41,7 @@ type Options struct {
 	Config func() *config.Config
 	Spool  *spool.Spool
 	Backup *backup.Store // nil: no copies
-	Events smtpd.Events
+	Events eventlog.Recorder
 	Log    *slog.Logger // important events
 	Now    func() time.Time
 }
@@ -88,7 +88,7 @@ func New(opt Options) *Relay {
 	if opt.Now == nil {
 		opt.Now = time.Now
 	}
-	return &Relay{opt: opt, host: smtpd.Hostname(opt.Config()), wake: make(chan struct{}, 1), pool: newPool()}
+	return &Relay{opt: opt, host: routing.Hostname(opt.Config()), wake: make(chan struct{}, 1), pool: newPool()}
 }
 
 // Enqueue schedules a message (new, or recovered at start) for delivery.
@@ -184,7 +184,7 @@ func (r *Relay) dispatch(ctx context.Context, jobs chan<- *item) {
 
 // group is the pending recipients of one message that share a next hop.
 type group struct {
-	route smtpd.Route
+	route routing.Route
 	idx   []int // into State.Rcpts
 }
 
@@ -194,14 +194,14 @@ func (r *Relay) deliver(ctx context.Context, m *spool.Message) {
 	if m.State.Attempts == 0 && r.opt.Backup != nil {
 		r.backup(m)
 	}
-	groups := map[smtpd.Route]*group{}
+	groups := map[routing.Route]*group{}
 	var order []*group
 	for i, rc := range m.State.Rcpts {
 		if rc.Final() {
 			continue
 		}
 		dom := rc.Addr[strings.LastIndexByte(rc.Addr, '@')+1:]
-		rt, _, ok := smtpd.RouteFor(cfg, dom)
+		rt, _, ok := routing.For(cfg, dom)
 		if !ok {
 			m.State.Rcpts[i].Code, m.State.Rcpts[i].Text = 451, "4.4.4 no route to "+dom+" (relay.default_route is not set)"
 			r.event(m, []int{i}, "deferred", "451 "+m.State.Rcpts[i].Text, "")
@@ -463,14 +463,14 @@ func (c *conn) close() {
 // pool keeps idle connections per route.
 type pool struct {
 	mu   sync.Mutex
-	idle map[smtpd.Route][]*conn
+	idle map[routing.Route][]*conn
 }
 
-func newPool() *pool { return &pool{idle: map[smtpd.Route][]*conn{}} }
+func newPool() *pool { return &pool{idle: map[routing.Route][]*conn{}} }
 
 const maxIdle = 30 * time.Second
 
-func (p *pool) get(ctx context.Context, cfg *config.Config, host string, rt smtpd.Route) (*conn, bool, error) {
+func (p *pool) get(ctx context.Context, cfg *config.Config, host string, rt routing.Route) (*conn, bool, error) {
 	p.mu.Lock()
 	for list := p.idle[rt]; len(list) > 0; list = p.idle[rt] {
 		c := list[len(list)-1]
@@ -486,7 +486,7 @@ func (p *pool) get(ctx context.Context, cfg *config.Config, host string, rt smtp
 	return c, false, err
 }
 
-func (p *pool) put(rt smtpd.Route, c *conn) {
+func (p *pool) put(rt routing.Route, c *conn) {
 	c.idle = time.Now()
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -514,7 +514,7 @@ func (p *pool) closeAll() {
 // (RFC 7435) and falls back to plain text on a fresh connection if the
 // handshake fails; required verifies the certificate against the system
 // roots (SSL_CERT_FILE/SSL_CERT_DIR) and the route's host name, or fails.
-func dial(ctx context.Context, cfg *config.Config, host string, rt smtpd.Route) (*conn, error) {
+func dial(ctx context.Context, cfg *config.Config, host string, rt routing.Route) (*conn, error) {
 	c, err := dialOnce(ctx, cfg, host, rt, rt.TLS != config.TLSNone)
 	if err != nil && rt.TLS == config.TLSOpportunistic && errors.Is(err, errTLS) {
 		return dialOnce(ctx, cfg, host, rt, false)
@@ -524,7 +524,7 @@ func dial(ctx context.Context, cfg *config.Config, host string, rt smtpd.Route) 
 
 var errTLS = errors.New("STARTTLS failed")
 
-func dialOnce(ctx context.Context, cfg *config.Config, host string, rt smtpd.Route, tryTLS bool) (*conn, error) {
+func dialOnce(ctx context.Context, cfg *config.Config, host string, rt routing.Route, tryTLS bool) (*conn, error) {
 	d := net.Dialer{Timeout: cfg.Relay.ConnectTimeout}
 	raw, err := d.DialContext(ctx, "tcp", rt.Addr)
 	if err != nil {

@@ -3,8 +3,6 @@ package smtpd
 import (
 	"net/netip"
 	"strings"
-
-	"github.com/ksmg-appliance/ksmg/services/config"
 )
 
 // splitAddr returns the lower-cased address and its domain.
@@ -49,27 +47,4 @@ func matchNet(list []netip.Prefix, ip netip.Addr) bool {
 		}
 	}
 	return false
-}
-
-// Route is where mail for a recipient goes next.
-type Route struct {
-	Addr string // host:port
-	TLS  config.TLSMode
-}
-
-// RouteFor resolves the next hop for a recipient domain: the protected
-// domain's route, else relay.default_route (also the smarthost for relayed
-// mail from trusted networks). ok is false when there is none.
-func RouteFor(c *config.Config, domain string) (r Route, protected, ok bool) {
-	r = Route{Addr: c.Relay.DefaultRoute, TLS: c.Relay.DefaultTLS}
-	if d, found := c.Domain(strings.ToLower(domain)); found {
-		protected = true
-		if d.Route != "" {
-			r.Addr = d.Route
-		}
-		if d.TLS != "" {
-			r.TLS = d.TLS
-		}
-	}
-	return r, protected, r.Addr != ""
 }

@@ -22,6 +22,7 @@ import (
 
 	"github.com/ksmg-appliance/ksmg/services/config"
 	"github.com/ksmg-appliance/ksmg/services/eventlog"
+	"github.com/ksmg-appliance/ksmg/services/routing"
 	"github.com/ksmg-appliance/ksmg/services/spool"
 )
 
@@ -30,17 +31,12 @@ type Queue interface {
 	Enqueue(m *spool.Message)
 }
 
-// Events receives message-processing events.
-type Events interface {
-	Event(e eventlog.Event)
-}
-
 // Options wire a Server.
 type Options struct {
 	Config func() *config.Config // the current configuration (reloads)
 	Spool  *spool.Spool
 	Queue  Queue
-	Events Events
+	Events eventlog.Recorder
 	Log    *slog.Logger // important events
 	TLS    *tls.Config  // nil: no STARTTLS
 	Trace  io.Writer    // raw SMTP dialogue (carries bodies); nil: none
@@ -58,7 +54,7 @@ type Server struct {
 // at start; the per-session checks follow reloads.
 func New(opt Options) *Server {
 	cfg := opt.Config()
-	s := &Server{opt: opt, hostname: Hostname(cfg)}
+	s := &Server{opt: opt, hostname: routing.Hostname(cfg)}
 	srv := smtp.NewServer(s)
 	srv.Domain = s.hostname
 	srv.MaxMessageBytes = cfg.Limits.MaxMessageSize
@@ -72,17 +68,6 @@ func New(opt Options) *Server {
 	}
 	s.srv = srv
 	return s
-}
-
-// Hostname is the banner/EHLO name.
-func Hostname(c *config.Config) string {
-	if c.Hostname != "" {
-		return c.Hostname
-	}
-	if h, err := osHostname(); err == nil && h != "" {
-		return h
-	}
-	return "localhost"
 }
 
 // Serve accepts sessions on l (at most limits.max_sessions at once; more
@@ -177,7 +162,7 @@ func (se *session) Rcpt(to string, _ *smtp.RcptOptions) error {
 	if dom == "" || strings.HasPrefix(addr, "@") {
 		return se.reject(reply(550, smtp.EnhancedCode{5, 1, 3}, "Bad recipient address syntax"), to)
 	}
-	_, protected, routed := RouteFor(cfg, dom)
+	_, protected, routed := routing.For(cfg, dom)
 	if !protected && !matchNet(cfg.TrustedNetworks, se.ip) {
 		return se.reject(reply(550, smtp.EnhancedCode{5, 7, 1}, "Relaying denied"), to)
 	}

@@ -1,0 +1,49 @@
+package routing
+
+import (
+	"testing"
+
+	"github.com/ksmg-appliance/ksmg/services/config"
+)
+
+func TestFor(t *testing.T) {
+	t.Parallel()
+	cfg, err := config.Parse("/t.yaml", []byte(`
+protected_domains:
+  - {name: example.com, route: "mx.internal:25", tls: required}
+  - {name: other.test}
+relay: {default_route: "smarthost:2525", default_tls: none}
+`), func(string) (string, bool) { return "", false })
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		domain              string
+		want                Route
+		protected, routedOK bool
+	}{
+		{"example.com", Route{"mx.internal:25", config.TLSRequired}, true, true},
+		{"EXAMPLE.COM", Route{"mx.internal:25", config.TLSRequired}, true, true},
+		{"other.test", Route{"smarthost:2525", config.TLSNone}, true, true},
+		{"elsewhere.test", Route{"smarthost:2525", config.TLSNone}, false, true},
+	} {
+		r, p, ok := For(cfg, tc.domain)
+		if r != tc.want || p != tc.protected || ok != tc.routedOK {
+			t.Errorf("For(%q) = %v %v %v, want %v %v %v", tc.domain, r, p, ok, tc.want, tc.protected, tc.routedOK)
+		}
+	}
+	cfg.Relay.DefaultRoute = ""
+	if _, _, ok := For(cfg, "elsewhere.test"); ok {
+		t.Error("a route without relay.default_route")
+	}
+}
+
+func TestHostname(t *testing.T) {
+	t.Parallel()
+	if h := Hostname(&config.Config{Hostname: "gw.example.com"}); h != "gw.example.com" {
+		t.Errorf("Hostname = %q", h)
+	}
+	if h := Hostname(&config.Config{}); h == "" {
+		t.Error("empty host name without a configured one")
+	}
+}

@@ -1,5 +1,0 @@
-package smtpd
-
-import "os"
-
-var osHostname = os.Hostname
