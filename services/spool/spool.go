@@ -21,8 +21,16 @@
 // a delivery (a duplicate), never skip one; the message file is removed only
 // after every recipient is final.
 //
-// Maildir-style libraries were considered; none offers a checksummed single
-// file commit with envelope and group directory sync, so this is hand-written.
+// Files are written with internal/atomicfile (staged under tmp/, fsync,
+// mode, rename) on an *os.Root of the spool; the directory sync of msg/ is
+// left to the group syncer. Maildir-style libraries were considered; none
+// offers a checksummed single file commit with envelope and group directory
+// sync, so the format and the group commit are hand-written.
+//
+// Every failure of the spool's own storage (disk full, I/O error, fsync) is
+// reported wrapped in ErrStorage, whatever step it happened in, and leaves
+// nothing behind in tmp/ or msg/; errors of the body reader (the client) are
+// returned as they are.
 package spool
 
 import (
@@ -41,6 +49,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/ksmg-appliance/ksmg/internal/atomicfile"
 )
 
 const (
@@ -108,21 +118,44 @@ type Report struct {
 // Spool is an open queue directory.
 type Spool struct {
 	dir    string
+	root   *os.Root
 	lastID atomic.Uint64
 	msgDir *groupSync
+	wrap   func(io.Writer) io.Writer
+}
+
+// Option changes how a spool is opened.
+type Option func(*Spool)
+
+// WrapFileWriter puts w between the spool and every message file it writes:
+// a seam for tests that inject storage faults (EIO) at the file boundary.
+func WrapFileWriter(w func(io.Writer) io.Writer) Option {
+	return func(s *Spool) { s.wrap = w }
 }
 
 // Open creates the layout under dir if needed and recovers it: intact
 // messages are returned (oldest first), torn ones moved to corrupt/.
-func Open(dir string) (*Spool, []*Message, *Report, error) {
+func Open(dir string, opts ...Option) (*Spool, []*Message, *Report, error) {
 	for _, d := range []string{dir, filepath.Join(dir, "tmp"), filepath.Join(dir, "msg"), filepath.Join(dir, "state"), filepath.Join(dir, "corrupt")} {
 		if err := os.MkdirAll(d, 0o750); err != nil {
 			return nil, nil, nil, fmt.Errorf("spool: %w", err)
 		}
 	}
-	s := &Spool{dir: dir}
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("spool: %w", err)
+	}
+	s := &Spool{dir: dir, root: root}
+	for _, o := range opts {
+		o(s)
+	}
+	ok := false
+	defer func() {
+		if !ok {
+			root.Close()
+		}
+	}()
 	s.lastID.Store(uint64(time.Now().UnixNano()))
-	s.msgDir = newGroupSync(filepath.Join(dir, "msg"))
 	rep := &Report{}
 
 	tmp, err := os.ReadDir(filepath.Join(dir, "tmp"))
@@ -173,8 +206,8 @@ func Open(dir string) (*Spool, []*Message, *Report, error) {
 		}
 	}
 	if len(rep.Corrupt) > 0 {
-		if err := syncDir(filepath.Join(dir, "msg")); err != nil {
-			return nil, nil, nil, err
+		if err := atomicfile.SyncDir(filepath.Join(dir, "msg")); err != nil {
+			return nil, nil, nil, fmt.Errorf("spool: %w", err)
 		}
 	}
 	states, err := os.ReadDir(filepath.Join(dir, "state"))
@@ -188,6 +221,8 @@ func Open(dir string) (*Spool, []*Message, *Report, error) {
 		}
 	}
 	sort.Slice(msgs, func(i, j int) bool { return msgs[i].Env.ID < msgs[j].Env.ID })
+	s.msgDir = newGroupSync(filepath.Join(dir, "msg"))
+	ok = true
 	return s, msgs, rep, nil
 }
 
@@ -204,7 +239,10 @@ func NewState(env *Envelope) State {
 func (s *Spool) Dir() string { return s.dir }
 
 // Close stops the group syncer.
-func (s *Spool) Close() { s.msgDir.close() }
+func (s *Spool) Close() {
+	s.msgDir.close()
+	s.root.Close()
+}
 
 func parseID(name string) (uint64, bool) {
 	var n uint64
@@ -232,7 +270,8 @@ func (s *Spool) NewID() string {
 
 // Write stores env and the body read from r durably and returns the body
 // size. env.ID is assigned unless set (from NewID). When Write returns nil
-// the message survives a crash; on error nothing is left in msg/.
+// the message survives a crash; on error nothing is left in tmp/ or msg/,
+// and a failure of the spool's storage is wrapped in ErrStorage.
 func (s *Spool) Write(env *Envelope, r io.Reader) (int64, error) {
 	if env.ID == "" {
 		env.ID = s.NewID()
@@ -246,20 +285,20 @@ func (s *Spool) Write(env *Envelope, r io.Reader) (int64, error) {
 	if err != nil {
 		return 0, fmt.Errorf("spool: encode envelope: %w: %w", ErrStorage, err)
 	}
-	tmp := filepath.Join(s.dir, "tmp", env.ID)
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o640)
+	f, err := atomicfile.CreateIn(s.root, "msg/"+env.ID, 0o640, atomicfile.TempName("tmp/"+env.ID), atomicfile.NoDirSync())
 	if err != nil {
 		return 0, fmt.Errorf("spool: %w: %w", ErrStorage, err)
 	}
-	ok := false
-	defer func() {
-		if !ok {
-			f.Close()
-			os.Remove(tmp)
-		}
-	}()
+	defer f.Cleanup()
+	var fw io.Writer = f
+	if s.wrap != nil {
+		fw = s.wrap(fw)
+	}
+	// Tag the file side's errors: io.Copy returns the reader's and the
+	// writer's alike.
+	sw := &storageWriter{w: fw}
 	h := sha256.New()
-	bw := bufio.NewWriterSize(io.MultiWriter(f, h), 64<<10)
+	bw := bufio.NewWriterSize(io.MultiWriter(sw, h), 64<<10)
 	var n4 [4]byte
 	binary.BigEndian.PutUint32(n4[:], uint32(len(ej)))
 	bw.WriteString(headMagic)
@@ -267,34 +306,49 @@ func (s *Spool) Write(env *Envelope, r io.Reader) (int64, error) {
 	bw.Write(ej)
 	size, err := io.Copy(bw, r)
 	if err != nil {
+		if sw.err != nil {
+			return 0, fmt.Errorf("spool: write %s: %w: %w", f.TempPath(), ErrStorage, sw.err)
+		}
 		return 0, err // the SMTP layer maps size/line errors to replies
 	}
 	var n8 [8]byte
 	binary.BigEndian.PutUint64(n8[:], uint64(size))
 	bw.Write(n8[:])
 	if err := bw.Flush(); err != nil {
-		return 0, fmt.Errorf("spool: write %s: %w: %w", tmp, ErrStorage, err)
+		return 0, fmt.Errorf("spool: write %s: %w: %w", f.TempPath(), ErrStorage, err)
 	}
-	// The checksum covers everything before it, so it goes to f directly.
-	if _, err := f.Write(append(h.Sum(nil), tailMagic...)); err != nil {
-		return 0, fmt.Errorf("spool: write %s: %w: %w", tmp, ErrStorage, err)
+	// The checksum covers everything before it, so it goes to the file
+	// directly.
+	if _, err := sw.Write(append(h.Sum(nil), tailMagic...)); err != nil {
+		return 0, fmt.Errorf("spool: write %s: %w: %w", f.TempPath(), ErrStorage, err)
 	}
-	if err := f.Sync(); err != nil {
-		return 0, fmt.Errorf("spool: fsync %s: %w: %w", tmp, ErrStorage, err)
-	}
-	if err := f.Close(); err != nil {
-		return 0, fmt.Errorf("spool: close %s: %w: %w", tmp, ErrStorage, err)
-	}
-	if err := os.Rename(tmp, filepath.Join(s.dir, "msg", env.ID)); err != nil {
+	if err := f.Commit(); err != nil {
 		return 0, fmt.Errorf("spool: commit %s: %w: %w", env.ID, ErrStorage, err)
 	}
-	ok = true
 	if err := s.msgDir.sync(); err != nil {
 		// Not acknowledged, so it must not be delivered either.
-		os.Remove(filepath.Join(s.dir, "msg", env.ID))
+		s.root.Remove("msg/" + env.ID)
 		return 0, fmt.Errorf("spool: fsync queue directory: %w: %w", ErrStorage, err)
 	}
 	return size, nil
+}
+
+// storageWriter remembers the first error of the file it writes to.
+type storageWriter struct {
+	w   io.Writer
+	err error
+}
+
+func (s *storageWriter) Write(p []byte) (int, error) {
+	if s.err != nil {
+		return 0, s.err
+	}
+	n, err := s.w.Write(p)
+	if err == nil && n < len(p) {
+		err = io.ErrShortWrite
+	}
+	s.err = err
+	return n, err
 }
 
 // verify checks a message file and returns its envelope and body size.
@@ -421,28 +475,14 @@ func (s *Spool) loadState(id string) (*State, error) {
 	return &st, nil
 }
 
-// SaveState replaces the delivery state of id atomically.
+// SaveState replaces the delivery state of id atomically. The directory
+// is not synced: a state update lost in a crash only repeats a delivery.
 func (s *Spool) SaveState(id string, st *State) error {
 	b, err := json.Marshal(st)
 	if err != nil {
 		return fmt.Errorf("spool: encode state: %w", err)
 	}
-	tmp := filepath.Join(s.dir, "tmp", id+".state")
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o640)
-	if err != nil {
-		return fmt.Errorf("spool: %w", err)
-	}
-	if _, err := f.Write(b); err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, filepath.Join(s.dir, "state", id))
-	}
-	if err != nil {
-		os.Remove(tmp)
+	if err := atomicfile.WriteFileIn(s.root, "state/"+id, b, 0o640, atomicfile.TempName("tmp/"+id+".state"), atomicfile.NoDirSync()); err != nil {
 		return fmt.Errorf("spool: save state %s: %w", id, err)
 	}
 	return nil
@@ -467,18 +507,6 @@ func (s *Spool) Path(id string) string { return filepath.Join(s.dir, "msg", id) 
 func ValidID(name string) bool {
 	_, ok := parseID(name)
 	return ok && !strings.ContainsAny(name, "/\\.")
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("spool: %w", err)
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("spool: fsync %s: %w", dir, err)
-	}
-	return nil
 }
 
 // groupSync shares directory fsyncs between concurrent committers: a caller
@@ -507,7 +535,7 @@ func (g *groupSync) loop() {
 			for {
 				select {
 				case r := <-g.reqs:
-					r <- syncDir(g.dir)
+					r <- atomicfile.SyncDir(g.dir)
 				default:
 					return
 				}
@@ -522,7 +550,7 @@ func (g *groupSync) loop() {
 				break drain
 			}
 		}
-		err := syncDir(g.dir)
+		err := atomicfile.SyncDir(g.dir)
 		for _, r := range batch {
 			r <- err
 		}
@@ -534,7 +562,7 @@ func (g *groupSync) sync() error {
 	select {
 	case g.reqs <- r:
 	case <-g.done:
-		return syncDir(g.dir)
+		return atomicfile.SyncDir(g.dir)
 	}
 	return <-r
 }

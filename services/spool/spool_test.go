@@ -171,22 +171,6 @@ func TestCorruptStateMeansRedeliver(t *testing.T) {
 	}
 }
 
-func TestWriteErrorLeavesNothing(t *testing.T) {
-	dir := t.TempDir()
-	s, _, _, _ := Open(dir)
-	defer s.Close()
-	_, err := s.Write(&Envelope{From: "a@x", To: []string{"b@y"}}, io.MultiReader(strings.NewReader("partial"), errReader{}))
-	if err == nil {
-		t.Fatal("Write succeeded with a failing reader")
-	}
-	for _, sub := range []string{"tmp", "msg"} {
-		ents, _ := os.ReadDir(filepath.Join(dir, sub))
-		if len(ents) != 0 {
-			t.Errorf("%s/ holds %d files after a failed write", sub, len(ents))
-		}
-	}
-}
-
 type errReader struct{}
 
 func (errReader) Read([]byte) (int, error) { return 0, fmt.Errorf("client went away") }
