@@ -15,12 +15,15 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/ksmg-appliance/ksmg/internal/atomicfile"
 )
 
 // LoadOrCreateCert loads the STARTTLS key pair; when both files are missing
 // and generate is set it first makes a self-signed ECDSA P-256 pair for
 // hostname (10 years). The key is written 0600, the certificate 0640, each
-// via a temporary file and rename. generated reports whether it did.
+// durably with internal/atomicfile (key first: a certificate never exists
+// without its key). generated reports whether it did.
 func LoadOrCreateCert(certFile, keyFile, hostname string, generate bool) (cert tls.Certificate, generated bool, err error) {
 	_, cerr := os.Stat(certFile)
 	_, kerr := os.Stat(keyFile)
@@ -74,31 +77,14 @@ func createSelfSigned(certFile, keyFile, hostname string) error {
 	return writeAtomic(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o640)
 }
 
+// writeAtomic creates the directory if needed and writes the file durably
+// (temporary name, fsync, mode, rename, directory fsync).
 func writeAtomic(p string, data []byte, mode os.FileMode) error {
 	if err := os.MkdirAll(filepath.Dir(p), 0o750); err != nil {
 		return fmt.Errorf("tls: %w", err)
 	}
-	f, err := os.CreateTemp(filepath.Dir(p), ".tmp-*")
-	if err != nil {
+	if err := atomicfile.WriteFile(p, data, mode); err != nil {
 		return fmt.Errorf("tls: %w", err)
-	}
-	tmp := f.Name()
-	err = f.Chmod(mode)
-	if err == nil {
-		_, err = f.Write(data)
-	}
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, p)
-	}
-	if err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("tls: write %s: %w", p, err)
 	}
 	return nil
 }
