@@ -28,121 +28,215 @@ import (
 	"github.com/ksmg-appliance/ksmg/services/spool"
 )
 
-// DrainTimeout bounds how long SIGTERM waits for SMTP sessions to finish
-// before closing them (systemd's TimeoutStopSec must be longer).
-var DrainTimeout = 20 * time.Second
+// DefaultDrainTimeout is Options.DrainTimeout when unset.
+const DefaultDrainTimeout = 20 * time.Second
 
 // Options for Run.
 type Options struct {
 	ConfigPath string         // "" = config.DefaultPath (may be absent)
 	Config     *config.Config // loaded by the caller (exit status 2 if invalid)
 	Stderr     *slog.Logger   // the journal
+	// DrainTimeout bounds how long a stop waits for SMTP sessions to finish
+	// before closing them, and then for relay workers (0: 20 s; systemd's
+	// TimeoutStopSec must be longer than twice this).
+	DrainTimeout time.Duration
+	// Notify sends one systemd notification (nil: sd_notify to
+	// $NOTIFY_SOCKET, nothing without it).
+	Notify func(state string)
 }
 
-// Run serves until ctx ends or SIGTERM/SIGINT arrives, then drains.
-func Run(ctx context.Context, opt Options) error {
-	var cur atomic.Pointer[config.Config]
-	cur.Store(opt.Config)
-	cfg := opt.Config
-	jl := opt.Stderr
+// gateway is one run of the daemon: what Run opened, in the order it did.
+type gateway struct {
+	opt  Options
+	cur  atomic.Pointer[config.Config]
+	cert atomic.Pointer[tls.Certificate]
+	jl   *slog.Logger // journal
+	imp  *slog.Logger // important events
+	logs *eventlog.Log
+	sp   *spool.Spool
+	bk   *backup.Store
+	rl   *relay.Relay
+	srv  *smtpd.Server
 
+	listeners []net.Listener
+	serving   sync.WaitGroup
+	serveErr  chan error
+	stopRelay context.CancelFunc
+}
+
+// Run serves until ctx ends or SIGTERM/SIGINT arrives, then drains. The
+// steps: logs, queue recovery, Backup, certificate, relay and SMTP server,
+// listeners, signal handlers, serving, READY=1, the event loop, the drain.
+func Run(ctx context.Context, opt Options) error {
+	if opt.DrainTimeout <= 0 {
+		opt.DrainTimeout = DefaultDrainTimeout
+	}
+	if opt.Notify == nil {
+		opt.Notify = func(state string) { daemon.SdNotify(false, state) }
+	}
+	g := &gateway{opt: opt, jl: opt.Stderr}
+	g.cur.Store(opt.Config)
+	if err := g.openLogs(); err != nil {
+		return err
+	}
+	defer g.logs.Close()
+	msgs, corrupt, err := g.openQueue()
+	if err != nil {
+		return err
+	}
+	defer g.sp.Close()
+	if err := g.openBackup(); err != nil {
+		return err
+	}
+	if err := g.loadCertificate(); err != nil {
+		return err
+	}
+	g.wire(msgs)
+	if err := g.listen(); err != nil {
+		return err
+	}
+	// The handlers are in place before READY=1: systemd may send SIGHUP
+	// (a reload) as soon as it has seen it, and an unhandled SIGHUP kills
+	// the process.
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, stopSignals...)
+	signal.Notify(sigs, reloadSignal, reopenSignal)
+	defer signal.Stop(sigs)
+	g.serve()
+	g.imp.Info("ksmg-gatewayd started", "listen", g.addrs(), "queued", len(msgs), "corrupt", corrupt, "config", opt.Config.Source)
+	g.opt.Notify(daemon.SdNotifyReady)
+	runErr := g.loop(ctx, sigs)
+	g.drain()
+	return runErr
+}
+
+func (g *gateway) openLogs() error {
+	cfg := g.cur.Load()
 	logs, err := eventlog.Open(eventlog.Options{
 		MessagesFile: cfg.Logging.MessagesFile, ImportantFile: cfg.Logging.ImportantFile,
 		TraceDir: cfg.Logging.TraceDir, Trace: cfg.Logging.Trace, EventsDir: cfg.Logging.EventsDir,
 		EventsRetention: cfg.Logging.EventsRetention, EventsMaxSize: cfg.Logging.EventsMaxSize,
-		Stderr: jl.Handler(),
+		Stderr: g.jl.Handler(),
 	})
 	if err != nil {
 		return fmt.Errorf("open logs: %w", err)
 	}
-	defer logs.Close()
-	imp := logs.Important()
+	g.logs, g.imp = logs, logs.Important()
+	return nil
+}
 
-	sp, msgs, rep, err := spool.Open(cfg.SpoolDir)
+// openQueue opens and recovers the spool and reports what recovery found.
+func (g *gateway) openQueue() ([]*spool.Message, int, error) {
+	dir := g.cur.Load().SpoolDir
+	sp, msgs, rep, err := spool.Open(dir)
 	if err != nil {
-		imp.Error("cannot open the mail queue", "dir", cfg.SpoolDir, "err", err)
-		return fmt.Errorf("open spool: %w", err)
+		g.imp.Error("cannot open the mail queue", "dir", dir, "err", err)
+		return nil, 0, fmt.Errorf("open spool: %w", err)
 	}
-	defer sp.Close()
+	g.sp = sp
 	for _, c := range rep.Corrupt {
-		imp.Error("torn queue entry set aside, not delivered", "queue_id", c.Name, "reason", c.Reason, "moved_to", c.MovedTo)
+		g.imp.Error("torn queue entry set aside, not delivered", "queue_id", c.Name, "reason", c.Reason, "moved_to", c.MovedTo)
 	}
 	for _, b := range rep.BadState {
-		imp.Warn("unreadable delivery state; every recipient is retried (duplicates possible)", "entry", b)
+		g.imp.Warn("unreadable delivery state; every recipient is retried (duplicates possible)", "entry", b)
 	}
 	if rep.TmpRemoved > 0 {
-		jl.Info("removed unacknowledged partial messages", "count", rep.TmpRemoved)
+		g.jl.Info("removed unacknowledged partial messages", "count", rep.TmpRemoved)
 	}
+	return msgs, len(rep.Corrupt), nil
+}
 
+func (g *gateway) openBackup() error {
+	cfg := g.cur.Load()
 	bk, err := backup.Open(cfg.Backup.Dir, cfg.Backup.MaxSize)
 	if err != nil {
-		imp.Error("cannot open Backup", "dir", cfg.Backup.Dir, "err", err)
+		g.imp.Error("cannot open Backup", "dir", cfg.Backup.Dir, "err", err)
 		return fmt.Errorf("open backup: %w", err)
 	}
+	g.bk = bk
+	return nil
+}
 
-	var certPtr atomic.Pointer[tls.Certificate]
+// loadCertificate loads (or makes) the STARTTLS certificate; a reload can
+// replace it later.
+func (g *gateway) loadCertificate() error {
+	cfg := g.cur.Load()
 	cert, generated, err := smtpd.LoadOrCreateCert(cfg.TLS.CertFile, cfg.TLS.KeyFile, routing.Hostname(cfg), cfg.TLS.Generate)
 	if err != nil {
-		imp.Error("STARTTLS certificate unavailable", "err", err)
+		g.imp.Error("STARTTLS certificate unavailable", "err", err)
 		return err
 	}
 	if generated {
-		imp.Warn("generated a self-signed STARTTLS certificate; install a trusted one", "cert", cfg.TLS.CertFile)
+		g.imp.Warn("generated a self-signed STARTTLS certificate; install a trusted one", "cert", cfg.TLS.CertFile)
 	}
-	certPtr.Store(&cert)
+	g.cert.Store(&cert)
+	return nil
+}
+
+// wire creates the relay (with the recovered queue) and the SMTP server.
+func (g *gateway) wire(msgs []*spool.Message) {
 	tlsCfg := &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
-		return certPtr.Load(), nil
+		return g.cert.Load(), nil
 	}}
-
-	rl := relay.New(relay.Options{Config: cur.Load, Spool: sp, Backup: bk, Events: logs, Log: imp})
+	g.rl = relay.New(relay.Options{Config: g.cur.Load, Spool: g.sp, Backup: g.bk, Events: g.logs, Log: g.imp})
 	for _, m := range msgs {
-		rl.Enqueue(m)
+		g.rl.Enqueue(m)
 	}
-	srv := smtpd.New(smtpd.Options{Config: cur.Load, Spool: sp, Queue: rl, Events: logs, Log: imp, TLS: tlsCfg, Trace: logs.TraceWriter()})
+	g.srv = smtpd.New(smtpd.Options{Config: g.cur.Load, Spool: g.sp, Queue: g.rl, Events: g.logs, Log: g.imp, Diag: g.jl,
+		TLS: tlsCfg, Trace: g.logs.TraceWriter()})
+}
 
+// listen takes the sockets systemd passed, or opens the configured ones.
+func (g *gateway) listen() error {
 	listeners, err := activation.Listeners()
 	if err != nil {
 		return fmt.Errorf("systemd socket activation: %w", err)
 	}
 	if len(listeners) > 0 {
-		jl.Info("using sockets passed by systemd", "count", len(listeners))
-	} else {
-		for _, a := range cfg.Listen {
-			l, err := net.Listen("tcp", a)
-			if err != nil {
-				for _, l := range listeners {
-					l.Close()
-				}
-				imp.Error("cannot listen", "addr", a, "err", err)
-				return fmt.Errorf("listen %s: %w", a, err)
+		g.jl.Info("using sockets passed by systemd", "count", len(listeners))
+		g.listeners = listeners
+		return nil
+	}
+	for _, a := range g.cur.Load().Listen {
+		l, err := net.Listen("tcp", a)
+		if err != nil {
+			for _, l := range listeners {
+				l.Close()
 			}
-			listeners = append(listeners, l)
+			g.imp.Error("cannot listen", "addr", a, "err", err)
+			return fmt.Errorf("listen %s: %w", a, err)
 		}
+		listeners = append(listeners, l)
 	}
+	g.listeners = listeners
+	return nil
+}
 
-	relayCtx, stopRelay := context.WithCancel(context.Background())
-	rl.Start(relayCtx)
-	serveErr := make(chan error, len(listeners))
-	var serving sync.WaitGroup
-	for _, l := range listeners {
-		serving.Add(1)
-		go func() {
-			defer serving.Done()
-			serveErr <- srv.Serve(l)
-		}()
-	}
-	addrs := make([]string, len(listeners))
-	for i, l := range listeners {
+func (g *gateway) addrs() []string {
+	addrs := make([]string, len(g.listeners))
+	for i, l := range g.listeners {
 		addrs[i] = l.Addr().String()
 	}
-	imp.Info("ksmg-gatewayd started", "listen", addrs, "queued", len(msgs), "corrupt", len(rep.Corrupt), "config", cfg.Source)
-	daemon.SdNotify(false, daemon.SdNotifyReady)
+	return addrs
+}
 
-	sigs := make(chan os.Signal, 4)
-	signal.Notify(sigs, stopSignals...)
-	signal.Notify(sigs, reloadSignal, reopenSignal)
-	defer signal.Stop(sigs)
+// serve starts the relay workers and one SMTP accept loop per listener.
+func (g *gateway) serve() {
+	relayCtx, stop := context.WithCancel(context.Background())
+	g.stopRelay = stop
+	g.rl.Start(relayCtx)
+	g.serveErr = make(chan error, len(g.listeners))
+	for _, l := range g.listeners {
+		g.serving.Add(1)
+		go func() {
+			defer g.serving.Done()
+			g.serveErr <- g.srv.Serve(l)
+		}()
+	}
+}
 
+// loop handles signals, the watchdog and log pruning until a stop.
+func (g *gateway) loop(ctx context.Context, sigs <-chan os.Signal) error {
 	var watchdog <-chan time.Time
 	if d, err := daemon.SdWatchdogEnabled(false); err == nil && d > 0 {
 		t := time.NewTicker(d / 2)
@@ -151,62 +245,61 @@ func Run(ctx context.Context, opt Options) error {
 	}
 	maint := time.NewTicker(time.Minute)
 	defer maint.Stop()
-
-	var runErr error
-loop:
 	for {
 		select {
 		case <-ctx.Done():
-			break loop
-		case err := <-serveErr:
+			return nil
+		case err := <-g.serveErr:
 			if err != nil {
-				imp.Error("SMTP listener failed", "err", err)
-				runErr = err
-				break loop
+				g.imp.Error("SMTP listener failed", "err", err)
+				return err
 			}
 		case <-watchdog:
-			daemon.SdNotify(false, daemon.SdNotifyWatchdog)
+			g.opt.Notify(daemon.SdNotifyWatchdog)
 		case <-maint.C:
-			logs.Prune()
+			g.logs.Prune()
 		case s := <-sigs:
 			switch s {
 			case reloadSignal:
-				daemon.SdNotify(false, daemon.SdNotifyReloading+"\nMONOTONIC_USEC="+daemon.SdNotifyMonotonicUsec())
-				reload(opt.ConfigPath, &cur, &certPtr, logs, bk, imp)
-				daemon.SdNotify(false, daemon.SdNotifyReady)
+				// SdNotifyMonotonicUsec already says "MONOTONIC_USEC=".
+				g.opt.Notify(daemon.SdNotifyReloading + "\n" + daemon.SdNotifyMonotonicUsec())
+				reload(g.opt.ConfigPath, &g.cur, &g.cert, g.logs, g.bk, g.imp)
+				g.opt.Notify(daemon.SdNotifyReady)
 			case reopenSignal:
-				if err := logs.Reopen(); err != nil {
-					jl.Error("cannot reopen log files", "err", err)
+				if err := g.logs.Reopen(); err != nil {
+					g.jl.Error("cannot reopen log files", "err", err)
 				} else {
-					jl.Info("log files reopened")
+					g.jl.Info("log files reopened")
 				}
 			default:
-				break loop
+				return nil
 			}
 		}
 	}
+}
 
-	daemon.SdNotify(false, daemon.SdNotifyStopping)
-	imp.Info("ksmg-gatewayd stopping: draining sessions; queued mail stays queued", "queued", rl.Len())
-	dctx, cancel := context.WithTimeout(context.Background(), DrainTimeout)
-	if err := srv.Shutdown(dctx); err != nil && !errors.Is(err, context.DeadlineExceeded) {
-		jl.Warn("SMTP shutdown", "err", err)
+// drain stops accepting, lets sessions finish within DrainTimeout, then
+// stops the relay. A delivery in progress finishes its SMTP transaction; one
+// that hangs longer than DrainTimeout is abandoned (its message stays
+// queued and is delivered again after the restart: at worst a duplicate).
+func (g *gateway) drain() {
+	g.opt.Notify(daemon.SdNotifyStopping)
+	g.imp.Info("ksmg-gatewayd stopping: draining sessions; queued mail stays queued", "queued", g.rl.Len())
+	dctx, cancel := context.WithTimeout(context.Background(), g.opt.DrainTimeout)
+	if err := g.srv.Shutdown(dctx); err != nil && !errors.Is(err, context.DeadlineExceeded) {
+		g.jl.Warn("SMTP shutdown", "err", err)
 	}
 	cancel()
-	serving.Wait()
-	stopRelay()
-	// A delivery in progress finishes its SMTP transaction; one that hangs
-	// longer than DrainTimeout is abandoned (its message stays queued and is
-	// delivered again after the restart: at worst a duplicate).
+	g.serving.Wait()
+	g.stopRelay()
 	relayDone := make(chan struct{})
-	go func() { rl.Wait(); close(relayDone) }()
+	go func() { g.rl.Wait(); close(relayDone) }()
 	select {
 	case <-relayDone:
-	case <-time.After(DrainTimeout):
-		imp.Warn("relay workers still busy at stop; their messages stay queued")
+	case <-time.After(g.opt.DrainTimeout):
+		g.imp.Warn("relay workers still busy at stop; their messages stay queued")
 	}
-	imp.Info("ksmg-gatewayd stopped")
-	return runErr
+	g.imp.Info("ksmg-gatewayd stopped")
 }
 
 // reload applies a new configuration. Listeners, the spool directory,

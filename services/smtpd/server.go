@@ -38,6 +38,7 @@ type Options struct {
 	Queue  Queue
 	Events eventlog.Recorder
 	Log    *slog.Logger // important events
+	Diag   *slog.Logger // the journal: connection diagnostics at debug level (nil: none)
 	TLS    *tls.Config  // nil: no STARTTLS
 	Trace  io.Writer    // raw SMTP dialogue (carries bodies); nil: none
 }
@@ -62,7 +63,11 @@ func New(opt Options) *Server {
 	srv.ReadTimeout = cfg.Limits.IdleTimeout
 	srv.WriteTimeout = cfg.Limits.IdleTimeout
 	srv.TLSConfig = opt.TLS
-	srv.ErrorLog = slogPrinter{opt.Log}
+	diag := opt.Diag
+	if diag == nil {
+		diag = slog.New(slog.DiscardHandler)
+	}
+	srv.ErrorLog = errorLog{imp: opt.Log, diag: diag}
 	if opt.Trace != nil {
 		srv.Debug = opt.Trace
 	}
@@ -258,7 +263,22 @@ func (se *session) Reset() {
 
 func (se *session) Logout() error { return nil }
 
-type slogPrinter struct{ l *slog.Logger }
+// errorLog sorts go-smtp's error log. A panic in a handler or a failing
+// accept is for the administrator (the important log); a connection reset,
+// a port probe or a failed TLS handshake is the internet's everyday noise
+// and goes to the journal at debug level.
+type errorLog struct{ imp, diag *slog.Logger }
 
-func (p slogPrinter) Printf(format string, v ...any) { p.l.Warn(fmt.Sprintf(format, v...)) }
-func (p slogPrinter) Println(v ...any)               { p.l.Warn(fmt.Sprint(v...)) }
+func (e errorLog) Printf(format string, v ...any) { e.log(fmt.Sprintf(format, v...)) }
+func (e errorLog) Println(v ...any)               { e.log(fmt.Sprint(v...)) }
+
+func (e errorLog) log(msg string) {
+	switch {
+	case strings.HasPrefix(msg, "panic"):
+		e.imp.Error("SMTP session handler failed", "err", msg)
+	case strings.HasPrefix(msg, "accept error"):
+		e.imp.Warn("SMTP listener cannot accept", "err", msg)
+	default:
+		e.diag.Debug("SMTP connection failed", "err", msg)
+	}
+}

@@ -34,6 +34,25 @@ type harness struct {
 	addr  string
 	queue *memQueue
 	sp    *spool.Spool
+	imp   *syncBuffer // the important log
+	diag  *syncBuffer // the journal at debug level
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
 
 // start serves on loopback. The loopback client is NOT trusted here, so the
@@ -49,9 +68,10 @@ func start(t testing.TB, yaml string) *harness {
 		t.Fatal(err)
 	}
 	t.Cleanup(sp.Close)
-	h := &harness{queue: &memQueue{}, sp: sp}
+	h := &harness{queue: &memQueue{}, sp: sp, imp: &syncBuffer{}, diag: &syncBuffer{}}
 	srv := New(Options{Config: func() *config.Config { return cfg }, Spool: sp, Queue: h.queue, Events: &memEvents{},
-		Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
+		Log:  slog.New(slog.NewTextHandler(h.imp, nil)),
+		Diag: slog.New(slog.NewTextHandler(h.diag, &slog.HandlerOptions{Level: slog.LevelDebug}))})
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

@@ -1,0 +1,85 @@
+//go:build unix
+
+package gatewayd
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"regexp"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/ksmg-appliance/ksmg/services/config"
+)
+
+// TestReloadRightAfterReady runs the daemon in this process with a Notify
+// hook that sends SIGHUP the moment READY=1 is sent, as systemd may do with
+// a reload queued during start-up. The handlers must already be in place
+// (else the signal's default action ends the process: this test binary),
+// and the reload notification must follow sd_notify(3): "RELOADING=1" and
+// one "MONOTONIC_USEC=<µs>" field.
+func TestReloadRightAfterReady(t *testing.T) {
+	dir := t.TempDir()
+	yaml := fmt.Sprintf(`hostname: gw.test
+listen: ["127.0.0.1:0"]
+spool_dir: %[1]s/queue
+tls: {cert_file: %[1]s/tls/gw.crt, key_file: %[1]s/tls/gw.key, generate: true}
+backup: {dir: %[1]s/backup, max_size: 10MB}
+logging: {messages_file: %[1]s/log/m, important_file: %[1]s/log/i, trace_dir: %[1]s/log/t, events_dir: %[1]s/events}
+`, dir)
+	path := filepath.Join(dir, "gw.yaml")
+	if err := os.WriteFile(path, []byte(yaml), 0o640); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := config.Parse(path, []byte(yaml), func(string) (string, bool) { return "", false })
+	if err != nil {
+		t.Fatal(err)
+	}
+	notes := make(chan string, 16)
+	ready := 0
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() {
+		done <- Run(ctx, Options{ConfigPath: path, Config: cfg, Stderr: slog.New(slog.NewTextHandler(io.Discard, nil)),
+			DrainTimeout: 2 * time.Second,
+			Notify: func(state string) {
+				notes <- state
+				if state == "READY=1" {
+					if ready++; ready == 1 {
+						syscall.Kill(os.Getpid(), syscall.SIGHUP)
+					}
+				}
+			}})
+	}()
+	want := []*regexp.Regexp{regexp.MustCompile(`^READY=1$`), regexp.MustCompile(`^RELOADING=1\nMONOTONIC_USEC=[0-9]+\n?$`), regexp.MustCompile(`^READY=1$`)}
+	for _, re := range want {
+		select {
+		case n := <-notes:
+			if !re.MatchString(n) {
+				t.Fatalf("notification %q, want %v", n, re)
+			}
+		case err := <-done:
+			t.Fatalf("Run returned %v before %v", err, re)
+		case <-time.After(30 * time.Second):
+			t.Fatalf("no notification matching %v", re)
+		}
+	}
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("Run = %v", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("Run did not return after the context ended")
+	}
+	if n := <-notes; n != "STOPPING=1" {
+		t.Errorf("last notification %q, want STOPPING=1", n)
+	}
+}
