@@ -20,6 +20,7 @@ import (
 	"github.com/emersion/go-smtp"
 	"golang.org/x/net/netutil"
 
+	"github.com/ksmg-appliance/ksmg/services/address"
 	"github.com/ksmg-appliance/ksmg/services/config"
 	"github.com/ksmg-appliance/ksmg/services/eventlog"
 	"github.com/ksmg-appliance/ksmg/services/routing"
@@ -142,6 +143,14 @@ func (se *session) reject(err *smtp.SMTPError, rcpt string) error {
 func (se *session) Mail(from string, opts *smtp.MailOptions) error {
 	cfg := se.s.opt.Config()
 	se.cfg, se.from, se.hasFrom, se.rcpts = cfg, from, true, nil
+	if from != "" {
+		// RFC 5321 §4.1.2: refuse what the relay could not write again
+		// (a bare CR or LF would end its MAIL command early).
+		if err := address.Check(from); err != nil {
+			se.hasFrom = false
+			return se.reject(reply(553, smtp.EnhancedCode{5, 1, 7}, "Bad sender address syntax: "+err.Error()), "")
+		}
+	}
 	se.allowed = matchNet(cfg.Lists.Allow.Networks, se.ip) || (from != "" && matchAddr(cfg.Lists.Allow.Senders, from))
 	if !se.allowed && matchNet(cfg.Lists.Deny.Networks, se.ip) {
 		se.hasFrom = false
@@ -163,10 +172,18 @@ func (se *session) Rcpt(to string, _ *smtp.RcptOptions) error {
 	if len(se.rcpts) >= cfg.Limits.MaxRecipients {
 		return se.reject(reply(452, smtp.EnhancedCode{4, 5, 3}, fmt.Sprintf("Too many recipients (at most %d per message)", cfg.Limits.MaxRecipients)), to)
 	}
-	addr, dom := splitAddr(to)
-	if dom == "" || strings.HasPrefix(addr, "@") {
-		return se.reject(reply(550, smtp.EnhancedCode{5, 1, 3}, "Bad recipient address syntax"), to)
+	if strings.EqualFold(to, "postmaster") {
+		// RFC 5321 §4.5.1: <postmaster> without a domain MUST be
+		// accepted; it is the first protected domain's postmaster.
+		if len(cfg.ProtectedDomains) == 0 {
+			return se.reject(reply(550, smtp.EnhancedCode{5, 1, 1}, "No postmaster here: no protected domain is configured"), to)
+		}
+		to = "postmaster@" + cfg.ProtectedDomains[0].Name
 	}
+	if err := address.Check(to); err != nil {
+		return se.reject(reply(553, smtp.EnhancedCode{5, 1, 3}, "Bad recipient address syntax: "+err.Error()), to)
+	}
+	_, dom := splitAddr(to)
 	_, protected, routed := routing.For(cfg, dom)
 	if !protected && !matchNet(cfg.TrustedNetworks, se.ip) {
 		return se.reject(reply(550, smtp.EnhancedCode{5, 7, 1}, "Relaying denied"), to)
@@ -214,7 +231,7 @@ func (se *session) Data(r io.Reader) error {
 	}
 	var for1 string
 	if len(env.To) == 1 {
-		for1 = "\r\n\tfor <" + env.To[0] + ">"
+		for1 = "\r\n\tfor <" + address.Wire(env.To[0]) + ">"
 	}
 	received := fmt.Sprintf("Received: from %s ([%s])\r\n\tby %s (ksmg-gatewayd) with %s id %s%s;\r\n\t%s\r\n",
 		sanitize(se.helo), se.ipStr, se.s.hostname, proto, env.ID, for1, env.Received.Format(time.RFC1123Z))

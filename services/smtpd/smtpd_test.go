@@ -132,6 +132,15 @@ func TestPolicy(t *testing.T) {
 			[]string{"354 ", "552 5.3.4"}},
 		{"long line", "EHLO " + strings.Repeat("x", 700) + "\r\n", []string{"500 5.4.0 Too long line"}},
 		{"data before rcpt", "EHLO c\r\nDATA\r\nQUIT\r\n", []string{"502 5.5.1"}},
+		// RFC 5321 §4.1.2: an address is refused when it cannot be written
+		// on the wire again (a bare CR or LF would split the relay's command).
+		{"bare CR in a quoted recipient", "EHLO c\r\nMAIL FROM:<a@s.test>\r\nRCPT TO:<\"x\rRSET\"@example.com>\r\nRCPT TO:<good@example.com>\r\nQUIT\r\n",
+			[]string{"553 5.1.3 Bad recipient address syntax", "250 2.0.0"}},
+		{"bare CR in the sender", "EHLO c\r\nMAIL FROM:<\"a\rb\"@s.test>\r\nQUIT\r\n", []string{"553 5.1.7 Bad sender address syntax"}},
+		{"8-bit recipient", "EHLO c\r\nMAIL FROM:<a@s.test>\r\nRCPT TO:<caf\xc3\xa9@example.com>\r\nQUIT\r\n", []string{"553 5.1.3"}},
+		{"bad domain", "EHLO c\r\nMAIL FROM:<a@s.test>\r\nRCPT TO:<a@exa(mple.com>\r\nQUIT\r\n", []string{"553 5.1.3"}},
+		// RFC 5321 §4.5.1: <postmaster> without a domain MUST be accepted.
+		{"postmaster", "EHLO c\r\nMAIL FROM:<a@s.test>\r\nRCPT TO:<PostMaster>\r\nQUIT\r\n", []string{"250 2.0.0 I'll make sure <PostMaster>"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			lines := dialog(t, h.addr, []byte(tc.in))
@@ -150,6 +159,9 @@ func TestPolicy(t *testing.T) {
 		t.Fatalf("%d messages queued, want 1", len(h.queue.msgs))
 	}
 	m := h.queue.msgs[0]
+	if len(m.Env.To) != 1 || m.Env.To[0] != "b@example.com" {
+		t.Fatalf("queued for %q", m.Env.To)
+	}
 	b, err := h.sp.Open(m.Env.ID)
 	if err != nil {
 		t.Fatal(err)
@@ -159,6 +171,43 @@ func TestPolicy(t *testing.T) {
 	if !strings.HasPrefix(string(data), "Received: from c ([127.0.0.1])\r\n\tby gw.test (ksmg-gatewayd) with ESMTP id "+m.Env.ID) ||
 		!strings.HasSuffix(string(data), "Subject: x\r\n\r\nhi\r\n") {
 		t.Fatalf("queued body %q", data)
+	}
+}
+
+// Each recipient is stored as go-smtp unquoted it, <postmaster> as the
+// first protected domain's postmaster, and the Received header's "for"
+// clause quotes as RFC 5321 §4.1.2 requires.
+func TestQueuedRecipients(t *testing.T) {
+	t.Parallel()
+	h := start(t, fuzzConfig)
+	for _, tc := range []struct{ rcpt, stored, forClause string }{
+		{`<"john doe"@example.com>`, "john doe@example.com", `for <"john doe"@example.com>`},
+		{`<"victim@other.net"@example.com>`, "victim@other.net@example.com", `for <"victim@other.net"@example.com>`},
+		{`<"a\"b"@example.com>`, `a"b@example.com`, `for <"a\"b"@example.com>`},
+		{`<postmaster>`, "postmaster@example.com", "for <postmaster@example.com>"},
+	} {
+		before := len(h.queue.msgs)
+		lines := dialog(t, h.addr, []byte("EHLO c\r\nMAIL FROM:<a@s.test>\r\nRCPT TO:"+tc.rcpt+"\r\nDATA\r\nSubject: q\r\n\r\nx\r\n.\r\nQUIT\r\n"))
+		h.queue.mu.Lock()
+		n := len(h.queue.msgs)
+		var m *spool.Message
+		if n == before+1 {
+			m = h.queue.msgs[before]
+		}
+		h.queue.mu.Unlock()
+		if m == nil {
+			t.Errorf("%s: not queued; replies %q", tc.rcpt, lines)
+			continue
+		}
+		if len(m.Env.To) != 1 || m.Env.To[0] != tc.stored {
+			t.Errorf("%s: stored as %q, want %q", tc.rcpt, m.Env.To, tc.stored)
+		}
+		b, _ := h.sp.Open(m.Env.ID)
+		data, _ := io.ReadAll(b)
+		b.Close()
+		if !strings.Contains(string(data), tc.forClause+";") {
+			t.Errorf("%s: Received header lacks %q:\n%s", tc.rcpt, tc.forClause, data)
+		}
 	}
 }
 
