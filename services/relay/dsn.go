@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/ksmg-appliance/ksmg/services/address"
 	"github.com/ksmg-appliance/ksmg/services/eventlog"
 	"github.com/ksmg-appliance/ksmg/services/spool"
 )
@@ -68,7 +69,7 @@ func buildDSN(host string, m *spool.Message, failed []int, hdr []byte, now time.
 	var b bytes.Buffer
 	w := func(format string, a ...any) { fmt.Fprintf(&b, format+"\r\n", a...) }
 	w("From: Mail Delivery System <MAILER-DAEMON@%s>", host)
-	w("To: <%s>", m.Env.From)
+	w("To: <%s>", address.Wire(m.Env.From))
 	w("Subject: Undelivered Mail Returned to Sender")
 	w("Date: %s", now.Format(time.RFC1123Z))
 	w("Message-ID: <%s.dsn@%s>", m.Env.ID, host)
@@ -86,7 +87,7 @@ func buildDSN(host string, m *spool.Message, failed []int, hdr []byte, now time.
 	w("")
 	for _, i := range failed {
 		rc := m.State.Rcpts[i]
-		w("  <%s>: %d %s", rc.Addr, rc.Code, oneLine(rc.Text))
+		w("  <%s>: %d %s", address.Wire(rc.Addr), rc.Code, oneLine(rc.Text))
 	}
 	w("")
 	w("--%s", boundary)
@@ -98,7 +99,7 @@ func buildDSN(host string, m *spool.Message, failed []int, hdr []byte, now time.
 	for _, i := range failed {
 		rc := m.State.Rcpts[i]
 		w("")
-		w("Final-Recipient: rfc822; %s", rc.Addr)
+		w("Final-Recipient: rfc822; %s", address.Wire(rc.Addr))
 		w("Action: failed")
 		w("Status: %s", statusOf(rc))
 		if rc.Code > 0 {

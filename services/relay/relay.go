@@ -6,6 +6,19 @@
 // notification (RFC 3464) to the sender for recipients that failed
 // permanently or expired — never to the null sender and never for a DSN.
 //
+// Recipients are independent: whatever happens to one (its address cannot
+// be written, the next hop refuses it, the connection breaks) ends as a
+// temporary failure (retried) or a permanent one (reported) for that
+// recipient alone. A permanent failure is reported at the end of the
+// attempt that found it, while the message's other recipients go on being
+// retried (as Postfix does).
+//
+// What goes on the wire is clean whatever the queue holds: addresses in
+// RFC 5321 form (a quoted local part stays quoted), and a body with only
+// CRLF line ends (a bare CR or LF becomes CRLF), so that no next hop, even
+// one that ends lines at a bare CR or LF, can read an end of data before
+// the real one (SMTP smuggling, CVE-2023-51764 class).
+//
 // The client side uses the standard library's net/smtp: unlike go-smtp's
 // client (used by the tests' sinks) it can say EHLO with our name before
 // STARTTLS, which some internal servers insist on. Idle connections are
@@ -29,6 +42,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/ksmg-appliance/ksmg/services/address"
 	"github.com/ksmg-appliance/ksmg/services/backup"
 	"github.com/ksmg-appliance/ksmg/services/config"
 	"github.com/ksmg-appliance/ksmg/services/eventlog"
@@ -223,12 +237,12 @@ func (r *Relay) deliver(ctx context.Context, m *spool.Message) {
 	}
 	m.State.Attempts++
 
-	var pending, failed []int
+	var pending, unreported []int
 	for i, rc := range m.State.Rcpts {
 		switch {
-		case rc.Failed:
-			failed = append(failed, i)
-		case !rc.Done:
+		case rc.Failed && !rc.Reported:
+			unreported = append(unreported, i)
+		case !rc.Final():
 			pending = append(pending, i)
 		}
 	}
@@ -237,44 +251,58 @@ func (r *Relay) deliver(ctx context.Context, m *spool.Message) {
 			rc := &m.State.Rcpts[i]
 			rc.Failed = true
 			rc.Text = "4.4.7 message expired after " + cfg.Relay.MaxQueueLifetime.String() + " in the queue; last error: " + rc.Text
-			failed = append(failed, i)
+			unreported = append(unreported, i)
 		}
 		r.event(m, pending, "expired", "4.4.7 queue lifetime "+cfg.Relay.MaxQueueLifetime.String()+" exceeded", "")
 		pending = nil
 	}
-	if len(pending) > 0 {
-		if ctx.Err() != nil {
-			// Shutting down: the attempt did not happen for every
-			// recipient; keep the schedule as it was.
-			m.State.Attempts--
-		}
-		m.State.NextAttempt = now.Add(backoff(cfg, m.State.Attempts))
-		if err := r.opt.Spool.SaveState(m.Env.ID, &m.State); err != nil {
-			r.opt.Log.Error("cannot save delivery state; the recipients already delivered may get a duplicate", "queue_id", m.Env.ID, "err", err)
-		}
-		if ctx.Err() == nil {
-			r.Enqueue(m)
+	// Permanent failures are reported now, not when the last recipient is
+	// done: that may be the whole queue lifetime later.
+	reportFailed := len(unreported) > 0 && !r.report(m, unreported)
+	if len(pending) == 0 && !reportFailed {
+		if err := r.opt.Spool.Remove(m.Env.ID); err != nil {
+			r.opt.Log.Error("cannot remove delivered message from the queue; it may be delivered again", "queue_id", m.Env.ID, "err", err)
 		}
 		return
 	}
-	if len(failed) > 0 && !m.Env.Bounce && m.Env.From != "" {
-		if err := r.bounce(m, failed); err != nil {
-			// Keep the message: the DSN is retried with it.
+	switch {
+	case ctx.Err() != nil && len(pending) > 0:
+		// Shutting down: the attempt did not happen for every recipient;
+		// keep the schedule as it was.
+		m.State.Attempts--
+	case len(pending) > 0:
+		m.State.NextAttempt = now.Add(backoff(cfg, m.State.Attempts))
+	default: // only the report is left to do: retried with the message
+		m.State.NextAttempt = now.Add(cfg.Relay.RetryInitial)
+	}
+	if err := r.opt.Spool.SaveState(m.Env.ID, &m.State); err != nil {
+		r.opt.Log.Error("cannot save delivery state; the recipients already delivered may get a duplicate", "queue_id", m.Env.ID, "err", err)
+	}
+	if ctx.Err() == nil {
+		r.Enqueue(m)
+	}
+}
+
+// report sends the sender a DSN for the failed recipients idx and marks
+// them reported; false if the DSN could not be queued (tried again at the
+// next attempt). A null sender, a DSN and a sender no DSN could be
+// addressed to get none; that is logged.
+func (r *Relay) report(m *spool.Message, idx []int) bool {
+	switch {
+	case m.Env.Bounce || m.Env.From == "":
+		r.opt.Log.Warn("undeliverable message from the null sender or a notification discarded", "queue_id", m.Env.ID, "failed", len(idx))
+	case address.Check(m.Env.From) != nil:
+		r.opt.Log.Warn("undeliverable message discarded: its sender address cannot be written in SMTP, so no notification either", "queue_id", m.Env.ID, "failed", len(idx))
+	default:
+		if err := r.bounce(m, idx); err != nil {
 			r.opt.Log.Error("cannot queue delivery status notification", "queue_id", m.Env.ID, "err", err)
-			m.State.NextAttempt = now.Add(cfg.Relay.RetryInitial)
-			for _, i := range failed {
-				m.State.Rcpts[i].Failed = false // retried, then bounced again
-			}
-			r.opt.Spool.SaveState(m.Env.ID, &m.State)
-			r.Enqueue(m)
-			return
+			return false
 		}
-	} else if len(failed) > 0 {
-		r.opt.Log.Warn("undeliverable message from the null sender or a notification discarded", "queue_id", m.Env.ID, "failed", len(failed))
 	}
-	if err := r.opt.Spool.Remove(m.Env.ID); err != nil {
-		r.opt.Log.Error("cannot remove delivered message from the queue; it may be delivered again", "queue_id", m.Env.ID, "err", err)
+	for _, i := range idx {
+		m.State.Rcpts[i].Reported = true
 	}
+	return true
 }
 
 func (r *Relay) backup(m *spool.Message) {
@@ -337,49 +365,55 @@ func (r *Relay) send(ctx context.Context, cfg *config.Config, m *spool.Message, 
 	}
 }
 
-// transaction reports whether the connection can be reused; err is set
-// (and nothing recorded) when the connection failed before the server
-// answered MAIL FROM.
+// transaction runs MAIL, RCPT and DATA for a group and records each
+// recipient's outcome. It reports whether the connection can be reused;
+// err is set (and nothing recorded) when the connection failed before the
+// server answered MAIL FROM, so that send can try a fresh one.
 func (r *Relay) transaction(c *conn, m *spool.Message, g *group) (reusable bool, err error) {
 	c.raw.SetDeadline(time.Now().Add(5*time.Minute + time.Duration(m.Size/10000)*time.Second))
-	fail := func(err error, stage string) { // a reply to MAIL FROM: for the whole group
-		code, text := classify(err)
-		for _, i := range g.idx {
+	// record sets one outcome for the recipients idx.
+	record := func(idx []int, code int, text, stage string) {
+		for _, i := range idx {
 			rc := &m.State.Rcpts[i]
-			if rc.Done {
-				continue
-			}
-			rc.Code, rc.Text = code, text
-			rc.Failed = code >= 500
+			rc.Code, rc.Text, rc.Failed = code, text, code >= 500
 		}
 		act := "deferred"
 		if code >= 500 {
 			act = "bounced"
 		}
-		r.event(m, g.idx, act, fmt.Sprintf("%d %s (%s)", code, text, stage), g.route.Addr)
+		r.event(m, idx, act, fmt.Sprintf("%d %s (%s)", code, text, stage), g.route.Addr)
 	}
-	if err := c.Mail(m.Env.From); err != nil {
-		if _, isProto := err.(*textproto.Error); !isProto {
+	if m.Env.From != "" {
+		if err := address.Check(m.Env.From); err != nil {
+			record(g.idx, 553, "5.1.7 sender address cannot be written in SMTP: "+err.Error(), "MAIL FROM")
+			return true, nil
+		}
+	}
+	if err := c.Mail(address.Wire(m.Env.From)); err != nil {
+		if !isReply(err) {
 			return false, err
 		}
-		fail(err, "MAIL FROM")
+		code, text := classify(err)
+		record(g.idx, code, text, "MAIL FROM")
 		return c.Reset() == nil, nil
 	}
 	var accepted []int
-	for _, i := range g.idx {
+	for k, i := range g.idx {
 		rc := &m.State.Rcpts[i]
-		if err := c.Rcpt(rc.Addr); err != nil {
-			code, text := classify(err)
-			rc.Code, rc.Text = code, text
-			if code >= 500 {
-				rc.Failed = true
-				r.event(m, []int{i}, "bounced", fmt.Sprintf("%d %s (RCPT TO)", code, text), g.route.Addr)
-			} else {
-				r.event(m, []int{i}, "deferred", fmt.Sprintf("%d %s (RCPT TO)", code, text), g.route.Addr)
-			}
-			if _, isProto := err.(*textproto.Error); !isProto {
+		if err := address.Check(rc.Addr); err != nil {
+			record([]int{i}, 553, "5.1.3 recipient address cannot be written in SMTP: "+err.Error(), "RCPT TO")
+			continue
+		}
+		if err := c.Rcpt(address.Wire(rc.Addr)); err != nil {
+			if !isReply(err) {
+				// The connection broke: this recipient, the rest and those
+				// accepted without data are deferred, each of them.
+				code, text := classify(err)
+				record(append(accepted, g.idx[k:]...), code, text, "RCPT TO")
 				return false, nil
 			}
+			code, text := classify(err)
+			record([]int{i}, code, text, "RCPT TO")
 			continue
 		}
 		accepted = append(accepted, i)
@@ -390,32 +424,25 @@ func (r *Relay) transaction(c *conn, m *spool.Message, g *group) (reusable bool,
 	body, err := r.opt.Spool.Open(m.Env.ID)
 	if err != nil {
 		r.opt.Log.Error("queued message unreadable", "queue_id", m.Env.ID, "err", err)
-		for _, i := range accepted {
-			m.State.Rcpts[i].Code, m.State.Rcpts[i].Text = 451, "4.3.0 "+err.Error()
-		}
+		record(accepted, 451, "4.3.0 queued message unreadable", "DATA")
 		return c.Reset() == nil, nil
 	}
 	defer body.Close()
 	w, err := c.Data()
 	if err == nil {
-		_, err = io.Copy(w, body)
+		le := &crlfWriter{w: w}
+		_, err = io.Copy(le, body)
+		if err == nil {
+			err = le.flush()
+		}
 		if cerr := w.Close(); err == nil {
 			err = cerr
 		}
 	}
 	if err != nil {
 		code, text := classify(err)
-		for _, i := range accepted {
-			rc := &m.State.Rcpts[i]
-			rc.Code, rc.Text, rc.Failed = code, text, code >= 500
-		}
-		act := "deferred"
-		if code >= 500 {
-			act = "bounced"
-		}
-		r.event(m, accepted, act, fmt.Sprintf("%d %s (DATA)", code, text), g.route.Addr)
-		_, isProto := err.(*textproto.Error)
-		return isProto, nil
+		record(accepted, code, text, "DATA")
+		return isReply(err), nil
 	}
 	for _, i := range accepted {
 		rc := &m.State.Rcpts[i]
@@ -423,6 +450,63 @@ func (r *Relay) transaction(c *conn, m *spool.Message, g *group) (reusable bool,
 	}
 	r.event(m, accepted, "delivered", "250 2.0.0 delivered", g.route.Addr)
 	return true, nil
+}
+
+// isReply: the server answered (as opposed to a failed connection).
+func isReply(err error) bool {
+	var te *textproto.Error
+	return errors.As(err, &te)
+}
+
+// crlfWriter turns every bare CR and bare LF into CRLF on the way to the
+// DATA writer (which dot-stuffs): so the only end of data any next hop can
+// read is the one the DATA writer appends.
+type crlfWriter struct {
+	w      io.Writer
+	lastCR bool
+}
+
+func (c *crlfWriter) Write(p []byte) (int, error) {
+	start := 0
+	emit := func(end int, extra string) error {
+		if _, err := c.w.Write(p[start:end]); err != nil {
+			return err
+		}
+		if extra != "" {
+			if _, err := io.WriteString(c.w, extra); err != nil {
+				return err
+			}
+		}
+		start = end
+		return nil
+	}
+	for i, b := range p {
+		switch {
+		case c.lastCR && b != '\n':
+			if err := emit(i, "\n"); err != nil { // CR<x> -> CRLF<x>
+				return 0, err
+			}
+		case !c.lastCR && b == '\n':
+			if err := emit(i, "\r"); err != nil { // <x>LF -> <x>CRLF
+				return 0, err
+			}
+		}
+		c.lastCR = b == '\r'
+	}
+	if err := emit(len(p), ""); err != nil {
+		return 0, err
+	}
+	return len(p), nil
+}
+
+// flush ends a trailing bare CR.
+func (c *crlfWriter) flush() error {
+	if !c.lastCR {
+		return nil
+	}
+	c.lastCR = false
+	_, err := io.WriteString(c.w, "\n")
+	return err
 }
 
 // classify maps an error to a reply code and enhanced text. Anything that

@@ -67,7 +67,41 @@ func TestBuildDSN(t *testing.T) {
 	if strings.Contains(out, "b@y.test") {
 		t.Error("DSN names the delivered recipient")
 	}
+	q := buildDSN("gw.test", &spool.Message{Env: spool.Envelope{ID: "00000000000000AC", From: "x y@x.test", To: []string{"john doe@y.test"}},
+		State: spool.State{Rcpts: []spool.Rcpt{{Addr: "john doe@y.test", Failed: true, Code: 550, Text: "5.1.1 no"}}}}, []int{0}, nil, time.Unix(100, 0))
+	for _, want := range []string{"To: <\"x y\"@x.test>\r\n", "Final-Recipient: rfc822; \"john doe\"@y.test\r\n"} {
+		if !strings.Contains(string(q), want) {
+			t.Errorf("DSN lacks %q (RFC 5321 quoting):\n%s", want, q)
+		}
+	}
 	if strings.Contains(out, "\r\nInjected: header") {
 		t.Error("a reply text could inject a header line")
+	}
+}
+
+// crlfWriter gives the same output however the input is cut into writes
+// (a CR at the end of one write, its LF at the start of the next).
+func TestCRLFWriter(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct{ in, want string }{
+		{"a\r\nb\r\n", "a\r\nb\r\n"},
+		{"a\nb\n", "a\r\nb\r\n"},
+		{"a\rb\r", "a\r\nb\r\n"},
+		{"\r.\r\n", "\r\n.\r\n"},
+		{"\n.\n", "\r\n.\r\n"},
+		{"\r\r\n\n", "\r\n\r\n\r\n"},
+		{"", ""},
+	} {
+		for _, chunk := range []int{1, 2, 3, 1000} {
+			var out strings.Builder
+			w := &crlfWriter{w: &out}
+			for i := 0; i < len(tc.in); i += chunk {
+				w.Write([]byte(tc.in[i:min(i+chunk, len(tc.in))]))
+			}
+			w.flush()
+			if out.String() != tc.want {
+				t.Errorf("%q in writes of %d: %q, want %q", tc.in, chunk, out.String(), tc.want)
+			}
+		}
 	}
 }

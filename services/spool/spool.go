@@ -81,8 +81,11 @@ type Rcpt struct {
 	Addr   string `json:"addr"`
 	Done   bool   `json:"done,omitempty"`   // delivered
 	Failed bool   `json:"failed,omitempty"` // permanently failed (bounced)
-	Code   int    `json:"code,omitempty"`   // last reply code
-	Text   string `json:"text,omitempty"`   // last reply text
+	// Reported: the failure was reported to the sender (a DSN queued) or
+	// needs no report (null sender, a DSN itself).
+	Reported bool   `json:"reported,omitempty"`
+	Code     int    `json:"code,omitempty"` // last reply code
+	Text     string `json:"text,omitempty"` // last reply text
 }
 
 // Final reports whether no more delivery attempts are due.
