@@ -17,6 +17,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -74,12 +75,17 @@ type Config struct {
 		MaxRecipients  int
 		MaxLineLength  int
 		IdleTimeout    time.Duration
+		MinDataRate    int64 // bytes per second: the message deadline
 		MaxSessions    int
+		JunkCommands   int
 	}
 	ProtectedDomains []Domain
 	TrustedNetworks  []netip.Prefix
-	Lists            struct{ Allow, Deny List }
-	Relay            struct {
+	// AllowPublicTrustedNetworks: trusted_networks may hold public
+	// (globally routable) addresses; see check.
+	AllowPublicTrustedNetworks bool
+	Lists                      struct{ Allow, Deny List }
+	Relay                      struct {
 		DefaultRoute     string
 		DefaultTLS       TLSMode
 		Workers          int
@@ -142,12 +148,14 @@ func Load(path string) (*Config, error) {
 		}
 		data, path = nil, ""
 	}
-	return Parse(path, data, os.LookupEnv)
+	return Parse(path, data, os.Environ())
 }
 
 // Parse validates a configuration file's content (data may be empty) with
-// environment overrides looked up by env.
-func Parse(source string, data []byte, env func(string) (string, bool)) (*Config, error) {
+// the overrides of environ (os.Environ's "KEY=value" form). A KSMG_
+// variable that names no key is refused like an unknown key, unless it
+// belongs to the project's other programs (OtherVariables).
+func Parse(source string, data []byte, environ []string) (*Config, error) {
 	src := source
 	if src == "" {
 		src = "built-in defaults"
@@ -173,8 +181,18 @@ func Parse(source string, data []byte, env func(string) (string, bool)) (*Config
 			return nil, &Error{Source: src, Expected: "valid YAML: " + err.Error()}
 		}
 	}
-	// Viper's AutomaticEnv reads os.Getenv; resolve through env instead so
-	// that Parse is testable and the error can name the variable.
+	// Viper's AutomaticEnv reads os.Getenv; resolve through environ instead
+	// so that Parse is testable and the error can name the variable.
+	vars := map[string]string{}
+	for _, kv := range environ {
+		if name, val, ok := strings.Cut(kv, "="); ok && strings.HasPrefix(name, "KSMG_") {
+			vars[name] = val
+		}
+	}
+	if err := checkVariables(vars); err != nil {
+		return nil, err
+	}
+	env := func(name string) (string, bool) { v, ok := vars[name]; return v, ok }
 	for _, k := range keys {
 		if val, ok := env(EnvName(k.path)); ok {
 			v.Set(k.path, val)
@@ -209,6 +227,70 @@ func EnvName(key string) string {
 	return "KSMG_" + strings.ToUpper(strings.ReplaceAll(key, ".", "_"))
 }
 
+// OtherVariables are the KSMG_ variables of the project's other programs
+// (the build and deploy tool, the test suites); the daemon ignores them.
+var OtherVariables = []string{
+	"KSMG_CACHE", "KSMG_BIN_DIR", "KSMG_IMAGE_DIR", "KSMG_OUT", "KSMG_SPEC", "KSMG_FORMAT",
+	"KSMG_VSPHERE_PASSWORD", "KSMG_HYPERV_PASSWORD", "KSMG_SCVMM_PASSWORD",
+}
+
+// checkVariables refuses a KSMG_ variable that names no key (a typo such as
+// KSMG_LIMITS_MAX_RECIPENTS would otherwise be silently ignored), naming
+// the closest key's variable.
+func checkVariables(vars map[string]string) error {
+	names := make([]string, 0, len(vars))
+	for n := range vars {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		if slices.Contains(OtherVariables, n) || strings.HasPrefix(n, "KSMG_TEST_") {
+			continue
+		}
+		best, dist := "", 1<<30
+		for _, k := range keys {
+			e := EnvName(k.path)
+			if e == n {
+				best, dist = e, 0
+				break
+			}
+			if d := editDistance(n, e); d < dist {
+				best, dist = e, d
+			}
+		}
+		if dist == 0 {
+			continue
+		}
+		want := "a variable that names a configuration key (KSMG_<KEY>, see ksmg-gatewayd --print-default-config)"
+		if dist <= 3 {
+			want += "; did you mean " + best + "?"
+		}
+		return &Error{Source: "environment " + n, Key: "(variable name)", Expected: want, Got: "an unknown variable"}
+	}
+	return nil
+}
+
+// editDistance is the Levenshtein distance (for "did you mean").
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
+}
+
 // Keys lists every configuration key (dotted), for documentation and tests.
 func Keys() []string {
 	out := make([]string, len(keys))
@@ -228,6 +310,16 @@ func (c *Config) check(src string) error {
 		seen[d.Name] = true
 		if d.Route == "" && c.Relay.DefaultRoute == "" {
 			return &Error{Source: src, Key: fmt.Sprintf("protected_domains[%d].route", i), Expected: "a host:port route (relay.default_route is empty)", Got: "none for " + strconv.Quote(d.Name)}
+		}
+	}
+	if !c.AllowPublicTrustedNetworks {
+		for i, p := range c.TrustedNetworks {
+			if !nonPublic(p) {
+				return &Error{Source: src, Key: fmt.Sprintf("trusted_networks[%d]", i),
+					Expected: "a private, loopback, link-local or documentation network: a trusted network may relay to any domain, so public address space makes an open relay " +
+						"(to trust public addresses of your own, set allow_public_trusted_networks: true)",
+					Got: strconv.Quote(p.String())}
+			}
 		}
 	}
 	if c.Relay.RetryMax < c.Relay.RetryInitial {
@@ -258,9 +350,12 @@ var keys = []key{
 		return
 	}},
 	{"limits.idle_timeout", func(c *Config, v any) (err error) { c.Limits.IdleTimeout, err = duration(v); return }},
+	{"limits.min_data_rate", func(c *Config, v any) (err error) { c.Limits.MinDataRate, err = size(v); return }},
 	{"limits.max_sessions", func(c *Config, v any) (err error) { c.Limits.MaxSessions, err = positive(v); return }},
+	{"limits.junk_command_limit", func(c *Config, v any) (err error) { c.Limits.JunkCommands, err = positive(v); return }},
 	{"protected_domains", func(c *Config, v any) (err error) { c.ProtectedDomains, err = domains(v); return }},
 	{"trusted_networks", func(c *Config, v any) (err error) { c.TrustedNetworks, err = networks(v); return }},
+	{"allow_public_trusted_networks", func(c *Config, v any) (err error) { c.AllowPublicTrustedNetworks, err = boolean(v); return }},
 	{"lists.allow.senders", func(c *Config, v any) (err error) { c.Lists.Allow.Senders, err = addresses(v); return }},
 	{"lists.allow.recipients", func(c *Config, v any) (err error) { c.Lists.Allow.Recipients, err = addresses(v); return }},
 	{"lists.allow.networks", func(c *Config, v any) (err error) { c.Lists.Allow.Networks, err = networks(v); return }},
@@ -545,6 +640,31 @@ func networks(v any) ([]netip.Prefix, error) {
 		out = append(out, p)
 	}
 	return out, nil
+}
+
+// nonPublicNets are the ranges no one on the internet sends from: private
+// (RFC 1918, RFC 4193), shared CGNAT (RFC 6598), loopback, link-local and
+// documentation (RFC 5737, RFC 3849).
+var nonPublicNets = func() []netip.Prefix {
+	var out []netip.Prefix
+	for _, s := range []string{"10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10", "127.0.0.0/8", "169.254.0.0/16",
+		"192.0.2.0/24", "198.51.100.0/24", "203.0.113.0/24", "::1/128", "fc00::/7", "fe80::/10", "2001:db8::/32"} {
+		out = append(out, netip.MustParsePrefix(s))
+	}
+	return out
+}()
+
+// nonPublic reports whether p lies wholly inside one of nonPublicNets.
+func nonPublic(p netip.Prefix) bool {
+	if p.Addr().Is4In6() && p.Bits() >= 96 {
+		p = netip.PrefixFrom(p.Addr().Unmap(), p.Bits()-96)
+	}
+	for _, n := range nonPublicNets {
+		if n.Addr().BitLen() == p.Addr().BitLen() && n.Bits() <= p.Bits() && n.Contains(p.Addr()) {
+			return true
+		}
+	}
+	return false
 }
 
 func parseNetwork(s string) (netip.Prefix, error) {

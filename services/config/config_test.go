@@ -2,6 +2,7 @@ package config
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -9,7 +10,16 @@ import (
 	"time"
 )
 
-func noEnv(string) (string, bool) { return "", false }
+var noEnv []string
+
+// environ turns a map into os.Environ's form.
+func environ(m map[string]string) []string {
+	var out []string
+	for k, v := range m {
+		out = append(out, k+"="+v)
+	}
+	return out
+}
 
 func TestDefaults(t *testing.T) {
 	c, err := Parse("", nil, noEnv)
@@ -47,7 +57,7 @@ lists:
 		"KSMG_TRUSTED_NETWORKS":      "10.0.0.0/8, 127.0.0.1",
 		"KSMG_BIN_DIR":               "/not/a/config/key", // unrelated KSMG_ variables are ignored
 	}
-	c, err := Parse("/etc/x.yaml", []byte(file), func(k string) (string, bool) { v, ok := env[k]; return v, ok })
+	c, err := Parse("/etc/x.yaml", []byte(file), environ(env))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -96,9 +106,20 @@ func TestInvalid(t *testing.T) {
 		{"duplicate domain", "relay: {default_route: 'h:25'}\nprotected_domains: [a.com, a.com]", nil, `key protected_domains[1].name: expected each domain once`},
 		{"env", "", map[string]string{"KSMG_LIMITS_MAX_SESSIONS": "many"}, `environment KSMG_LIMITS_MAX_SESSIONS: key limits.max_sessions: expected a positive integer, got "many"`},
 		{"bool", "logging: {trace: perhaps}", nil, `key logging.trace: expected true or false`},
+		// Issue 11.9: a typo in a variable name is refused like one in a key.
+		{"env typo", "", map[string]string{"KSMG_LIMITS_MAX_RECIPENTS": "5"}, `environment KSMG_LIMITS_MAX_RECIPENTS: key (variable name): expected a variable that names a configuration key (KSMG_<KEY>, see ksmg-gatewayd --print-default-config); did you mean KSMG_LIMITS_MAX_RECIPIENTS?, got an unknown variable`},
+		{"env unknown", "", map[string]string{"KSMG_FROBNICATE": "1"}, `environment KSMG_FROBNICATE: key (variable name): expected a variable that names a configuration key`},
+		// Issue 11.9: public address space in trusted_networks is an open relay.
+		{"open relay v4", `trusted_networks: ["0.0.0.0/0"]`, nil, `key trusted_networks[0]: expected a private, loopback, link-local or documentation network`},
+		{"open relay v6", `trusted_networks: ["10.0.0.0/8", "::/0"]`, nil, `key trusted_networks[1]: expected a private`},
+		{"public /8", `trusted_networks: ["8.0.0.0/8"]`, nil, `set allow_public_trusted_networks: true), got "8.0.0.0/8"`},
+		{"spans private", `trusted_networks: ["10.0.0.0/7"]`, nil, `got "10.0.0.0/7"`},
+		{"public host", `trusted_networks: ["198.18.0.1"]`, nil, `got "198.18.0.1/32"`},
+		{"mapped public", `trusted_networks: ["::ffff:8.8.8.0/120"]`, nil, `trusted_networks[0]`},
+		{"public by env", "", map[string]string{"KSMG_TRUSTED_NETWORKS": "0.0.0.0/0"}, `trusted_networks[0]`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := Parse("/etc/g.yaml", []byte(tc.file), func(k string) (string, bool) { v, ok := tc.env[k]; return v, ok })
+			_, err := Parse("/etc/g.yaml", []byte(tc.file), environ(tc.env))
 			var ce *Error
 			if !errors.As(err, &ce) {
 				t.Fatalf("err = %v, want *Error", err)
@@ -107,6 +128,21 @@ func TestInvalid(t *testing.T) {
 				t.Errorf("error %q\n does not contain %q", err, tc.want)
 			}
 		})
+	}
+}
+
+// Private, loopback, link-local and documentation ranges are trusted
+// without the override; public ones only with it.
+func TestTrustedNetworks(t *testing.T) {
+	for _, ok := range []string{"127.0.0.0/8", "::1", "10.1.0.0/16", "172.16.0.0/12", "192.168.1.0/24", "100.64.0.0/10", "fd00::/8",
+		"fe80::/64", "192.0.2.0/24", "2001:db8::/48", "::ffff:10.0.0.0/104", "169.254.1.1"} {
+		if _, err := Parse("", []byte(fmt.Sprintf("trusted_networks: [%q]", ok)), noEnv); err != nil {
+			t.Errorf("%s refused: %v", ok, err)
+		}
+	}
+	c, err := Parse("", []byte("trusted_networks: [\"0.0.0.0/0\", \"203.0.0.0/8\"]\nallow_public_trusted_networks: true\n"), noEnv)
+	if err != nil || len(c.TrustedNetworks) != 2 {
+		t.Fatalf("with the override: %v", err)
 	}
 }
 
@@ -131,12 +167,7 @@ func TestEveryKeyHasEnv(t *testing.T) {
 		if !strings.Contains(string(DefaultYAML), k[strings.LastIndex(k, ".")+1:]+":") {
 			t.Errorf("key %s not documented in default.yaml", k)
 		}
-		_, err := Parse("", nil, func(n string) (string, bool) {
-			if n == EnvName(k) {
-				return "\x01invalid\x01", true
-			}
-			return "", false
-		})
+		_, err := Parse("", nil, []string{EnvName(k) + "=\x01invalid\x01"})
 		if err == nil || !strings.Contains(err.Error(), EnvName(k)) {
 			t.Errorf("override of %s by %s not applied/validated: %v", k, EnvName(k), err)
 		}

@@ -36,7 +36,7 @@ logging: {messages_file: %[1]s/log/m, important_file: %[1]s/log/i, trace_dir: %[
 	if err := os.WriteFile(path, []byte(yaml), 0o640); err != nil {
 		t.Fatal(err)
 	}
-	cfg, err := config.Parse(path, []byte(yaml), func(string) (string, bool) { return "", false })
+	cfg, err := config.Parse(path, []byte(yaml), nil)
 	if err != nil {
 		t.Fatal(err)
 	}

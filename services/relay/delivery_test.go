@@ -56,7 +56,7 @@ func newRelay(t *testing.T, sink string, extra string) *fixture {
 	cfg, err := config.Parse("/t.yaml", []byte(fmt.Sprintf(`hostname: gw.test
 protected_domains: [{name: example.com, route: %q, tls: none}, {name: down.test, route: %q, tls: none}]
 relay: {default_route: %q, default_tls: none, retry_initial: 150ms, retry_max: 300ms, connect_timeout: 2s}
-%s`, sink, dead, sink, extra)), func(string) (string, bool) { return "", false })
+%s`, sink, dead, sink, extra)), nil)
 	if err != nil {
 		t.Fatal(err)
 	}

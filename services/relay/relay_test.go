@@ -11,7 +11,7 @@ import (
 )
 
 func TestBackoff(t *testing.T) {
-	cfg, err := config.Parse("", []byte("relay: {retry_initial: 1m, retry_max: 1h}"), func(string) (string, bool) { return "", false })
+	cfg, err := config.Parse("", []byte("relay: {retry_initial: 1m, retry_max: 1h}"), nil)
 	if err != nil {
 		t.Fatal(err)
 	}

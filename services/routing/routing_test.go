@@ -13,7 +13,7 @@ protected_domains:
   - {name: example.com, route: "mx.internal:25", tls: required}
   - {name: other.test}
 relay: {default_route: "smarthost:2525", default_tls: none}
-`), func(string) (string, bool) { return "", false })
+`), nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -59,7 +59,7 @@ func (s *syncBuffer) String() string {
 // relay rule applies to it.
 func start(t testing.TB, yaml string) *harness {
 	t.Helper()
-	cfg, err := config.Parse("/test.yaml", []byte(yaml), func(string) (string, bool) { return "", false })
+	cfg, err := config.Parse("/test.yaml", []byte(yaml), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
