@@ -18,7 +18,6 @@ import (
 	"time"
 
 	"github.com/emersion/go-smtp"
-	"golang.org/x/net/netutil"
 
 	"github.com/ksmg-appliance/ksmg/services/address"
 	"github.com/ksmg-appliance/ksmg/services/config"
@@ -47,13 +46,15 @@ type Options struct {
 // Server is the SMTP listener side.
 type Server struct {
 	opt      Options
+	diag     *slog.Logger
 	srv      *smtp.Server
 	hostname string
 }
 
 // New creates a server. Limits the go-smtp server enforces itself (line
-// length, idle time, the advertised SIZE) are taken from the configuration
-// at start; the per-session checks follow reloads.
+// length, the advertised SIZE) are taken from the configuration at start;
+// the timeouts and the junk limit (guardConn) apply to connections accepted
+// after a reload, the per-session checks follow reloads at once.
 func New(opt Options) *Server {
 	cfg := opt.Config()
 	s := &Server{opt: opt, hostname: routing.Hostname(cfg)}
@@ -61,7 +62,7 @@ func New(opt Options) *Server {
 	srv.Domain = s.hostname
 	srv.MaxMessageBytes = cfg.Limits.MaxMessageSize
 	srv.MaxLineLength = cfg.Limits.MaxLineLength
-	srv.ReadTimeout = cfg.Limits.IdleTimeout
+	srv.ReadTimeout = 0 // guardConn sets every read deadline
 	srv.WriteTimeout = cfg.Limits.IdleTimeout
 	srv.TLSConfig = opt.TLS
 	diag := opt.Diag
@@ -69,6 +70,7 @@ func New(opt Options) *Server {
 		diag = slog.New(slog.DiscardHandler)
 	}
 	srv.ErrorLog = errorLog{imp: opt.Log, diag: diag}
+	s.diag = diag
 	if opt.Trace != nil {
 		srv.Debug = opt.Trace
 	}
@@ -79,7 +81,7 @@ func New(opt Options) *Server {
 // Serve accepts sessions on l (at most limits.max_sessions at once; more
 // wait in the kernel backlog) until Shutdown.
 func (s *Server) Serve(l net.Listener) error {
-	err := s.srv.Serve(netutil.LimitListener(l, s.opt.Config().Limits.MaxSessions))
+	err := s.srv.Serve(newGuardListener(l, s, s.opt.Config().Limits.MaxSessions))
 	if errors.Is(err, smtp.ErrServerClosed) || errors.Is(err, net.ErrClosed) {
 		return nil
 	}
@@ -101,7 +103,15 @@ func (s *Server) Shutdown(ctx context.Context) error {
 
 // NewSession implements smtp.Backend.
 func (s *Server) NewSession(c *smtp.Conn) (smtp.Session, error) {
-	sess := &session{s: s, conn: c, helo: c.Hostname()}
+	g := guardOf(c.Conn())
+	if g == nil {
+		return nil, errors.New("smtpd: connection not accepted by Serve")
+	}
+	if g.closed() {
+		return nil, errGuardClosed // a partial EHLO read at a timeout
+	}
+	g.sc.Store(c)
+	sess := &session{s: s, conn: c, guard: g, helo: c.Hostname()}
 	if ap, err := netip.ParseAddrPort(c.Conn().RemoteAddr().String()); err == nil {
 		sess.ip = ap.Addr().Unmap()
 		sess.ipStr = sess.ip.String()
@@ -112,6 +122,7 @@ func (s *Server) NewSession(c *smtp.Conn) (smtp.Session, error) {
 type session struct {
 	s       *Server
 	conn    *smtp.Conn
+	guard   *guardConn
 	ip      netip.Addr
 	ipStr   string
 	helo    string
@@ -140,7 +151,14 @@ func (se *session) reject(err *smtp.SMTPError, rcpt string) error {
 	return err
 }
 
+// errClosing answers a command read (partly) before the gateway closed the
+// connection: it is never written, and nothing is done.
+var errClosing = reply(421, smtp.EnhancedCode{4, 4, 2}, "Closing connection")
+
 func (se *session) Mail(from string, opts *smtp.MailOptions) error {
+	if se.guard.closed() {
+		return errClosing
+	}
 	cfg := se.s.opt.Config()
 	se.cfg, se.from, se.hasFrom, se.rcpts = cfg, from, true, nil
 	if from != "" {
@@ -164,10 +182,14 @@ func (se *session) Mail(from string, opts *smtp.MailOptions) error {
 		se.hasFrom = false
 		return se.reject(smtp.ErrDataTooLarge, "")
 	}
+	se.guard.progress()
 	return nil
 }
 
 func (se *session) Rcpt(to string, _ *smtp.RcptOptions) error {
+	if se.guard.closed() {
+		return errClosing
+	}
 	cfg := se.cfg
 	if len(se.rcpts) >= cfg.Limits.MaxRecipients {
 		return se.reject(reply(452, smtp.EnhancedCode{4, 5, 3}, fmt.Sprintf("Too many recipients (at most %d per message)", cfg.Limits.MaxRecipients)), to)
@@ -195,6 +217,7 @@ func (se *session) Rcpt(to string, _ *smtp.RcptOptions) error {
 		return se.reject(reply(550, smtp.EnhancedCode{5, 7, 1}, "Recipient address rejected: on the deny list"), to)
 	}
 	se.rcpts = append(se.rcpts, to)
+	se.guard.progress()
 	return nil
 }
 
@@ -221,8 +244,71 @@ func (l *limitReader) Read(p []byte) (int, error) {
 	return k, err
 }
 
+// errBareLineEnd: the message has a CR not followed by LF or an LF not
+// preceded by CR.
+var errBareLineEnd = errors.New("bare CR or LF in the message")
+
+// bodyReader holds the message as received to the line-end policy and
+// tells the guard that the transaction is moving on.
+//
+// Policy (SMTP smuggling, CVE-2023-51764 class): RFC 5321 §2.3.8 allows CR
+// and LF in the content only together, as CRLF. A message with a bare CR or
+// a bare LF anywhere is refused (550 5.6.0), by DATA and by BDAT alike, as
+// Postfix does with smtpd_forbid_bare_newline and KumoMTA by default. The
+// data then never holds a sequence that a next hop ending lines at a bare
+// CR or LF would read as the end of the data; go-smtp ends DATA only at
+// CRLF.CRLF, so what a client sent after a lax end (<LF>.<LF>, <CR>.<CR>
+// and the like) is part of the refused message, never a command.
+type bodyReader struct {
+	r      io.Reader
+	g      *guardConn
+	lastCR bool
+	err    error
+}
+
+func (b *bodyReader) Read(p []byte) (int, error) {
+	if b.err != nil {
+		return 0, b.err
+	}
+	n, err := b.r.Read(p)
+	if n > 0 {
+		b.g.progress()
+	}
+	for _, c := range p[:n] {
+		if b.lastCR != (c == '\n') {
+			b.err = errBareLineEnd
+			return 0, b.err
+		}
+		b.lastCR = c == '\r'
+	}
+	if err == io.EOF {
+		switch {
+		case b.lastCR:
+			b.err = errBareLineEnd
+		case b.g.closed():
+			b.err = errGuardClosed // the end was read before a timeout closed the session
+		}
+		if b.err != nil {
+			return 0, b.err
+		}
+	}
+	return n, err
+}
+
+// messageDeadline: the whole message must arrive within idle_timeout +
+// max_message_size / min_data_rate.
+func messageDeadline(cfg *config.Config) time.Time {
+	secs := min(float64(cfg.Limits.MaxMessageSize)/float64(cfg.Limits.MinDataRate), 1e6) // about 11 days at most
+	return time.Now().Add(cfg.Limits.IdleTimeout + time.Duration(secs*float64(time.Second)))
+}
+
 func (se *session) Data(r io.Reader) error {
+	if se.guard.closed() {
+		return errClosing
+	}
 	cfg := se.cfg
+	se.guard.beginMessage(messageDeadline(cfg))
+	defer se.guard.endMessage()
 	env := &spool.Envelope{ID: se.s.opt.Spool.NewID(), From: se.from, To: append([]string(nil), se.rcpts...),
 		ClientIP: se.ipStr, Helo: se.helo, Received: time.Now().UTC()}
 	proto := "ESMTP"
@@ -235,25 +321,33 @@ func (se *session) Data(r io.Reader) error {
 	}
 	received := fmt.Sprintf("Received: from %s ([%s])\r\n\tby %s (ksmg-gatewayd) with %s id %s%s;\r\n\t%s\r\n",
 		sanitize(se.helo), se.ipStr, se.s.hostname, proto, env.ID, for1, env.Received.Format(time.RFC1123Z))
-	size, err := se.s.opt.Spool.Write(env, io.MultiReader(strings.NewReader(received), &limitReader{r, cfg.Limits.MaxMessageSize}))
+	body := &bodyReader{r: &limitReader{r, cfg.Limits.MaxMessageSize}, g: se.guard}
+	size, err := se.s.opt.Spool.Write(env, io.MultiReader(strings.NewReader(received), body))
 	if err != nil {
 		var se2 *smtp.SMTPError
-		if errors.As(err, &se2) {
+		switch {
+		case errors.As(err, &se2):
 			return se.rejectData(env, se2)
-		}
-		if errors.Is(err, smtp.ErrTooLongLine) {
+		case errors.Is(err, errBareLineEnd):
+			return se.rejectData(env, reply(550, smtp.EnhancedCode{5, 6, 0}, "Message refused: bare CR or LF in the message; lines must end in CRLF (RFC 5321 section 2.3.8)"))
+		case errors.Is(err, smtp.ErrTooLongLine):
 			return se.rejectData(env, reply(500, smtp.EnhancedCode{5, 5, 2}, "Line too long"))
-		}
-		if errors.Is(err, spool.ErrStorage) {
+		case errors.Is(err, spool.ErrStorage):
+			// Temporary, whatever the cause (full, I/O error), and without
+			// the queue's paths: the client retries.
 			se.s.opt.Log.Error("cannot queue message", "queue_id", env.ID, "err", err)
-			return se.rejectData(env, reply(451, smtp.EnhancedCode{4, 3, 0}, "Temporary local problem, try again later"))
+			return se.rejectData(env, reply(452, smtp.EnhancedCode{4, 3, 1}, "Insufficient system storage, try again later"))
 		}
-		return err // the client connection failed; nobody to answer
+		// The client went away or the gateway closed the connection (a
+		// timeout): there is no one to answer, and nothing internal is
+		// put into a reply.
+		return reply(421, smtp.EnhancedCode{4, 4, 2}, "Connection lost")
 	}
 	se.s.opt.Queue.Enqueue(&spool.Message{Env: *env, State: spool.NewState(env), Size: size})
 	from := env.From
 	res := "250 2.0.0 OK: queued as " + env.ID
 	se.s.opt.Events.Event(eventlog.Event{QueueID: env.ID, ClientIP: se.ipStr, Sender: &from, Recipients: env.To, Size: size, Action: "received", Result: res})
+	se.guard.progress()
 	return reply(250, smtp.EnhancedCode{2, 0, 0}, "OK: queued as "+env.ID)
 }
 

@@ -2,6 +2,7 @@ package smtpd
 
 import (
 	"bufio"
+	"crypto/tls"
 	"io"
 	"log/slog"
 	"net"
@@ -11,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ksmg-appliance/ksmg/services/address"
 	"github.com/ksmg-appliance/ksmg/services/config"
 	"github.com/ksmg-appliance/ksmg/services/eventlog"
 	"github.com/ksmg-appliance/ksmg/services/spool"
@@ -57,13 +59,29 @@ func (s *syncBuffer) String() string {
 
 // start serves on loopback. The loopback client is NOT trusted here, so the
 // relay rule applies to it.
-func start(t testing.TB, yaml string) *harness {
+func start(t testing.TB, yaml string, opts ...spool.Option) *harness {
+	t.Helper()
+	return startWith(t, yaml, nil, opts...)
+}
+
+// startTLS offers STARTTLS with a self-signed certificate.
+func startTLS(t testing.TB, yaml string) *harness {
+	t.Helper()
+	dir := t.TempDir()
+	cert, _, err := LoadOrCreateCert(dir+"/c.crt", dir+"/c.key", "gw.test", true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return startWith(t, yaml, &tls.Config{Certificates: []tls.Certificate{cert}})
+}
+
+func startWith(t testing.TB, yaml string, tc *tls.Config, opts ...spool.Option) *harness {
 	t.Helper()
 	cfg, err := config.Parse("/test.yaml", []byte(yaml), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	sp, _, _, err := spool.Open(t.TempDir())
+	sp, _, _, err := spool.Open(t.TempDir(), opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -71,7 +89,7 @@ func start(t testing.TB, yaml string) *harness {
 	h := &harness{queue: &memQueue{}, sp: sp, imp: &syncBuffer{}, diag: &syncBuffer{}}
 	srv := New(Options{Config: func() *config.Config { return cfg }, Spool: sp, Queue: h.queue, Events: &memEvents{},
 		Log:  slog.New(slog.NewTextHandler(h.imp, nil)),
-		Diag: slog.New(slog.NewTextHandler(h.diag, &slog.HandlerOptions{Level: slog.LevelDebug}))})
+		Diag: slog.New(slog.NewTextHandler(h.diag, &slog.HandlerOptions{Level: slog.LevelDebug})), TLS: tc})
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -234,8 +252,9 @@ func TestMatchAddr(t *testing.T) {
 // FuzzSession feeds raw client bytes into a real session. Invariants: no
 // panic (a panic in a handler would show as a 421 reply), every reply line
 // is a well-formed SMTP reply, the first is the 220 greeting, and nothing
-// is ever queued for a domain that is not protected (never an open relay)
-// or from a denied sender.
+// is ever queued for a domain that is not protected (never an open relay),
+// from a denied sender, with an address the relay could not write, or with
+// a bare CR or LF in it (no smuggling).
 func FuzzSession(f *testing.F) {
 	for _, s := range []string{
 		"EHLO c\r\nMAIL FROM:<a@s.test>\r\nRCPT TO:<b@example.com>\r\nDATA\r\nSubject: x\r\n\r\nhi\r\n.\r\nQUIT\r\n",
@@ -245,6 +264,17 @@ func FuzzSession(f *testing.F) {
 		"EHLO c\r\nRSET\r\nNOOP\r\nVRFY x\r\nMAIL FROM:<x@spam.test>\r\nRCPT TO:<b@example.com>\r\nDATA\r\n.\r\n",
 		"EHLO c\r\nMAIL FROM:<a@s.test>\r\nRCPT TO:<\"q u\"@example.com>\r\nRCPT TO:<b@EXAMPLE.COM>\r\nDATA\r\n\r\n.\r\n",
 		"MAIL FROM:<a@s.test>\r\n\r\n\x00\xff\r\nAUTH PLAIN AGFhAGI=\r\n",
+		// Issue 11 (each also a file in testdata/fuzz/FuzzSession):
+		"EHLO c\r\nMAIL FROM:<a@s.test>\r\nRCPT TO:<\"x\rRSET\"@example.com>\r\nRCPT TO:<good@example.com>\r\nDATA\r\nx\r\n.\r\n",
+		"EHLO c\r\nMAIL FROM:<\"a\rb\"@s.test>\r\nRCPT TO:<b@example.com>\r\nDATA\r\nx\r\n.\r\n",
+		"EHLO c\r\nMAIL FROM:<a@s.test>\r\nRCPT TO:<b@example.com>\r\nDATA\r\nx\r.\rMAIL FROM:<e@s.test>\r\nRCPT TO:<v@example.com>\r\nDATA\r\ns\r\n.\r\n",
+		"EHLO c\r\nMAIL FROM:<a@s.test>\r\nRCPT TO:<b@example.com>\r\nDATA\r\nx\n.\nMAIL FROM:<e@s.test>\r\nRCPT TO:<v@example.com>\r\nDATA\r\ns\r\n.\r\n",
+		"EHLO c\r\nMAIL FROM:<a@s.test>\r\nRCPT TO:<b@example.com>\r\nDATA\r\nx\r\n.\rMAIL FROM:<e@s.test>\r\n.\r\n",
+		"EHLO c\r\nMAIL FROM:<a@s.test>\r\nRCPT TO:<b@example.com>\r\nBDAT 30 LAST\r\nx\r.\r\nMAIL FROM:<e@s.test>\r\n.\r\n",
+		"EHLO c\r\nMAIL FROM:<a@s.test>\r\nRCPT TO:<b@example.com>\r\nBDAT 0 LAST",
+		"EHLO c\r\nMAIL FROM:<a@s.test>\r\nRCPT TO:<postmaster>\r\nRCPT TO:<\"john doe\"@example.com>\r\nRCPT TO:<\"v@o.net\"@example.com>\r\nDATA\r\nx\r\n.\r\n",
+		"EHLO c\r\n" + strings.Repeat("NOOP\r\n", 300),
+		"EHLO slow",
 	} {
 		f.Add([]byte(s))
 	}
@@ -276,6 +306,20 @@ func FuzzSession(f *testing.F) {
 			}
 			if len(m.Env.To) > 3 {
 				t.Fatalf("queued with %d recipients, limit 3", len(m.Env.To))
+			}
+			for _, a := range append([]string{m.Env.From}, m.Env.To...) {
+				if err := address.Check(a); a != "" && err != nil {
+					t.Fatalf("queued an address the relay cannot write: %q: %v", a, err)
+				}
+			}
+			b, err := h.sp.Open(m.Env.ID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			data, _ := io.ReadAll(b)
+			b.Close()
+			if i := rawsinkBare(data); i >= 0 {
+				t.Fatalf("queued a bare CR or LF at %d: %q", i, data)
 			}
 		}
 	})

@@ -1,0 +1,263 @@
+package smtpd
+
+import (
+	"bytes"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/emersion/go-smtp"
+)
+
+// guardConn is the connection as go-smtp sees it; it holds the session to
+// the limits go-smtp has no option for.
+//
+// Timeouts (RFC 5321 §4.5.3.2). go-smtp sets one read deadline per command
+// line and none inside DATA or BDAT, so idle_timeout capped a whole
+// message, and when a deadline hit it ran the partial line already read as
+// a command and (in DATA) went on reading the rest of the body as commands.
+// Here every read gets its own deadline: idle_timeout from now, and while a
+// message is being received no later than the message deadline. When one
+// passes, guardConn itself answers 421 4.4.2 and closes the connection
+// before go-smtp sees the error, so nothing read so far is acted upon and
+// the session checks closed() before it queues anything. The same holds
+// when the client closes or resets the connection in the middle of a line.
+//
+// Junk commands. A reply that is written while no mail transaction moves
+// on (an accepted MAIL or RCPT, message data) counts; past
+// junk_command_limit the next read answers 421 4.7.0 and closes, like
+// Postfix's smtpd_junk_command_limit. Counting written replies is the one
+// way that also works under STARTTLS, where commands pass through go-smtp's
+// own TLS connection and never through here in clear.
+//
+// Under STARTTLS the farewell reply is written through go-smtp's
+// *tls.Conn (found from the session's *smtp.Conn); during the handshake
+// itself none can be written and the connection is only closed.
+type guardConn struct {
+	net.Conn
+	hostname string
+	idle     time.Duration
+	junkMax  int
+	diag     *slog.Logger
+
+	sc         atomic.Pointer[smtp.Conn] // set by the first session
+	dead       atomic.Bool
+	msgDead    atomic.Int64 // unix nanoseconds; 0: no message in progress
+	greetings  int          // "220 " replies seen in clear: the second starts TLS
+	tlsStarted bool
+	junk       int
+	mu         sync.Mutex // junk, greetings, tlsStarted (writes and reads run in go-smtp's goroutine; Data may not)
+
+	release   func() // the listener's slot
+	closeOnce sync.Once
+}
+
+// Close closes once and gives the listener's slot back.
+func (g *guardConn) Close() error {
+	err := net.ErrClosed
+	g.closeOnce.Do(func() {
+		err = g.Conn.Close()
+		if g.release != nil {
+			g.release()
+		}
+	})
+	return err
+}
+
+// errGuardClosed wraps net.ErrClosed: go-smtp then ends the session
+// quietly, without a reply or a log line of its own.
+var errGuardClosed = fmt.Errorf("smtpd: connection closed by the gateway: %w", net.ErrClosed)
+
+const farewellTimeout = 10 * time.Second
+
+func (g *guardConn) closed() bool { return g.dead.Load() }
+
+// beginMessage sets the deadline for the message now being received.
+func (g *guardConn) beginMessage(d time.Time) { g.msgDead.Store(d.UnixNano()) }
+
+func (g *guardConn) endMessage() { g.msgDead.Store(0) }
+
+// progress: the mail transaction moved on.
+func (g *guardConn) progress() {
+	g.mu.Lock()
+	g.junk = 0
+	g.mu.Unlock()
+}
+
+func (g *guardConn) Read(p []byte) (int, error) {
+	if g.dead.Load() {
+		return 0, errGuardClosed
+	}
+	g.mu.Lock()
+	junk := g.junkMax > 0 && g.junk > g.junkMax
+	g.mu.Unlock()
+	if junk {
+		g.closeWith(421, "4.7.0", junkText)
+		return 0, errGuardClosed
+	}
+	d := time.Now().Add(g.idle)
+	if md := g.msgDead.Load(); md != 0 && md < d.UnixNano() {
+		d = time.Unix(0, md)
+	}
+	g.Conn.SetReadDeadline(d)
+	n, err := g.Conn.Read(p)
+	if err != nil {
+		var ne net.Error
+		if errors.As(err, &ne) && ne.Timeout() {
+			g.closeWith(421, "4.4.2", "Error: timeout exceeded, closing connection")
+			return 0, errGuardClosed
+		}
+		// The client closed or reset the connection. bufio hands a
+		// partial last line to go-smtp as if it were complete; closed()
+		// keeps the session from acting on it, and no reply is written.
+		if !errors.Is(err, io.EOF) {
+			g.diag.Debug("SMTP client connection failed", "client", g.RemoteAddr().String(), "err", err)
+		}
+		g.dead.Store(true)
+		g.Close()
+		return 0, errGuardClosed
+	}
+	return n, err
+}
+
+func (g *guardConn) Write(p []byte) (int, error) {
+	if g.dead.Load() {
+		return 0, errGuardClosed
+	}
+	g.mu.Lock()
+	clear, count, endTLS := !g.tlsStarted, false, false
+	switch {
+	case clear:
+		// In clear every write is one reply line; the last line of a
+		// reply counts. go-smtp writes 220 for the greeting and for
+		// STARTTLS only: after the second, the stream is TLS.
+		count = len(p) > 3 && p[3] == ' '
+		if bytes.HasPrefix(p, []byte("220 ")) {
+			g.greetings++
+			count = g.greetings > 1 // the greeting answers no command
+			g.tlsStarted = g.greetings > 1
+		}
+	case g.tlsConn() != nil:
+		count = true // one TLS record per reply line: each line counts
+	default:
+		// Handshake records are not counted. go-smtp answers a failed
+		// handshake in clear and would go on in clear with whatever the
+		// client sent as TLS: the session ends there instead.
+		endTLS = bytes.HasPrefix(p, []byte("550 "))
+	}
+	if count {
+		g.junk++
+	}
+	over := count && g.junkMax > 0 && g.junk > g.junkMax
+	g.mu.Unlock()
+	if over && clear {
+		// Exact in clear: this reply becomes the 421. Under TLS the next
+		// read says it (after at most one buffer of pipelined commands).
+		g.closeWith(421, "4.7.0", junkText)
+		return 0, errGuardClosed
+	}
+	n, err := g.Conn.Write(p)
+	if endTLS {
+		g.dead.Store(true)
+		g.lingerClose()
+	}
+	return n, err
+}
+
+const junkText = "Error: too many commands without a mail transaction, closing connection"
+
+// tlsConn is go-smtp's TLS connection once its handshake is complete.
+func (g *guardConn) tlsConn() *tls.Conn {
+	if sc := g.sc.Load(); sc != nil {
+		if tc, ok := sc.Conn().(*tls.Conn); ok {
+			return tc
+		}
+	}
+	return nil
+}
+
+// closeWith answers code and closes; it runs in go-smtp's goroutine (from
+// Read), where writing through the TLS connection cannot deadlock.
+func (g *guardConn) closeWith(code int, enh, text string) {
+	if g.dead.Load() {
+		return
+	}
+	line := []byte(fmt.Sprintf("%d %s %s %s\r\n", code, enh, g.hostname, text))
+	g.Conn.SetWriteDeadline(time.Now().Add(farewellTimeout))
+	g.mu.Lock()
+	inTLS := g.tlsStarted
+	g.mu.Unlock()
+	if tc := g.tlsConn(); tc != nil {
+		tc.Write(line) // through g.Write: not dead yet
+	} else if !inTLS {
+		g.Conn.Write(line)
+	}
+	g.dead.Store(true)
+	g.lingerClose()
+}
+
+// lingerClose sends FIN after the farewell and reads what the client still
+// sends for a moment before closing: closing with unread input would send
+// an RST, and an RST can make the client's kernel drop the 421 unread.
+func (g *guardConn) lingerClose() {
+	if tc, ok := g.Conn.(interface{ CloseWrite() error }); ok && tc.CloseWrite() == nil {
+		g.Conn.SetReadDeadline(time.Now().Add(lingerTimeout))
+		io.Copy(io.Discard, io.LimitReader(g.Conn, 1<<20))
+	}
+	g.Close()
+}
+
+const lingerTimeout = time.Second
+
+// guardOf finds the guard under go-smtp's connection (plain or TLS).
+func guardOf(c net.Conn) *guardConn {
+	if tc, ok := c.(*tls.Conn); ok {
+		c = tc.NetConn()
+	}
+	g, _ := c.(*guardConn)
+	return g
+}
+
+// guardListener wraps every accepted connection, with the limits the
+// configuration has at that moment, and lets at most max connections be
+// open at once (more wait in the kernel's backlog). golang.org/x/net's
+// LimitListener did the latter before, but its connection type hides
+// CloseWrite, which lingerClose needs.
+type guardListener struct {
+	net.Listener
+	s    *Server
+	sem  chan struct{}
+	done chan struct{}
+	once sync.Once
+}
+
+func newGuardListener(l net.Listener, s *Server, max int) *guardListener {
+	return &guardListener{Listener: l, s: s, sem: make(chan struct{}, max), done: make(chan struct{})}
+}
+
+func (l *guardListener) Accept() (net.Conn, error) {
+	select {
+	case l.sem <- struct{}{}:
+	case <-l.done:
+		return nil, net.ErrClosed
+	}
+	c, err := l.Listener.Accept()
+	if err != nil {
+		<-l.sem
+		return nil, err
+	}
+	cfg := l.s.opt.Config()
+	return &guardConn{Conn: c, hostname: l.s.hostname, idle: cfg.Limits.IdleTimeout, junkMax: cfg.Limits.JunkCommands, diag: l.s.diag,
+		release: func() { <-l.sem }}, nil
+}
+
+func (l *guardListener) Close() error {
+	l.once.Do(func() { close(l.done) })
+	return l.Listener.Close()
+}

@@ -1,0 +1,459 @@
+package smtpd
+
+import (
+	"bufio"
+	"crypto/tls"
+	"fmt"
+	"io"
+	"net"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/ksmg-appliance/ksmg/services/spool"
+)
+
+// client is a scripted SMTP client that reads replies line by line.
+type client struct {
+	t  *testing.T
+	c  net.Conn
+	br *bufio.Reader
+}
+
+func dialClient(t *testing.T, addr string) *client {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	c.SetDeadline(time.Now().Add(30 * time.Second))
+	cl := &client{t: t, c: c, br: bufio.NewReader(c)}
+	cl.reply("220 ")
+	return cl
+}
+
+func (cl *client) send(s string) {
+	cl.t.Helper()
+	if _, err := io.WriteString(cl.c, s); err != nil {
+		cl.t.Fatalf("send %q: %v", s, err)
+	}
+}
+
+// reply reads one reply (all its lines) and checks its last line's prefix.
+func (cl *client) reply(prefix string) string {
+	cl.t.Helper()
+	for {
+		l, err := cl.br.ReadString('\n')
+		if err != nil {
+			cl.t.Fatalf("waiting for %q: %v (got %q)", prefix, err, l)
+		}
+		if len(l) >= 4 && l[3] == '-' {
+			continue
+		}
+		if !strings.HasPrefix(l, prefix) {
+			cl.t.Fatalf("reply %q, want %q", l, prefix)
+		}
+		return l
+	}
+}
+
+// rest reads until the server closes and returns what came.
+func (cl *client) rest() string {
+	b, err := io.ReadAll(cl.br)
+	if err != nil {
+		cl.t.Fatalf("connection not closed: %v (got %q)", err, b)
+	}
+	return string(b)
+}
+
+func (cl *client) hello() {
+	cl.send("EHLO c\r\n")
+	cl.reply("250 ")
+	cl.send("MAIL FROM:<a@s.test>\r\n")
+	cl.reply("250 ")
+	cl.send("RCPT TO:<b@example.com>\r\n")
+	cl.reply("250 ")
+}
+
+func (h *harness) queued() int {
+	h.queue.mu.Lock()
+	defer h.queue.mu.Unlock()
+	return len(h.queue.msgs)
+}
+
+const timeoutConfig = `
+hostname: gw.test
+protected_domains: [{name: example.com, route: "127.0.0.1:1"}]
+limits: {max_message_size: 4096, idle_timeout: 1s, min_data_rate: 4KB, junk_command_limit: 10}
+`
+
+// RFC 5321 §4.5.3.2.7: a client silent for the server timeout in the
+// middle of a command gets 421 and the connection is closed; the part of
+// the line read so far is never run as a command (issue 11.4).
+func TestPartialCommandAtTimeout(t *testing.T) {
+	t.Parallel()
+	h := start(t, timeoutConfig)
+	for _, tc := range []struct{ name, before, partial string }{
+		{"EHLO", "", "EHLO slow"},
+		{"MAIL", "EHLO c\r\n", "MAIL FROM:<a@s.test>"},
+		{"DATA", "", "DATA"},
+		{"BDAT 0 LAST", "", "BDAT 0 LAST"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			cl := dialClient(t, h.addr)
+			if tc.name == "DATA" || strings.HasPrefix(tc.name, "BDAT") {
+				cl.hello()
+			} else if tc.before != "" {
+				cl.send(tc.before)
+				cl.reply("250 ")
+			}
+			cl.send(tc.partial)
+			t0 := time.Now()
+			rest := cl.rest()
+			if !strings.HasPrefix(rest, "421 4.4.2 gw.test Error: timeout exceeded") || strings.Count(rest, "\r\n") != 1 {
+				t.Fatalf("after %v: %q, want only 421 4.4.2 and the close", time.Since(t0), rest)
+			}
+		})
+	}
+	time.Sleep(200 * time.Millisecond)
+	if n := h.queued(); n != 0 {
+		t.Errorf("%d messages queued by partial commands", n)
+	}
+}
+
+// Issue 11.3: the idle timeout is per read (RFC 5321 §4.5.3.2), not a cap
+// on the whole DATA phase: a slow client that keeps sending is served.
+func TestSlowDataWithinDeadline(t *testing.T) {
+	t.Parallel()
+	h := start(t, strings.Replace(timeoutConfig, "min_data_rate: 4KB", "min_data_rate: 1KB", 1)) // deadline 1s + 4 s
+	cl := dialClient(t, h.addr)
+	cl.hello()
+	cl.send("DATA\r\n")
+	cl.reply("354 ")
+	cl.send("Subject: slow\r\n\r\n")
+	for i := 0; i < 8; i++ { // 2.4 s: over the idle timeout, each read within it
+		time.Sleep(300 * time.Millisecond)
+		cl.send(fmt.Sprintf("line %d\r\n", i))
+	}
+	cl.send(".\r\n")
+	cl.reply("250 2.0.0 OK: queued as ")
+	if h.queued() != 1 {
+		t.Fatal("not queued")
+	}
+}
+
+// Issue 11.3: a client that stalls inside DATA or between BDAT chunks gets
+// 421 4.4.2 and the connection is closed: what it sends later (here a
+// whole transaction) is never read as commands, and nothing is queued. The
+// reply names no internal address.
+func TestStallInMessage(t *testing.T) {
+	t.Parallel()
+	h := start(t, timeoutConfig)
+	smuggled := "MAIL FROM:<x@s.test>\r\nRCPT TO:<victim@example.com>\r\nDATA\r\nsmuggled\r\n.\r\n"
+	for _, tc := range []struct{ name, begin, after string }{
+		{"DATA", "DATA\r\n", "\r\n.\r\n" + smuggled},
+		{"BDAT", "BDAT 20\r\n" + strings.Repeat("x", 20), fmt.Sprintf("BDAT 5 LAST\r\nhello%s", smuggled)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			cl := dialClient(t, h.addr)
+			cl.hello()
+			cl.send(tc.begin)
+			if tc.name == "DATA" {
+				cl.reply("354 ")
+				cl.send("Subject: stall\r\n\r\npart")
+			} else {
+				cl.reply("250 2.0.0 Continue")
+			}
+			time.Sleep(1500 * time.Millisecond)
+			io.WriteString(cl.c, tc.after) // may fail: the server has closed
+			rest := cl.rest()
+			if !strings.HasPrefix(rest, "421 4.4.2 gw.test Error: timeout exceeded") || strings.Count(rest, "\r\n") != 1 || strings.Contains(rest, "127.0.0.1") {
+				t.Fatalf("%q, want only 421 4.4.2 and the close", rest)
+			}
+		})
+	}
+	time.Sleep(200 * time.Millisecond)
+	if n := h.queued(); n != 0 {
+		t.Errorf("%d messages queued after stalls", n)
+	}
+}
+
+// Issue 11.3: the whole message must arrive within idle_timeout +
+// max_message_size / min_data_rate (here 1 s + 4096 B / 4000 B/s): a
+// trickle that keeps every read inside the idle timeout is still cut.
+func TestMessageDeadline(t *testing.T) {
+	t.Parallel()
+	h := start(t, timeoutConfig)
+	for _, mode := range []string{"DATA", "BDAT"} {
+		t.Run(mode, func(t *testing.T) {
+			t.Parallel()
+			cl := dialClient(t, h.addr)
+			cl.hello()
+			if mode == "DATA" {
+				cl.send("DATA\r\n")
+				cl.reply("354 ")
+			}
+			t0 := time.Now()
+			go func() {
+				for i := 0; i < 40 && time.Since(t0) < 10*time.Second; i++ {
+					time.Sleep(250 * time.Millisecond)
+					s := "x\r\n"
+					if mode == "BDAT" {
+						s = "BDAT 3\r\nx\r\n"
+					}
+					if _, err := io.WriteString(cl.c, s); err != nil {
+						return
+					}
+				}
+			}()
+			var last string
+			for {
+				l, err := cl.br.ReadString('\n')
+				if err != nil {
+					break
+				}
+				last = l
+			}
+			el := time.Since(t0)
+			if !strings.HasPrefix(last, "421 4.4.2") || el < 1500*time.Millisecond || el > 5*time.Second {
+				t.Fatalf("after %v last reply %q, want 421 4.4.2 after about 2 s", el, last)
+			}
+		})
+	}
+}
+
+// Issue 11.2, inbound: SMTP smuggling. Every lax end-of-data variant, by
+// DATA and by BDAT, makes the message refused (550 5.6.0, RFC 5321
+// §2.3.8: CR and LF only as CRLF); what followed it is part of the refused
+// message, not a transaction; the session stays in step, and the next
+// clean message is queued alone. One exception, by go-smtp: its DATA
+// reader drops a "." and a CR at the start of a line when no LF follows,
+// so <CR><LF>.<CR> by DATA arrives as a plain line break and the message
+// is accepted; it then holds no bare CR and no end of data either.
+func TestBareLineEnds(t *testing.T) {
+	t.Parallel()
+	h := start(t, fuzzConfig)
+	smuggled := "MAIL FROM:<x@s.test>\r\nRCPT TO:<victim@example.com>\r\nDATA\r\nsmuggled\r\n"
+	for _, v := range []string{"\n.\n", "\r\n.\n", "\n.\r\n", "\r.\r", "\r.\r\n", "\r\n.\r"} {
+		for _, mode := range []string{"DATA", "BDAT"} {
+			t.Run(fmt.Sprintf("%s %q", mode, v), func(t *testing.T) {
+				cl := dialClient(t, h.addr)
+				cl.hello()
+				body := "Subject: s\r\n\r\nbefore" + v + smuggled
+				if mode == "DATA" {
+					cl.send("DATA\r\n")
+					cl.reply("354 ")
+					cl.send(body + ".\r\n")
+				} else {
+					cl.send(fmt.Sprintf("BDAT %d LAST\r\n%s", len(body), body))
+				}
+				if mode == "DATA" && v == "\r\n.\r" {
+					cl.reply("250 2.0.0 OK: queued")
+				} else {
+					cl.reply("550 5.6.0 Message refused: bare CR or LF")
+				}
+				// In step: a clean message now.
+				cl.send("MAIL FROM:<a@s.test>\r\nRCPT TO:<b@example.com>\r\nDATA\r\n")
+				cl.reply("250 ")
+				cl.reply("250 ")
+				cl.reply("354 ")
+				cl.send("Subject: clean\r\n\r\nok\r\n.\r\nQUIT\r\n")
+				cl.reply("250 2.0.0 OK: queued")
+			})
+		}
+	}
+	h.queue.mu.Lock()
+	defer h.queue.mu.Unlock()
+	dropped := 0
+	for _, m := range h.queue.msgs {
+		b, _ := h.sp.Open(m.Env.ID)
+		data, _ := io.ReadAll(b)
+		b.Close()
+		switch {
+		case strings.Contains(string(data), "Subject: clean\r\n\r\nok\r\n"):
+		case strings.HasSuffix(string(data), "Subject: s\r\n\r\nbefore\r\n"+smuggled):
+			dropped++ // the one go-smtp normalised
+		default:
+			t.Errorf("queued %q", data)
+		}
+		if n := rawsinkBare(data); n >= 0 {
+			t.Errorf("bare line end at %d in a queued message: %q", n, data)
+		}
+	}
+	if len(h.queue.msgs) != 13 || dropped != 1 {
+		t.Errorf("%d messages queued (%d normalised by go-smtp), want the 12 clean ones and 1", len(h.queue.msgs), dropped)
+	}
+}
+
+// rawsinkBare is the offset of the first bare CR or LF, or -1.
+func rawsinkBare(b []byte) int {
+	for i, c := range b {
+		if c == '\r' && (i+1 == len(b) || b[i+1] != '\n') || c == '\n' && (i == 0 || b[i-1] != '\r') {
+			return i
+		}
+	}
+	return -1
+}
+
+// Issue 11.9: junk commands are limited (like Postfix's
+// smtpd_junk_command_limit): 10 replies in a row without a transaction
+// moving on, then 421 4.7.0 and the close. An accepted MAIL or RCPT starts
+// the count again.
+func TestJunkCommandLimit(t *testing.T) {
+	t.Parallel()
+	h := start(t, timeoutConfig)
+	cl := dialClient(t, h.addr)
+	cl.send("EHLO c\r\n") // one reply (of 6 lines)
+	cl.reply("250 ")
+	cl.send("MAIL FROM:<a@s.test>\r\n") // progress
+	cl.reply("250 ")
+	for i := 0; i < 9; i++ { // the MAIL reply was 1
+		cl.send("NOOP\r\n")
+		cl.reply("250 2.0.0")
+	}
+	cl.send("RCPT TO:<b@example.com>\r\n") // progress
+	cl.reply("250 ")
+	var n int
+	cl.send(strings.Repeat("NOOP\r\n", 10000))
+	for {
+		l, err := cl.br.ReadString('\n')
+		if err != nil {
+			t.Fatalf("after %d NOOP replies: %v", n, err)
+		}
+		if strings.HasPrefix(l, "421 4.7.0 gw.test Error: too many commands") {
+			break
+		}
+		n++
+	}
+	if n != 9 {
+		t.Errorf("%d NOOPs answered after the RCPT, want 9", n)
+	}
+	if rest := cl.rest(); rest != "" {
+		t.Errorf("after the 421: %q", rest)
+	}
+}
+
+// The same limit under STARTTLS, where commands never pass the gateway's
+// connection wrapper in clear: the 421 comes through TLS, after at most
+// one read buffer of pipelined commands.
+func TestJunkCommandLimitTLS(t *testing.T) {
+	t.Parallel()
+	h := startTLS(t, timeoutConfig)
+	cl := dialClient(t, h.addr)
+	cl.send("EHLO c\r\n")
+	cl.reply("250 ")
+	cl.send("STARTTLS\r\n")
+	cl.reply("220 ")
+	tc := tls.Client(cl.c, &tls.Config{InsecureSkipVerify: true})
+	br := bufio.NewReader(tc)
+	n := 0
+	for i := 0; i < 200; i++ {
+		if _, err := io.WriteString(tc, "NOOP\r\n"); err != nil {
+			break
+		}
+		l, err := br.ReadString('\n')
+		if err != nil {
+			t.Fatalf("after %d replies: %v", n, err)
+		}
+		if strings.HasPrefix(l, "421 4.7.0 gw.test Error: too many commands") {
+			if n > 10 {
+				t.Errorf("%d NOOPs answered under TLS, want at most 10", n)
+			}
+			return
+		}
+		n++
+	}
+	t.Fatalf("%d NOOPs answered under TLS without a 421", n)
+}
+
+// Issue 11.7: a storage failure while spooling is temporary (452 4.3.1,
+// RFC 5321 §4.2.5 / RFC 3463 X.3.1), names no path, and the next message
+// is accepted once the storage works again.
+func TestStorageFailureIsTemporary(t *testing.T) {
+	t.Parallel()
+	fail := true
+	h := start(t, fuzzConfig, spool.WrapFileWriter(func(w io.Writer) io.Writer {
+		if !fail {
+			return w
+		}
+		return eioWriter{}
+	}))
+	cl := dialClient(t, h.addr)
+	cl.hello()
+	cl.send("DATA\r\nSubject: x\r\n\r\n" + strings.Repeat("y\r\n", 1000) + ".\r\n")
+	cl.reply("354 ")
+	l := cl.reply("452 4.3.1 Insufficient system storage")
+	if strings.Contains(l, "/") || strings.Contains(l, "input/output") {
+		t.Errorf("reply shows internals: %q", l)
+	}
+	if !strings.Contains(h.imp.String(), "input/output error") {
+		t.Errorf("the important log lacks the cause:\n%s", h.imp.String())
+	}
+	fail = false
+	cl.send("MAIL FROM:<a@s.test>\r\nRCPT TO:<b@example.com>\r\nDATA\r\nSubject: x\r\n\r\nok\r\n.\r\n")
+	cl.reply("250 ")
+	cl.reply("250 ")
+	cl.reply("354 ")
+	cl.reply("250 2.0.0 OK: queued")
+}
+
+type eioWriter struct{}
+
+func (eioWriter) Write([]byte) (int, error) { return 0, syscall.EIO }
+
+// A client that closes its side (or resets) in the middle of a command
+// line: the partial line is not run either (issue 11.4); here a BDAT 0 LAST
+// that would otherwise queue an empty message.
+func TestPartialCommandAtEOF(t *testing.T) {
+	t.Parallel()
+	h := start(t, fuzzConfig)
+	for _, in := range []string{
+		"EHLO c\r\nMAIL FROM:<a@s.test>\r\nRCPT TO:<b@example.com>\r\nBDAT 0 LAST",
+		"EHLO c\r\nMAIL FROM:<a@s.test>\r\nRCPT TO:<b@example.com>\r\nBDAT 2 LAST\r\nhi\r\nMAIL FROM:<a@s.test>\r\nRCPT TO:<b@example.com>\r\nBDAT 0 LAST",
+	} {
+		lines := dialog(t, h.addr, []byte(in))
+		if strings.Contains(lines[len(lines)-1], "queued") && strings.Count(strings.Join(lines, "\n"), "queued") > strings.Count(in, "\r\nhi\r\n") {
+			t.Errorf("%q: replies %q", in, lines)
+		}
+	}
+	time.Sleep(200 * time.Millisecond)
+	h.queue.mu.Lock()
+	defer h.queue.mu.Unlock()
+	for _, m := range h.queue.msgs {
+		if m.Size <= int64(len("Received:")) {
+			t.Errorf("queued an empty message from a partial BDAT: %+v", m.Env)
+		}
+	}
+}
+
+// Under STARTTLS the 421 of a timeout comes through TLS (a clear-text line
+// there would be garbage to the client's TLS layer).
+func TestTimeoutUnderTLS(t *testing.T) {
+	t.Parallel()
+	h := startTLS(t, strings.Replace(timeoutConfig, "junk_command_limit: 10", "junk_command_limit: 100", 1))
+	cl := dialClient(t, h.addr)
+	cl.send("EHLO c\r\nSTARTTLS\r\n")
+	cl.reply("250 ")
+	cl.reply("220 ")
+	tc := tls.Client(cl.c, &tls.Config{InsecureSkipVerify: true})
+	io.WriteString(tc, "EHLO c\r\n")
+	br := bufio.NewReader(tc)
+	for {
+		l, err := br.ReadString('\n')
+		if err != nil {
+			t.Fatal(err)
+		}
+		if strings.HasPrefix(l, "250 ") {
+			break
+		}
+	}
+	io.WriteString(tc, "MAIL FROM:<a@s.te") // and silence
+	rest, _ := io.ReadAll(br)
+	if string(rest) != "421 4.4.2 gw.test Error: timeout exceeded, closing connection\r\n" {
+		t.Fatalf("under TLS after the timeout: %q", rest)
+	}
+}
