@@ -303,8 +303,10 @@ func (g *gateway) drain() {
 }
 
 // reload applies a new configuration. Listeners, the spool directory,
-// limits enforced by the SMTP library and relay.workers need a restart; the
-// policy, routes, lists, Backup and log settings apply at once.
+// limits enforced by the SMTP library (line length, sessions) and
+// relay.workers need a restart; the timeouts and the junk limit apply to
+// connections accepted from now on; the policy, routes, lists, Backup and
+// log settings apply at once.
 func reload(path string, cur *atomic.Pointer[config.Config], cert *atomic.Pointer[tls.Certificate], logs *eventlog.Log, bk *backup.Store, imp *slog.Logger) {
 	nc, err := config.Load(path)
 	if err != nil {
@@ -337,8 +339,8 @@ func reload(path string, cur *atomic.Pointer[config.Config], cert *atomic.Pointe
 	if old.Relay.Workers != nc.Relay.Workers {
 		restart = append(restart, "relay.workers")
 	}
-	if old.Limits.MaxLineLength != nc.Limits.MaxLineLength || old.Limits.IdleTimeout != nc.Limits.IdleTimeout || old.Limits.MaxSessions != nc.Limits.MaxSessions {
-		restart = append(restart, "limits (line length, idle timeout, sessions)")
+	if old.Limits.MaxLineLength != nc.Limits.MaxLineLength || old.Limits.MaxSessions != nc.Limits.MaxSessions {
+		restart = append(restart, "limits (line length, sessions)")
 	}
 	if old.Logging != nc.Logging && (old.Logging.MessagesFile != nc.Logging.MessagesFile || old.Logging.ImportantFile != nc.Logging.ImportantFile || old.Logging.EventsDir != nc.Logging.EventsDir || old.Logging.TraceDir != nc.Logging.TraceDir) {
 		restart = append(restart, "log file locations")

@@ -31,6 +31,9 @@ func TestInvalidConfigExit2(t *testing.T) {
 		{"tls mode", "protected_domains: [{name: a.test, route: 'h:25', tls: sometimes}]\n", `key protected_domains[0].tls: expected one of none, opportunistic, required, got "sometimes"`, nil},
 		{"yaml", "limits: {max_recipients: 5\n", `valid YAML`, nil},
 		{"env override", "", `environment KSMG_RELAY_WORKERS: key relay.workers: expected a positive integer, got "-3"`, []string{"KSMG_RELAY_WORKERS=-3"}},
+		// Issue 11.9: a misspelt variable and an open relay are refused.
+		{"env typo", "", `environment KSMG_LIMITS_MAX_RECIPENTS: key (variable name): expected a variable that names a configuration key`, []string{"KSMG_LIMITS_MAX_RECIPENTS=5"}},
+		{"open relay", "trusted_networks: [\"0.0.0.0/0\"]\n", `key trusted_networks[0]: expected a private, loopback, link-local or documentation network`, nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			p := filepath.Join(dir, strings.ReplaceAll(tc.name, " ", "_")+".yaml")

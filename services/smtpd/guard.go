@@ -18,7 +18,8 @@ import (
 // guardConn is the connection as go-smtp sees it; it holds the session to
 // the limits go-smtp has no option for.
 //
-// Timeouts (RFC 5321 §4.5.3.2). go-smtp sets one read deadline per command
+// Timeouts (RFC 5321 §4.5.3.2). A write (a reply) must complete within
+// idle_timeout as well. go-smtp sets one read deadline per command
 // line and none inside DATA or BDAT, so idle_timeout capped a whole
 // message, and when a deadline hit it ran the partial line already read as
 // a command and (in DATA) went on reading the rest of the body as commands.
@@ -162,6 +163,7 @@ func (g *guardConn) Write(p []byte) (int, error) {
 		g.closeWith(421, "4.7.0", junkText)
 		return 0, errGuardClosed
 	}
+	g.Conn.SetWriteDeadline(time.Now().Add(g.idle))
 	n, err := g.Conn.Write(p)
 	if endTLS {
 		g.dead.Store(true)

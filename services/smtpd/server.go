@@ -62,8 +62,8 @@ func New(opt Options) *Server {
 	srv.Domain = s.hostname
 	srv.MaxMessageBytes = cfg.Limits.MaxMessageSize
 	srv.MaxLineLength = cfg.Limits.MaxLineLength
-	srv.ReadTimeout = 0 // guardConn sets every read deadline
-	srv.WriteTimeout = cfg.Limits.IdleTimeout
+	srv.ReadTimeout = 0 // guardConn sets every deadline
+	srv.WriteTimeout = 0
 	srv.TLSConfig = opt.TLS
 	diag := opt.Diag
 	if diag == nil {

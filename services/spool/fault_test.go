@@ -2,14 +2,14 @@ package spool
 
 import (
 	"errors"
-	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
+
+	"github.com/ksmg-appliance/ksmg/services/internal/tmpfs"
 )
 
 // faultWriter fails with err once more than after bytes went through it.
@@ -125,10 +125,7 @@ func TestReaderErrorIsNotStorage(t *testing.T) {
 // The write fails as ErrStorage (ENOSPC) without leaving the torn file, and
 // succeeds again once space is freed. Needs root for mount (CI runs as root).
 func TestFullTmpfs(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("mounting a tmpfs needs root (CI runs as root)")
-	}
-	mnt := MountTmpfs(t, "2m")
+	mnt := tmpfs.Mount(t, "", "2m")
 	dir := filepath.Join(mnt, "queue")
 	s, _, _, err := Open(dir)
 	if err != nil {
@@ -150,20 +147,4 @@ func TestFullTmpfs(t *testing.T) {
 	assertEmpty(t, dir)
 	os.Remove(filler)
 	write(t, s, "a@x.test", []string{"b@y.test"}, body)
-}
-
-// MountTmpfs mounts a tmpfs of size (mount's syntax, e.g. 4m) on a fresh
-// directory and unmounts it when the test ends.
-func MountTmpfs(t *testing.T, size string) string {
-	t.Helper()
-	mnt := t.TempDir()
-	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", fmt.Sprintf("size=%s,mode=0755", size), "tmpfs", mnt).CombinedOutput(); err != nil {
-		t.Fatalf("mount tmpfs: %v: %s", err, out)
-	}
-	t.Cleanup(func() {
-		if out, err := exec.Command("umount", mnt).CombinedOutput(); err != nil {
-			t.Errorf("umount %s: %v: %s", mnt, err, out)
-		}
-	})
-	return mnt
 }

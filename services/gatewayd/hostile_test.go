@@ -1,0 +1,382 @@
+//go:build unix
+
+package gatewayd_test
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/ksmg-appliance/ksmg/services/internal/rawsink"
+	"github.com/ksmg-appliance/ksmg/services/internal/tmpfs"
+)
+
+// The hostile-client suite (issue 11): the real daemon, clients that
+// misbehave on purpose, and a next hop that records the raw bytes it gets
+// (rawsink). Each test names the clause it holds the daemon to.
+
+// rclient is a raw SMTP client reading replies line by line.
+type rclient struct {
+	t  *testing.T
+	c  net.Conn
+	br *bufio.Reader
+}
+
+func dialRaw(t *testing.T, addr string) *rclient {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	c.SetDeadline(time.Now().Add(60 * time.Second))
+	r := &rclient{t: t, c: c, br: bufio.NewReader(c)}
+	r.expect("220 ")
+	return r
+}
+
+func (r *rclient) send(s string) {
+	r.t.Helper()
+	if _, err := io.WriteString(r.c, s); err != nil {
+		r.t.Fatalf("send %q: %v", s, err)
+	}
+}
+
+// expect reads one reply and checks the prefix of its last line.
+func (r *rclient) expect(prefix string) string {
+	r.t.Helper()
+	for {
+		l, err := r.br.ReadString('\n')
+		if err != nil {
+			r.t.Fatalf("waiting for %q: %v (got %q)", prefix, err, l)
+		}
+		if len(l) > 3 && l[3] == '-' {
+			continue
+		}
+		if !strings.HasPrefix(l, prefix) {
+			r.t.Fatalf("reply %q, want %q", l, prefix)
+		}
+		return l
+	}
+}
+
+// cmd sends a line and expects a reply.
+func (r *rclient) cmd(line, prefix string) string {
+	r.t.Helper()
+	r.send(line + "\r\n")
+	return r.expect(prefix)
+}
+
+// rest reads until the daemon closes the connection.
+func (r *rclient) rest() string {
+	r.t.Helper()
+	b, err := io.ReadAll(r.br)
+	if err != nil {
+		r.t.Fatalf("connection not closed cleanly: %v (got %q)", err, b)
+	}
+	return string(b)
+}
+
+// hostileGW runs the daemon with example.com routed to a recording sink.
+func hostileGW(t *testing.T, sink *rawsink.Sink, extra string) *gw {
+	t.Helper()
+	g := newGW(t, fmt.Sprintf(`protected_domains: [{name: example.com, route: %q}, {name: down.test, route: "127.0.0.1:%d"}]
+relay: {default_route: %q, retry_initial: 300ms, retry_max: 600ms}
+%s`, sink.Addr, freePort(t), sink.Addr, extra))
+	g.start()
+	t.Cleanup(func() {
+		if g.cmd.ProcessState == nil {
+			g.stop()
+		}
+	})
+	return g
+}
+
+func noBareLineEnds(t *testing.T, sink *rawsink.Sink) {
+	t.Helper()
+	if n := rawsink.BareLineEnds(sink.Raw()); len(n) > 0 {
+		t.Errorf("the next hop got bare CR or LF at %v:\n%q", n, sink.Raw())
+	}
+}
+
+// Issue 11.1, RFC 5321 §4.1.2: an address that cannot be written on the
+// wire is refused at RCPT (553 5.1.3) and MAIL (553 5.1.7); the other
+// recipients of the message are delivered.
+func TestHostileUnwritableAddresses(t *testing.T) {
+	t.Parallel()
+	sink := rawsink.Start(t, nil)
+	g := hostileGW(t, sink, "")
+	c := dialRaw(t, g.addr())
+	c.cmd("EHLO c", "250 ")
+	c.cmd("MAIL FROM:<\"a\rb\"@sender.test>", "553 5.1.7 Bad sender address syntax")
+	c.cmd("MAIL FROM:<a@sender.test>", "250 ")
+	c.cmd("RCPT TO:<\"x\rRSET\"@example.com>", "553 5.1.3 Bad recipient address syntax")
+	c.cmd("RCPT TO:<good@example.com>", "250 ")
+	c.cmd("DATA", "354 ")
+	c.cmd("Subject: s\r\n\r\nbody\r\n.", "250 2.0.0 OK: queued")
+	waitFor(t, 20*time.Second, "delivery to good@", func() bool { return len(sink.Txns()) == 1 })
+	if tx := sink.Txns()[0]; len(tx.Rcpts) != 1 || tx.Rcpts[0] != "RCPT TO:<good@example.com>" {
+		t.Errorf("delivered to %q", tx.Rcpts)
+	}
+	noBareLineEnds(t, sink)
+}
+
+// Issue 11.2 (SMTP smuggling, CVE-2023-51764 class), RFC 5321 §2.3.8 and
+// §4.1.1.4: every lax end-of-data variant, by DATA and by BDAT, is refused
+// with 550 5.6.0 (the DATA <CR><LF>.<CR> case reaches the daemon without
+// the bare CR: go-smtp drops a "." + CR at a line start, and it is
+// accepted as a plain line break). The next hop never gets a bare CR or LF
+// nor a smuggled transaction, and the session stays in step.
+func TestHostileSmuggling(t *testing.T) {
+	t.Parallel()
+	sink := rawsink.Start(t, nil)
+	g := hostileGW(t, sink, "")
+	smuggled := "MAIL FROM:<evil@attacker.test>\r\nRCPT TO:<victim@example.com>\r\nDATA\r\nsmuggled\r\n"
+	accepted := 0
+	for _, v := range []string{"\n.\n", "\r\n.\n", "\n.\r\n", "\r.\r", "\r.\r\n", "\r\n.\r"} {
+		for _, mode := range []string{"DATA", "BDAT"} {
+			c := dialRaw(t, g.addr())
+			c.cmd("EHLO c", "250 ")
+			c.cmd("MAIL FROM:<a@sender.test>", "250 ")
+			c.cmd("RCPT TO:<b@example.com>", "250 ")
+			body := "Subject: smuggle\r\n\r\nbefore" + v + smuggled
+			want := "550 5.6.0 Message refused: bare CR or LF"
+			if mode == "DATA" && v == "\r\n.\r" {
+				want = "250 2.0.0 OK: queued"
+				accepted++
+			}
+			if mode == "DATA" {
+				c.cmd("DATA", "354 ")
+				c.send(body + ".\r\n")
+			} else {
+				c.send(fmt.Sprintf("BDAT %d LAST\r\n%s", len(body), body))
+			}
+			if l := c.expect(""); !strings.HasPrefix(l, want) {
+				t.Errorf("%s %q: %q, want %q", mode, v, l, want)
+			}
+			c.cmd("QUIT", "221 ")
+		}
+	}
+	// A clean message after them all, to know when the relay is through.
+	c := dialRaw(t, g.addr())
+	c.cmd("EHLO c", "250 ")
+	c.cmd("MAIL FROM:<a@sender.test>", "250 ")
+	c.cmd("RCPT TO:<last@example.com>", "250 ")
+	c.cmd("DATA", "354 ")
+	c.cmd("Subject: last\r\n\r\nok\r\n.", "250 ")
+	waitFor(t, 20*time.Second, "the accepted messages downstream", func() bool { return len(sink.Txns()) == accepted+1 })
+	time.Sleep(300 * time.Millisecond)
+	for _, tx := range sink.Txns() {
+		if tx.Mail != "MAIL FROM:<a@sender.test>" {
+			t.Errorf("smuggled transaction downstream: %+v", tx)
+		}
+	}
+	if strings.Contains(string(sink.Raw()), "\r\nMAIL FROM:<evil@attacker.test>") && !strings.Contains(string(sink.Raw()), "\r\nbefore\r\nMAIL FROM:<evil@attacker.test>") {
+		t.Errorf("the smuggled command reached the next hop outside a body")
+	}
+	noBareLineEnds(t, sink)
+}
+
+// Issue 11.3, RFC 5321 §4.5.3.2: the idle timeout is per read; a slow
+// client that keeps sending is served past it. One that stalls in the
+// body gets 421 4.4.2, the connection closes, and what it sends later (a
+// whole transaction) is never run as commands. A partial command at the
+// timeout (issue 11.4) is not run either.
+func TestHostileTimeouts(t *testing.T) {
+	t.Parallel()
+	sink := rawsink.Start(t, nil)
+	g := hostileGW(t, sink, "limits: {idle_timeout: 2s, min_data_rate: 100KB}\n")
+
+	slow := dialRaw(t, g.addr())
+	slow.cmd("EHLO c", "250 ")
+	slow.cmd("MAIL FROM:<a@sender.test>", "250 ")
+	slow.cmd("RCPT TO:<slow@example.com>", "250 ")
+	slow.cmd("DATA", "354 ")
+	slow.send("Subject: slow\r\n\r\n")
+	for i := 0; i < 6; i++ { // 4.2 s: twice the idle timeout
+		time.Sleep(700 * time.Millisecond)
+		slow.send(fmt.Sprintf("line %d\r\n", i))
+	}
+	slow.cmd(".", "250 2.0.0 OK: queued")
+
+	stall := dialRaw(t, g.addr())
+	stall.cmd("EHLO c", "250 ")
+	stall.cmd("MAIL FROM:<a@sender.test>", "250 ")
+	stall.cmd("RCPT TO:<stalled@example.com>", "250 ")
+	stall.cmd("DATA", "354 ")
+	stall.send("Subject: stall\r\n\r\npart")
+	time.Sleep(3 * time.Second)
+	io.WriteString(stall.c, "\r\n.\r\nMAIL FROM:<evil@attacker.test>\r\nRCPT TO:<victim@example.com>\r\nDATA\r\nsmuggled\r\n.\r\n")
+	if rest := stall.rest(); rest != "421 4.4.2 gw.test Error: timeout exceeded, closing connection\r\n" {
+		t.Errorf("a stalled body got %q, want only 421 4.4.2 and the close", rest)
+	}
+
+	partial := dialRaw(t, g.addr())
+	partial.send("EHLO slow")
+	if rest := partial.rest(); rest != "421 4.4.2 gw.test Error: timeout exceeded, closing connection\r\n" {
+		t.Errorf("a partial EHLO got %q, want only 421 4.4.2 and the close", rest)
+	}
+
+	waitFor(t, 20*time.Second, "the slow message downstream", func() bool { return len(sink.Txns()) == 1 })
+	time.Sleep(time.Second)
+	if n := len(sink.Txns()); n != 1 || sink.Txns()[0].Rcpts[0] != "RCPT TO:<slow@example.com>" {
+		t.Errorf("downstream got %d messages: %+v", n, sink.Txns())
+	}
+}
+
+// Issue 11.5, RFC 5321 §4.1.2: quoted local parts are relayed quoted; and
+// RFC 5321 §4.5.1: <postmaster> without a domain is accepted (issue 11.9),
+// for the first protected domain's postmaster.
+func TestHostileQuotingAndPostmaster(t *testing.T) {
+	t.Parallel()
+	sink := rawsink.Start(t, nil)
+	g := hostileGW(t, sink, "")
+	c := dialRaw(t, g.addr())
+	c.cmd("EHLO c", "250 ")
+	c.cmd(`MAIL FROM:<"a b"@sender.test>`, "250 ")
+	for _, r := range []string{`<"john doe"@example.com>`, `<"victim@other.net"@example.com>`, `<"a\"b"@example.com>`, `<Postmaster>`} {
+		c.cmd("RCPT TO:"+r, "250 ")
+	}
+	c.cmd("DATA", "354 ")
+	c.cmd("Subject: q\r\n\r\nx\r\n.", "250 ")
+	waitFor(t, 20*time.Second, "delivery", func() bool { return len(sink.Txns()) == 1 })
+	tx := sink.Txns()[0]
+	want := `MAIL FROM:<"a b"@sender.test>|RCPT TO:<"john doe"@example.com>|RCPT TO:<"victim@other.net"@example.com>|RCPT TO:<"a\"b"@example.com>|RCPT TO:<postmaster@example.com>`
+	if got := tx.Mail + "|" + strings.Join(tx.Rcpts, "|"); got != want {
+		t.Errorf("envelope on the wire\n%s\nwant\n%s", got, want)
+	}
+}
+
+// Issue 11.6: a permanent failure is reported at once, while the message's
+// other recipient (next hop down) keeps being retried.
+func TestHostilePromptDSN(t *testing.T) {
+	t.Parallel()
+	sink := rawsink.Start(t, func(rcpt string) string {
+		if strings.Contains(rcpt, "nobody@") {
+			return "550 5.1.1 No such user"
+		}
+		return ""
+	})
+	g := hostileGW(t, sink, "")
+	c := dialRaw(t, g.addr())
+	c.cmd("EHLO c", "250 ")
+	c.cmd("MAIL FROM:<alice@sender.test>", "250 ")
+	c.cmd("RCPT TO:<nobody@example.com>", "250 ")
+	c.cmd("RCPT TO:<later@down.test>", "250 ")
+	c.cmd("DATA", "354 ")
+	c.cmd("Subject: p\r\n\r\nx\r\n.", "250 ")
+	waitFor(t, 20*time.Second, "the DSN", func() bool { return len(sink.Txns()) == 1 })
+	if tx := sink.Txns()[0]; tx.Mail != "MAIL FROM:<>" || tx.Rcpts[0] != "RCPT TO:<alice@sender.test>" || !strings.Contains(string(tx.Data), "Final-Recipient: rfc822; nobody@example.com") {
+		t.Errorf("first downstream message is not the DSN: %+v", tx)
+	}
+	if queued(t, g) != 1 {
+		t.Errorf("the message left the queue with later@down.test pending")
+	}
+}
+
+// Issue 11.7: a full spool (a tmpfs of 4 MiB the test mounts and fills) is
+// answered 452 4.3.1 without internal paths; the torn file is removed, the
+// daemon keeps serving and accepts mail again once space returns.
+func TestHostileFullSpool(t *testing.T) {
+	t.Parallel()
+	sink := rawsink.Start(t, nil)
+	g := newGW(t, "")
+	tmpfs.Mount(t, filepath.Join(g.dir, "queue"), "4m")
+	g.writeConfig(fmt.Sprintf("protected_domains: [{name: example.com, route: %q}]\nlimits: {max_message_size: 3MB}\n", sink.Addr))
+	g.start()
+	defer g.stop()
+	filler := filepath.Join(g.dir, "queue", "filler")
+	if err := os.WriteFile(filler, make([]byte, 3500<<10), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	body := "Subject: big\r\n\r\n" + strings.Repeat(strings.Repeat("x", 998)+"\r\n", 1000) // 1 MB
+	c := dialRaw(t, g.addr())
+	c.cmd("EHLO c", "250 ")
+	c.cmd("MAIL FROM:<a@sender.test>", "250 ")
+	c.cmd("RCPT TO:<b@example.com>", "250 ")
+	c.cmd("DATA", "354 ")
+	l := c.cmd(body+".", "452 4.3.1 Insufficient system storage")
+	if strings.Contains(l, "/") {
+		t.Errorf("reply shows a path: %q", l)
+	}
+	for _, sub := range []string{"tmp", "msg"} {
+		if ents, _ := os.ReadDir(filepath.Join(g.dir, "queue", sub)); len(ents) != 0 {
+			t.Errorf("queue/%s holds %d files after the failure", sub, len(ents))
+		}
+	}
+	os.Remove(filler)
+	c.cmd("MAIL FROM:<a@sender.test>", "250 ")
+	c.cmd("RCPT TO:<b@example.com>", "250 ")
+	c.cmd("DATA", "354 ")
+	c.cmd(body+".", "250 2.0.0 OK: queued")
+	waitFor(t, 20*time.Second, "delivery", func() bool { return len(sink.Txns()) == 1 })
+}
+
+// Issue 11.8, sd_notify(3): a reload says RELOADING=1 with one
+// MONOTONIC_USEC=<µs> field, then READY=1.
+func TestHostileReloadNotification(t *testing.T) {
+	t.Parallel()
+	sink := rawsink.Start(t, nil)
+	g := hostileGW(t, sink, "")
+	g.signal(syscall.SIGHUP)
+	re := regexp.MustCompile(`^RELOADING=1\nMONOTONIC_USEC=[0-9]+\n?$`)
+	buf := make([]byte, 4096)
+	g.notify.SetReadDeadline(time.Now().Add(10 * time.Second))
+	n, err := g.notify.Read(buf)
+	if err != nil || !re.Match(buf[:n]) {
+		t.Fatalf("reload notification %q (%v), want %v", buf[:n], err, re)
+	}
+	if !g.waitNotify("READY=1", 10*time.Second) {
+		t.Fatal("no READY=1 after the reload")
+	}
+}
+
+// Issue 11.9: junk commands are limited (limits.junk_command_limit, like
+// Postfix's smtpd_junk_command_limit): of 10,000 NOOPs, 100 are answered.
+// Connection resets and port probes are no WARN in the important log.
+func TestHostileJunkAndNoise(t *testing.T) {
+	t.Parallel()
+	sink := rawsink.Start(t, nil)
+	g := hostileGW(t, sink, "")
+	c := dialRaw(t, g.addr())
+	c.cmd("EHLO c", "250 ")
+	c.send(strings.Repeat("NOOP\r\n", 10000))
+	n := 0
+	for {
+		l, err := c.br.ReadString('\n')
+		if err != nil {
+			t.Fatalf("after %d NOOP replies: %v", n, err)
+		}
+		if strings.HasPrefix(l, "421 4.7.0") {
+			break
+		}
+		n++
+	}
+	if n != 99 { // the EHLO reply was the first
+		t.Errorf("%d NOOPs answered, want 99", n)
+	}
+	for i := 0; i < 5; i++ {
+		if p, err := net.Dial("tcp", g.addr()); err == nil {
+			p.Close() // a probe
+		}
+		r := dialRaw(t, g.addr())
+		r.send("EHLO c\r\nMAIL FROM:<a@s")
+		r.expect("250 ")
+		r.c.(*net.TCPConn).SetLinger(0)
+		r.c.Close() // a reset
+	}
+	time.Sleep(500 * time.Millisecond)
+	imp := g.read("log/ksmg-important")
+	imp = imp[strings.Index(imp, "ksmg-gatewayd started"):]
+	if strings.Contains(imp, "WARN") || strings.Contains(imp, "connection reset") || strings.Contains(imp, "error handling") {
+		t.Errorf("the important log records client noise:\n%s", imp)
+	}
+}
