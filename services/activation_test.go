@@ -14,6 +14,7 @@ import (
 // unit's FileDescriptorName=), and checks that the daemon serves mail on it
 // and does not also listen on `listen:` from its configuration.
 func TestSocketActivation(t *testing.T) {
+	t.Parallel()
 	sock := parseUnit(t, "ksmg-gatewayd.socket")["Socket"]
 	if len(sock["FileDescriptorName"]) != 1 {
 		t.Fatalf("ksmg-gatewayd.socket: FileDescriptorName = %q, want one name", sock["FileDescriptorName"])

@@ -17,6 +17,7 @@ import (
 // TestInstallCoversEmbeddedFiles checks that every shipped file is installed
 // once, from a file that exists, to an absolute path, with a sane mode.
 func TestInstallCoversEmbeddedFiles(t *testing.T) {
+	t.Parallel()
 	files := Files()
 	seenDst := map[string]bool{}
 	installed := map[string]bool{}
@@ -66,6 +67,7 @@ func TestInstallCoversEmbeddedFiles(t *testing.T) {
 // TestDefaultConfigIsTheConfigPackages checks that the installed default
 // configuration is the one the gateway's config package ships and tests.
 func TestDefaultConfigIsTheConfigPackages(t *testing.T) {
+	t.Parallel()
 	want, err := os.ReadFile("config/default.yaml")
 	if err != nil {
 		t.Fatal(err)
@@ -121,6 +123,7 @@ func parseUnit(t *testing.T, name string) unit {
 // TestGatewayUnitContract checks the directives the issue asks for, which
 // `systemd-analyze security` does not score.
 func TestGatewayUnitContract(t *testing.T) {
+	t.Parallel()
 	s := parseUnit(t, "ksmg-gatewayd.service")["Service"]
 	for _, c := range []struct{ key, want string }{
 		{"Type", "notify"},

@@ -60,6 +60,7 @@ func rotationSizes(t *testing.T, conf string) map[string]int64 {
 // ksmg-logcap path, and `systemctl`: no systemd runs here, so a stand-in on
 // PATH records the signal requests instead of sending them.
 func TestLogrotateCaps(t *testing.T) {
+	t.Parallel()
 	raw, err := fs.ReadFile(Files(), "logrotate.conf")
 	if err != nil {
 		t.Fatal(err)
@@ -257,6 +258,7 @@ func rotatedSizes(t *testing.T, log string) []int64 {
 // TestLogcapArguments: bad arguments are refused with a message and status 2,
 // before anything is deleted.
 func TestLogcapArguments(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	log := filepath.Join(dir, "a.log")
 	for _, name := range []string{log, log + ".1", log + ".2"} {

@@ -22,6 +22,7 @@ import (
 // out by a stand-in that sends the signal to the daemon with kill(1), since no
 // systemd runs here. After the rotation the daemon must log to the new file.
 func TestLogrotateReopensGatewayLogs(t *testing.T) {
+	t.Parallel()
 	bin := gatewayBinary(t)
 	root := t.TempDir()
 	logDir := filepath.Join(root, "var/log")

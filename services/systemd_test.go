@@ -66,6 +66,7 @@ func exposure(t *testing.T, unitFile string, max float64) (float64, error) {
 // TestUnitsSecurityExposure: both services must score at most 1.5 (maddy's
 // unit scores 3.7, Debian's Postfix 9.6).
 func TestUnitsSecurityExposure(t *testing.T) {
+	t.Parallel()
 	dir := writeUnits(t, nil)
 	for _, name := range []string{"ksmg-gatewayd.service", "ksmg-logrotate.service"} {
 		t.Run(name, func(t *testing.T) {
@@ -81,6 +82,7 @@ func TestUnitsSecurityExposure(t *testing.T) {
 // TestSecurityThresholdControl proves the check above can fail: the gateway
 // unit without its sandbox lines must be rejected at the same threshold.
 func TestSecurityThresholdControl(t *testing.T) {
+	t.Parallel()
 	keep := map[string]bool{"Type": true, "ExecStart": true, "User": true, "Group": true}
 	dir := writeUnits(t, func(name, text string) string {
 		var b strings.Builder
@@ -146,6 +148,7 @@ func TestMain(m *testing.M) {
 // warning fails. The daemon path is pointed at the real built binary, since
 // verify checks that ExecStart= is executable.
 func TestUnitsVerify(t *testing.T) {
+	t.Parallel()
 	bin := gatewayBinary(t)
 	dir := writeUnits(t, func(name, text string) string {
 		return strings.ReplaceAll(text, "/usr/sbin/ksmg-gatewayd ", bin+" ")
@@ -167,6 +170,7 @@ func TestUnitsVerify(t *testing.T) {
 // TestGatewayWritePathsMatchDefaultConfig: every directory the default
 // configuration writes to must be writable under ProtectSystem=strict.
 func TestGatewayWritePathsMatchDefaultConfig(t *testing.T) {
+	t.Parallel()
 	var cfg struct {
 		SpoolDir string `yaml:"spool_dir"`
 		TLS      struct {
@@ -216,6 +220,7 @@ func TestGatewayWritePathsMatchDefaultConfig(t *testing.T) {
 // TestSysusersTmpfiles applies the shipped sysusers.d and tmpfiles.d files to
 // an empty root with the real systemd-sysusers and systemd-tmpfiles.
 func TestSysusersTmpfiles(t *testing.T) {
+	t.Parallel()
 	root := t.TempDir()
 	for _, d := range []string{"etc", "usr/lib/sysusers.d", "usr/lib/tmpfiles.d", "etc/opt/kaspersky"} {
 		if err := os.MkdirAll(filepath.Join(root, d), 0o755); err != nil {

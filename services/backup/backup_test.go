@@ -21,6 +21,7 @@ func srcFile(t *testing.T, dir string, i int, size int) string {
 }
 
 func TestCapDeletesOldestFirst(t *testing.T) {
+	t.Parallel()
 	dir, src := t.TempDir(), t.TempDir()
 	s, err := Open(dir, 5500)
 	if err != nil {
@@ -76,6 +77,7 @@ func TestCapDeletesOldestFirst(t *testing.T) {
 }
 
 func TestLinkOrCopy(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	s, _ := Open(dir, 1<<20)
 	p := srcFile(t, t.TempDir(), 1, 100)
@@ -114,6 +116,7 @@ func TestLinkOrCopy(t *testing.T) {
 }
 
 func TestAddRejectsPathIDs(t *testing.T) {
+	t.Parallel()
 	s, _ := Open(t.TempDir(), 1<<20)
 	for _, id := range []string{"", "../x", ".hidden", "a/b"} {
 		if err := s.Add(id, "/etc/hostname"); err == nil {

@@ -22,6 +22,7 @@ func environ(m map[string]string) []string {
 }
 
 func TestDefaults(t *testing.T) {
+	t.Parallel()
 	c, err := Parse("", nil, noEnv)
 	if err != nil {
 		t.Fatal(err)
@@ -41,6 +42,7 @@ func TestDefaults(t *testing.T) {
 }
 
 func TestFileAndEnv(t *testing.T) {
+	t.Parallel()
 	file := `
 hostname: gw.example.com
 protected_domains:
@@ -82,6 +84,7 @@ lists:
 }
 
 func TestInvalid(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		name, file string
 		env        map[string]string
@@ -119,6 +122,7 @@ func TestInvalid(t *testing.T) {
 		{"public by env", "", map[string]string{"KSMG_TRUSTED_NETWORKS": "0.0.0.0/0"}, `trusted_networks[0]`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
 			_, err := Parse("/etc/g.yaml", []byte(tc.file), environ(tc.env))
 			var ce *Error
 			if !errors.As(err, &ce) {
@@ -134,6 +138,7 @@ func TestInvalid(t *testing.T) {
 // Private, loopback, link-local and documentation ranges are trusted
 // without the override; public ones only with it.
 func TestTrustedNetworks(t *testing.T) {
+	t.Parallel()
 	for _, ok := range []string{"127.0.0.0/8", "::1", "10.1.0.0/16", "172.16.0.0/12", "192.168.1.0/24", "100.64.0.0/10", "fd00::/8",
 		"fe80::/64", "192.0.2.0/24", "2001:db8::/48", "::ffff:10.0.0.0/104", "169.254.1.1"} {
 		if _, err := Parse("", []byte(fmt.Sprintf("trusted_networks: [%q]", ok)), noEnv); err != nil {
@@ -147,6 +152,7 @@ func TestTrustedNetworks(t *testing.T) {
 }
 
 func TestLoadMissing(t *testing.T) {
+	t.Parallel()
 	p := filepath.Join(t.TempDir(), "none.yaml")
 	if _, err := Load(p); err == nil || !strings.Contains(err.Error(), p) {
 		t.Fatalf("explicit missing file: err = %v", err)
@@ -163,6 +169,7 @@ func TestLoadMissing(t *testing.T) {
 
 // Every key has a documented default and can be overridden by environment.
 func TestEveryKeyHasEnv(t *testing.T) {
+	t.Parallel()
 	for _, k := range Keys() {
 		if !strings.Contains(string(DefaultYAML), k[strings.LastIndex(k, ".")+1:]+":") {
 			t.Errorf("key %s not documented in default.yaml", k)

@@ -24,6 +24,7 @@ func opts(dir string, now *time.Time) Options {
 }
 
 func TestEventLineAndModes(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	now := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
 	l, err := Open(opts(dir, &now))
@@ -78,6 +79,7 @@ func TestEventLineAndModes(t *testing.T) {
 // Reopen after a logrotate-style rename continues in a new file at the
 // configured path, and nothing is lost.
 func TestReopen(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	now := time.Now()
 	l, err := Open(opts(dir, &now))
@@ -103,6 +105,7 @@ func TestReopen(t *testing.T) {
 }
 
 func TestRetentionAgeAndSize(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	now := time.Date(2026, 3, 10, 12, 0, 0, 0, time.UTC)
 	o := opts(dir, &now)

@@ -11,6 +11,7 @@ import (
 )
 
 func TestBackoff(t *testing.T) {
+	t.Parallel()
 	cfg, err := config.Parse("", []byte("relay: {retry_initial: 1m, retry_max: 1h}"), nil)
 	if err != nil {
 		t.Fatal(err)
@@ -34,6 +35,7 @@ func TestBackoff(t *testing.T) {
 }
 
 func TestClassify(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		err  error
 		code int
@@ -52,6 +54,7 @@ func TestClassify(t *testing.T) {
 }
 
 func TestBuildDSN(t *testing.T) {
+	t.Parallel()
 	m := &spool.Message{Env: spool.Envelope{ID: "00000000000000AB", From: "a@x.test", To: []string{"b@y.test", "c@y.test"}, Received: time.Unix(0, 0)}}
 	m.State = spool.NewState(&m.Env)
 	m.State.Rcpts[1] = spool.Rcpt{Addr: "c@y.test", Failed: true, Code: 550, Text: "5.1.1 No such user\r\nInjected: header"}

@@ -133,6 +133,7 @@ func dialog(t testing.TB, addr string, input []byte) []string {
 }
 
 func TestPolicy(t *testing.T) {
+	t.Parallel()
 	h := start(t, fuzzConfig)
 	for _, tc := range []struct {
 		name, in string
@@ -230,6 +231,7 @@ func TestQueuedRecipients(t *testing.T) {
 }
 
 func TestMatchAddr(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		list []string
 		addr string
@@ -326,6 +328,7 @@ func FuzzSession(f *testing.F) {
 }
 
 func TestIdleTimeout(t *testing.T) {
+	t.Parallel()
 	h := start(t, strings.Replace(fuzzConfig, "idle_timeout: 5s", "idle_timeout: 1s", 1))
 	c, err := net.Dial("tcp", h.addr)
 	if err != nil {
@@ -343,6 +346,7 @@ func TestIdleTimeout(t *testing.T) {
 // A denied client network is refused at MAIL, unless an allow entry
 // (sender or network) overrides it; allow never opens the relay.
 func TestDenyNetwork(t *testing.T) {
+	t.Parallel()
 	h2 := start(t, strings.Replace(fuzzConfig, `lists: {deny: {senders: ["@spam.test"]}}`,
 		`lists: {deny: {networks: ["127.0.0.0/8"]}, allow: {senders: ["boss@s.test"]}}`, 1))
 	for _, tc := range []struct{ in, want string }{

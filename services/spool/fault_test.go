@@ -125,6 +125,7 @@ func TestReaderErrorIsNotStorage(t *testing.T) {
 // The write fails as ErrStorage (ENOSPC) without leaving the torn file, and
 // succeeds again once space is freed. Needs root for mount (CI runs as root).
 func TestFullTmpfs(t *testing.T) {
+	t.Parallel()
 	mnt := tmpfs.Mount(t, "", "2m")
 	dir := filepath.Join(mnt, "queue")
 	s, _, _, err := Open(dir)

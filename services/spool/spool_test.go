@@ -27,6 +27,7 @@ func write(t *testing.T, s *Spool, from string, to []string, body string) string
 }
 
 func TestWriteOpenRoundTrip(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	s, msgs, rep, err := Open(dir)
 	if err != nil || len(msgs) != 0 || len(rep.Corrupt) != 0 {
@@ -106,6 +107,7 @@ func TestWriteOpenRoundTrip(t *testing.T) {
 
 // Torn entries are set aside, reported, and never returned for delivery.
 func TestRecoverTorn(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		name   string
 		damage func(t *testing.T, p string)
@@ -121,6 +123,7 @@ func TestRecoverTorn(t *testing.T) {
 		{"bad magic", func(t *testing.T, p string) { flip(t, p, 0) }, "magic"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
 			dir := t.TempDir()
 			s, _, _, err := Open(dir)
 			if err != nil {
@@ -156,6 +159,7 @@ func TestRecoverTorn(t *testing.T) {
 }
 
 func TestCorruptStateMeansRedeliver(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	s, _, _, _ := Open(dir)
 	id := write(t, s, "a@x.test", []string{"b@y.test", "c@y.test"}, "m")
