@@ -3,7 +3,6 @@
 package gatewayd_test
 
 import (
-	"bufio"
 	"fmt"
 	"io"
 	"net"
@@ -15,7 +14,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ksmg-appliance/ksmg/services/internal/rawsink"
+	"github.com/ksmg-appliance/ksmg/services/internal/smtptest"
 	"github.com/ksmg-appliance/ksmg/services/internal/tmpfs"
 )
 
@@ -23,70 +22,8 @@ import (
 // misbehave on purpose, and a next hop that records the raw bytes it gets
 // (rawsink). Each test names the clause it holds the daemon to.
 
-// rclient is a raw SMTP client reading replies line by line.
-type rclient struct {
-	t  *testing.T
-	c  net.Conn
-	br *bufio.Reader
-}
-
-func dialRaw(t *testing.T, addr string) *rclient {
-	t.Helper()
-	c, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	c.SetDeadline(time.Now().Add(60 * time.Second))
-	r := &rclient{t: t, c: c, br: bufio.NewReader(c)}
-	r.expect("220 ")
-	return r
-}
-
-func (r *rclient) send(s string) {
-	r.t.Helper()
-	if _, err := io.WriteString(r.c, s); err != nil {
-		r.t.Fatalf("send %q: %v", s, err)
-	}
-}
-
-// expect reads one reply and checks the prefix of its last line.
-func (r *rclient) expect(prefix string) string {
-	r.t.Helper()
-	for {
-		l, err := r.br.ReadString('\n')
-		if err != nil {
-			r.t.Fatalf("waiting for %q: %v (got %q)", prefix, err, l)
-		}
-		if len(l) > 3 && l[3] == '-' {
-			continue
-		}
-		if !strings.HasPrefix(l, prefix) {
-			r.t.Fatalf("reply %q, want %q", l, prefix)
-		}
-		return l
-	}
-}
-
-// cmd sends a line and expects a reply.
-func (r *rclient) cmd(line, prefix string) string {
-	r.t.Helper()
-	r.send(line + "\r\n")
-	return r.expect(prefix)
-}
-
-// rest reads until the daemon closes the connection.
-func (r *rclient) rest() string {
-	r.t.Helper()
-	b, err := io.ReadAll(r.br)
-	if err != nil {
-		r.t.Fatalf("connection not closed cleanly: %v (got %q)", err, b)
-	}
-	return string(b)
-}
-
 // hostileGW runs the daemon with example.com routed to a recording sink.
-func hostileGW(t *testing.T, sink *rawsink.Sink, extra string) *gw {
+func hostileGW(t *testing.T, sink *smtptest.Sink, extra string) *gw {
 	t.Helper()
 	g := newGW(t, fmt.Sprintf(`protected_domains: [{name: example.com, route: %q}, {name: down.test, route: "127.0.0.1:%d"}]
 relay: {default_route: %q, retry_initial: 300ms, retry_max: 600ms}
@@ -100,9 +37,9 @@ relay: {default_route: %q, retry_initial: 300ms, retry_max: 600ms}
 	return g
 }
 
-func noBareLineEnds(t *testing.T, sink *rawsink.Sink) {
+func noBareLineEnds(t *testing.T, sink *smtptest.Sink) {
 	t.Helper()
-	if n := rawsink.BareLineEnds(sink.Raw()); len(n) > 0 {
+	if n := smtptest.BareLineEnds(sink.Raw()); len(n) > 0 {
 		t.Errorf("the next hop got bare CR or LF at %v:\n%q", n, sink.Raw())
 	}
 }
@@ -112,16 +49,16 @@ func noBareLineEnds(t *testing.T, sink *rawsink.Sink) {
 // recipients of the message are delivered.
 func TestHostileUnwritableAddresses(t *testing.T) {
 	t.Parallel()
-	sink := rawsink.Start(t, nil)
+	sink := smtptest.StartSink(t, nil)
 	g := hostileGW(t, sink, "")
-	c := dialRaw(t, g.addr())
-	c.cmd("EHLO c", "250 ")
-	c.cmd("MAIL FROM:<\"a\rb\"@sender.test>", "553 5.1.7 Bad sender address syntax")
-	c.cmd("MAIL FROM:<a@sender.test>", "250 ")
-	c.cmd("RCPT TO:<\"x\rRSET\"@example.com>", "553 5.1.3 Bad recipient address syntax")
-	c.cmd("RCPT TO:<good@example.com>", "250 ")
-	c.cmd("DATA", "354 ")
-	c.cmd("Subject: s\r\n\r\nbody\r\n.", "250 2.0.0 OK: queued")
+	c := smtptest.Dial(t, g.addr())
+	c.Cmd("EHLO c", "250 ")
+	c.Cmd("MAIL FROM:<\"a\rb\"@sender.test>", "553 5.1.7 Bad sender address syntax")
+	c.Cmd("MAIL FROM:<a@sender.test>", "250 ")
+	c.Cmd("RCPT TO:<\"x\rRSET\"@example.com>", "553 5.1.3 Bad recipient address syntax")
+	c.Cmd("RCPT TO:<good@example.com>", "250 ")
+	c.Cmd("DATA", "354 ")
+	c.Cmd("Subject: s\r\n\r\nbody\r\n.", "250 2.0.0 OK: queued")
 	waitFor(t, 20*time.Second, "delivery to good@", func() bool { return len(sink.Txns()) == 1 })
 	if tx := sink.Txns()[0]; len(tx.Rcpts) != 1 || tx.Rcpts[0] != "RCPT TO:<good@example.com>" {
 		t.Errorf("delivered to %q", tx.Rcpts)
@@ -137,16 +74,14 @@ func TestHostileUnwritableAddresses(t *testing.T) {
 // nor a smuggled transaction, and the session stays in step.
 func TestHostileSmuggling(t *testing.T) {
 	t.Parallel()
-	sink := rawsink.Start(t, nil)
+	sink := smtptest.StartSink(t, nil)
 	g := hostileGW(t, sink, "")
 	smuggled := "MAIL FROM:<evil@attacker.test>\r\nRCPT TO:<victim@example.com>\r\nDATA\r\nsmuggled\r\n"
 	accepted := 0
 	for _, v := range []string{"\n.\n", "\r\n.\n", "\n.\r\n", "\r.\r", "\r.\r\n", "\r\n.\r"} {
 		for _, mode := range []string{"DATA", "BDAT"} {
-			c := dialRaw(t, g.addr())
-			c.cmd("EHLO c", "250 ")
-			c.cmd("MAIL FROM:<a@sender.test>", "250 ")
-			c.cmd("RCPT TO:<b@example.com>", "250 ")
+			c := smtptest.Dial(t, g.addr())
+			c.Envelope("a@sender.test", "b@example.com")
 			body := "Subject: smuggle\r\n\r\nbefore" + v + smuggled
 			want := "550 5.6.0 Message refused: bare CR or LF"
 			if mode == "DATA" && v == "\r\n.\r" {
@@ -154,24 +89,22 @@ func TestHostileSmuggling(t *testing.T) {
 				accepted++
 			}
 			if mode == "DATA" {
-				c.cmd("DATA", "354 ")
-				c.send(body + ".\r\n")
+				c.Cmd("DATA", "354 ")
+				c.Send(body + ".\r\n")
 			} else {
-				c.send(fmt.Sprintf("BDAT %d LAST\r\n%s", len(body), body))
+				c.Send(fmt.Sprintf("BDAT %d LAST\r\n%s", len(body), body))
 			}
-			if l := c.expect(""); !strings.HasPrefix(l, want) {
+			if l := c.Expect(""); !strings.HasPrefix(l, want) {
 				t.Errorf("%s %q: %q, want %q", mode, v, l, want)
 			}
-			c.cmd("QUIT", "221 ")
+			c.Cmd("QUIT", "221 ")
 		}
 	}
 	// A clean message after them all, to know when the relay is through.
-	c := dialRaw(t, g.addr())
-	c.cmd("EHLO c", "250 ")
-	c.cmd("MAIL FROM:<a@sender.test>", "250 ")
-	c.cmd("RCPT TO:<last@example.com>", "250 ")
-	c.cmd("DATA", "354 ")
-	c.cmd("Subject: last\r\n\r\nok\r\n.", "250 ")
+	c := smtptest.Dial(t, g.addr())
+	c.Envelope("a@sender.test", "last@example.com")
+	c.Cmd("DATA", "354 ")
+	c.Cmd("Subject: last\r\n\r\nok\r\n.", "250 ")
 	waitFor(t, 20*time.Second, "the accepted messages downstream", func() bool { return len(sink.Txns()) == accepted+1 })
 	time.Sleep(300 * time.Millisecond)
 	for _, tx := range sink.Txns() {
@@ -192,36 +125,32 @@ func TestHostileSmuggling(t *testing.T) {
 // timeout (issue 11.4) is not run either.
 func TestHostileTimeouts(t *testing.T) {
 	t.Parallel()
-	sink := rawsink.Start(t, nil)
+	sink := smtptest.StartSink(t, nil)
 	g := hostileGW(t, sink, "limits: {idle_timeout: 2s, min_data_rate: 100KB}\n")
 
-	slow := dialRaw(t, g.addr())
-	slow.cmd("EHLO c", "250 ")
-	slow.cmd("MAIL FROM:<a@sender.test>", "250 ")
-	slow.cmd("RCPT TO:<slow@example.com>", "250 ")
-	slow.cmd("DATA", "354 ")
-	slow.send("Subject: slow\r\n\r\n")
+	slow := smtptest.Dial(t, g.addr())
+	slow.Envelope("a@sender.test", "slow@example.com")
+	slow.Cmd("DATA", "354 ")
+	slow.Send("Subject: slow\r\n\r\n")
 	for i := 0; i < 6; i++ { // 4.2 s: twice the idle timeout
 		time.Sleep(700 * time.Millisecond)
-		slow.send(fmt.Sprintf("line %d\r\n", i))
+		slow.Send(fmt.Sprintf("line %d\r\n", i))
 	}
-	slow.cmd(".", "250 2.0.0 OK: queued")
+	slow.Cmd(".", "250 2.0.0 OK: queued")
 
-	stall := dialRaw(t, g.addr())
-	stall.cmd("EHLO c", "250 ")
-	stall.cmd("MAIL FROM:<a@sender.test>", "250 ")
-	stall.cmd("RCPT TO:<stalled@example.com>", "250 ")
-	stall.cmd("DATA", "354 ")
-	stall.send("Subject: stall\r\n\r\npart")
+	stall := smtptest.Dial(t, g.addr())
+	stall.Envelope("a@sender.test", "stalled@example.com")
+	stall.Cmd("DATA", "354 ")
+	stall.Send("Subject: stall\r\n\r\npart")
 	time.Sleep(3 * time.Second)
-	io.WriteString(stall.c, "\r\n.\r\nMAIL FROM:<evil@attacker.test>\r\nRCPT TO:<victim@example.com>\r\nDATA\r\nsmuggled\r\n.\r\n")
-	if rest := stall.rest(); rest != "421 4.4.2 gw.test Error: timeout exceeded, closing connection\r\n" {
+	io.WriteString(stall.C, "\r\n.\r\nMAIL FROM:<evil@attacker.test>\r\nRCPT TO:<victim@example.com>\r\nDATA\r\nsmuggled\r\n.\r\n")
+	if rest := stall.Rest(); rest != "421 4.4.2 gw.test Error: timeout exceeded, closing connection\r\n" {
 		t.Errorf("a stalled body got %q, want only 421 4.4.2 and the close", rest)
 	}
 
-	partial := dialRaw(t, g.addr())
-	partial.send("EHLO slow")
-	if rest := partial.rest(); rest != "421 4.4.2 gw.test Error: timeout exceeded, closing connection\r\n" {
+	partial := smtptest.Dial(t, g.addr())
+	partial.Send("EHLO slow")
+	if rest := partial.Rest(); rest != "421 4.4.2 gw.test Error: timeout exceeded, closing connection\r\n" {
 		t.Errorf("a partial EHLO got %q, want only 421 4.4.2 and the close", rest)
 	}
 
@@ -237,16 +166,16 @@ func TestHostileTimeouts(t *testing.T) {
 // for the first protected domain's postmaster.
 func TestHostileQuotingAndPostmaster(t *testing.T) {
 	t.Parallel()
-	sink := rawsink.Start(t, nil)
+	sink := smtptest.StartSink(t, nil)
 	g := hostileGW(t, sink, "")
-	c := dialRaw(t, g.addr())
-	c.cmd("EHLO c", "250 ")
-	c.cmd(`MAIL FROM:<"a b"@sender.test>`, "250 ")
+	c := smtptest.Dial(t, g.addr())
+	c.Cmd("EHLO c", "250 ")
+	c.Cmd(`MAIL FROM:<"a b"@sender.test>`, "250 ")
 	for _, r := range []string{`<"john doe"@example.com>`, `<"victim@other.net"@example.com>`, `<"a\"b"@example.com>`, `<Postmaster>`} {
-		c.cmd("RCPT TO:"+r, "250 ")
+		c.Cmd("RCPT TO:"+r, "250 ")
 	}
-	c.cmd("DATA", "354 ")
-	c.cmd("Subject: q\r\n\r\nx\r\n.", "250 ")
+	c.Cmd("DATA", "354 ")
+	c.Cmd("Subject: q\r\n\r\nx\r\n.", "250 ")
 	waitFor(t, 20*time.Second, "delivery", func() bool { return len(sink.Txns()) == 1 })
 	tx := sink.Txns()[0]
 	want := `MAIL FROM:<"a b"@sender.test>|RCPT TO:<"john doe"@example.com>|RCPT TO:<"victim@other.net"@example.com>|RCPT TO:<"a\"b"@example.com>|RCPT TO:<postmaster@example.com>`
@@ -259,20 +188,18 @@ func TestHostileQuotingAndPostmaster(t *testing.T) {
 // other recipient (next hop down) keeps being retried.
 func TestHostilePromptDSN(t *testing.T) {
 	t.Parallel()
-	sink := rawsink.Start(t, func(rcpt string) string {
+	sink := smtptest.StartSink(t, func(rcpt string) string {
 		if strings.Contains(rcpt, "nobody@") {
 			return "550 5.1.1 No such user"
 		}
 		return ""
 	})
 	g := hostileGW(t, sink, "")
-	c := dialRaw(t, g.addr())
-	c.cmd("EHLO c", "250 ")
-	c.cmd("MAIL FROM:<alice@sender.test>", "250 ")
-	c.cmd("RCPT TO:<nobody@example.com>", "250 ")
-	c.cmd("RCPT TO:<later@down.test>", "250 ")
-	c.cmd("DATA", "354 ")
-	c.cmd("Subject: p\r\n\r\nx\r\n.", "250 ")
+	c := smtptest.Dial(t, g.addr())
+	c.Envelope("alice@sender.test", "nobody@example.com")
+	c.Cmd("RCPT TO:<later@down.test>", "250 ")
+	c.Cmd("DATA", "354 ")
+	c.Cmd("Subject: p\r\n\r\nx\r\n.", "250 ")
 	waitFor(t, 20*time.Second, "the DSN", func() bool { return len(sink.Txns()) == 1 })
 	if tx := sink.Txns()[0]; tx.Mail != "MAIL FROM:<>" || tx.Rcpts[0] != "RCPT TO:<alice@sender.test>" || !strings.Contains(string(tx.Data), "Final-Recipient: rfc822; nobody@example.com") {
 		t.Errorf("first downstream message is not the DSN: %+v", tx)
@@ -287,7 +214,7 @@ func TestHostilePromptDSN(t *testing.T) {
 // daemon keeps serving and accepts mail again once space returns.
 func TestHostileFullSpool(t *testing.T) {
 	t.Parallel()
-	sink := rawsink.Start(t, nil)
+	sink := smtptest.StartSink(t, nil)
 	g := newGW(t, "")
 	tmpfs.Mount(t, filepath.Join(g.dir, "queue"), "4m")
 	g.writeConfig(fmt.Sprintf("protected_domains: [{name: example.com, route: %q}]\nlimits: {max_message_size: 3MB}\n", sink.Addr))
@@ -298,12 +225,10 @@ func TestHostileFullSpool(t *testing.T) {
 		t.Fatal(err)
 	}
 	body := "Subject: big\r\n\r\n" + strings.Repeat(strings.Repeat("x", 998)+"\r\n", 1000) // 1 MB
-	c := dialRaw(t, g.addr())
-	c.cmd("EHLO c", "250 ")
-	c.cmd("MAIL FROM:<a@sender.test>", "250 ")
-	c.cmd("RCPT TO:<b@example.com>", "250 ")
-	c.cmd("DATA", "354 ")
-	l := c.cmd(body+".", "452 4.3.1 Insufficient system storage")
+	c := smtptest.Dial(t, g.addr())
+	c.Envelope("a@sender.test", "b@example.com")
+	c.Cmd("DATA", "354 ")
+	l := c.Cmd(body+".", "452 4.3.1 Insufficient system storage")
 	if strings.Contains(l, "/") {
 		t.Errorf("reply shows a path: %q", l)
 	}
@@ -313,10 +238,10 @@ func TestHostileFullSpool(t *testing.T) {
 		}
 	}
 	os.Remove(filler)
-	c.cmd("MAIL FROM:<a@sender.test>", "250 ")
-	c.cmd("RCPT TO:<b@example.com>", "250 ")
-	c.cmd("DATA", "354 ")
-	c.cmd(body+".", "250 2.0.0 OK: queued")
+	c.Cmd("MAIL FROM:<a@sender.test>", "250 ")
+	c.Cmd("RCPT TO:<b@example.com>", "250 ")
+	c.Cmd("DATA", "354 ")
+	c.Cmd(body+".", "250 2.0.0 OK: queued")
 	waitFor(t, 20*time.Second, "delivery", func() bool { return len(sink.Txns()) == 1 })
 }
 
@@ -324,7 +249,7 @@ func TestHostileFullSpool(t *testing.T) {
 // MONOTONIC_USEC=<µs> field, then READY=1.
 func TestHostileReloadNotification(t *testing.T) {
 	t.Parallel()
-	sink := rawsink.Start(t, nil)
+	sink := smtptest.StartSink(t, nil)
 	g := hostileGW(t, sink, "")
 	g.signal(syscall.SIGHUP)
 	re := regexp.MustCompile(`^RELOADING=1\nMONOTONIC_USEC=[0-9]+\n?$`)
@@ -344,14 +269,14 @@ func TestHostileReloadNotification(t *testing.T) {
 // Connection resets and port probes are no WARN in the important log.
 func TestHostileJunkAndNoise(t *testing.T) {
 	t.Parallel()
-	sink := rawsink.Start(t, nil)
+	sink := smtptest.StartSink(t, nil)
 	g := hostileGW(t, sink, "")
-	c := dialRaw(t, g.addr())
-	c.cmd("EHLO c", "250 ")
-	c.send(strings.Repeat("NOOP\r\n", 10000))
+	c := smtptest.Dial(t, g.addr())
+	c.Cmd("EHLO c", "250 ")
+	c.Send(strings.Repeat("NOOP\r\n", 10000))
 	n := 0
 	for {
-		l, err := c.br.ReadString('\n')
+		l, err := c.BR.ReadString('\n')
 		if err != nil {
 			t.Fatalf("after %d NOOP replies: %v", n, err)
 		}
@@ -367,11 +292,11 @@ func TestHostileJunkAndNoise(t *testing.T) {
 		if p, err := net.Dial("tcp", g.addr()); err == nil {
 			p.Close() // a probe
 		}
-		r := dialRaw(t, g.addr())
-		r.send("EHLO c\r\nMAIL FROM:<a@s")
-		r.expect("250 ")
-		r.c.(*net.TCPConn).SetLinger(0)
-		r.c.Close() // a reset
+		r := smtptest.Dial(t, g.addr())
+		r.Send("EHLO c\r\nMAIL FROM:<a@s")
+		r.Expect("250 ")
+		r.C.(*net.TCPConn).SetLinger(0)
+		r.C.Close() // a reset
 	}
 	time.Sleep(500 * time.Millisecond)
 	imp := g.read("log/ksmg-important")

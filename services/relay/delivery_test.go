@@ -13,7 +13,7 @@ import (
 
 	"github.com/ksmg-appliance/ksmg/services/config"
 	"github.com/ksmg-appliance/ksmg/services/eventlog"
-	"github.com/ksmg-appliance/ksmg/services/internal/rawsink"
+	"github.com/ksmg-appliance/ksmg/services/internal/smtptest"
 	"github.com/ksmg-appliance/ksmg/services/spool"
 )
 
@@ -113,8 +113,8 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 }
 
 // dsnsTo are the transactions from the null sender to rcpt.
-func dsnsTo(s *rawsink.Sink, rcpt string) []rawsink.Txn {
-	var out []rawsink.Txn
+func dsnsTo(s *smtptest.Sink, rcpt string) []smtptest.Txn {
+	var out []smtptest.Txn
 	for _, tx := range s.Txns() {
 		if tx.Mail == "MAIL FROM:<>" && len(tx.Rcpts) == 1 && tx.Rcpts[0] == "RCPT TO:<"+rcpt+">" {
 			out = append(out, tx)
@@ -130,7 +130,7 @@ func dsnsTo(s *rawsink.Sink, rcpt string) []rawsink.Txn {
 // delivered in the same attempt, and no bare CR reaches the next hop.
 func TestRecipientsIndependent(t *testing.T) {
 	t.Parallel()
-	sink := rawsink.Start(t, nil)
+	sink := smtptest.StartSink(t, nil)
 	f := newRelay(t, sink.Addr, "")
 	id := f.queue(t, "a@sender.test", []string{"x\rRSET@example.com", "good@example.com"}, "Subject: s\r\n\r\nbody\r\n")
 	waitFor(t, "delivery to good@ and the DSN for x\\rRSET@", func() bool {
@@ -143,7 +143,7 @@ func TestRecipientsIndependent(t *testing.T) {
 	if !strings.Contains(string(dsnsTo(sink, "a@sender.test")[0].Data), "553 5.1.3") {
 		t.Errorf("DSN does not carry 553 5.1.3:\n%s", dsnsTo(sink, "a@sender.test")[0].Data)
 	}
-	if n := rawsink.BareLineEnds(sink.Raw()); len(n) > 0 {
+	if n := smtptest.BareLineEnds(sink.Raw()); len(n) > 0 {
 		t.Errorf("bare CR or LF on the wire at %v:\n%q", n, sink.Raw())
 	}
 }
@@ -152,14 +152,14 @@ func TestRecipientsIndependent(t *testing.T) {
 // 5.1.7) and is not sent a DSN (it could not be addressed either).
 func TestUnwritableSender(t *testing.T) {
 	t.Parallel()
-	sink := rawsink.Start(t, nil)
+	sink := smtptest.StartSink(t, nil)
 	f := newRelay(t, sink.Addr, "")
 	id := f.queue(t, "a\rb@sender.test", []string{"one@example.com", "two@example.com"}, "Subject: s\r\n\r\nbody\r\n")
 	waitFor(t, "the queue entry to go", func() bool { return !f.queued(id) })
 	if n := f.ev.count("bounced", "one@example.com") + f.ev.count("bounced", "two@example.com"); n != 2 {
 		t.Errorf("%d bounced events, want 2", n)
 	}
-	if len(sink.Txns()) != 0 || len(rawsink.BareLineEnds(sink.Raw())) > 0 {
+	if len(sink.Txns()) != 0 || len(smtptest.BareLineEnds(sink.Raw())) > 0 {
 		t.Errorf("sent %d transactions, raw %q", len(sink.Txns()), sink.Raw())
 	}
 }
@@ -168,7 +168,7 @@ func TestUnwritableSender(t *testing.T) {
 // kept where the local part needs it.
 func TestEnvelopeQuoting(t *testing.T) {
 	t.Parallel()
-	sink := rawsink.Start(t, nil)
+	sink := smtptest.StartSink(t, nil)
 	f := newRelay(t, sink.Addr, "")
 	f.queue(t, "x y@sender.test", []string{"john doe@example.com", "victim@other.net@example.com", `a"b@example.com`, `a\b@example.com`, "plain.one@example.com"}, "Subject: q\r\n\r\nx\r\n")
 	waitFor(t, "one transaction", func() bool { return len(sink.Txns()) == 1 })
@@ -187,7 +187,7 @@ func TestEnvelopeQuoting(t *testing.T) {
 // an end of data before the real one; every line-initial dot is stuffed.
 func TestBodyLineEndsNormalised(t *testing.T) {
 	t.Parallel()
-	sink := rawsink.Start(t, nil)
+	sink := smtptest.StartSink(t, nil)
 	f := newRelay(t, sink.Addr, "")
 	smuggle := "MAIL FROM:<evil@x.test>\r\nRCPT TO:<victim@example.com>\r\nDATA\r\nsmuggled\r\n"
 	variants := []string{"\n.\n", "\r\n.\n", "\n.\r\n", "\r.\r", "\r.\r\n", "\r\n.\r"}
@@ -196,7 +196,7 @@ func TestBodyLineEndsNormalised(t *testing.T) {
 	}
 	waitFor(t, "every message", func() bool { return len(sink.Txns()) == len(variants) })
 	for _, tx := range sink.Txns() {
-		if n := rawsink.BareLineEnds(tx.Data); len(n) > 0 {
+		if n := smtptest.BareLineEnds(tx.Data); len(n) > 0 {
 			t.Errorf("bare line ends at %v in %q", n, tx.Data)
 		}
 		if !strings.Contains(string(tx.Data), "\r\n..\r\nMAIL FROM:<evil@x.test>") {
@@ -213,7 +213,7 @@ func TestBodyLineEndsNormalised(t *testing.T) {
 // and only once.
 func TestPromptDSN(t *testing.T) {
 	t.Parallel()
-	sink := rawsink.Start(t, func(rcpt string) string {
+	sink := smtptest.StartSink(t, func(rcpt string) string {
 		if strings.Contains(rcpt, "nobody@") {
 			return "550 5.1.1 No such user"
 		}
@@ -241,12 +241,12 @@ func TestConnectionLostAmongRecipients(t *testing.T) {
 	t.Parallel()
 	var mu sync.Mutex
 	hangups := 1
-	sink := rawsink.Start(t, func(rcpt string) string {
+	sink := smtptest.StartSink(t, func(rcpt string) string {
 		mu.Lock()
 		defer mu.Unlock()
 		if strings.Contains(rcpt, "two@") && hangups > 0 {
 			hangups--
-			return rawsink.HangUp
+			return smtptest.HangUp
 		}
 		return ""
 	})

@@ -5,77 +5,14 @@ import (
 	"crypto/tls"
 	"fmt"
 	"io"
-	"net"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/ksmg-appliance/ksmg/services/internal/smtptest"
 	"github.com/ksmg-appliance/ksmg/services/spool"
 )
-
-// client is a scripted SMTP client that reads replies line by line.
-type client struct {
-	t  *testing.T
-	c  net.Conn
-	br *bufio.Reader
-}
-
-func dialClient(t *testing.T, addr string) *client {
-	t.Helper()
-	c, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	c.SetDeadline(time.Now().Add(30 * time.Second))
-	cl := &client{t: t, c: c, br: bufio.NewReader(c)}
-	cl.reply("220 ")
-	return cl
-}
-
-func (cl *client) send(s string) {
-	cl.t.Helper()
-	if _, err := io.WriteString(cl.c, s); err != nil {
-		cl.t.Fatalf("send %q: %v", s, err)
-	}
-}
-
-// reply reads one reply (all its lines) and checks its last line's prefix.
-func (cl *client) reply(prefix string) string {
-	cl.t.Helper()
-	for {
-		l, err := cl.br.ReadString('\n')
-		if err != nil {
-			cl.t.Fatalf("waiting for %q: %v (got %q)", prefix, err, l)
-		}
-		if len(l) >= 4 && l[3] == '-' {
-			continue
-		}
-		if !strings.HasPrefix(l, prefix) {
-			cl.t.Fatalf("reply %q, want %q", l, prefix)
-		}
-		return l
-	}
-}
-
-// rest reads until the server closes and returns what came.
-func (cl *client) rest() string {
-	b, err := io.ReadAll(cl.br)
-	if err != nil {
-		cl.t.Fatalf("connection not closed: %v (got %q)", err, b)
-	}
-	return string(b)
-}
-
-func (cl *client) hello() {
-	cl.send("EHLO c\r\n")
-	cl.reply("250 ")
-	cl.send("MAIL FROM:<a@s.test>\r\n")
-	cl.reply("250 ")
-	cl.send("RCPT TO:<b@example.com>\r\n")
-	cl.reply("250 ")
-}
 
 func (h *harness) queued() int {
 	h.queue.mu.Lock()
@@ -103,16 +40,16 @@ func TestPartialCommandAtTimeout(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			cl := dialClient(t, h.addr)
+			cl := smtptest.Dial(t, h.addr)
 			if tc.name == "DATA" || strings.HasPrefix(tc.name, "BDAT") {
-				cl.hello()
+				cl.Envelope("a@s.test", "b@example.com")
 			} else if tc.before != "" {
-				cl.send(tc.before)
-				cl.reply("250 ")
+				cl.Send(tc.before)
+				cl.Expect("250 ")
 			}
-			cl.send(tc.partial)
+			cl.Send(tc.partial)
 			t0 := time.Now()
-			rest := cl.rest()
+			rest := cl.Rest()
 			if !strings.HasPrefix(rest, "421 4.4.2 gw.test Error: timeout exceeded") || strings.Count(rest, "\r\n") != 1 {
 				t.Fatalf("after %v: %q, want only 421 4.4.2 and the close", time.Since(t0), rest)
 			}
@@ -129,17 +66,17 @@ func TestPartialCommandAtTimeout(t *testing.T) {
 func TestSlowDataWithinDeadline(t *testing.T) {
 	t.Parallel()
 	h := start(t, strings.Replace(timeoutConfig, "min_data_rate: 4KB", "min_data_rate: 1KB", 1)) // deadline 1s + 4 s
-	cl := dialClient(t, h.addr)
-	cl.hello()
-	cl.send("DATA\r\n")
-	cl.reply("354 ")
-	cl.send("Subject: slow\r\n\r\n")
+	cl := smtptest.Dial(t, h.addr)
+	cl.Envelope("a@s.test", "b@example.com")
+	cl.Send("DATA\r\n")
+	cl.Expect("354 ")
+	cl.Send("Subject: slow\r\n\r\n")
 	for i := 0; i < 8; i++ { // 2.4 s: over the idle timeout, each read within it
 		time.Sleep(300 * time.Millisecond)
-		cl.send(fmt.Sprintf("line %d\r\n", i))
+		cl.Send(fmt.Sprintf("line %d\r\n", i))
 	}
-	cl.send(".\r\n")
-	cl.reply("250 2.0.0 OK: queued as ")
+	cl.Send(".\r\n")
+	cl.Expect("250 2.0.0 OK: queued as ")
 	if h.queued() != 1 {
 		t.Fatal("not queued")
 	}
@@ -159,18 +96,18 @@ func TestStallInMessage(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			cl := dialClient(t, h.addr)
-			cl.hello()
-			cl.send(tc.begin)
+			cl := smtptest.Dial(t, h.addr)
+			cl.Envelope("a@s.test", "b@example.com")
+			cl.Send(tc.begin)
 			if tc.name == "DATA" {
-				cl.reply("354 ")
-				cl.send("Subject: stall\r\n\r\npart")
+				cl.Expect("354 ")
+				cl.Send("Subject: stall\r\n\r\npart")
 			} else {
-				cl.reply("250 2.0.0 Continue")
+				cl.Expect("250 2.0.0 Continue")
 			}
 			time.Sleep(1500 * time.Millisecond)
-			io.WriteString(cl.c, tc.after) // may fail: the server has closed
-			rest := cl.rest()
+			io.WriteString(cl.C, tc.after) // may fail: the server has closed
+			rest := cl.Rest()
 			if !strings.HasPrefix(rest, "421 4.4.2 gw.test Error: timeout exceeded") || strings.Count(rest, "\r\n") != 1 || strings.Contains(rest, "127.0.0.1") {
 				t.Fatalf("%q, want only 421 4.4.2 and the close", rest)
 			}
@@ -191,11 +128,11 @@ func TestMessageDeadline(t *testing.T) {
 	for _, mode := range []string{"DATA", "BDAT"} {
 		t.Run(mode, func(t *testing.T) {
 			t.Parallel()
-			cl := dialClient(t, h.addr)
-			cl.hello()
+			cl := smtptest.Dial(t, h.addr)
+			cl.Envelope("a@s.test", "b@example.com")
 			if mode == "DATA" {
-				cl.send("DATA\r\n")
-				cl.reply("354 ")
+				cl.Send("DATA\r\n")
+				cl.Expect("354 ")
 			}
 			t0 := time.Now()
 			go func() {
@@ -205,14 +142,14 @@ func TestMessageDeadline(t *testing.T) {
 					if mode == "BDAT" {
 						s = "BDAT 3\r\nx\r\n"
 					}
-					if _, err := io.WriteString(cl.c, s); err != nil {
+					if _, err := io.WriteString(cl.C, s); err != nil {
 						return
 					}
 				}
 			}()
 			var last string
 			for {
-				l, err := cl.br.ReadString('\n')
+				l, err := cl.BR.ReadString('\n')
 				if err != nil {
 					break
 				}
@@ -241,28 +178,28 @@ func TestBareLineEnds(t *testing.T) {
 	for _, v := range []string{"\n.\n", "\r\n.\n", "\n.\r\n", "\r.\r", "\r.\r\n", "\r\n.\r"} {
 		for _, mode := range []string{"DATA", "BDAT"} {
 			t.Run(fmt.Sprintf("%s %q", mode, v), func(t *testing.T) {
-				cl := dialClient(t, h.addr)
-				cl.hello()
+				cl := smtptest.Dial(t, h.addr)
+				cl.Envelope("a@s.test", "b@example.com")
 				body := "Subject: s\r\n\r\nbefore" + v + smuggled
 				if mode == "DATA" {
-					cl.send("DATA\r\n")
-					cl.reply("354 ")
-					cl.send(body + ".\r\n")
+					cl.Send("DATA\r\n")
+					cl.Expect("354 ")
+					cl.Send(body + ".\r\n")
 				} else {
-					cl.send(fmt.Sprintf("BDAT %d LAST\r\n%s", len(body), body))
+					cl.Send(fmt.Sprintf("BDAT %d LAST\r\n%s", len(body), body))
 				}
 				if mode == "DATA" && v == "\r\n.\r" {
-					cl.reply("250 2.0.0 OK: queued")
+					cl.Expect("250 2.0.0 OK: queued")
 				} else {
-					cl.reply("550 5.6.0 Message refused: bare CR or LF")
+					cl.Expect("550 5.6.0 Message refused: bare CR or LF")
 				}
 				// In step: a clean message now.
-				cl.send("MAIL FROM:<a@s.test>\r\nRCPT TO:<b@example.com>\r\nDATA\r\n")
-				cl.reply("250 ")
-				cl.reply("250 ")
-				cl.reply("354 ")
-				cl.send("Subject: clean\r\n\r\nok\r\n.\r\nQUIT\r\n")
-				cl.reply("250 2.0.0 OK: queued")
+				cl.Send("MAIL FROM:<a@s.test>\r\nRCPT TO:<b@example.com>\r\nDATA\r\n")
+				cl.Expect("250 ")
+				cl.Expect("250 ")
+				cl.Expect("354 ")
+				cl.Send("Subject: clean\r\n\r\nok\r\n.\r\nQUIT\r\n")
+				cl.Expect("250 2.0.0 OK: queued")
 			})
 		}
 	}
@@ -306,21 +243,21 @@ func rawsinkBare(b []byte) int {
 func TestJunkCommandLimit(t *testing.T) {
 	t.Parallel()
 	h := start(t, timeoutConfig)
-	cl := dialClient(t, h.addr)
-	cl.send("EHLO c\r\n") // one reply (of 6 lines)
-	cl.reply("250 ")
-	cl.send("MAIL FROM:<a@s.test>\r\n") // progress
-	cl.reply("250 ")
+	cl := smtptest.Dial(t, h.addr)
+	cl.Send("EHLO c\r\n") // one reply (of 6 lines)
+	cl.Expect("250 ")
+	cl.Send("MAIL FROM:<a@s.test>\r\n") // progress
+	cl.Expect("250 ")
 	for i := 0; i < 9; i++ { // the MAIL reply was 1
-		cl.send("NOOP\r\n")
-		cl.reply("250 2.0.0")
+		cl.Send("NOOP\r\n")
+		cl.Expect("250 2.0.0")
 	}
-	cl.send("RCPT TO:<b@example.com>\r\n") // progress
-	cl.reply("250 ")
+	cl.Send("RCPT TO:<b@example.com>\r\n") // progress
+	cl.Expect("250 ")
 	var n int
-	cl.send(strings.Repeat("NOOP\r\n", 10000))
+	cl.Send(strings.Repeat("NOOP\r\n", 10000))
 	for {
-		l, err := cl.br.ReadString('\n')
+		l, err := cl.BR.ReadString('\n')
 		if err != nil {
 			t.Fatalf("after %d NOOP replies: %v", n, err)
 		}
@@ -332,7 +269,7 @@ func TestJunkCommandLimit(t *testing.T) {
 	if n != 9 {
 		t.Errorf("%d NOOPs answered after the RCPT, want 9", n)
 	}
-	if rest := cl.rest(); rest != "" {
+	if rest := cl.Rest(); rest != "" {
 		t.Errorf("after the 421: %q", rest)
 	}
 }
@@ -343,12 +280,12 @@ func TestJunkCommandLimit(t *testing.T) {
 func TestJunkCommandLimitTLS(t *testing.T) {
 	t.Parallel()
 	h := startTLS(t, timeoutConfig)
-	cl := dialClient(t, h.addr)
-	cl.send("EHLO c\r\n")
-	cl.reply("250 ")
-	cl.send("STARTTLS\r\n")
-	cl.reply("220 ")
-	tc := tls.Client(cl.c, &tls.Config{InsecureSkipVerify: true})
+	cl := smtptest.Dial(t, h.addr)
+	cl.Send("EHLO c\r\n")
+	cl.Expect("250 ")
+	cl.Send("STARTTLS\r\n")
+	cl.Expect("220 ")
+	tc := tls.Client(cl.C, &tls.Config{InsecureSkipVerify: true})
 	br := bufio.NewReader(tc)
 	n := 0
 	for i := 0; i < 200; i++ {
@@ -382,11 +319,11 @@ func TestStorageFailureIsTemporary(t *testing.T) {
 		}
 		return eioWriter{}
 	}))
-	cl := dialClient(t, h.addr)
-	cl.hello()
-	cl.send("DATA\r\nSubject: x\r\n\r\n" + strings.Repeat("y\r\n", 1000) + ".\r\n")
-	cl.reply("354 ")
-	l := cl.reply("452 4.3.1 Insufficient system storage")
+	cl := smtptest.Dial(t, h.addr)
+	cl.Envelope("a@s.test", "b@example.com")
+	cl.Send("DATA\r\nSubject: x\r\n\r\n" + strings.Repeat("y\r\n", 1000) + ".\r\n")
+	cl.Expect("354 ")
+	l := cl.Expect("452 4.3.1 Insufficient system storage")
 	if strings.Contains(l, "/") || strings.Contains(l, "input/output") {
 		t.Errorf("reply shows internals: %q", l)
 	}
@@ -394,11 +331,11 @@ func TestStorageFailureIsTemporary(t *testing.T) {
 		t.Errorf("the important log lacks the cause:\n%s", h.imp.String())
 	}
 	fail = false
-	cl.send("MAIL FROM:<a@s.test>\r\nRCPT TO:<b@example.com>\r\nDATA\r\nSubject: x\r\n\r\nok\r\n.\r\n")
-	cl.reply("250 ")
-	cl.reply("250 ")
-	cl.reply("354 ")
-	cl.reply("250 2.0.0 OK: queued")
+	cl.Send("MAIL FROM:<a@s.test>\r\nRCPT TO:<b@example.com>\r\nDATA\r\nSubject: x\r\n\r\nok\r\n.\r\n")
+	cl.Expect("250 ")
+	cl.Expect("250 ")
+	cl.Expect("354 ")
+	cl.Expect("250 2.0.0 OK: queued")
 }
 
 type eioWriter struct{}
@@ -435,22 +372,14 @@ func TestPartialCommandAtEOF(t *testing.T) {
 func TestTimeoutUnderTLS(t *testing.T) {
 	t.Parallel()
 	h := startTLS(t, strings.Replace(timeoutConfig, "junk_command_limit: 10", "junk_command_limit: 100", 1))
-	cl := dialClient(t, h.addr)
-	cl.send("EHLO c\r\nSTARTTLS\r\n")
-	cl.reply("250 ")
-	cl.reply("220 ")
-	tc := tls.Client(cl.c, &tls.Config{InsecureSkipVerify: true})
+	cl := smtptest.Dial(t, h.addr)
+	cl.Send("EHLO c\r\nSTARTTLS\r\n")
+	cl.Expect("250 ")
+	cl.Expect("220 ")
+	tc := tls.Client(cl.C, &tls.Config{InsecureSkipVerify: true})
 	io.WriteString(tc, "EHLO c\r\n")
 	br := bufio.NewReader(tc)
-	for {
-		l, err := br.ReadString('\n')
-		if err != nil {
-			t.Fatal(err)
-		}
-		if strings.HasPrefix(l, "250 ") {
-			break
-		}
-	}
+	smtptest.ExpectFrom(t, br, "250 ")
 	io.WriteString(tc, "MAIL FROM:<a@s.te") // and silence
 	rest, _ := io.ReadAll(br)
 	if string(rest) != "421 4.4.2 gw.test Error: timeout exceeded, closing connection\r\n" {

@@ -1,11 +1,12 @@
 package smtpd
 
 import (
-	"bufio"
 	"net"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/ksmg-appliance/ksmg/services/internal/smtptest"
 )
 
 // Connection resets, port probes and failed TLS handshakes are the
@@ -20,26 +21,12 @@ func TestNoiseNotImportant(t *testing.T) {
 			c.Close()
 		}
 		// A reset in the middle of a command.
-		c, err := net.Dial("tcp", h.addr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		c.SetDeadline(time.Now().Add(10 * time.Second))
-		c.Write([]byte("EHLO c\r\n"))
-		br := bufio.NewReader(c)
-		for {
-			l, err := br.ReadString('\n')
-			if err != nil {
-				t.Fatal(err)
-			}
-			if strings.HasPrefix(l, "250 ") {
-				break // the server now waits for a command
-			}
-		}
-		c.Write([]byte("MAIL FROM:<a@s.te"))
+		c := smtptest.Dial(t, h.addr)
+		c.Cmd("EHLO c", "250 ") // the server now waits for a command
+		c.Send("MAIL FROM:<a@s.te")
 		time.Sleep(20 * time.Millisecond)
-		c.(*net.TCPConn).SetLinger(0)
-		c.Close()
+		c.C.(*net.TCPConn).SetLinger(0)
+		c.C.Close()
 	}
 	time.Sleep(300 * time.Millisecond)
 	if imp := h.imp.String(); imp != "" {

@@ -1,11 +1,16 @@
-// Package rawsink is a next hop for tests that keeps the raw bytes: a small
-// SMTP server that answers like a strict MTA (lines end at CRLF, the data
-// at CRLF.CRLF) and records every byte it received, every command line and
-// every message exactly as it came over the wire (still dot-stuffed). The
-// tests of the relay and of the daemon check on it what a lax next hop
-// would see. A go-smtp server cannot serve here: it parses the stream and
-// hides exactly the bytes these tests are about.
-package rawsink
+// Package smtptest holds the raw SMTP pieces the gateway's tests share.
+//
+// Sink is a next hop that keeps the raw bytes: a small SMTP server that
+// answers like a strict MTA (lines end at CRLF, the data at CRLF.CRLF) and
+// records every byte it received, every command line and every message
+// exactly as it came over the wire (still dot-stuffed). The tests of the
+// relay and of the daemon check on it what a lax next hop would see. A
+// go-smtp server cannot serve here: it parses the stream and hides exactly
+// the bytes these tests are about.
+//
+// Client is the other end: a scripted client that sends raw bytes
+// (hostile ones too) and reads replies line by line.
+package smtptest
 
 import (
 	"bufio"
@@ -38,10 +43,10 @@ type Sink struct {
 // HangUp, returned by a reply function, closes the connection instead.
 const HangUp = "hang up"
 
-// Start listens on a free loopback port until the test ends. reply, when
+// StartSink listens on a free loopback port until the test ends. reply, when
 // set, gives the reply line for a RCPT command line (e.g. "550 5.1.1 No
 // such user"), "" for 250, or HangUp.
-func Start(t testing.TB, reply func(rcptLine string) string) *Sink {
+func StartSink(t testing.TB, reply func(rcptLine string) string) *Sink {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
