@@ -59,6 +59,8 @@ func rotationSizes(t *testing.T, conf string) map[string]int64 {
 // (kluser does not exist on the build host; the test's own user instead), the
 // ksmg-logcap path, and `systemctl`: no systemd runs here, so a stand-in on
 // PATH records the signal requests instead of sending them.
+//
+//nolint:gocyclo // one scenario of 30 rounds whose checks read in the order they happen
 func TestLogrotateCaps(t *testing.T) {
 	t.Parallel()
 	raw, err := fs.ReadFile(Files(), "logrotate.conf")

@@ -138,7 +138,9 @@ func send(t *testing.T, addr, from string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	conn.SetDeadline(time.Now().Add(30 * time.Second)) // a daemon that never answers fails, not hangs
+	if err := conn.SetDeadline(time.Now().Add(30 * time.Second)); err != nil { // a daemon that never answers fails, not hangs
+		t.Fatal(err)
+	}
 	c, err := smtp.NewClient(conn, "127.0.0.1")
 	if err != nil {
 		t.Fatalf("SMTP greeting from %s: %v", addr, err)
@@ -196,7 +198,7 @@ func startDaemon(t *testing.T, name string, args ...string) *exec.Cmd {
 	}
 	t.Cleanup(func() {
 		cancel()
-		cmd.Wait()
+		_ = cmd.Wait() // killed: Wait reports that
 		if t.Failed() {
 			t.Logf("%s stderr:\n%s", filepath.Base(name), stderr.String())
 		}

@@ -55,13 +55,17 @@ func TestCapDeletesOldestFirst(t *testing.T) {
 	// A second Add of the same id (retry after restart) is not counted twice.
 	p := srcFile(t, src, 10, 1000)
 	os.Remove(filepath.Join(dir, names[4]))
-	os.Link(p, filepath.Join(dir, names[4]))
+	if err := os.Link(p, filepath.Join(dir, names[4])); err != nil {
+		t.Fatal(err)
+	}
 	if err := s.Add(fmt.Sprintf("%016X", 10), p); err != nil || s.Size() != 5000 {
 		t.Fatalf("re-Add: %v, size %d, want 5000", err, s.Size())
 	}
 
 	// A restart with a smaller cap (config) enforces it on the files found.
-	os.WriteFile(filepath.Join(dir, ".0000000000000FFF.msg.tmp"), []byte("half"), 0o640)
+	if err := os.WriteFile(filepath.Join(dir, ".0000000000000FFF.msg.tmp"), []byte("half"), 0o640); err != nil {
+		t.Fatal(err)
+	}
 	s2, err := Open(dir, 2500)
 	if err != nil {
 		t.Fatal(err)
@@ -96,8 +100,12 @@ func TestLinkOrCopy(t *testing.T) {
 	}
 	defer os.RemoveAll(other)
 	var st1, st2 syscall.Stat_t
-	syscall.Stat(other, &st1)
-	syscall.Stat(dir, &st2)
+	if err := syscall.Stat(other, &st1); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Stat(dir, &st2); err != nil {
+		t.Fatal(err)
+	}
 	if st1.Dev == st2.Dev {
 		t.Skip("/dev/shm is on the same file system as the temp dir; copy path not reachable")
 	}

@@ -74,6 +74,8 @@ type Log struct {
 	traceSize int64
 	traceOn   atomic.Bool
 
+	complained time.Time // last complainLocked, to say it once a minute
+
 	events     *os.File
 	eventsName string
 	eventsSize int64 // bytes in the current events file
@@ -195,6 +197,17 @@ func (l *Log) Close() error {
 	return nil
 }
 
+// complainLocked reports a failing log file on the journal, at most once a
+// minute (the next lines would fail the same way).
+func (l *Log) complainLocked(msg, file string, err error) {
+	now := time.Now()
+	if l.opt.Stderr == nil || now.Sub(l.complained) < time.Minute {
+		return
+	}
+	l.complained = now
+	slog.New(l.opt.Stderr).Error(msg, "file", file, "err", err)
+}
+
 // Event records one message-processing event.
 func (l *Log) Event(e Event) {
 	if e.Time.IsZero() {
@@ -209,7 +222,9 @@ func (l *Log) Event(e Event) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.messages != nil {
-		l.messages.Write(b)
+		if _, err := l.messages.Write(b); err != nil {
+			l.complainLocked("cannot write the message log", l.opt.MessagesFile, err)
+		}
 	}
 	if err := l.rollLocked(e.Time, int64(len(b))); err == nil {
 		n, _ := l.events.Write(b)
@@ -356,7 +371,9 @@ func (l *Log) writeTrace(b []byte) (int, error) {
 		// and the stream stays within it; the oldest half is dropped.
 		p := filepath.Join(l.opt.TraceDir, traceName)
 		l.trace.Close()
-		os.Rename(p, p+".1")
+		if err := os.Rename(p, p+".1"); err != nil {
+			l.complainLocked("cannot rotate the trace", p, err)
+		}
 		if err := l.openTraceLocked(); err != nil {
 			return 0, err
 		}

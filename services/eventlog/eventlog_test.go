@@ -64,12 +64,18 @@ func TestEventLineAndModes(t *testing.T) {
 		}
 	}
 	// Trace is off: nothing is created, bodies go nowhere.
-	l.TraceWriter().Write([]byte("DATA secret body\r\n"))
+	if _, err := l.TraceWriter().Write([]byte("DATA secret body\r\n")); err != nil {
+		t.Fatal(err)
+	}
 	if _, err := os.Stat(filepath.Join(dir, "log", "kaspersky")); !os.IsNotExist(err) {
 		t.Errorf("trace dir exists with trace off: %v", err)
 	}
-	l.SetTrace(true)
-	l.TraceWriter().Write([]byte("DATA traced body\r\n"))
+	if err := l.SetTrace(true); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.TraceWriter().Write([]byte("DATA traced body\r\n")); err != nil {
+		t.Fatal(err)
+	}
 	tr, _ := os.ReadFile(filepath.Join(dir, "log", "kaspersky", traceName))
 	if string(tr) != "DATA traced body\r\n" {
 		t.Errorf("trace = %q", tr)

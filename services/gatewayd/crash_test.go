@@ -65,7 +65,7 @@ relay: {retry_initial: 200ms, retry_max: 1s, workers: 8}
 				mu.Unlock()
 			}
 			if c != nil {
-				c.Quit()
+				_ = c.Quit() // the connection is done either way
 			}
 		}()
 	}

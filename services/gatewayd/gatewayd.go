@@ -72,7 +72,11 @@ func Run(ctx context.Context, opt Options) error {
 		opt.DrainTimeout = DefaultDrainTimeout
 	}
 	if opt.Notify == nil {
-		opt.Notify = func(state string) { daemon.SdNotify(false, state) }
+		opt.Notify = func(state string) {
+			if _, err := daemon.SdNotify(false, state); err != nil {
+				opt.Stderr.Error("cannot notify systemd", "state", state, "err", err)
+			}
+		}
 	}
 	g := &gateway{opt: opt, jl: opt.Stderr}
 	g.cur.Store(opt.Config)

@@ -55,7 +55,7 @@ func daemonBin(t *testing.T) string {
 		binPath = filepath.Join(dir, "ksmg-gatewayd")
 		out, err := exec.Command("go", "build", "-o", binPath, "github.com/ksmg-appliance/ksmg/cmd/ksmg-gatewayd").CombinedOutput()
 		if err != nil {
-			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
+			buildErr = fmt.Errorf("go build: %w\n%s", err, out)
 		}
 	})
 	if buildErr != nil {
@@ -116,7 +116,9 @@ logging:
 
 func (g *gw) writeConfig(extra string) {
 	g.t.Helper()
-	os.MkdirAll(filepath.Dir(g.cfg), 0o750)
+	if err := os.MkdirAll(filepath.Dir(g.cfg), 0o750); err != nil {
+		g.t.Fatal(err)
+	}
 	if err := os.WriteFile(g.cfg, []byte(g.baseConfig()+extra), 0o640); err != nil {
 		g.t.Fatal(err)
 	}
@@ -156,8 +158,8 @@ func (g *gw) launch() {
 	go func() { g.exited <- cmd.Wait() }()
 	g.t.Cleanup(func() {
 		if cmd.ProcessState == nil {
-			cmd.Process.Kill()
-			<-g.exited
+			_ = cmd.Process.Kill() // it may have exited meanwhile
+			_ = g.exitStatus()     // killed: the exit status says so
 		}
 	})
 }
@@ -166,7 +168,9 @@ func (g *gw) waitNotify(want string, d time.Duration) bool {
 	buf := make([]byte, 4096)
 	deadline := time.Now().Add(d)
 	for time.Now().Before(deadline) {
-		g.notify.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
+		if err := g.notify.SetReadDeadline(time.Now().Add(200 * time.Millisecond)); err != nil {
+			g.t.Fatal(err)
+		}
 		n, err := g.notify.Read(buf)
 		if err == nil && strings.Contains(string(buf[:n]), want) {
 			return true
@@ -190,9 +194,20 @@ func (g *gw) signal(s syscall.Signal) {
 
 // kill is a crash: SIGKILL, no cleanup.
 func (g *gw) kill() {
-	g.cmd.Process.Kill()
-	<-g.exited
+	_ = g.cmd.Process.Kill() // it may have exited meanwhile
+	_ = g.exitStatus()       // killed: the exit status says so
 	g.notify.Close()
+}
+
+// exitStatus waits for the daemon to exit.
+func (g *gw) exitStatus() error { return <-g.exited }
+
+// shutdown stops the daemon and fails the test unless it exits cleanly.
+func (g *gw) shutdown() {
+	g.t.Helper()
+	if err := g.stop(); err != nil {
+		g.t.Errorf("daemon exit after SIGTERM: %v\n%s", err, g.stderrText())
+	}
 }
 
 // stop is SIGTERM; it returns the exit error.
@@ -313,11 +328,9 @@ func (s *sink) start(t *testing.T, addr string) {
 	srv.Domain = "sink.test"
 	srv.ErrorLog = nopLogger{}
 	s.srv = srv
-	go srv.Serve(l)
+	go func() { _ = srv.Serve(l) }() // ends with Close at cleanup
 	t.Cleanup(func() { srv.Close() })
 }
-
-func (s *sink) stop() { s.srv.Close() }
 
 func (s *sink) messages() []sunk {
 	s.mu.Lock()

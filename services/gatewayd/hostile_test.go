@@ -31,7 +31,7 @@ relay: {default_route: %q, retry_initial: 300ms, retry_max: 600ms}
 	g.start()
 	t.Cleanup(func() {
 		if g.cmd.ProcessState == nil {
-			g.stop()
+			g.shutdown()
 		}
 	})
 	return g
@@ -143,7 +143,7 @@ func TestHostileTimeouts(t *testing.T) {
 	stall.Cmd("DATA", "354 ")
 	stall.Send("Subject: stall\r\n\r\npart")
 	time.Sleep(3 * time.Second)
-	io.WriteString(stall.C, "\r\n.\r\nMAIL FROM:<evil@attacker.test>\r\nRCPT TO:<victim@example.com>\r\nDATA\r\nsmuggled\r\n.\r\n")
+	_, _ = io.WriteString(stall.C, "\r\n.\r\nMAIL FROM:<evil@attacker.test>\r\nRCPT TO:<victim@example.com>\r\nDATA\r\nsmuggled\r\n.\r\n") // may fail: closed
 	if rest := stall.Rest(); rest != "421 4.4.2 gw.test Error: timeout exceeded, closing connection\r\n" {
 		t.Errorf("a stalled body got %q, want only 421 4.4.2 and the close", rest)
 	}
@@ -219,7 +219,7 @@ func TestHostileFullSpool(t *testing.T) {
 	tmpfs.Mount(t, filepath.Join(g.dir, "queue"), "4m")
 	g.writeConfig(fmt.Sprintf("protected_domains: [{name: example.com, route: %q}]\nlimits: {max_message_size: 3MB}\n", sink.Addr))
 	g.start()
-	defer g.stop()
+	defer g.shutdown()
 	filler := filepath.Join(g.dir, "queue", "filler")
 	if err := os.WriteFile(filler, make([]byte, 3500<<10), 0o600); err != nil {
 		t.Fatal(err)
@@ -254,7 +254,9 @@ func TestHostileReloadNotification(t *testing.T) {
 	g.signal(syscall.SIGHUP)
 	re := regexp.MustCompile(`^RELOADING=1\nMONOTONIC_USEC=[0-9]+\n?$`)
 	buf := make([]byte, 4096)
-	g.notify.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if err := g.notify.SetReadDeadline(time.Now().Add(10 * time.Second)); err != nil {
+		t.Fatal(err)
+	}
 	n, err := g.notify.Read(buf)
 	if err != nil || !re.Match(buf[:n]) {
 		t.Fatalf("reload notification %q (%v), want %v", buf[:n], err, re)
@@ -295,12 +297,16 @@ func TestHostileJunkAndNoise(t *testing.T) {
 		r := smtptest.Dial(t, g.addr())
 		r.Send("EHLO c\r\nMAIL FROM:<a@s")
 		r.Expect("250 ")
-		r.C.(*net.TCPConn).SetLinger(0)
+		if err := r.C.(*net.TCPConn).SetLinger(0); err != nil {
+			t.Fatal(err)
+		}
 		r.C.Close() // a reset
 	}
 	time.Sleep(500 * time.Millisecond)
 	imp := g.read("log/ksmg-important")
-	imp = imp[strings.Index(imp, "ksmg-gatewayd started"):]
+	if i := strings.Index(imp, "ksmg-gatewayd started"); i >= 0 {
+		imp = imp[i:]
+	}
 	if strings.Contains(imp, "WARN") || strings.Contains(imp, "connection reset") || strings.Contains(imp, "error handling") {
 		t.Errorf("the important log records client noise:\n%s", imp)
 	}

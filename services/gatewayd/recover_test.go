@@ -14,11 +14,15 @@ import (
 func TestTornEntryReported(t *testing.T) {
 	g := newGW(t, "")
 	msgDir := filepath.Join(g.dir, "queue", "msg")
-	os.MkdirAll(msgDir, 0o750)
+	if err := os.MkdirAll(msgDir, 0o750); err != nil {
+		t.Fatal(err)
+	}
 	torn := "00000000000000F1"
-	os.WriteFile(filepath.Join(msgDir, torn), []byte("KSMGQ001\x00\x00\x00\x10{\"id\":\"00000"), 0o640)
+	if err := os.WriteFile(filepath.Join(msgDir, torn), []byte("KSMGQ001\x00\x00\x00\x10{\"id\":\"00000"), 0o640); err != nil {
+		t.Fatal(err)
+	}
 	g.start()
-	defer g.stop()
+	defer g.shutdown()
 	imp := g.read("log/ksmg-important")
 	if !strings.Contains(imp, "torn queue entry set aside") || !strings.Contains(imp, torn) {
 		t.Fatalf("important log does not report the torn entry:\n%s", imp)

@@ -26,7 +26,9 @@ func send(t *testing.T, addr, from string, to []string, body string) {
 	if err := c.SendMail(from, to, strings.NewReader(body)); err != nil {
 		t.Fatalf("send from %s to %v: %v", from, to, err)
 	}
-	c.Quit()
+	if err := c.Quit(); err != nil {
+		t.Errorf("QUIT: %v", err)
+	}
 }
 
 func queued(t *testing.T, g *gw) int {
@@ -60,7 +62,7 @@ relay: {retry_initial: 300ms, retry_max: 1s}
 		t.Fatalf("%d messages in the queue after stop, want 1", n)
 	}
 	g.start()
-	defer g.stop()
+	defer g.shutdown()
 
 	down := newSink(t, route)
 	waitFor(t, 30*time.Second, "delivery after the outage", func() bool { return len(down.messages()) == 1 })
@@ -81,7 +83,7 @@ protected_domains: [{name: example.com, route: "%s"}]
 relay: {retry_initial: 300ms, retry_max: 1s}
 `, down.addr))
 	g.start()
-	defer g.stop()
+	defer g.shutdown()
 	send(t, g.addr(), "alice@example.com", []string{"bob@example.com", "nobody@example.com"},
 		"Message-ID: <dsn-1@test>\r\nFrom: alice@example.com\r\nSubject: will partly bounce\r\n\r\nsecret body text\r\n")
 
@@ -159,7 +161,7 @@ protected_domains:
 relay: {retry_initial: 200ms, retry_max: 400ms, max_queue_lifetime: 2s}
 `, down.addr, dead))
 	g.start()
-	defer g.stop()
+	defer g.shutdown()
 	send(t, g.addr(), "alice@example.com", []string{"x@unreachable.test"}, "Subject: expires\r\n\r\nbody\r\n")
 	send(t, g.addr(), "", []string{"y@unreachable.test"}, "Subject: bounce of a bounce\r\n\r\nbody\r\n")
 	waitFor(t, 30*time.Second, "the expiry DSN", func() bool { return len(down.messages()) == 1 })

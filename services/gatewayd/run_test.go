@@ -52,7 +52,9 @@ logging: {messages_file: %[1]s/log/m, important_file: %[1]s/log/i, trace_dir: %[
 				notes <- state
 				if state == "READY=1" {
 					if ready++; ready == 1 {
-						syscall.Kill(os.Getpid(), syscall.SIGHUP)
+						if err := syscall.Kill(os.Getpid(), syscall.SIGHUP); err != nil {
+							t.Error(err)
+						}
 					}
 				}
 			}})

@@ -37,7 +37,9 @@ func TestInvalidConfigExit2(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			p := filepath.Join(dir, strings.ReplaceAll(tc.name, " ", "_")+".yaml")
-			os.WriteFile(p, []byte(tc.yaml), 0o640)
+			if err := os.WriteFile(p, []byte(tc.yaml), 0o640); err != nil {
+				t.Fatal(err)
+			}
 			cmd := exec.Command(bin, "--config", p)
 			cmd.Env = append(os.Environ(), tc.env...)
 			out, err := cmd.CombinedOutput()
@@ -87,7 +89,9 @@ func TestSignals(t *testing.T) {
 	}
 
 	// Invalid reload: rejected, old config keeps serving.
-	os.WriteFile(g.cfg, []byte(g.baseConfig()+base+"limits: {max_recipients: abc}\n"), 0o640)
+	if err := os.WriteFile(g.cfg, []byte(g.baseConfig()+base+"limits: {max_recipients: abc}\n"), 0o640); err != nil {
+		t.Fatal(err)
+	}
 	g.signal(syscall.SIGHUP)
 	if !g.waitNotify("READY=1", 10*time.Second) {
 		t.Fatal("no READY=1 after SIGHUP")
@@ -103,7 +107,9 @@ func TestSignals(t *testing.T) {
 	}
 
 	// Valid reload: a new deny list entry applies at once.
-	os.WriteFile(g.cfg, []byte(g.baseConfig()+base+"lists: {deny: {senders: ['@bad.test']}}\n"), 0o640)
+	if err := os.WriteFile(g.cfg, []byte(g.baseConfig()+base+"lists: {deny: {senders: ['@bad.test']}}\n"), 0o640); err != nil {
+		t.Fatal(err)
+	}
 	g.signal(syscall.SIGHUP)
 	if !g.waitNotify("READY=1", 10*time.Second) {
 		t.Fatal("no READY=1 after the second SIGHUP")
@@ -122,7 +128,7 @@ func TestSignals(t *testing.T) {
 	}
 	g.signal(syscall.SIGUSR1)
 	waitFor(t, 5*time.Second, "reopened ksmg-messages with new events", func() bool {
-		trySend(g.addr(), "a@s.test", "b@example.com")
+		_ = trySend(g.addr(), "a@s.test", "b@example.com") // the log line decides
 		return strings.Contains(g.read("log/ksmg-messages"), `"action":"received"`)
 	})
 

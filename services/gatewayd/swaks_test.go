@@ -28,14 +28,16 @@ func smtpSink(t *testing.T) (addr, dump string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	os.Chmod(dump, 0o777)
+	if err := os.Chmod(dump, 0o777); err != nil {
+		t.Fatal(err)
+	}
 	t.Cleanup(func() { os.RemoveAll(dump) })
 	addr = fmt.Sprintf("127.0.0.1:%d", freePort(t))
 	cmd := exec.Command(bin, "-u", "nobody", "-d", dump+"/%M.", addr, "64")
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }) // killed: Wait reports that
 	return addr, dump
 }
 
@@ -64,7 +66,7 @@ lists:
   allow: {senders: ["friend@spam.test"]}
 `, sinkAddr))
 	g.start()
-	defer g.stop()
+	defer g.shutdown()
 
 	for _, tc := range []struct {
 		name string

@@ -34,7 +34,9 @@ func testCert(t *testing.T, dir string) (*tls.Config, string) {
 		t.Fatal(err)
 	}
 	p := filepath.Join(dir, "ca.pem")
-	os.WriteFile(p, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644)
+	if err := os.WriteFile(p, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	return &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}}}, p
 }
 
@@ -94,7 +96,7 @@ relay: {retry_initial: 300ms, retry_max: 600ms}
 	// encrypted; req-plain.test stays queued.
 	g.env = []string{"SSL_CERT_FILE=" + ca}
 	g.start()
-	defer g.stop()
+	defer g.shutdown()
 	waitFor(t, 20*time.Second, "the required-TLS delivery", func() bool { return len(required.messages()) == 1 })
 	if !required.messages()[0].TLS {
 		t.Error("required route delivered without TLS")

@@ -370,7 +370,9 @@ func (r *Relay) send(ctx context.Context, cfg *config.Config, m *spool.Message, 
 // err is set (and nothing recorded) when the connection failed before the
 // server answered MAIL FROM, so that send can try a fresh one.
 func (r *Relay) transaction(c *conn, m *spool.Message, g *group) (reusable bool, err error) {
-	c.raw.SetDeadline(time.Now().Add(5*time.Minute + time.Duration(m.Size/10000)*time.Second))
+	// A deadline cannot be set only on a closed connection, which the
+	// first command reports.
+	_ = c.raw.SetDeadline(time.Now().Add(5*time.Minute + time.Duration(m.Size/10000)*time.Second))
 	// record sets one outcome for the recipients idx.
 	record := func(idx []int, code int, text, stage string) {
 		for _, i := range idx {
@@ -541,7 +543,7 @@ type conn struct {
 }
 
 func (c *conn) close() {
-	c.Client.Close()
+	c.Close()
 }
 
 // pool keeps idle connections per route.
@@ -575,7 +577,7 @@ func (p *pool) put(rt routing.Route, c *conn) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if len(p.idle[rt]) >= 64 {
-		c.Quit()
+		_ = c.Quit() // polite; the connection is done either way
 		return
 	}
 	p.idle[rt] = append(p.idle[rt], c)
@@ -586,8 +588,8 @@ func (p *pool) closeAll() {
 	defer p.mu.Unlock()
 	for rt, list := range p.idle {
 		for _, c := range list {
-			c.raw.SetDeadline(time.Now().Add(2 * time.Second))
-			c.Quit()
+			_ = c.raw.SetDeadline(time.Now().Add(2 * time.Second))
+			_ = c.Quit() // polite; the connection is done either way
 		}
 		delete(p.idle, rt)
 	}
@@ -614,7 +616,7 @@ func dialOnce(ctx context.Context, cfg *config.Config, host string, rt routing.R
 	if err != nil {
 		return nil, fmt.Errorf("connect %s: %w", rt.Addr, err)
 	}
-	raw.SetDeadline(time.Now().Add(cfg.Relay.ConnectTimeout + time.Minute))
+	_ = raw.SetDeadline(time.Now().Add(cfg.Relay.ConnectTimeout + time.Minute)) // fails only when closed: the greeting says so
 	rhost, _, _ := net.SplitHostPort(rt.Addr)
 	cl, err := smtp.NewClient(raw, rhost)
 	if err != nil {
@@ -638,7 +640,7 @@ func dialOnce(ctx context.Context, cfg *config.Config, host string, rt routing.R
 				return nil, fmt.Errorf("%w with %s: %w", errTLS, rt.Addr, err)
 			}
 		case rt.TLS == config.TLSRequired:
-			cl.Quit()
+			_ = cl.Quit() // polite; the connection is refused either way
 			return nil, fmt.Errorf("%s does not offer STARTTLS and the route requires TLS", rt.Addr)
 		}
 	}

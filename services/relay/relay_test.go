@@ -99,7 +99,9 @@ func TestCRLFWriter(t *testing.T) {
 			var out strings.Builder
 			w := &crlfWriter{w: &out}
 			for i := 0; i < len(tc.in); i += chunk {
-				w.Write([]byte(tc.in[i:min(i+chunk, len(tc.in))]))
+				if _, err := w.Write([]byte(tc.in[i:min(i+chunk, len(tc.in))])); err != nil {
+					t.Fatal(err)
+				}
 			}
 			w.flush()
 			if out.String() != tc.want {

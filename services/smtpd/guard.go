@@ -106,7 +106,10 @@ func (g *guardConn) Read(p []byte) (int, error) {
 	if md := g.msgDead.Load(); md != 0 && md < d.UnixNano() {
 		d = time.Unix(0, md)
 	}
-	g.Conn.SetReadDeadline(d)
+	if err := g.SetReadDeadline(d); err != nil {
+		g.dead.Store(true) // closed under us (a shutdown): act on nothing more
+		return 0, errGuardClosed
+	}
 	n, err := g.Conn.Read(p)
 	if err != nil {
 		var ne net.Error
@@ -163,7 +166,9 @@ func (g *guardConn) Write(p []byte) (int, error) {
 		g.closeWith(421, "4.7.0", junkText)
 		return 0, errGuardClosed
 	}
-	g.Conn.SetWriteDeadline(time.Now().Add(g.idle))
+	if err := g.SetWriteDeadline(time.Now().Add(g.idle)); err != nil {
+		return 0, err // closed
+	}
 	n, err := g.Conn.Write(p)
 	if endTLS {
 		g.dead.Store(true)
@@ -191,14 +196,14 @@ func (g *guardConn) closeWith(code int, enh, text string) {
 		return
 	}
 	line := []byte(fmt.Sprintf("%d %s %s %s\r\n", code, enh, g.hostname, text))
-	g.Conn.SetWriteDeadline(time.Now().Add(farewellTimeout))
 	g.mu.Lock()
 	inTLS := g.tlsStarted
 	g.mu.Unlock()
+	// The farewell is best effort: the connection is closed either way.
 	if tc := g.tlsConn(); tc != nil {
-		tc.Write(line) // through g.Write: not dead yet
-	} else if !inTLS {
-		g.Conn.Write(line)
+		_, _ = tc.Write(line) // through g.Write: not dead yet
+	} else if !inTLS && g.SetWriteDeadline(time.Now().Add(farewellTimeout)) == nil {
+		_, _ = g.Conn.Write(line)
 	}
 	g.dead.Store(true)
 	g.lingerClose()
@@ -208,9 +213,9 @@ func (g *guardConn) closeWith(code int, enh, text string) {
 // sends for a moment before closing: closing with unread input would send
 // an RST, and an RST can make the client's kernel drop the 421 unread.
 func (g *guardConn) lingerClose() {
-	if tc, ok := g.Conn.(interface{ CloseWrite() error }); ok && tc.CloseWrite() == nil {
-		g.Conn.SetReadDeadline(time.Now().Add(lingerTimeout))
-		io.Copy(io.Discard, io.LimitReader(g.Conn, 1<<20))
+	if tc, ok := g.Conn.(interface{ CloseWrite() error }); ok && tc.CloseWrite() == nil &&
+		g.SetReadDeadline(time.Now().Add(lingerTimeout)) == nil {
+		_, _ = io.Copy(io.Discard, io.LimitReader(g.Conn, 1<<20)) // whatever it was, it is dropped
 	}
 	g.Close()
 }

@@ -106,7 +106,7 @@ func TestStallInMessage(t *testing.T) {
 				cl.Expect("250 2.0.0 Continue")
 			}
 			time.Sleep(1500 * time.Millisecond)
-			io.WriteString(cl.C, tc.after) // may fail: the server has closed
+			_, _ = io.WriteString(cl.C, tc.after) // may fail: the server has closed
 			rest := cl.Rest()
 			if !strings.HasPrefix(rest, "421 4.4.2 gw.test Error: timeout exceeded") || strings.Count(rest, "\r\n") != 1 || strings.Contains(rest, "127.0.0.1") {
 				t.Fatalf("%q, want only 421 4.4.2 and the close", rest)
@@ -377,10 +377,14 @@ func TestTimeoutUnderTLS(t *testing.T) {
 	cl.Expect("250 ")
 	cl.Expect("220 ")
 	tc := tls.Client(cl.C, &tls.Config{InsecureSkipVerify: true})
-	io.WriteString(tc, "EHLO c\r\n")
+	if _, err := io.WriteString(tc, "EHLO c\r\n"); err != nil {
+		t.Fatal(err)
+	}
 	br := bufio.NewReader(tc)
 	smtptest.ExpectFrom(t, br, "250 ")
-	io.WriteString(tc, "MAIL FROM:<a@s.te") // and silence
+	if _, err := io.WriteString(tc, "MAIL FROM:<a@s.te"); err != nil { // and silence
+		t.Fatal(err)
+	}
 	rest, _ := io.ReadAll(br)
 	if string(rest) != "421 4.4.2 gw.test Error: timeout exceeded, closing connection\r\n" {
 		t.Fatalf("under TLS after the timeout: %q", rest)

@@ -25,7 +25,9 @@ func TestNoiseNotImportant(t *testing.T) {
 		c.Cmd("EHLO c", "250 ") // the server now waits for a command
 		c.Send("MAIL FROM:<a@s.te")
 		time.Sleep(20 * time.Millisecond)
-		c.C.(*net.TCPConn).SetLinger(0)
+		if err := c.C.(*net.TCPConn).SetLinger(0); err != nil {
+			t.Fatal(err)
+		}
 		c.C.Close()
 	}
 	time.Sleep(300 * time.Millisecond)

@@ -95,7 +95,7 @@ func startWith(t testing.TB, yaml string, tc *tls.Config, opts ...spool.Option) 
 		t.Fatal(err)
 	}
 	h.addr = l.Addr().String()
-	go srv.Serve(l)
+	go func() { _ = srv.Serve(l) }() // ends with Close at cleanup
 	t.Cleanup(func() { srv.srv.Close() })
 	return h
 }
@@ -118,10 +118,13 @@ func dialog(t testing.TB, addr string, input []byte) []string {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	c.SetDeadline(time.Now().Add(10 * time.Second))
+	if err := c.SetDeadline(time.Now().Add(10 * time.Second)); err != nil {
+		t.Fatal(err)
+	}
 	go func() {
-		c.Write(input)
-		c.(*net.TCPConn).CloseWrite()
+		// Either may fail once the server has closed: the replies tell.
+		_, _ = c.Write(input)
+		_ = c.(*net.TCPConn).CloseWrite()
 	}()
 	var lines []string
 	sc := bufio.NewScanner(c)
@@ -335,7 +338,9 @@ func TestIdleTimeout(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	c.SetDeadline(time.Now().Add(10 * time.Second))
+	if err := c.SetDeadline(time.Now().Add(10 * time.Second)); err != nil {
+		t.Fatal(err)
+	}
 	t0 := time.Now()
 	b, _ := io.ReadAll(c) // greeting, then silence until the server gives up
 	if !strings.Contains(string(b), "421 4.4.2") || time.Since(t0) < 900*time.Millisecond {

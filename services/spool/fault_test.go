@@ -138,7 +138,9 @@ func TestFullTmpfs(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	fill.Write(make([]byte, 1700<<10)) // leaves ~300 KiB
+	if _, err := fill.Write(make([]byte, 1700<<10)); err != nil { // leaves ~300 KiB
+		t.Fatal(err)
+	}
 	fill.Close()
 	body := strings.Repeat("x", 1<<20)
 	_, err = s.Write(&Envelope{From: "a@x.test", To: []string{"b@y.test"}}, strings.NewReader(body))

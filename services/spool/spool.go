@@ -302,11 +302,11 @@ func (s *Spool) Write(env *Envelope, r io.Reader) (int64, error) {
 	sw := &storageWriter{w: fw}
 	h := sha256.New()
 	bw := bufio.NewWriterSize(io.MultiWriter(sw, h), 64<<10)
-	var n4 [4]byte
-	binary.BigEndian.PutUint32(n4[:], uint32(len(ej)))
-	bw.WriteString(headMagic)
-	bw.Write(n4[:])
-	bw.Write(ej)
+	head := make([]byte, 0, len(headMagic)+4+len(ej))
+	head = binary.BigEndian.AppendUint32(append(head, headMagic...), uint32(len(ej)))
+	if _, err := bw.Write(append(head, ej...)); err != nil {
+		return 0, fmt.Errorf("spool: write %s: %w: %w", f.TempPath(), ErrStorage, err)
+	}
 	size, err := io.Copy(bw, r)
 	if err != nil {
 		if sw.err != nil {
@@ -316,7 +316,9 @@ func (s *Spool) Write(env *Envelope, r io.Reader) (int64, error) {
 	}
 	var n8 [8]byte
 	binary.BigEndian.PutUint64(n8[:], uint64(size))
-	bw.Write(n8[:])
+	if _, err := bw.Write(n8[:]); err != nil {
+		return 0, fmt.Errorf("spool: write %s: %w: %w", f.TempPath(), ErrStorage, err)
+	}
 	if err := bw.Flush(); err != nil {
 		return 0, fmt.Errorf("spool: write %s: %w: %w", f.TempPath(), ErrStorage, err)
 	}
@@ -329,8 +331,9 @@ func (s *Spool) Write(env *Envelope, r io.Reader) (int64, error) {
 		return 0, fmt.Errorf("spool: commit %s: %w: %w", env.ID, ErrStorage, err)
 	}
 	if err := s.msgDir.sync(); err != nil {
-		// Not acknowledged, so it must not be delivered either.
-		s.root.Remove("msg/" + env.ID)
+		// Not acknowledged, so it must not be delivered either (if even
+		// this fails, the client's retry makes a duplicate, not a loss).
+		_ = s.root.Remove("msg/" + env.ID)
 		return 0, fmt.Errorf("spool: fsync queue directory: %w: %w", ErrStorage, err)
 	}
 	return size, nil

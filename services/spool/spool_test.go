@@ -3,7 +3,6 @@ package spool
 import (
 	"bytes"
 	"encoding/binary"
-	"encoding/json"
 	"fmt"
 	"io"
 	"os"
@@ -134,8 +133,12 @@ func TestRecoverTorn(t *testing.T) {
 			s.Close()
 			tc.damage(t, filepath.Join(dir, "msg", bad))
 			// An uncommitted write and an orphan state are cleaned as well.
-			os.WriteFile(filepath.Join(dir, "tmp", "0000000000000001"), []byte("half"), 0o640)
-			os.WriteFile(filepath.Join(dir, "state", "0000000000000002"), []byte("{}"), 0o640)
+			if err := os.WriteFile(filepath.Join(dir, "tmp", "0000000000000001"), []byte("half"), 0o640); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(filepath.Join(dir, "state", "0000000000000002"), []byte("{}"), 0o640); err != nil {
+				t.Fatal(err)
+			}
 
 			s2, msgs, rep, err := Open(dir)
 			if err != nil {
@@ -164,7 +167,9 @@ func TestCorruptStateMeansRedeliver(t *testing.T) {
 	s, _, _, _ := Open(dir)
 	id := write(t, s, "a@x.test", []string{"b@y.test", "c@y.test"}, "m")
 	s.Close()
-	os.WriteFile(filepath.Join(dir, "state", id), []byte(`{"rcpts":[{"addr":`), 0o640)
+	if err := os.WriteFile(filepath.Join(dir, "state", id), []byte(`{"rcpts":[{"addr":`), 0o640); err != nil {
+		t.Fatal(err)
+	}
 	s2, msgs, rep, err := Open(dir)
 	if err != nil {
 		t.Fatal(err)
@@ -197,26 +202,31 @@ func flip(t *testing.T, p string, off int) {
 		t.Fatal(err)
 	}
 	b[off] ^= 0x55
-	os.WriteFile(p, b, 0o640)
+	if err := os.WriteFile(p, b, 0o640); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // rewriteEnvelope replaces the envelope and recomputes lengths and checksum,
 // so only the envelope check can catch it.
 func rewriteEnvelope(t *testing.T, p string, env []byte) {
 	t.Helper()
-	b, _ := os.ReadFile(p)
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
 	envLen := binary.BigEndian.Uint32(b[8:12])
-	var e Envelope
-	json.Unmarshal(b[12:12+envLen], &e)
 	body := b[12+envLen : len(b)-tailLen]
 	var out bytes.Buffer
 	out.WriteString(headMagic)
-	binary.Write(&out, binary.BigEndian, uint32(len(env)))
+	out.Write(binary.BigEndian.AppendUint32(nil, uint32(len(env))))
 	out.Write(env)
 	out.Write(body)
-	binary.Write(&out, binary.BigEndian, uint64(len(body)))
+	out.Write(binary.BigEndian.AppendUint64(nil, uint64(len(body))))
 	sum := sha256Sum(out.Bytes())
 	out.Write(sum)
 	out.WriteString(tailMagic)
-	os.WriteFile(p, out.Bytes(), 0o640)
+	if err := os.WriteFile(p, out.Bytes(), 0o640); err != nil {
+		t.Fatal(err)
+	}
 }

@@ -25,7 +25,9 @@ func Dial(t testing.TB, addr string) *Client {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { c.Close() })
-	c.SetDeadline(time.Now().Add(60 * time.Second))
+	if err := c.SetDeadline(time.Now().Add(60 * time.Second)); err != nil {
+		t.Fatal(err)
+	}
 	cl := &Client{T: t, C: c, BR: bufio.NewReader(c)}
 	cl.Expect("220 ")
 	return cl
