@@ -104,7 +104,7 @@ func round(tb *benchTB, ova string, nodes, delay, conc int) (time.Duration, erro
 		}
 		start := time.Now()
 		if conc > 0 {
-			f, err := fleet.Open(ctx, inv)
+			f, err := fleet.Open(ctx, inv, nil)
 			if err != nil {
 				return err
 			}
@@ -118,7 +118,7 @@ func round(tb *benchTB, ova string, nodes, delay, conc int) (time.Duration, erro
 			}
 		} else {
 			open, _ := deploy.Driver("vsphere")
-			d, err := open(ctx, "sim", func(v any) error { return inv.Targets[0].Decode(inv.File, v) })
+			d, err := open(ctx, deploy.TargetSpec{Name: "sim", Dir: inv.Dir, Decode: func(v any) error { return inv.Targets[0].Decode(inv.File, v) }})
 			if err != nil {
 				return err
 			}

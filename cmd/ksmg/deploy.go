@@ -9,6 +9,6 @@ func newDeployCmd(a *app) *cobra.Command {
 		Use:   "deploy",
 		Short: "Deploy the appliance to vSphere, Hyper-V or SCVMM, or a whole fleet from an inventory",
 	}
-	cmd.AddCommand(newDeployVSphereCmd(a), newDeployHyperVCmd(a), newDeployScvmmCmd(a), newDeployFleetCmd(a))
+	cmd.AddCommand(newDeployVSphereCmd(a), newDeployHyperVCmd(a), newDeployScvmmCmd(a), newDeployFleetCmd(a), newDeployRemoveCmd(a))
 	return cmd
 }

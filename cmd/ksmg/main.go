@@ -14,6 +14,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 
 	"github.com/spf13/cobra"
@@ -52,6 +53,13 @@ func newRootCmd(a *app) *cobra.Command {
 		SilenceErrors: true,
 	}
 	root.PersistentFlags().BoolVar(&a.json, "json", false, "structured JSON logs and output instead of terminal progress")
+	// Bad flags are bad input: exit status 2, as for every other.
+	root.SetFlagErrorFunc(func(cmd *cobra.Command, err error) error {
+		return usage("%s: %v (see %s --help)", cmd.CommandPath(), err, cmd.CommandPath())
+	})
+	// One log format for the whole run: whatever logs through the default
+	// logger (a library, a driver) writes as the command does.
+	root.PersistentPreRun = func(*cobra.Command, []string) { slog.SetDefault(a.logger()) }
 	root.AddCommand(newBuildCmd(a), newInspectCmd(a), newDeployCmd(a))
 	return root
 }
@@ -78,6 +86,9 @@ func main() {
 		var ee *exitError
 		if errors.As(err, &ee) {
 			os.Exit(ee.code)
+		}
+		if strings.HasPrefix(err.Error(), "unknown command ") {
+			os.Exit(2) // cobra's, for a mistyped subcommand: bad input
 		}
 		os.Exit(1)
 	}

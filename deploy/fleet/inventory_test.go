@@ -82,7 +82,7 @@ func TestInventoryErrors(t *testing.T) {
 		{"unset env", strings.Replace(validInventory, "{env: FLEET_TEST_TOKEN}", "{env: FLEET_TEST_UNSET}  # ERR: environment variable FLEET_TEST_UNSET is not set", 1)},
 		{"bad secret ref", strings.Replace(validInventory, "{env: FLEET_TEST_TOKEN}", "{vault: x}  # ERR: \"vault\": expected {env: NAME} or {file: PATH}", 1)},
 		{"no join token", strings.Replace(validInventory, "  join_token: {env: FLEET_TEST_TOKEN}\n", "  control_address: ctl.example.com\n", 1) + "# ERR@7: cluster.join_token: required when there are secondary nodes\n"},
-		{"bad join token", strings.Replace(validInventory, "FLEET_TEST_TOKEN}", "FLEET_TEST_PW}  # ERR: nodes[1] (sec-1): ksmg.cluster.join_token: join token must be 16-512 characters", 1)},
+		{"bad join token", strings.Replace(validInventory, "FLEET_TEST_TOKEN}", "FLEET_TEST_PW}  # ERR: cluster.join_token: ksmg.cluster.join_token: join token must be 16-512 characters", 1)},
 		{"secret in properties", strings.Replace(validInventory, "role: secondary", "role: secondary\n    properties:\n      ksmg.admin.password: hunter2-Hunter2  # ERR: inline secrets are not allowed; give cluster.admin_password as {env: NAME}", 1)},
 		{"fleet key in properties", strings.Replace(validInventory, "role: secondary", "role: secondary\n    properties:\n      ksmg.cluster.role: control  # ERR: key \"ksmg.cluster.role\": set it through the node's role", 1)},
 		{"non-ksmg property", strings.Replace(validInventory, "role: secondary", "role: secondary\n    properties:\n      guestinfo.x: y  # ERR: key \"guestinfo.x\": first-boot keys start with \"ksmg.\"", 1)},
@@ -175,7 +175,7 @@ func TestDriverSettings(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Load: %v", err)
 	}
-	_, err = Open(context.Background(), inv)
+	_, err = Open(context.Background(), inv, nil)
 	var ie *InventoryError
 	if !errors.As(err, &ie) {
 		t.Fatalf("Open = %v, want an InventoryError", err)
@@ -197,7 +197,7 @@ func TestDriverSettings(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = Open(context.Background(), inv)
+	_, err = Open(context.Background(), inv, nil)
 	if !errors.As(err, &ie) || !strings.Contains(err.Error(), ":2: targets.site-a: delay: time: unknown unit") {
 		t.Errorf("Open = %v, want the driver's permanent error at line 2", err)
 	}

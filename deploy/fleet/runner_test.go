@@ -44,7 +44,7 @@ func openFleet(t *testing.T, body string) *Fleet {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f, err := Open(context.Background(), inv)
+	f, err := Open(context.Background(), inv, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -388,7 +388,7 @@ func TestResultTables(t *testing.T) {
 	if err := WriteResults(&sb, out); err != nil {
 		t.Fatal(err)
 	}
-	want := "NODE   TARGET  STATUS  ACTION  ID    IP          ATTEMPTS  TIME  ERROR\n" +
+	want := "NODE   TARGET  STATUS  ACTION  ID    IP          ATTEMPTS  TIME  NOTE\n" +
 		"ctl    site-a  ok      create  vm-1  192.0.2.10  1         1.5s  \n" +
 		"sec-1  site-b  failed  -       -     -           3         0s    deploy: task failed\n"
 	if !strings.HasPrefix(sb.String(), want) || !strings.Contains(sb.String(), "1 of 2 nodes ok") {

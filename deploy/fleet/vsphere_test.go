@@ -106,7 +106,7 @@ func simInventory(t *testing.T, c *vim25.Client, n int) *fleet.Inventory {
 
 func open(ctx context.Context, t *testing.T, inv *fleet.Inventory) *fleet.Fleet {
 	t.Helper()
-	f, err := fleet.Open(ctx, inv)
+	f, err := fleet.Open(ctx, inv, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
