@@ -36,6 +36,7 @@ type fakeTarget struct {
 	deployed    map[string]time.Time         // when the node's deploy finished
 	startAt     map[string]time.Time         // when its last Deploy began
 	removed     []string                     // VMs Remove removed
+	wait        time.Duration                // a deploy "waits for the guest" this long
 }
 
 type fakeVM struct {
@@ -139,6 +140,11 @@ func (f *fakeTarget) Deploy(ctx context.Context, n deploy.Node) (deploy.Result, 
 	case <-time.After(f.delay):
 	case <-ctx.Done():
 		return deploy.Result{}, ctx.Err()
+	}
+	if f.wait > 0 && n.Waiting != nil {
+		n.Waiting("IP address", 0)
+		time.Sleep(f.wait)
+		n.Waiting("IP address", f.wait)
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()

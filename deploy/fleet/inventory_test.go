@@ -9,6 +9,7 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 )
 
 const testToken = "join-token-0123456789abcdef"
@@ -54,12 +55,15 @@ var errMarker = regexp.MustCompile(`#\s*ERR:\s*(.+)$`)
 func TestInventoryErrors(t *testing.T) {
 	t.Setenv("FLEET_TEST_TOKEN", testToken)
 	t.Setenv("FLEET_TEST_PW", "Correct-horse-9")
+	t.Setenv("FLEET_TEST_WEAK", "abc")
 	cases := []struct{ name, yaml string }{
 		{"unknown top-level key", "imagez: {}  # ERR: unknown key \"imagez\"\n" + validInventory},
 		{"yaml syntax", "targets:\n  a: b\n c: d\n# ERR@2: did not find expected key\n"},
 		{"not a mapping", "- a  # ERR: expected a mapping with images\n"},
-		{"unknown node key", strings.Replace(validInventory, "  - name: sec-1\n", "  - name: sec-1\n    hostnme: x  # ERR: unknown key \"hostnme\"\n", 1)},
-		{"type error", strings.Replace(validInventory, "  - name: sec-1\n", "  - name: sec-1\n    cpus: many  # ERR: cannot unmarshal !!str `many` into int\n", 1)},
+		{"unknown node key", strings.Replace(validInventory, "  - name: sec-1\n", "  - name: sec-1\n    hostnme: x  # ERR: nodes[1] (sec-1): unknown key \"hostnme\"\n", 1)},
+		{"type error", strings.Replace(validInventory, "  - name: sec-1\n", "  - name: sec-1\n    cpus: many  # ERR: nodes[1] (sec-1).cpus: cannot unmarshal !!str `many` into int\n", 1)},
+		{"unknown defaults key", "defaults:\n  colour: red  # ERR: defaults: unknown key \"colour\"\n" + validInventory},
+		{"weak admin password, said once", strings.Replace(validInventory, "cluster:\n", "cluster:\n  admin_password: {env: FLEET_TEST_WEAK}  # ERR: cluster.admin_password: ksmg.admin.password: password must be at least 12 characters\n", 1)},
 		{"unknown target", strings.Replace(validInventory, "    target: site-a\n    role: secondary", "    target: nowhere  # ERR: target \"nowhere\" is not defined under targets (defined: site-a)\n    role: secondary", 1)},
 		{"unknown kind", strings.Replace(validInventory, "kind: fake", "kind: xen  # ERR: kind \"xen\" is not a known driver", 1)},
 		{"missing kind", strings.Replace(validInventory, "    kind: fake\n    instance: a\n", "    instance: a\n", 1) + "# ERR@2: kind is required\n"},
@@ -299,5 +303,31 @@ func TestExampleInventory(t *testing.T) {
 	}
 	if len(inv.Nodes) != 3 || inv.Nodes[inv.Control].Name != "ksmg-control" || inv.ControlAddress != "ksmg-control.example.com" || inv.Probe.Port != 25 {
 		t.Errorf("example: %d nodes, control %q, address %q, probe %+v", len(inv.Nodes), inv.Nodes[inv.Control].Name, inv.ControlAddress, inv.Probe)
+	}
+
+	// The targets' own files (esx-brno's password_file) are taken from
+	// the inventory's directory too, not from where ksmg runs: opening
+	// gets as far as reaching the (unreachable) hosts.
+	if err := os.WriteFile(filepath.Join(dir, "secrets", "esx-brno.password"), []byte("esx-pass\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("KSMG_VSPHERE_PASSWORD", "vc-pass")
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	f, err := Open(ctx, inv, nil)
+	if err != nil {
+		t.Fatalf("open the example's targets: %v", err)
+	}
+	f.Close()
+}
+
+// TestEmptyInventory: an empty file says so, not EOF.
+func TestEmptyInventory(t *testing.T) {
+	t.Parallel()
+	for _, body := range []string{"", "\n# just a comment\n"} {
+		_, err := Parse("fleet.yaml", []byte(body))
+		if err == nil || !strings.Contains(err.Error(), "fleet.yaml: the file is empty") || strings.Contains(err.Error(), "EOF") {
+			t.Errorf("%q: %v", body, err)
+		}
 	}
 }
