@@ -318,3 +318,65 @@ func Redact(props map[string]string) map[string]string {
 	}
 	return out
 }
+
+// Timed runs f for the VM name on target, as verb ("deploy", "remove"),
+// and returns its Result with Node, Target, Attempts and Elapsed set and
+// its error, if any, as "verb name on target: ..." (also in Result.Err).
+// The drivers' Deploy, Remove and Scrub are this around their work.
+func Timed(verb, name, target string, f func(res *Result) error) (Result, error) {
+	start := time.Now()
+	res := Result{Node: name, Target: target, Attempts: 1}
+	err := f(&res)
+	res.Elapsed = time.Since(start)
+	if err != nil {
+		err = fmt.Errorf("%s %s on %s: %w", verb, name, target, err)
+		res.Err = err
+	}
+	return res, err
+}
+
+// HasSecrets reports whether any secret answer of props has a value: a
+// deploy that does not wait for first boot leaves them on the VM.
+func HasSecrets(props map[string]string) bool {
+	for k, v := range props {
+		if answers.IsSecret(k) && v != "" {
+			return true
+		}
+	}
+	return false
+}
+
+// SecretKeys are the keys of props' secret answers that have a value,
+// sorted.
+func SecretKeys(props map[string]string) []string {
+	var keys []string
+	for _, k := range slices.Sorted(maps.Keys(props)) {
+		if answers.IsSecret(k) && props[k] != "" {
+			keys = append(keys, k)
+		}
+	}
+	return keys
+}
+
+// Notify tells n.Waiting every interval what the deploy waits for, until
+// the returned stop is called.
+func Notify(n Node, what string, interval time.Duration) (stop func()) {
+	if n.Waiting == nil {
+		return func() {}
+	}
+	start := time.Now()
+	done := make(chan struct{})
+	go func() {
+		t := time.NewTicker(max(interval, time.Millisecond))
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+				n.Waiting(what, time.Since(start))
+			}
+		}
+	}()
+	return sync.OnceFunc(func() { close(done) })
+}

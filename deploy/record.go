@@ -170,13 +170,38 @@ func DriftField(entry string) string {
 	return f
 }
 
-// InPlace are the drift fields a driver can change on a deployed VM
-// (Node.ApplyDrift); the others need a replace.
-var InPlace = map[string]bool{"cpus": true, "memory": true, "disk": true, "network": true}
-
 func orDash(s string) string {
 	if s == "" {
 		return "-"
 	}
 	return s
+}
+
+// InPlace sorts the drift of a deployed VM (have) from what the node asks
+// for (want) into what can change in place (fields, with the record the
+// VM has once they did) and what cannot (left, with the reason: a disk
+// only grows; answers and images need a new VM).
+func InPlace(have, want Record, drift []string) (fields map[string]bool, rec Record, left []string) {
+	fields, rec = map[string]bool{}, have
+	for _, entry := range drift {
+		switch DriftField(entry) {
+		case "cpus":
+			rec.CPUs = want.CPUs
+		case "memory":
+			rec.MemoryMiB = want.MemoryMiB
+		case "disk":
+			if want.DiskGiB < have.DiskGiB {
+				left = append(left, entry+" (disks only grow)")
+				continue
+			}
+			rec.DiskGiB = want.DiskGiB
+		case "network":
+			rec.Network = want.Network
+		default:
+			left = append(left, entry)
+			continue
+		}
+		fields[DriftField(entry)] = true
+	}
+	return fields, rec, left
 }

@@ -71,74 +71,47 @@ func (r *removeFlags) run(cmd *cobra.Command, d deploy.Deployer) error {
 	return permanentIsUsage(r.app.writeResult(cmd.OutOrStdout(), res, err))
 }
 
-func newRemoveVSphereCmd(a *app) *cobra.Command {
-	f := vsphereFlags{node: nodeFlags{app: a}}
-	r := removeFlags{app: a, cmd: "vsphere"}
+// newRemoveTargetCmd is `ksmg deploy remove <cmd>`: the target's flags
+// (addTarget), checked (check, may be nil) before it is reached (open).
+func newRemoveTargetCmd(a *app, name, short string, addTarget func(*pflag.FlagSet), check func() error, open func(*cobra.Command) (deploy.Deployer, error)) *cobra.Command {
+	r := removeFlags{app: a, cmd: name}
 	cmd := &cobra.Command{
-		Use:   "vsphere --name VM [target flags]",
-		Short: "Remove an appliance from vCenter or a standalone ESXi host",
+		Use:   name + " --name VM [target flags]",
+		Short: short,
 		Args:  noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := r.check(); err != nil {
 				return err
 			}
-			if err := f.check(); err != nil {
-				return err
+			if check != nil {
+				if err := check(); err != nil {
+					return err
+				}
 			}
-			d, err := f.open(cmd)
+			d, err := open(cmd)
 			if err != nil {
 				return err
 			}
 			return r.run(cmd, d)
 		},
 	}
-	f.addTarget(cmd.Flags())
+	addTarget(cmd.Flags())
 	r.add(cmd.Flags())
 	return cmd
+}
+
+func newRemoveVSphereCmd(a *app) *cobra.Command {
+	f := vsphereFlags{node: nodeFlags{app: a}}
+	return newRemoveTargetCmd(a, "vsphere", "Remove an appliance from vCenter or a standalone ESXi host", f.addTarget, f.check,
+		func(cmd *cobra.Command) (deploy.Deployer, error) { return f.open(cmd) })
 }
 
 func newRemoveHyperVCmd(a *app) *cobra.Command {
 	f := hypervFlags{node: nodeFlags{app: a}}
-	r := removeFlags{app: a, cmd: "hyperv"}
-	cmd := &cobra.Command{
-		Use:   "hyperv --name VM [target flags]",
-		Short: "Remove an appliance from a Hyper-V host",
-		Args:  noArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := r.check(); err != nil {
-				return err
-			}
-			d, err := f.open(cmd)
-			if err != nil {
-				return err
-			}
-			return r.run(cmd, d)
-		},
-	}
-	f.addTarget(cmd.Flags())
-	r.add(cmd.Flags())
-	return cmd
+	return newRemoveTargetCmd(a, "hyperv", "Remove an appliance from a Hyper-V host", f.addTarget, nil, f.open)
 }
 
 func newRemoveScvmmCmd(a *app) *cobra.Command {
 	f := scvmmFlags{node: nodeFlags{app: a}}
-	r := removeFlags{app: a, cmd: "scvmm"}
-	cmd := &cobra.Command{
-		Use:   "scvmm --name VM [target flags]",
-		Short: "Remove an appliance through SCVMM",
-		Args:  noArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := r.check(); err != nil {
-				return err
-			}
-			d, err := f.open(cmd)
-			if err != nil {
-				return err
-			}
-			return r.run(cmd, d)
-		},
-	}
-	f.addTarget(cmd.Flags())
-	r.add(cmd.Flags())
-	return cmd
+	return newRemoveTargetCmd(a, "scvmm", "Remove an appliance through SCVMM", f.addTarget, nil, f.open)
 }

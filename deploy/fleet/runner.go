@@ -433,16 +433,12 @@ func (f *Fleet) prune(ctx context.Context, opt Options) []Outcome {
 			out = append(out, o)
 			continue
 		}
-		d, err := f.deployer(ctx, r.Target, 0)
-		if err == nil {
-			opt.Logger.Info("removing orphan", "vm", r.Node, "target", r.Target, "reason", r.Reason)
-			o.Result, err = d.Remove(ctx, deploy.RemoveRequest{Name: r.Node, ShutdownTimeout: opt.ShutdownTimeout})
-			o.Node, o.Target = r.Node, r.Target
-		}
-		o.Status, o.Err, o.Attempts = StatusOK, err, 1
-		if err != nil {
-			o.Status = StatusFailed
-			opt.Logger.Error("orphan not removed", "vm", r.Node, "target", r.Target, "err", err)
+		opt.Logger.Info("removing orphan", "vm", r.Node, "target", r.Target, "reason", r.Reason)
+		o = f.onNode(ctx, r.Node, r.Target, func(d deploy.Deployer) (deploy.Result, error) {
+			return d.Remove(ctx, deploy.RemoveRequest{Name: r.Node, ShutdownTimeout: opt.ShutdownTimeout})
+		})
+		if o.Err != nil {
+			opt.Logger.Error("orphan not removed", "vm", r.Node, "target", r.Target, "err", o.Err)
 		}
 		out = append(out, o)
 	}
@@ -474,17 +470,9 @@ func (f *Fleet) Remove(ctx context.Context, opt Options, plan bool) []Outcome {
 	}
 	run := func(i int) {
 		n := nodes[i]
-		o := Outcome{Result: deploy.Result{Node: n.Name, Target: n.Target}}
-		d, err := f.deployer(ctx, n.Target, 0)
-		if err == nil {
-			o.Result, err = d.Remove(ctx, deploy.RemoveRequest{Name: n.Name, Plan: plan, ShutdownTimeout: opt.ShutdownTimeout})
-			o.Node, o.Target = n.Name, n.Target
-		}
-		o.Status, o.Err = StatusOK, err
-		if err != nil {
-			o.Status = StatusFailed
-		}
-		out[i] = o
+		out[i] = f.onNode(ctx, n.Name, n.Target, func(d deploy.Deployer) (deploy.Result, error) {
+			return d.Remove(ctx, deploy.RemoveRequest{Name: n.Name, Plan: plan, ShutdownTimeout: opt.ShutdownTimeout})
+		})
 	}
 	for i := range last {
 		sem <- struct{}{}
@@ -509,19 +497,26 @@ func (f *Fleet) Scrub(ctx context.Context, opt Options) []Outcome {
 		if !opt.selected(n.Name) {
 			continue
 		}
-		o := Outcome{Result: deploy.Result{Node: n.Name, Target: n.Target}}
-		d, err := f.deployer(ctx, n.Target, 0)
-		if err == nil {
-			o.Result, err = d.Scrub(ctx, f.node(n, opt))
-			o.Node, o.Target = n.Name, n.Target
-		}
-		o.Status, o.Err = StatusOK, err
-		if err != nil {
-			o.Status = StatusFailed
-		}
-		out = append(out, o)
+		out = append(out, f.onNode(ctx, n.Name, n.Target, func(d deploy.Deployer) (deploy.Result, error) {
+			return d.Scrub(ctx, f.node(n, opt))
+		}))
 	}
 	return out
+}
+
+// onNode runs call once on the VM name's target and makes its outcome.
+func (f *Fleet) onNode(ctx context.Context, name, target string, call func(deploy.Deployer) (deploy.Result, error)) Outcome {
+	o := Outcome{Result: deploy.Result{Node: name, Target: target}}
+	d, err := f.deployer(ctx, target, 0)
+	if err == nil {
+		o.Result, err = call(d)
+		o.Node, o.Target = name, target
+	}
+	o.Status, o.Err = StatusOK, err
+	if err != nil {
+		o.Status = StatusFailed
+	}
+	return o
 }
 
 // controlReady says whether Secondary nodes may follow the control node

@@ -18,7 +18,6 @@ import (
 	"github.com/ksmg-appliance/ksmg/deploy"
 	"github.com/ksmg-appliance/ksmg/deploy/hyperv/kvp"
 	"github.com/ksmg-appliance/ksmg/deploy/pwsh"
-	"github.com/ksmg-appliance/ksmg/firstboot/answers"
 	"github.com/ksmg-appliance/ksmg/firstboot/sources"
 	"github.com/ksmg-appliance/ksmg/vhdx"
 )
@@ -407,14 +406,11 @@ func (d *Deployer) lockName(name string) func() {
 
 // Deploy implements deploy.Deployer.
 func (d *Deployer) Deploy(ctx context.Context, n deploy.Node) (deploy.Result, error) {
-	start := time.Now()
-	res := deploy.Result{Node: n.Name, Target: d.Target(), Attempts: 1}
-	err := d.deploy(ctx, n, &res)
-	res.Elapsed = time.Since(start)
+	res, err := deploy.Timed("deploy", n.Name, d.Target(), func(res *deploy.Result) error { return d.deploy(ctx, n, res) })
 	if err != nil {
 		// Never let a secret answer reach a table or log through an
 		// error that quotes a script or the host's output.
-		err = scrub(fmt.Errorf("deploy %s to %s: %w", n.Name, d.Target(), err), n.Properties)
+		err = scrub(err, n.Properties)
 		res.Err = err
 	}
 	return res, err
@@ -547,7 +543,7 @@ func (d *Deployer) create(ctx context.Context, n deploy.Node, name, folder strin
 			}
 		}
 	}
-	res.SecretsLeft = n.WaitIP == 0 && hasSecrets(n.Properties)
+	res.SecretsLeft = n.WaitIP == 0 && deploy.HasSecrets(n.Properties)
 	rec.State = deploy.MarkComplete
 	if err := d.host.SetNotes(ctx, id, Notes(rec)); err != nil {
 		return err
@@ -557,37 +553,10 @@ func (d *Deployer) create(ctx context.Context, n deploy.Node, name, folder strin
 	return nil
 }
 
-// hasSecrets reports whether any secret answer has a value.
-func hasSecrets(props map[string]string) bool {
-	for k, v := range props {
-		if answers.IsSecret(k) && v != "" {
-			return true
-		}
-	}
-	return false
-}
-
-// waiting tells n.Waiting every few polls what the deploy waits for until
-// the returned stop is called.
+// waiting tells n.Waiting every other poll what the deploy waits for
+// until the returned stop is called.
 func (d *Deployer) waiting(n deploy.Node, what string) (stop func()) {
-	if n.Waiting == nil {
-		return func() {}
-	}
-	start := time.Now()
-	done := make(chan struct{})
-	go func() {
-		t := time.NewTicker(max(2*d.cfg.PollInterval, time.Millisecond))
-		defer t.Stop()
-		for {
-			select {
-			case <-done:
-				return
-			case <-t.C:
-				n.Waiting(what, time.Since(start))
-			}
-		}
-	}()
-	return func() { close(done) }
+	return deploy.Notify(n, what, 2*d.cfg.PollInterval)
 }
 
 // waitIP polls for the guest's address until ctx (limited to n.WaitIP)
@@ -653,12 +622,7 @@ func (d *Deployer) firstbootDone(ctx context.Context, id string) (bool, error) {
 // they do not stay in the VM's configuration (and its exports). Only the
 // key names reach the host.
 func (d *Deployer) removeSecrets(ctx context.Context, n deploy.Node, id string) error {
-	var keys []string
-	for _, k := range slices.Sorted(maps.Keys(n.Properties)) {
-		if answers.IsSecret(k) && n.Properties[k] != "" {
-			keys = append(keys, k)
-		}
-	}
+	keys := deploy.SecretKeys(n.Properties)
 	if len(keys) == 0 {
 		return nil
 	}

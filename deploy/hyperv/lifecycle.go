@@ -12,15 +12,7 @@ import (
 
 // Remove implements deploy.Deployer.
 func (d *Deployer) Remove(ctx context.Context, r deploy.RemoveRequest) (deploy.Result, error) {
-	start := time.Now()
-	res := deploy.Result{Node: r.Name, Target: d.Target(), Attempts: 1}
-	err := d.remove(ctx, r, &res)
-	res.Elapsed = time.Since(start)
-	if err != nil {
-		err = fmt.Errorf("remove %s from %s: %w", r.Name, d.Target(), err)
-		res.Err = err
-	}
-	return res, err
+	return deploy.Timed("remove", r.Name, d.Target(), func(res *deploy.Result) error { return d.remove(ctx, r, res) })
 }
 
 func (d *Deployer) remove(ctx context.Context, r deploy.RemoveRequest, res *deploy.Result) error {
@@ -95,12 +87,12 @@ func (d *Deployer) Deployed(ctx context.Context) ([]deploy.VM, error) {
 // Scrub implements deploy.Deployer: once first boot signalled completion,
 // the node's secret KVP items leave the VM's settings.
 func (d *Deployer) Scrub(ctx context.Context, n deploy.Node) (deploy.Result, error) {
-	start := time.Now()
-	res := deploy.Result{Node: n.Name, Target: d.Target(), Attempts: 1, Action: deploy.ActionScrub}
-	err := d.scrubVM(ctx, n, &res)
-	res.Elapsed = time.Since(start)
+	res, err := deploy.Timed("scrub", n.Name, d.Target(), func(res *deploy.Result) error {
+		res.Action = deploy.ActionScrub
+		return d.scrubVM(ctx, n, res)
+	})
 	if err != nil {
-		err = scrub(fmt.Errorf("scrub %s on %s: %w", n.Name, d.Target(), err), n.Properties)
+		err = scrub(err, n.Properties)
 		res.Err = err
 	}
 	return res, err
@@ -135,37 +127,27 @@ func (d *Deployer) scrubVM(ctx context.Context, n deploy.Node, res *deploy.Resul
 // guest shut down and started again. What cannot change in place is left
 // in res.Drift. The record in the notes follows what was applied.
 func (d *Deployer) applyDrift(ctx context.Context, n deploy.Node, pre *preflight, vm *VM, res *deploy.Result) error {
-	have, want := vm.Record(), pre.want
-	rec := have
-	var c Change
-	var applied, left []string
-	restart := false
-	for _, entry := range res.Drift {
-		switch deploy.DriftField(entry) {
-		case "cpus":
-			c.CPUs, rec.CPUs, restart = want.CPUs, want.CPUs, true
-		case "memory":
-			c.MemoryMiB, rec.MemoryMiB, restart = want.MemoryMiB, want.MemoryMiB, true
-		case "disk":
-			if want.DiskGiB < have.DiskGiB {
-				left = append(left, entry+" (disks only grow)")
-				continue
-			}
-			c.DiskBytes, rec.DiskGiB = uint64(want.DiskGiB)<<30, want.DiskGiB
-		case "network":
-			sw, vlanText, _ := strings.Cut(want.Network, ":")
-			vlan, _ := strconv.Atoi(vlanText)
-			c.Switch, c.VLAN, rec.Network = sw, vlan, want.Network
-		default:
-			left = append(left, entry)
-			continue
-		}
-		applied = append(applied, entry)
-	}
+	fields, rec, left := deploy.InPlace(vm.Record(), pre.want, res.Drift)
 	res.Drift = left
-	if len(applied) == 0 {
+	if len(fields) == 0 {
 		return nil
 	}
+	var c Change
+	if fields["cpus"] {
+		c.CPUs = rec.CPUs
+	}
+	if fields["memory"] {
+		c.MemoryMiB = rec.MemoryMiB
+	}
+	if fields["disk"] {
+		c.DiskBytes = uint64(rec.DiskGiB) << 30
+	}
+	if fields["network"] {
+		sw, vlanText, _ := strings.Cut(rec.Network, ":")
+		c.Switch = sw
+		c.VLAN, _ = strconv.Atoi(vlanText)
+	}
+	restart := fields["cpus"] || fields["memory"]
 	running := vm.State == "Running"
 	if restart && running {
 		d.log.Info("shutting the guest down to change CPUs or memory", "node", n.Name, "id", vm.ID)
@@ -185,6 +167,6 @@ func (d *Deployer) applyDrift(ctx context.Context, n deploy.Node, pre *preflight
 		return err
 	}
 	res.Action = deploy.ActionReconfigure
-	d.log.Info("applied drift in place", "node", n.Name, "id", vm.ID, "changed", applied, "left", left)
+	d.log.Info("applied drift in place", "node", n.Name, "id", vm.ID, "changed", fields, "left", left)
 	return nil
 }

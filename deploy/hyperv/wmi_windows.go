@@ -113,21 +113,11 @@ func (h *WMIHost) FindVM(ctx context.Context, name string) (*VM, error) {
 		if vm.Name() != name {
 			continue
 		}
-		v := &VM{ID: vm.ID(), Name: name}
-		if st, err := vm.State(); err == nil {
-			v.State = fmt.Sprint(st)
-		}
-		vssd, err := vm.GetVirtualSystemSettingData()
+		v, err := vmOf(vm)
 		if err != nil {
-			return nil, fmt.Errorf("find VM %s: settings: %w", name, err)
+			return nil, fmt.Errorf("find VM %s: %w", name, err)
 		}
-		notes, err := vssd.GetPropertyNotes()
-		vssd.Close()
-		if err != nil {
-			return nil, fmt.Errorf("find VM %s: notes: %w", name, err)
-		}
-		v.Notes = strings.Join(notes, "\n")
-		found = append(found, v)
+		found = append(found, &v)
 	}
 	switch len(found) {
 	case 0:
@@ -166,25 +156,34 @@ func (h *WMIHost) ListVMs(ctx context.Context) ([]VM, error) {
 	defer vms.Close()
 	var out []VM
 	for _, vm := range vms {
-		v := VM{ID: vm.ID(), Name: vm.Name()}
-		if st, err := vm.State(); err == nil {
-			v.State = fmt.Sprint(st)
-		}
-		vssd, err := vm.GetVirtualSystemSettingData()
+		v, err := vmOf(vm)
 		if err != nil {
-			return nil, fmt.Errorf("list VMs: settings of %s: %w", v.Name, err)
+			return nil, fmt.Errorf("list VMs: %w", err)
 		}
-		notes, err := vssd.GetPropertyNotes()
-		vssd.Close()
-		if err != nil {
-			return nil, fmt.Errorf("list VMs: notes of %s: %w", v.Name, err)
-		}
-		v.Notes = strings.Join(notes, "\n")
 		if v.Record().Marked() {
 			out = append(out, v)
 		}
 	}
 	return out, nil
+}
+
+// vmOf is what the driver needs of vm: ID, name, state and notes.
+func vmOf(vm *virtualsystem.VirtualMachine) (VM, error) {
+	v := VM{ID: vm.ID(), Name: vm.Name()}
+	if st, err := vm.State(); err == nil {
+		v.State = fmt.Sprint(st)
+	}
+	vssd, err := vm.GetVirtualSystemSettingData()
+	if err != nil {
+		return v, fmt.Errorf("settings of %s: %w", v.Name, err)
+	}
+	notes, err := vssd.GetPropertyNotes()
+	vssd.Close()
+	if err != nil {
+		return v, fmt.Errorf("notes of %s: %w", v.Name, err)
+	}
+	v.Notes = strings.Join(notes, "\n")
+	return v, nil
 }
 
 // Stop implements Host: a guest shutdown, then turned off after timeout.

@@ -85,15 +85,7 @@ func (d *Deployer) clearMarked(ctx context.Context, name string) error {
 
 // Remove implements deploy.Deployer.
 func (d *Deployer) Remove(ctx context.Context, r deploy.RemoveRequest) (deploy.Result, error) {
-	start := time.Now()
-	res := deploy.Result{Node: r.Name, Target: d.Target(), Attempts: 1}
-	err := d.remove(ctx, r, &res)
-	res.Elapsed = time.Since(start)
-	if err != nil {
-		err = fmt.Errorf("remove %s from %s: %w", r.Name, d.Target(), err)
-		res.Err = err
-	}
-	return res, err
+	return deploy.Timed("remove", r.Name, d.Target(), func(res *deploy.Result) error { return d.remove(ctx, r, res) })
 }
 
 func (d *Deployer) remove(ctx context.Context, r deploy.RemoveRequest, res *deploy.Result) error {
@@ -148,15 +140,10 @@ func (d *Deployer) Deployed(ctx context.Context) ([]deploy.VM, error) {
 
 // Scrub implements deploy.Deployer.
 func (d *Deployer) Scrub(ctx context.Context, n deploy.Node) (deploy.Result, error) {
-	start := time.Now()
-	res := deploy.Result{Node: n.Name, Target: d.Target(), Attempts: 1, Action: deploy.ActionScrub}
-	err := d.scrubVM(ctx, n, &res)
-	res.Elapsed = time.Since(start)
-	if err != nil {
-		err = fmt.Errorf("scrub %s on %s: %w", n.Name, d.Target(), err)
-		res.Err = err
-	}
-	return res, err
+	return deploy.Timed("scrub", n.Name, d.Target(), func(res *deploy.Result) error {
+		res.Action = deploy.ActionScrub
+		return d.scrubVM(ctx, n, res)
+	})
 }
 
 func (d *Deployer) scrubVM(ctx context.Context, n deploy.Node, res *deploy.Result) error {
@@ -190,36 +177,25 @@ func (d *Deployer) scrubVM(ctx context.Context, n deploy.Node, res *deploy.Resul
 // left in res.Drift; the record in the Description follows what was
 // applied.
 func (d *Deployer) applyDrift(ctx context.Context, n deploy.Node, pre *preflight, vm vmInfo, res *deploy.Result) error {
-	have, want := vm.Record(), pre.want
-	rec := have
-	v := vars{Name: n.Name, VMID: vm.ID}
-	var applied, left []string
-	restart := false
-	for _, entry := range res.Drift {
-		switch deploy.DriftField(entry) {
-		case "cpus":
-			v.CPUs, rec.CPUs, restart = want.CPUs, want.CPUs, true
-		case "memory":
-			v.MemoryMiB, rec.MemoryMiB, restart = want.MemoryMiB, want.MemoryMiB, true
-		case "disk":
-			if want.DiskGiB < have.DiskGiB {
-				left = append(left, entry+" (disks only grow)")
-				continue
-			}
-			v.DiskGB, rec.DiskGiB = want.DiskGiB, want.DiskGiB
-		case "network":
-			v.Network, v.VMSubnet, v.VLAN = d.network(n)
-			rec.Network = want.Network
-		default:
-			left = append(left, entry)
-			continue
-		}
-		applied = append(applied, entry)
-	}
+	fields, rec, left := deploy.InPlace(vm.Record(), pre.want, res.Drift)
 	res.Drift = left
-	if len(applied) == 0 {
+	if len(fields) == 0 {
 		return nil
 	}
+	v := vars{Name: n.Name, VMID: vm.ID}
+	if fields["cpus"] {
+		v.CPUs = rec.CPUs
+	}
+	if fields["memory"] {
+		v.MemoryMiB = rec.MemoryMiB
+	}
+	if fields["disk"] {
+		v.DiskGB = rec.DiskGiB
+	}
+	if fields["network"] {
+		v.Network, v.VMSubnet, v.VLAN = d.network(n)
+	}
+	restart := fields["cpus"] || fields["memory"]
 	running := strings.EqualFold(vm.State, "Running")
 	if restart && running {
 		d.log.Info("shutting the guest down to change CPUs or memory", "node", n.Name, "id", vm.ID)
@@ -239,6 +215,6 @@ func (d *Deployer) applyDrift(ctx context.Context, n deploy.Node, pre *preflight
 		return err
 	}
 	res.Action = deploy.ActionReconfigure
-	d.log.Info("applied drift in place", "node", n.Name, "id", vm.ID, "changed", applied, "left", left)
+	d.log.Info("applied drift in place", "node", n.Name, "id", vm.ID, "changed", fields, "left", left)
 	return nil
 }

@@ -102,7 +102,6 @@ import (
 	"github.com/ksmg-appliance/ksmg/deploy"
 	"github.com/ksmg-appliance/ksmg/deploy/hyperv/kvp"
 	"github.com/ksmg-appliance/ksmg/deploy/pwsh"
-	"github.com/ksmg-appliance/ksmg/firstboot/answers"
 	"github.com/ksmg-appliance/ksmg/firstboot/sources"
 	"github.com/ksmg-appliance/ksmg/vhdx"
 )
@@ -389,13 +388,8 @@ func (d *Deployer) lockName(name string) func() {
 // Deploy implements deploy.Deployer. A failure leaves at most a VM marked
 // pending, which the next run replaces.
 func (d *Deployer) Deploy(ctx context.Context, n deploy.Node) (deploy.Result, error) {
-	start := time.Now()
-	res := deploy.Result{Node: n.Name, Target: d.Target(), Attempts: 1}
-	err := d.deploy(ctx, n, &res)
-	res.Elapsed = time.Since(start)
+	res, err := deploy.Timed("deploy", n.Name, d.Target(), func(res *deploy.Result) error { return d.deploy(ctx, n, res) })
 	if err != nil {
-		err = fmt.Errorf("deploy %s to %s: %w", n.Name, d.Target(), err)
-		res.Err = err
 		return res, err
 	}
 	d.log.Info("deployed", "node", n.Name, "action", res.Action, "id", res.ID, "ip", res.IP, "elapsed", res.Elapsed.Round(time.Millisecond))
@@ -536,7 +530,7 @@ func (d *Deployer) create(ctx context.Context, n deploy.Node, name string, pre *
 			}
 		}
 	}
-	res.SecretsLeft = n.WaitIP == 0 && hasSecrets(n.Properties)
+	res.SecretsLeft = n.WaitIP == 0 && deploy.HasSecrets(n.Properties)
 	rec.State = deploy.MarkComplete
 	return d.script(ctx, stepMark, vars{VMID: id, Description: description(rec)}, "mark VM "+name+" complete", nil, nil)
 }
@@ -547,16 +541,6 @@ func (d *Deployer) hostInput() pwsh.Input {
 	return pwsh.Input{"host_password": d.opt.HostPassword}
 }
 
-// hasSecrets reports whether any secret answer has a value.
-func hasSecrets(props map[string]string) bool {
-	for k, v := range props {
-		if answers.IsSecret(k) && v != "" {
-			return true
-		}
-	}
-	return false
-}
-
 // removeSecrets removes the secret first-boot items from the VM's
 // host-to-guest KVP exchange once first boot signalled it is done with
 // them (see the package doc). Only the key names travel in the script. A
@@ -564,12 +548,7 @@ func hasSecrets(props map[string]string) bool {
 // pending and the next run replaces it rather than leave a secret in its
 // settings.
 func (d *Deployer) removeSecrets(ctx context.Context, n deploy.Node, id string) error {
-	var keys []string
-	for _, k := range slices.Sorted(maps.Keys(n.Properties)) {
-		if answers.IsSecret(k) && n.Properties[k] != "" {
-			keys = append(keys, k)
-		}
-	}
+	keys := deploy.SecretKeys(n.Properties)
 	if len(keys) == 0 {
 		return nil
 	}
@@ -589,18 +568,8 @@ func usable(ips []string) []string {
 	return out
 }
 
-// waiting tells n.Waiting what the deploy waits for, at most every few
-// polls.
-func (d *Deployer) waiting(n deploy.Node, what string, start time.Time, last *time.Time) {
-	if n.Waiting == nil || time.Since(*last) < max(2*d.cfg.PollInterval, time.Millisecond) {
-		return
-	}
-	*last = time.Now()
-	n.Waiting(what, time.Since(start))
-}
-
 func (d *Deployer) waitIP(ctx context.Context, n deploy.Node, id string, deadline time.Time) (string, error) {
-	start, last := time.Now(), time.Now()
+	defer deploy.Notify(n, "IP address", 2*d.cfg.PollInterval)()
 	for {
 		var out struct {
 			IPs strs `json:"ips"`
@@ -614,7 +583,6 @@ func (d *Deployer) waitIP(ctx context.Context, n deploy.Node, id string, deadlin
 		if time.Now().After(deadline) {
 			return "", fmt.Errorf("VM %s reported no IPv4 address within %s (is the network right, and are the integration services running?); it is left running, marked pending, for inspection", n.Name, n.WaitIP)
 		}
-		d.waiting(n, "IP address", start, &last)
 		if err := sleep(ctx, d.cfg.PollInterval); err != nil {
 			return "", err
 		}
@@ -641,7 +609,7 @@ func (d *Deployer) firstbootDone(ctx context.Context, name, id string) (bool, er
 // waitFirstboot polls the VM's guest-to-host KVP items until first boot
 // reports sources.DoneKey=sources.DoneValue or deadline passes.
 func (d *Deployer) waitFirstboot(ctx context.Context, n deploy.Node, id string, deadline time.Time) error {
-	start, last := time.Now(), time.Now()
+	defer deploy.Notify(n, "first boot to report completion", 2*d.cfg.PollInterval)()
 	for {
 		done, err := d.firstbootDone(ctx, n.Name, id)
 		if err != nil {
@@ -653,7 +621,6 @@ func (d *Deployer) waitFirstboot(ctx context.Context, n deploy.Node, id string, 
 		if time.Now().After(deadline) {
 			return fmt.Errorf("VM %s: first boot did not report completion (%s=%s) within %s; it is left running, marked pending, for inspection: the VM's console shows why", n.Name, sources.DoneKey, sources.DoneValue, n.WaitIP)
 		}
-		d.waiting(n, "first boot to report completion", start, &last)
 		if err := sleep(ctx, d.cfg.PollInterval); err != nil {
 			return err
 		}

@@ -3,6 +3,8 @@ package vsphere
 import (
 	"context"
 	"fmt"
+	"maps"
+	"slices"
 	"strings"
 	"time"
 
@@ -19,47 +21,34 @@ import (
 // reported in res.Drift; --replace deploys it anew. The record follows
 // what was applied.
 func (d *Deployer) applyDrift(ctx context.Context, n deploy.Node, pre *preflight, e *existing, res *deploy.Result) error {
-	have, want := e.rec, pre.want
-	var spec types.VirtualMachineConfigSpec
-	var applied, left []string
-	restart := false
-	rec := have
-	for _, entry := range res.Drift {
-		switch deploy.DriftField(entry) {
-		case "cpus":
-			spec.NumCPUs, rec.CPUs, restart = int32(want.CPUs), want.CPUs, true
-		case "memory":
-			spec.MemoryMB, rec.MemoryMiB, restart = int64(want.MemoryMiB), want.MemoryMiB, true
-		case "disk":
-			if want.DiskGiB < have.DiskGiB {
-				left = append(left, entry+" (disks only grow)")
-				continue
-			}
-			disks := e.devices.SelectByType((*types.VirtualDisk)(nil))
-			if len(disks) != 1 {
-				left = append(left, fmt.Sprintf("%s (the VM has %d disks)", entry, len(disks)))
-				continue
-			}
-			disk := disks[0].(*types.VirtualDisk)
-			disk.CapacityInKB, disk.CapacityInBytes = int64(want.DiskGiB)<<20, int64(want.DiskGiB)<<30
-			spec.DeviceChange = append(spec.DeviceChange, &types.VirtualDeviceConfigSpec{Operation: types.VirtualDeviceConfigSpecOperationEdit, Device: disk})
-			rec.DiskGiB = want.DiskGiB
-		case "network":
-			change, err := d.nicChange(ctx, e, want.Network)
-			if err != nil {
-				return err
-			}
-			spec.DeviceChange = append(spec.DeviceChange, change)
-			rec.Network = want.Network
-		default:
-			left = append(left, entry)
-			continue
-		}
-		applied = append(applied, entry)
-	}
+	fields, rec, left := deploy.InPlace(e.rec, pre.want, res.Drift)
 	res.Drift = left
-	if len(applied) == 0 {
+	if len(fields) == 0 {
 		return nil
+	}
+	var spec types.VirtualMachineConfigSpec
+	restart := fields["cpus"] || fields["memory"]
+	if fields["cpus"] {
+		spec.NumCPUs = int32(rec.CPUs)
+	}
+	if fields["memory"] {
+		spec.MemoryMB = int64(rec.MemoryMiB)
+	}
+	if fields["disk"] {
+		disks := e.devices.SelectByType((*types.VirtualDisk)(nil))
+		if len(disks) != 1 {
+			return fmt.Errorf("VM %s has %d disks, expected 1", res.ID, len(disks))
+		}
+		disk := disks[0].(*types.VirtualDisk)
+		disk.CapacityInKB, disk.CapacityInBytes = int64(rec.DiskGiB)<<20, int64(rec.DiskGiB)<<30
+		spec.DeviceChange = append(spec.DeviceChange, &types.VirtualDeviceConfigSpec{Operation: types.VirtualDeviceConfigSpecOperationEdit, Device: disk})
+	}
+	if fields["network"] {
+		change, err := d.nicChange(ctx, e, rec.Network)
+		if err != nil {
+			return err
+		}
+		spec.DeviceChange = append(spec.DeviceChange, change)
 	}
 	for _, kv := range rec.Pairs() {
 		spec.ExtraConfig = append(spec.ExtraConfig, &types.OptionValue{Key: kv[0], Value: kv[1]})
@@ -73,7 +62,7 @@ func (d *Deployer) applyDrift(ctx context.Context, n deploy.Node, pre *preflight
 		}
 	}
 	if err := reconfigure(ctx, vm, spec); err != nil {
-		return fmt.Errorf("reconfigure %s (%s): %w", res.ID, strings.Join(applied, ", "), err)
+		return fmt.Errorf("reconfigure %s (%s): %w", res.ID, strings.Join(slices.Sorted(maps.Keys(fields)), ", "), err)
 	}
 	if restart && running {
 		t, err := vm.PowerOn(ctx)
@@ -85,7 +74,7 @@ func (d *Deployer) applyDrift(ctx context.Context, n deploy.Node, pre *preflight
 		}
 	}
 	res.Action = deploy.ActionReconfigure
-	d.log.Info("applied drift in place", "node", n.Name, "vm", res.ID, "changed", applied, "left", left)
+	d.log.Info("applied drift in place", "node", n.Name, "vm", res.ID, "changed", slices.Sorted(maps.Keys(fields)), "left", left)
 	return nil
 }
 

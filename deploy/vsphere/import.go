@@ -31,12 +31,9 @@ import (
 
 // Deploy implements deploy.Deployer.
 func (d *Deployer) Deploy(ctx context.Context, n deploy.Node) (deploy.Result, error) {
-	start := time.Now()
-	res := deploy.Result{Node: n.Name, Target: d.Target(), Attempts: 1}
-	err := d.deploy(ctx, n, &res)
-	res.Elapsed = time.Since(start)
+	res, err := deploy.Timed("deploy", n.Name, d.Target(), func(res *deploy.Result) error { return d.deploy(ctx, n, res) })
 	if err != nil {
-		err = scrub(fmt.Errorf("deploy %s to %s: %w", n.Name, d.Target(), err), n.Properties)
+		err = scrub(err, n.Properties)
 		res.Err = err
 		return res, err
 	}
@@ -218,7 +215,7 @@ func (d *Deployer) create(ctx context.Context, n deploy.Node, name string, pre *
 		if err := d.clearSecrets(ctx, vm); err != nil {
 			return fmt.Errorf("clear the secret answers of %s: %w", ref.Value, err)
 		}
-	case hasSecrets(n.Properties):
+	case deploy.HasSecrets(n.Properties):
 		res.SecretsLeft = true
 	}
 	if err := reconfigure(ctx, vm, types.VirtualMachineConfigSpec{ExtraConfig: []types.BaseOptionValue{
@@ -228,16 +225,6 @@ func (d *Deployer) create(ctx context.Context, n deploy.Node, name string, pre *
 	}
 	done = true
 	return nil
-}
-
-// hasSecrets reports whether any secret answer has a value.
-func hasSecrets(props map[string]string) bool {
-	for k, v := range props {
-		if answers.IsSecret(k) && v != "" {
-			return true
-		}
-	}
-	return false
 }
 
 // cleanup destroys a VM this attempt created; it runs even when ctx was

@@ -15,19 +15,11 @@ import (
 
 // Remove implements deploy.Deployer.
 func (d *Deployer) Remove(ctx context.Context, r deploy.RemoveRequest) (deploy.Result, error) {
-	start := time.Now()
-	res := deploy.Result{Node: r.Name, Target: d.Target(), Attempts: 1}
-	err := d.remove(ctx, r, &res)
-	res.Elapsed = time.Since(start)
-	if err != nil {
-		err = fmt.Errorf("remove %s from %s: %w", r.Name, d.Target(), err)
-		res.Err = err
-		return res, err
-	}
-	if !r.Plan && res.Action == deploy.ActionRemove {
+	res, err := deploy.Timed("remove", r.Name, d.Target(), func(res *deploy.Result) error { return d.remove(ctx, r, res) })
+	if err == nil && !r.Plan && res.Action == deploy.ActionRemove {
 		d.log.Info("removed", "vm", r.Name, "id", res.ID, "elapsed", res.Elapsed.Round(time.Millisecond))
 	}
-	return res, nil
+	return res, err
 }
 
 func (d *Deployer) remove(ctx context.Context, r deploy.RemoveRequest, res *deploy.Result) error {

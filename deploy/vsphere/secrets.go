@@ -6,7 +6,6 @@ import (
 	"maps"
 	"slices"
 	"strings"
-	"time"
 
 	"github.com/vmware/govmomi/object"
 	"github.com/vmware/govmomi/vim25/types"
@@ -103,15 +102,10 @@ func (d *Deployer) clearSecrets(ctx context.Context, vm *object.VirtualMachine) 
 // Scrub implements deploy.Deployer: once first boot of the node's VM
 // reported completion, the secret answers leave its settings.
 func (d *Deployer) Scrub(ctx context.Context, n deploy.Node) (deploy.Result, error) {
-	start := time.Now()
-	res := deploy.Result{Node: n.Name, Target: d.Target(), Attempts: 1, Action: deploy.ActionScrub}
-	err := d.scrubVM(ctx, n.Name, &res)
-	res.Elapsed = time.Since(start)
-	if err != nil {
-		err = fmt.Errorf("scrub %s on %s: %w", n.Name, d.Target(), err)
-		res.Err = err
-	}
-	return res, err
+	return deploy.Timed("scrub", n.Name, d.Target(), func(res *deploy.Result) error {
+		res.Action = deploy.ActionScrub
+		return d.scrubVM(ctx, n.Name, res)
+	})
 }
 
 func (d *Deployer) scrubVM(ctx context.Context, name string, res *deploy.Result) error {

@@ -14,24 +14,7 @@ import (
 // waiting tells n.Waiting every few polls what the deploy waits for until
 // the returned stop is called.
 func (d *Deployer) waiting(n deploy.Node, what string) (stop func()) {
-	if n.Waiting == nil {
-		return func() {}
-	}
-	start := time.Now()
-	done := make(chan struct{})
-	go func() {
-		t := time.NewTicker(5 * d.poll)
-		defer t.Stop()
-		for {
-			select {
-			case <-done:
-				return
-			case <-t.C:
-				n.Waiting(what, time.Since(start))
-			}
-		}
-	}()
-	return func() { close(done) }
+	return deploy.Notify(n, what, 5*d.poll)
 }
 
 // waitIP waits until deadline for the guest's IPv4 address.
