@@ -64,7 +64,7 @@ func SwapIn(ctx context.Context, s Swap) (Result, error) {
 	}
 	if err := s.Rename(sctx, res.ID, s.Name); err != nil {
 		if berr := s.Rename(sctx, s.OldID, s.Name); berr != nil {
-			return res, fmt.Errorf("rename %s to %s: %w; and renaming the old VM back failed too: %v (the old VM runs as %s, the replacement as %s)", tmp, s.Name, err, berr, aside, tmp)
+			return res, fmt.Errorf("rename %s to %s: %w; and renaming the old VM back failed too: %w (the old VM runs as %s, the replacement as %s)", tmp, s.Name, err, berr, aside, tmp)
 		}
 		discard()
 		return res, fmt.Errorf("rename %s to %s: %w (the VM in service is back under its name; the replacement was removed)", tmp, s.Name, err)

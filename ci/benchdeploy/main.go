@@ -113,7 +113,7 @@ func round(tb *benchTB, ova string, nodes, delay, conc int) (time.Duration, erro
 			elapsed = time.Since(start)
 			if n := fleet.Failed(out); n > 0 {
 				var sb strings.Builder
-				fleet.WriteResults(&sb, out)
+				_ = fleet.WriteResults(&sb, out) // a strings.Builder takes every write
 				return fmt.Errorf("%d nodes failed:\n%s", n, sb.String())
 			}
 		} else {
@@ -186,7 +186,7 @@ func countVMs(ctx context.Context, c *vim25.Client) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	defer v.Destroy(ctx)
+	defer func() { _ = v.Destroy(ctx) }()
 	var vms []mo.VirtualMachine
 	if err := v.Retrieve(ctx, []string{"VirtualMachine"}, []string{"name"}, &vms); err != nil {
 		return 0, err

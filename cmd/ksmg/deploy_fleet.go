@@ -127,7 +127,7 @@ func openFleet(cmd *cobra.Command, a *app, ff *fleetFlags, path string) (*fleet.
 		Concurrency: ff.concurrency, Retries: ff.retries, Backoff: ff.backoff,
 		Replace: ff.replace, ApplyDrift: ff.applyDrift, Prune: ff.prune, Only: ff.only,
 		ShutdownTimeout: ff.shutdownTimeout, Logger: log,
-		Progress: progress.progress, Waiting: progress.waiting,
+		Progress: progress.progress, Waiting: progress.waiting, Done: progress.done,
 	}
 	return fl, opt, nil
 }

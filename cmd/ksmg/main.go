@@ -78,18 +78,23 @@ func (a *app) logger() *slog.Logger {
 	return slog.New(slog.NewJSONHandler(os.Stderr, nil))
 }
 
-func main() {
+func main() { os.Exit(run()) }
+
+// run runs the command line and returns the exit status.
+func run() int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := newRootCmd(newApp()).ExecuteContext(ctx); err != nil {
-		fmt.Fprintln(os.Stderr, "ksmg:", err)
-		var ee *exitError
-		if errors.As(err, &ee) {
-			os.Exit(ee.code)
-		}
-		if strings.HasPrefix(err.Error(), "unknown command ") {
-			os.Exit(2) // cobra's, for a mistyped subcommand: bad input
-		}
-		os.Exit(1)
+	err := newRootCmd(newApp()).ExecuteContext(ctx)
+	if err == nil {
+		return 0
 	}
+	fmt.Fprintln(os.Stderr, "ksmg:", err)
+	var ee *exitError
+	switch {
+	case errors.As(err, &ee):
+		return ee.code
+	case strings.HasPrefix(err.Error(), "unknown command "):
+		return 2 // cobra's, for a mistyped subcommand: bad input
+	}
+	return 1
 }

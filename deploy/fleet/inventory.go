@@ -77,7 +77,8 @@ func (t Target) Decode(file string, v any) error {
 func (t Target) decode(file string, v any) []error {
 	errs := strictDecode(file, t.config, v)
 	for i, e := range errs {
-		if pe, ok := e.(*posError); ok {
+		var pe *posError
+		if errors.As(e, &pe) {
 			errs[i] = &posError{pe.File, pe.Line, "targets." + t.Name + ": " + pe.Msg}
 		}
 	}

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -154,8 +155,10 @@ func markers(t *testing.T, body string) []marker {
 	at := regexp.MustCompile(`^# ERR@(\d+):\s*(.+)$`)
 	for i, l := range strings.Split(body, "\n") {
 		if m := at.FindStringSubmatch(l); m != nil {
-			var n int
-			fmt.Sscan(m[1], &n)
+			n, err := strconv.Atoi(m[1])
+			if err != nil {
+				t.Fatal(err)
+			}
 			ms = append(ms, marker{n, strings.TrimSpace(m[2])})
 		} else if m := errMarker.FindStringSubmatch(l); m != nil {
 			ms = append(ms, marker{i + 1, strings.TrimSpace(m[1])})

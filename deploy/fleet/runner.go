@@ -36,6 +36,9 @@ type Options struct {
 	// several goroutines.
 	Progress func(node, stage string, done, total int64)
 	Waiting  func(node, what string, elapsed time.Duration)
+	// Done, when set, is told when a node's deploy ended (its progress
+	// can go).
+	Done func(node string)
 	// Dial is used by the control probe; nil is net.Dialer.DialContext.
 	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
 }
@@ -580,6 +583,9 @@ func probe(ctx context.Context, opt Options, host string, p Probe) error {
 // plans afresh, so a VM a failed attempt left half-made is replaced by the
 // next one, never duplicated.
 func (f *Fleet) deployNode(ctx context.Context, opt Options, n Node) Outcome {
+	if opt.Done != nil {
+		defer opt.Done(n.Name)
+	}
 	start := time.Now()
 	o := Outcome{Result: deploy.Result{Node: n.Name, Target: n.Target}}
 	log := opt.Logger.With("node", n.Name, "target", n.Target)

@@ -1,6 +1,7 @@
 package fleet
 
 import (
+	"errors"
 	"fmt"
 	"reflect"
 	"regexp"
@@ -42,7 +43,8 @@ func strictDecode(file string, node *yaml.Node, v any) []error {
 func strictDecodeAt(file string, node *yaml.Node, v any, where string) []error {
 	var errs []error
 	if err := node.Decode(v); err != nil {
-		if te, ok := err.(*yaml.TypeError); ok {
+		var te *yaml.TypeError
+		if errors.As(err, &te) {
 			for _, m := range te.Errors {
 				if sm := typeErrLine.FindStringSubmatch(m); sm != nil {
 					l, _ := strconv.Atoi(sm[1])

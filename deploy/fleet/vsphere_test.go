@@ -127,7 +127,7 @@ func simVMs(ctx context.Context, t *testing.T, c *vim25.Client) map[string][]sim
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer v.Destroy(ctx)
+	defer func() { _ = v.Destroy(ctx) }()
 	var vms []mo.VirtualMachine
 	if err := v.Retrieve(ctx, []string{"VirtualMachine"}, []string{"name", "config.extraConfig", "config.vAppConfig", "runtime.powerState"}, &vms); err != nil {
 		t.Fatal(err)
@@ -224,7 +224,7 @@ func TestSimFleet100(t *testing.T) {
 		t.Logf("100-node fleet deployed in %s (concurrency %d)", time.Since(start).Round(time.Millisecond), simOpts.Concurrency)
 		if n := fleet.Failed(out); n != 0 {
 			var sb strings.Builder
-			fleet.WriteResults(&sb, out)
+			_ = fleet.WriteResults(&sb, out) // a strings.Builder takes every write
 			t.Fatalf("%d nodes failed:\n%s", n, sb.String())
 		}
 		after := simVMs(ctx, t, c)

@@ -108,6 +108,7 @@ func (f *fakeHyperV) hostToShare(p string) (string, bool) {
 	return filepath.Join(f.share, filepath.FromSlash(strings.ReplaceAll(rel, `\`, "/"))), true
 }
 
+//nolint:gocyclo // one case per script step the fake host plays
 func (f *fakeHyperV) handle(script string, in pwsh.Input) pwshtest.Reply {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -374,6 +375,7 @@ func testNode(image string) deploy.Node {
 	}
 }
 
+//nolint:gocyclo // one deploy checked step after step
 func TestDeploySequence(t *testing.T) {
 	t.Parallel()
 	d, f, h := newTest(t)
@@ -624,7 +626,9 @@ func TestDeployBadInput(t *testing.T) {
 	d, _, h := newTest(t)
 	img := testImage(t)
 	notVHDX := filepath.Join(t.TempDir(), "x.vhdx")
-	os.WriteFile(notVHDX, []byte("not a disk"), 0o600)
+	if err := os.WriteFile(notVHDX, []byte("not a disk"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	tests := []struct {
 		name string
 		edit func(*deploy.Node)
@@ -706,7 +710,9 @@ func TestOpenPassword(t *testing.T) {
 		t.Errorf("Target %q", d.Target())
 	}
 	pf := filepath.Join(t.TempDir(), "pw")
-	os.WriteFile(pf, []byte("from-file\n"), 0o600)
+	if err := os.WriteFile(pf, []byte("from-file\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	cfg.PasswordFile = pf
 	if pw, err := cfg.password(func(string) string { return "" }); err != nil || pw != "from-file" {
 		t.Errorf("password from file: %q, %v", pw, err)

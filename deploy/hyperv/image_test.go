@@ -141,6 +141,7 @@ func (p *copyProgress) get() (calls, done, total int64) {
 	return p.calls, p.done, p.total
 }
 
+//nolint:gocyclo // one scenario (deploy, re-run, cancel) checked step after step
 func TestBuiltVHDXOverSMB(t *testing.T) {
 	t.Parallel()
 	img := builtVHDX(t)

@@ -293,8 +293,11 @@ func (h *WMIHost) Reconfigure(ctx context.Context, id string, c Change) error {
 	h.mu.Lock()
 	disks, err := vm.GetAttachedVirtualHardDisks()
 	h.mu.Unlock()
-	if err != nil || len(disks) == 0 {
-		return fmt.Errorf("%s: disks: %v", step, err)
+	if err != nil {
+		return fmt.Errorf("%s: disks: %w", step, err)
+	}
+	if len(disks) == 0 {
+		return fmt.Errorf("%s: the VM has no disk to grow", step)
 	}
 	return h.ResizeDisk(ctx, disks[0], c.DiskBytes)
 }

@@ -107,6 +107,7 @@ var firstDeploy = []string{
 	stepStart, stepJob, stepJob, stepIP, stepIP, stepFirstboot, stepFirstboot, stepKVPRemove, stepMark,
 }
 
+//nolint:gocyclo // one scenario checked step after step
 func TestDeployRerunAndSecondNode(t *testing.T) {
 	t.Parallel()
 	rg := newRig(t, nil)
@@ -337,6 +338,8 @@ func TestReplaceFinished(t *testing.T) {
 // TestExistingVMs plans and deploys over a VM of the node's name in each
 // state the contract knows: only ksmg's own leftovers are replaced without
 // Replace; a VM without the mark is someone else's and is never removed.
+//
+//nolint:gocyclo // a table of VM states, each checked through plan and deploy
 func TestExistingVMs(t *testing.T) {
 	t.Parallel()
 	img := testVHDX(t)

@@ -15,6 +15,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -121,8 +122,10 @@ func num(t *testing.T, re *regexp.Regexp, script string) int {
 	if m == nil {
 		return 0
 	}
-	var n int
-	fmt.Sscan(m[1], &n)
+	n, err := strconv.Atoi(m[1])
+	if err != nil {
+		t.Errorf("%s: not a number: %v", re, err)
+	}
 	return n
 }
 
@@ -179,6 +182,8 @@ func (f *fakeVMM) byName(name string) []*fakeVM {
 const hostPassword = "hv-pass-0123"
 
 // handle answers one script and its input: stdout and exit code.
+//
+//nolint:gocyclo // one case per script step the fake VMM server plays
 func (f *fakeVMM) handle(script string, in pwsh.Input) (string, int) {
 	t := f.t
 	m := stepRe.FindStringSubmatch(script)

@@ -252,6 +252,8 @@ func TestRemove(t *testing.T) {
 // TestDriftOutdatedApply: the record on the VM tells drift (with the
 // fields) and an outdated image apart from unchanged; ApplyDrift changes
 // CPUs, memory, disk and network in place and records it.
+//
+//nolint:gocyclo // one scenario checked step after step
 func TestDriftOutdatedApply(t *testing.T) {
 	t.Parallel()
 	ovaPath := vspheretest.SmallOVA(t)

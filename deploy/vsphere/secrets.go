@@ -92,8 +92,12 @@ func (d *Deployer) clearSecrets(ctx context.Context, vm *object.VirtualMachine) 
 	if e, err = d.read(ctx, vm); err != nil {
 		return err
 	}
-	if _, left, err := secretsSpec(e); err != nil || len(left) > 0 {
-		return fmt.Errorf("secrets still in %s after clearing them (%v)", strings.Join(left, ", "), err)
+	_, left, err := secretsSpec(e)
+	if err != nil {
+		return fmt.Errorf("read the cleared settings back: %w", err)
+	}
+	if len(left) > 0 {
+		return fmt.Errorf("secrets still in %s after clearing them", strings.Join(left, ", "))
 	}
 	d.log.Info("cleared the secret answers from the VM's settings", "vm", vm.Reference().Value, "from", where)
 	return nil

@@ -126,6 +126,8 @@ func count(names []string, name string) int {
 
 // TestDeploy: a single deploy with properties, checked on the VM; then
 // re-run idempotence and Replace.
+//
+//nolint:gocyclo // one scenario (deploy, read back, re-run, replace) checked step after step
 func TestDeploy(t *testing.T) {
 	t.Parallel()
 	ovaPath := vspheretest.SmallOVA(t)
@@ -429,7 +431,7 @@ func TestWaitIP(t *testing.T) {
 func vmState(ctx context.Context, c *vim25.Client, name string) (types.ManagedObjectReference, types.VirtualMachinePowerState, error) {
 	ref, err := object.NewSearchIndex(c).FindByInventoryPath(ctx, "/DC0/vm/"+name)
 	if err != nil || ref == nil {
-		return types.ManagedObjectReference{}, "", fmt.Errorf("VM %s not found (%v)", name, err)
+		return types.ManagedObjectReference{}, "", fmt.Errorf("VM %s not found (%w)", name, err)
 	}
 	vm := object.NewVirtualMachine(c, ref.Reference())
 	state, err := vm.PowerState(ctx)

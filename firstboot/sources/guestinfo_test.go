@@ -28,7 +28,9 @@ func TestGuestInfoSet(t *testing.T) {
 		t.Errorf("rpctool got %q", got)
 	}
 	failing := filepath.Join(dir, "failing")
-	os.WriteFile(failing, []byte("#!/bin/sh\necho 'Failed sending message to VMware.' >&2\nexit 1\n"), 0o755)
+	if err := os.WriteFile(failing, []byte("#!/bin/sh\necho 'Failed sending message to VMware.' >&2\nexit 1\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
 	for _, tl := range []string{failing, filepath.Join(dir, "missing")} {
 		if err := (GuestInfo{Tool: tl}).Set(context.Background(), GuestInfoDoneKey, DoneValue); !errors.Is(err, ErrAbsent) {
 			t.Errorf("%s: %v, want ErrAbsent", tl, err)

@@ -27,6 +27,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -226,7 +227,7 @@ func splitHostPort(u string) (string, int) {
 	hp := strings.TrimPrefix(u, "http://")
 	i := strings.LastIndexByte(hp, ':')
 	host = hp[:i]
-	fmt.Sscanf(hp[i+1:], "%d", &port)
+	port, _ = strconv.Atoi(hp[i+1:]) // httptest's URL: always a port
 	return host, port
 }
 

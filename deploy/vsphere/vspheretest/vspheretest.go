@@ -181,7 +181,7 @@ func VMs(ctx context.Context, t testing.TB, c *vim25.Client) []string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer v.Destroy(ctx)
+	defer func() { _ = v.Destroy(ctx) }()
 	var vms []mo.VirtualMachine
 	if err := v.Retrieve(ctx, []string{"VirtualMachine"}, []string{"name"}, &vms); err != nil {
 		t.Fatal(err)
@@ -277,7 +277,7 @@ func VMsByName(ctx context.Context, t testing.TB, c *vim25.Client, name string) 
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer v.Destroy(ctx)
+	defer func() { _ = v.Destroy(ctx) }()
 	var vms []mo.VirtualMachine
 	if err := v.RetrieveWithFilter(ctx, []string{"VirtualMachine"}, []string{"name", "config", "runtime", "guest", "network"}, &vms, property.Match{"name": name}); err != nil {
 		if strings.Contains(err.Error(), "object references is empty") {
