@@ -549,7 +549,7 @@ func (d *Deployer) create(ctx context.Context, n deploy.Node, name, folder strin
 		return err
 	}
 	ok = true
-	log.Info("deployed", "id", id, "ip", res.IP)
+	log.Debug("deployed", "id", id, "ip", res.IP)
 	return nil
 }
 

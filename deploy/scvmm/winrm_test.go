@@ -94,6 +94,23 @@ func TestWinRMDeployAndRerun(t *testing.T) {
 	if left := host.TempFiles(); len(left) != 0 {
 		t.Errorf("script files left on the host: %v", left)
 	}
+	// No secret in any script text or command line: only on standard
+	// input, where the fake host found them (the KVP items were set).
+	for k, v := range props {
+		if !answers.IsSecret(k) || v == "" {
+			continue
+		}
+		for _, s := range append(host.Scripts(), host.Commands()...) {
+			if strings.Contains(s, v) {
+				t.Errorf("the value of %s is in a script or command line", k)
+			}
+		}
+	}
+	for _, s := range append(host.Scripts(), host.Commands()...) {
+		if strings.Contains(s, hostPassword) {
+			t.Error("the host password is in a script or command line")
+		}
+	}
 	vm := rg.f.vms[res.ID]
 	for k, v := range props {
 		if answers.IsSecret(k) {

@@ -37,7 +37,9 @@ func (d *Deployer) Deploy(ctx context.Context, n deploy.Node) (deploy.Result, er
 		res.Err = err
 		return res, err
 	}
-	d.log.Info("deployed", "node", n.Name, "action", res.Action, "vm", res.ID, "ip", res.IP, "elapsed", res.Elapsed.Round(time.Millisecond))
+	// The caller reports the result (the command's line, the fleet's
+	// table and log); this is for debugging only.
+	d.log.Debug("deployed", "node", n.Name, "action", res.Action, "vm", res.ID, "ip", res.IP, "elapsed", res.Elapsed.Round(time.Millisecond))
 	return res, nil
 }
 

@@ -28,7 +28,9 @@
 // wait for the guest's IPv4 address and for first boot's completion
 // signal (guestinfo.ksmg.firstboot=done, which the guest sets through
 // VMware Tools); clear the secret answers from the vApp properties and
-// guestinfo.ovfEnv; and only then set ksmg.deploy=complete. Without a wait
+// guestinfo.ovfEnv (on vCenter, which delivers the environment itself at
+// power-on, the next power-on delivers it from the cleared properties);
+// and only then set ksmg.deploy=complete. Without a wait
 // the secrets stay until Scrub. A failure before power-on destroys the VM,
 // so a retry starts clean; a guest that does not report in time is left
 // running, marked pending, for inspection (the next run replaces it).
