@@ -46,6 +46,8 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"deploy", "vsphere", "--ova", "x.ova", "--name", "a", "--url", "https://192.0.2.1/sdk", "--thumbprint", "AB:CD"}, "thumbprint"},
 		{[]string{"deploy", "vsphere", "--ova", "x.ova", "--name", "a", "--wait-ip", "0", "--replace-foreign"}, "--replace-foreign goes with --replace"},
 		{[]string{"deploy", "remove", "vsphere"}, "--name is required"},
+		{[]string{"deploy", "bogus"}, `unknown command "bogus"`},
+		{[]string{"deploy", "remove", "xen"}, `unknown command "xen"`},
 	} {
 		_, _, err := runRoot(t, tc.args...)
 		if exitCode(err) != 2 || !strings.Contains(err.Error(), tc.want) {

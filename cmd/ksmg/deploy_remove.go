@@ -22,6 +22,8 @@ within --shutdown-timeout, and the VM is deleted with its disks. Only a VM
 that carries ksmg's deploy mark is ever removed; one that does not is
 reported (exit status 2) and left alone. --plan says what would go and
 touches nothing. The target flags are those of the deploy command.`,
+		Args: noSubcommand,
+		RunE: func(cmd *cobra.Command, _ []string) error { return cmd.Help() },
 	}
 	cmd.AddCommand(newRemoveVSphereCmd(a), newRemoveHyperVCmd(a), newRemoveScvmmCmd(a), newRemoveFleetCmd(a))
 	return cmd
