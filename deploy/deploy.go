@@ -6,22 +6,33 @@
 // Idempotence contract, kept by every driver: a VM the driver creates is
 // marked MarkKey=MarkPending from its first moment on the target (vSphere:
 // extraConfig, Hyper-V: Notes, SCVMM: Description) and MarkKey=MarkComplete
-// as the very last step of its deploy. Plan then reads:
+// as the very last step of its deploy, with a Record of what was deployed
+// (image digest and version, CPUs, memory, disk, network, a digest of the
+// non-secret answers). Plan then reads:
 //   - no VM of the node's name: create;
-//   - marked complete: unchanged (replace only when Node.Replace);
+//   - marked complete: unchanged, or drift (settings differ: Plan.Drift)
+//     or outdated (another image) when its record says so; replace only
+//     when Node.Replace, in place only what Node.ApplyDrift can change;
 //   - marked pending: the leftover of an interrupted run, replaced;
-//   - not marked at all: not ours; a permanent error unless Node.Replace,
-//     so a re-run never destroys someone's VM that happens to share a name.
+//   - not marked at all: not ours; a permanent error unless
+//     Node.ReplaceForeign, so a re-run never destroys someone's VM that
+//     happens to share a name.
 //
 // So a re-run changes nothing in place and an interrupted run can simply be
-// run again.
+// run again. A finished VM is replaced without being destroyed first
+// (SwapIn): the new one is deployed under TempName, checked, renamed into
+// place, and only then is the old one removed. Remove removes only VMs
+// that carry the mark: a guest shutdown, a hard power-off after
+// RemoveRequest.ShutdownTimeout, then the VM and its disks.
 package deploy
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"maps"
+	"path/filepath"
 	"slices"
 	"sort"
 	"strings"
@@ -45,6 +56,15 @@ const (
 	MarkComplete = "complete"
 )
 
+// DefaultWaitIP is how long a deploy waits for the guest's address and
+// first boot's completion signal unless told otherwise, for single
+// deploys and fleets alike.
+const DefaultWaitIP = 10 * time.Minute
+
+// DefaultShutdownTimeout is how long Remove waits for a guest shutdown
+// before it turns the VM off.
+const DefaultShutdownTimeout = 2 * time.Minute
+
 // Node is one appliance to put on one target.
 type Node struct {
 	Name      string // VM name on the target (unique per target)
@@ -63,12 +83,26 @@ type Node struct {
 	Properties map[string]string
 	PowerOn    bool
 	// WaitIP is how long to wait for the guest to report an IP address
-	// after power-on; 0 does not wait.
-	WaitIP  time.Duration
-	Replace bool // replace a finished VM of the same name
+	// and first boot to report completion after power-on; 0 does not wait
+	// (and the secret answers stay on the VM until Scrub).
+	WaitIP time.Duration
+	// Replace replaces a VM of the name that ksmg deployed, finished or
+	// not; ReplaceForeign also one that ksmg did not make (never set by a
+	// fleet).
+	Replace, ReplaceForeign bool
+	// ApplyDrift changes a finished VM whose settings drifted in place,
+	// where that is safe (InPlace fields).
+	ApplyDrift bool
+	// Cluster names the fleet's cluster in the record; "" for a single
+	// deploy.
+	Cluster string
 	// Progress, when set, receives upload progress; it may be called from
 	// several goroutines.
 	Progress func(stage string, done, total int64) `yaml:"-"`
+	// Waiting, when set, is told while the deploy waits for the guest
+	// (what, e.g. "IP address", and for how long so far), every few
+	// seconds.
+	Waiting func(what string, elapsed time.Duration) `yaml:"-"`
 }
 
 // Validate checks what every driver needs; drivers check their own extras.
@@ -95,6 +129,13 @@ func (n *Node) Validate() error {
 			errs = append(errs, fmt.Errorf("property %q: first-boot keys start with %q", k, answers.Prefix))
 		}
 	}
+	if n.WaitIP < 0 {
+		errs = append(errs, errors.New("wait_ip must not be negative"))
+	}
+	if n.WaitIP > 0 && !n.PowerOn {
+		errs = append(errs, errors.New("waiting for the guest's address needs power-on"))
+	}
+	errs = append(errs, CheckAnswers(n.Properties)...)
 	return errors.Join(errs...)
 }
 
@@ -102,9 +143,16 @@ func (n *Node) Validate() error {
 type Action string
 
 const (
-	ActionCreate    Action = "create"    // no VM of that name
-	ActionReplace   Action = "replace"   // pending leftover, or Replace asked
-	ActionUnchanged Action = "unchanged" // a finished VM is in place
+	ActionCreate      Action = "create"      // no VM of that name
+	ActionReplace     Action = "replace"     // pending leftover, or Replace asked
+	ActionUnchanged   Action = "unchanged"   // a finished VM is in place, as asked
+	ActionDrift       Action = "drift"       // a finished VM is in place with other settings (Plan.Drift)
+	ActionOutdated    Action = "outdated"    // a finished VM is in place from another image
+	ActionReconfigure Action = "reconfigure" // drift applied in place (Node.ApplyDrift)
+	ActionOrphan      Action = "orphan"      // a VM of the cluster whose node left the inventory
+	ActionRemove      Action = "remove"      // removed (or would be)
+	ActionAbsent      Action = "absent"      // nothing to remove
+	ActionScrub       Action = "scrub"       // secrets cleared from a finished VM
 )
 
 // Plan is what Deploy would do to one node; Plan never changes the target.
@@ -114,6 +162,9 @@ type Plan struct {
 	Action Action
 	Reason string // why, e.g. "VM ksmg-1 exists (vm-42), deployed by ksmg"
 	ID     string // the existing VM's ID, if any
+	// Drift lists the settings that differ from the VM's record, as
+	// "field have → want" (DriftField names the field).
+	Drift []string
 }
 
 // Result is what a deploy did to one node.
@@ -126,6 +177,29 @@ type Result struct {
 	Attempts int
 	Elapsed  time.Duration
 	Err      error
+	Drift    []string // as in Plan
+	// SecretsLeft says the secret answers are still in the VM's settings
+	// (no completion signal was awaited): Scrub them once first boot is
+	// done.
+	SecretsLeft bool
+}
+
+// VM is a VM on a target that carries the mark.
+type VM struct {
+	Name   string
+	ID     string
+	State  string // power state as the target says it
+	Record Record
+}
+
+// RemoveRequest asks Deployer.Remove to remove one VM.
+type RemoveRequest struct {
+	Name string
+	// Plan only says what would be removed.
+	Plan bool
+	// ShutdownTimeout is how long a guest shutdown may take before the
+	// VM is turned off; 0 means DefaultShutdownTimeout.
+	ShutdownTimeout time.Duration
 }
 
 // Deployer puts nodes on one target. Implementations are safe for
@@ -136,6 +210,17 @@ type Deployer interface {
 	Target() string
 	Plan(ctx context.Context, n Node) (Plan, error)
 	Deploy(ctx context.Context, n Node) (Result, error)
+	// Deployed lists the VMs ksmg deployed (marked) where this target
+	// deploys.
+	Deployed(ctx context.Context) ([]VM, error)
+	// Remove removes the VM of the name if it carries the mark (a VM
+	// without it is a permanent error): guest shutdown, power-off after
+	// the timeout, the VM and its disks deleted. Action ActionAbsent when
+	// there is none.
+	Remove(ctx context.Context, r RemoveRequest) (Result, error)
+	// Scrub clears the secret answers from a finished VM's settings once
+	// its first boot reported completion (a permanent error before).
+	Scrub(ctx context.Context, n Node) (Result, error)
 	Close() error
 }
 
@@ -160,10 +245,30 @@ func IsPermanent(err error) bool {
 	return errors.As(err, &p)
 }
 
-// Opener makes a Deployer for one named target of an inventory. decode fills
-// the driver's configuration struct from the target's YAML and rejects
-// unknown keys.
-type Opener func(ctx context.Context, name string, decode func(v any) error) (Deployer, error)
+// TargetSpec is one target of an inventory as a driver's Opener gets it.
+type TargetSpec struct {
+	Name string
+	// Decode fills the driver's configuration struct from the target's
+	// YAML and rejects unknown keys.
+	Decode func(v any) error
+	// Dir is the inventory's directory: relative paths in the settings
+	// (password_file, ca_cert) are taken from it.
+	Dir string
+	// Logger gets the driver's progress lines; nil discards them.
+	Logger *slog.Logger
+}
+
+// Opener makes a Deployer for one named target of an inventory.
+type Opener func(ctx context.Context, t TargetSpec) (Deployer, error)
+
+// Path resolves p (a setting's file path) against dir unless it is
+// absolute or empty.
+func Path(dir, p string) string {
+	if p == "" || dir == "" || filepath.IsAbs(p) {
+		return p
+	}
+	return filepath.Join(dir, p)
+}
 
 var (
 	driversMu sync.Mutex
@@ -212,4 +317,66 @@ func Redact(props map[string]string) map[string]string {
 		out[k] = v
 	}
 	return out
+}
+
+// Timed runs f for the VM name on target, as verb ("deploy", "remove"),
+// and returns its Result with Node, Target, Attempts and Elapsed set and
+// its error, if any, as "verb name on target: ..." (also in Result.Err).
+// The drivers' Deploy, Remove and Scrub are this around their work.
+func Timed(verb, name, target string, f func(res *Result) error) (Result, error) {
+	start := time.Now()
+	res := Result{Node: name, Target: target, Attempts: 1}
+	err := f(&res)
+	res.Elapsed = time.Since(start)
+	if err != nil {
+		err = fmt.Errorf("%s %s on %s: %w", verb, name, target, err)
+		res.Err = err
+	}
+	return res, err
+}
+
+// HasSecrets reports whether any secret answer of props has a value: a
+// deploy that does not wait for first boot leaves them on the VM.
+func HasSecrets(props map[string]string) bool {
+	for k, v := range props {
+		if answers.IsSecret(k) && v != "" {
+			return true
+		}
+	}
+	return false
+}
+
+// SecretKeys are the keys of props' secret answers that have a value,
+// sorted.
+func SecretKeys(props map[string]string) []string {
+	var keys []string
+	for _, k := range slices.Sorted(maps.Keys(props)) {
+		if answers.IsSecret(k) && props[k] != "" {
+			keys = append(keys, k)
+		}
+	}
+	return keys
+}
+
+// Notify tells n.Waiting every interval what the deploy waits for, until
+// the returned stop is called.
+func Notify(n Node, what string, interval time.Duration) (stop func()) {
+	if n.Waiting == nil {
+		return func() {}
+	}
+	start := time.Now()
+	done := make(chan struct{})
+	go func() {
+		t := time.NewTicker(max(interval, time.Millisecond))
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+				n.Waiting(what, time.Since(start))
+			}
+		}
+	}()
+	return sync.OnceFunc(func() { close(done) })
 }

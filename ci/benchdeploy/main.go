@@ -104,7 +104,7 @@ func round(tb *benchTB, ova string, nodes, delay, conc int) (time.Duration, erro
 		}
 		start := time.Now()
 		if conc > 0 {
-			f, err := fleet.Open(ctx, inv)
+			f, err := fleet.Open(ctx, inv, nil)
 			if err != nil {
 				return err
 			}
@@ -113,12 +113,12 @@ func round(tb *benchTB, ova string, nodes, delay, conc int) (time.Duration, erro
 			elapsed = time.Since(start)
 			if n := fleet.Failed(out); n > 0 {
 				var sb strings.Builder
-				fleet.WriteResults(&sb, out)
+				_ = fleet.WriteResults(&sb, out) // a strings.Builder takes every write
 				return fmt.Errorf("%d nodes failed:\n%s", n, sb.String())
 			}
 		} else {
 			open, _ := deploy.Driver("vsphere")
-			d, err := open(ctx, "sim", func(v any) error { return inv.Targets[0].Decode(inv.File, v) })
+			d, err := open(ctx, deploy.TargetSpec{Name: "sim", Dir: inv.Dir, Decode: func(v any) error { return inv.Targets[0].Decode(inv.File, v) }})
 			if err != nil {
 				return err
 			}
@@ -186,7 +186,7 @@ func countVMs(ctx context.Context, c *vim25.Client) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	defer v.Destroy(ctx)
+	defer func() { _ = v.Destroy(ctx) }()
 	var vms []mo.VirtualMachine
 	if err := v.Retrieve(ctx, []string{"VirtualMachine"}, []string{"name"}, &vms); err != nil {
 		return 0, err

@@ -254,6 +254,10 @@ func applyAndFinish(ctx context.Context, f flags, log *slog.Logger, out io.Write
 	if err := (sources.KVP{Path: f.guestKVPPool}).Set(ctx, sources.DoneKey, sources.DoneValue); err != nil && !errors.Is(err, sources.ErrAbsent) {
 		log.Warn("could not signal completion to the Hyper-V host", "err", err)
 	}
+	// The same for a vSphere deployer, through VMware Tools.
+	if err := (sources.GuestInfo{Tool: f.rpctool}).Set(ctx, sources.GuestInfoDoneKey, sources.DoneValue); err != nil && !errors.Is(err, sources.ErrAbsent) {
+		log.Warn("could not signal completion to the vSphere host", "err", err)
+	}
 	_ = apply.Important(f.root, time.Now(), "first-boot setup completed (host "+a.Hostname+", role "+a.Role+")")
 	banner(ctx, f.root, out, a)
 	return nil

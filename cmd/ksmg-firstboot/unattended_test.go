@@ -59,7 +59,8 @@ var sourceSetups = map[string]func(t *testing.T, kv map[string]string) []string{
 		doc := filepath.Join(dir, "ovfenv.xml")
 		must(t, os.WriteFile(doc, []byte(ovfEnvDoc(kv)), 0o644))
 		tool := filepath.Join(dir, "vmware-rpctool")
-		must(t, os.WriteFile(tool, []byte("#!/bin/sh\n[ \"$1\" = 'info-get guestinfo.ovfEnv' ] || exit 2\ncat '"+doc+"'\n"), 0o755))
+		// First boot's completion signal (info-set) leaves a file.
+		must(t, os.WriteFile(tool, []byte("#!/bin/sh\n[ \"$1\" = 'info-set guestinfo.ksmg.firstboot done' ] && { touch '"+doc+".signalled'; exit 0; }\n[ \"$1\" = 'info-get guestinfo.ovfEnv' ] || exit 2\ncat '"+doc+"'\n"), 0o755))
 		return []string{"--vmware-rpctool", tool}
 	},
 	"kvp": func(t *testing.T, kv map[string]string) []string {
@@ -132,6 +133,12 @@ func TestUnattendedComplete(t *testing.T) {
 				recs, err := sources.ParseKVPPool(must1(os.ReadFile(extra[3])))
 				if err != nil || len(recs) != 1 || recs[0] != (sources.KVPRecord{Key: sources.DoneKey, Value: sources.DoneValue}) {
 					t.Fatalf("guest pool: %v %v", recs, err)
+				}
+			}
+			if name == "ovf" {
+				// The guest told the vSphere host it is done.
+				if _, err := os.Stat(filepath.Join(filepath.Dir(extra[1]), "ovfenv.xml.signalled")); err != nil {
+					t.Fatalf("no completion signal through vmware-rpctool: %v", err)
 				}
 			}
 			// Second boot: nothing asked, nothing changed.

@@ -36,26 +36,44 @@ var memTargets = struct {
 // registerCLITest registers the in-memory target once per test binary
 // (deploy keeps one driver registry per process).
 var registerCLITest = sync.OnceFunc(func() {
-	deploy.Register("clitest", func(ctx context.Context, name string, decode func(v any) error) (deploy.Deployer, error) {
+	deploy.Register("clitest", func(ctx context.Context, t deploy.TargetSpec) (deploy.Deployer, error) {
 		var c struct {
 			Store string `yaml:"store"`
 		}
-		if err := decode(&c); err != nil {
+		if err := t.Decode(&c); err != nil {
 			return nil, err
 		}
 		memTargets.Lock()
 		defer memTargets.Unlock()
-		t, ok := memTargets.m[c.Store]
+		mt, ok := memTargets.m[c.Store]
 		if !ok {
-			t = &memTarget{vms: map[string]bool{}, fail: map[string]bool{}}
-			memTargets.m[c.Store] = t
+			mt = &memTarget{vms: map[string]bool{}, fail: map[string]bool{}}
+			memTargets.m[c.Store] = mt
 		}
-		return t, nil
+		return mt, nil
 	})
 })
 
 func (m *memTarget) Target() string { return "clitest" }
-func (m *memTarget) Close() error   { return nil }
+
+func (m *memTarget) Deployed(ctx context.Context) ([]deploy.VM, error) { return nil, nil }
+
+func (m *memTarget) Remove(ctx context.Context, r deploy.RemoveRequest) (deploy.Result, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if _, ok := m.vms[r.Name]; !ok {
+		return deploy.Result{Node: r.Name, Action: deploy.ActionAbsent}, nil
+	}
+	if !r.Plan {
+		delete(m.vms, r.Name)
+	}
+	return deploy.Result{Node: r.Name, Action: deploy.ActionRemove, ID: "id-" + r.Name}, nil
+}
+
+func (m *memTarget) Scrub(ctx context.Context, n deploy.Node) (deploy.Result, error) {
+	return deploy.Result{Node: n.Name, Action: deploy.ActionScrub, ID: "id-" + n.Name}, nil
+}
+func (m *memTarget) Close() error { return nil }
 
 func (m *memTarget) Plan(ctx context.Context, n deploy.Node) (deploy.Plan, error) {
 	m.mu.Lock()
@@ -177,7 +195,7 @@ nodes:
 		t.Fatal(err)
 	}
 	_, err = runKsmg(t, "deploy", "fleet", bad)
-	if exitCode(err) != exitBadInventory || !strings.Contains(err.Error(), bad+`:7: unknown key "colour"`) {
+	if exitCode(err) != exitBadInventory || !strings.Contains(err.Error(), bad+`:7: nodes[1] (sec-1): unknown key "colour"`) {
 		t.Errorf("bad inventory: exit %d %v", exitCode(err), err)
 	}
 	_, err = runKsmg(t, "deploy", "fleet", filepath.Join(dir, "missing.yaml"))

@@ -5,6 +5,7 @@ import (
 	"log/slog"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/ksmg-appliance/ksmg/deploy"
 	"github.com/ksmg-appliance/ksmg/deploy/hyperv"
@@ -43,25 +44,46 @@ gets <path>\<name> for its disk and configuration. Driver wmi (Windows
 only) uses the Hyper-V WMI API of this machine (--host localhost) or of a
 remote host.
 
+--plan runs every check the deploy runs, the VHDX first, before any host
+is reached; bad input exits 2, from the plan as from the deploy.
+
 First-boot answers (--prop, --props-file) become host-to-guest KVP items,
-set before the VM first starts. The guest's address is read from KVP
+set before the VM first starts; their values travel on the remote shell's
+standard input, never in script text or on a command line (script-block
+logging, event 4104, would record them). The VM starts with its host and is
+shut down when the host stops. The guest's address is read from KVP
 (--wait-ip); with --wait-ip the deploy also waits, within the same time,
 for first boot to report that it applied its answers (the guest's KVP item
 ksmg.firstboot=done), then removes the secret items (admin password,
-password hash, join token) from the VM's settings. If first boot does not
-report in time the deploy fails (retry it; the VM's console shows why) and
-the VM is removed, as after a missing address. A VM of the same name that ksmg finished deploying is left
-alone unless --replace is given; an unfinished one is replaced; one ksmg did
-not make is never touched without --replace.
+password hash, join token) from the VM's settings; with --wait-ip 0 they
+stay until --scrub. If first boot does not report in time the deploy fails
+and the VM is left running, marked pending, for inspection (the next run
+replaces it). A VM of the same name that ksmg finished deploying is left
+alone (drift and an outdated image are reported; --apply-drift changes
+CPUs, memory, disk growth and network in place); --replace swaps a new VM
+in before the old one is removed; an unfinished one is replaced; one ksmg
+did not make is touched only with --replace --replace-foreign.
 
 The password is never a flag: it is read from --password-file or the
 variable --password-env names (default KSMG_HYPERV_PASSWORD).`,
-		Args: cobra.NoArgs,
+		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return runDeployHyperV(cmd, &f)
 		},
 	}
 	fl := cmd.Flags()
+	f.addTarget(fl)
+	f.node.add(fl, nodeHelp{
+		image:  "appliance VHDX file (required)",
+		cpus:   "virtual CPUs (default 4, the appliance spec's)",
+		memory: "memory in MiB (default 8192, the appliance spec's)",
+	})
+	return cmd
+}
+
+// addTarget adds the flags that say where the host is and how to reach
+// it (shared with `ksmg deploy remove hyperv`).
+func (f *hypervFlags) addTarget(fl *pflag.FlagSet) {
 	c := &f.cfg
 	fl.StringVar(&c.Host, "host", "", "Hyper-V host name or address (required for --driver winrm)")
 	fl.StringVar(&c.Driver, "driver", "winrm", "winrm (PowerShell over WinRM, any OS) or wmi (Windows only)")
@@ -78,13 +100,6 @@ variable --password-env names (default KSMG_HYPERV_PASSWORD).`,
 	fl.StringVar(&c.Switch, "switch", "", "Hyper-V virtual switch for the appliance's NIC (required)")
 	fl.IntVar(&c.VLAN, "vlan", 0, "access VLAN ID of the NIC (0: untagged)")
 	fl.DurationVar(&c.PollInterval, "poll-interval", 0, "how often the guest's address and first-boot signal are polled (default 5s)")
-	f.node.add(fl, nodeHelp{
-		image:  "appliance VHDX file (required)",
-		cpus:   "virtual CPUs (default 4, the appliance spec's)",
-		memory: "memory in MiB (default 8192, the appliance spec's)",
-		waitIP: "wait this long for the guest's address, e.g. 10m (0: do not wait)",
-	})
-	return cmd
 }
 
 func runDeployHyperV(cmd *cobra.Command, f *hypervFlags) error {
@@ -92,14 +107,25 @@ func runDeployHyperV(cmd *cobra.Command, f *hypervFlags) error {
 	if err != nil {
 		return err
 	}
-	log := f.node.app.logger()
+	// The VHDX is checked before any host is reached.
+	if !f.node.scrub {
+		if _, err := hyperv.CheckImage(n.Image); err != nil {
+			return permanentIsUsage(err)
+		}
+	}
+	d, err := f.open(cmd)
+	if err != nil {
+		return err
+	}
+	return f.node.run(cmd, d, n, f.node.app.logger())
+}
+
+// open reaches the host.
+func (f *hypervFlags) open(cmd *cobra.Command) (deploy.Deployer, error) {
 	name := f.cfg.Host
 	if name == "" {
 		name = "localhost"
 	}
-	d, err := f.node.app.openHyperV(cmd.Context(), name, f.cfg, log)
-	if err != nil {
-		return permanentIsUsage(err)
-	}
-	return f.node.run(cmd, d, n, log)
+	d, err := f.node.app.openHyperV(cmd.Context(), name, f.cfg, f.node.app.logger())
+	return d, permanentIsUsage(err)
 }

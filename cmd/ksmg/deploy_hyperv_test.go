@@ -5,8 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
-	"os"
-	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -15,7 +13,6 @@ import (
 	"github.com/ksmg-appliance/ksmg/deploy/hyperv"
 	"github.com/ksmg-appliance/ksmg/deploy/pwsh"
 	"github.com/ksmg-appliance/ksmg/deploy/pwsh/pwshtest"
-	"github.com/ksmg-appliance/ksmg/vhdx"
 )
 
 // No Hyper-V host can run here: the command is tested for flags, output
@@ -76,14 +73,7 @@ func runHyperV(t *testing.T, a *app, args ...string) (string, error) {
 }
 
 func hypervArgs(t *testing.T) []string {
-	dir := t.TempDir()
-	raw := filepath.Join(dir, "d.raw")
-	os.WriteFile(raw, nil, 0o600)
-	os.Truncate(raw, 16<<20)
-	img := filepath.Join(dir, "ksmg.vhdx")
-	if err := vhdx.Write(context.Background(), raw, img, vhdx.Options{Identity: "cmd-test"}); err != nil {
-		t.Fatal(err)
-	}
+	img := testVHDX(t)
 	return []string{
 		"--vhdx", img, "--name", "ksmg-1", "--host", "hv1", "--user", `LAB\deployer`,
 		"--share", `\\hv1\VMs$\ksmg`, "--path", `D:\VMs\ksmg`, "--switch", "DMZ",
@@ -103,11 +93,11 @@ func TestDeployHyperV(t *testing.T) {
 		wantSteps string
 	}{
 		{"plan create", "null", []string{"--plan"}, false, "create ksmg-1 -: no VM ksmg-1 on hv1\n", "[find-vm]"},
-		{"plan unchanged json", hypervDoneVM, []string{"--plan"}, true, `"Action":"unchanged"`, "[find-vm]"},
+		{"plan unchanged json", hypervDoneVM, []string{"--plan"}, true, `"action": "unchanged"`, "[find-vm]"},
 		{"deploy unchanged", hypervDoneVM, nil, false, "unchanged ksmg-1 5c4d2a1e-0b7f-4e42-9c1d-6a8b3f0e2d71 -\n", "[find-vm]"},
 		{"deploy", "null", []string{"--wait-ip", "1m", "--poll-interval", "1ms"}, false, "create ksmg-1 5c4d2a1e-0b7f-4e42-9c1d-6a8b3f0e2d71 192.0.2.10\n",
 			"[find-vm create-vm add-kvp start-vm guest-ip guest-kvp remove-kvp set-notes]"},
-		{"deploy json", "null", []string{"--power-on=false"}, true, `"Action":"create"`, "[find-vm create-vm add-kvp set-notes]"},
+		{"deploy json", "null", []string{"--power-on=false", "--wait-ip", "0"}, true, `"action": "create"`, "[find-vm create-vm add-kvp set-notes]"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"maps"
 	"os"
@@ -19,6 +18,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/ksmg-appliance/ksmg/deploy"
+	"github.com/ksmg-appliance/ksmg/firstboot/answers"
 )
 
 // The single-node deploy commands (vsphere, hyperv, scvmm) share the node
@@ -38,16 +38,19 @@ type nodeFlags struct {
 	// without one) once --prop is parsed; its error is returned as is.
 	networks func(fromFile map[string]string) error
 
-	image, name string
-	props       []string
-	propsFile   string
-	diskSize    string
-	cpus        int
-	memory      int
-	powerOn     bool
-	waitIP      time.Duration
-	replace     bool
-	plan        bool
+	image, name    string
+	props          []string
+	propsFile      string
+	diskSize       string
+	cpus           int
+	memory         int
+	powerOn        bool
+	waitIP         time.Duration
+	replace        bool
+	replaceForeign bool
+	applyDrift     bool
+	scrub          bool
+	plan           bool
 }
 
 // nodeHelp is the help text of the node flags that differ by target; an
@@ -72,9 +75,12 @@ func (f *nodeFlags) add(fl *pflag.FlagSet, h nodeHelp) {
 	fl.IntVar(&f.cpus, "cpus", 0, h.cpus)
 	fl.IntVar(&f.memory, "memory", 0, h.memory)
 	fl.BoolVar(&f.powerOn, "power-on", true, or(h.powerOn, "start the VM"))
-	fl.DurationVar(&f.waitIP, "wait-ip", 0, or(h.waitIP, "wait this long for the guest's IPv4 address, e.g. 10m (0: do not wait)"))
-	fl.BoolVar(&f.replace, "replace", false, or(h.replace, "replace a VM of the same name"))
-	fl.BoolVar(&f.plan, "plan", false, "print what would be done and change nothing")
+	fl.DurationVar(&f.waitIP, "wait-ip", deploy.DefaultWaitIP, or(h.waitIP, "wait this long for the guest's address and first boot's completion, then clear the secret answers from the VM's settings (0: do not wait; the secrets stay until --scrub)"))
+	fl.BoolVar(&f.replace, "replace", false, or(h.replace, "replace a VM of the same name that ksmg deployed: a new one is deployed under a temporary name, checked, swapped in, and only then the old one removed"))
+	fl.BoolVar(&f.replaceForeign, "replace-foreign", false, "with --replace, also replace a VM of the name that ksmg did not make (never done otherwise)")
+	fl.BoolVar(&f.applyDrift, "apply-drift", false, "change a deployed VM whose settings drifted in place where that is safe (CPUs, memory, disk growth, network); say what cannot")
+	fl.BoolVar(&f.scrub, "scrub", false, "clear the secret answers (admin password, hash, join token) from a deployed VM's settings once its first boot reported completion, and deploy nothing")
+	fl.BoolVar(&f.plan, "plan", false, "run every check a deploy runs and print what it would do; change nothing")
 }
 
 // node builds and validates the node the flags describe; bad input is a
@@ -113,23 +119,31 @@ func (f *nodeFlags) node(cmd *cobra.Command) (deploy.Node, error) {
 	if err != nil {
 		return deploy.Node{}, usage("--disk-size %q: %v", f.diskSize, err)
 	}
+	if f.replaceForeign && !f.replace {
+		return deploy.Node{}, usage("deploy %s: --replace-foreign goes with --replace", f.cmd)
+	}
 	n := deploy.Node{
 		Name: f.name, Image: f.image, CPUs: f.cpus, MemoryMiB: f.memory, DiskGiB: diskGiB,
-		Properties: props, PowerOn: f.powerOn, WaitIP: f.waitIP, Replace: f.replace,
+		Properties: props, PowerOn: f.powerOn, WaitIP: f.waitIP,
+		Replace: f.replace, ReplaceForeign: f.replaceForeign, ApplyDrift: f.applyDrift,
 	}
+	// The answers are checked here as first boot will check them, before
+	// anything is reached: a bad one is bad input (exit 2).
 	if err := n.Validate(); err != nil {
-		return deploy.Node{}, usage("deploy %s: %v", f.cmd, err)
+		return deploy.Node{}, usage("deploy %s: node %s: %v", f.cmd, f.name, err)
 	}
 	if !f.plan {
-		n.Progress = f.app.uploadProgress(cmd.ErrOrStderr())
+		p := f.app.newProgress(cmd.ErrOrStderr())
+		n.Progress = func(stage string, done, total int64) { p.progress(n.Name, stage, done, total) }
+		n.Waiting = func(what string, elapsed time.Duration) { p.waiting(n.Name, what, elapsed) }
 	}
 	return n, nil
 }
 
-// run plans (--plan) or deploys n with d, prints the plan or the result
-// (writePlan, writeResult) to cmd's stdout, and closes d. A
-// deploy.Permanent error (bad settings, a VM of the name that is not ours)
-// exits 2 like any bad input; others exit 1.
+// run plans (--plan), scrubs (--scrub) or deploys n with d, prints the
+// plan or the result (writePlan, writeResult) to cmd's stdout, and closes
+// d. A deploy.Permanent error (bad settings, a VM of the name that is not
+// ours) exits 2 like any bad input; others exit 1.
 func (f *nodeFlags) run(cmd *cobra.Command, d deploy.Deployer, n deploy.Node, log *slog.Logger) error {
 	ctx := cmd.Context()
 	out := cmd.OutOrStdout()
@@ -138,15 +152,22 @@ func (f *nodeFlags) run(cmd *cobra.Command, d deploy.Deployer, n deploy.Node, lo
 			log.Warn("close", "err", err)
 		}
 	}()
-	if f.plan {
+	switch {
+	case f.plan:
 		p, err := d.Plan(ctx, n)
 		if err != nil {
 			return permanentIsUsage(err)
 		}
-		return f.app.writePlan(out, p)
+		return f.app.writePlan(out, p, n)
+	case f.scrub:
+		res, err := d.Scrub(ctx, n)
+		return permanentIsUsage(f.app.writeResult(out, res, err))
 	}
 	log.Info("deploying", "target", d.Target(), "vm", n.Name, f.imageFlag, n.Image, "properties", deploy.Redact(n.Properties))
 	res, err := d.Deploy(ctx, n)
+	if err == nil && res.SecretsLeft {
+		log.Warn("the secret answers stay in the VM's settings: nothing waited for first boot to report completion; run the same command with --scrub once it has", "vm", n.Name)
+	}
 	return permanentIsUsage(f.app.writeResult(out, res, err))
 }
 
@@ -164,10 +185,20 @@ func permanentIsUsage(err error) error {
 	return err
 }
 
-// redactProp hides the value of a key=value argument in messages.
+// redactProp is a malformed --prop argument as a message may show it: a
+// bare first-boot key as it is, anything else (it may be a mistyped
+// secret) hidden.
 func redactProp(kv string) string {
-	k, _, _ := strings.Cut(kv, "=")
-	return deploy.Redact(map[string]string{k: "x"})[k] + "=…"
+	k, v, ok := strings.Cut(kv, "=")
+	switch {
+	case ok && deploy.Redact(map[string]string{k: v})[k] != v:
+		return k + "=<secret>"
+	case ok:
+		return kv
+	case strings.HasPrefix(kv, answers.Prefix) && !strings.ContainsAny(kv, " \t"):
+		return kv
+	}
+	return "<value hidden>"
 }
 
 // parseGiB reads "", "100", "100G" or "100GiB" as whole GiB.
@@ -252,34 +283,4 @@ func readPropsFile(p string) (props, networks map[string]string, err error) {
 		props[k.Value] = val
 	}
 	return props, nil, nil
-}
-
-// uploadProgress draws upload progress on a terminal every 5%, and logs
-// it every 25% otherwise. Shared by the deploy commands (signature kept
-// stable for them).
-func (a *app) uploadProgress(w io.Writer) func(stage string, done, total int64) {
-	step := 5
-	var log *slog.Logger
-	if !a.interactive() {
-		step, log = 25, a.logger()
-	}
-	last := -step
-	return func(stage string, done, total int64) {
-		if total <= 0 {
-			return
-		}
-		pct := int(done * 100 / total)
-		if pct/step == last/step && pct != 100 || pct == last {
-			return
-		}
-		last = pct
-		if log != nil {
-			log.Info(stage, "percent", pct, "bytes", done, "total", total)
-			return
-		}
-		fmt.Fprintf(w, "\r%s %3d%% (%d of %d MiB)", stage, pct, done>>20, total>>20)
-		if done >= total {
-			fmt.Fprintln(w)
-		}
-	}
 }

@@ -3,9 +3,13 @@ package main
 import (
 	"bytes"
 	"context"
+	"os"
+	"path/filepath"
 	"testing"
 
 	"github.com/spf13/cobra"
+
+	"github.com/ksmg-appliance/ksmg/vhdx"
 )
 
 // runCommand runs a fresh command (flags do not leak between runs) and
@@ -30,4 +34,22 @@ func withoutFlag(args []string, flag string) []string {
 		}
 	}
 	return out
+}
+
+// testVHDX writes a small valid VHDX (16 MiB virtual).
+func testVHDX(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	raw := filepath.Join(dir, "d.raw")
+	if err := os.WriteFile(raw, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(raw, 16<<20); err != nil {
+		t.Fatal(err)
+	}
+	img := filepath.Join(dir, "ksmg.vhdx")
+	if err := vhdx.Write(context.Background(), raw, img, vhdx.Options{Identity: "cmd-test"}); err != nil {
+		t.Fatal(err)
+	}
+	return img
 }

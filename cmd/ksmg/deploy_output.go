@@ -1,20 +1,22 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"io"
 
 	"github.com/ksmg-appliance/ksmg/deploy"
+	"github.com/ksmg-appliance/ksmg/deploy/fleet"
 )
 
 // Output of the single-node deploy commands (vsphere, hyperv, scvmm): one
-// line per node, or one JSON object with --json.
+// line per node, or with --json the same JSON a fleet prints (an array of
+// one row), so scripts read both alike.
 
 // writePlan prints one node's plan: a line, or JSON with --json.
-func (a *app) writePlan(out io.Writer, p deploy.Plan) error {
+func (a *app) writePlan(out io.Writer, p deploy.Plan, n deploy.Node) error {
 	if a.json {
-		return json.NewEncoder(out).Encode(p)
+		return fleet.WritePlanJSON(out, []fleet.PlanRow{{Plan: p, Properties: deploy.Redact(n.Properties),
+			CPUs: n.CPUs, MemoryMiB: n.MemoryMiB, DiskGiB: n.DiskGiB, Network: n.Network, VLAN: n.VLAN}})
 	}
 	id := p.ID
 	if id == "" {
@@ -28,15 +30,11 @@ func (a *app) writePlan(out io.Writer, p deploy.Plan) error {
 // the write error when the deploy succeeded).
 func (a *app) writeResult(out io.Writer, res deploy.Result, err error) error {
 	if a.json {
-		type jsonResult struct {
-			Node, Target, Action, ID, IP, Error string
-			ElapsedSeconds                      float64
-		}
-		j := jsonResult{Node: res.Node, Target: res.Target, Action: string(res.Action), ID: res.ID, IP: res.IP, ElapsedSeconds: res.Elapsed.Seconds()}
+		o := fleet.Outcome{Result: res, Status: fleet.StatusOK}
 		if err != nil {
-			j.Error = err.Error()
+			o.Status, o.Err = fleet.StatusFailed, err
 		}
-		if e := json.NewEncoder(out).Encode(j); e != nil && err == nil {
+		if e := fleet.WriteResultsJSON(out, []fleet.Outcome{o}); e != nil && err == nil {
 			err = e
 		}
 		return err
@@ -48,6 +46,18 @@ func (a *app) writeResult(out io.Writer, res deploy.Result, err error) error {
 	if ip == "" {
 		ip = "-"
 	}
-	_, err = fmt.Fprintf(out, "%s %s %s %s\n", res.Action, res.Node, res.ID, ip)
+	if _, err = fmt.Fprintf(out, "%s %s %s %s\n", res.Action, res.Node, res.ID, ip); err != nil {
+		return err
+	}
+	if len(res.Drift) > 0 {
+		verb := "differs"
+		if res.Action == deploy.ActionReconfigure {
+			verb = "still differs (cannot change in place; --replace redeploys it)"
+		}
+		_, err = fmt.Fprintf(out, "%s %s: %v\n", res.Node, verb, res.Drift)
+	}
+	if res.SecretsLeft {
+		_, err = fmt.Fprintf(out, "%s: the secret answers (admin password, hash, join token) remain in the VM's settings until first boot reports completion; run the same command with --scrub then\n", res.Node)
+	}
 	return err
 }

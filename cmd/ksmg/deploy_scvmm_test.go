@@ -58,8 +58,14 @@ func runScvmm(t *testing.T, a *app, args ...string) (string, error) {
 	return runCommand(t, newDeployScvmmCmd(a), args...)
 }
 
-var scvmmArgs = []string{
-	"--vhdx", "ksmg.vhdx", "--name", "ksmg-1", "--server", "vmm.example.com", "--user", `EXAMPLE\deployer`,
+// scvmmArgs are a deploy's flags with a real VHDX (checked before the
+// server is reached).
+func scvmmArgs(t *testing.T) []string {
+	return append([]string{"--vhdx", testVHDX(t)}, scvmmBaseArgs...)
+}
+
+var scvmmBaseArgs = []string{
+	"--name", "ksmg-1", "--server", "vmm.example.com", "--user", `EXAMPLE\deployer`,
 	"--library-share", `\\lib.example.com\MSSCVMMLibrary\ksmg`, "--host-group", `All Hosts\Prague`,
 	"--prop", "ksmg.hostname=ksmg-1.example.com", "--prop", "ksmg.admin.password=Secret-1234567",
 }
@@ -75,7 +81,7 @@ func TestDeployScvmmForeignVM(t *testing.T) {
 	t.Parallel()
 	for _, args := range [][]string{{"--plan"}, nil} {
 		a := fakeScvmm(t, scvmmForeignVM)
-		out, err := runScvmm(t, a, append(append([]string{}, scvmmArgs...), args...)...)
+		out, err := runScvmm(t, a, append(scvmmArgs(t), args...)...)
 		const want = "VM ksmg-1 exists (vm-1 on hv1) and was not deployed by ksmg"
 		if exitCode(err) != 2 || !strings.Contains(err.Error(), want) {
 			t.Errorf("%v: err = %v (exit %d), want exit 2 with %q\n%s", args, err, exitCode(err), want, out)
@@ -94,17 +100,17 @@ func TestDeployScvmmPlanAndUnchanged(t *testing.T) {
 		{"plan create", `[]`, []string{"--plan"}, false, "create ksmg-1 -: no VM named ksmg-1\n"},
 		{"plan leftover", `[{"id":"vm-1","description":"ksmg.deploy=pending","state":"PowerOff","host":"hv1","ips":[]}]`, []string{"--plan"}, false,
 			"replace ksmg-1 vm-1: VM ksmg-1 exists (vm-1, PowerOff) with ksmg.deploy=\"pending\", not \"complete\": leftover of an unfinished deploy\n"},
-		{"plan foreign replace", scvmmForeignVM, []string{"--plan", "--replace"}, false,
-			"replace ksmg-1 vm-1: VM ksmg-1 exists (vm-1 on hv1), not deployed by ksmg; replace requested\n"},
-		{"plan unchanged json", scvmmDoneVM, []string{"--plan"}, true, `"Action":"unchanged"`},
+		{"plan foreign replace", scvmmForeignVM, []string{"--plan", "--replace", "--replace-foreign"}, false,
+			"replace ksmg-1 vm-1: VM ksmg-1 exists (vm-1 on hv1), not deployed by ksmg; replace of a foreign VM requested: a new VM is deployed as ksmg-1.ksmg-new and swapped in\n"},
+		{"plan unchanged json", scvmmDoneVM, []string{"--plan"}, true, `"action": "unchanged"`},
 		{"deploy unchanged", scvmmDoneVM, nil, false, "unchanged ksmg-1 vm-1 192.0.2.10\n"},
-		{"deploy unchanged json", scvmmDoneVM, nil, true, `"IP":"192.0.2.10"`},
+		{"deploy unchanged json", scvmmDoneVM, nil, true, `"ip": "192.0.2.10"`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			a := fakeScvmm(t, tc.vms)
 			a.json = tc.json
-			out, err := runScvmm(t, a, append(append([]string{}, scvmmArgs...), tc.args...)...)
+			out, err := runScvmm(t, a, append(scvmmArgs(t), tc.args...)...)
 			if err != nil {
 				t.Fatalf("%v\n%s", err, out)
 			}
@@ -124,7 +130,8 @@ func TestDeployScvmmPlanAndUnchanged(t *testing.T) {
 
 func TestDeployScvmmBadInput(t *testing.T) {
 	t.Setenv(scvmm.DefaultPasswordEnv, "")
-	without := func(flag string) []string { return withoutFlag(scvmmArgs, flag) }
+	args := scvmmArgs(t)
+	without := func(flag string) []string { return withoutFlag(args, flag) }
 	for _, tc := range []struct {
 		name string
 		args []string

@@ -116,7 +116,7 @@ func TestDeployVSphereCommand(t *testing.T) {
 	simulator.Test(func(ctx context.Context, c *vim25.Client) {
 		target := vspheretest.Target(t, c)
 		base := []string{"--url", target["url"].(string), "--username", "u", "--password-file", target["password_file"].(string), "--insecure",
-			"--ova", ovaPath, "--name", "ksmg-cli", "--props-file", props, "--prop", "ksmg.admin.password=Secret-Passw0rd-1", "--disk-size", "1G", "--cpus", "3"}
+			"--ova", ovaPath, "--name", "ksmg-cli", "--props-file", props, "--prop", "ksmg.admin.password=Secret-Passw0rd-1", "--disk-size", "1G", "--cpus", "3", "--wait-ip", "0"}
 
 		out, err := runVSphere(t, append(base, "--plan")...)
 		if err != nil || !strings.HasPrefix(out, "create ksmg-cli -: no VM ksmg-cli") {
@@ -145,7 +145,7 @@ func TestDeployVSphereCommand(t *testing.T) {
 			{"tampered", []string{"--ova", vspheretest.Tampered(t, ovaPath), "--name", "ksmg-t"}, 2, "digest check failed"},
 			{"bad prop", []string{"--prop", "ksmg.admin.password"}, 2, "expected key=value"},
 			{"bad disk size", []string{"--disk-size", "10M"}, 2, "--disk-size"},
-			{"unknown prop", []string{"--name", "ksmg-u", "--prop", "ksmg.nope=1"}, 2, "ksmg.nope: not declared"},
+			{"unknown prop", []string{"--name", "ksmg-u", "--prop", "ksmg.nope=1"}, 2, "ksmg.nope: unknown key"},
 			{"no password", []string{"--password-file", "/nonexistent"}, 2, "password_file"},
 		} {
 			t.Run(tc.name, func(t *testing.T) {

@@ -14,6 +14,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 
 	"github.com/spf13/cobra"
@@ -52,6 +53,13 @@ func newRootCmd(a *app) *cobra.Command {
 		SilenceErrors: true,
 	}
 	root.PersistentFlags().BoolVar(&a.json, "json", false, "structured JSON logs and output instead of terminal progress")
+	// Bad flags are bad input: exit status 2, as for every other.
+	root.SetFlagErrorFunc(func(cmd *cobra.Command, err error) error {
+		return usage("%s: %v (see %s --help)", cmd.CommandPath(), err, cmd.CommandPath())
+	})
+	// One log format for the whole run: whatever logs through the default
+	// logger (a library, a driver) writes as the command does.
+	root.PersistentPreRun = func(*cobra.Command, []string) { slog.SetDefault(a.logger()) }
 	root.AddCommand(newBuildCmd(a), newInspectCmd(a), newDeployCmd(a))
 	return root
 }
@@ -70,15 +78,23 @@ func (a *app) logger() *slog.Logger {
 	return slog.New(slog.NewJSONHandler(os.Stderr, nil))
 }
 
-func main() {
+func main() { os.Exit(run()) }
+
+// run runs the command line and returns the exit status.
+func run() int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := newRootCmd(newApp()).ExecuteContext(ctx); err != nil {
-		fmt.Fprintln(os.Stderr, "ksmg:", err)
-		var ee *exitError
-		if errors.As(err, &ee) {
-			os.Exit(ee.code)
-		}
-		os.Exit(1)
+	err := newRootCmd(newApp()).ExecuteContext(ctx)
+	if err == nil {
+		return 0
 	}
+	fmt.Fprintln(os.Stderr, "ksmg:", err)
+	var ee *exitError
+	switch {
+	case errors.As(err, &ee):
+		return ee.code
+	case strings.HasPrefix(err.Error(), "unknown command "):
+		return 2 // cobra's, for a mistyped subcommand: bad input
+	}
+	return 1
 }

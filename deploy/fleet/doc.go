@@ -13,6 +13,14 @@
 // fleet knows no driver package, and a driver's settings are decoded with
 // the same strict, line-numbered checking.
 //
+// Plan asks each node's target what a run would do (its drivers run every
+// pre-flight check) and lists the cluster's orphans: VMs whose deploy
+// record names this inventory's cluster but no node. Run deploys, with
+// Options.Prune it removes the orphans too; Remove removes nodes, Scrub
+// clears secrets; Options.Only limits each to some nodes. A target that
+// cannot be opened fails its nodes with one TargetError, reported once,
+// and is opened again on the next attempt.
+//
 // Run keeps the deploy package's idempotence contract: every attempt plans
 // afresh, so a re-run changes nothing in place, a leftover of a failed or
 // interrupted attempt is replaced (never duplicated), and an interrupted

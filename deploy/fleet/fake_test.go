@@ -35,11 +35,14 @@ type fakeTarget struct {
 	props       map[string]map[string]string // last deployed properties
 	deployed    map[string]time.Time         // when the node's deploy finished
 	startAt     map[string]time.Time         // when its last Deploy began
+	removed     []string                     // VMs Remove removed
+	wait        time.Duration                // a deploy "waits for the guest" this long
 }
 
 type fakeVM struct {
-	id     string
-	marked bool
+	id      string
+	marked  bool
+	cluster string
 }
 
 type fakeConfig struct {
@@ -53,9 +56,10 @@ var (
 )
 
 func init() {
-	deploy.Register("fake", func(ctx context.Context, name string, decode func(v any) error) (deploy.Deployer, error) {
+	deploy.Register("fake", func(ctx context.Context, t deploy.TargetSpec) (deploy.Deployer, error) {
+		name := t.Name
 		var c fakeConfig
-		if err := decode(&c); err != nil {
+		if err := t.Decode(&c); err != nil {
 			return nil, err
 		}
 		fakesMu.Lock()
@@ -137,6 +141,11 @@ func (f *fakeTarget) Deploy(ctx context.Context, n deploy.Node) (deploy.Result, 
 	case <-ctx.Done():
 		return deploy.Result{}, ctx.Err()
 	}
+	if f.wait > 0 && n.Waiting != nil {
+		n.Waiting("IP address", 0)
+		time.Sleep(f.wait)
+		n.Waiting("IP address", f.wait)
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.permanent[n.Name] {
@@ -144,7 +153,7 @@ func (f *fakeTarget) Deploy(ctx context.Context, n deploy.Node) (deploy.Result, 
 	}
 	f.nextID++
 	delete(f.vms, n.Name) // replace: the old one goes
-	vm := &fakeVM{id: "vm-" + strconv.Itoa(f.nextID)}
+	vm := &fakeVM{id: "vm-" + strconv.Itoa(f.nextID), cluster: n.Cluster}
 	f.vms[n.Name] = vm
 	f.created[n.Name]++
 	if f.always[n.Name] {
@@ -158,6 +167,39 @@ func (f *fakeTarget) Deploy(ctx context.Context, n deploy.Node) (deploy.Result, 
 	f.props[n.Name] = n.Properties
 	f.deployed[n.Name] = time.Now()
 	return deploy.Result{Node: n.Name, Target: f.Target(), Action: p.Action, ID: vm.id, IP: f.ip(n.Name)}, nil
+}
+
+func (f *fakeTarget) Deployed(ctx context.Context) ([]deploy.VM, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []deploy.VM
+	for name, vm := range f.vms {
+		rec := deploy.Record{State: deploy.MarkPending, Cluster: vm.cluster}
+		if vm.marked {
+			rec.State = deploy.MarkComplete
+		}
+		out = append(out, deploy.VM{Name: name, ID: vm.id, Record: rec})
+	}
+	return out, nil
+}
+
+func (f *fakeTarget) Remove(ctx context.Context, r deploy.RemoveRequest) (deploy.Result, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	res := deploy.Result{Node: r.Name, Target: f.Target(), Action: deploy.ActionAbsent}
+	vm, ok := f.vms[r.Name]
+	if ok {
+		res.Action, res.ID = deploy.ActionRemove, vm.id
+		if !r.Plan {
+			delete(f.vms, r.Name)
+			f.removed = append(f.removed, r.Name)
+		}
+	}
+	return res, nil
+}
+
+func (f *fakeTarget) Scrub(ctx context.Context, n deploy.Node) (deploy.Result, error) {
+	return deploy.Result{Node: n.Name, Target: f.Target(), Action: deploy.ActionScrub}, nil
 }
 
 func (f *fakeTarget) ip(name string) string {

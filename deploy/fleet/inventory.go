@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -47,6 +48,15 @@ type Inventory struct {
 	// address, else "" (the IP its deploy reports).
 	ControlAddress string
 	Probe          Probe
+	// Cluster names the cluster in every node's deploy record
+	// (cluster.name, default the control node's name): a plan shows a VM
+	// of the cluster that left the inventory as an orphan, and --prune
+	// removes it; VMs of other clusters and single deploys are never
+	// orphans.
+	Cluster string
+	// Dir is the inventory's directory; relative paths in it are taken
+	// from there.
+	Dir string
 }
 
 // Target is one hypervisor endpoint of the inventory.
@@ -67,7 +77,8 @@ func (t Target) Decode(file string, v any) error {
 func (t Target) decode(file string, v any) []error {
 	errs := strictDecode(file, t.config, v)
 	for i, e := range errs {
-		if pe, ok := e.(*posError); ok {
+		var pe *posError
+		if errors.As(e, &pe) {
 			errs[i] = &posError{pe.File, pe.Line, "targets." + t.Name + ": " + pe.Msg}
 		}
 	}
@@ -126,6 +137,7 @@ type rawDefaults struct {
 }
 
 type rawCluster struct {
+	Name              string    `yaml:"name"`
 	JoinToken         yaml.Node `yaml:"join_token"`
 	AdminPassword     yaml.Node `yaml:"admin_password"`
 	AdminPasswordHash yaml.Node `yaml:"admin_password_hash"`
@@ -223,6 +235,9 @@ func Parse(path string, data []byte) (*Inventory, error) {
 	var doc yaml.Node
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	if err := dec.Decode(&doc); err != nil {
+		if errors.Is(err, io.EOF) {
+			return nil, &InventoryError{[]error{fmt.Errorf("%s: the file is empty; an inventory is a mapping with images, defaults, targets, cluster and nodes (see deploy/fleet/example/fleet.yaml)", path)}}
+		}
 		msg := err.Error()
 		if sm := typeErrLine.FindStringSubmatch(strings.TrimPrefix(msg, "yaml: ")); sm != nil {
 			return nil, &InventoryError{[]error{fmt.Errorf("%s:%s: %s", path, sm[1], sm[2])}}
@@ -235,7 +250,7 @@ func Parse(path string, data []byte) (*Inventory, error) {
 	top := doc.Content[0]
 	var raw rawInventory
 	c.add(strictDecode(path, top, &raw))
-	inv := &Inventory{File: path, Control: -1}
+	inv := &Inventory{File: path, Control: -1, Dir: c.dir}
 
 	images := c.images(top, raw.Images)
 	defProps, defLines := c.properties(&raw.Defaults.Properties, "defaults.properties")
@@ -311,7 +326,7 @@ type defaults struct {
 }
 
 func (c *checker) defaults(top *yaml.Node, d rawDefaults) defaults {
-	out := defaults{cpus: d.CPUs, memory: d.Memory, disk: d.Disk, vlan: d.VLAN, network: d.Network, powerOn: true, waitIP: 10 * time.Minute}
+	out := defaults{cpus: d.CPUs, memory: d.Memory, disk: d.Disk, vlan: d.VLAN, network: d.Network, powerOn: true, waitIP: deploy.DefaultWaitIP}
 	dn := child(top, "defaults")
 	if d.PowerOn != nil {
 		out.powerOn = *d.PowerOn
@@ -444,6 +459,7 @@ func image(t Target, images map[string]string) string {
 type secrets struct {
 	joinToken, password, hash string
 	tokenLine, pwLine         int
+	pwKey                     string // cluster.admin_password or cluster.admin_password_hash
 }
 
 func (c *checker) cluster(inv *Inventory, top *yaml.Node, cl rawCluster) secrets {
@@ -456,8 +472,15 @@ func (c *checker) cluster(inv *Inventory, top *yaml.Node, cl rawCluster) secrets
 	if s.password != "" && s.hash != "" {
 		c.at(hl, "cluster: give admin_password or admin_password_hash, not both")
 	}
+	s.pwKey = "cluster.admin_password"
 	if s.hash != "" {
-		s.pwLine = hl
+		s.pwLine, s.pwKey = hl, "cluster.admin_password_hash"
+	}
+	if cl.Name != "" {
+		if err := (&deploy.Node{Name: cl.Name, Image: "-"}).Validate(); err != nil {
+			c.at(keyLine(cn, "name"), "cluster.name: %v", err)
+		}
+		inv.Cluster = cl.Name
 	}
 	if cl.ControlAddress != "" {
 		if err := answers.ValidateControlAddress(cl.ControlAddress); err != nil {
@@ -543,7 +566,7 @@ func (c *checker) addresses(m *yaml.Node, where string, props map[string]string,
 		return
 	}
 	var a rawAddresses
-	errs := strictDecode(c.file, m, &a)
+	errs := strictDecodeAt(c.file, m, &a, where+".addresses")
 	c.add(errs)
 	if len(errs) > 0 {
 		return

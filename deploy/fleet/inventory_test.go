@@ -7,8 +7,10 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 )
 
 const testToken = "join-token-0123456789abcdef"
@@ -54,12 +56,15 @@ var errMarker = regexp.MustCompile(`#\s*ERR:\s*(.+)$`)
 func TestInventoryErrors(t *testing.T) {
 	t.Setenv("FLEET_TEST_TOKEN", testToken)
 	t.Setenv("FLEET_TEST_PW", "Correct-horse-9")
+	t.Setenv("FLEET_TEST_WEAK", "abc")
 	cases := []struct{ name, yaml string }{
 		{"unknown top-level key", "imagez: {}  # ERR: unknown key \"imagez\"\n" + validInventory},
 		{"yaml syntax", "targets:\n  a: b\n c: d\n# ERR@2: did not find expected key\n"},
 		{"not a mapping", "- a  # ERR: expected a mapping with images\n"},
-		{"unknown node key", strings.Replace(validInventory, "  - name: sec-1\n", "  - name: sec-1\n    hostnme: x  # ERR: unknown key \"hostnme\"\n", 1)},
-		{"type error", strings.Replace(validInventory, "  - name: sec-1\n", "  - name: sec-1\n    cpus: many  # ERR: cannot unmarshal !!str `many` into int\n", 1)},
+		{"unknown node key", strings.Replace(validInventory, "  - name: sec-1\n", "  - name: sec-1\n    hostnme: x  # ERR: nodes[1] (sec-1): unknown key \"hostnme\"\n", 1)},
+		{"type error", strings.Replace(validInventory, "  - name: sec-1\n", "  - name: sec-1\n    cpus: many  # ERR: nodes[1] (sec-1).cpus: cannot unmarshal !!str `many` into int\n", 1)},
+		{"unknown defaults key", "defaults:\n  colour: red  # ERR: defaults: unknown key \"colour\"\n" + validInventory},
+		{"weak admin password, said once", strings.Replace(validInventory, "cluster:\n", "cluster:\n  admin_password: {env: FLEET_TEST_WEAK}  # ERR: cluster.admin_password: ksmg.admin.password: password must be at least 12 characters\n", 1)},
 		{"unknown target", strings.Replace(validInventory, "    target: site-a\n    role: secondary", "    target: nowhere  # ERR: target \"nowhere\" is not defined under targets (defined: site-a)\n    role: secondary", 1)},
 		{"unknown kind", strings.Replace(validInventory, "kind: fake", "kind: xen  # ERR: kind \"xen\" is not a known driver", 1)},
 		{"missing kind", strings.Replace(validInventory, "    kind: fake\n    instance: a\n", "    instance: a\n", 1) + "# ERR@2: kind is required\n"},
@@ -82,7 +87,7 @@ func TestInventoryErrors(t *testing.T) {
 		{"unset env", strings.Replace(validInventory, "{env: FLEET_TEST_TOKEN}", "{env: FLEET_TEST_UNSET}  # ERR: environment variable FLEET_TEST_UNSET is not set", 1)},
 		{"bad secret ref", strings.Replace(validInventory, "{env: FLEET_TEST_TOKEN}", "{vault: x}  # ERR: \"vault\": expected {env: NAME} or {file: PATH}", 1)},
 		{"no join token", strings.Replace(validInventory, "  join_token: {env: FLEET_TEST_TOKEN}\n", "  control_address: ctl.example.com\n", 1) + "# ERR@7: cluster.join_token: required when there are secondary nodes\n"},
-		{"bad join token", strings.Replace(validInventory, "FLEET_TEST_TOKEN}", "FLEET_TEST_PW}  # ERR: nodes[1] (sec-1): ksmg.cluster.join_token: join token must be 16-512 characters", 1)},
+		{"bad join token", strings.Replace(validInventory, "FLEET_TEST_TOKEN}", "FLEET_TEST_PW}  # ERR: cluster.join_token: ksmg.cluster.join_token: join token must be 16-512 characters", 1)},
 		{"secret in properties", strings.Replace(validInventory, "role: secondary", "role: secondary\n    properties:\n      ksmg.admin.password: hunter2-Hunter2  # ERR: inline secrets are not allowed; give cluster.admin_password as {env: NAME}", 1)},
 		{"fleet key in properties", strings.Replace(validInventory, "role: secondary", "role: secondary\n    properties:\n      ksmg.cluster.role: control  # ERR: key \"ksmg.cluster.role\": set it through the node's role", 1)},
 		{"non-ksmg property", strings.Replace(validInventory, "role: secondary", "role: secondary\n    properties:\n      guestinfo.x: y  # ERR: key \"guestinfo.x\": first-boot keys start with \"ksmg.\"", 1)},
@@ -150,8 +155,10 @@ func markers(t *testing.T, body string) []marker {
 	at := regexp.MustCompile(`^# ERR@(\d+):\s*(.+)$`)
 	for i, l := range strings.Split(body, "\n") {
 		if m := at.FindStringSubmatch(l); m != nil {
-			var n int
-			fmt.Sscan(m[1], &n)
+			n, err := strconv.Atoi(m[1])
+			if err != nil {
+				t.Fatal(err)
+			}
 			ms = append(ms, marker{n, strings.TrimSpace(m[2])})
 		} else if m := errMarker.FindStringSubmatch(l); m != nil {
 			ms = append(ms, marker{i + 1, strings.TrimSpace(m[1])})
@@ -175,7 +182,7 @@ func TestDriverSettings(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Load: %v", err)
 	}
-	_, err = Open(context.Background(), inv)
+	_, err = Open(context.Background(), inv, nil)
 	var ie *InventoryError
 	if !errors.As(err, &ie) {
 		t.Fatalf("Open = %v, want an InventoryError", err)
@@ -197,7 +204,7 @@ func TestDriverSettings(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = Open(context.Background(), inv)
+	_, err = Open(context.Background(), inv, nil)
 	if !errors.As(err, &ie) || !strings.Contains(err.Error(), ":2: targets.site-a: delay: time: unknown unit") {
 		t.Errorf("Open = %v, want the driver's permanent error at line 2", err)
 	}
@@ -299,5 +306,31 @@ func TestExampleInventory(t *testing.T) {
 	}
 	if len(inv.Nodes) != 3 || inv.Nodes[inv.Control].Name != "ksmg-control" || inv.ControlAddress != "ksmg-control.example.com" || inv.Probe.Port != 25 {
 		t.Errorf("example: %d nodes, control %q, address %q, probe %+v", len(inv.Nodes), inv.Nodes[inv.Control].Name, inv.ControlAddress, inv.Probe)
+	}
+
+	// The targets' own files (esx-brno's password_file) are taken from
+	// the inventory's directory too, not from where ksmg runs: opening
+	// gets as far as reaching the (unreachable) hosts.
+	if err := os.WriteFile(filepath.Join(dir, "secrets", "esx-brno.password"), []byte("esx-pass\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("KSMG_VSPHERE_PASSWORD", "vc-pass")
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	f, err := Open(ctx, inv, nil)
+	if err != nil {
+		t.Fatalf("open the example's targets: %v", err)
+	}
+	f.Close()
+}
+
+// TestEmptyInventory: an empty file says so, not EOF.
+func TestEmptyInventory(t *testing.T) {
+	t.Parallel()
+	for _, body := range []string{"", "\n# just a comment\n"} {
+		_, err := Parse("fleet.yaml", []byte(body))
+		if err == nil || !strings.Contains(err.Error(), "fleet.yaml: the file is empty") || strings.Contains(err.Error(), "EOF") {
+			t.Errorf("%q: %v", body, err)
+		}
 	}
 }

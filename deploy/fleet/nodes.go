@@ -11,7 +11,6 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/ksmg-appliance/ksmg/deploy"
-	"github.com/ksmg-appliance/ksmg/firstboot/answers"
 )
 
 // The nodes section is checked in named steps: each node is read with the
@@ -84,6 +83,12 @@ func (c *checker) nodes(inv *Inventory, top *yaml.Node, raws []yaml.Node, in nod
 		}
 		inv.Nodes = append(inv.Nodes, p.node)
 	}
+	if inv.Cluster == "" && len(s.controls) > 0 {
+		inv.Cluster = s.all[s.controls[0]].node.Name
+	}
+	for i := range inv.Nodes {
+		inv.Nodes[i].Cluster = inv.Cluster
+	}
 	if hasSecondary && in.sec.joinToken == "" && in.sec.tokenLine == 0 {
 		c.at(keyLine(top, "cluster"), "cluster.join_token: required when there are secondary nodes ({env: NAME} or {file: PATH})")
 	}
@@ -98,10 +103,10 @@ func (c *checker) readNode(s *nodeScope, i int, rn *yaml.Node) (pendingNode, boo
 		return pendingNode{}, false
 	}
 	var r rawNode
-	c.add(strictDecode(c.file, rn, &r))
-	if r.Name != "" {
-		where = fmt.Sprintf("nodes[%d] (%s)", i, r.Name)
+	if name := child(rn, "name"); name != nil && name.Kind == yaml.ScalarNode && name.Value != "" {
+		where = fmt.Sprintf("nodes[%d] (%s)", i, name.Value)
 	}
+	c.add(strictDecodeAt(c.file, rn, &r, where))
 	n := s.in.def.node(r, rn.Line)
 	c.sizes(rn, where+".", deref(r.CPUs), deref(r.Memory), deref(r.Disk), deref(r.VLAN)) // defaults are checked once
 
@@ -289,41 +294,39 @@ func (c *checker) ovaProperties(s *nodeScope, p *pendingNode) {
 	}
 }
 
-// checkAnswers checks the node's first-boot answers as first boot will,
-// each problem at the line of the value.
+// checkAnswers checks the node's first-boot answers by the rules every
+// deploy uses (deploy.CheckAnswerKeys), each problem at the line of the
+// value; a value from the defaults or the cluster section is reported
+// there, once, not once per node.
 func (c *checker) checkAnswers(s *nodeScope, p *pendingNode) {
-	_, errs := answers.FromKeys(p.node.Properties, "eth0")
-	bad := map[string]bool{}
-	for _, err := range errs {
-		var fe *answers.FieldError
-		if errors.As(err, &fe) {
-			bad[fe.Key] = true
-		}
-	}
-	props := p.node.Properties
-	for _, err := range errs {
-		var fe *answers.FieldError
-		if !errors.As(err, &fe) {
-			c.at(p.node.Line, "%s: %v", p.where, err)
+	for _, pr := range deploy.CheckAnswerKeys(p.node.Properties) {
+		if pr.Key == "" {
+			c.at(p.node.Line, "%s: %v", p.where, pr.Err)
 			continue
 		}
-		// a gateway cannot be judged without its address; the
-		// address's own error says what to fix
-		if fe.Key == "ksmg.network.gateway" && bad["ksmg.network.address"] || fe.Key == "ksmg.network.ipv6.gateway" && bad["ksmg.network.ipv6.address"] ||
-			fe.Key == "ksmg.network.gateway" && props["ksmg.network.address"] == "" {
-			if props["ksmg.network.address"] == "" && !bad["ksmg.network.address"] {
-				c.at(p.lines[fe.Key], "%s: addresses.gateway needs addresses.ipv4", p.where)
-			}
+		if errors.Is(pr.Err, deploy.ErrGatewayWithoutAddress) {
+			c.at(p.lines[pr.Key], "%s: addresses.gateway needs addresses.ipv4", p.where)
 			continue
 		}
-		line := p.lines[fe.Key]
+		line := p.lines[pr.Key]
 		if line == 0 {
 			line = p.node.Line
 		}
-		if s.fromDefaults(p, fe.Key) {
-			c.at(line, "defaults.properties: %v", err)
-		} else {
-			c.at(line, "%s: %v", p.where, err)
-		}
+		c.at(line, "%s: %v", s.origin(p, pr.Key), pr)
 	}
+}
+
+// origin is where the node's value of key was written: the node, the
+// defaults, or the cluster section.
+func (s *nodeScope) origin(p *pendingNode, key string) string {
+	sec := s.in.sec
+	switch {
+	case s.fromDefaults(p, key):
+		return "defaults.properties"
+	case (key == "ksmg.admin.password" || key == "ksmg.admin.password_hash") && p.lines[key] == sec.pwLine:
+		return sec.pwKey
+	case key == "ksmg.cluster.join_token" && p.lines[key] == sec.tokenLine:
+		return "cluster.join_token"
+	}
+	return p.where
 }

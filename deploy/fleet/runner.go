@@ -7,7 +7,9 @@ import (
 	"log/slog"
 	"maps"
 	"net"
+	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -20,8 +22,23 @@ type Options struct {
 	Retries     int           // further attempts after a failure that is not deploy.IsPermanent
 	Backoff     time.Duration // wait before the first retry, doubled for each next one; 0 means 5s
 	MaxBackoff  time.Duration // cap of the doubling; 0 means 2m
-	Replace     bool          // replace finished VMs too (deploy.Node.Replace)
-	Logger      *slog.Logger
+	Replace     bool          // replace finished VMs too (deploy.Node.Replace; never a foreign VM)
+	ApplyDrift  bool          // change drifted VMs in place where safe (deploy.Node.ApplyDrift)
+	Prune       bool          // remove the cluster's VMs whose nodes left the inventory (orphans)
+	// Only limits the run to these nodes (by name); nil is every node.
+	Only []string
+	// ShutdownTimeout is how long a removed VM's guest may take to shut
+	// down; 0 means deploy.DefaultShutdownTimeout.
+	ShutdownTimeout time.Duration
+	Logger          *slog.Logger
+	// Progress and Waiting, when set, are told of each node's uploads and
+	// of what it waits for (see deploy.Node); they may be called from
+	// several goroutines.
+	Progress func(node, stage string, done, total int64)
+	Waiting  func(node, what string, elapsed time.Duration)
+	// Done, when set, is told when a node's deploy ended (its progress
+	// can go).
+	Done func(node string)
 	// Dial is used by the control probe; nil is net.Dialer.DialContext.
 	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
 }
@@ -53,7 +70,7 @@ type Status string
 const (
 	StatusOK      Status = "ok"
 	StatusFailed  Status = "failed"
-	StatusSkipped Status = "skipped" // never started: the control node failed, or the run was interrupted
+	StatusSkipped Status = "skipped" // never started: the control node failed, its target is down, or the run was interrupted
 )
 
 // Outcome is what a run did to one node.
@@ -62,71 +79,81 @@ type Outcome struct {
 	Status Status
 }
 
-// PlanRow is what a run would do to one node.
+// PlanRow is what a run would do to one node (or, Action orphan, to a VM
+// of the cluster no node names any more).
 type PlanRow struct {
 	deploy.Plan
 	// Properties are the node's first-boot answers with secret values
 	// replaced (deploy.Redact); a control address only the control
 	// node's deploy can tell is shown as PendingAddress.
 	Properties map[string]string
-	Err        error
+	// What the node asks for (0 or "": the image's or target's default).
+	CPUs, MemoryMiB, DiskGiB int
+	Network                  string
+	VLAN                     int
+	Err                      error
 }
 
 // PendingAddress stands in a plan for the control address of Secondary
 // nodes when it is the IP the control node's deploy will report.
 const PendingAddress = "<IP the control node reports>"
 
-// Fleet is an inventory with its targets opened.
-type Fleet struct {
-	inv       *Inventory
-	deployers map[string]deploy.Deployer
-	openErrs  map[string]error // targets that could not be opened (unreachable, rejected login)
+// TargetError is a target that could not be opened (unreachable, its TLS
+// handshake failed): every node on it fails with it, and tables and logs
+// report it once.
+type TargetError struct {
+	Target string
+	Err    error
 }
 
-// Open opens every target of the inventory through its registered driver.
-// A driver setting the driver rejects is an inventory problem and fails
-// Open with all such problems (file:line: reason) before anything is
-// touched; a target that is merely unreachable fails only its own nodes.
-func Open(ctx context.Context, inv *Inventory) (*Fleet, error) {
-	f := &Fleet{inv: inv, deployers: map[string]deploy.Deployer{}, openErrs: map[string]error{}}
+func (e *TargetError) Error() string { return "target " + e.Target + " unreachable: " + e.Err.Error() }
+func (e *TargetError) Unwrap() error { return e.Err }
+
+// target is one opened (or not yet opened) target of the fleet.
+type target struct {
+	t  Target
+	mu sync.Mutex
+	d  deploy.Deployer
+	// err is the last open's error, tries how often it was tried.
+	err    error
+	tries  int
+	logged bool
+}
+
+// Fleet is an inventory with its targets opened.
+type Fleet struct {
+	inv     *Inventory
+	targets map[string]*target
+	log     *slog.Logger
+}
+
+// Open opens every target of the inventory through its registered driver,
+// in parallel. A driver setting the driver rejects is an inventory problem
+// and fails Open with all such problems (file:line: reason) before
+// anything is touched; a target that is merely unreachable fails (and is
+// tried again with) its own nodes only. log, when not nil, gets the
+// drivers' lines.
+func Open(ctx context.Context, inv *Inventory, log *slog.Logger) (*Fleet, error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	f := &Fleet{inv: inv, targets: map[string]*target{}, log: log}
 	var (
 		mu        sync.Mutex
 		wg        sync.WaitGroup
 		configErr []error
 	)
 	for _, t := range inv.Targets {
-		opener, ok := deploy.Driver(t.Kind)
-		if !ok {
-			configErr = append(configErr, &posError{inv.File, t.Line, fmt.Sprintf("targets.%s: kind %q is not a known driver", t.Name, t.Kind)})
-			continue
-		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			var decodeErrs []error
-			decode := func(v any) error {
-				errs := t.decode(inv.File, v)
-				decodeErrs = append(decodeErrs, errs...)
-				return errors.Join(errs...)
+		tg := &target{t: t}
+		f.targets[t.Name] = tg
+		wg.Go(func() {
+			errs := f.open(ctx, tg)
+			if len(errs) > 0 {
+				mu.Lock()
+				configErr = append(configErr, errs...)
+				mu.Unlock()
 			}
-			d, err := opener(ctx, t.Name, decode)
-			mu.Lock()
-			defer mu.Unlock()
-			switch {
-			case len(decodeErrs) > 0:
-				configErr = append(configErr, decodeErrs...)
-				if d != nil {
-					d.Close()
-				}
-			case err != nil && deploy.IsPermanent(err):
-				// a setting the driver checks beyond its YAML shape
-				configErr = append(configErr, &posError{inv.File, t.Line, fmt.Sprintf("targets.%s: %v", t.Name, err)})
-			case err != nil:
-				f.openErrs[t.Name] = fmt.Errorf("open target %s: %w", t.Name, err)
-			default:
-				f.deployers[t.Name] = d
-			}
-		}()
+		})
 	}
 	wg.Wait()
 	if len(configErr) > 0 {
@@ -136,47 +163,145 @@ func Open(ctx context.Context, inv *Inventory) (*Fleet, error) {
 	return f, nil
 }
 
+// open opens tg through its driver (tg.mu held or not yet shared); it
+// returns the inventory problems the driver found.
+func (f *Fleet) open(ctx context.Context, tg *target) []error {
+	t := tg.t
+	opener, ok := deploy.Driver(t.Kind)
+	if !ok {
+		return []error{&posError{f.inv.File, t.Line, fmt.Sprintf("targets.%s: kind %q is not a known driver", t.Name, t.Kind)}}
+	}
+	var decodeErrs []error
+	decode := func(v any) error {
+		errs := t.decode(f.inv.File, v)
+		decodeErrs = append(decodeErrs, errs...)
+		return errors.Join(errs...)
+	}
+	tg.tries++
+	d, err := opener(ctx, deploy.TargetSpec{Name: t.Name, Decode: decode, Dir: f.inv.Dir, Logger: f.log})
+	switch {
+	case len(decodeErrs) > 0:
+		if d != nil {
+			d.Close()
+		}
+		return decodeErrs
+	case err != nil && deploy.IsPermanent(err) && tg.tries == 1:
+		// a setting the driver checks beyond its YAML shape, or a
+		// certificate it cannot trust
+		return []error{&posError{f.inv.File, t.Line, fmt.Sprintf("targets.%s: %v", t.Name, err)}}
+	case err != nil:
+		tg.err = &TargetError{Target: t.Name, Err: err}
+		if !tg.logged {
+			tg.logged = true
+			f.log.Error("target unreachable", "target", t.Name, "err", err)
+		}
+	default:
+		tg.d, tg.err = d, nil
+	}
+	return nil
+}
+
+// deployer returns the node's target, opened; a target that could not be
+// opened is tried again once per attempt of the nodes on it (the first
+// node to get there does, the others share its answer).
+func (f *Fleet) deployer(ctx context.Context, target string, attempt int) (deploy.Deployer, error) {
+	tg := f.targets[target]
+	if tg == nil {
+		return nil, fmt.Errorf("target %s is not in the inventory", target)
+	}
+	tg.mu.Lock()
+	defer tg.mu.Unlock()
+	if tg.d != nil {
+		return tg.d, nil
+	}
+	if tg.tries <= attempt && !deploy.IsPermanent(tg.err) && ctx.Err() == nil {
+		f.open(ctx, tg)
+		if tg.d != nil {
+			f.log.Info("target reachable again", "target", target)
+			return tg.d, nil
+		}
+	}
+	return nil, tg.err
+}
+
 // Close closes every opened target.
 func (f *Fleet) Close() error {
 	var errs []error
-	for name, d := range f.deployers {
-		if err := d.Close(); err != nil {
-			errs = append(errs, fmt.Errorf("close target %s: %w", name, err))
+	for name, tg := range f.targets {
+		tg.mu.Lock()
+		if tg.d != nil {
+			if err := tg.d.Close(); err != nil {
+				errs = append(errs, fmt.Errorf("close target %s: %w", name, err))
+			}
+			tg.d = nil
 		}
+		tg.mu.Unlock()
 	}
-	f.deployers = map[string]deploy.Deployer{}
 	return errors.Join(errs...)
 }
 
 // Inventory returns the fleet's inventory.
 func (f *Fleet) Inventory() *Inventory { return f.inv }
 
-func (f *Fleet) deployer(n Node) (deploy.Deployer, error) {
-	if err := f.openErrs[n.Target]; err != nil {
-		return nil, err
+// CheckOnly reports names of only that no node of the inventory has.
+func (inv *Inventory) CheckOnly(only []string) error {
+	var unknown []string
+	for _, name := range only {
+		if !slices.ContainsFunc(inv.Nodes, func(n Node) bool { return n.Name == name }) {
+			unknown = append(unknown, name)
+		}
 	}
-	d, ok := f.deployers[n.Target]
-	if !ok {
-		return nil, fmt.Errorf("target %s is not open", n.Target)
+	if len(unknown) > 0 {
+		names := make([]string, len(inv.Nodes))
+		for i, n := range inv.Nodes {
+			names[i] = n.Name
+		}
+		return fmt.Errorf("--only %s: no such node in %s (nodes: %s)", strings.Join(unknown, ","), inv.File, strings.Join(names, ", "))
 	}
-	return d, nil
+	return nil
 }
 
-// Plan asks every node's target what a run would do. It changes nothing.
+// selected reports whether n is in the run (opt.Only).
+func (o *Options) selected(name string) bool {
+	return len(o.Only) == 0 || slices.Contains(o.Only, name)
+}
+
+// node is the deploy.Node of n as the run deploys it.
+func (f *Fleet) node(n Node, opt Options) deploy.Node {
+	dn := n.Node
+	dn.Properties = maps.Clone(n.Properties)
+	dn.Replace, dn.ApplyDrift, dn.ReplaceForeign = opt.Replace, opt.ApplyDrift, false
+	if opt.Progress != nil {
+		dn.Progress = func(stage string, done, total int64) { opt.Progress(n.Name, stage, done, total) }
+	}
+	if opt.Waiting != nil {
+		dn.Waiting = func(what string, elapsed time.Duration) { opt.Waiting(n.Name, what, elapsed) }
+	}
+	return dn
+}
+
+// Plan asks every node's target what a run would do, and, with
+// opt.Prune, which VMs of the cluster no node names any more (orphans).
+// It changes nothing.
 func (f *Fleet) Plan(ctx context.Context, opt Options) []PlanRow {
 	opt.defaults()
-	rows := make([]PlanRow, len(f.inv.Nodes))
+	var rows []PlanRow
+	for _, n := range f.inv.Nodes {
+		if !opt.selected(n.Name) {
+			continue
+		}
+		r := PlanRow{Properties: deploy.Redact(n.Properties), CPUs: n.CPUs, MemoryMiB: n.MemoryMiB, DiskGiB: n.DiskGiB, Network: n.Network, VLAN: n.VLAN}
+		r.Node, r.Target = n.Name, n.Target
+		if n.Role == deploy.RoleSecondary && r.Properties["ksmg.cluster.control_address"] == "" {
+			r.Properties["ksmg.cluster.control_address"] = PendingAddress
+		}
+		rows = append(rows, r)
+	}
 	sem := make(chan struct{}, opt.Concurrency)
 	var wg sync.WaitGroup
-	for i, n := range f.inv.Nodes {
-		rows[i].Node, rows[i].Target = n.Name, n.Target
-		rows[i].Properties = deploy.Redact(n.Properties)
-		if n.Role == deploy.RoleSecondary && rows[i].Properties["ksmg.cluster.control_address"] == "" {
-			rows[i].Properties["ksmg.cluster.control_address"] = PendingAddress
-		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+	for i := range rows {
+		n := f.inv.Nodes[slices.IndexFunc(f.inv.Nodes, func(n Node) bool { return n.Name == rows[i].Node && n.Target == rows[i].Target })]
+		wg.Go(func() {
 			select {
 			case sem <- struct{}{}:
 				defer func() { <-sem }()
@@ -184,43 +309,89 @@ func (f *Fleet) Plan(ctx context.Context, opt Options) []PlanRow {
 				rows[i].Err = ctx.Err()
 				return
 			}
-			d, err := f.deployer(n)
+			d, err := f.deployer(ctx, n.Target, 0)
 			if err != nil {
 				rows[i].Err = err
 				return
 			}
-			dn := n.Node
-			dn.Replace = opt.Replace
-			p, err := d.Plan(ctx, dn)
+			p, err := d.Plan(ctx, f.node(n, opt))
 			if err != nil {
 				rows[i].Err = fmt.Errorf("plan: %w", err)
 				return
 			}
 			p.Node, p.Target = n.Name, n.Target
 			rows[i].Plan = p
-		}()
+		})
 	}
 	wg.Wait()
+	return append(rows, f.orphans(ctx, opt)...)
+}
+
+// orphans are the VMs of the cluster on the inventory's targets that no
+// node of the inventory names (a node removed from the inventory, or the
+// old VM of a swap that could not be removed), as plan rows.
+func (f *Fleet) orphans(ctx context.Context, opt Options) []PlanRow {
+	var rows []PlanRow
+	for _, t := range f.inv.Targets {
+		d, err := f.deployer(ctx, t.Name, 0)
+		if err != nil {
+			continue // its nodes report it
+		}
+		vms, err := d.Deployed(ctx)
+		if err != nil {
+			rows = append(rows, PlanRow{Plan: deploy.Plan{Node: "-", Target: t.Name}, Err: fmt.Errorf("list the cluster's VMs: %w", err)})
+			continue
+		}
+		for _, vm := range vms {
+			if vm.Record.Cluster != f.inv.Cluster || slices.ContainsFunc(f.inv.Nodes, func(n Node) bool { return n.Name == vm.Name && n.Target == t.Name }) {
+				continue
+			}
+			if !opt.selected(vm.Name) {
+				continue
+			}
+			reason := fmt.Sprintf("VM %s (%s) of cluster %s is in no node of the inventory", vm.Name, vm.ID, f.inv.Cluster)
+			if opt.Prune {
+				reason += "; --prune removes it"
+			} else {
+				reason += "; left alone (--prune removes it)"
+			}
+			rows = append(rows, PlanRow{Plan: deploy.Plan{Node: vm.Name, Target: t.Name, Action: deploy.ActionOrphan, Reason: reason, ID: vm.ID}})
+		}
+	}
+	slices.SortFunc(rows, func(a, b PlanRow) int { return strings.Compare(a.Target+"/"+a.Node, b.Target+"/"+b.Node) })
 	return rows
 }
 
 // Run deploys the fleet: the control node first, then, once it answers,
-// every secondary node, at most opt.Concurrency at a time. A node's failure
-// does not stop the others; a cancelled ctx starts no further node. The
-// outcomes are in inventory order.
+// every secondary node, at most opt.Concurrency at a time; with
+// opt.Prune, the cluster's orphans are removed last. A node's failure does
+// not stop the others; a cancelled ctx starts no further node. The
+// outcomes are in inventory order, orphans after them.
 func (f *Fleet) Run(ctx context.Context, opt Options) []Outcome {
 	opt.defaults()
-	nodes := f.inv.Nodes
+	var nodes []Node
+	for _, n := range f.inv.Nodes {
+		if opt.selected(n.Name) {
+			nodes = append(nodes, n)
+		}
+	}
 	out := make([]Outcome, len(nodes))
+	ctl := -1
 	for i, n := range nodes {
 		out[i].Node, out[i].Target = n.Name, n.Target
+		if n.Role == deploy.RoleControl {
+			ctl = i
+		}
 	}
-	ctl := f.inv.Control
 	sem := make(chan struct{}, opt.Concurrency)
 
 	// The control node, alone: Secondary nodes are told its address.
-	out[ctl] = f.deployNode(ctx, opt, nodes[ctl].Node, nodes[ctl].Target)
-	ctlAddr, ready := f.controlReady(ctx, opt, &out[ctl])
+	ctlAddr := f.inv.ControlAddress
+	var ready error
+	if ctl >= 0 {
+		out[ctl] = f.deployNode(ctx, opt, nodes[ctl])
+		ctlAddr, ready = f.controlReady(ctx, opt, &out[ctl])
+	}
 
 	var wg sync.WaitGroup
 	for i, n := range nodes {
@@ -239,20 +410,116 @@ func (f *Fleet) Run(ctx context.Context, opt Options) []Outcome {
 			out[i].Status, out[i].Err = StatusSkipped, fmt.Errorf("not started: %w", context.Cause(ctx))
 			continue
 		}
-		dn := n.Node
-		dn.Properties = maps.Clone(n.Properties)
-		if dn.Role == deploy.RoleSecondary && dn.Properties["ksmg.cluster.control_address"] == "" && ctlAddr != "" {
-			dn.Properties["ksmg.cluster.control_address"] = ctlAddr
+		n.Properties = maps.Clone(n.Properties)
+		if n.Role == deploy.RoleSecondary && n.Properties["ksmg.cluster.control_address"] == "" && ctlAddr != "" {
+			n.Properties["ksmg.cluster.control_address"] = ctlAddr
 		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		wg.Go(func() {
 			defer func() { <-sem }()
-			out[i] = f.deployNode(ctx, opt, dn, n.Target)
-		}()
+			out[i] = f.deployNode(ctx, opt, n)
+		})
 	}
 	wg.Wait()
+	if opt.Prune && ctx.Err() == nil {
+		out = append(out, f.prune(ctx, opt)...)
+	}
 	return out
+}
+
+// prune removes the cluster's orphans.
+func (f *Fleet) prune(ctx context.Context, opt Options) []Outcome {
+	var out []Outcome
+	for _, r := range f.orphans(ctx, opt) {
+		o := Outcome{Result: deploy.Result{Node: r.Node, Target: r.Target, ID: r.ID}}
+		if r.Err != nil {
+			o.Status, o.Err = StatusFailed, r.Err
+			out = append(out, o)
+			continue
+		}
+		opt.Logger.Info("removing orphan", "vm", r.Node, "target", r.Target, "reason", r.Reason)
+		o = f.onNode(ctx, r.Node, r.Target, func(d deploy.Deployer) (deploy.Result, error) {
+			return d.Remove(ctx, deploy.RemoveRequest{Name: r.Node, ShutdownTimeout: opt.ShutdownTimeout})
+		})
+		if o.Err != nil {
+			opt.Logger.Error("orphan not removed", "vm", r.Node, "target", r.Target, "err", o.Err)
+		}
+		out = append(out, o)
+	}
+	return out
+}
+
+// Remove removes the inventory's nodes (opt.Only, or all), secondaries
+// first and the control node last: ours only, a guest shutdown first. With
+// plan it only says what would go.
+func (f *Fleet) Remove(ctx context.Context, opt Options, plan bool) []Outcome {
+	opt.defaults()
+	var nodes []Node
+	for _, n := range f.inv.Nodes {
+		if opt.selected(n.Name) && n.Role != deploy.RoleControl {
+			nodes = append(nodes, n)
+		}
+	}
+	for _, n := range f.inv.Nodes {
+		if opt.selected(n.Name) && n.Role == deploy.RoleControl {
+			nodes = append(nodes, n)
+		}
+	}
+	out := make([]Outcome, len(nodes))
+	sem := make(chan struct{}, opt.Concurrency)
+	var wg sync.WaitGroup
+	last := len(nodes)
+	if last > 0 && nodes[last-1].Role == deploy.RoleControl {
+		last-- // the control node after every other
+	}
+	run := func(i int) {
+		n := nodes[i]
+		out[i] = f.onNode(ctx, n.Name, n.Target, func(d deploy.Deployer) (deploy.Result, error) {
+			return d.Remove(ctx, deploy.RemoveRequest{Name: n.Name, Plan: plan, ShutdownTimeout: opt.ShutdownTimeout})
+		})
+	}
+	for i := range last {
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			run(i)
+		})
+	}
+	wg.Wait()
+	if last < len(nodes) {
+		run(last)
+	}
+	return out
+}
+
+// Scrub clears the secret answers from every node (opt.Only, or all)
+// whose first boot reported completion.
+func (f *Fleet) Scrub(ctx context.Context, opt Options) []Outcome {
+	opt.defaults()
+	var out []Outcome
+	for _, n := range f.inv.Nodes {
+		if !opt.selected(n.Name) {
+			continue
+		}
+		out = append(out, f.onNode(ctx, n.Name, n.Target, func(d deploy.Deployer) (deploy.Result, error) {
+			return d.Scrub(ctx, f.node(n, opt))
+		}))
+	}
+	return out
+}
+
+// onNode runs call once on the VM name's target and makes its outcome.
+func (f *Fleet) onNode(ctx context.Context, name, target string, call func(deploy.Deployer) (deploy.Result, error)) Outcome {
+	o := Outcome{Result: deploy.Result{Node: name, Target: target}}
+	d, err := f.deployer(ctx, target, 0)
+	if err == nil {
+		o.Result, err = call(d)
+		o.Node, o.Target = name, target
+	}
+	o.Status, o.Err = StatusOK, err
+	if err != nil {
+		o.Status = StatusFailed
+	}
+	return o
 }
 
 // controlReady says whether Secondary nodes may follow the control node
@@ -312,26 +579,25 @@ func probe(ctx context.Context, opt Options, host string, p Probe) error {
 }
 
 // deployNode plans and deploys one node, retrying failures that are not
-// permanent. Every attempt plans afresh, so a VM a failed attempt left
-// half-made is replaced by the next one, never duplicated.
-func (f *Fleet) deployNode(ctx context.Context, opt Options, n deploy.Node, target string) Outcome {
-	start := time.Now()
-	o := Outcome{Result: deploy.Result{Node: n.Name, Target: target}}
-	log := opt.Logger.With("node", n.Name, "target", target)
-	d, err := f.deployer(Node{Node: n, Target: target})
-	if err != nil {
-		o.Status, o.Err, o.Elapsed = StatusFailed, err, time.Since(start)
-		return o
+// permanent (a target that could not be opened among them). Every attempt
+// plans afresh, so a VM a failed attempt left half-made is replaced by the
+// next one, never duplicated.
+func (f *Fleet) deployNode(ctx context.Context, opt Options, n Node) Outcome {
+	if opt.Done != nil {
+		defer opt.Done(n.Name)
 	}
-	n.Replace = opt.Replace
+	start := time.Now()
+	o := Outcome{Result: deploy.Result{Node: n.Name, Target: n.Target}}
+	log := opt.Logger.With("node", n.Name, "target", n.Target)
+	dn := f.node(n, opt)
 	wait := opt.Backoff
 	var first deploy.Action
 	for attempt := 1; ; attempt++ {
 		o.Attempts = attempt
-		res, err := attemptNode(ctx, d, n, &first)
+		res, err := f.attemptNode(ctx, dn, n.Target, attempt, &first)
 		if err == nil {
 			o.Result, o.Status = res, StatusOK
-			o.Node, o.Target, o.Attempts = n.Name, target, attempt
+			o.Node, o.Target, o.Attempts = n.Name, n.Target, attempt
 			if attempt > 1 && first != "" {
 				o.Action = first // what the run did, not what the last retry saw
 			}
@@ -343,12 +609,20 @@ func (f *Fleet) deployNode(ctx context.Context, opt Options, n deploy.Node, targ
 		if first != "" {
 			o.Action = first
 		}
+		var te *TargetError
+		down := errors.As(err, &te)
 		if deploy.IsPermanent(err) || attempt > opt.Retries || ctx.Err() != nil {
 			o.Status, o.Elapsed = StatusFailed, time.Since(start)
-			log.Error("node failed", "attempts", attempt, "err", err)
+			if down {
+				o.Status = StatusSkipped // the target is reported, once
+			} else {
+				log.Error("node failed", "attempts", attempt, "err", err)
+			}
 			return o
 		}
-		log.Warn("node attempt failed, retrying", "attempt", attempt, "in", wait, "err", err)
+		if !down {
+			log.Warn("node attempt failed, retrying", "attempt", attempt, "in", wait, "err", err)
+		}
 		select {
 		case <-ctx.Done():
 			o.Status, o.Elapsed = StatusFailed, time.Since(start)
@@ -359,7 +633,11 @@ func (f *Fleet) deployNode(ctx context.Context, opt Options, n deploy.Node, targ
 	}
 }
 
-func attemptNode(ctx context.Context, d deploy.Deployer, n deploy.Node, first *deploy.Action) (deploy.Result, error) {
+func (f *Fleet) attemptNode(ctx context.Context, n deploy.Node, target string, attempt int, first *deploy.Action) (deploy.Result, error) {
+	d, err := f.deployer(ctx, target, attempt)
+	if err != nil {
+		return deploy.Result{}, err
+	}
 	p, err := d.Plan(ctx, n)
 	if err != nil {
 		return deploy.Result{}, fmt.Errorf("plan: %w", err)
@@ -370,11 +648,8 @@ func attemptNode(ctx context.Context, d deploy.Deployer, n deploy.Node, first *d
 	if n.Role == deploy.RoleSecondary && n.Properties["ksmg.cluster.control_address"] == "" && p.Action != deploy.ActionUnchanged {
 		return deploy.Result{}, deploy.Permanent(fmt.Errorf("the control node's address is unknown (it reported no IP); give the control node a static address or set cluster.control_address"))
 	}
-	res, err := d.Deploy(ctx, n)
-	if err != nil {
-		return res, fmt.Errorf("deploy: %w", err)
-	}
-	return res, nil
+	// The driver's error names the node and the target itself.
+	return d.Deploy(ctx, n)
 }
 
 // Failed counts the outcomes that are not ok.

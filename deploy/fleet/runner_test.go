@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
@@ -33,6 +34,12 @@ func fleetYAML(n int, staticControl bool, extra string) string {
 
 func openFleet(t *testing.T, body string) *Fleet {
 	t.Helper()
+	return openFleetLog(t, body, nil)
+}
+
+// openFleetLog is openFleet with the drivers' (and the open's) logger.
+func openFleetLog(t *testing.T, body string, log *slog.Logger) *Fleet {
+	t.Helper()
 	for _, id := range []string{"a", "b"} {
 		body = strings.ReplaceAll(body, "instance: "+id+",", fmt.Sprintf("instance: %q,", instance(t, id)))
 	}
@@ -44,7 +51,7 @@ func openFleet(t *testing.T, body string) *Fleet {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f, err := Open(context.Background(), inv)
+	f, err := Open(context.Background(), inv, log)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -388,7 +395,7 @@ func TestResultTables(t *testing.T) {
 	if err := WriteResults(&sb, out); err != nil {
 		t.Fatal(err)
 	}
-	want := "NODE   TARGET  STATUS  ACTION  ID    IP          ATTEMPTS  TIME  ERROR\n" +
+	want := "NODE   TARGET  STATUS  ACTION  ID    IP          ATTEMPTS  TIME  NOTE\n" +
 		"ctl    site-a  ok      create  vm-1  192.0.2.10  1         1.5s  \n" +
 		"sec-1  site-b  failed  -       -     -           3         0s    deploy: task failed\n"
 	if !strings.HasPrefix(sb.String(), want) || !strings.Contains(sb.String(), "1 of 2 nodes ok") {

@@ -1,6 +1,7 @@
 package fleet
 
 import (
+	"errors"
 	"fmt"
 	"reflect"
 	"regexp"
@@ -33,23 +34,76 @@ var typeErrLine = regexp.MustCompile(`^line (\d+): (.*)$`)
 // driver settings) would no longer be those of the file; so the check walks
 // the node against v's type itself.
 func strictDecode(file string, node *yaml.Node, v any) []error {
+	return strictDecodeAt(file, node, v, "")
+}
+
+// strictDecodeAt is strictDecode of a node found at where (e.g.
+// "nodes[1] (sec-1)"), which its messages name with the key path of each
+// problem.
+func strictDecodeAt(file string, node *yaml.Node, v any, where string) []error {
 	var errs []error
 	if err := node.Decode(v); err != nil {
-		if te, ok := err.(*yaml.TypeError); ok {
+		var te *yaml.TypeError
+		if errors.As(err, &te) {
 			for _, m := range te.Errors {
 				if sm := typeErrLine.FindStringSubmatch(m); sm != nil {
 					l, _ := strconv.Atoi(sm[1])
-					errs = append(errs, &posError{file, l, sm[2]})
+					errs = append(errs, &posError{file, l, joinPath(where, keyPathAt(node, l, "")) + sm[2]})
 				} else {
-					errs = append(errs, &posError{file, node.Line, m})
+					errs = append(errs, &posError{file, node.Line, joinPath(where, "") + m})
 				}
 			}
 		} else {
-			errs = append(errs, &posError{file, node.Line, err.Error()})
+			errs = append(errs, &posError{file, node.Line, joinPath(where, "") + err.Error()})
 		}
 	}
-	errs = append(errs, unknownKeys(file, node, reflect.TypeOf(v), "")...)
+	errs = append(errs, unknownKeys(file, node, reflect.TypeOf(v), where, "")...)
 	return errs
+}
+
+// joinPath is the "where.path: " prefix of a message ("" when both are
+// empty).
+func joinPath(where, path string) string {
+	path = strings.TrimSuffix(path, ".")
+	switch {
+	case where == "" && path == "":
+		return ""
+	case where == "":
+		return path + ": "
+	case path == "":
+		return where + ": "
+	}
+	return where + "." + path + ": "
+}
+
+// keyPathAt is the key path (a.b.0.) of the value at line in node, "" if
+// none is.
+func keyPathAt(node *yaml.Node, line int, path string) string {
+	if node.Kind == yaml.DocumentNode && len(node.Content) == 1 {
+		node = node.Content[0]
+	}
+	switch node.Kind {
+	case yaml.MappingNode:
+		for i := 0; i+1 < len(node.Content); i += 2 {
+			k, v := node.Content[i], node.Content[i+1]
+			if v.Line == line && (v.Kind == yaml.ScalarNode || v.Kind == yaml.AliasNode) {
+				return path + k.Value + "."
+			}
+			if p := keyPathAt(v, line, path+k.Value+"."); p != "" {
+				return p
+			}
+		}
+	case yaml.SequenceNode:
+		for i, c := range node.Content {
+			if c.Line == line && c.Kind == yaml.ScalarNode {
+				return fmt.Sprintf("%s%d.", path, i)
+			}
+			if p := keyPathAt(c, line, fmt.Sprintf("%s%d.", path, i)); p != "" {
+				return p
+			}
+		}
+	}
+	return ""
 }
 
 var (
@@ -57,8 +111,9 @@ var (
 	nodeType        = reflect.TypeOf(yaml.Node{})
 )
 
-// unknownKeys reports mapping keys of node that t does not declare.
-func unknownKeys(file string, node *yaml.Node, t reflect.Type, path string) []error {
+// unknownKeys reports mapping keys of node that t does not declare; where
+// and path name the node in messages.
+func unknownKeys(file string, node *yaml.Node, t reflect.Type, where, path string) []error {
 	if node == nil || t == nil {
 		return nil
 	}
@@ -88,24 +143,24 @@ func unknownKeys(file string, node *yaml.Node, t reflect.Type, path string) []er
 			k, val := node.Content[i], node.Content[i+1]
 			ft, ok := fields[k.Value]
 			if !ok {
-				errs = append(errs, &posError{file, k.Line, fmt.Sprintf("%sunknown key %q (expected one of: %s)", path, k.Value, strings.Join(sortedKeys(fields), ", "))})
+				errs = append(errs, &posError{file, k.Line, fmt.Sprintf("%sunknown key %q (expected one of: %s)", joinPath(where, path), k.Value, strings.Join(sortedKeys(fields), ", "))})
 				continue
 			}
-			errs = append(errs, unknownKeys(file, val, ft, path+k.Value+".")...)
+			errs = append(errs, unknownKeys(file, val, ft, where, path+k.Value+".")...)
 		}
 	case reflect.Map:
 		if node.Kind != yaml.MappingNode {
 			return nil
 		}
 		for i := 0; i+1 < len(node.Content); i += 2 {
-			errs = append(errs, unknownKeys(file, node.Content[i+1], t.Elem(), path+node.Content[i].Value+".")...)
+			errs = append(errs, unknownKeys(file, node.Content[i+1], t.Elem(), where, path+node.Content[i].Value+".")...)
 		}
 	case reflect.Slice, reflect.Array:
 		if node.Kind != yaml.SequenceNode {
 			return nil
 		}
 		for i, c := range node.Content {
-			errs = append(errs, unknownKeys(file, c, t.Elem(), fmt.Sprintf("%s%d.", path, i))...)
+			errs = append(errs, unknownKeys(file, c, t.Elem(), where, fmt.Sprintf("%s%d.", path, i))...)
 		}
 	}
 	return errs

@@ -106,7 +106,7 @@ func simInventory(t *testing.T, c *vim25.Client, n int) *fleet.Inventory {
 
 func open(ctx context.Context, t *testing.T, inv *fleet.Inventory) *fleet.Fleet {
 	t.Helper()
-	f, err := fleet.Open(ctx, inv)
+	f, err := fleet.Open(ctx, inv, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -127,7 +127,7 @@ func simVMs(ctx context.Context, t *testing.T, c *vim25.Client) map[string][]sim
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer v.Destroy(ctx)
+	defer func() { _ = v.Destroy(ctx) }()
 	var vms []mo.VirtualMachine
 	if err := v.Retrieve(ctx, []string{"VirtualMachine"}, []string{"name", "config.extraConfig", "config.vAppConfig", "runtime.powerState"}, &vms); err != nil {
 		t.Fatal(err)
@@ -224,7 +224,7 @@ func TestSimFleet100(t *testing.T) {
 		t.Logf("100-node fleet deployed in %s (concurrency %d)", time.Since(start).Round(time.Millisecond), simOpts.Concurrency)
 		if n := fleet.Failed(out); n != 0 {
 			var sb strings.Builder
-			fleet.WriteResults(&sb, out)
+			_ = fleet.WriteResults(&sb, out) // a strings.Builder takes every write
 			t.Fatalf("%d nodes failed:\n%s", n, sb.String())
 		}
 		after := simVMs(ctx, t, c)
@@ -381,3 +381,58 @@ func (h hookHandler) Handle(_ context.Context, r slog.Record) error {
 }
 func (h hookHandler) WithAttrs([]slog.Attr) slog.Handler { return h }
 func (h hookHandler) WithGroup(string) slog.Handler      { return h }
+
+// TestSimDriftOrphanPrune: in the vCenter model, a node whose inventory
+// entry changed shows drift with the fields (and is changed in place with
+// ApplyDrift, read back on the VM); a node that left the inventory is an
+// orphan, removed only with Prune.
+func TestSimDriftOrphanPrune(t *testing.T) {
+	t.Parallel()
+	simulator.Test(func(ctx context.Context, c *vim25.Client) {
+		vspheretest.SafeFindChild(ctx, c)
+		inv := simInventory(t, c, 2)
+		f := open(ctx, t, inv)
+		defer f.Close()
+		if out := f.Run(ctx, simOpts); fleet.Failed(out) != 0 {
+			t.Fatalf("%+v", out)
+		}
+		inv.Nodes[1].CPUs, inv.Nodes[1].MemoryMiB = 4, 4096 // ksmg-001
+		gone := inv.Nodes[2].Name
+		inv.Nodes = inv.Nodes[:2]
+		byNode := map[string]fleet.PlanRow{}
+		for _, r := range f.Plan(ctx, simOpts) {
+			if r.Err != nil {
+				t.Fatalf("plan %s: %v", r.Node, r.Err)
+			}
+			byNode[r.Node] = r
+		}
+		if r := byNode["ksmg-001"]; r.Action != deploy.ActionDrift || strings.Join(r.Drift, "; ") != "cpus 2 → 4; memory 2048 → 4096" {
+			t.Errorf("changed node: %+v", r)
+		}
+		if r := byNode["ksmg-control"]; r.Action != deploy.ActionUnchanged {
+			t.Errorf("control: %+v", r)
+		}
+		if r := byNode[gone]; r.Action != deploy.ActionOrphan {
+			t.Errorf("node that left the inventory: %+v", r)
+		}
+
+		opt := simOpts
+		opt.ApplyDrift, opt.Prune = true, true
+		out := f.Run(ctx, opt)
+		if fleet.Failed(out) != 0 {
+			t.Fatalf("%+v", out)
+		}
+		vms := vspheretest.VMsByName(ctx, t, c, "ksmg-001")
+		if len(vms) != 1 || vms[0].Config.Hardware.NumCPU != 4 || vms[0].Config.Hardware.MemoryMB != 4096 {
+			t.Errorf("ksmg-001 after apply: %+v", vms)
+		}
+		if len(vspheretest.VMsByName(ctx, t, c, gone)) != 0 {
+			t.Errorf("%s not pruned", gone)
+		}
+		for _, r := range f.Plan(ctx, simOpts) {
+			if r.Action != deploy.ActionUnchanged {
+				t.Errorf("plan after apply and prune: %s %s %v", r.Node, r.Action, r.Err)
+			}
+		}
+	}, simulator.VPX())
+}

@@ -1,6 +1,7 @@
 package hyperv
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -9,6 +10,7 @@ import (
 	"os"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -16,7 +18,6 @@ import (
 	"github.com/ksmg-appliance/ksmg/deploy"
 	"github.com/ksmg-appliance/ksmg/deploy/hyperv/kvp"
 	"github.com/ksmg-appliance/ksmg/deploy/pwsh"
-	"github.com/ksmg-appliance/ksmg/firstboot/answers"
 	"github.com/ksmg-appliance/ksmg/firstboot/sources"
 	"github.com/ksmg-appliance/ksmg/vhdx"
 )
@@ -140,12 +141,21 @@ func (c *Config) password(getenv func(string) string) (string, error) {
 
 func init() { deploy.Register(Kind, opener) }
 
-func opener(ctx context.Context, name string, decode func(v any) error) (deploy.Deployer, error) {
+func opener(ctx context.Context, t deploy.TargetSpec) (deploy.Deployer, error) {
 	var cfg Config
-	if err := decode(&cfg); err != nil {
-		return nil, deploy.Permanent(fmt.Errorf("hyperv target %s: %w", name, err))
+	if err := t.Decode(&cfg); err != nil {
+		return nil, deploy.Permanent(fmt.Errorf("hyperv target %s: %w", t.Name, err))
 	}
-	return Open(ctx, name, cfg)
+	cfg.PasswordFile = deploy.Path(t.Dir, cfg.PasswordFile)
+	cfg.WinRM.CACert = deploy.Path(t.Dir, cfg.WinRM.CACert)
+	d, err := Open(ctx, t.Name, cfg)
+	if err != nil {
+		return nil, err
+	}
+	if t.Logger != nil {
+		d.SetLogger(t.Logger)
+	}
+	return d, nil
 }
 
 // Open makes the Deployer of cfg. Configuration errors are
@@ -209,10 +219,11 @@ func splitUser(u string) (user, domain string) {
 // Deployer deploys nodes to one Hyper-V host. It is safe for concurrent
 // use; deploys of the same VM name are serialised.
 type Deployer struct {
-	name string
-	cfg  Config
-	host Host
-	log  *slog.Logger
+	name    string
+	cfg     Config
+	host    Host
+	log     *slog.Logger
+	digests deploy.Digests
 
 	mu    sync.Mutex
 	names map[string]*sync.Mutex
@@ -237,12 +248,15 @@ func (d *Deployer) Close() error { return d.host.Close() }
 
 var nameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$`)
 
+// maxName leaves room for the replacement's name and folder suffix.
+const maxName = 100 - len(".ksmg-new-20060102150405")
+
 // check validates n for this driver; errors are deploy.Permanent.
 func (d *Deployer) check(n deploy.Node) error {
 	errs := []error{n.Validate()}
-	if n.Name != "" && (!nameRE.MatchString(n.Name) || strings.HasSuffix(n.Name, ".")) {
+	if n.Name != "" && (!nameRE.MatchString(n.Name) || strings.HasSuffix(n.Name, ".") || len(n.Name) > maxName) {
 		// The name is also the node's folder on the host.
-		errs = append(errs, fmt.Errorf("name %q: Hyper-V nodes need letters, digits, '.', '-', '_' (a folder of that name holds the disk)", n.Name))
+		errs = append(errs, fmt.Errorf("name %q: Hyper-V nodes need up to %d letters, digits, '.', '-', '_' (a folder of that name holds the disk)", n.Name, maxName))
 	}
 	if n.Network == "" && d.cfg.Switch == "" {
 		errs = append(errs, errors.New("network: no vSwitch for the node and none in the target's switch"))
@@ -258,45 +272,124 @@ func (d *Deployer) check(n deploy.Node) error {
 	return nil
 }
 
-// Plan implements deploy.Deployer; it only reads the target.
-func (d *Deployer) Plan(ctx context.Context, n deploy.Node) (deploy.Plan, error) {
-	if err := d.check(n); err != nil {
-		return deploy.Plan{Node: n.Name, Target: d.Target()}, err
+// CheckImage inspects the VHDX at p (headers, region tables, metadata,
+// BAT) without reaching any host; its error is deploy.Permanent.
+func CheckImage(p string) (*vhdx.Report, error) {
+	rep, err := vhdx.Inspect(p)
+	if err != nil {
+		return nil, deploy.Permanent(fmt.Errorf("image: %w", err))
 	}
-	return d.plan(ctx, n)
+	return rep, nil
 }
 
-func (d *Deployer) plan(ctx context.Context, n deploy.Node) (deploy.Plan, error) {
+// preflight is what the checks before any change found out.
+type preflight struct {
+	rep  *vhdx.Report
+	want deploy.Record
+}
+
+// preflight checks the node, its answers and its image (before the host
+// is reached) and says what a deploy would record.
+func (d *Deployer) preflight(ctx context.Context, n deploy.Node) (*preflight, error) {
+	if err := d.check(n); err != nil {
+		return nil, err
+	}
+	rep, err := CheckImage(n.Image)
+	if err != nil {
+		return nil, err
+	}
+	if n.DiskGiB > 0 && uint64(n.DiskGiB)<<30 < rep.VirtualSize {
+		return nil, deploy.Permanent(fmt.Errorf("disk %d GiB: smaller than the image's %d bytes; disks only grow", n.DiskGiB, rep.VirtualSize))
+	}
+	digest, err := d.digests.Digest(ctx, n.Image)
+	if err != nil {
+		return nil, deploy.Permanent(err)
+	}
+	sw, vlan := d.network(n)
+	want := deploy.Record{
+		State: deploy.MarkPending, Image: digest, Version: deploy.VersionFromName(n.Image),
+		CPUs: cmp.Or(n.CPUs, DefaultCPUs), MemoryMiB: cmp.Or(n.MemoryMiB, DefaultMemoryMiB),
+		DiskGiB: n.DiskGiB, Network: netRecord(sw, vlan), // 0 (the image's size) is not compared
+		Answers: deploy.AnswersDigest(n.Properties), Cluster: n.Cluster,
+	}
+	return &preflight{rep: rep, want: want}, nil
+}
+
+// network is the node's vSwitch and VLAN, else the target's.
+func (d *Deployer) network(n deploy.Node) (string, int) {
+	sw, vlan := n.Network, n.VLAN
+	if sw == "" {
+		sw = d.cfg.Switch
+	}
+	if vlan == 0 {
+		vlan = d.cfg.VLAN
+	}
+	return sw, vlan
+}
+
+// netRecord is a vSwitch and VLAN as the record keeps them.
+func netRecord(sw string, vlan int) string {
+	if vlan == 0 {
+		return sw
+	}
+	return sw + ":" + strconv.Itoa(vlan)
+}
+
+// Plan implements deploy.Deployer: the pre-flight, then what a deploy
+// would do; it only reads the host.
+func (d *Deployer) Plan(ctx context.Context, n deploy.Node) (deploy.Plan, error) {
+	pre, err := d.preflight(ctx, n)
+	if err != nil {
+		return deploy.Plan{Node: n.Name, Target: d.Target()}, err
+	}
+	p, _, err := d.plan(ctx, n, pre)
+	return p, err
+}
+
+func (d *Deployer) plan(ctx context.Context, n deploy.Node, pre *preflight) (deploy.Plan, *VM, error) {
 	p := deploy.Plan{Node: n.Name, Target: d.Target()}
 	vm, err := d.host.FindVM(ctx, n.Name)
 	if err != nil {
-		return p, err
+		return p, nil, err
 	}
 	if vm == nil {
 		p.Action = deploy.ActionCreate
 		p.Reason = fmt.Sprintf("no VM %s on %s", n.Name, d.host.Name())
-		return p, nil
+		return p, nil, nil
 	}
 	p.ID = vm.ID
-	mark, has := vm.Mark()
-	complete := has && mark == deploy.MarkComplete
+	rec := vm.Record()
+	drift, outdated := deploy.Differences(rec, pre.want)
 	switch {
-	case complete && !n.Replace:
+	case rec.Complete() && n.Replace:
+		p.Action = deploy.ActionReplace
+		p.Reason = fmt.Sprintf("VM %s exists (%s), deployed by ksmg; replace requested: a new VM is deployed as %s and swapped in", n.Name, vm.ID, deploy.TempName(n.Name))
+	case rec.Complete() && outdated:
+		p.Action, p.Drift = deploy.ActionOutdated, drift
+		p.Reason = fmt.Sprintf("VM %s (%s) runs image %s, the node asks for %s; --replace deploys it", n.Name, vm.ID, orDash(rec.Version), orDash(pre.want.Version))
+	case rec.Complete() && len(drift) > 0:
+		p.Action, p.Drift = deploy.ActionDrift, drift
+		p.Reason = fmt.Sprintf("VM %s (%s), deployed by ksmg, differs: %s", n.Name, vm.ID, strings.Join(drift, ", "))
+	case rec.Complete():
 		p.Action = deploy.ActionUnchanged
 		p.Reason = fmt.Sprintf("VM %s exists (%s), deployed by ksmg", n.Name, vm.ID)
-	case complete:
+	case rec.Marked():
 		p.Action = deploy.ActionReplace
-		p.Reason = fmt.Sprintf("VM %s exists (%s), deployed by ksmg; replace requested", n.Name, vm.ID)
-	case has:
+		p.Reason = fmt.Sprintf("VM %s exists (%s) with %s=%q: leftover of an unfinished deploy", n.Name, vm.ID, deploy.MarkKey, rec.State)
+	case n.ReplaceForeign:
 		p.Action = deploy.ActionReplace
-		p.Reason = fmt.Sprintf("VM %s exists (%s) with %s=%q: leftover of an unfinished deploy", n.Name, vm.ID, deploy.MarkKey, mark)
-	case n.Replace:
-		p.Action = deploy.ActionReplace
-		p.Reason = fmt.Sprintf("VM %s exists (%s), not deployed by ksmg; replace requested", n.Name, vm.ID)
+		p.Reason = fmt.Sprintf("VM %s exists (%s), not deployed by ksmg; replace of a foreign VM requested: a new VM is deployed as %s and swapped in", n.Name, vm.ID, deploy.TempName(n.Name))
 	default:
-		return p, deploy.Permanent(fmt.Errorf("VM %s exists (%s) and was not deployed by ksmg (no %s in its notes); it is left alone, replace it explicitly if it should go", n.Name, vm.ID, deploy.MarkKey))
+		return p, vm, deploy.Permanent(fmt.Errorf("VM %s exists (%s) and was not deployed by ksmg (no %s in its notes); it is left alone (--replace-foreign replaces it)", n.Name, vm.ID, deploy.MarkKey))
 	}
-	return p, nil
+	return p, vm, nil
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
 }
 
 func (d *Deployer) lockName(name string) func() {
@@ -313,96 +406,108 @@ func (d *Deployer) lockName(name string) func() {
 
 // Deploy implements deploy.Deployer.
 func (d *Deployer) Deploy(ctx context.Context, n deploy.Node) (deploy.Result, error) {
-	start := time.Now()
-	res := deploy.Result{Node: n.Name, Target: d.Target(), Attempts: 1}
-	err := d.deploy(ctx, n, &res)
-	res.Elapsed = time.Since(start)
+	res, err := deploy.Timed("deploy", n.Name, d.Target(), func(res *deploy.Result) error { return d.deploy(ctx, n, res) })
 	if err != nil {
 		// Never let a secret answer reach a table or log through an
 		// error that quotes a script or the host's output.
-		err = scrub(fmt.Errorf("deploy %s to %s: %w", n.Name, d.Target(), err), n.Properties)
+		err = scrub(err, n.Properties)
 		res.Err = err
 	}
 	return res, err
 }
 
 func (d *Deployer) deploy(ctx context.Context, n deploy.Node, res *deploy.Result) error {
-	if err := d.check(n); err != nil {
-		return err
-	}
-	rep, err := vhdx.Inspect(n.Image)
+	pre, err := d.preflight(ctx, n)
 	if err != nil {
-		return deploy.Permanent(fmt.Errorf("image: %w", err))
-	}
-	var size uint64
-	if n.DiskGiB > 0 {
-		size = uint64(n.DiskGiB) << 30
-		if size < rep.VirtualSize {
-			return deploy.Permanent(fmt.Errorf("disk %d GiB: smaller than the image's %d bytes; disks only grow", n.DiskGiB, rep.VirtualSize))
-		}
+		return err
 	}
 	defer d.lockName(n.Name)()
-
-	p, err := d.plan(ctx, n)
+	p, old, err := d.plan(ctx, n, pre)
 	if err != nil {
 		return err
 	}
-	res.Action, res.ID = p.Action, p.ID
-	if p.Action == deploy.ActionUnchanged {
-		return nil
-	}
+	res.Action, res.ID, res.Drift = p.Action, p.ID, p.Drift
 	log := d.log.With("node", n.Name, "target", d.Target())
-	if p.Action == deploy.ActionReplace {
-		log.Info("removing existing VM", "id", p.ID, "reason", p.Reason)
+	switch p.Action {
+	case deploy.ActionUnchanged, deploy.ActionOutdated:
+		return nil
+	case deploy.ActionDrift:
+		if !n.ApplyDrift {
+			return nil
+		}
+		return d.applyDrift(ctx, n, pre, old, res)
+	case deploy.ActionCreate:
+		return d.create(ctx, n, n.Name, n.Name, pre, res)
+	}
+	if rec := old.Record(); rec.Marked() && !rec.Complete() {
+		// An unfinished deploy's leftover never served: replace it.
+		log.Info("removing the leftover of an unfinished deploy", "id", p.ID, "reason", p.Reason)
 		if err := d.host.Remove(ctx, n.Name, p.ID); err != nil {
 			return err
 		}
+		return d.create(ctx, n, n.Name, n.Name, pre, res)
 	}
+	r, err := deploy.SwapIn(ctx, deploy.Swap{
+		Name: n.Name, OldID: p.ID, Log: log,
+		Clear: d.clearMarked,
+		Deploy: func(ctx context.Context, name string) (deploy.Result, error) {
+			var r deploy.Result
+			// A fresh folder: the one of the VM in service stays its own.
+			folder := name + "-" + time.Now().UTC().Format("20060102150405")
+			err := d.create(ctx, n, name, folder, pre, &r)
+			return r, err
+		},
+		Rename: d.host.Rename,
+		Remove: func(ctx context.Context, id string) error { return d.removeVM(ctx, "", id, 0) },
+	})
+	res.ID, res.IP, res.SecretsLeft = r.ID, r.IP, r.SecretsLeft
+	return err
+}
 
+// create deploys the node as a new VM called name whose disk and
+// configuration live in the node folder folder.
+func (d *Deployer) create(ctx context.Context, n deploy.Node, name, folder string, pre *preflight, res *deploy.Result) error {
+	log := d.log.With("node", n.Name, "target", d.Target())
 	var id string
 	// From the first byte copied, a failure removes what this deploy
-	// made, even when ctx is what failed.
-	ok := false
+	// made, even when ctx is what failed; once the guest runs, only an
+	// interruption does (a guest that did not report is left for
+	// inspection, marked pending).
+	ok, started := false, false
 	defer func() {
-		if ok {
-			return
-		}
-		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Minute)
-		defer cancel()
-		if err := d.host.Remove(cctx, n.Name, id); err != nil {
-			log.Warn("cleanup after failed deploy", "err", scrub(err, n.Properties))
+		switch {
+		case ok:
+		case started && ctx.Err() == nil:
+			log.Warn("the VM is left running, marked pending, for inspection; the next run replaces it", "id", id)
+		default:
+			cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Minute)
+			defer cancel()
+			if err := d.host.Remove(cctx, folder, id); err != nil {
+				log.Warn("cleanup after failed deploy", "err", scrub(err, n.Properties))
+			}
 		}
 	}()
 	var progress func(done, total int64)
 	if n.Progress != nil {
 		progress = func(done, total int64) { n.Progress("copy disk", done, total) }
 	}
-	path, err := d.host.CopyDisk(ctx, n.Image, n.Name, progress)
+	path, err := d.host.CopyDisk(ctx, n.Image, folder, progress)
 	if err != nil {
 		return err
 	}
+	rec := pre.want
+	rec.State, rec.DiskGiB = PendingMark, max(n.DiskGiB, int((pre.rep.VirtualSize+1<<30-1)>>30))
+	sw, vlan := d.network(n)
 	spec := VMSpec{
-		Name: n.Name, Path: d.cfg.Path, VHDX: path,
-		CPUs: n.CPUs, MemoryMiB: n.MemoryMiB, Switch: n.Network, VLAN: n.VLAN,
-		Notes: Notes(PendingMark),
-	}
-	if spec.CPUs == 0 {
-		spec.CPUs = DefaultCPUs
-	}
-	if spec.MemoryMiB == 0 {
-		spec.MemoryMiB = DefaultMemoryMiB
-	}
-	if spec.Switch == "" {
-		spec.Switch = d.cfg.Switch
-	}
-	if spec.VLAN == 0 {
-		spec.VLAN = d.cfg.VLAN
+		Name: name, Path: d.cfg.Path, VHDX: path,
+		CPUs: rec.CPUs, MemoryMiB: rec.MemoryMiB, Switch: sw, VLAN: vlan,
+		Notes: Notes(rec),
 	}
 	if id, err = d.host.CreateVM(ctx, spec); err != nil {
 		return err
 	}
 	res.ID = id
-	if size > rep.VirtualSize {
+	if size := uint64(n.DiskGiB) << 30; size > pre.rep.VirtualSize {
 		if err := d.host.ResizeDisk(ctx, path, size); err != nil {
 			return err
 		}
@@ -420,13 +525,14 @@ func (d *Deployer) deploy(ctx context.Context, n deploy.Node, res *deploy.Result
 		if err := d.host.Start(ctx, id); err != nil {
 			return err
 		}
+		started = true
 		if n.WaitIP > 0 {
 			// One deadline for the address and first boot's signal.
 			wctx, cancel := context.WithTimeout(ctx, n.WaitIP)
-			ip, err := d.waitIP(wctx, id, n.WaitIP)
+			ip, err := d.waitIP(wctx, n, id)
 			if err == nil {
 				res.IP = ip
-				err = d.waitFirstboot(wctx, id, n.WaitIP)
+				err = d.waitFirstboot(wctx, n, id)
 			}
 			cancel()
 			if err != nil {
@@ -437,16 +543,26 @@ func (d *Deployer) deploy(ctx context.Context, n deploy.Node, res *deploy.Result
 			}
 		}
 	}
-	if err := d.host.SetNotes(ctx, id, Notes(deploy.MarkComplete)); err != nil {
+	res.SecretsLeft = n.WaitIP == 0 && deploy.HasSecrets(n.Properties)
+	rec.State = deploy.MarkComplete
+	if err := d.host.SetNotes(ctx, id, Notes(rec)); err != nil {
 		return err
 	}
 	ok = true
-	log.Info("deployed", "id", id, "ip", res.IP)
+	log.Debug("deployed", "id", id, "ip", res.IP)
 	return nil
 }
 
-// waitIP polls for the guest's address until ctx (limited to limit) ends.
-func (d *Deployer) waitIP(ctx context.Context, id string, limit time.Duration) (string, error) {
+// waiting tells n.Waiting every other poll what the deploy waits for
+// until the returned stop is called.
+func (d *Deployer) waiting(n deploy.Node, what string) (stop func()) {
+	return deploy.Notify(n, what, 2*d.cfg.PollInterval)
+}
+
+// waitIP polls for the guest's address until ctx (limited to n.WaitIP)
+// ends.
+func (d *Deployer) waitIP(ctx context.Context, n deploy.Node, id string) (string, error) {
+	defer d.waiting(n, "IP address")()
 	t := time.NewTicker(d.cfg.PollInterval)
 	defer t.Stop()
 	for {
@@ -459,7 +575,7 @@ func (d *Deployer) waitIP(ctx context.Context, id string, limit time.Duration) (
 		}
 		select {
 		case <-ctx.Done():
-			return "", fmt.Errorf("wait for the guest's address: none reported within %s (hv_kvp_daemon running in the guest?): %w", limit, ctx.Err())
+			return "", fmt.Errorf("wait for the guest's address: none reported within %s (hv_kvp_daemon running in the guest?): %w", n.WaitIP, ctx.Err())
 		case <-t.C:
 		}
 	}
@@ -468,29 +584,37 @@ func (d *Deployer) waitIP(ctx context.Context, id string, limit time.Duration) (
 // waitFirstboot polls the VM's guest-to-host KVP items until first boot
 // reports it applied its answers and scrubbed them in the guest
 // (sources.DoneKey=sources.DoneValue in its pool 1), or ctx (limited to
-// limit) ends. An address alone does not prove that: a DHCP lease can come
-// before first boot read its pool.
-func (d *Deployer) waitFirstboot(ctx context.Context, id string, limit time.Duration) error {
+// n.WaitIP) ends. An address alone does not prove that: a DHCP lease can
+// come before first boot read its pool.
+func (d *Deployer) waitFirstboot(ctx context.Context, n deploy.Node, id string) error {
+	defer d.waiting(n, "first boot to report completion")()
 	t := time.NewTicker(d.cfg.PollInterval)
 	defer t.Stop()
 	for {
-		items, err := d.host.GuestKVP(ctx, id)
-		if err == nil {
-			var v string
-			var found bool
-			if v, found, err = kvp.GuestItem(items, sources.DoneKey); err == nil && found && v == sources.DoneValue {
-				return nil
-			}
+		done, err := d.firstbootDone(ctx, id)
+		if err == nil && done {
+			return nil
 		}
 		if err != nil && ctx.Err() == nil {
 			return err
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("first boot did not report completion (%s=%s) within %s; the VM's console shows why: %w", sources.DoneKey, sources.DoneValue, limit, ctx.Err())
+			return fmt.Errorf("first boot did not report completion (%s=%s) within %s; the VM is left running, marked pending, for inspection: its console shows why: %w", sources.DoneKey, sources.DoneValue, n.WaitIP, ctx.Err())
 		case <-t.C:
 		}
 	}
+}
+
+// firstbootDone reports whether the guest signalled first boot's
+// completion.
+func (d *Deployer) firstbootDone(ctx context.Context, id string) (bool, error) {
+	items, err := d.host.GuestKVP(ctx, id)
+	if err != nil {
+		return false, err
+	}
+	v, found, err := kvp.GuestItem(items, sources.DoneKey)
+	return err == nil && found && v == sources.DoneValue, err
 }
 
 // removeSecrets removes the secret first-boot answers from the VM's
@@ -498,12 +622,7 @@ func (d *Deployer) waitFirstboot(ctx context.Context, id string, limit time.Dura
 // they do not stay in the VM's configuration (and its exports). Only the
 // key names reach the host.
 func (d *Deployer) removeSecrets(ctx context.Context, n deploy.Node, id string) error {
-	var keys []string
-	for _, k := range slices.Sorted(maps.Keys(n.Properties)) {
-		if answers.IsSecret(k) {
-			keys = append(keys, k)
-		}
-	}
+	keys := deploy.SecretKeys(n.Properties)
 	if len(keys) == 0 {
 		return nil
 	}

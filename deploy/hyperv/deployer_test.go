@@ -20,6 +20,7 @@ import (
 	"reflect"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -40,7 +41,7 @@ const (
 type fakeHyperV struct {
 	mu      sync.Mutex
 	share   string // local folder standing for testShare
-	vms     map[string]*VM
+	vms     map[string]*fakeVM
 	next    int
 	steps   []string
 	fail    map[string]pwshtest.Reply // step -> reply instead of success
@@ -52,20 +53,44 @@ type fakeHyperV struct {
 	neverDone            bool
 	signalled            bool     // a guest-kvp answer carried the signal
 	removed              []string // keys remove-kvp scripts removed
+	// ignoreShutdown: a guest shutdown does not stop the VM (only turning
+	// it off does).
+	ignoreShutdown bool
+	turnedOff      int // VMs turned off after a shutdown did not stop them
+}
+
+// fakeVM is a VM on the fake host.
+type fakeVM struct {
+	VM
+	disk      string // host path of its disk
+	cpus, mem int
+	sw        string
+	vlan      int
+	diskBytes uint64
+	kvp       map[string]string // host-to-guest items
 }
 
 var (
 	stepRE   = regexp.MustCompile(`^# ksmg-deploy: ([a-z-]+)\n`)
 	nameRE2  = regexp.MustCompile(`(?m)(?:\$name = |-Name )'((?:[^']|'')*)'`)
+	newName  = regexp.MustCompile(`-NewName '((?:[^']|'')*)'`)
 	idRE     = regexp.MustCompile(`(?:-Id |\$id = |-f )'([0-9a-f-]{36})'`)
 	notesRE  = regexp.MustCompile(`-Notes '((?:[^']|'')*)'`)
-	dirRE    = regexp.MustCompile(`\$dir = '((?:[^']|'')*)'`)
+	vhdRE    = regexp.MustCompile(`-VHDPath '((?:[^']|'')*)'`)
+	switchRE = regexp.MustCompile(`-SwitchName '((?:[^']|'')*)'`)
+	cpuRE    = regexp.MustCompile(`-ProcessorCount (\d+)`)
+	memRE    = regexp.MustCompile(`-MemoryStartupBytes (\d+)`)
+	vlanRE   = regexp.MustCompile(`-VlanId (\d+)`)
+	sizeRE   = regexp.MustCompile(`-SizeBytes (\d+)`)
+	rootRE   = regexp.MustCompile(`\$root = '((?:[^']|'')*)'`)
+	dirsRE   = regexp.MustCompile(`\$dirs = @\('((?:[^']|'')*)'\)`)
 	keysRE   = regexp.MustCompile(`(?m)^\$keys = @\((.*)\)$`)
+	kvpKeyRE = regexp.MustCompile(`k = '((?:[^']|'')*)'; v = \$KsmgInput\['((?:[^']|'')*)'\]`)
 	quotedRE = regexp.MustCompile(`'((?:[^']|'')*)'`)
 	unquoteR = strings.NewReplacer("''", "'")
 )
 
-func (f *fakeHyperV) byID(id string) *VM {
+func (f *fakeHyperV) byID(id string) *fakeVM {
 	for _, vm := range f.vms {
 		if vm.ID == id {
 			return vm
@@ -74,7 +99,17 @@ func (f *fakeHyperV) byID(id string) *VM {
 	return nil
 }
 
-func (f *fakeHyperV) handle(script string) pwshtest.Reply {
+// hostToShare maps a host path under testPath to the local share folder.
+func (f *fakeHyperV) hostToShare(p string) (string, bool) {
+	rel, ok := strings.CutPrefix(p, testPath+`\`)
+	if !ok {
+		return "", false
+	}
+	return filepath.Join(f.share, filepath.FromSlash(strings.ReplaceAll(rel, `\`, "/"))), true
+}
+
+//nolint:gocyclo // one case per script step the fake host plays
+func (f *fakeHyperV) handle(script string, in pwsh.Input) pwshtest.Reply {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	m := stepRE.FindStringSubmatch(script)
@@ -92,44 +127,118 @@ func (f *fakeHyperV) handle(script string) pwshtest.Reply {
 		}
 		return ""
 	}
+	num := func(re *regexp.Regexp) int {
+		n, _ := strconv.Atoi(arg(re))
+		return n
+	}
+	vm := f.byID(arg(idRE))
 	switch step {
 	case "find-vm":
-		vm := f.vms[arg(nameRE2)]
-		b, _ := json.Marshal(vm)
+		var found *VM
+		if vm := f.vms[arg(nameRE2)]; vm != nil {
+			found = &vm.VM
+		}
+		b, _ := json.Marshal(found)
+		return pwshtest.Reply{Stdout: string(b) + "\r\n"}
+	case "list-vms":
+		var vms []VM
+		for _, vm := range f.vms {
+			if vm.Record().Marked() {
+				vms = append(vms, vm.VM)
+			}
+		}
+		b, _ := json.Marshal(map[string]any{"vms": vms})
 		return pwshtest.Reply{Stdout: string(b) + "\r\n"}
 	case "create-vm":
 		f.next++
-		vm := &VM{ID: fmt.Sprintf("00000000-0000-4000-8000-%012d", f.next), Name: arg(nameRE2), Notes: arg(notesRE), State: "Off"}
+		vm := &fakeVM{
+			VM:   VM{ID: fmt.Sprintf("00000000-0000-4000-8000-%012d", f.next), Name: arg(nameRE2), Notes: arg(notesRE), State: "Off"},
+			disk: arg(vhdRE), cpus: num(cpuRE), mem: num(memRE) >> 20, sw: arg(switchRE), vlan: num(vlanRE), kvp: map[string]string{},
+		}
+		if !strings.Contains(script, "-AutomaticStartAction Start") || !strings.Contains(script, "-AutomaticStopAction ShutDown") {
+			return pwshtest.Reply{Stderr: "fake Hyper-V: the VM would not start with its host or would not be shut down with it", ExitCode: 1}
+		}
 		f.vms[vm.Name] = vm
 		return pwshtest.Reply{Stdout: vm.ID + "\r\n"}
 	case "start-vm":
-		if vm := f.byID(arg(idRE)); vm != nil {
+		if vm != nil {
 			vm.State = "Running"
 			return pwshtest.Reply{}
 		}
+	case "stop-vm":
+		if vm != nil {
+			if f.ignoreShutdown && vm.State == "Running" {
+				f.turnedOff++ // the script turns it off after the timeout
+			}
+			vm.State = "Off"
+			return pwshtest.Reply{}
+		}
+	case "rename-vm":
+		if vm != nil {
+			name := arg(newName)
+			if _, dup := f.vms[name]; dup {
+				return pwshtest.Reply{Stderr: "fake Hyper-V: a VM named " + name + " exists", ExitCode: 1}
+			}
+			delete(f.vms, vm.Name)
+			vm.Name = name
+			f.vms[name] = vm
+			return pwshtest.Reply{}
+		}
+	case "reconfigure-vm":
+		if vm == nil {
+			break
+		}
+		if (cpuRE.MatchString(script) || memRE.MatchString(script)) && vm.State != "Off" {
+			return pwshtest.Reply{Stderr: "Set-VM : Cannot change the processor count or memory while the VM is running.", ExitCode: 1}
+		}
+		if n := num(cpuRE); n > 0 {
+			vm.cpus = n
+		}
+		if n := num(memRE); n > 0 {
+			vm.mem = n >> 20
+		}
+		if n := num(sizeRE); n > 0 {
+			vm.diskBytes = uint64(n)
+		}
+		if sw := arg(switchRE); sw != "" {
+			vm.sw, vm.vlan = sw, num(vlanRE)
+		}
+		return pwshtest.Reply{}
 	case "guest-ip":
 		if f.ipCalls++; f.ipCalls > f.ipAfter {
 			return pwshtest.Reply{Stdout: "192.0.2.10\r\n"}
 		}
 		return pwshtest.Reply{}
 	case "set-notes":
-		if vm := f.byID(arg(idRE)); vm != nil {
+		if vm != nil {
 			vm.Notes = arg(notesRE)
 			return pwshtest.Reply{}
 		}
 	case "remove-vm":
-		if vm := f.byID(arg(idRE)); vm != nil {
+		root := arg(rootRE)
+		if root != testPath {
+			return pwshtest.Reply{Stderr: "fake Hyper-V: remove-vm with root " + root, ExitCode: 1}
+		}
+		dirs := []string{arg(dirsRE)}
+		if vm != nil {
+			if vm.State != "Off" {
+				f.turnedOff++
+			}
 			delete(f.vms, vm.Name)
+			dirs = append(dirs, vm.disk[:strings.LastIndex(vm.disk, `\`)])
 		}
-		dir := arg(dirRE)
-		rel, ok := strings.CutPrefix(dir, testPath+`\`)
-		if !ok {
-			return pwshtest.Reply{Stderr: "fake Hyper-V: folder outside the share: " + dir, ExitCode: 1}
+		for _, dir := range dirs {
+			if dir == "" {
+				continue
+			}
+			// As the script: folders outside the path stay.
+			if local, ok := f.hostToShare(dir); ok {
+				os.RemoveAll(local)
+			}
 		}
-		os.RemoveAll(filepath.Join(f.share, rel))
 		return pwshtest.Reply{}
 	case "guest-kvp":
-		if f.byID(arg(idRE)) == nil {
+		if vm == nil {
 			break
 		}
 		f.doneCalls++
@@ -142,8 +251,21 @@ func (f *fakeHyperV) handle(script string) pwshtest.Reply {
 		f.signalled = true
 		b, _ := json.Marshal(map[string]any{"items": []string{kvptest.GuestXML("ksmg.other", "x"), kvptest.GuestXML("ksmg.firstboot", "done")}})
 		return pwshtest.Reply{Stdout: string(b) + "\r\n"}
+	case "add-kvp":
+		if vm == nil {
+			break
+		}
+		for _, m := range kvpKeyRE.FindAllStringSubmatch(script, -1) {
+			k := unquoteR.Replace(m[1])
+			v, ok := in[k]
+			if !ok {
+				return pwshtest.Reply{Stderr: "no value for KVP item " + k + " on standard input", ExitCode: 1}
+			}
+			vm.kvp[k] = v
+		}
+		return pwshtest.Reply{}
 	case "remove-kvp":
-		if f.byID(arg(idRE)) == nil {
+		if vm == nil {
 			break
 		}
 		if !f.signalled {
@@ -154,10 +276,12 @@ func (f *fakeHyperV) handle(script string) pwshtest.Reply {
 			return pwshtest.Reply{Stderr: "fake Hyper-V: remove-kvp script without a $keys line", ExitCode: 1}
 		}
 		for _, k := range quotedRE.FindAllStringSubmatch(m[1], -1) {
-			f.removed = append(f.removed, unquoteR.Replace(k[1]))
+			key := unquoteR.Replace(k[1])
+			f.removed = append(f.removed, key)
+			delete(vm.kvp, key)
 		}
 		return pwshtest.Reply{}
-	case "resize-disk", "add-kvp":
+	case "resize-disk":
 		return pwshtest.Reply{}
 	}
 	return pwshtest.Reply{Stderr: "Get-VM : Hyper-V was unable to find a virtual machine with the given id", ExitCode: 1}
@@ -205,6 +329,12 @@ func (c dirCopier) Copy(ctx context.Context, local, remote string, progress func
 // testImage is a small valid VHDX (64 MiB virtual).
 func testImage(t *testing.T) string {
 	t.Helper()
+	return testImageOf(t, "hyperv-test")
+}
+
+// testImageOf is testImage with another identity (another build).
+func testImageOf(t *testing.T, identity string) string {
+	t.Helper()
 	dir := t.TempDir()
 	raw := filepath.Join(dir, "disk.raw")
 	if err := os.WriteFile(raw, nil, 0o600); err != nil {
@@ -214,16 +344,19 @@ func testImage(t *testing.T) string {
 		t.Fatal(err)
 	}
 	out := filepath.Join(dir, "ksmg.vhdx")
-	if err := vhdx.Write(context.Background(), raw, out, vhdx.Options{Identity: "hyperv-test"}); err != nil {
+	if err := vhdx.Write(context.Background(), raw, out, vhdx.Options{Identity: identity}); err != nil {
 		t.Fatal(err)
 	}
 	return out
 }
 
+// testPassword is the nodes' admin password: no script may carry it.
+const testPassword = "Pa55-w0rd!-Secret"
+
 func newTest(t *testing.T) (*Deployer, *fakeHyperV, *pwshtest.Host) {
 	t.Helper()
-	f := &fakeHyperV{share: t.TempDir(), vms: map[string]*VM{}, fail: map[string]pwshtest.Reply{}}
-	h := pwshtest.NewHost(f.handle)
+	f := &fakeHyperV{share: t.TempDir(), vms: map[string]*fakeVM{}, fail: map[string]pwshtest.Reply{}}
+	h := pwshtest.NewHostInput(f.handle)
 	t.Cleanup(h.Close)
 	run, err := pwsh.NewWinRM(h.Config)
 	if err != nil {
@@ -237,11 +370,12 @@ func newTest(t *testing.T) (*Deployer, *fakeHyperV, *pwshtest.Host) {
 func testNode(image string) deploy.Node {
 	return deploy.Node{
 		Name: "ksmg-1", Role: deploy.RoleControl, Image: image, DiskGiB: 1,
-		Properties: map[string]string{"ksmg.hostname": "mx1.example.com", "ksmg.admin.password": "Pa55-w0rd!"},
+		Properties: map[string]string{"ksmg.hostname": "mx1.example.com", "ksmg.admin.password": testPassword},
 		PowerOn:    true, WaitIP: 5 * time.Second,
 	}
 }
 
+//nolint:gocyclo // one deploy checked step after step
 func TestDeploySequence(t *testing.T) {
 	t.Parallel()
 	d, f, h := newTest(t)
@@ -262,9 +396,21 @@ func TestDeploySequence(t *testing.T) {
 	if res.Action != deploy.ActionCreate || res.IP != "192.0.2.10" || res.ID == "" || res.Err != nil {
 		t.Errorf("result %+v", res)
 	}
-	if vm := f.vms["ksmg-1"]; vm == nil || vm.Notes != "ksmg.deploy=complete" || vm.State != "Running" {
-		t.Errorf("VM on the host: %+v", vm)
+	vm := f.vms["ksmg-1"]
+	if vm == nil || !vm.Record().Complete() || vm.State != "Running" {
+		t.Fatalf("VM on the host: %+v", vm)
 	}
+	if rec := vm.Record(); rec.CPUs != 4 || rec.MemoryMiB != 8192 || rec.DiskGiB != 1 || rec.Network != "DMZ" || !strings.HasPrefix(rec.Image, "sha256:") || !strings.HasPrefix(rec.Answers, "sha256:") {
+		t.Errorf("record in the notes: %+v", rec)
+	}
+	// The KVP values came on standard input; the secret one was removed.
+	if vm.kvp["ksmg.hostname"] != "mx1.example.com" {
+		t.Errorf("KVP items on the VM: %v", vm.kvp)
+	}
+	if _, ok := vm.kvp["ksmg.admin.password"]; ok {
+		t.Error("the password KVP item stayed on the VM")
+	}
+	assertNoSecretInScripts(t, h, testNode(img))
 	if _, err := os.Stat(filepath.Join(f.share, "ksmg-1", "ksmg-1.vhdx")); err != nil {
 		t.Errorf("disk not on the share: %v", err)
 	}
@@ -299,8 +445,8 @@ func TestDeploySequence(t *testing.T) {
 	if strings.Contains(create, "Set-VMNetworkAdapterVlan") {
 		t.Error("VLAN set for an untagged node")
 	}
-	if i, j := strings.Index(kvp, "'ksmg.admin.password'; v = 'Pa55-w0rd!'"), strings.Index(kvp, "'ksmg.hostname'; v = 'mx1.example.com'"); i < 0 || j < i {
-		t.Errorf("KVP script lacks the answers in key order:\n%s", kvp)
+	if i, j := strings.Index(kvp, "k = 'ksmg.admin.password'; v = $KsmgInput['ksmg.admin.password']"), strings.Index(kvp, "k = 'ksmg.hostname'; v = $KsmgInput['ksmg.hostname']"); i < 0 || j < i {
+		t.Errorf("KVP script lacks the keys in order, their values from the input:\n%s", kvp)
 	}
 	if !strings.Contains(resize, "-SizeBytes 1073741824") {
 		t.Errorf("resize script: %s", resize)
@@ -319,7 +465,7 @@ func TestDeploySequence(t *testing.T) {
 func TestDeployReplacesLeftover(t *testing.T) {
 	t.Parallel()
 	d, f, _ := newTest(t)
-	f.vms["ksmg-1"] = &VM{ID: "11111111-2222-4333-8444-555555555555", Name: "ksmg-1", Notes: "ksmg.deploy=pending", State: "Running"}
+	f.vms["ksmg-1"] = &fakeVM{VM: VM{ID: "11111111-2222-4333-8444-555555555555", Name: "ksmg-1", Notes: "ksmg.deploy=pending", State: "Running"}, disk: testPath + `\ksmg-1\ksmg-1.vhdx`}
 	n := testNode(testImage(t))
 	n.WaitIP = 0
 	p, err := d.Plan(context.Background(), n)
@@ -343,7 +489,7 @@ func TestDeployReplacesLeftover(t *testing.T) {
 func TestDeployLeavesForeignVM(t *testing.T) {
 	t.Parallel()
 	d, f, _ := newTest(t)
-	f.vms["ksmg-1"] = &VM{ID: "11111111-2222-4333-8444-555555555555", Name: "ksmg-1", Notes: "production mail relay", State: "Running"}
+	f.vms["ksmg-1"] = &fakeVM{VM: VM{ID: "11111111-2222-4333-8444-555555555555", Name: "ksmg-1", Notes: "production mail relay", State: "Running"}, disk: `E:\prod\relay.vhdx`}
 	_, err := d.Deploy(context.Background(), testNode(testImage(t)))
 	if err == nil || !deploy.IsPermanent(err) || !strings.Contains(err.Error(), "not deployed by ksmg") {
 		t.Fatalf("deploy over a foreign VM: %v", err)
@@ -354,8 +500,9 @@ func TestDeployLeavesForeignVM(t *testing.T) {
 }
 
 // TestDeployFailures makes one step fail: the error names the step and
-// carries the host's words (with secrets redacted), and what the deploy
-// created is removed.
+// carries the host's words (with secrets redacted); what the deploy
+// created is removed unless the guest ran (then it is left for
+// inspection, marked pending).
 func TestDeployFailures(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
@@ -366,9 +513,9 @@ func TestDeployFailures(t *testing.T) {
 	}{
 		{"create-vm", "New-VM : The virtual switch 'DMZ' was not found.", []string{"find-vm", "create-vm", "remove-vm"},
 			"create VM ksmg-1: PowerShell exited 1: New-VM : The virtual switch 'DMZ' was not found."},
-		{"add-kvp", "AddKvpItems returned 32775 for value Pa55-w0rd!", []string{"find-vm", "create-vm", "resize-disk", "add-kvp", "remove-vm"},
+		{"add-kvp", "AddKvpItems returned 32775 for value " + testPassword, []string{"find-vm", "create-vm", "resize-disk", "add-kvp", "remove-vm"},
 			"AddKvpItems returned 32775 for value <secret>"},
-		{"remove-kvp", "RemoveKvpItems returned 32773", []string{"find-vm", "create-vm", "resize-disk", "add-kvp", "start-vm", "guest-ip", "guest-kvp", "remove-kvp", "remove-vm"},
+		{"remove-kvp", "RemoveKvpItems returned 32773", []string{"find-vm", "create-vm", "resize-disk", "add-kvp", "start-vm", "guest-ip", "guest-kvp", "remove-kvp"},
 			"remove KVP items from VM 00000000-0000-4000-8000-000000000001: PowerShell exited 1: RemoveKvpItems returned 32773"},
 		{"start-vm", "Start-VM : The virtual machine could not be started: not enough memory.", []string{"find-vm", "create-vm", "resize-disk", "add-kvp", "start-vm", "remove-vm"},
 			"start VM 00000000-0000-4000-8000-000000000001: PowerShell exited 1: Start-VM"},
@@ -382,7 +529,7 @@ func TestDeployFailures(t *testing.T) {
 			if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
 				t.Fatalf("error %v, want one containing %q", err, tc.wantErr)
 			}
-			if strings.Contains(err.Error(), "Pa55-w0rd!") || !errors.Is(res.Err, err) && res.Err.Error() != err.Error() {
+			if strings.Contains(err.Error(), ""+testPassword) || !errors.Is(res.Err, err) && res.Err.Error() != err.Error() {
 				t.Errorf("secret in error or result: %v / %v", err, res.Err)
 			}
 			var se *pwsh.ScriptError
@@ -391,6 +538,12 @@ func TestDeployFailures(t *testing.T) {
 			}
 			if got := f.Steps(); !reflect.DeepEqual(got, tc.wantSteps) {
 				t.Errorf("steps %v, want %v", got, tc.wantSteps)
+			}
+			if tc.step == "remove-kvp" {
+				if vm := f.vms["ksmg-1"]; vm == nil || vm.Record().State != deploy.MarkPending || vm.State != "Running" {
+					t.Errorf("the started VM is not left running, marked pending: %+v", vm)
+				}
+				return
 			}
 			if len(f.vms) != 0 {
 				t.Errorf("VMs left on the host: %v", f.vms)
@@ -413,15 +566,19 @@ func TestDeployWaitIPTimeout(t *testing.T) {
 		t.Fatalf("error %v, want a timeout naming hv_kvp_daemon", err)
 	}
 	steps := f.Steps()
-	if steps[len(steps)-1] != "remove-vm" || len(f.vms) != 0 {
-		t.Errorf("VM not removed after the timeout: steps %v", steps)
+	if slices.Contains(steps, "remove-vm") || f.vms["ksmg-1"] == nil || f.vms["ksmg-1"].Record().State != deploy.MarkPending {
+		t.Errorf("after the timeout the VM should be left, marked pending: steps %v", steps)
+	}
+	// The re-run decides: the leftover is replaced.
+	if p, err := d.Plan(context.Background(), n); err != nil || p.Action != deploy.ActionReplace {
+		t.Errorf("plan after the timeout: %+v, %v", p, err)
 	}
 }
 
 // TestDeployFirstbootTimeout: the guest has an address but first boot
 // never signals: the deploy fails retryably within WaitIP, no secret item
-// is removed, the VM never gets the completion mark (and, as after a
-// failed address wait, the VM is removed so a retry starts clean).
+// is removed, the VM never gets the completion mark and is left running
+// for inspection (its console says why), not destroyed.
 func TestDeployFirstbootTimeout(t *testing.T) {
 	t.Parallel()
 	d, f, _ := newTest(t)
@@ -442,20 +599,21 @@ func TestDeployFirstbootTimeout(t *testing.T) {
 			t.Errorf("step %s ran without first boot's signal: %v", s, steps)
 		}
 	}
-	if !slices.Contains(steps, "guest-kvp") || steps[len(steps)-1] != "remove-vm" || len(f.vms) != 0 || len(f.removed) != 0 {
+	if !slices.Contains(steps, "guest-kvp") || slices.Contains(steps, "remove-vm") || len(f.vms) != 1 || len(f.removed) != 0 {
 		t.Errorf("steps %v, VMs %v, removed %v", steps, f.vms, f.removed)
 	}
 }
 
 // TestDeployNoWaitKeepsItems: without WaitIP nothing says first boot is
-// done: no poll, no removal, and the VM is marked complete.
+// done: no poll, no removal, the VM is marked complete and the result says
+// the secrets remain.
 func TestDeployNoWaitKeepsItems(t *testing.T) {
 	t.Parallel()
 	d, f, _ := newTest(t)
 	n := testNode(testImage(t))
 	n.WaitIP = 0
-	if _, err := d.Deploy(context.Background(), n); err != nil {
-		t.Fatal(err)
+	if res, err := d.Deploy(context.Background(), n); err != nil || !res.SecretsLeft {
+		t.Fatalf("%+v, %v; want SecretsLeft", res, err)
 	}
 	want := []string{"find-vm", "create-vm", "resize-disk", "add-kvp", "start-vm", "set-notes"}
 	if got := f.Steps(); !reflect.DeepEqual(got, want) || len(f.removed) != 0 {
@@ -468,7 +626,9 @@ func TestDeployBadInput(t *testing.T) {
 	d, _, h := newTest(t)
 	img := testImage(t)
 	notVHDX := filepath.Join(t.TempDir(), "x.vhdx")
-	os.WriteFile(notVHDX, []byte("not a disk"), 0o600)
+	if err := os.WriteFile(notVHDX, []byte("not a disk"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	tests := []struct {
 		name string
 		edit func(*deploy.Node)
@@ -550,7 +710,9 @@ func TestOpenPassword(t *testing.T) {
 		t.Errorf("Target %q", d.Target())
 	}
 	pf := filepath.Join(t.TempDir(), "pw")
-	os.WriteFile(pf, []byte("from-file\n"), 0o600)
+	if err := os.WriteFile(pf, []byte("from-file\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	cfg.PasswordFile = pf
 	if pw, err := cfg.password(func(string) string { return "" }); err != nil || pw != "from-file" {
 		t.Errorf("password from file: %q, %v", pw, err)
@@ -582,7 +744,7 @@ func TestDeployConcurrent(t *testing.T) {
 		t.Errorf("%d VMs on the host, want 6", len(f.vms))
 	}
 	for name, vm := range f.vms {
-		if vm.Notes != "ksmg.deploy=complete" {
+		if !vm.Record().Complete() {
 			t.Errorf("%s: notes %q", name, vm.Notes)
 		}
 	}

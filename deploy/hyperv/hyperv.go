@@ -3,38 +3,47 @@
 //
 // Hyper-V operations sit behind one Host interface with two drivers:
 // WinRM + PowerShell (any OS; scripts rendered from the embedded templates
-// in scripts/, every value through pwsh.Quote; the disk goes over SMB) and
-// WMI through github.com/microsoft/wmi (Windows only, wmi_windows.go; on
-// the host itself or against a remote host with credentials).
+// in scripts/, every value through pwsh.Quote, every secret on the remote
+// shell's standard input and never in script text, where script-block
+// logging would record it; the disk goes over SMB) and WMI through
+// github.com/microsoft/wmi (Windows only, wmi_windows.go; on the host
+// itself or against a remote host with credentials).
 //
-// A deploy, in order: inspect the VHDX (nothing is created if it is not a
-// valid VHDX); find a VM of the node's name; copy the disk to
-// <share>\<name>\<name>.vhdx (host path <path>\<name>\<name>.vhdx); create
-// the VM with Notes "ksmg.deploy=pending", CPU, static memory, vSwitch,
-// VLAN and Secure Boot with the MicrosoftUEFICertificateAuthority template;
-// grow the disk; add the first-boot answers as host-to-guest KVP items
-// (Msvm_KvpExchangeDataItem, Source 0) while the VM is still off, so they
-// are in the guest's pool 0 (/var/lib/hyperv/.kvp_pool_0, which
-// firstboot/sources reads and scrubs) when hv_kvp_daemon starts; start;
-// wait for the guest's address, which Hyper-V learns from the guest's KVP
-// intrinsic items; when the deploy waits (Node.WaitIP > 0), wait within the
-// same deadline for first boot's own signal, the guest-to-host item
-// ksmg.firstboot=done (firstboot/sources.DoneKey, in the VM's
-// GuestExchangeItems), which it writes after applying its answers and
-// scrubbing them in the guest, then remove the secret answers
-// (answers.IsSecret) from the VM's host-to-guest items (RemoveKvpItems,
-// key names only) so they do not stay in its configuration and exports; if
-// the signal does not come in time the deploy fails, retryably. Without
-// WaitIP nothing says first boot is done and the items stay. Only then set
-// Notes to "ksmg.deploy=complete". A
-// failure after the disk was copied removes the VM and the node's folder,
-// so a retry starts clean.
+// Plan is a pre-flight: the node and its answers checked as first boot
+// will, the VHDX inspected (nothing is reached before it passed), the disk
+// size, then the VM of the node's name read and compared with its record.
+//
+// A deploy, in order: the pre-flight; copy the disk to
+// <share>\<folder>\<folder>.vhdx (host path <path>\<folder>\..., the
+// folder being the node's name, or a fresh one for a replacement); create
+// the VM with Notes carrying ksmg.deploy=pending and the record of what
+// is deployed, CPU, static memory, vSwitch, VLAN, Secure Boot with the
+// MicrosoftUEFICertificateAuthority template, and automatic start with the
+// host and shutdown when the host stops; grow the disk; add the first-boot
+// answers as host-to-guest KVP items (Msvm_KvpExchangeDataItem, Source 0)
+// while the VM is still off, so they are in the guest's pool 0
+// (/var/lib/hyperv/.kvp_pool_0, which firstboot/sources reads and scrubs)
+// when hv_kvp_daemon starts; start; wait for the guest's address, which
+// Hyper-V learns from the guest's KVP intrinsic items; when the deploy
+// waits (Node.WaitIP > 0), wait within the same deadline for first boot's
+// own signal, the guest-to-host item ksmg.firstboot=done
+// (firstboot/sources.DoneKey, in the VM's GuestExchangeItems), which it
+// writes after applying its answers and scrubbing them in the guest, then
+// remove the secret answers (answers.IsSecret) from the VM's host-to-guest
+// items (RemoveKvpItems, key names only) so they do not stay in its
+// configuration and exports. Without WaitIP nothing says first boot is
+// done: the items stay (Result.SecretsLeft) until Scrub. Only then are the
+// Notes set to ksmg.deploy=complete. A failure before the VM started
+// removes the VM and the node's folder, so a retry starts clean; a guest
+// that does not report in time is left running, marked pending, for
+// inspection (the next run replaces it).
 //
 // Plan keeps the deploy package's idempotence contract as the vsphere
-// driver does: a VM marked complete is left alone unless Replace is set;
-// one marked pending is a leftover and is replaced; one without any
-// ksmg.deploy mark was not made by ksmg and is never removed unless
-// Replace is set.
+// driver does: a VM marked complete is left alone (drift and outdated
+// images reported, changed in place with ApplyDrift) unless Replace is set,
+// and then swapped (deploy.SwapIn), never destroyed first; one marked
+// pending is a leftover and is replaced; one without any ksmg.deploy mark
+// was not made by ksmg and is never removed unless ReplaceForeign is set.
 package hyperv
 
 import (
@@ -42,6 +51,7 @@ import (
 	"fmt"
 	"regexp"
 	"strings"
+	"time"
 
 	"github.com/ksmg-appliance/ksmg/deploy"
 )
@@ -64,19 +74,12 @@ type VM struct {
 	State string `json:"state"`
 }
 
-// Mark returns the value of the ksmg.deploy line in the VM's notes and
-// whether there is one.
-func (v VM) Mark() (string, bool) {
-	for _, l := range strings.Split(strings.ReplaceAll(v.Notes, "\r\n", "\n"), "\n") {
-		if val, ok := strings.CutPrefix(strings.TrimSpace(l), deploy.MarkKey+"="); ok {
-			return val, true
-		}
-	}
-	return "", false
-}
+// Record is the deploy record in the VM's notes (State "" when the notes
+// carry no mark).
+func (v VM) Record() deploy.Record { return deploy.ParseRecordText(v.Notes) }
 
-// Notes is the VM note carrying mark.
-func Notes(mark string) string { return deploy.MarkKey + "=" + mark }
+// Notes is the VM note carrying the record, a key=value line each.
+func Notes(r deploy.Record) string { return r.Text("\n") }
 
 // VMSpec is a VM to create.
 type VMSpec struct {
@@ -108,16 +111,22 @@ type Host interface {
 	// FindVM returns the VM named name, nil if there is none; several
 	// VMs of that name are an error.
 	FindVM(ctx context.Context, name string) (*VM, error)
-	// CopyDisk puts the local VHDX where the node's VM will use it and
-	// returns its path on the host.
-	CopyDisk(ctx context.Context, local, name string, progress func(done, total int64)) (string, error)
+	// ListVMs returns the VMs whose notes carry the deploy mark.
+	ListVMs(ctx context.Context) ([]VM, error)
+	// CopyDisk puts the local VHDX into the node folder folder (under the
+	// configured path) and returns its path on the host.
+	CopyDisk(ctx context.Context, local, folder string, progress func(done, total int64)) (string, error)
 	// CreateVM creates a Generation 2 VM, off, and returns its ID.
 	CreateVM(ctx context.Context, spec VMSpec) (string, error)
 	// ResizeDisk grows the VHDX at the host path to size bytes.
 	ResizeDisk(ctx context.Context, path string, size uint64) error
-	// AddKVP adds host-to-guest KVP items to the VM.
+	// AddKVP adds host-to-guest KVP items to the VM; the values (secrets
+	// among them) never enter a script's text.
 	AddKVP(ctx context.Context, id string, items []KVPItem) error
 	Start(ctx context.Context, id string) error
+	// Stop shuts the guest down through the integration services and
+	// turns the VM off if it is not off within timeout.
+	Stop(ctx context.Context, id string, timeout time.Duration) error
 	// GuestIP returns the guest's reported address, "" while it has none.
 	GuestIP(ctx context.Context, id string) (string, error)
 	// GuestKVP returns the guest-to-host KVP items of the VM (the
@@ -129,10 +138,23 @@ type Host interface {
 	// travel, never the values.
 	RemoveKVP(ctx context.Context, id string, keys []string) error
 	SetNotes(ctx context.Context, id, notes string) error
+	Rename(ctx context.Context, id, name string) error
+	// Reconfigure changes what c sets (zero fields stay); CPUs and memory
+	// only while the VM is off.
+	Reconfigure(ctx context.Context, id string, c Change) error
 	// Remove turns off and removes the VM id (if not "") with its disks,
-	// and deletes the node's folder.
-	Remove(ctx context.Context, name, id string) error
+	// and deletes the node folder folder (if not "") and the folders of
+	// its disks, as far as they are inside the configured path.
+	Remove(ctx context.Context, folder, id string) error
 	Close() error
+}
+
+// Change is what Host.Reconfigure changes; zero fields stay as they are.
+type Change struct {
+	CPUs, MemoryMiB int
+	DiskBytes       uint64 // grow the VM's disk to this size
+	Switch          string // connect the adapter to this vSwitch, tagged with VLAN (0: untagged)
+	VLAN            int
 }
 
 var guidRE = regexp.MustCompile(`^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$`)

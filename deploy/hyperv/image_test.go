@@ -95,12 +95,12 @@ func shareFiles(t *testing.T, dir string) []string {
 // set, sees each script before the fake Hyper-V answers it.
 func newSMBTest(t *testing.T, srv pwshtest.SMBShare, onScript func(string)) (*Deployer, *fakeHyperV, *pwshtest.Host) {
 	t.Helper()
-	f := &fakeHyperV{share: filepath.Join(srv.Dir, "ksmg"), vms: map[string]*VM{}, fail: map[string]pwshtest.Reply{}}
-	h := pwshtest.NewHost(func(s string) pwshtest.Reply {
+	f := &fakeHyperV{share: filepath.Join(srv.Dir, "ksmg"), vms: map[string]*fakeVM{}, fail: map[string]pwshtest.Reply{}}
+	h := pwshtest.NewHostInput(func(s string, in pwsh.Input) pwshtest.Reply {
 		if onScript != nil {
 			onScript(s)
 		}
-		return f.handle(s)
+		return f.handle(s, in)
 	})
 	t.Cleanup(h.Close)
 	run, err := pwsh.NewWinRM(h.Config)
@@ -141,6 +141,7 @@ func (p *copyProgress) get() (calls, done, total int64) {
 	return p.calls, p.done, p.total
 }
 
+//nolint:gocyclo // one scenario (deploy, re-run, cancel) checked step after step
 func TestBuiltVHDXOverSMB(t *testing.T) {
 	t.Parallel()
 	img := builtVHDX(t)
@@ -188,9 +189,10 @@ func TestBuiltVHDXOverSMB(t *testing.T) {
 		if !reflect.DeepEqual(f.removed, secrets) {
 			t.Errorf("removed KVP items %v, want the secret ones %v", f.removed, secrets)
 		}
-		if vm := f.vms[name]; vm == nil || vm.Notes != "ksmg.deploy=complete" || vm.State != "Running" {
+		if vm := f.vms[name]; vm == nil || !vm.Record().Complete() || vm.State != "Running" {
 			t.Errorf("VM on the host: %+v", vm)
 		}
+		assertNoSecretInScripts(t, h, node(name, p))
 		if calls, done, total := p.get(); calls < 2 || done != st.Size() || total != st.Size() {
 			t.Errorf("copy progress: %d calls, ended at %d/%d, want %d bytes", calls, done, total, st.Size())
 		}

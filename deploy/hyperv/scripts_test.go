@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/ksmg-appliance/ksmg/deploy"
 	"github.com/ksmg-appliance/ksmg/deploy/pwsh"
 )
 
@@ -24,28 +25,21 @@ func TestScriptsGolden(t *testing.T) {
 		tmpl string
 		data any
 	}{
-		{"find.ps1", struct{ Name string }{"ksmg-1"}},
-		{"create.ps1", struct {
-			VMSpec
-			MemoryBytes uint64
-		}{VMSpec{Name: "ksmg-1", Path: `D:\VMs\ksmg`, VHDX: `D:\VMs\ksmg\ksmg-1\ksmg-1.vhdx`, CPUs: 4, MemoryMiB: 8192, Switch: "Mail DMZ's switch", VLAN: 120, Notes: Notes(PendingMark)}, 8192 << 20}},
-		{"resize.ps1", struct {
-			VHDX      string
-			SizeBytes uint64
-		}{`D:\VMs\ksmg\ksmg-1\ksmg-1.vhdx`, 200 << 30}},
-		{"kvp.ps1", struct {
-			ID    string
-			Items []KVPItem
-		}{testID, []KVPItem{{"ksmg.hostname", "mx1.example.com"}, {"ksmg.admin.password", `it's $(not) "expanded"`}}}},
+		{"find.ps1", nameData{"ksmg-1"}},
+		{"list.ps1", struct{}{}},
+		{"create.ps1", createData{VMSpec{Name: "ksmg-1", Path: `D:\VMs\ksmg`, VHDX: `D:\VMs\ksmg\ksmg-1\ksmg-1.vhdx`, CPUs: 4, MemoryMiB: 8192, Switch: "Mail DMZ's switch", VLAN: 120,
+			Notes: Notes(deploy.Record{State: PendingMark, Image: "sha256:ab", Version: "0.1.0", CPUs: 4, MemoryMiB: 8192, DiskGiB: 100, Network: "Mail DMZ's switch:120"})}, 8192 << 20}},
+		{"resize.ps1", resizeData{`D:\VMs\ksmg\ksmg-1\ksmg-1.vhdx`, 200 << 30}},
+		{"kvp.ps1", kvpData{testID, []string{"ksmg.admin.password", "ksmg.hostname"}}},
 		{"start.ps1", idData{testID}},
+		{"stop.ps1", stopData{testID, 120}},
 		{"ip.ps1", idData{testID}},
 		{"guestkvp.ps1", idData{testID}},
-		{"unkvp.ps1", struct {
-			ID   string
-			Keys []string
-		}{testID, []string{"ksmg.admin.password", "ksmg.cluster.join_token"}}},
-		{"notes.ps1", struct{ ID, Notes string }{testID, Notes("complete")}},
-		{"remove.ps1", struct{ ID, Dir string }{testID, `D:\VMs\ksmg\ksmg-1`}},
+		{"unkvp.ps1", kvpData{testID, []string{"ksmg.admin.password", "ksmg.cluster.join_token"}}},
+		{"notes.ps1", notesData{testID, Notes(deploy.Record{State: deploy.MarkComplete})}},
+		{"rename.ps1", renameData{testID, "ksmg-1.ksmg-old"}},
+		{"reconfigure.ps1", reconfigureData{ID: testID, CPUs: 8, MemoryBytes: 16 << 30, DiskBytes: 200 << 30, Switch: "Mail", VLAN: 120}},
+		{"remove.ps1", removeData{testID, `D:\VMs\ksmg`, `D:\VMs\ksmg\ksmg-1`}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.tmpl, func(t *testing.T) {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"strings"
 	"text/template"
+	"time"
 
 	"github.com/ksmg-appliance/ksmg/deploy/pwsh"
 )
@@ -18,6 +19,8 @@ var scripts = template.Must(template.New("").Funcs(pwsh.Funcs).ParseFS(scriptFS,
 
 // PSHost is the WinRM + PowerShell driver: each operation is one script
 // from scripts/, run by a pwsh.Runner; disks are copied by a pwsh.Copier.
+// KVP values (secrets among them) go to the scripts on standard input,
+// never into script text.
 type PSHost struct {
 	host   string
 	run    pwsh.Runner
@@ -38,14 +41,46 @@ func (h *PSHost) Name() string { return h.host }
 // Close implements Host.
 func (h *PSHost) Close() error { return nil }
 
-// script renders and runs one template; a failing script becomes a
-// *pwsh.ScriptError naming step.
-func (h *PSHost) script(ctx context.Context, name, step string, data any) (string, error) {
+// The data of the scripts, by template.
+type (
+	nameData   struct{ Name string }
+	idData     struct{ ID string }
+	createData struct {
+		VMSpec
+		MemoryBytes uint64
+	}
+	resizeData struct {
+		VHDX      string
+		SizeBytes uint64
+	}
+	kvpData struct {
+		ID   string
+		Keys []string // the values are the script's input
+	}
+	notesData  struct{ ID, Notes string }
+	removeData struct{ ID, Root, Dir string }
+	stopData   struct {
+		ID             string
+		TimeoutSeconds int
+	}
+	renameData      struct{ ID, Name string }
+	reconfigureData struct {
+		ID                     string
+		CPUs                   int
+		MemoryBytes, DiskBytes uint64
+		Switch                 string
+		VLAN                   int
+	}
+)
+
+// script renders and runs one template with input on its standard input;
+// a failing script becomes a *pwsh.ScriptError naming step.
+func (h *PSHost) script(ctx context.Context, name, step string, data any, input pwsh.Input) (string, error) {
 	s, err := pwsh.Render(scripts, name, data)
 	if err != nil {
 		return "", err
 	}
-	out, err := h.run.Run(ctx, s)
+	out, err := h.run.Run(ctx, s, input)
 	if err != nil {
 		return "", fmt.Errorf("%s: %w", step, err)
 	}
@@ -57,7 +92,7 @@ func (h *PSHost) script(ctx context.Context, name, step string, data any) (strin
 
 // FindVM implements Host.
 func (h *PSHost) FindVM(ctx context.Context, name string) (*VM, error) {
-	out, err := h.script(ctx, "find.ps1", "find VM "+name, struct{ Name string }{name})
+	out, err := h.script(ctx, "find.ps1", "find VM "+name, nameData{name}, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -73,22 +108,50 @@ func (h *PSHost) FindVM(ctx context.Context, name string) (*VM, error) {
 	return vm, nil
 }
 
+// ListVMs implements Host.
+func (h *PSHost) ListVMs(ctx context.Context) ([]VM, error) {
+	out, err := h.script(ctx, "list.ps1", "list VMs", struct{}{}, nil)
+	if err != nil {
+		return nil, err
+	}
+	var r struct {
+		VMs json.RawMessage `json:"vms"`
+	}
+	if err := json.Unmarshal([]byte(out), &r); err != nil {
+		return nil, fmt.Errorf("list VMs: host answered %.200q: %w", out, err)
+	}
+	// Windows PowerShell may write a one-element array as the element.
+	var vms []VM
+	if len(r.VMs) > 0 && r.VMs[0] == '{' {
+		var one VM
+		err = json.Unmarshal(r.VMs, &one)
+		vms = []VM{one}
+	} else if len(r.VMs) > 0 && string(r.VMs) != "null" {
+		err = json.Unmarshal(r.VMs, &vms)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("list VMs: %w", err)
+	}
+	for _, vm := range vms {
+		if err := checkID(vm.ID); err != nil {
+			return nil, fmt.Errorf("list VMs: %w", err)
+		}
+	}
+	return vms, nil
+}
+
 // CopyDisk implements Host.
-func (h *PSHost) CopyDisk(ctx context.Context, local, name string, progress func(done, total int64)) (string, error) {
-	remote := joinWin(h.share, name, name+".vhdx")
+func (h *PSHost) CopyDisk(ctx context.Context, local, folder string, progress func(done, total int64)) (string, error) {
+	remote := joinWin(h.share, folder, folder+".vhdx")
 	if err := h.copier.Copy(ctx, local, remote, progress); err != nil {
 		return "", fmt.Errorf("copy disk to %s: %w", remote, err)
 	}
-	return joinWin(h.path, name, name+".vhdx"), nil
+	return joinWin(h.path, folder, folder+".vhdx"), nil
 }
 
 // CreateVM implements Host.
 func (h *PSHost) CreateVM(ctx context.Context, s VMSpec) (string, error) {
-	data := struct {
-		VMSpec
-		MemoryBytes uint64
-	}{s, uint64(s.MemoryMiB) << 20}
-	id, err := h.script(ctx, "create.ps1", "create VM "+s.Name, data)
+	id, err := h.script(ctx, "create.ps1", "create VM "+s.Name, createData{s, uint64(s.MemoryMiB) << 20}, nil)
 	if err != nil {
 		return "", err
 	}
@@ -100,33 +163,41 @@ func (h *PSHost) CreateVM(ctx context.Context, s VMSpec) (string, error) {
 
 // ResizeDisk implements Host.
 func (h *PSHost) ResizeDisk(ctx context.Context, path string, size uint64) error {
-	_, err := h.script(ctx, "resize.ps1", "resize disk "+path, struct {
-		VHDX      string
-		SizeBytes uint64
-	}{path, size})
+	_, err := h.script(ctx, "resize.ps1", "resize disk "+path, resizeData{path, size}, nil)
 	return err
 }
 
-// AddKVP implements Host.
+// AddKVP implements Host: the keys are in the script, the values on its
+// standard input.
 func (h *PSHost) AddKVP(ctx context.Context, id string, items []KVPItem) error {
 	if err := checkID(id); err != nil {
 		return err
 	}
-	_, err := h.script(ctx, "kvp.ps1", "add KVP items to VM "+id, struct {
-		ID    string
-		Items []KVPItem
-	}{id, items})
+	data := kvpData{ID: id}
+	in := pwsh.Input{}
+	for _, it := range items {
+		data.Keys = append(data.Keys, it.Key)
+		in[it.Key] = it.Value
+	}
+	_, err := h.script(ctx, "kvp.ps1", "add KVP items to VM "+id, data, in)
 	return err
 }
-
-type idData struct{ ID string }
 
 // Start implements Host.
 func (h *PSHost) Start(ctx context.Context, id string) error {
 	if err := checkID(id); err != nil {
 		return err
 	}
-	_, err := h.script(ctx, "start.ps1", "start VM "+id, idData{id})
+	_, err := h.script(ctx, "start.ps1", "start VM "+id, idData{id}, nil)
+	return err
+}
+
+// Stop implements Host.
+func (h *PSHost) Stop(ctx context.Context, id string, timeout time.Duration) error {
+	if err := checkID(id); err != nil {
+		return err
+	}
+	_, err := h.script(ctx, "stop.ps1", "stop VM "+id, stopData{id, int(timeout.Round(time.Second) / time.Second)}, nil)
 	return err
 }
 
@@ -135,7 +206,7 @@ func (h *PSHost) GuestIP(ctx context.Context, id string) (string, error) {
 	if err := checkID(id); err != nil {
 		return "", err
 	}
-	return h.script(ctx, "ip.ps1", "guest address of VM "+id, idData{id})
+	return h.script(ctx, "ip.ps1", "guest address of VM "+id, idData{id}, nil)
 }
 
 // GuestKVP implements Host.
@@ -143,7 +214,7 @@ func (h *PSHost) GuestKVP(ctx context.Context, id string) ([]string, error) {
 	if err := checkID(id); err != nil {
 		return nil, err
 	}
-	out, err := h.script(ctx, "guestkvp.ps1", "guest KVP items of VM "+id, idData{id})
+	out, err := h.script(ctx, "guestkvp.ps1", "guest KVP items of VM "+id, idData{id}, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -173,10 +244,7 @@ func (h *PSHost) RemoveKVP(ctx context.Context, id string, keys []string) error 
 	if err := checkID(id); err != nil {
 		return err
 	}
-	_, err := h.script(ctx, "unkvp.ps1", "remove KVP items from VM "+id, struct {
-		ID   string
-		Keys []string
-	}{id, keys})
+	_, err := h.script(ctx, "unkvp.ps1", "remove KVP items from VM "+id, kvpData{id, keys}, nil)
 	return err
 }
 
@@ -185,18 +253,41 @@ func (h *PSHost) SetNotes(ctx context.Context, id, notes string) error {
 	if err := checkID(id); err != nil {
 		return err
 	}
-	_, err := h.script(ctx, "notes.ps1", "set notes of VM "+id, struct{ ID, Notes string }{id, notes})
+	_, err := h.script(ctx, "notes.ps1", "set notes of VM "+id, notesData{id, notes}, nil)
+	return err
+}
+
+// Rename implements Host.
+func (h *PSHost) Rename(ctx context.Context, id, name string) error {
+	if err := checkID(id); err != nil {
+		return err
+	}
+	_, err := h.script(ctx, "rename.ps1", "rename VM "+id+" to "+name, renameData{id, name}, nil)
+	return err
+}
+
+// Reconfigure implements Host.
+func (h *PSHost) Reconfigure(ctx context.Context, id string, c Change) error {
+	if err := checkID(id); err != nil {
+		return err
+	}
+	data := reconfigureData{ID: id, CPUs: c.CPUs, MemoryBytes: uint64(c.MemoryMiB) << 20, DiskBytes: c.DiskBytes, Switch: c.Switch, VLAN: c.VLAN}
+	_, err := h.script(ctx, "reconfigure.ps1", "reconfigure VM "+id, data, nil)
 	return err
 }
 
 // Remove implements Host.
-func (h *PSHost) Remove(ctx context.Context, name, id string) error {
+func (h *PSHost) Remove(ctx context.Context, folder, id string) error {
 	if id != "" {
 		if err := checkID(id); err != nil {
 			return err
 		}
 	}
-	_, err := h.script(ctx, "remove.ps1", "remove VM "+name, struct{ ID, Dir string }{id, joinWin(h.path, name)})
+	dir := ""
+	if folder != "" {
+		dir = joinWin(h.path, folder)
+	}
+	_, err := h.script(ctx, "remove.ps1", "remove VM "+id+" "+folder, removeData{id, h.path, dir}, nil)
 	return err
 }
 

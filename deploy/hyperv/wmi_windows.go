@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/microsoft/wmi/pkg/base/host"
 	"github.com/microsoft/wmi/pkg/base/instance"
@@ -112,21 +113,11 @@ func (h *WMIHost) FindVM(ctx context.Context, name string) (*VM, error) {
 		if vm.Name() != name {
 			continue
 		}
-		v := &VM{ID: vm.ID(), Name: name}
-		if st, err := vm.State(); err == nil {
-			v.State = fmt.Sprint(st)
-		}
-		vssd, err := vm.GetVirtualSystemSettingData()
+		v, err := vmOf(vm)
 		if err != nil {
-			return nil, fmt.Errorf("find VM %s: settings: %w", name, err)
+			return nil, fmt.Errorf("find VM %s: %w", name, err)
 		}
-		notes, err := vssd.GetPropertyNotes()
-		vssd.Close()
-		if err != nil {
-			return nil, fmt.Errorf("find VM %s: notes: %w", name, err)
-		}
-		v.Notes = strings.Join(notes, "\n")
-		found = append(found, v)
+		found = append(found, &v)
 	}
 	switch len(found) {
 	case 0:
@@ -138,16 +129,177 @@ func (h *WMIHost) FindVM(ctx context.Context, name string) (*VM, error) {
 }
 
 // CopyDisk implements Host.
-func (h *WMIHost) CopyDisk(ctx context.Context, local, name string, progress func(done, total int64)) (string, error) {
+func (h *WMIHost) CopyDisk(ctx context.Context, local, folder string, progress func(done, total int64)) (string, error) {
 	root := h.share
 	if root == "" {
 		root = h.path
 	}
-	dst := joinWin(root, name, name+".vhdx")
+	dst := joinWin(root, folder, folder+".vhdx")
 	if err := copyFile(ctx, local, dst, progress); err != nil {
 		return "", fmt.Errorf("copy disk to %s: %w", dst, err)
 	}
-	return joinWin(h.path, name, name+".vhdx"), nil
+	return joinWin(h.path, folder, folder+".vhdx"), nil
+}
+
+// ListVMs implements Host.
+func (h *WMIHost) ListVMs(ctx context.Context) ([]VM, error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	s, err := h.vmms()
+	if err != nil {
+		return nil, err
+	}
+	vms, err := s.GetVirtualMachines()
+	if err != nil {
+		return nil, fmt.Errorf("list VMs: %w", err)
+	}
+	defer vms.Close()
+	var out []VM
+	for _, vm := range vms {
+		v, err := vmOf(vm)
+		if err != nil {
+			return nil, fmt.Errorf("list VMs: %w", err)
+		}
+		if v.Record().Marked() {
+			out = append(out, v)
+		}
+	}
+	return out, nil
+}
+
+// vmOf is what the driver needs of vm: ID, name, state and notes.
+func vmOf(vm *virtualsystem.VirtualMachine) (VM, error) {
+	v := VM{ID: vm.ID(), Name: vm.Name()}
+	if st, err := vm.State(); err == nil {
+		v.State = fmt.Sprint(st)
+	}
+	vssd, err := vm.GetVirtualSystemSettingData()
+	if err != nil {
+		return v, fmt.Errorf("settings of %s: %w", v.Name, err)
+	}
+	notes, err := vssd.GetPropertyNotes()
+	vssd.Close()
+	if err != nil {
+		return v, fmt.Errorf("notes of %s: %w", v.Name, err)
+	}
+	v.Notes = strings.Join(notes, "\n")
+	return v, nil
+}
+
+// Stop implements Host: a guest shutdown, then turned off after timeout.
+func (h *WMIHost) Stop(ctx context.Context, id string, timeout time.Duration) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	vm, err := h.vm(id)
+	if err != nil {
+		return fmt.Errorf("stop VM: %w", err)
+	}
+	defer vm.Close()
+	st, err := vm.State()
+	if err != nil {
+		return fmt.Errorf("stop VM %s: %w", id, err)
+	}
+	if st == virtualsystem.Off {
+		return nil
+	}
+	if err := vm.ChangeState(virtualsystem.Stopping, 0, int16(min(timeout/time.Second, 3600))); err == nil {
+		if vm.WaitForState(virtualsystem.Off, int32(timeout/time.Second)) == nil {
+			return nil
+		}
+	}
+	if err := vm.Stop(true); err != nil {
+		return fmt.Errorf("stop VM %s: turn off: %w", id, err)
+	}
+	return nil
+}
+
+// Rename implements Host.
+func (h *WMIHost) Rename(ctx context.Context, id, name string) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	vmms, err := h.vmms()
+	if err != nil {
+		return err
+	}
+	vm, err := h.vm(id)
+	if err != nil {
+		return fmt.Errorf("rename VM: %w", err)
+	}
+	defer vm.Close()
+	vssd, err := vm.GetVirtualSystemSettingData()
+	if err != nil {
+		return fmt.Errorf("rename VM %s: %w", id, err)
+	}
+	defer vssd.Close()
+	if err := vssd.SetPropertyElementName(name); err != nil {
+		return fmt.Errorf("rename VM %s: %w", id, err)
+	}
+	if err := vmms.ModifyVirtualSystemSettings(vssd, -1); err != nil {
+		return fmt.Errorf("rename VM %s: %w", id, err)
+	}
+	return nil
+}
+
+// Reconfigure implements Host.
+func (h *WMIHost) Reconfigure(ctx context.Context, id string, c Change) error {
+	h.mu.Lock()
+	vmms, err := h.vmms()
+	if err != nil {
+		h.mu.Unlock()
+		return err
+	}
+	vm, err := h.vm(id)
+	if err != nil {
+		h.mu.Unlock()
+		return fmt.Errorf("reconfigure VM: %w", err)
+	}
+	defer vm.Close()
+	step := "reconfigure VM " + id
+	err = func() error {
+		defer h.mu.Unlock()
+		if c.CPUs > 0 {
+			if err := vmms.SetProcessorCount(vm, uint64(c.CPUs)); err != nil {
+				return fmt.Errorf("%s: processors: %w", step, err)
+			}
+		}
+		if c.MemoryMiB > 0 {
+			if err := vmms.SetMemoryMB(vm, uint64(c.MemoryMiB)); err != nil {
+				return fmt.Errorf("%s: memory: %w", step, err)
+			}
+		}
+		if c.Switch != "" {
+			sw, err := virtualswitch.GetVirtualSwitch(h.wh, c.Switch)
+			if err != nil {
+				return fmt.Errorf("%s: vSwitch %q: %w", step, c.Switch, err)
+			}
+			defer sw.Close()
+			if err := vmms.ConnectAdapterToVirtualSwitch(vm, adapterName, sw); err != nil {
+				return fmt.Errorf("%s: connect to vSwitch %q: %w", step, c.Switch, err)
+			}
+			vna, err := vm.GetVirtualNetworkAdapterByName(adapterName)
+			if err != nil {
+				return fmt.Errorf("%s: network adapter: %w", step, err)
+			}
+			defer vna.Close()
+			if err := vmms.SetVirtualNetworkAdapterAccessVLAN(vna, uint16(c.VLAN)); err != nil {
+				return fmt.Errorf("%s: VLAN %d: %w", step, c.VLAN, err)
+			}
+		}
+		return nil
+	}()
+	if err != nil || c.DiskBytes == 0 {
+		return err
+	}
+	h.mu.Lock()
+	disks, err := vm.GetAttachedVirtualHardDisks()
+	h.mu.Unlock()
+	if err != nil {
+		return fmt.Errorf("%s: disks: %w", step, err)
+	}
+	if len(disks) == 0 {
+		return fmt.Errorf("%s: the VM has no disk to grow", step)
+	}
+	return h.ResizeDisk(ctx, disks[0], c.DiskBytes)
 }
 
 // copyFile copies through a temporary name and renames into place
@@ -227,6 +379,13 @@ func (h *WMIHost) CreateVM(ctx context.Context, s VMSpec) (id string, err error)
 		func() error { return settings.SetPropertySecureBootTemplateId(secureBootTemplateID) },
 		func() error { return settings.SetPropertyConfigurationDataRoot(joinWin(s.Path, s.Name)) },
 		func() error { return settings.SetPropertyNotes([]string{s.Notes}) },
+		// The gateway starts with its host and is shut down when it stops.
+		func() error {
+			return settings.SetPropertyAutomaticStartupAction(v2.VirtualSystemSettingData_AutomaticStartupAction_Always_startup)
+		},
+		func() error {
+			return settings.SetPropertyAutomaticShutdownAction(v2.VirtualSystemSettingData_AutomaticShutdownAction_Shutdown)
+		},
 	} {
 		if err := set(); err != nil {
 			return "", fmt.Errorf("%s: settings: %w", step, err)
@@ -504,10 +663,14 @@ func (h *WMIHost) SetNotes(ctx context.Context, id, notes string) error {
 }
 
 // Remove implements Host.
-func (h *WMIHost) Remove(ctx context.Context, name, id string) error {
+func (h *WMIHost) Remove(ctx context.Context, folder, id string) error {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	step := "remove VM " + name
+	step := "remove VM " + id + " " + folder
+	var dirs []string
+	if folder != "" {
+		dirs = append(dirs, joinWin(h.path, folder))
+	}
 	if id != "" {
 		vmms, err := h.vmms()
 		if err != nil {
@@ -537,12 +700,19 @@ func (h *WMIHost) Remove(ctx context.Context, name, id string) error {
 						return fmt.Errorf("%s: delete disk %s: %w", step, d, err)
 					}
 				}
+				if i := strings.LastIndex(d, `\`); i > 0 {
+					dirs = append(dirs, d[:i])
+				}
 			}
 		}
 	}
-	dir, _ := h.reach(joinWin(h.path, name))
-	if err := os.RemoveAll(dir); err != nil {
-		return fmt.Errorf("%s: delete folder %s: %w", step, dir, err)
+	for _, d := range dirs {
+		// Only node folders inside the configured path (reach says so).
+		if dir, ok := h.reach(d); ok && h.share != "" || ok && strings.HasPrefix(strings.ToLower(d), strings.ToLower(strings.TrimRight(h.path, `\`))+`\`) {
+			if err := os.RemoveAll(dir); err != nil {
+				return fmt.Errorf("%s: delete folder %s: %w", step, dir, err)
+			}
+		}
 	}
 	return nil
 }

@@ -6,12 +6,18 @@
 //
 // Scripts are rendered from templates in the driver packages and checked
 // against golden files there; values only ever enter a script through Quote,
-// so a VM name or password cannot break out of its string literal.
+// so a VM name cannot break out of its string literal. Secrets never enter
+// a script at all: PowerShell's script-block logging (event 4104) records
+// script text, and a command line is visible to every process on the host.
+// They travel in the Input of Run, on the remote shell's standard input,
+// and a script reads them from $KsmgInput.
 package pwsh
 
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
+	"encoding/json"
 	"fmt"
 	"strings"
 	"text/template"
@@ -27,7 +33,39 @@ type Output struct {
 // Runner runs one PowerShell script on a host. Implementations are safe for
 // concurrent use.
 type Runner interface {
-	Run(ctx context.Context, script string) (Output, error)
+	// Run runs script; input (secrets, or values too long or too
+	// sensitive for the script text) reaches it on standard input and is
+	// $KsmgInput there, a hashtable of strings. nil sends none.
+	Run(ctx context.Context, script string, input Input) (Output, error)
+}
+
+// Input is what a script gets on standard input: names to strings.
+type Input map[string]string
+
+// EncodeInput is input as it travels on standard input: base64 of its
+// JSON (ASCII, so no console code page can change a byte), one line.
+func EncodeInput(in Input) (string, error) {
+	if in == nil {
+		in = Input{}
+	}
+	b, err := json.Marshal(in)
+	if err != nil {
+		return "", fmt.Errorf("encode script input: %w", err)
+	}
+	return base64.StdEncoding.EncodeToString(b) + "\r\n", nil
+}
+
+// DecodeInput is the inverse of EncodeInput; tests' fake hosts use it.
+func DecodeInput(s string) (Input, error) {
+	b, err := base64.StdEncoding.DecodeString(strings.TrimSpace(s))
+	if err != nil {
+		return nil, fmt.Errorf("script input: %w", err)
+	}
+	var in Input
+	if err := json.Unmarshal(b, &in); err != nil {
+		return nil, fmt.Errorf("script input: %w", err)
+	}
+	return in, nil
 }
 
 // ScriptError is a script that ran and failed: the host's own words.

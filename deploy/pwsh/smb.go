@@ -99,12 +99,12 @@ func (c *smbCopier) Copy(ctx context.Context, local, remote string, progress fun
 	if err != nil {
 		return fmt.Errorf("smb %s: log in as %s: %w", u.Server, c.cfg.User, err)
 	}
-	defer sess.Logoff()
+	defer func() { _ = sess.Logoff() }() // best effort: the copy's outcome is known
 	share, err := sess.Mount(`\\` + u.Server + `\` + u.Share)
 	if err != nil {
 		return fmt.Errorf("smb %s: mount share %s: %w", u.Server, u.Share, err)
 	}
-	defer share.Umount()
+	defer func() { _ = share.Umount() }()
 
 	dir, name := "", u.Path
 	if i := strings.LastIndexByte(u.Path, '\\'); i >= 0 {

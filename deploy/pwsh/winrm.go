@@ -35,7 +35,9 @@ const psExe = "powershell.exe -NoLogo -NoProfile -NonInteractive -ExecutionPolic
 // NewWinRM returns a Runner that runs scripts on cfg.Host over WinRM with
 // github.com/masterzen/winrm.
 //
-// A script runs in Windows PowerShell with $ErrorActionPreference = 'Stop';
+// Input goes on the command's standard input, which is then closed, and
+// the script finds it in $KsmgInput. A script runs in Windows PowerShell
+// with $ErrorActionPreference = 'Stop';
 // an error it does not catch is written to stderr as text and exits 1. A
 // script short enough goes in one -EncodedCommand; a longer one (the
 // command line is limited to 8191 characters) is uploaded in base64 chunks
@@ -114,7 +116,7 @@ func (r *winrmRunner) client() (*winrm.Client, error) {
 }
 
 // Run implements Runner.
-func (r *winrmRunner) Run(ctx context.Context, script string) (Output, error) {
+func (r *winrmRunner) Run(ctx context.Context, script string, input Input) (Output, error) {
 	if err := ctx.Err(); err != nil {
 		return Output{}, err
 	}
@@ -132,13 +134,21 @@ func (r *winrmRunner) Run(ctx context.Context, script string) (Output, error) {
 	if err != nil {
 		return Output{}, err
 	}
+	stdin, err := EncodeInput(input)
+	if err != nil {
+		return Output{}, err
+	}
 	for i, cmd := range cmds {
 		var out Output
 		err := ctx.Err()
-		if err == nil {
-			out, err = execute(ctx, shell, cmd)
-		}
 		last := i == len(cmds)-1
+		if err == nil {
+			in := ""
+			if last {
+				in = stdin
+			}
+			out, err = execute(ctx, shell, cmd, in)
+		}
 		if err == nil && !last && out.ExitCode != 0 {
 			err = fmt.Errorf("upload script chunk %d/%d: exit %d: %s", i+1, len(cmds)-1, out.ExitCode, strings.TrimSpace(out.Stderr))
 		}
@@ -147,7 +157,7 @@ func (r *winrmRunner) Run(ctx context.Context, script string) (Output, error) {
 				// The uploaded script may hold secrets: remove it even
 				// though ctx may be done.
 				cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
-				_, _ = execute(cctx, shell, `del /f /q "%TEMP%\`+tmp+`"`)
+				_, _ = execute(cctx, shell, `del /f /q "%TEMP%\`+tmp+`"`, "")
 				cancel()
 			}
 			if ctx.Err() != nil {
@@ -163,11 +173,30 @@ func (r *winrmRunner) Run(ctx context.Context, script string) (Output, error) {
 	panic("unreachable")
 }
 
-// execute runs one command in shell and collects its output.
-func execute(ctx context.Context, shell *winrm.Shell, command string) (Output, error) {
+// execute runs one command in shell and collects its output; a
+// powershell.exe command gets stdin on its standard input, which is then
+// closed (so it never waits for more). cmd.exe commands get none: they may
+// have ended before input could arrive.
+func execute(ctx context.Context, shell *winrm.Shell, command, stdin string) (Output, error) {
+	powershell := strings.HasPrefix(command, psExe)
 	cmd, err := shell.ExecuteWithContext(ctx, command)
 	if err != nil {
 		return Output{ExitCode: -1}, fmt.Errorf("execute: %w", err)
+	}
+	if powershell {
+		// (winrm's WriteClose never sends the end of input: Write, then
+		// Close.)
+		err := error(nil)
+		if stdin != "" {
+			_, err = cmd.Stdin.Write([]byte(stdin))
+		}
+		if err == nil {
+			err = cmd.Stdin.Close()
+		}
+		if err != nil {
+			_ = cmd.Close()
+			return Output{ExitCode: -1}, fmt.Errorf("execute: send input: %w", err)
+		}
 	}
 	var stdout, stderr bytes.Buffer
 	var wg sync.WaitGroup
@@ -185,13 +214,23 @@ func execute(ctx context.Context, shell *winrm.Shell, command string) (Output, e
 	return out, nil
 }
 
-// Wrap is what actually runs on the host for script; wrap makes script's uncaught errors plain text on stderr and exit 1:
-// otherwise powershell.exe under WinRM serialises them as CLIXML and may
-// still exit 0.
+// readInput is the first line of what runs on the host: it takes standard
+// input (EncodeInput) before anything else can, at the top level where
+// $input is the process's standard input (as Ansible's WinRM bootstrap
+// does).
+const readInput = "$KsmgStdin = @($input) -join ''\n"
+
+// Wrap is what actually runs on the host for script: the input decoded
+// into $KsmgInput, and script's uncaught errors as plain text on stderr
+// with exit 1 (otherwise powershell.exe under WinRM serialises them as
+// CLIXML and may still exit 0).
 func Wrap(script string) string {
 	return "$ProgressPreference = 'SilentlyContinue'\n" +
 		"$ErrorActionPreference = 'Stop'\n" +
-		"try {\n" + script + "\n} catch {\n" +
+		"try {\n" +
+		"$KsmgInput = @{}\n" +
+		"if ($KsmgStdin) { ([Text.Encoding]::UTF8.GetString([Convert]::FromBase64String($KsmgStdin)) | ConvertFrom-Json).PSObject.Properties | ForEach-Object { $KsmgInput[$_.Name] = [string]$_.Value } }\n" +
+		script + "\n} catch {\n" +
 		"  [Console]::Error.WriteLine(($_ | Out-String).Trim())\n" +
 		"  exit 1\n}\n"
 }
@@ -228,7 +267,7 @@ func DecodeCommand(enc string) (string, error) {
 // drivers, which decode what their fake hosts receive.
 func Commands(script string) (cmds []string, tmp string, err error) {
 	wrapped := Wrap(script)
-	if direct := psExe + EncodeCommand(wrapped); len(direct) <= CommandLineMax {
+	if direct := psExe + EncodeCommand(readInput+wrapped); len(direct) <= CommandLineMax {
 		return []string{direct}, "", nil
 	}
 	var rnd [16]byte
@@ -244,7 +283,7 @@ func Commands(script string) (cmds []string, tmp string, err error) {
 		cmds = append(cmds, `>>"%TEMP%\`+tmp+`" echo `+payload[:n])
 		payload = payload[n:]
 	}
-	boot := "$ProgressPreference = 'SilentlyContinue'\n" +
+	boot := readInput + "$ProgressPreference = 'SilentlyContinue'\n" +
 		"$f = Join-Path $env:TEMP " + Quote(tmp) + "\n" +
 		"try { $s = [Text.Encoding]::UTF8.GetString([Convert]::FromBase64String([IO.File]::ReadAllText($f))) }\n" +
 		"finally { Remove-Item -LiteralPath $f -Force -ErrorAction SilentlyContinue }\n" +

@@ -43,7 +43,7 @@ func TestWinRMRun(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			out, err := r.Run(context.Background(), tc.script)
+			out, err := r.Run(context.Background(), tc.script, nil)
 			if err != nil {
 				t.Fatalf("Run: %v", err)
 			}
@@ -80,7 +80,7 @@ func TestWinRMLongScript(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	out, err := r.Run(context.Background(), script)
+	out, err := r.Run(context.Background(), script, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -128,7 +128,7 @@ func TestWinRMCancelUpload(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = r.Run(ctx, longScript())
+	_, err = r.Run(ctx, longScript(), nil)
 	if !errors.Is(err, context.Canceled) {
 		t.Fatalf("Run after cancel: %v, want context.Canceled", err)
 	}
@@ -158,7 +158,7 @@ func TestWinRMConcurrent(t *testing.T) {
 	for i := range 8 {
 		wg.Go(func() {
 			s := fmt.Sprintf("Get-VM -Name 'n%d'", i)
-			out, err := r.Run(context.Background(), s)
+			out, err := r.Run(context.Background(), s, nil)
 			if err != nil || out.Stdout != "echo:"+s {
 				t.Errorf("run %d: %+v, %v", i, out, err)
 			}
@@ -176,7 +176,7 @@ func TestWinRMTransportError(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = r.Run(context.Background(), "Get-VM")
+	_, err = r.Run(context.Background(), "Get-VM", nil)
 	if err == nil || !strings.Contains(err.Error(), "winrm "+cfg.Host) {
 		t.Fatalf("Run against a closed host: %v, want an error naming the host", err)
 	}
@@ -238,5 +238,46 @@ func TestCommandsBoundary(t *testing.T) {
 		if _, err := pwsh.DecodeCommand(enc[len(enc)-1]); err != nil {
 			t.Errorf("%d: last command is not an encoded PowerShell command", n)
 		}
+	}
+}
+
+// TestWinRMInput: the input reaches the script on standard input, whole
+// (UTF-8, quotes, newlines), for a short script and a chunked one alike,
+// and never appears in a command line or the script text.
+func TestWinRMInput(t *testing.T) {
+	t.Parallel()
+	secret := "Žluť-'In@put\"\n$(x)`"
+	for _, script := range []string{"Write-Output $KsmgInput['pw'].Length", longScript()} {
+		var got pwsh.Input
+		h := pwshtest.NewHostInput(func(s string, in pwsh.Input) pwshtest.Reply {
+			got = in
+			return pwshtest.Reply{Stdout: "ok"}
+		})
+		r, err := pwsh.NewWinRM(h.Config)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := r.Run(context.Background(), script, pwsh.Input{"pw": secret, "host": "hv1"}); err != nil {
+			t.Fatal(err)
+		}
+		if got["pw"] != secret || got["host"] != "hv1" {
+			t.Errorf("input %q, want the secret and hv1", got)
+		}
+		enc, _ := pwsh.EncodeInput(pwsh.Input{"pw": secret})
+		for i, c := range h.Commands() {
+			text := c
+			if e, ok := strings.CutPrefix(c, "powershell.exe -NoLogo -NoProfile -NonInteractive -ExecutionPolicy Bypass -EncodedCommand "); ok {
+				text, _ = pwsh.DecodeCommand(e)
+			}
+			if strings.Contains(text, "In@put") || strings.Contains(c, strings.TrimSpace(enc)) {
+				t.Errorf("command %d carries the input", i)
+			}
+		}
+		for _, s := range h.Scripts() {
+			if strings.Contains(s, "In@put") {
+				t.Error("the script text carries the input")
+			}
+		}
+		h.Close()
 	}
 }

@@ -47,9 +47,11 @@ type Config struct {
 	// where VMs are placed; exactly one is required.
 	HostGroup string `yaml:"host_group"`
 	Cloud     string `yaml:"cloud"`
-	// Network and VLAN are the defaults for nodes that name none.
-	Network string `yaml:"network"`
-	VLAN    int    `yaml:"vlan"`
+	// Network and VLAN are the defaults for nodes that name none; VMSubnet
+	// picks a subnet of the VM network (needed when it has several).
+	Network  string `yaml:"network"`
+	VMSubnet string `yaml:"vm_subnet"`
+	VLAN     int    `yaml:"vlan"`
 	// TemplatePrefix names the library objects this driver creates:
 	// <prefix>-<disk hash>.vhdx, template <prefix>-<disk hash> and
 	// hardware profile <prefix>-<disk hash>-hw. Default "ksmg".
@@ -120,6 +122,9 @@ func (c *Config) Validate() error {
 	}
 	if (c.HostGroup == "") == (c.Cloud == "") {
 		errs = append(errs, errors.New("host_group, cloud: give exactly one"))
+	}
+	if c.VMSubnet != "" && c.Network == "" {
+		errs = append(errs, errors.New("vm_subnet: needs network (the VM network the subnet belongs to)"))
 	}
 	if c.VLAN < 0 || c.VLAN > 4094 {
 		errs = append(errs, fmt.Errorf("vlan %d: expected 0-4094", c.VLAN))

@@ -43,6 +43,9 @@ func testConfig() Config {
 
 const secretPassword = "S3cret'pass`$word"
 
+// state is the deploy mark's value in a Description.
+func state(desc string) string { return deploy.ParseRecordText(desc).State }
+
 func testNode(img, name string) deploy.Node {
 	return deploy.Node{
 		Name: name, Role: deploy.RoleControl, Image: img, CPUs: 4, MemoryMiB: 8192, DiskGiB: 40,
@@ -88,7 +91,7 @@ func newRig(t *testing.T, r func(f *fakeVMM) pwsh.Runner) *rig {
 		run = r(f)
 	}
 	d, err := New(testConfig(), Options{
-		Runner: run, Copier: cp, HostUser: `EXAMPLE\hvadmin`, HostPassword: "hv-pass",
+		Runner: run, Copier: cp, HostUser: `EXAMPLE\hvadmin`, HostPassword: hostPassword,
 		Logger: slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
 	})
 	if err != nil {
@@ -104,6 +107,7 @@ var firstDeploy = []string{
 	stepStart, stepJob, stepJob, stepIP, stepIP, stepFirstboot, stepFirstboot, stepKVPRemove, stepMark,
 }
 
+//nolint:gocyclo // one scenario checked step after step
 func TestDeployRerunAndSecondNode(t *testing.T) {
 	t.Parallel()
 	rg := newRig(t, nil)
@@ -137,6 +141,11 @@ func TestDeployRerunAndSecondNode(t *testing.T) {
 		CPUs: 4, MemoryMiB: 8192, DiskGB: 40, Network: "Mail DMZ", VLAN: 120, IPs: []string{"192.0.2.10"}}
 	got := *vm
 	got.KVP = nil
+	rec := deploy.ParseRecordText(got.Desc)
+	if rec.CPUs != 4 || rec.MemoryMiB != 8192 || rec.DiskGiB != 40 || rec.Network != "Mail DMZ:120" || !strings.HasPrefix(rec.Image, "sha256:") {
+		t.Errorf("record in the Description: %+v", rec)
+	}
+	got.Desc = deploy.Record{State: rec.State}.Text(" ")
 	if !equalVM(got, want) {
 		t.Errorf("VM\n got  %+v\n want %+v", got, want)
 	}
@@ -157,7 +166,7 @@ func TestDeployRerunAndSecondNode(t *testing.T) {
 	if len(copies) != 1 || !strings.HasPrefix(copies[0], testShare+`\ksmg-`) || !strings.HasSuffix(copies[0], ".vhdx") {
 		t.Errorf("copies %v", copies)
 	}
-	if strings.Contains(rg.logs.String(), "S3cret") || strings.Contains(rg.logs.String(), "hv-pass") {
+	if strings.Contains(rg.logs.String(), "S3cret") || strings.Contains(rg.logs.String(), hostPassword) {
 		t.Errorf("a password reached the log:\n%s", rg.logs.String())
 	}
 
@@ -192,7 +201,7 @@ func TestDeployRerunAndSecondNode(t *testing.T) {
 	}
 
 	// A new Deployer (a new run) finds disk and template in the library.
-	rg.d, _ = New(testConfig(), Options{Runner: runner{rg.f}, Copier: rg.cp, HostUser: "EXAMPLE\\hvadmin"})
+	rg.d, _ = New(testConfig(), Options{Runner: runner{rg.f}, Copier: rg.cp, HostUser: "EXAMPLE\\hvadmin", HostPassword: hostPassword})
 	rg.f.resetSteps()
 	if _, err := rg.d.Deploy(ctx, testNode(img, "ksmg-3")); err != nil {
 		t.Fatal(err)
@@ -236,7 +245,7 @@ func TestFailedJobThenRerun(t *testing.T) {
 		t.Errorf("a failed job is worth a retry: permanent=%v res.Err=%v", deploy.IsPermanent(err), res.Err)
 	}
 	left := rg.f.byName("ksmg-1")
-	if len(left) != 1 || left[0].Desc != "ksmg.deploy=pending" {
+	if len(left) != 1 || state(left[0].Desc) != "pending" {
 		t.Fatalf("leftover %+v, want one VM marked pending", left)
 	}
 	// The plan sees the leftover; the re-run replaces it.
@@ -250,11 +259,11 @@ func TestFailedJobThenRerun(t *testing.T) {
 		t.Fatal(err)
 	}
 	steps := rg.f.Steps()
-	if res.Action != deploy.ActionReplace || !slices.Equal(steps[:4], []string{stepPlan, stepRemove, stepJob, stepJob}) {
+	if res.Action != deploy.ActionReplace || !slices.Equal(steps[:5], []string{stepPlan, stepStop, stepRemove, stepJob, stepJob}) {
 		t.Errorf("re-run %+v steps %v", res, steps)
 	}
 	vms := rg.f.byName("ksmg-1")
-	if len(vms) != 1 || vms[0].Desc != "ksmg.deploy=complete" || vms[0].ID == left[0].ID {
+	if len(vms) != 1 || state(vms[0].Desc) != "complete" || vms[0].ID == left[0].ID {
 		t.Errorf("after re-run: %+v", vms)
 	}
 	if len(rg.cp.Copies()) != 1 {
@@ -274,7 +283,7 @@ func TestInterruptedThenRerun(t *testing.T) {
 	if _, err := rg.d.Deploy(ctx, n); !errors.Is(err, context.Canceled) {
 		t.Fatalf("err = %v, want canceled", err)
 	}
-	if vms := rg.f.byName("ksmg-1"); len(vms) != 1 || vms[0].Desc != "ksmg.deploy=pending" {
+	if vms := rg.f.byName("ksmg-1"); len(vms) != 1 || state(vms[0].Desc) != "pending" {
 		t.Fatalf("after interruption: %+v, want one VM marked pending", vms)
 	}
 	rg.d.opt.Runner = runner{rg.f}
@@ -282,7 +291,7 @@ func TestInterruptedThenRerun(t *testing.T) {
 	if err != nil || res.Action != deploy.ActionReplace {
 		t.Fatalf("re-run: %+v %v", res, err)
 	}
-	if vms := rg.f.byName("ksmg-1"); len(vms) != 1 || vms[0].Desc != "ksmg.deploy=complete" {
+	if vms := rg.f.byName("ksmg-1"); len(vms) != 1 || state(vms[0].Desc) != "complete" {
 		t.Errorf("after re-run: %+v", vms)
 	}
 }
@@ -295,11 +304,11 @@ type cancelAt struct {
 	cancel func()
 }
 
-func (c cancelAt) Run(ctx context.Context, s string) (pwsh.Output, error) {
+func (c cancelAt) Run(ctx context.Context, s string, in pwsh.Input) (pwsh.Output, error) {
 	if strings.Contains(s, "# ksmg-scvmm step="+c.step+"\n") {
 		c.cancel()
 	}
-	return c.r.Run(ctx, s)
+	return c.r.Run(ctx, s, in)
 }
 
 func TestReplaceFinished(t *testing.T) {
@@ -329,6 +338,8 @@ func TestReplaceFinished(t *testing.T) {
 // TestExistingVMs plans and deploys over a VM of the node's name in each
 // state the contract knows: only ksmg's own leftovers are replaced without
 // Replace; a VM without the mark is someone else's and is never removed.
+//
+//nolint:gocyclo // a table of VM states, each checked through plan and deploy
 func TestExistingVMs(t *testing.T) {
 	t.Parallel()
 	img := testVHDX(t)
@@ -340,7 +351,7 @@ func TestExistingVMs(t *testing.T) {
 	}{
 		{"foreign", "Production mail relay, do not touch", false, "", "VM ksmg-1 exists (vm-0001 on hv9.example.com) and was not deployed by ksmg (no ksmg.deploy in its Description); it is left alone"},
 		{"foreign empty", "", false, "", "was not deployed by ksmg"},
-		{"foreign replace", "Production mail relay", true, deploy.ActionReplace, "not deployed by ksmg; replace requested"},
+		{"foreign replace", "Production mail relay", true, deploy.ActionReplace, "not deployed by ksmg; replace of a foreign VM requested"},
 		{"pending", "ksmg.deploy=pending", false, deploy.ActionReplace, `with ksmg.deploy="pending", not "complete": leftover of an unfinished deploy`},
 		{"pending in a note", "moved by ops ksmg.deploy=pending", false, deploy.ActionReplace, "leftover of an unfinished deploy"},
 		{"complete", "ksmg.deploy=complete", false, deploy.ActionUnchanged, "deployed by ksmg"},
@@ -353,6 +364,7 @@ func TestExistingVMs(t *testing.T) {
 			rg.f.vms[old.ID] = old
 			n := testNode(img, "ksmg-1")
 			n.Replace = tc.replace
+			n.ReplaceForeign = tc.replace && !strings.Contains(tc.desc, "ksmg.deploy=")
 			ctx := context.Background()
 
 			p, err := rg.d.Plan(ctx, n)
@@ -387,10 +399,19 @@ func TestExistingVMs(t *testing.T) {
 				if err != nil || res.Action != tc.action {
 					t.Fatalf("deploy: %+v %v", res, err)
 				}
-				if i := slices.Index(steps, stepRemove); i != 1+slices.Index(steps, stepTemplate) || slices.Index(steps, stepCreate) < i {
-					t.Errorf("replace steps %v: want the removal after the image is ready and before the create", steps)
+				iStop, iRemove, iCreate := slices.Index(steps, stepStop), slices.Index(steps, stepRemove), slices.Index(steps, stepCreate)
+				if strings.Contains(tc.desc, "pending") {
+					// A leftover that never served: removed once the
+					// image is ready, before the new VM is made.
+					if iStop != 1+slices.Index(steps, stepTemplate) || iRemove > iCreate {
+						t.Errorf("replace steps %v: want the removal after the image is ready and before the create", steps)
+					}
+				} else if iRename := slices.Index(steps, stepRename); iCreate > iRename || iRename > iStop || iStop > iRemove {
+					// A VM in service: the new one made and swapped in
+					// first, the old one removed last.
+					t.Errorf("replace steps %v: want create, rename, stop, remove", steps)
 				}
-				if len(vms) != 1 || vms[0].ID == old.ID || vms[0].Desc != "ksmg.deploy=complete" || rg.f.vms[old.ID] != nil {
+				if len(vms) != 1 || vms[0].ID == old.ID || state(vms[0].Desc) != "complete" || rg.f.vms[old.ID] != nil {
 					t.Errorf("after replace: %+v", vms)
 				}
 			}
@@ -412,7 +433,7 @@ func TestSecretKVPWithoutWaitIP(t *testing.T) {
 	if slices.Contains(rg.f.Steps(), stepKVPRemove) || len(rg.f.removed) != 0 {
 		t.Errorf("secret KVP items removed without waiting for the guest: steps %v", rg.f.Steps())
 	}
-	if vm := rg.f.vms[res.ID]; vm.KVP["ksmg.admin.password"] != secretPassword || vm.Desc != "ksmg.deploy=complete" {
+	if vm := rg.f.vms[res.ID]; vm.KVP["ksmg.admin.password"] != secretPassword || state(vm.Desc) != "complete" {
 		t.Errorf("VM %+v", vm)
 	}
 }
@@ -429,7 +450,7 @@ func TestSecretKVPRemovalFails(t *testing.T) {
 	if !errors.As(err, &sf) || sf.Step != "remove secret KVP items of ksmg-1" || deploy.IsPermanent(err) {
 		t.Fatalf("err = %v, want a retryable failure of the removal", err)
 	}
-	if vms := rg.f.byName("ksmg-1"); len(vms) != 1 || vms[0].Desc != "ksmg.deploy=pending" {
+	if vms := rg.f.byName("ksmg-1"); len(vms) != 1 || state(vms[0].Desc) != "pending" {
 		t.Fatalf("after the failed removal: %+v, want one VM marked pending", vms)
 	}
 	rg.d.opt.Runner = runner{rg.f}
@@ -437,7 +458,7 @@ func TestSecretKVPRemovalFails(t *testing.T) {
 	if err != nil || res.Action != deploy.ActionReplace {
 		t.Fatalf("re-run: %+v %v", res, err)
 	}
-	if vm := rg.f.vms[res.ID]; vm.Desc != "ksmg.deploy=complete" || len(rg.f.byName("ksmg-1")) != 1 {
+	if vm := rg.f.vms[res.ID]; state(vm.Desc) != "complete" || len(rg.f.byName("ksmg-1")) != 1 {
 		t.Errorf("after re-run: %+v", vm)
 	}
 }
@@ -452,7 +473,7 @@ func TestFirstbootNeverSignals(t *testing.T) {
 	n := testNode(testVHDX(t), "ksmg-1")
 	n.WaitIP = 50 * time.Millisecond
 	res, err := rg.d.Deploy(context.Background(), n)
-	if err == nil || !strings.Contains(err.Error(), "first boot did not report completion (ksmg.firstboot=done) within 50ms; the VM's console shows why") || deploy.IsPermanent(err) {
+	if err == nil || !strings.Contains(err.Error(), "first boot did not report completion (ksmg.firstboot=done) within 50ms") || deploy.IsPermanent(err) {
 		t.Fatalf("err = %v, want a retryable first-boot timeout", err)
 	}
 	steps := rg.f.Steps()
@@ -463,7 +484,7 @@ func TestFirstbootNeverSignals(t *testing.T) {
 		t.Errorf("steps %v: want the signal polled after the address", steps)
 	}
 	vm := rg.f.vms[res.ID]
-	if vm == nil || vm.Desc != "ksmg.deploy=pending" || vm.KVP["ksmg.admin.password"] != secretPassword {
+	if vm == nil || state(vm.Desc) != "pending" || vm.KVP["ksmg.admin.password"] != secretPassword {
 		t.Fatalf("after the timeout: %+v, want the VM pending with its items", vm)
 	}
 	rg.f.neverDone = false
@@ -472,7 +493,7 @@ func TestFirstbootNeverSignals(t *testing.T) {
 	if err != nil || res.Action != deploy.ActionReplace {
 		t.Fatalf("re-run: %+v %v", res, err)
 	}
-	if vm := rg.f.vms[res.ID]; vm.Desc != "ksmg.deploy=complete" || !slices.Equal(rg.f.removed, []string{"ksmg.admin.password"}) {
+	if vm := rg.f.vms[res.ID]; state(vm.Desc) != "complete" || !slices.Equal(rg.f.removed, []string{"ksmg.admin.password"}) {
 		t.Errorf("after re-run: %+v, removed %v", vm, rg.f.removed)
 	}
 }
@@ -484,12 +505,12 @@ type failStep struct {
 	step string
 }
 
-func (c failStep) Run(ctx context.Context, s string) (pwsh.Output, error) {
+func (c failStep) Run(ctx context.Context, s string, in pwsh.Input) (pwsh.Output, error) {
 	if strings.Contains(s, "# ksmg-scvmm step="+c.step+"\n") {
 		out, code := fail("Invoke-Command: Connecting to remote server hv1.example.com failed: Access is denied.", "error")
 		return pwsh.Output{Stdout: out, ExitCode: code}, nil
 	}
-	return c.r.Run(ctx, s)
+	return c.r.Run(ctx, s, in)
 }
 
 func TestPermanentErrors(t *testing.T) {
@@ -508,7 +529,7 @@ func TestPermanentErrors(t *testing.T) {
 	}{
 		{"unknown host group", func(rg *rig, n *deploy.Node) { rg.d.cfg.HostGroup = "Nowhere" }, "0 host groups named Nowhere", -1, false},
 		{"KVP value too long", func(rg *rig, n *deploy.Node) { n.Properties["ksmg.hostname"] = strings.Repeat("a", 2048) }, "property ksmg.hostname: a KVP item", 0, true},
-		{"not a VHDX", func(rg *rig, n *deploy.Node) { n.Image = notVHDX }, "not a VHDX file", 1, false},
+		{"not a VHDX", func(rg *rig, n *deploy.Node) { n.Image = notVHDX }, "not a VHDX", 0, true},
 		{"disk smaller than the image", func(rg *rig, n *deploy.Node) { n.DiskGiB = 4 }, "the image's disk is 8 GiB and cannot shrink", -1, false},
 		{"bad name", func(rg *rig, n *deploy.Node) { n.Name = "a'b" }, "must not contain", 0, true},
 		{"duplicate names", func(rg *rig, n *deploy.Node) {
@@ -646,11 +667,11 @@ poll_interval: 2s
 		return dec.Decode(v)
 	}
 	t.Setenv("KSMG_TEST_SCVMM_PW", "")
-	if _, err := open(context.Background(), "lab", decode); err == nil || !deploy.IsPermanent(err) || !strings.Contains(err.Error(), "KSMG_TEST_SCVMM_PW") {
+	if _, err := open(context.Background(), deploy.TargetSpec{Name: "lab", Decode: decode}); err == nil || !deploy.IsPermanent(err) || !strings.Contains(err.Error(), "KSMG_TEST_SCVMM_PW") {
 		t.Errorf("without the password: %v", err)
 	}
 	t.Setenv("KSMG_TEST_SCVMM_PW", "pw")
-	d, err := open(context.Background(), "lab", decode)
+	d, err := open(context.Background(), deploy.TargetSpec{Name: "lab", Decode: decode})
 	if err != nil {
 		t.Fatal(err)
 	}

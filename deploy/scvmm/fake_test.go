@@ -15,12 +15,14 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
 
 	"github.com/ksmg-appliance/ksmg/deploy/hyperv/kvp/kvptest"
 	"github.com/ksmg-appliance/ksmg/deploy/pwsh"
+	"github.com/ksmg-appliance/ksmg/firstboot/answers"
 )
 
 const testShare = `\\lib.example.com\MSSCVMMLibrary\ksmg`
@@ -28,7 +30,7 @@ const testShare = `\\lib.example.com\MSSCVMMLibrary\ksmg`
 type fakeVM struct {
 	ID, Name, Desc, State, Host string
 	CPUs, MemoryMiB, DiskGB     int
-	Network                     string
+	Network, Subnet             string
 	VLAN                        int
 	KVP                         map[string]string
 	IPs                         []string
@@ -71,6 +73,12 @@ type fakeVMM struct {
 	// the guest never signals.
 	doneAfter int
 	neverDone bool
+	// ignoreShutdown: a guest shutdown job never finishes.
+	ignoreShutdown bool
+	// forced counts VMs turned off (-Force) after their shutdown.
+	forced int
+	// inputs are the standard inputs of the scripts, in order.
+	inputs []pwsh.Input
 }
 
 func newFakeVMM(t *testing.T) *fakeVMM {
@@ -82,18 +90,20 @@ func newFakeVMM(t *testing.T) *fakeVMM {
 }
 
 var (
-	stepRe  = regexp.MustCompile(`(?m)^# ksmg-scvmm step=(\w+)$`)
-	quoted  = `('(?:[^']|'')*')`
-	itemRe  = regexp.MustCompile(`(?m)^\$items\[` + quoted + `\] = ` + quoted + `$`)
-	cpuRe   = regexp.MustCompile(`CPUCount = (\d+)`)
-	memRe   = regexp.MustCompile(`MemoryMB = (\d+)`)
-	diskRe  = regexp.MustCompile(`-DiskSpaceGB (\d+)`)
-	vlanRe  = regexp.MustCompile(`-VLanID (\d+)`)
-	sizeRe  = regexp.MustCompile(`-VirtualHardDiskSizeGB (\d+)`)
-	userRe  = regexp.MustCompile(`PSCredential\(` + quoted)
-	keysRe  = regexp.MustCompile(`(?m)^\$keys = @\((.*)\)$`)
-	qRe     = regexp.MustCompile(quoted)
-	unquote = strings.NewReplacer("''", "'")
+	stepRe     = regexp.MustCompile(`(?m)^# ksmg-scvmm step=(\w+)$`)
+	quoted     = `('(?:[^']|'')*')`
+	itemRe     = regexp.MustCompile(`(?m)^\$items\[` + quoted + `\] = \$KsmgInput\[` + quoted + `\]$`)
+	cpuRe      = regexp.MustCompile(`CPUCount = (\d+)`)
+	memRe      = regexp.MustCompile(`MemoryMB = (\d+)`)
+	diskRe     = regexp.MustCompile(`-DiskSpaceGB (\d+)`)
+	vlanRe     = regexp.MustCompile(`-VLanID (\d+)`)
+	cpuCountRe = regexp.MustCompile(`-CPUCount (\d+)`)
+	memMBRe    = regexp.MustCompile(`-MemoryMB (\d+)`)
+	sizeRe     = regexp.MustCompile(`-VirtualHardDiskSizeGB (\d+)`)
+	userRe     = regexp.MustCompile(`PSCredential\(` + quoted)
+	keysRe     = regexp.MustCompile(`(?m)^\$keys = @\((.*)\)$`)
+	qRe        = regexp.MustCompile(quoted)
+	unquote    = strings.NewReplacer("''", "'")
 )
 
 // arg returns the first quoted value after prefix in script.
@@ -112,8 +122,10 @@ func num(t *testing.T, re *regexp.Regexp, script string) int {
 	if m == nil {
 		return 0
 	}
-	var n int
-	fmt.Sscan(m[1], &n)
+	n, err := strconv.Atoi(m[1])
+	if err != nil {
+		t.Errorf("%s: not a number: %v", re, err)
+	}
 	return n
 }
 
@@ -165,8 +177,14 @@ func (f *fakeVMM) byName(name string) []*fakeVM {
 	return out
 }
 
-// handle answers one script: stdout and exit code.
-func (f *fakeVMM) handle(script string) (string, int) {
+// hostPassword is the Hyper-V hosts' password in the tests: it may only
+// come on standard input.
+const hostPassword = "hv-pass-0123"
+
+// handle answers one script and its input: stdout and exit code.
+//
+//nolint:gocyclo // one case per script step the fake VMM server plays
+func (f *fakeVMM) handle(script string, in pwsh.Input) (string, int) {
 	t := f.t
 	m := stepRe.FindStringSubmatch(script)
 	if m == nil {
@@ -180,6 +198,13 @@ func (f *fakeVMM) handle(script string) (string, int) {
 	defer f.mu.Unlock()
 	step := m[1]
 	f.steps = append(f.steps, step)
+	f.inputs = append(f.inputs, in)
+	if strings.Contains(script, hostPassword) {
+		t.Errorf("%s script carries the host password", step)
+	}
+	if strings.Contains(script, "$cred = ") && in["host_password"] != hostPassword {
+		t.Errorf("%s script reaches the host without its password on standard input", step)
+	}
 	switch step {
 	case stepPlan:
 		name := arg(t, script, "-Name ")
@@ -282,15 +307,71 @@ func (f *fakeVMM) handle(script string) (string, int) {
 		if vm == nil {
 			return ok(map[string]any{"job": ""})
 		}
+		if vm.State == "Running" || vm.State == "Saved" {
+			t.Errorf("VM %s removed while %s: stop first", id, vm.State)
+		}
 		return ok(map[string]any{"job": f.newJob(step, "Remove virtual machine", 1, func() { delete(f.vms, id) })})
+	case stepStop:
+		id := arg(t, script, "-ID ")
+		vm := f.vms[id]
+		if vm == nil {
+			return ok(map[string]any{"job": "", "state": "absent"})
+		}
+		force := strings.Contains(script, "$force = $true")
+		state := vm.State
+		switch {
+		case state == "Saved":
+			if !strings.Contains(script, "-DiscardSavedState") {
+				t.Errorf("a saved VM is not stopped with -DiscardSavedState:\n%s", script)
+			}
+			return ok(map[string]any{"job": f.newJob(step, "Discard saved state", 1, func() { vm.State = "PowerOff" }), "state": state})
+		case state == "Running" && !force:
+			polls := 1
+			if f.ignoreShutdown {
+				polls = 1 << 30
+			}
+			return ok(map[string]any{"job": f.newJob(step, "Shut down virtual machine", polls, func() { vm.State = "PowerOff" }), "state": state})
+		case state == "Running" || state == "Paused":
+			f.forced++
+			return ok(map[string]any{"job": f.newJob(step, "Stop virtual machine", 1, func() { vm.State = "PowerOff" }), "state": state})
+		}
+		return ok(map[string]any{"job": "", "state": state})
+	case stepRename:
+		vm := f.vms[arg(t, script, "-ID ")]
+		if vm == nil {
+			return fail("VM disappeared", "error")
+		}
+		vm.Name = arg(t, script, "-Name ")
+		return ok(map[string]any{"ok": true})
+	case stepList:
+		vms := []map[string]any{}
+		for _, vm := range f.vms {
+			if strings.Contains(vm.Desc, "ksmg.deploy=") {
+				vms = append(vms, map[string]any{"id": vm.ID, "name": vm.Name, "description": vm.Desc, "state": vm.State, "host": vm.Host})
+			}
+		}
+		return ok(map[string]any{"vms": vms})
 	case stepConfigure:
 		vm := f.vms[arg(t, script, "-ID ")]
 		if vm == nil {
 			return fail("VM disappeared", "error")
 		}
+		if (strings.Contains(script, "-CPUCount") || strings.Contains(script, "-MemoryMB")) && vm.State == "Running" {
+			return fail("Set-SCVirtualMachine: the VM must be stopped to change processors or memory", "error")
+		}
+		if n := num(t, cpuCountRe, script); n > 0 {
+			vm.CPUs = n
+		}
+		if n := num(t, memMBRe, script); n > 0 {
+			vm.MemoryMiB = n
+		}
 		if strings.Contains(script, "Get-SCVMNetwork") {
 			vm.Network = arg(t, script, "$_.Name -eq ")
 			vm.VLAN = num(t, vlanRe, script)
+			vm.Subnet = ""
+			if strings.Contains(script, "Get-SCVMSubnet") {
+				vm.Subnet = arg(t, script, "-VMNetwork $n[0] | Where-Object { $_.Name -eq ")
+			}
 		}
 		if n := num(t, sizeRe, script); n > 0 {
 			vm.DiskGB = n
@@ -309,7 +390,15 @@ func (f *fakeVMM) handle(script string) (string, int) {
 			t.Errorf("KVP script does not use the host credentials: %v", u)
 		}
 		for _, it := range itemRe.FindAllStringSubmatch(script, -1) {
-			vm.KVP[unquote.Replace(it[1][1:len(it[1])-1])] = unquote.Replace(it[2][1 : len(it[2])-1])
+			k := unquote.Replace(it[1][1 : len(it[1])-1])
+			v, found := in[unquote.Replace(it[2][1:len(it[2])-1])]
+			if !found {
+				return fail("no value for KVP item "+k+" on standard input", "error")
+			}
+			if answers.IsSecret(k) && strings.Contains(script, v) {
+				t.Errorf("KVP script carries the value of %s", k)
+			}
+			vm.KVP[k] = v
 		}
 		return ok(map[string]any{"count": len(vm.KVP)})
 	case stepKVPRemove:
@@ -397,11 +486,11 @@ func (f *fakeVMM) handle(script string) (string, int) {
 // tested separately through pwshtest).
 type runner struct{ f *fakeVMM }
 
-func (r runner) Run(ctx context.Context, script string) (pwsh.Output, error) {
+func (r runner) Run(ctx context.Context, script string, in pwsh.Input) (pwsh.Output, error) {
 	if err := ctx.Err(); err != nil {
 		return pwsh.Output{}, err
 	}
-	out, code := r.f.handle(script)
+	out, code := r.f.handle(script, in)
 	return pwsh.Output{Stdout: out, ExitCode: code}, nil
 }
 

@@ -32,13 +32,14 @@ const (
 	stepStart     = "start"
 	stepIP        = "ip"
 	stepMark      = "mark"
+	stepStop      = "stop"
+	stepRename    = "rename"
+	stepList      = "list"
 )
 
-// kv is one KVP item.
-type kv struct{ Key, Value string }
-
 // vars are the values a script may use; every string enters the script
-// through q (pwsh.Quote), numbers as they are.
+// through q (pwsh.Quote), numbers as they are. Secrets are no vars: they
+// go on the script's standard input (pwsh.Input).
 type vars struct {
 	Step, VMMServer string
 	Name, VMID      string // the node's VM
@@ -55,11 +56,12 @@ type vars struct {
 	SecureBootTemplate, OperatingSystem string
 	Description                         string
 	HostGroup, Cloud, Path              string
-	Network                             string
+	Network, VMSubnet                   string
 	VLAN                                int
-	HostUser, HostPassword              string
-	Items                               []kv
-	Keys                                []string // KVP items to remove
+	HostUser                            string
+	Keys                                []string // KVP items to set (values on standard input) or remove
+	NewName                             string   // rename
+	Force                               bool     // stop: turn off rather than shut down
 }
 
 // render returns the script of step with v.

@@ -19,25 +19,28 @@ var goldenCases = []struct {
 	v    vars
 }{
 	{"plan", stepPlan, vars{Name: "ksmg-1"}},
+	{"list", stepList, vars{}},
 	{"remove", stepRemove, vars{VMID: "3f2b8e4c-0000-4000-8000-000000000001"}},
+	{"stop", stepStop, vars{VMID: "3f2b8e4c-0000-4000-8000-000000000001"}},
+	{"stop-force", stepStop, vars{VMID: "3f2b8e4c-0000-4000-8000-000000000001", Force: true, JobID: "9d1c7a52-0000-4000-8000-000000000002"}},
+	{"rename", stepRename, vars{VMID: "3f2b8e4c-0000-4000-8000-000000000001", NewName: "ksmg-1.ksmg-old"}},
 	{"job", stepJob, vars{JobID: "9d1c7a52-0000-4000-8000-000000000002"}},
 	{"disk", stepDisk, vars{SharePath: testShare + `\ksmg-0123456789ab.vhdx`}},
 	{"refresh", stepRefresh, vars{SharePath: testShare + `\ksmg-0123456789ab.vhdx`}},
 	{"refresh-server", stepRefresh, vars{SharePath: testShare + `\ksmg-0123456789ab.vhdx`, LibraryServer: "lib.example.com"}},
 	{"template", stepTemplate, vars{Template: "ksmg-0123456789ab", Profile: "ksmg-0123456789ab-hw", DiskID: "disk-1", CPUs: 2, MemoryMiB: 4096, SecureBootTemplate: SecureBootTemplate}},
 	{"template-os", stepTemplate, vars{Template: "ksmg-0123456789ab", Profile: "ksmg-0123456789ab-hw", DiskID: "disk-1", CPUs: 2, MemoryMiB: 4096, SecureBootTemplate: SecureBootTemplate, OperatingSystem: "Debian GNU/Linux 12 (64 bit)"}},
-	{"create-hostgroup", stepCreate, vars{Name: "ksmg-1", TemplateID: "tmpl-1", CPUs: 4, MemoryMiB: 8192, DiskGB: 40, HostGroup: `All Hosts\Prague`, Description: "ksmg.deploy=pending"}},
+	{"create-hostgroup", stepCreate, vars{Name: "ksmg-1", TemplateID: "tmpl-1", CPUs: 4, MemoryMiB: 8192, DiskGB: 40, HostGroup: `All Hosts\Prague`, Description: "ksmg.deploy=pending ksmg.deploy.cpus=4"}},
 	{"create-hostgroup-path", stepCreate, vars{Name: "ksmg-1", TemplateID: "tmpl-1", DiskGB: 8, HostGroup: "Prague", Path: `D:\VMs`, Description: "ksmg.deploy=pending"}},
 	{"create-cloud", stepCreate, vars{Name: "ksmg-1", TemplateID: "tmpl-1", CPUs: 4, DiskGB: 8, Cloud: "Mail 'DMZ' cloud", Description: "ksmg.deploy=pending"}},
 	{"configure", stepConfigure, vars{Name: "ksmg-1", VMID: "vm-1", Network: "Mail DMZ", VLAN: 120, DiskGB: 40}},
 	{"configure-untagged", stepConfigure, vars{Name: "ksmg-1", VMID: "vm-1", Network: "Mail DMZ"}},
-	{"kvp", stepKVP, vars{VMID: "vm-1", HostUser: `EXAMPLE\hvadmin`, HostPassword: "example-not-a-password", Items: []kv{
-		{"ksmg.admin.password", "Example'Pa$$w0rd`"}, {"ksmg.eula.accepted", "true"}, {"ksmg.hostname", "ksmg-1.example.com"},
-	}}},
-	{"unkvp", stepKVPRemove, vars{VMID: "vm-1", HostUser: `EXAMPLE\hvadmin`, HostPassword: "example-not-a-password", Keys: []string{
+	{"configure-subnet-cpus", stepConfigure, vars{Name: "ksmg-1", VMID: "vm-1", Network: "Mail DMZ", VMSubnet: "DMZ Prague", CPUs: 8, MemoryMiB: 16384}},
+	{"kvp", stepKVP, vars{VMID: "vm-1", HostUser: `EXAMPLE\hvadmin`, Keys: []string{"ksmg.admin.password", "ksmg.eula.accepted", "ksmg.hostname"}}},
+	{"unkvp", stepKVPRemove, vars{VMID: "vm-1", HostUser: `EXAMPLE\hvadmin`, Keys: []string{
 		"ksmg.admin.password", "ksmg.cluster.join_token",
 	}}},
-	{"firstboot", stepFirstboot, vars{VMID: "vm-1", HostUser: `EXAMPLE\hvadmin`, HostPassword: "example-not-a-password"}},
+	{"firstboot", stepFirstboot, vars{VMID: "vm-1", HostUser: `EXAMPLE\hvadmin`}},
 	{"start", stepStart, vars{VMID: "vm-1"}},
 	{"ip", stepIP, vars{VMID: "vm-1"}},
 	{"mark", stepMark, vars{VMID: "vm-1", Description: "ksmg.deploy=complete"}},
@@ -94,7 +97,6 @@ func TestValuesStayQuoted(t *testing.T) {
 			rv.Field(i).SetString(evil)
 		}
 	}
-	v.Items = []kv{{evil, evil}}
 	v.Keys = []string{evil}
 	for _, tc := range goldenCases {
 		got, err := render(tc.step, v)

@@ -5,31 +5,42 @@
 //
 // A deploy of one node:
 //
-//  1. plan: Get-SCVirtualMachine -Name, read the deploy package's mark
-//     (deploy.MarkKey) from the VM's Description: no VM is created; one
-//     marked complete is left alone (replaced only with Node.Replace); one
+//  0. pre-flight (also all of Plan before it reads): the node and its
+//     answers checked as first boot will, the VHDX inspected before any
+//     server is reached, the disk size.
+//  1. plan: Get-SCVirtualMachine -Name, read the deploy package's mark and
+//     record (deploy.Record) from the VM's Description: no VM is created;
+//     one marked complete is left alone, or shows drift or an outdated
+//     image (changed in place with Node.ApplyDrift, replaced with
+//     Node.Replace through deploy.SwapIn, never destroyed first); one
 //     marked pending is the leftover of an interrupted run and is removed
 //     and made again; one without any mark was not made by ksmg and is
-//     never removed unless Node.Replace is set: the plan and the deploy
-//     fail with a permanent error naming the VM, so a re-run cannot destroy
-//     someone's VM that happens to share the name.
+//     never removed unless Node.ReplaceForeign is set: the plan and the
+//     deploy fail with a permanent error naming the VM, so a re-run cannot
+//     destroy someone's VM that happens to share the name.
 //  2. image (once per VHDX and Deployer): the VHDX, named by its SHA-256,
 //     is copied over SMB to the library share unless SCVMM already knows
 //     it there, the share is refreshed (Read-SCLibraryShare) and the disk
 //     found (Get-SCVirtualHardDisk); a Generation 2 hardware profile with
-//     Secure Boot and the MicrosoftUEFICertificateAuthority template and a
-//     VM template on that disk are created unless they exist.
+//     Secure Boot, the MicrosoftUEFICertificateAuthority template and an
+//     explicit SCSI adapter (a Generation 2 profile gets none by itself and
+//     the boot disk sits on SCSI 0:0), and a VM template on that disk are
+//     created unless they exist.
 //  3. New-SCVirtualMachine from the template, on the best-rated host of the
 //     host group (Get-SCVMHostRating) or in a cloud (Get-SCCloud,
-//     New-SCVMConfiguration), with the node's CPUs and memory and the
-//     Description ksmg.deploy=pending in the same call, so the VM is never
-//     on the target unmarked; network, VLAN and disk size are set on the
-//     new VM.
+//     New-SCVMConfiguration), with the node's CPUs and memory, automatic
+//     start with its host and a guest shutdown when the host stops, and the
+//     Description ksmg.deploy=pending (with the record) in the same call,
+//     so the VM is never on the target unmarked; network, VM subnet, VLAN
+//     and disk size are set on the new VM.
 //  4. The first-boot answers become host-to-guest KVP items: SCVMM has no
 //     cmdlet for them, so the script reaches the VM's Hyper-V host
 //     (Invoke-Command) and calls Msvm_VirtualSystemManagementService
 //     AddKvpItems with Source 0, which the guest's hv_kvp_daemon writes to
-//     pool 0 where firstboot/sources.KVP reads them.
+//     pool 0 where firstboot/sources.KVP reads them. The values and the
+//     host password travel on the remote shell's standard input, never in
+//     script text (script-block logging would record it) or on a command
+//     line.
 //  5. Start and wait for the guest's IPv4 address (Read-SCVirtualMachine).
 //  6. When the deploy waits (Node.WaitIP > 0), it also waits, within the
 //     same deadline, for first boot's own signal: after applying its
@@ -47,8 +58,13 @@
 //     If the signal does not come in time the deploy fails (retryable;
 //     the VM's console shows why first boot did not finish) and the VM
 //     stays marked pending. Without WaitIP nothing tells the driver first
-//     boot is done, so the items stay and the admin removes them.
+//     boot is done, so the items stay (Result.SecretsLeft) until Scrub.
 //  7. Last, the Description becomes ksmg.deploy=complete.
+//
+// Remove stops the VM with a guest shutdown (Stop-SCVirtualMachine
+// -Shutdown), turns it off (-Force) when that does not finish in time,
+// discards a saved state with the documented -DiscardSavedState parameter
+// set, and then removes it with its files.
 //
 // Long operations run with -RunAsynchronously -JobVariable and their SCVMM
 // job is followed with Get-SCJob -ID from here, so a failure reports the
@@ -65,9 +81,8 @@
 package scvmm
 
 import (
+	"cmp"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -79,6 +94,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -86,8 +102,8 @@ import (
 	"github.com/ksmg-appliance/ksmg/deploy"
 	"github.com/ksmg-appliance/ksmg/deploy/hyperv/kvp"
 	"github.com/ksmg-appliance/ksmg/deploy/pwsh"
-	"github.com/ksmg-appliance/ksmg/firstboot/answers"
 	"github.com/ksmg-appliance/ksmg/firstboot/sources"
+	"github.com/ksmg-appliance/ksmg/vhdx"
 )
 
 // Kind is the driver's name in inventories.
@@ -106,11 +122,13 @@ type Options struct {
 // Deployer deploys nodes through one SCVMM server. It is safe for
 // concurrent use.
 type Deployer struct {
-	cfg  Config
-	opt  Options
-	log  *slog.Logger
-	mu   sync.Mutex
-	imgs map[imageKey]*image
+	cfg     Config
+	opt     Options
+	log     *slog.Logger
+	digests deploy.Digests
+	mu      sync.Mutex
+	imgs    map[imageKey]*image
+	names   map[string]*sync.Mutex
 }
 
 var _ deploy.Deployer = (*Deployer)(nil)
@@ -134,7 +152,7 @@ func New(cfg Config, opt Options) (*Deployer, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Deployer{cfg: cfg, opt: opt, log: log.With("target", "scvmm:"+opt.Name), imgs: map[imageKey]*image{}}, nil
+	return &Deployer{cfg: cfg, opt: opt, log: log.With("target", "scvmm:"+opt.Name), imgs: map[imageKey]*image{}, names: map[string]*sync.Mutex{}}, nil
 }
 
 // Open makes a Deployer that reaches cfg.Server over WinRM and the library
@@ -164,12 +182,15 @@ func Open(ctx context.Context, name string, cfg Config, log *slog.Logger) (*Depl
 }
 
 func init() {
-	deploy.Register(Kind, func(ctx context.Context, name string, decode func(v any) error) (deploy.Deployer, error) {
+	deploy.Register(Kind, func(ctx context.Context, t deploy.TargetSpec) (deploy.Deployer, error) {
 		var cfg Config
-		if err := decode(&cfg); err != nil {
-			return nil, deploy.Permanent(fmt.Errorf("scvmm target %s: %w", name, err))
+		if err := t.Decode(&cfg); err != nil {
+			return nil, deploy.Permanent(fmt.Errorf("scvmm target %s: %w", t.Name, err))
 		}
-		return Open(ctx, name, cfg, nil)
+		cfg.PasswordFile = deploy.Path(t.Dir, cfg.PasswordFile)
+		cfg.HostPasswordFile = deploy.Path(t.Dir, cfg.HostPasswordFile)
+		cfg.CACert = deploy.Path(t.Dir, cfg.CACert)
+		return Open(ctx, t.Name, cfg, t.Logger)
 	})
 }
 
@@ -180,31 +201,23 @@ func (d *Deployer) Target() string { return "scvmm:" + d.opt.Name }
 // between scripts.
 func (d *Deployer) Close() error { return nil }
 
-// completeMark is the Description of a finished VM.
-const completeMark = deploy.MarkKey + "=" + deploy.MarkComplete
-
-// pendingMark is the Description a VM is created with.
-const pendingMark = deploy.MarkKey + "=" + deploy.MarkPending
-
-// markOf returns the value of deploy.MarkKey in a Description and whether
-// it has one at all. The mark is a whitespace-separated word, so an admin's
-// note around it does not hide it.
-func markOf(desc string) (string, bool) {
-	for _, w := range strings.Fields(desc) {
-		if v, ok := strings.CutPrefix(w, deploy.MarkKey+"="); ok {
-			return v, true
-		}
-	}
-	return "", false
-}
-
 type vmInfo struct {
 	ID          string `json:"id"`
+	Name        string `json:"name"`
 	Description string `json:"description"`
 	State       string `json:"state"`
 	Host        string `json:"host"`
 	IPs         strs   `json:"ips"`
 }
+
+// Record is the deploy record in the VM's Description.
+func (v vmInfo) Record() deploy.Record { return deploy.ParseRecordText(v.Description) }
+
+// description is the Description carrying rec.
+func description(rec deploy.Record) string { return rec.Text(" ") }
+
+// maxName leaves room for the name of a replacement.
+const maxName = 64 - len(".ksmg-new")
 
 func (d *Deployer) validate(n deploy.Node) error {
 	err := n.Validate()
@@ -216,36 +229,104 @@ func (d *Deployer) validate(n deploy.Node) error {
 	if n.CPUs > 240 {
 		err = errors.Join(err, fmt.Errorf("cpus %d: SCVMM allows at most 240", n.CPUs))
 	}
+	if len(n.Name) > maxName {
+		err = errors.Join(err, fmt.Errorf("name: at most %d characters (a replacement is deployed as %s)", maxName, deploy.TempName(n.Name)))
+	}
 	if err != nil {
 		return deploy.Permanent(fmt.Errorf("node %s: %w", n.Name, err))
 	}
 	return nil
 }
 
-// find returns the VMs named like the node.
-func (d *Deployer) find(ctx context.Context, n deploy.Node) ([]vmInfo, error) {
+// CheckImage inspects the VHDX at p (headers, region tables, metadata,
+// BAT) without reaching any server; its error is deploy.Permanent.
+func CheckImage(p string) (*vhdx.Report, error) {
+	rep, err := vhdx.Inspect(p)
+	if err != nil {
+		return nil, deploy.Permanent(fmt.Errorf("image: %w", err))
+	}
+	return rep, nil
+}
+
+// preflight is what the checks before any change found out.
+type preflight struct {
+	rep  *vhdx.Report
+	want deploy.Record
+}
+
+// network is the node's VM network, subnet and VLAN, else the target's.
+func (d *Deployer) network(n deploy.Node) (network, subnet string, vlan int) {
+	if n.Network != "" {
+		return n.Network, "", n.VLAN
+	}
+	return d.cfg.Network, d.cfg.VMSubnet, d.cfg.VLAN
+}
+
+// netRecord is a network as the record keeps it: network[/subnet][:vlan].
+func netRecord(network, subnet string, vlan int) string {
+	if subnet != "" {
+		network += "/" + subnet
+	}
+	if vlan != 0 {
+		network += ":" + strconv.Itoa(vlan)
+	}
+	return network
+}
+
+// preflight checks the node, its answers and the VHDX before the server
+// is reached, and says what a deploy would record.
+func (d *Deployer) preflight(ctx context.Context, n deploy.Node) (*preflight, error) {
+	if err := d.validate(n); err != nil {
+		return nil, err
+	}
+	rep, err := CheckImage(n.Image)
+	if err != nil {
+		return nil, err
+	}
+	if imgGB := int((rep.VirtualSize + 1<<30 - 1) >> 30); n.DiskGiB > 0 && n.DiskGiB < imgGB {
+		return nil, deploy.Permanent(fmt.Errorf("disk %d GiB: the image's disk is %d GiB and cannot shrink", n.DiskGiB, imgGB))
+	}
+	digest, err := d.digests.Digest(ctx, n.Image)
+	if err != nil {
+		return nil, deploy.Permanent(err)
+	}
+	network, subnet, vlan := d.network(n)
+	// DiskGiB 0 (the image's size) is not compared: the record says the
+	// size the VM got.
+	want := deploy.Record{
+		State: deploy.MarkPending, Image: digest, Version: deploy.VersionFromName(n.Image),
+		CPUs: cmp.Or(n.CPUs, d.cfg.CPUs), MemoryMiB: cmp.Or(n.MemoryMiB, d.cfg.MemoryMiB), DiskGiB: n.DiskGiB,
+		Network: netRecord(network, subnet, vlan), Answers: deploy.AnswersDigest(n.Properties), Cluster: n.Cluster,
+	}
+	return &preflight{rep: rep, want: want}, nil
+}
+
+// find returns the VMs called name.
+func (d *Deployer) find(ctx context.Context, name string) ([]vmInfo, error) {
 	var out struct {
 		VMs []vmInfo `json:"vms"`
 	}
-	if err := d.script(ctx, stepPlan, vars{Name: n.Name}, "look up VM "+n.Name, &out); err != nil {
+	if err := d.script(ctx, stepPlan, vars{Name: name}, "look up VM "+name, &out, nil); err != nil {
 		return nil, err
 	}
 	return out.VMs, nil
 }
 
-// Plan implements deploy.Deployer; it only reads.
+// Plan implements deploy.Deployer: the pre-flight, then what a deploy
+// would do; it only reads.
 func (d *Deployer) Plan(ctx context.Context, n deploy.Node) (deploy.Plan, error) {
-	if err := d.validate(n); err != nil {
-		return deploy.Plan{}, err
-	}
-	vms, err := d.find(ctx, n)
+	pre, err := d.preflight(ctx, n)
 	if err != nil {
 		return deploy.Plan{}, err
 	}
-	return d.plan(n, vms)
+	vms, err := d.find(ctx, n.Name)
+	if err != nil {
+		return deploy.Plan{}, err
+	}
+	return d.plan(n, pre, vms)
 }
 
-func (d *Deployer) plan(n deploy.Node, vms []vmInfo) (deploy.Plan, error) {
+func (d *Deployer) plan(n deploy.Node, pre *preflight, vms []vmInfo) (deploy.Plan, error) {
 	p := deploy.Plan{Node: n.Name, Target: d.Target()}
 	switch len(vms) {
 	case 0:
@@ -261,119 +342,178 @@ func (d *Deployer) plan(n deploy.Node, vms []vmInfo) (deploy.Plan, error) {
 	}
 	vm := vms[0]
 	p.ID = vm.ID
-	val, marked := markOf(vm.Description)
-	switch complete := marked && val == deploy.MarkComplete; {
-	case complete && !n.Replace:
+	rec := vm.Record()
+	drift, outdated := deploy.Differences(rec, pre.want)
+	switch {
+	case rec.Complete() && n.Replace:
+		p.Action, p.Reason = deploy.ActionReplace, fmt.Sprintf("VM %s exists (%s on %s), deployed by ksmg; replace requested: a new VM is deployed as %s and swapped in", n.Name, vm.ID, vm.Host, deploy.TempName(n.Name))
+	case rec.Complete() && outdated:
+		p.Action, p.Drift = deploy.ActionOutdated, drift
+		p.Reason = fmt.Sprintf("VM %s (%s on %s) runs image %s, the node asks for %s; --replace deploys it", n.Name, vm.ID, vm.Host, orDash(rec.Version), orDash(pre.want.Version))
+	case rec.Complete() && len(drift) > 0:
+		p.Action, p.Drift = deploy.ActionDrift, drift
+		p.Reason = fmt.Sprintf("VM %s (%s on %s), deployed by ksmg, differs: %s", n.Name, vm.ID, vm.Host, strings.Join(drift, ", "))
+	case rec.Complete():
 		p.Action, p.Reason = deploy.ActionUnchanged, fmt.Sprintf("VM %s exists (%s on %s), deployed by ksmg", n.Name, vm.ID, vm.Host)
-	case complete:
-		p.Action, p.Reason = deploy.ActionReplace, fmt.Sprintf("VM %s exists (%s on %s), deployed by ksmg; replace requested", n.Name, vm.ID, vm.Host)
-	case marked:
-		p.Action, p.Reason = deploy.ActionReplace, fmt.Sprintf("VM %s exists (%s, %s) with %s=%q, not %q: leftover of an unfinished deploy", n.Name, vm.ID, vm.State, deploy.MarkKey, val, deploy.MarkComplete)
-	case n.Replace:
-		p.Action, p.Reason = deploy.ActionReplace, fmt.Sprintf("VM %s exists (%s on %s), not deployed by ksmg; replace requested", n.Name, vm.ID, vm.Host)
+	case rec.Marked():
+		p.Action, p.Reason = deploy.ActionReplace, fmt.Sprintf("VM %s exists (%s, %s) with %s=%q, not %q: leftover of an unfinished deploy", n.Name, vm.ID, vm.State, deploy.MarkKey, rec.State, deploy.MarkComplete)
+	case n.ReplaceForeign:
+		p.Action, p.Reason = deploy.ActionReplace, fmt.Sprintf("VM %s exists (%s on %s), not deployed by ksmg; replace of a foreign VM requested: a new VM is deployed as %s and swapped in", n.Name, vm.ID, vm.Host, deploy.TempName(n.Name))
 	default:
-		return p, deploy.Permanent(fmt.Errorf("VM %s exists (%s on %s) and was not deployed by ksmg (no %s in its Description); it is left alone, replace it explicitly if it should go", n.Name, vm.ID, vm.Host, deploy.MarkKey))
+		return p, deploy.Permanent(fmt.Errorf("VM %s exists (%s on %s) and was not deployed by ksmg (no %s in its Description); it is left alone (--replace-foreign replaces it)", n.Name, vm.ID, vm.Host, deploy.MarkKey))
 	}
 	return p, nil
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+// lockName serialises the work on one VM name.
+func (d *Deployer) lockName(name string) func() {
+	d.mu.Lock()
+	m, ok := d.names[name]
+	if !ok {
+		m = &sync.Mutex{}
+		d.names[name] = m
+	}
+	d.mu.Unlock()
+	m.Lock()
+	return m.Unlock
 }
 
 // Deploy implements deploy.Deployer. A failure leaves at most a VM marked
 // pending, which the next run replaces.
 func (d *Deployer) Deploy(ctx context.Context, n deploy.Node) (deploy.Result, error) {
-	start := time.Now()
-	res := deploy.Result{Node: n.Name, Target: d.Target(), Attempts: 1}
-	err := d.deploy(ctx, n, &res)
-	res.Elapsed = time.Since(start)
+	res, err := deploy.Timed("deploy", n.Name, d.Target(), func(res *deploy.Result) error { return d.deploy(ctx, n, res) })
 	if err != nil {
-		err = fmt.Errorf("deploy %s to %s: %w", n.Name, d.Target(), err)
-		res.Err = err
-		d.log.Error("deploy failed", "node", n.Name, "err", err)
 		return res, err
 	}
-	d.log.Info("deployed", "node", n.Name, "action", res.Action, "id", res.ID, "ip", res.IP, "elapsed", res.Elapsed.Round(time.Millisecond))
+	// The caller reports the result (the command's line, the fleet's
+	// table and log); this is for debugging only.
+	d.log.Debug("deployed", "node", n.Name, "action", res.Action, "id", res.ID, "ip", res.IP, "elapsed", res.Elapsed.Round(time.Millisecond))
 	return res, nil
 }
 
 func (d *Deployer) deploy(ctx context.Context, n deploy.Node, res *deploy.Result) error {
-	if err := d.validate(n); err != nil {
-		return err
-	}
-	vms, err := d.find(ctx, n)
+	pre, err := d.preflight(ctx, n)
 	if err != nil {
 		return err
 	}
-	p, err := d.plan(n, vms)
+	defer d.lockName(n.Name)()
+	vms, err := d.find(ctx, n.Name)
 	if err != nil {
 		return err
 	}
-	res.Action = p.Action
-	if p.Action == deploy.ActionUnchanged {
-		res.ID = p.ID
+	p, err := d.plan(n, pre, vms)
+	if err != nil {
+		return err
+	}
+	res.Action, res.ID, res.Drift = p.Action, p.ID, p.Drift
+	switch p.Action {
+	case deploy.ActionUnchanged, deploy.ActionOutdated, deploy.ActionDrift:
 		if ips := usable(vms[0].IPs); len(ips) > 0 {
 			res.IP = ips[0]
 		}
+		if p.Action == deploy.ActionDrift && n.ApplyDrift {
+			return d.applyDrift(ctx, n, pre, vms[0], res)
+		}
 		return nil
+	case deploy.ActionCreate:
+		return d.create(ctx, n, n.Name, pre, res)
 	}
+	if rec := vms[0].Record(); rec.Marked() && !rec.Complete() {
+		// An unfinished deploy's leftover never served: replace it, once
+		// the image is ready.
+		if _, err := d.prepareFor(ctx, n); err != nil {
+			return err
+		}
+		d.log.Info("removing VM", "node", n.Name, "id", p.ID, "reason", p.Reason)
+		if err := d.removeVM(ctx, n.Name, p.ID, 0); err != nil {
+			return err
+		}
+		return d.create(ctx, n, n.Name, pre, res)
+	}
+	r, err := deploy.SwapIn(ctx, deploy.Swap{
+		Name: n.Name, OldID: p.ID, Log: d.log,
+		Clear: d.clearMarked,
+		Deploy: func(ctx context.Context, name string) (deploy.Result, error) {
+			var r deploy.Result
+			err := d.create(ctx, n, name, pre, &r)
+			return r, err
+		},
+		Rename: d.rename,
+		Remove: func(ctx context.Context, id string) error { return d.removeVM(ctx, id, id, 0) },
+	})
+	res.ID, res.IP, res.SecretsLeft = r.ID, r.IP, r.SecretsLeft
+	return err
+}
+
+// prepareFor makes the node's image ready and checks its disk size
+// against the library's disk.
+func (d *Deployer) prepareFor(ctx context.Context, n deploy.Node) (*image, error) {
 	img, err := d.prepare(ctx, n)
+	if err != nil {
+		return nil, err
+	}
+	if n.DiskGiB > 0 && n.DiskGiB < img.diskGB {
+		return nil, deploy.Permanent(fmt.Errorf("disk %d GiB: the image's disk is %d GiB and cannot shrink", n.DiskGiB, img.diskGB))
+	}
+	return img, nil
+}
+
+// create deploys the node as a new VM called name.
+func (d *Deployer) create(ctx context.Context, n deploy.Node, name string, pre *preflight, res *deploy.Result) error {
+	img, err := d.prepareFor(ctx, n)
 	if err != nil {
 		return err
 	}
-	if n.DiskGiB > 0 && n.DiskGiB < img.diskGB {
-		return deploy.Permanent(fmt.Errorf("disk %d GiB: the image's disk is %d GiB and cannot shrink", n.DiskGiB, img.diskGB))
-	}
-	if p.Action == deploy.ActionReplace {
-		d.log.Info("removing VM", "node", n.Name, "id", p.ID, "reason", p.Reason)
-		if err := d.jobScript(ctx, stepRemove, vars{VMID: p.ID}, "remove VM "+n.Name+" ("+p.ID+")"); err != nil {
-			return err
-		}
-	}
-
-	network, vlan := n.Network, n.VLAN
-	if network == "" {
-		network, vlan = d.cfg.Network, d.cfg.VLAN
-	}
-	diskGB := max(n.DiskGiB, img.diskGB)
+	network, subnet, vlan := d.network(n)
+	rec := pre.want
+	rec.State, rec.DiskGiB = deploy.MarkPending, max(n.DiskGiB, img.diskGB)
 	cv := vars{
-		Name: n.Name, TemplateID: img.templateID, CPUs: n.CPUs, MemoryMiB: n.MemoryMiB, DiskGB: diskGB,
+		Name: name, TemplateID: img.templateID, CPUs: n.CPUs, MemoryMiB: n.MemoryMiB, DiskGB: rec.DiskGiB,
 		HostGroup: d.cfg.HostGroup, Cloud: d.cfg.Cloud, Path: d.cfg.PlacementPath,
-		Description: pendingMark,
+		Description: description(rec),
 	}
-	d.log.Info("creating VM", "node", n.Name, "template", img.template)
-	if err := d.jobScript(ctx, stepCreate, cv, "create VM "+n.Name); err != nil {
+	d.log.Info("creating VM", "node", n.Name, "vm", name, "template", img.template)
+	if err := d.jobScript(ctx, stepCreate, cv, "create VM "+name, nil); err != nil {
 		return err
 	}
-	vms, err = d.find(ctx, n)
+	vms, err := d.find(ctx, name)
 	if err != nil {
 		return err
 	}
 	if len(vms) != 1 {
-		return fmt.Errorf("create VM %s: the job completed but %d VMs of that name are in SCVMM", n.Name, len(vms))
+		return fmt.Errorf("create VM %s: the job completed but %d VMs of that name are in SCVMM", name, len(vms))
 	}
 	id := vms[0].ID
 	res.ID = id
 
 	if network != "" || n.DiskGiB > img.diskGB {
-		v := vars{Name: n.Name, VMID: id, Network: network, VLAN: vlan}
+		v := vars{Name: name, VMID: id, Network: network, VMSubnet: subnet, VLAN: vlan}
 		if n.DiskGiB > img.diskGB {
 			v.DiskGB = n.DiskGiB
 		}
-		if err := d.script(ctx, stepConfigure, v, "configure VM "+n.Name, nil); err != nil {
+		if err := d.script(ctx, stepConfigure, v, "configure VM "+name, nil, nil); err != nil {
 			return err
 		}
 	}
 	if len(n.Properties) > 0 {
-		items := make([]kv, 0, len(n.Properties))
-		for _, k := range slices.Sorted(maps.Keys(n.Properties)) {
-			items = append(items, kv{k, n.Properties[k]})
-		}
-		d.log.Info("setting first-boot KVP items", "node", n.Name, "keys", len(items), "props", deploy.Redact(n.Properties))
-		v := vars{VMID: id, HostUser: d.opt.HostUser, HostPassword: d.opt.HostPassword, Items: items}
-		if err := d.script(ctx, stepKVP, v, "set first-boot KVP items of "+n.Name, nil); err != nil {
+		keys := slices.Sorted(maps.Keys(n.Properties))
+		in := d.hostInput()
+		maps.Copy(in, n.Properties)
+		d.log.Info("setting first-boot KVP items", "node", n.Name, "keys", len(keys), "props", deploy.Redact(n.Properties))
+		v := vars{VMID: id, HostUser: d.opt.HostUser, Keys: keys}
+		if err := d.script(ctx, stepKVP, v, "set first-boot KVP items of "+name, nil, in); err != nil {
 			return err
 		}
 	}
 	if n.PowerOn {
-		if err := d.jobScript(ctx, stepStart, vars{VMID: id}, "start VM "+n.Name); err != nil {
+		if err := d.jobScript(ctx, stepStart, vars{VMID: id}, "start VM "+name, nil); err != nil {
 			return err
 		}
 		if n.WaitIP > 0 {
@@ -392,27 +532,31 @@ func (d *Deployer) deploy(ctx context.Context, n deploy.Node, res *deploy.Result
 			}
 		}
 	}
-	return d.script(ctx, stepMark, vars{VMID: id, Description: completeMark}, "mark VM "+n.Name+" complete", nil)
+	res.SecretsLeft = n.WaitIP == 0 && deploy.HasSecrets(n.Properties)
+	rec.State = deploy.MarkComplete
+	return d.script(ctx, stepMark, vars{VMID: id, Description: description(rec)}, "mark VM "+name+" complete", nil, nil)
+}
+
+// hostInput is the input of a script that reaches the VM's Hyper-V host:
+// the host password, never in the script's text.
+func (d *Deployer) hostInput() pwsh.Input {
+	return pwsh.Input{"host_password": d.opt.HostPassword}
 }
 
 // removeSecrets removes the secret first-boot items from the VM's
 // host-to-guest KVP exchange once first boot signalled it is done with
-// them (see the package doc). Only the key names travel in the script. A failure fails the
-// deploy before the completion mark: the VM stays pending and the next run
-// replaces it rather than leave a secret in its settings.
+// them (see the package doc). Only the key names travel in the script. A
+// failure fails the deploy before the completion mark: the VM stays
+// pending and the next run replaces it rather than leave a secret in its
+// settings.
 func (d *Deployer) removeSecrets(ctx context.Context, n deploy.Node, id string) error {
-	var keys []string
-	for _, k := range slices.Sorted(maps.Keys(n.Properties)) {
-		if answers.IsSecret(k) {
-			keys = append(keys, k)
-		}
-	}
+	keys := deploy.SecretKeys(n.Properties)
 	if len(keys) == 0 {
 		return nil
 	}
 	d.log.Info("removing secret KVP items", "node", n.Name, "keys", keys)
-	v := vars{VMID: id, HostUser: d.opt.HostUser, HostPassword: d.opt.HostPassword, Keys: keys}
-	return d.script(ctx, stepKVPRemove, v, "remove secret KVP items of "+n.Name, nil)
+	v := vars{VMID: id, HostUser: d.opt.HostUser, Keys: keys}
+	return d.script(ctx, stepKVPRemove, v, "remove secret KVP items of "+n.Name, nil, d.hostInput())
 }
 
 // usable drops link-local addresses, which a guest has before DHCP.
@@ -427,18 +571,19 @@ func usable(ips []string) []string {
 }
 
 func (d *Deployer) waitIP(ctx context.Context, n deploy.Node, id string, deadline time.Time) (string, error) {
+	defer deploy.Notify(n, "IP address", 2*d.cfg.PollInterval)()
 	for {
 		var out struct {
 			IPs strs `json:"ips"`
 		}
-		if err := d.script(ctx, stepIP, vars{VMID: id}, "read the address of "+n.Name, &out); err != nil {
+		if err := d.script(ctx, stepIP, vars{VMID: id}, "read the address of "+n.Name, &out, nil); err != nil {
 			return "", err
 		}
 		if ips := usable(out.IPs); len(ips) > 0 {
 			return ips[0], nil
 		}
 		if time.Now().After(deadline) {
-			return "", fmt.Errorf("VM %s reported no IPv4 address within %s (is the network right, and are the integration services running?)", n.Name, n.WaitIP)
+			return "", fmt.Errorf("VM %s reported no IPv4 address within %s (is the network right, and are the integration services running?); it is left running, marked pending, for inspection", n.Name, n.WaitIP)
 		}
 		if err := sleep(ctx, d.cfg.PollInterval); err != nil {
 			return "", err
@@ -446,26 +591,37 @@ func (d *Deployer) waitIP(ctx context.Context, n deploy.Node, id string, deadlin
 	}
 }
 
+// firstbootDone reports whether the guest of VM id signalled first boot's
+// completion.
+func (d *Deployer) firstbootDone(ctx context.Context, name, id string) (bool, error) {
+	var out struct {
+		Items strs `json:"items"`
+	}
+	v := vars{VMID: id, HostUser: d.opt.HostUser}
+	if err := d.script(ctx, stepFirstboot, v, "read the first-boot signal of "+name, &out, d.hostInput()); err != nil {
+		return false, err
+	}
+	val, found, err := kvp.GuestItem(out.Items, sources.DoneKey)
+	if err != nil {
+		return false, fmt.Errorf("read the first-boot signal of %s: %w", name, err)
+	}
+	return found && val == sources.DoneValue, nil
+}
+
 // waitFirstboot polls the VM's guest-to-host KVP items until first boot
 // reports sources.DoneKey=sources.DoneValue or deadline passes.
 func (d *Deployer) waitFirstboot(ctx context.Context, n deploy.Node, id string, deadline time.Time) error {
-	v := vars{VMID: id, HostUser: d.opt.HostUser, HostPassword: d.opt.HostPassword}
+	defer deploy.Notify(n, "first boot to report completion", 2*d.cfg.PollInterval)()
 	for {
-		var out struct {
-			Items strs `json:"items"`
-		}
-		if err := d.script(ctx, stepFirstboot, v, "read the first-boot signal of "+n.Name, &out); err != nil {
+		done, err := d.firstbootDone(ctx, n.Name, id)
+		if err != nil {
 			return err
 		}
-		val, found, err := kvp.GuestItem(out.Items, sources.DoneKey)
-		if err != nil {
-			return fmt.Errorf("read the first-boot signal of %s: %w", n.Name, err)
-		}
-		if found && val == sources.DoneValue {
+		if done {
 			return nil
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("VM %s: first boot did not report completion (%s=%s) within %s; the VM's console shows why", n.Name, sources.DoneKey, sources.DoneValue, n.WaitIP)
+			return fmt.Errorf("VM %s: first boot did not report completion (%s=%s) within %s; it is left running, marked pending, for inspection: the VM's console shows why", n.Name, sources.DoneKey, sources.DoneValue, n.WaitIP)
 		}
 		if err := sleep(ctx, d.cfg.PollInterval); err != nil {
 			return err
@@ -492,14 +648,15 @@ type ScriptFailure struct {
 
 func (e *ScriptFailure) Error() string { return e.Step + ": " + e.Msg }
 
-// script renders and runs step and decodes its JSON result into out.
-func (d *Deployer) script(ctx context.Context, step string, v vars, what string, out any) error {
+// script renders and runs step with in on its standard input and decodes
+// its JSON result into out.
+func (d *Deployer) script(ctx context.Context, step string, v vars, what string, out any, in pwsh.Input) error {
 	v.VMMServer = d.cfg.VMMServer
 	s, err := render(step, v)
 	if err != nil {
 		return err
 	}
-	o, err := d.opt.Runner.Run(ctx, s)
+	o, err := d.opt.Runner.Run(ctx, s, in)
 	if err != nil {
 		return fmt.Errorf("%s: %w", what, err)
 	}
@@ -526,13 +683,17 @@ func (d *Deployer) script(ctx context.Context, step string, v vars, what string,
 	return nil
 }
 
-// jobScript runs a script that starts an SCVMM job and follows the job.
-func (d *Deployer) jobScript(ctx context.Context, step string, v vars, what string) error {
+// jobScript runs a script that starts an SCVMM job and follows the job;
+// job, if not nil, gets the job's ID.
+func (d *Deployer) jobScript(ctx context.Context, step string, v vars, what string, job *string) error {
 	var out struct {
 		Job string `json:"job"`
 	}
-	if err := d.script(ctx, step, v, what, &out); err != nil {
+	if err := d.script(ctx, step, v, what, &out, nil); err != nil {
 		return err
+	}
+	if job != nil {
+		*job = out.Job
 	}
 	return d.follow(ctx, what, out.Job)
 }
@@ -583,7 +744,7 @@ func (d *Deployer) follow(ctx context.Context, what, id string) error {
 	}
 	for {
 		var j jobState
-		if err := d.script(ctx, stepJob, vars{JobID: id}, what+": follow job "+id, &j); err != nil {
+		if err := d.script(ctx, stepJob, vars{JobID: id}, what+": follow job "+id, &j, nil); err != nil {
 			return err
 		}
 		switch j.Status {
@@ -654,14 +815,12 @@ func (d *Deployer) prepare(ctx context.Context, n deploy.Node) (*image, error) {
 		return img, nil
 	}
 	if img.hash == "" {
-		if _, err := f.Seek(0, io.SeekStart); err != nil {
-			return nil, fmt.Errorf("image %s: %w", path, err)
-		}
-		h := sha256.New()
-		if _, err := io.Copy(h, ctxReader{ctx, f}); err != nil {
+		// The digest the pre-flight took (once per file version).
+		digest, err := d.digests.Digest(ctx, path)
+		if err != nil {
 			return nil, fmt.Errorf("hash image %s: %w", path, err)
 		}
-		img.hash = hex.EncodeToString(h.Sum(nil))
+		img.hash = strings.TrimPrefix(digest, "sha256:")
 	}
 	base := d.cfg.TemplatePrefix + "-" + img.hash[:12]
 	_, share, _ := splitUNC(d.cfg.LibraryShare)
@@ -673,7 +832,7 @@ func (d *Deployer) prepare(ctx context.Context, n deploy.Node) (*image, error) {
 		Size int64  `json:"size"`
 	}
 	dv := vars{SharePath: sharePath}
-	if err := d.script(ctx, stepDisk, dv, "find "+sharePath+" in the library", &disk); err != nil {
+	if err := d.script(ctx, stepDisk, dv, "find "+sharePath+" in the library", &disk, nil); err != nil {
 		return nil, err
 	}
 	if disk.ID == "" {
@@ -686,10 +845,10 @@ func (d *Deployer) prepare(ctx context.Context, n deploy.Node) (*image, error) {
 			return nil, fmt.Errorf("copy %s to %s: %w", path, sharePath, err)
 		}
 		rv := vars{SharePath: sharePath, LibraryServer: d.cfg.LibraryServer}
-		if err := d.jobScript(ctx, stepRefresh, rv, "refresh the library share of "+sharePath); err != nil {
+		if err := d.jobScript(ctx, stepRefresh, rv, "refresh the library share of "+sharePath, nil); err != nil {
 			return nil, err
 		}
-		if err := d.script(ctx, stepDisk, dv, "find "+sharePath+" in the library", &disk); err != nil {
+		if err := d.script(ctx, stepDisk, dv, "find "+sharePath+" in the library", &disk, nil); err != nil {
 			return nil, err
 		}
 		if disk.ID == "" {
@@ -707,7 +866,7 @@ func (d *Deployer) prepare(ctx context.Context, n deploy.Node) (*image, error) {
 		Template: base, Profile: base + "-hw", DiskID: disk.ID, CPUs: d.cfg.CPUs, MemoryMiB: d.cfg.MemoryMiB,
 		SecureBootTemplate: SecureBootTemplate, OperatingSystem: d.cfg.OperatingSystem,
 	}
-	if err := d.script(ctx, stepTemplate, tv, "template "+base, &tmpl); err != nil {
+	if err := d.script(ctx, stepTemplate, tv, "template "+base, &tmpl, nil); err != nil {
 		return nil, err
 	}
 	if tmpl.ID == "" {
@@ -716,17 +875,4 @@ func (d *Deployer) prepare(ctx context.Context, n deploy.Node) (*image, error) {
 	d.log.Info("template ready", "template", base, "created", tmpl.Created)
 	img.template, img.templateID = base, tmpl.ID
 	return img, nil
-}
-
-// ctxReader stops a long read (hashing a disk) when ctx is done.
-type ctxReader struct {
-	ctx context.Context
-	r   io.Reader
-}
-
-func (c ctxReader) Read(p []byte) (int, error) {
-	if err := c.ctx.Err(); err != nil {
-		return 0, err
-	}
-	return c.r.Read(p)
 }

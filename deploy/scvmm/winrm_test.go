@@ -6,13 +6,16 @@ package scvmm
 // so behind the protocol fakeVMM answers the scripts.
 
 import (
-	"bytes"
 	"context"
-	"encoding/base64"
+	"crypto/rand"
+	"crypto/rsa"
 	"errors"
+	"math/big"
 	"slices"
 	"strings"
 	"testing"
+
+	"golang.org/x/crypto/ssh"
 
 	"github.com/ksmg-appliance/ksmg/deploy"
 	"github.com/ksmg-appliance/ksmg/deploy/pwsh"
@@ -25,13 +28,13 @@ import (
 func winrmRig(t *testing.T, override func(script string) (pwshtest.Reply, bool)) (*rig, *pwshtest.Host) {
 	var host *pwshtest.Host
 	rg := newRig(t, func(f *fakeVMM) pwsh.Runner {
-		host = pwshtest.NewHost(func(script string) pwshtest.Reply {
+		host = pwshtest.NewHostInput(func(script string, in pwsh.Input) pwshtest.Reply {
 			if override != nil {
 				if r, ok := override(script); ok {
 					return r
 				}
 			}
-			out, code := f.handle(script)
+			out, code := f.handle(script, in)
 			return pwshtest.Reply{Stdout: out, ExitCode: code}
 		})
 		t.Cleanup(host.Close)
@@ -71,7 +74,7 @@ func TestWinRMDeployAndRerun(t *testing.T) {
 	}
 	// An RSA-4096 key is what pushes it over.
 	props["ksmg.ssh.enabled"] = "true"
-	props["ksmg.ssh.authorized_key"] = "ssh-rsa " + base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{0x5a, 0x17, 0xc3}, 178)) + " admin@example.com"
+	props["ksmg.ssh.authorized_key"] = rsaKey(t, 4096)
 	n.Properties = props
 
 	res, err := rg.d.Deploy(context.Background(), n)
@@ -91,6 +94,23 @@ func TestWinRMDeployAndRerun(t *testing.T) {
 	if left := host.TempFiles(); len(left) != 0 {
 		t.Errorf("script files left on the host: %v", left)
 	}
+	// No secret in any script text or command line: only on standard
+	// input, where the fake host found them (the KVP items were set).
+	for k, v := range props {
+		if !answers.IsSecret(k) || v == "" {
+			continue
+		}
+		for _, s := range append(host.Scripts(), host.Commands()...) {
+			if strings.Contains(s, v) {
+				t.Errorf("the value of %s is in a script or command line", k)
+			}
+		}
+	}
+	for _, s := range append(host.Scripts(), host.Commands()...) {
+		if strings.Contains(s, hostPassword) {
+			t.Error("the host password is in a script or command line")
+		}
+	}
 	vm := rg.f.vms[res.ID]
 	for k, v := range props {
 		if answers.IsSecret(k) {
@@ -104,7 +124,7 @@ func TestWinRMDeployAndRerun(t *testing.T) {
 	if len(rg.f.removed) == 0 {
 		t.Errorf("no secret KVP item was removed over WinRM")
 	}
-	if vm.Desc != "ksmg.deploy=complete" || res.IP != "192.0.2.10" {
+	if state(vm.Desc) != "complete" || res.IP != "192.0.2.10" {
 		t.Errorf("VM %+v result %+v", vm, res)
 	}
 
@@ -138,7 +158,7 @@ func TestWinRMFailures(t *testing.T) {
 	if !errors.As(err, &se) || se.Step != "configure VM ksmg-1" || !strings.Contains(err.Error(), "Error ID: 2606") {
 		t.Fatalf("err = %v, want the script's stderr with its step", err)
 	}
-	if vms := rg.f.byName("ksmg-1"); len(vms) != 1 || vms[0].Desc == "ksmg.deploy=complete" {
+	if vms := rg.f.byName("ksmg-1"); len(vms) != 1 || state(vms[0].Desc) == "complete" {
 		t.Fatalf("after the failure: %+v", vms)
 	}
 
@@ -157,13 +177,30 @@ func TestWinRMFailures(t *testing.T) {
 	if err != nil || res.Action != deploy.ActionReplace {
 		t.Fatalf("re-run: %+v %v", res, err)
 	}
-	if got := scriptSteps(host.Scripts()[before:])[:2]; !slices.Equal(got, []string{stepPlan, stepRemove}) {
-		t.Errorf("re-run starts %v", got)
+	got := scriptSteps(host.Scripts()[before:])
+	if iRemove, iCreate := slices.Index(got, stepRemove), slices.Index(got, stepCreate); !slices.Equal(got[:2], []string{stepPlan, stepStop}) || iRemove < 0 || iRemove > iCreate {
+		t.Errorf("re-run steps %v: want the leftover stopped and removed before the create", got)
 	}
-	if vms := rg.f.byName("ksmg-1"); len(vms) != 1 || vms[0].Desc != "ksmg.deploy=complete" {
+	if vms := rg.f.byName("ksmg-1"); len(vms) != 1 || state(vms[0].Desc) != "complete" {
 		t.Errorf("after the re-run: %+v", vms)
 	}
 	if len(rg.cp.Copies()) != 1 {
 		t.Errorf("copies %v", rg.cp.Copies())
 	}
+}
+
+// rsaKey is an authorized_keys line of a well-formed RSA public key of
+// bits bits (random modulus: only its shape is checked).
+func rsaKey(t *testing.T, bits int) string {
+	t.Helper()
+	b := make([]byte, bits/8)
+	if _, err := rand.Read(b); err != nil {
+		t.Fatal(err)
+	}
+	b[0] |= 0x80
+	pk, err := ssh.NewPublicKey(&rsa.PublicKey{N: new(big.Int).SetBytes(b), E: 65537})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.TrimSpace(string(ssh.MarshalAuthorizedKey(pk))) + " admin@example.com"
 }

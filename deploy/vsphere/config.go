@@ -1,6 +1,9 @@
 package vsphere
 
 import (
+	"crypto/sha1" //nolint:gosec // vSphere thumbprints may be SHA-1; only their length is checked
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"net/url"
@@ -9,6 +12,8 @@ import (
 
 	"github.com/vmware/govmomi/vim25/soap"
 	"github.com/vmware/govmomi/vim25/types"
+
+	"github.com/ksmg-appliance/ksmg/deploy"
 )
 
 // DefaultPasswordEnv is the environment variable the password is read from
@@ -37,8 +42,17 @@ type Config struct {
 	// instead when set (trailing newline ignored).
 	PasswordEnv  string `yaml:"password_env"`
 	PasswordFile string `yaml:"password_file"`
-	Insecure     bool   `yaml:"insecure"`   // skip TLS verification
-	Thumbprint   string `yaml:"thumbprint"` // pinned SHA-1/SHA-256 certificate thumbprint
+	Insecure     bool   `yaml:"insecure"` // skip TLS verification
+	// Thumbprint pins the host's certificate: its SHA-256 or SHA-1
+	// thumbprint, hex in any case, with or without colons.
+	Thumbprint string `yaml:"thumbprint"`
+	// CACert is a PEM file of CA certificates the host's certificate
+	// must chain to (instead of the system's roots). Default:
+	// $GOVC_TLS_CA_CERTS (a list of files), as for govc.
+	CACert string `yaml:"ca_cert"`
+	// KnownHosts is a file of "host thumbprint" lines as govc keeps them;
+	// default $GOVC_TLS_KNOWN_HOSTS.
+	KnownHosts string `yaml:"known_hosts"`
 
 	Datacenter   string `yaml:"datacenter"`    // default: the only one
 	Cluster      string `yaml:"cluster"`       // vCenter cluster whose root pool receives the VM
@@ -55,6 +69,40 @@ type Config struct {
 	urlFromEnv bool
 }
 
+// resolve takes the configuration's relative file paths from dir (the
+// inventory's directory).
+func (c *Config) resolve(dir string) {
+	c.PasswordFile = deploy.Path(dir, c.PasswordFile)
+	c.CACert = deploy.Path(dir, c.CACert)
+	c.KnownHosts = deploy.Path(dir, c.KnownHosts)
+}
+
+// NormalizeThumbprint returns a certificate thumbprint in the form govmomi
+// compares (upper-case hex pairs joined by colons) from any common
+// spelling: either case, with or without colons, spaces or dashes; it must
+// be a SHA-256 (32 bytes) or SHA-1 (20 bytes) digest.
+func NormalizeThumbprint(s string) (string, error) {
+	hexOnly := strings.Map(func(r rune) rune {
+		switch r {
+		case ':', ' ', '-':
+			return -1
+		}
+		return r
+	}, strings.TrimSpace(s))
+	b, err := hex.DecodeString(hexOnly)
+	if err != nil {
+		return "", fmt.Errorf("thumbprint %q: not hexadecimal", s)
+	}
+	if len(b) != sha256.Size && len(b) != sha1.Size {
+		return "", fmt.Errorf("thumbprint %q: %d bytes, want a SHA-256 (32 bytes) or SHA-1 (20 bytes) thumbprint", s, len(b))
+	}
+	pairs := make([]string, len(b))
+	for i, c := range b {
+		pairs[i] = fmt.Sprintf("%02X", c)
+	}
+	return strings.Join(pairs, ":"), nil
+}
+
 // applyEnv fills the defaults govc users expect from the environment.
 func (c *Config) applyEnv(getenv func(string) string) {
 	if c.URL == "" {
@@ -66,6 +114,14 @@ func (c *Config) applyEnv(getenv func(string) string) {
 	}
 	if c.DiskProvisioning == "" {
 		c.DiskProvisioning = Thin
+	}
+	// govc's TLS settings, where they mean the same: a CA list and known
+	// host thumbprints; insecure skips both.
+	if c.CACert == "" && !c.Insecure {
+		c.CACert = getenv("GOVC_TLS_CA_CERTS")
+	}
+	if c.KnownHosts == "" && !c.Insecure {
+		c.KnownHosts = getenv("GOVC_TLS_KNOWN_HOSTS")
 	}
 }
 
@@ -92,6 +148,14 @@ func (c *Config) Validate() error {
 	}
 	if c.Insecure && c.Thumbprint != "" {
 		bad("insecure and thumbprint: set one of them, not both")
+	}
+	if c.Thumbprint != "" {
+		if _, err := NormalizeThumbprint(c.Thumbprint); err != nil {
+			bad("%v", err)
+		}
+	}
+	if c.Insecure && c.CACert != "" {
+		bad("insecure and ca_cert: set one of them, not both")
 	}
 	if c.PasswordEnv != "" && c.PasswordFile != "" {
 		bad("password_env and password_file: set one of them, not both")

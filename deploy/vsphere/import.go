@@ -1,6 +1,7 @@
 package vsphere
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -30,75 +31,167 @@ import (
 
 // Deploy implements deploy.Deployer.
 func (d *Deployer) Deploy(ctx context.Context, n deploy.Node) (deploy.Result, error) {
-	start := time.Now()
-	res := deploy.Result{Node: n.Name, Target: d.Target(), Attempts: 1}
-	ip, id, action, err := d.deploy(ctx, n)
-	res.Action, res.ID, res.IP = action, id, ip
-	res.Elapsed = time.Since(start)
+	res, err := deploy.Timed("deploy", n.Name, d.Target(), func(res *deploy.Result) error { return d.deploy(ctx, n, res) })
 	if err != nil {
-		err = scrub(fmt.Errorf("deploy %s to %s: %w", n.Name, d.Target(), err), n.Properties)
+		err = scrub(err, n.Properties)
 		res.Err = err
-		d.log.Error("deploy failed", "node", n.Name, "err", err)
 		return res, err
 	}
-	d.log.Info("deployed", "node", n.Name, "action", action, "vm", id, "ip", ip, "elapsed", res.Elapsed.Round(time.Millisecond))
+	// The caller reports the result (the command's line, the fleet's
+	// table and log); this is for debugging only.
+	d.log.Debug("deployed", "node", n.Name, "action", res.Action, "vm", res.ID, "ip", res.IP, "elapsed", res.Elapsed.Round(time.Millisecond))
 	return res, nil
 }
 
-func (d *Deployer) deploy(ctx context.Context, n deploy.Node) (ip, id string, action deploy.Action, err error) {
+// preflight is what the checks before any change found out.
+type preflight struct {
+	rep      *ova.Report
+	declared []ova.VMProperty
+	want     deploy.Record // what a plan compares with the VM's record
+	record   deploy.Record // what a deploy records
+}
+
+// maxName is the longest VM name vSphere takes.
+const maxName = 80
+
+// preflight runs every check that needs no change on the target: the
+// node, its answers, the OVA (inspected once per file version), the
+// properties it declares, the disk size, the network map's OVF networks.
+// Its errors are deploy.Permanent: only changed input helps.
+func (d *Deployer) preflight(ctx context.Context, n deploy.Node) (*preflight, error) {
 	if err := n.Validate(); err != nil {
-		return "", "", "", deploy.Permanent(fmt.Errorf("node: %w", err))
+		return nil, deploy.Permanent(fmt.Errorf("node %s: %w", n.Name, err))
 	}
-	if n.WaitIP > 0 && !n.PowerOn {
-		return "", "", "", deploy.Permanent(errors.New("node: waiting for an IP address needs power-on"))
+	if len(deploy.TempName(n.Name)) > maxName {
+		return nil, deploy.Permanent(fmt.Errorf("node %s: name: at most %d characters (a replacement is deployed as %s)", n.Name, maxName-len(deploy.TempName("")), deploy.TempName(n.Name)))
 	}
-	// Everything about the OVA is checked before the target is touched.
-	rep, err := d.inspected.inspect(ctx, n.Image)
+	ins, err := d.inspected.inspect(ctx, n.Image)
 	if err != nil {
-		return "", "", "", err
+		return nil, err
 	}
+	rep := ins.rep
 	declared, err := checkProperties(rep, n.Properties)
 	if err != nil {
-		return "", "", "", deploy.Permanent(err)
+		return nil, deploy.Permanent(err)
 	}
 	if len(rep.VM.Disks) != 1 {
-		return "", "", "", deploy.Permanent(fmt.Errorf("OVA %s: %d disks, the appliance has exactly one", n.Image, len(rep.VM.Disks)))
+		return nil, deploy.Permanent(fmt.Errorf("OVA %s: %d disks, the appliance has exactly one", n.Image, len(rep.VM.Disks)))
 	}
-	want := int64(n.DiskGiB) << 30
-	if have := rep.VM.Disks[0].Capacity; want > 0 && want < have {
-		return "", "", "", deploy.Permanent(fmt.Errorf("disk size %d GiB: smaller than the image's %d bytes; disks only grow", n.DiskGiB, have))
+	capacity := rep.VM.Disks[0].Capacity
+	if want := int64(n.DiskGiB) << 30; want > 0 && want < capacity {
+		return nil, deploy.Permanent(fmt.Errorf("disk size %d GiB: smaller than the image's %d bytes; disks only grow", n.DiskGiB, capacity))
 	}
-
-	defer d.lockName(n.Name)()
-	p, old, err := d.plan(ctx, n)
-	if err != nil {
-		return "", "", "", err
-	}
-	if p.Action == deploy.ActionUnchanged {
-		return old.ip, p.ID, p.Action, nil
-	}
-	if old != nil {
-		d.log.Info("replacing VM", "node", n.Name, "vm", p.ID, "reason", p.Reason)
-		if err := d.destroy(ctx, old.vm); err != nil {
-			return "", p.ID, p.Action, err
+	for _, src := range slices.Sorted(maps.Keys(d.cfg.NetworkMap)) {
+		if !slices.Contains(ins.networks, src) {
+			return nil, deploy.Permanent(fmt.Errorf("network_map[%s]: the OVA %s has no network %q (it has: %s)", src, n.Image, src, strings.Join(ins.networks, ", ")))
 		}
 	}
-
-	ref, err := d.importOVA(ctx, n, rep)
+	digest, err := d.digests.Digest(ctx, n.Image)
 	if err != nil {
-		d.cleanupByName(ctx, n.Name)
-		return "", "", p.Action, err
+		return nil, deploy.Permanent(err)
+	}
+	want := deploy.Record{
+		State: deploy.MarkPending, Image: digest, Version: rep.VM.Version,
+		CPUs: n.CPUs, MemoryMiB: n.MemoryMiB, DiskGiB: n.DiskGiB, // 0 (the image's size) is not compared
+		Network: d.networkName(n), Answers: deploy.AnswersDigest(n.Properties), Cluster: n.Cluster,
+	}
+	if want.CPUs == 0 {
+		want.CPUs = int(rep.VM.CPUs)
+	}
+	if want.MemoryMiB == 0 {
+		want.MemoryMiB = int(rep.VM.MemoryMiB)
+	}
+	rec := want
+	rec.DiskGiB = max(n.DiskGiB, int((capacity+1<<30-1)>>30))
+	return &preflight{rep: rep, declared: declared, want: want, record: rec}, nil
+}
+
+// networkName is the port group the appliance's NIC is connected to: the
+// node's, the network map's for the OVF network, the target's default;
+// "" lets vSphere choose.
+func (d *Deployer) networkName(n deploy.Node) string {
+	if n.Network != "" {
+		return n.Network
+	}
+	if v := d.cfg.NetworkMap[ova.NetworkName]; v != "" {
+		return v
+	}
+	return d.cfg.Network
+}
+
+func (d *Deployer) deploy(ctx context.Context, n deploy.Node, res *deploy.Result) error {
+	pre, err := d.preflight(ctx, n)
+	if err != nil {
+		return err
+	}
+	defer d.lockName(n.Name)()
+	p, old, err := d.plan(ctx, n, pre)
+	if err != nil {
+		return err
+	}
+	res.Action, res.ID, res.Drift = p.Action, p.ID, p.Drift
+	switch p.Action {
+	case deploy.ActionUnchanged, deploy.ActionOutdated:
+		res.IP = old.ip
+		return nil
+	case deploy.ActionDrift:
+		res.IP = old.ip
+		if !n.ApplyDrift {
+			return nil
+		}
+		return d.applyDrift(ctx, n, pre, old, res)
+	case deploy.ActionCreate:
+		return d.create(ctx, n, n.Name, pre, res)
+	}
+	if old.rec.Marked() && !old.rec.Complete() {
+		// An unfinished deploy's leftover never served: replace it.
+		d.log.Info("replacing the leftover of an unfinished deploy", "node", n.Name, "vm", p.ID, "reason", p.Reason)
+		if err := d.removeVM(ctx, old, 0); err != nil {
+			return err
+		}
+		return d.create(ctx, n, n.Name, pre, res)
+	}
+	r, err := deploy.SwapIn(ctx, deploy.Swap{
+		Name: n.Name, OldID: p.ID, Log: d.log,
+		Clear: d.clearMarked,
+		Deploy: func(ctx context.Context, name string) (deploy.Result, error) {
+			var r deploy.Result
+			err := d.create(ctx, n, name, pre, &r)
+			return r, err
+		},
+		Rename: d.rename,
+		Remove: d.removeByID,
+	})
+	res.ID, res.IP, res.SecretsLeft = r.ID, r.IP, r.SecretsLeft
+	return err
+}
+
+// create deploys the node as a new VM called name (the node's name, or
+// deploy.TempName during a replace).
+func (d *Deployer) create(ctx context.Context, n deploy.Node, name string, pre *preflight, res *deploy.Result) error {
+	ref, err := d.importOVA(ctx, n, name, pre)
+	if err != nil {
+		d.cleanupByName(ctx, name)
+		return err
 	}
 	vm := object.NewVirtualMachine(d.c, ref)
-	id = ref.Value
-	done := false
+	res.ID = ref.Value
+	done, poweredOn := false, false
 	defer func() {
-		if !done {
+		switch {
+		case done:
+		case poweredOn && ctx.Err() == nil:
+			// The guest ran: its console tells why it did not report.
+			d.log.Warn("the VM is left running, marked pending, for inspection; the next run replaces it", "node", n.Name, "vm", ref.Value)
+		default:
 			d.cleanup(ctx, vm)
 		}
 	}()
-	if err := d.configure(ctx, vm, n, rep, declared); err != nil {
-		return "", id, p.Action, err
+	if err := d.checkHardware(ctx, vm); err != nil {
+		return err
+	}
+	if err := d.configure(ctx, vm, n, pre); err != nil {
+		return err
 	}
 	if n.PowerOn {
 		t, err := vm.PowerOn(ctx)
@@ -106,27 +199,34 @@ func (d *Deployer) deploy(ctx context.Context, n deploy.Node) (ip, id string, ac
 			err = t.Wait(ctx)
 		}
 		if err != nil {
-			return "", id, p.Action, fmt.Errorf("power on %s: %w", id, err)
+			return fmt.Errorf("power on %s: %w", ref.Value, err)
 		}
+		poweredOn = true
 	}
-	if n.WaitIP > 0 {
-		wctx, cancel := context.WithTimeout(ctx, n.WaitIP)
-		ip, err = vm.WaitForIP(wctx, true)
-		cancel()
+	switch {
+	case n.WaitIP > 0:
+		deadline := time.Now().Add(n.WaitIP)
+		ip, err := d.waitIP(ctx, vm, n, deadline)
 		if err != nil {
-			if ctx.Err() == nil && wctx.Err() != nil {
-				err = fmt.Errorf("no IPv4 address reported by the guest within %s (VMware Tools running?)", n.WaitIP)
-			}
-			return "", id, p.Action, fmt.Errorf("wait for IP of %s: %w", id, err)
+			return err
 		}
+		res.IP = ip
+		if err := d.waitFirstboot(ctx, vm, n, deadline); err != nil {
+			return err
+		}
+		if err := d.clearSecrets(ctx, vm); err != nil {
+			return fmt.Errorf("clear the secret answers of %s: %w", ref.Value, err)
+		}
+	case deploy.HasSecrets(n.Properties):
+		res.SecretsLeft = true
 	}
 	if err := reconfigure(ctx, vm, types.VirtualMachineConfigSpec{ExtraConfig: []types.BaseOptionValue{
 		&types.OptionValue{Key: deploy.MarkKey, Value: deploy.MarkComplete},
 	}}); err != nil {
-		return ip, id, p.Action, fmt.Errorf("set completion mark on %s: %w", id, err)
+		return fmt.Errorf("set completion mark on %s: %w", ref.Value, err)
 	}
 	done = true
-	return ip, id, p.Action, nil
+	return nil
 }
 
 // cleanup destroys a VM this attempt created; it runs even when ctx was
@@ -145,7 +245,7 @@ func (d *Deployer) cleanupByName(ctx context.Context, name string) {
 	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Minute)
 	defer cancel()
 	e, err := d.find(cctx, name)
-	if err != nil || e == nil || e.mark != PendingMark {
+	if err != nil || e == nil || e.rec.State != PendingMark {
 		return
 	}
 	if err := d.destroy(cctx, e.vm); err != nil {
@@ -184,9 +284,11 @@ func checkProperties(rep *ova.Report, props map[string]string) ([]ova.VMProperty
 	return rep.VM.Properties, nil
 }
 
-// importOVA creates the VM (marked pending) and uploads its disk.
-func (d *Deployer) importOVA(ctx context.Context, n deploy.Node, rep *ova.Report) (types.ManagedObjectReference, error) {
+// importOVA creates the VM called name, marked pending with the record of
+// what is deployed, and uploads its disk.
+func (d *Deployer) importOVA(ctx context.Context, n deploy.Node, name string, pre *preflight) (types.ManagedObjectReference, error) {
 	var none types.ManagedObjectReference
+	rep := pre.rep
 	arch := &importer.TapeArchive{Path: n.Image, Opener: importer.Opener{Client: d.c}}
 	ovfName := rep.Members[0].Name
 	desc, err := importer.ReadOvf(ovfName, arch)
@@ -200,12 +302,16 @@ func (d *Deployer) importOVA(ctx context.Context, n deploy.Node, rep *ova.Report
 	if err != nil {
 		return none, err
 	}
+	// A standalone host keeps no vApp options: the answers travel in the
+	// OVF environment the driver writes, and nowhere else.
 	var kv []types.KeyValue
-	for _, k := range slices.Sorted(maps.Keys(n.Properties)) {
-		kv = append(kv, types.KeyValue{Key: k, Value: n.Properties[k]})
+	if !d.esx {
+		for _, k := range slices.Sorted(maps.Keys(n.Properties)) {
+			kv = append(kv, types.KeyValue{Key: k, Value: n.Properties[k]})
+		}
 	}
 	cisp := types.OvfCreateImportSpecParams{
-		EntityName:             n.Name,
+		EntityName:             name,
 		DiskProvisioning:       d.cfg.DiskProvisioning,
 		OvfManagerCommonParams: types.OvfManagerCommonParams{Locale: "US"},
 		PropertyMapping:        kv,
@@ -228,7 +334,7 @@ func (d *Deployer) importOVA(ctx context.Context, n deploy.Node, rep *ova.Report
 	if err := d.resolveHardwareVersion(ctx, desc, &is.ConfigSpec); err != nil {
 		return none, err
 	}
-	d.adjust(&is.ConfigSpec, n)
+	d.adjust(&is.ConfigSpec, n, pre.record)
 
 	lease, err := d.pool.ImportVApp(ctx, is, d.folder, d.host)
 	if err != nil {
@@ -250,10 +356,14 @@ func (d *Deployer) importOVA(ctx context.Context, n deploy.Node, rep *ova.Report
 }
 
 // adjust sets what the import spec must carry from the start: the pending
-// mark, the disk provisioning on the backing (vSphere derives it from the
-// import parameter, vcsim does not), CPU and memory overrides.
-func (d *Deployer) adjust(cs *types.VirtualMachineConfigSpec, n deploy.Node) {
-	cs.ExtraConfig = append(cs.ExtraConfig, &types.OptionValue{Key: deploy.MarkKey, Value: PendingMark})
+// mark with the record, the disk provisioning on the backing (vSphere
+// derives it from the import parameter, vcsim does not), CPU and memory
+// overrides.
+func (d *Deployer) adjust(cs *types.VirtualMachineConfigSpec, n deploy.Node, rec deploy.Record) {
+	rec.State = PendingMark
+	for _, kv := range rec.Pairs() {
+		cs.ExtraConfig = append(cs.ExtraConfig, &types.OptionValue{Key: kv[0], Value: kv[1]})
+	}
 	if n.CPUs > 0 {
 		cs.NumCPUs = int32(n.CPUs)
 	}
@@ -390,7 +500,7 @@ func (c *countingReader) Read(b []byte) (int, error) {
 
 // configure grows the disk and, on standalone ESXi, writes the OVF
 // environment, in one reconfigure.
-func (d *Deployer) configure(ctx context.Context, vm *object.VirtualMachine, n deploy.Node, rep *ova.Report, declared []ova.VMProperty) error {
+func (d *Deployer) configure(ctx context.Context, vm *object.VirtualMachine, n deploy.Node, pre *preflight) error {
 	var spec types.VirtualMachineConfigSpec
 	if n.DiskGiB > 0 {
 		devices, err := vm.Device(ctx)
@@ -414,7 +524,7 @@ func (d *Deployer) configure(ctx context.Context, vm *object.VirtualMachine, n d
 	}
 	if d.esx {
 		about := d.c.ServiceContent.About
-		env := OVFEnv(vm.Reference().Value, about, declared, n.Properties)
+		env := OVFEnv(vm.Reference().Value, about, pre.declared, n.Properties)
 		spec.ExtraConfig = append(spec.ExtraConfig, &types.OptionValue{Key: "guestinfo.ovfEnv", Value: env})
 	}
 	if len(spec.DeviceChange) == 0 && len(spec.ExtraConfig) == 0 {
@@ -443,10 +553,16 @@ type inspectKey struct {
 
 type inspectEntry struct {
 	mu  sync.Mutex
-	rep *ova.Report
+	ins *inspection
 }
 
-func (c *inspectCache) inspect(ctx context.Context, p string) (*ova.Report, error) {
+// inspection is what the cache holds of one OVA.
+type inspection struct {
+	rep      *ova.Report
+	networks []string // the OVF's network names
+}
+
+func (c *inspectCache) inspect(ctx context.Context, p string) (*inspection, error) {
 	abs, err := filepath.Abs(p)
 	if err != nil {
 		return nil, deploy.Permanent(fmt.Errorf("OVA %s: %w", p, err))
@@ -468,8 +584,8 @@ func (c *inspectCache) inspect(ctx context.Context, p string) (*ova.Report, erro
 	c.mu.Unlock()
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if e.rep != nil {
-		return e.rep, nil
+	if e.ins != nil {
+		return e.ins, nil
 	}
 	rep, err := ova.Inspect(ctx, abs)
 	if err != nil {
@@ -481,8 +597,22 @@ func (c *inspectCache) inspect(ctx context.Context, p string) (*ova.Report, erro
 	if len(rep.Members) == 0 || !strings.HasSuffix(rep.Members[0].Name, ".ovf") {
 		return nil, deploy.Permanent(fmt.Errorf("OVA %s: first member is not the OVF descriptor", p))
 	}
-	e.rep = rep
-	return rep, nil
+	desc, err := importer.ReadOvf(rep.Members[0].Name, &importer.TapeArchive{Path: abs})
+	if err != nil {
+		return nil, deploy.Permanent(fmt.Errorf("OVA %s: read the descriptor: %w", p, err))
+	}
+	env, err := ovf.Unmarshal(bytes.NewReader(desc))
+	if err != nil {
+		return nil, deploy.Permanent(fmt.Errorf("OVA %s: descriptor: %w", p, err))
+	}
+	ins := &inspection{rep: rep}
+	if env.Network != nil {
+		for _, nw := range env.Network.Networks {
+			ins.networks = append(ins.networks, nw.Name)
+		}
+	}
+	e.ins = ins
+	return ins, nil
 }
 
 // scrub replaces secret property values in err's message; the wrapped

@@ -10,29 +10,54 @@
 // against the manifest (vSphere's own manifest check needs the manifest
 // uploaded as SHA-1 and vcsim offers none).
 //
-// A deploy, in order: inspect the OVA with ova.Inspect (manifest, descriptor
-// and every disk grain; nothing is created on the target if it fails);
-// check the node's properties against the ones the OVF declares; import
-// with the VM marked ksmg.deploy=pending; upload, hashing every byte
-// against the manifest again (the file may change after inspection); grow
-// the disk; on a standalone ESXi host, which keeps no vApp options and
-// delivers no OVF environment, write the environment into
-// guestinfo.ovfEnv; power on; wait for the guest's IPv4 address; and only
-// then set the completion mark ksmg.deploy=deploy.MarkComplete. A failure
-// after the VM exists destroys it, so a retry starts clean.
+// Plan is a pre-flight: it runs every check a deploy runs before touching
+// the target (the OVA inspected with ova.Inspect, manifest, descriptor and
+// every disk grain; the answers checked as first boot will; properties
+// declared by the OVA; the disk not below the image's; network-map sources
+// present in the OVF) and then reads the VM of the node's name.
+//
+// A deploy, in order: the pre-flight; import with the VM marked
+// ksmg.deploy=pending and the Record of what is deployed in its
+// extraConfig; upload, hashing every byte against the manifest again (the
+// file may change after inspection); read the VM's configuration back and
+// make sure of what the appliance needs (EFI firmware, Secure Boot,
+// disk.EnableUUID, PVSCSI, VMXNET3: reconfigured where the host dropped
+// it, a permanent failure where it cannot be set); grow the disk; on a
+// standalone ESXi host, which keeps no vApp options and delivers no OVF
+// environment, write the environment into guestinfo.ovfEnv; power on;
+// wait for the guest's IPv4 address and for first boot's completion
+// signal (guestinfo.ksmg.firstboot=done, which the guest sets through
+// VMware Tools); clear the secret answers from the vApp properties and
+// guestinfo.ovfEnv (on vCenter, which delivers the environment itself at
+// power-on, the next power-on delivers it from the cleared properties);
+// and only then set ksmg.deploy=complete. Without a wait
+// the secrets stay until Scrub. A failure before power-on destroys the VM,
+// so a retry starts clean; a guest that does not report in time is left
+// running, marked pending, for inspection (the next run replaces it).
 //
 // Plan follows the deploy package's idempotence contract with one
 // safety addition: a VM of the node's name marked "pending" is the
 // leftover of an interrupted run and is replaced, but a VM that carries no
 // ksmg.deploy key at all was not made by ksmg and is never destroyed
-// unless Replace is set (it could be someone's production VM).
+// unless ReplaceForeign is set (it could be someone's production VM). A
+// finished VM is replaced through deploy.SwapIn, never destroyed first.
+//
+// TLS: the system's roots, or ca_cert (GOVC_TLS_CA_CERTS), or a pinned
+// thumbprint (or GOVC_TLS_KNOWN_HOSTS); a certificate the client cannot
+// verify fails with the host's SHA-256 thumbprint and how to trust it.
 package vsphere
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
 	"fmt"
 	"log/slog"
+	"net"
+	"net/url"
 	"os"
+	"strings"
 	"sync"
 	"time"
 
@@ -46,6 +71,7 @@ import (
 	"github.com/vmware/govmomi/vim25/types"
 
 	"github.com/ksmg-appliance/ksmg/deploy"
+	"github.com/ksmg-appliance/ksmg/firstboot/sources"
 )
 
 // Kind is the driver's name in inventories.
@@ -56,14 +82,27 @@ const Kind = "vsphere"
 // carries the key from its first moment.
 const PendingMark = deploy.MarkPending
 
+// DoneKey is the guestinfo key first boot sets (through VMware Tools) once
+// it applied its answers (firstboot/sources.GuestInfo); the deployer then
+// clears the secret ones.
+const DoneKey = sources.GuestInfoDoneKey
+
 func init() { deploy.Register(Kind, opener) }
 
-func opener(ctx context.Context, name string, decode func(v any) error) (deploy.Deployer, error) {
+func opener(ctx context.Context, t deploy.TargetSpec) (deploy.Deployer, error) {
 	var cfg Config
-	if err := decode(&cfg); err != nil {
-		return nil, deploy.Permanent(fmt.Errorf("vsphere target %s: %w", name, err))
+	if err := t.Decode(&cfg); err != nil {
+		return nil, deploy.Permanent(fmt.Errorf("vsphere target %s: %w", t.Name, err))
 	}
-	return Open(ctx, name, cfg)
+	cfg.resolve(t.Dir)
+	d, err := Open(ctx, t.Name, cfg)
+	if err != nil {
+		return nil, err
+	}
+	if t.Logger != nil {
+		d.SetLogger(t.Logger)
+	}
+	return d, nil
 }
 
 // Deployer deploys nodes to one vCenter or ESXi host. It is safe for
@@ -83,6 +122,10 @@ type Deployer struct {
 	ds     *object.Datastore
 
 	inspected inspectCache
+	digests   deploy.Digests
+	// poll is how often guest state is polled while waiting; tests
+	// shorten it.
+	poll time.Duration
 
 	mu    sync.Mutex
 	names map[string]*nameLock
@@ -95,8 +138,9 @@ type nameLock struct {
 }
 
 // Open logs in to the target of cfg (defaults from the environment as govc
-// has them) and resolves its inventory. Configuration and login errors are
-// deploy.Permanent.
+// has them) and resolves its inventory. Configuration, login and
+// certificate errors are deploy.Permanent; a host that cannot be reached
+// is not.
 func Open(ctx context.Context, name string, cfg Config) (*Deployer, error) {
 	return open(ctx, name, cfg, os.Getenv)
 }
@@ -115,13 +159,13 @@ func open(ctx context.Context, name string, cfg Config, getenv func(string) stri
 		return nil, deploy.Permanent(fmt.Errorf("vsphere target %s: %w", name, err))
 	}
 	u.User = nil
-	sc := soap.NewClient(u, cfg.Insecure)
-	if cfg.Thumbprint != "" {
-		sc.SetThumbprint(u.Host, cfg.Thumbprint)
+	sc, err := cfg.soapClient(u)
+	if err != nil {
+		return nil, deploy.Permanent(fmt.Errorf("vsphere target %s: %w", name, err))
 	}
 	c, err := vim25.NewClient(ctx, sc)
 	if err != nil {
-		return nil, fmt.Errorf("vsphere target %s: connect to %s: %w", name, u.Host, err)
+		return nil, fmt.Errorf("vsphere target %s: connect to %s: %w", name, u.Host, certHint(ctx, u.Host, err))
 	}
 	sm := session.NewManager(c)
 	if err := sm.Login(ctx, user); err != nil {
@@ -139,6 +183,59 @@ func open(ctx context.Context, name string, cfg Config, getenv func(string) stri
 	return d, nil
 }
 
+// soapClient makes the SOAP client with the configured trust: system
+// roots or ca_cert, plus a pinned thumbprint and known hosts.
+func (c *Config) soapClient(u *url.URL) (*soap.Client, error) {
+	sc := soap.NewClient(u, c.Insecure)
+	if c.CACert != "" {
+		if err := sc.SetRootCAs(c.CACert); err != nil {
+			return nil, fmt.Errorf("ca_cert %s: %w", c.CACert, err)
+		}
+	}
+	if c.KnownHosts != "" {
+		if err := sc.LoadThumbprints(c.KnownHosts); err != nil {
+			return nil, fmt.Errorf("known_hosts %s: %w", c.KnownHosts, err)
+		}
+	}
+	if c.Thumbprint != "" {
+		tp, err := NormalizeThumbprint(c.Thumbprint)
+		if err != nil {
+			return nil, err
+		}
+		sc.SetThumbprint(u.Host, tp)
+	}
+	return sc, nil
+}
+
+// certHint turns a certificate the client does not trust into a permanent
+// error that says how to trust it: the host's SHA-256 thumbprint (read
+// without verification, only to print it) for --thumbprint, or --ca-cert.
+// Other errors (refused, timed out, reset) stay retryable.
+func certHint(ctx context.Context, host string, err error) error {
+	if !soap.IsCertificateUntrusted(err) {
+		var hostErr x509.HostnameError
+		if !errors.As(err, &hostErr) {
+			return err
+		}
+	}
+	hint := "pass --thumbprint (thumbprint: in an inventory) with the host's certificate thumbprint, or --ca-cert (ca_cert:) with the CA that signed it"
+	addr := host
+	if _, _, e := net.SplitHostPort(addr); e != nil {
+		addr = net.JoinHostPort(addr, "443")
+	}
+	dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	conn, derr := (&tls.Dialer{Config: &tls.Config{InsecureSkipVerify: true}}).DialContext(dctx, "tcp", addr) //nolint:gosec // only to show the thumbprint
+	if derr == nil {
+		if cs := conn.(*tls.Conn).ConnectionState(); len(cs.PeerCertificates) > 0 {
+			hint = fmt.Sprintf("its SHA-256 thumbprint is %s; if that is the host's certificate, pass --thumbprint %s (thumbprint: in an inventory), or --ca-cert (ca_cert:) with the CA that signed it",
+				soap.ThumbprintSHA256(cs.PeerCertificates[0]), soap.ThumbprintSHA256(cs.PeerCertificates[0]))
+		}
+		conn.Close()
+	}
+	return deploy.Permanent(fmt.Errorf("the certificate of %s is not trusted (%w); %s", host, err, hint))
+}
+
 // New makes a Deployer on an existing, logged-in client; cfg's connection
 // fields are ignored. Close does not log the client out.
 func New(ctx context.Context, name string, c *vim25.Client, cfg Config) (*Deployer, error) {
@@ -146,12 +243,12 @@ func New(ctx context.Context, name string, c *vim25.Client, cfg Config) (*Deploy
 		cfg.DiskProvisioning = Thin
 	}
 	conn := cfg
-	conn.URL, conn.Insecure, conn.urlFromEnv = "https://unused/sdk", false, false
+	conn.URL, conn.Insecure, conn.urlFromEnv, conn.Thumbprint, conn.CACert = "https://unused/sdk", false, false, "", ""
 	if err := conn.Validate(); err != nil {
 		return nil, deploy.Permanent(fmt.Errorf("vsphere target %s: %w", name, err))
 	}
 	d := &Deployer{
-		name: name, cfg: cfg, c: c, esx: !c.IsVC(),
+		name: name, cfg: cfg, c: c, esx: !c.IsVC(), poll: 2 * time.Second,
 		log:   slog.Default().With("target", Kind+":"+name),
 		names: map[string]*nameLock{}, nets: map[string]types.ManagedObjectReference{},
 	}
@@ -160,6 +257,10 @@ func New(ctx context.Context, name string, c *vim25.Client, cfg Config) (*Deploy
 	}
 	return d, nil
 }
+
+// SetPollInterval sets how often the guest's state is polled while a
+// deploy waits (default 2s).
+func (d *Deployer) SetPollInterval(p time.Duration) { d.poll = p }
 
 // resolve finds the configured inventory objects once; a missing one is a
 // permanent error naming the configuration key.
@@ -309,11 +410,18 @@ func (d *Deployer) lockName(name string) func() {
 
 // existing is a VM of the node's name in the target folder.
 type existing struct {
-	vm   *object.VirtualMachine
-	mark string // ksmg.deploy value; "" when the key is absent
-	has  bool   // the key is present
-	ip   string
+	vm      *object.VirtualMachine
+	rec     deploy.Record // State "" when the VM carries no mark
+	ip      string
+	power   types.VirtualMachinePowerState
+	extra   map[string]string // extraConfig, string values
+	vapp    []types.VAppPropertyInfo
+	tools   string // guest.toolsRunningStatus
+	devices object.VirtualDeviceList
 }
+
+// vmProps are the properties read for a VM.
+var vmProps = []string{"name", "config.extraConfig", "config.vAppConfig", "config.hardware.device", "guest.ipAddress", "guest.toolsRunningStatus", "runtime.powerState"}
 
 // find looks the VM up by name in the target folder; nil when absent.
 func (d *Deployer) find(ctx context.Context, name string) (*existing, error) {
@@ -327,36 +435,53 @@ func (d *Deployer) find(ctx context.Context, name string) (*existing, error) {
 	if ref.Reference().Type != "VirtualMachine" {
 		return nil, deploy.Permanent(fmt.Errorf("%q in folder %s is a %s, not a VM", name, d.folder.InventoryPath, ref.Reference().Type))
 	}
-	vm := object.NewVirtualMachine(d.c, ref.Reference())
-	var m mo.VirtualMachine
-	if err := vm.Properties(ctx, vm.Reference(), []string{"config.extraConfig", "guest.ipAddress"}, &m); err != nil {
-		return nil, fmt.Errorf("read VM %q (%s): %w", name, vm.Reference().Value, err)
-	}
-	e := &existing{vm: vm}
-	if m.Config != nil {
-		for _, o := range m.Config.ExtraConfig {
-			if ov := o.GetOptionValue(); ov != nil && ov.Key == deploy.MarkKey {
-				e.mark, _ = ov.Value.(string)
-				e.has = true
-			}
-		}
-	}
-	if m.Guest != nil {
-		e.ip = m.Guest.IpAddress
-	}
-	return e, nil
+	return d.read(ctx, object.NewVirtualMachine(d.c, ref.Reference()))
 }
 
-// Plan implements deploy.Deployer; it only reads the target.
-func (d *Deployer) Plan(ctx context.Context, n deploy.Node) (deploy.Plan, error) {
-	if err := n.Validate(); err != nil {
-		return deploy.Plan{}, deploy.Permanent(fmt.Errorf("node %s: %w", n.Name, err))
+// read reads what the driver needs of vm.
+func (d *Deployer) read(ctx context.Context, vm *object.VirtualMachine) (*existing, error) {
+	var m mo.VirtualMachine
+	if err := vm.Properties(ctx, vm.Reference(), vmProps, &m); err != nil {
+		return nil, fmt.Errorf("read VM %s: %w", vm.Reference().Value, err)
 	}
-	p, _, err := d.plan(ctx, n)
+	return newExisting(vm, m), nil
+}
+
+func newExisting(vm *object.VirtualMachine, m mo.VirtualMachine) *existing {
+	e := &existing{vm: vm, extra: map[string]string{}, power: m.Runtime.PowerState}
+	if m.Config != nil {
+		for _, o := range m.Config.ExtraConfig {
+			if ov := o.GetOptionValue(); ov != nil {
+				s, _ := ov.Value.(string)
+				e.extra[ov.Key] = s
+			}
+		}
+		if m.Config.VAppConfig != nil {
+			if vi := m.Config.VAppConfig.GetVmConfigInfo(); vi != nil {
+				e.vapp = vi.Property
+			}
+		}
+		e.devices = object.VirtualDeviceList(m.Config.Hardware.Device)
+	}
+	e.rec = deploy.RecordFrom(func(k string) (string, bool) { v, ok := e.extra[k]; return v, ok })
+	if m.Guest != nil {
+		e.ip, e.tools = m.Guest.IpAddress, m.Guest.ToolsRunningStatus
+	}
+	return e
+}
+
+// Plan implements deploy.Deployer: the pre-flight, then what a deploy
+// would do; it only reads the target.
+func (d *Deployer) Plan(ctx context.Context, n deploy.Node) (deploy.Plan, error) {
+	pre, err := d.preflight(ctx, n)
+	if err != nil {
+		return deploy.Plan{Node: n.Name, Target: d.Target()}, err
+	}
+	p, _, err := d.plan(ctx, n, pre)
 	return p, err
 }
 
-func (d *Deployer) plan(ctx context.Context, n deploy.Node) (deploy.Plan, *existing, error) {
+func (d *Deployer) plan(ctx context.Context, n deploy.Node, pre *preflight) (deploy.Plan, *existing, error) {
 	p := deploy.Plan{Node: n.Name, Target: d.Target()}
 	e, err := d.find(ctx, n.Name)
 	if err != nil {
@@ -368,49 +493,38 @@ func (d *Deployer) plan(ctx context.Context, n deploy.Node) (deploy.Plan, *exist
 		return p, nil, nil
 	}
 	p.ID = e.vm.Reference().Value
-	complete := e.mark == deploy.MarkComplete
+	drift, outdated := deploy.Differences(e.rec, pre.want)
 	switch {
-	case complete && !n.Replace:
+	case e.rec.Complete() && n.Replace:
+		p.Action = deploy.ActionReplace
+		p.Reason = fmt.Sprintf("VM %s exists (%s), deployed by ksmg; replace requested: a new VM is deployed as %s and swapped in", n.Name, p.ID, deploy.TempName(n.Name))
+	case e.rec.Complete() && outdated:
+		p.Action, p.Drift = deploy.ActionOutdated, drift
+		p.Reason = fmt.Sprintf("VM %s (%s) runs image %s %s, the node asks for %s %s; --replace deploys it", n.Name, p.ID, e.rec.Version, short(e.rec.Image), pre.want.Version, short(pre.want.Image))
+	case e.rec.Complete() && len(drift) > 0:
+		p.Action, p.Drift = deploy.ActionDrift, drift
+		p.Reason = fmt.Sprintf("VM %s (%s), deployed by ksmg, differs: %s", n.Name, p.ID, strings.Join(drift, ", "))
+	case e.rec.Complete():
 		p.Action = deploy.ActionUnchanged
 		p.Reason = fmt.Sprintf("VM %s exists (%s), deployed by ksmg", n.Name, p.ID)
-	case complete:
+	case e.rec.Marked():
 		p.Action = deploy.ActionReplace
-		p.Reason = fmt.Sprintf("VM %s exists (%s), deployed by ksmg; replace requested", n.Name, p.ID)
-	case e.has:
+		p.Reason = fmt.Sprintf("VM %s exists (%s) with %s=%q, not %q: leftover of an unfinished deploy", n.Name, p.ID, deploy.MarkKey, e.rec.State, deploy.MarkComplete)
+	case n.ReplaceForeign:
 		p.Action = deploy.ActionReplace
-		p.Reason = fmt.Sprintf("VM %s exists (%s) with %s=%q, not %q: leftover of an unfinished deploy", n.Name, p.ID, deploy.MarkKey, e.mark, deploy.MarkComplete)
-	case n.Replace:
-		p.Action = deploy.ActionReplace
-		p.Reason = fmt.Sprintf("VM %s exists (%s), not deployed by ksmg; replace requested", n.Name, p.ID)
+		p.Reason = fmt.Sprintf("VM %s exists (%s), not deployed by ksmg; replace of a foreign VM requested: a new VM is deployed as %s and swapped in", n.Name, p.ID, deploy.TempName(n.Name))
 	default:
-		return p, e, deploy.Permanent(fmt.Errorf("VM %s exists (%s) and was not deployed by ksmg (no %s in its extraConfig); it is left alone, replace it explicitly if it should go", n.Name, p.ID, deploy.MarkKey))
+		return p, e, deploy.Permanent(fmt.Errorf("VM %s exists (%s) and was not deployed by ksmg (no %s in its extraConfig); it is left alone (--replace-foreign replaces it)", n.Name, p.ID, deploy.MarkKey))
 	}
 	return p, e, nil
 }
 
-// destroy powers vm off if needed and deletes it with its disks.
-func (d *Deployer) destroy(ctx context.Context, vm *object.VirtualMachine) error {
-	state, err := vm.PowerState(ctx)
-	if err != nil {
-		return fmt.Errorf("destroy %s: power state: %w", vm.Reference().Value, err)
+// short abbreviates an image digest for messages.
+func short(digest string) string {
+	if h, ok := strings.CutPrefix(digest, "sha256:"); ok && len(h) > 12 {
+		return "sha256:" + h[:12]
 	}
-	if state != types.VirtualMachinePowerStatePoweredOff {
-		t, err := vm.PowerOff(ctx)
-		if err == nil {
-			err = t.Wait(ctx)
-		}
-		if err != nil && !isFault[*types.InvalidPowerState](err) {
-			return fmt.Errorf("destroy %s: power off: %w", vm.Reference().Value, err)
-		}
-	}
-	t, err := vm.Destroy(ctx)
-	if err == nil {
-		err = t.Wait(ctx)
-	}
-	if err != nil {
-		return fmt.Errorf("destroy %s: %w", vm.Reference().Value, err)
-	}
-	return nil
+	return digest
 }
 
 // isFault reports whether err (a SOAP or task error, possibly wrapped)

@@ -75,11 +75,11 @@ func newDeployer(ctx context.Context, t *testing.T, c *vim25.Client, extra map[s
 	if !ok {
 		t.Fatal("vsphere driver not registered")
 	}
-	d, err := open(ctx, "sim", func(v any) error {
+	d, err := open(ctx, deploy.TargetSpec{Name: "sim", Decode: func(v any) error {
 		dec := yaml.NewDecoder(bytes.NewReader(y))
 		dec.KnownFields(true)
 		return dec.Decode(v)
-	})
+	}})
 	if err != nil {
 		t.Fatalf("open: %v", err)
 	}
@@ -126,6 +126,8 @@ func count(names []string, name string) int {
 
 // TestDeploy: a single deploy with properties, checked on the VM; then
 // re-run idempotence and Replace.
+//
+//nolint:gocyclo // one scenario (deploy, read back, re-run, replace) checked step after step
 func TestDeploy(t *testing.T) {
 	t.Parallel()
 	ovaPath := vspheretest.SmallOVA(t)
@@ -292,6 +294,7 @@ func TestLeftover(t *testing.T) {
 			foreign = before[len(before)-1]
 		}
 		fn := node(ovaPath, foreign)
+		fn.Properties["ksmg.hostname"] = "foreign.example.com"
 		if _, err := d.Plan(ctx, fn); err == nil || !deploy.IsPermanent(err) || !strings.Contains(err.Error(), "not deployed by ksmg") {
 			t.Errorf("plan over a foreign VM: %v", err)
 		}
@@ -375,8 +378,9 @@ func TestProvisioning(t *testing.T) {
 	}, simulator.VPX())
 }
 
-// TestWaitIP: the deploy waits for the guest's address; without one in
-// time it fails and leaves no VM.
+// TestWaitIP: the deploy waits for the guest's address and first boot's
+// signal; without them in time it fails and leaves the VM running, marked
+// pending, for inspection (the next run replaces it).
 func TestWaitIP(t *testing.T) {
 	t.Parallel()
 	ovaPath := vspheretest.SmallOVA(t)
@@ -390,9 +394,14 @@ func TestWaitIP(t *testing.T) {
 		if _, err := d.Deploy(ctx, n); err == nil || !strings.Contains(err.Error(), "no IPv4 address") {
 			t.Errorf("deploy without a guest IP: %v", err)
 		}
-		if got := vspheretest.VMs(ctx, t, c); len(got) != len(before) {
-			t.Errorf("VMs %v after a failed wait, before %v", got, before)
+		left := vspheretest.VMsByName(ctx, t, c, "ksmg-timeout")
+		if len(left) != 1 || vspheretest.ExtraConfig(left[0])[deploy.MarkKey] != deploy.MarkPending || left[0].Runtime.PowerState != types.VirtualMachinePowerStatePoweredOn {
+			t.Errorf("after a failed wait: %d VMs ksmg-timeout, want one left running, marked pending", len(left))
 		}
+		if p, err := d.Plan(ctx, n); err != nil || p.Action != deploy.ActionReplace {
+			t.Errorf("plan after a failed wait: %+v, %v; want replace", p, err)
+		}
+		_ = before
 
 		n = node(ovaPath, "ksmg-ip")
 		n.WaitIP = time.Minute
@@ -405,21 +414,8 @@ func TestWaitIP(t *testing.T) {
 			res, err := d.Deploy(ctx, n)
 			ch <- out{res, err}
 		}()
-		// Play VMware Tools: report an address once the VM runs.
-		deadline := time.Now().Add(30 * time.Second)
-		for {
-			ref, state, err := vmState(ctx, c, "ksmg-ip")
-			if err == nil && state == types.VirtualMachinePowerStatePoweredOn {
-				if err := vspheretest.SetGuestIP(ctx, c, ref, "192.0.2.77"); err != nil {
-					t.Fatal(err)
-				}
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Fatal("VM never powered on")
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
+		// Play VMware Tools and first boot: an address, then the signal.
+		vspheretest.PlayGuest(ctx, t, c, "ksmg-ip", "192.0.2.77", false)
 		o := <-ch
 		if o.err != nil || o.res.IP != "192.0.2.77" {
 			t.Fatalf("deploy with IP: %+v, %v", o.res, o.err)
@@ -435,7 +431,7 @@ func TestWaitIP(t *testing.T) {
 func vmState(ctx context.Context, c *vim25.Client, name string) (types.ManagedObjectReference, types.VirtualMachinePowerState, error) {
 	ref, err := object.NewSearchIndex(c).FindByInventoryPath(ctx, "/DC0/vm/"+name)
 	if err != nil || ref == nil {
-		return types.ManagedObjectReference{}, "", fmt.Errorf("VM %s not found (%v)", name, err)
+		return types.ManagedObjectReference{}, "", fmt.Errorf("VM %s not found (%w)", name, err)
 	}
 	vm := object.NewVirtualMachine(c, ref.Reference())
 	state, err := vm.PowerState(ctx)
@@ -544,11 +540,11 @@ func TestOpenErrors(t *testing.T) {
 					target[k] = v
 				}
 				y, _ := yaml.Marshal(target)
-				_, err := open(ctx, "sim", func(v any) error {
+				_, err := open(ctx, deploy.TargetSpec{Name: "sim", Decode: func(v any) error {
 					dec := yaml.NewDecoder(bytes.NewReader(y))
 					dec.KnownFields(true)
 					return dec.Decode(v)
-				})
+				}})
 				if err == nil || !strings.Contains(err.Error(), tc.want) || !deploy.IsPermanent(err) {
 					t.Errorf("open: %v, want a permanent error mentioning %q", err, tc.want)
 				}

@@ -2,14 +2,17 @@
 # Host-to-guest items (Source 0) land in the guest's pool 0
 # (/var/lib/hyperv/.kvp_pool_0), which the first-boot wizard reads. They are
 # added while the VM is off, so they are there when hv_kvp_daemon starts.
+# Only the keys are in this script: the values (secrets among them) come on
+# standard input ($KsmgInput), never in script text or on a command line.
 {{template "kvpvm" .}}$pairs = @(
-{{- range .Items}}
-  [pscustomobject]@{ k = {{q .Key}}; v = {{q .Value}} }
+{{- range $i, $k := .Keys}}{{if $i}},{{end}}
+  [pscustomobject]@{ k = {{q $k}}; v = $KsmgInput[{{q $k}}] }
 {{- end}}
 )
 # AddKvpItems takes at most 128 items per call.
 for ($i = 0; $i -lt $pairs.Count; $i += 128) {
   $items = @($pairs[$i..([Math]::Min($i + 127, $pairs.Count - 1))] | ForEach-Object {
+    if ($null -eq $_.v) { throw ('no value for KVP item {0} on standard input' -f $_.k) }
     $item = $class.CreateInstance()
     $item.Name = $_.k
     $item.Data = $_.v

@@ -1,14 +1,23 @@
 # ksmg-deploy: remove-vm
+# The VM (turned off if it still runs; a guest shutdown comes first, in
+# stop.ps1), its disks, and the node folders they sit in, but only folders
+# inside the deployer's path.
 $id = {{q .ID}}
+$root = {{q .Root}}.TrimEnd('\') + '\'
+$dirs = @({{q .Dir}})
 if ($id) {
   $vm = Get-VM -Id $id -ErrorAction SilentlyContinue
   if ($vm) {
-    if ($vm.State -ne 'Off') { Stop-VM -VM $vm -TurnOff -Force }
-    $disks = @(Get-VMHardDiskDrive -VM $vm | ForEach-Object { $_.Path })
+    if ($vm.State -eq 'Saved') { Remove-VMSavedState -VM $vm }
+    elseif ($vm.State -ne 'Off') { Stop-VM -VM $vm -TurnOff -Force }
+    $disks = @(Get-VMHardDiskDrive -VM $vm | ForEach-Object { $_.Path } | Where-Object { $_ })
+    $dirs += @($disks | ForEach-Object { Split-Path -Parent $_ })
     Remove-VM -VM $vm -Force
     $disks | ForEach-Object { Remove-Item -LiteralPath $_ -Force -ErrorAction SilentlyContinue }
   }
 }
-# The node's folder holds its disk and the VM's configuration.
-$dir = {{q .Dir}}
-if (Test-Path -LiteralPath $dir) { Remove-Item -LiteralPath $dir -Recurse -Force }
+foreach ($dir in $dirs) {
+  if ($dir -and $dir.StartsWith($root, [StringComparison]::OrdinalIgnoreCase) -and (Test-Path -LiteralPath $dir)) {
+    Remove-Item -LiteralPath $dir -Recurse -Force
+  }
+}

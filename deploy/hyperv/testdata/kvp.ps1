@@ -2,18 +2,21 @@
 # Host-to-guest items (Source 0) land in the guest's pool 0
 # (/var/lib/hyperv/.kvp_pool_0), which the first-boot wizard reads. They are
 # added while the VM is off, so they are there when hv_kvp_daemon starts.
+# Only the keys are in this script: the values (secrets among them) come on
+# standard input ($KsmgInput), never in script text or on a command line.
 $ns = 'root\virtualization\v2'
 $vmms = Get-WmiObject -Namespace $ns -Class Msvm_VirtualSystemManagementService
 $vm = Get-WmiObject -Namespace $ns -Class Msvm_ComputerSystem -Filter ("Name='{0}'" -f '5c4d2a1e-0b7f-4e42-9c1d-6a8b3f0e2d71')
 if (-not $vm) { throw ('no VM with id {0}' -f '5c4d2a1e-0b7f-4e42-9c1d-6a8b3f0e2d71') }
 $class = [wmiclass]('\\.\{0}:Msvm_KvpExchangeDataItem' -f $ns)
 $pairs = @(
-  [pscustomobject]@{ k = 'ksmg.hostname'; v = 'mx1.example.com' }
-  [pscustomobject]@{ k = 'ksmg.admin.password'; v = 'it''s $(not) "expanded"' }
+  [pscustomobject]@{ k = 'ksmg.admin.password'; v = $KsmgInput['ksmg.admin.password'] },
+  [pscustomobject]@{ k = 'ksmg.hostname'; v = $KsmgInput['ksmg.hostname'] }
 )
 # AddKvpItems takes at most 128 items per call.
 for ($i = 0; $i -lt $pairs.Count; $i += 128) {
   $items = @($pairs[$i..([Math]::Min($i + 127, $pairs.Count - 1))] | ForEach-Object {
+    if ($null -eq $_.v) { throw ('no value for KVP item {0} on standard input' -f $_.k) }
     $item = $class.CreateInstance()
     $item.Name = $_.k
     $item.Data = $_.v

@@ -11,9 +11,12 @@
 // The host understands exactly the command lines pwsh.NewWinRM sends:
 // a powershell.exe -EncodedCommand, chunks appended to a file in %TEMP%,
 // the bootstrap that runs such a file, and deleting it. Everything else
-// gets cmd.exe's exit 9009. Each script is unwrapped to the text the caller
-// passed to Run and handed to the test's handler; the test asserts on the
-// scripts the host saw, in order.
+// gets cmd.exe's exit 9009. It also takes what the runner sends on each
+// command's standard input (WS-Man Send, which winrmtest does not know) and
+// answers a command only once its input ended, as a real shell would read
+// it. Each script is unwrapped to the text the caller passed to Run and
+// handed to the test's handler with its decoded input; the test asserts on
+// the scripts and inputs the host saw, in order.
 package pwshtest
 
 import (
@@ -24,8 +27,10 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/dylanmei/winrmtest"
 
@@ -43,6 +48,9 @@ type Reply struct {
 // wrote it (before wrapping and encoding).
 type Handler func(script string) Reply
 
+// InputHandler answers a script and the input it got on standard input.
+type InputHandler func(script string, in pwsh.Input) Reply
+
 // Host is a fake WinRM host.
 type Host struct {
 	Config pwsh.WinRMConfig // how to reach it with pwsh.NewWinRM
@@ -52,15 +60,18 @@ type Host struct {
 
 	remote  *winrmtest.Remote
 	front   *httptest.Server
-	handler Handler
+	handler InputHandler
 
 	pair sync.Mutex // held from a command's Command request to its output
 
 	mu       sync.Mutex
-	current  string // command text between Command and Receive
-	stderr   string // handler's stderr for the Receive being answered
+	current  string        // command text between Command and Receive
+	stdin    string        // what the current command got on standard input
+	inputEnd chan struct{} // closed when the current command's input ended
+	stderr   string        // handler's stderr for the Receive being answered
 	files    map[string]string
 	scripts  []string
+	inputs   []pwsh.Input
 	commands []string
 }
 
@@ -71,8 +82,19 @@ var (
 	psPrefix  = "powershell.exe -NoLogo -NoProfile -NonInteractive -ExecutionPolicy Bypass -EncodedCommand "
 )
 
+var (
+	sendStream = regexp.MustCompile(`<(?:\w+:)?Stream\b([^>]*)>([^<]*)</`)
+	endAttr    = regexp.MustCompile(`\bEnd="true"`)
+)
+
 // NewHost starts a fake host that answers scripts with h.
 func NewHost(h Handler) *Host {
+	return NewHostInput(func(script string, _ pwsh.Input) Reply { return h(script) })
+}
+
+// NewHostInput starts a fake host that answers scripts and their input
+// with h.
+func NewHostInput(h InputHandler) *Host {
 	fh := &Host{remote: winrmtest.NewRemote(), handler: h, files: map[string]string{}}
 	fh.remote.CommandFunc(func(cmd string) bool {
 		fh.mu.Lock()
@@ -95,8 +117,28 @@ func NewHost(h Handler) *Host {
 		body, _ := io.ReadAll(req.Body)
 		command := bytes.Contains(body, []byte("/windows/shell/Command</"))
 		receive := bytes.Contains(body, []byte("/windows/shell/Receive</"))
+		if bytes.Contains(body, []byte("/windows/shell/Send</")) {
+			fh.send(w, body)
+			return
+		}
 		if command {
 			fh.pair.Lock()
+			fh.mu.Lock()
+			fh.stdin, fh.inputEnd = "", make(chan struct{})
+			fh.mu.Unlock()
+		}
+		if receive {
+			// A shell answers once the command read its input.
+			fh.mu.Lock()
+			end := fh.inputEnd
+			ps := strings.HasPrefix(fh.current, psPrefix)
+			fh.mu.Unlock()
+			if end != nil && ps {
+				select {
+				case <-end:
+				case <-time.After(10 * time.Second):
+				}
+			}
 		}
 		resp, err := http.Post(backend, req.Header.Get("Content-Type"), bytes.NewReader(body))
 		if err != nil {
@@ -133,6 +175,30 @@ func NewHost(h Handler) *Host {
 	return fh
 }
 
+// send takes a command's standard input (WS-Man Send).
+func (fh *Host) send(w http.ResponseWriter, body []byte) {
+	fh.mu.Lock()
+	for _, m := range sendStream.FindAllSubmatch(body, -1) {
+		if !bytes.Contains(m[1], []byte(`Name="stdin"`)) {
+			continue
+		}
+		if b, err := base64.StdEncoding.DecodeString(string(m[2])); err == nil {
+			fh.stdin += string(b)
+		}
+		if endAttr.Match(m[1]) && fh.inputEnd != nil {
+			select {
+			case <-fh.inputEnd:
+			default:
+				close(fh.inputEnd)
+			}
+		}
+	}
+	fh.mu.Unlock()
+	w.Header().Set("Content-Type", "application/soap+xml")
+	_, _ = w.Write([]byte(`<env:Envelope xmlns:env="http://www.w3.org/2003/05/soap-envelope" xmlns:a="http://schemas.xmlsoap.org/ws/2004/08/addressing" xmlns:rsp="http://schemas.microsoft.com/wbem/wsman/1/windows/shell">` +
+		`<env:Header><a:Action>http://schemas.microsoft.com/wbem/wsman/1/windows/shell/SendResponse</a:Action></env:Header><env:Body><rsp:SendResponse/></env:Body></env:Envelope>`))
+}
+
 // addAction gives a winrmtest response the WS-Addressing Action header a
 // real WinRM service sends.
 func addAction(resp []byte, action string) []byte {
@@ -161,7 +227,7 @@ func splitHostPort(u string) (string, int) {
 	hp := strings.TrimPrefix(u, "http://")
 	i := strings.LastIndexByte(hp, ':')
 	host = hp[:i]
-	fmt.Sscanf(hp[i+1:], "%d", &port)
+	port, _ = strconv.Atoi(hp[i+1:]) // httptest's URL: always a port
 	return host, port
 }
 
@@ -193,6 +259,17 @@ func (fh *Host) answer(cmd string) Reply {
 	if err != nil {
 		return Reply{Stderr: "powershell.exe: bad -EncodedCommand", ExitCode: 1}
 	}
+	text, ok = strings.CutPrefix(text, ReadInput)
+	if !ok {
+		return Reply{Stderr: "fake host: the command does not read its input first", ExitCode: 1}
+	}
+	fh.mu.Lock()
+	stdin := fh.stdin
+	fh.mu.Unlock()
+	in, err := pwsh.DecodeInput(stdin)
+	if err != nil {
+		return Reply{Stderr: "fake host: " + err.Error(), ExitCode: 1}
+	}
 	if m := bootstrap.FindStringSubmatch(text); m != nil {
 		fh.mu.Lock()
 		data, ok := fh.files[m[1]]
@@ -213,9 +290,14 @@ func (fh *Host) answer(cmd string) Reply {
 	}
 	fh.mu.Lock()
 	fh.scripts = append(fh.scripts, script)
+	fh.inputs = append(fh.inputs, in)
 	fh.mu.Unlock()
-	return fh.handler(script)
+	return fh.handler(script, in)
 }
+
+// ReadInput is the line every command pwsh.NewWinRM runs starts with: it
+// takes standard input (what pwsh.EncodeInput made of Run's input).
+const ReadInput = "$KsmgStdin = @($input) -join ''\n"
 
 func unwrap(text string) (string, bool) {
 	pre, post, _ := strings.Cut(pwsh.Wrap("\x00"), "\x00")
@@ -224,6 +306,14 @@ func unwrap(text string) (string, bool) {
 		return "", false
 	}
 	return strings.CutSuffix(s, post)
+}
+
+// Inputs returns the inputs of the scripts the host ran, in the order of
+// Scripts.
+func (fh *Host) Inputs() []pwsh.Input {
+	fh.mu.Lock()
+	defer fh.mu.Unlock()
+	return append([]pwsh.Input(nil), fh.inputs...)
 }
 
 // Scripts returns the scripts the host ran, in order.

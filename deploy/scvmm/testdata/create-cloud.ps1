@@ -7,7 +7,9 @@ Import-Module VirtualMachineManager
 $vmm = Get-SCVMMServer -ComputerName 'localhost'
 $t = Get-SCVMTemplate -VMMServer $vmm -ID 'tmpl-1'
 if (-not $t) { Fail ('template {0} not found' -f 'tmpl-1') 'error' }
-$opt = @{ Name = 'ksmg-1'; Description = 'ksmg.deploy=pending'; RunAsynchronously = $true; JobVariable = 'j'; CPUCount = 4 }
+# The gateway starts with its host and is shut down, not saved or turned
+# off, when the host stops.
+$opt = @{ Name = 'ksmg-1'; Description = 'ksmg.deploy=pending'; StartAction = 'AlwaysAutoTurnOnVM'; StopAction = 'ShutdownGuestOS'; RunAsynchronously = $true; JobVariable = 'j'; CPUCount = 4 }
 $c = Get-SCCloud -VMMServer $vmm | Where-Object { $_.Name -eq 'Mail ''DMZ'' cloud' }
 if (@($c).Count -ne 1) { Fail ('{0} clouds named {1}; expected one (Get-SCCloud)' -f @($c).Count, 'Mail ''DMZ'' cloud') 'config' }
 $cfg = New-SCVMConfiguration -VMTemplate $t -Name 'ksmg-1' -Cloud $c

@@ -7,7 +7,9 @@ Import-Module VirtualMachineManager
 $vmm = Get-SCVMMServer -ComputerName 'localhost'
 $t = Get-SCVMTemplate -VMMServer $vmm -ID 'tmpl-1'
 if (-not $t) { Fail ('template {0} not found' -f 'tmpl-1') 'error' }
-$opt = @{ Name = 'ksmg-1'; Description = 'ksmg.deploy=pending'; RunAsynchronously = $true; JobVariable = 'j'; CPUCount = 4; MemoryMB = 8192 }
+# The gateway starts with its host and is shut down, not saved or turned
+# off, when the host stops.
+$opt = @{ Name = 'ksmg-1'; Description = 'ksmg.deploy=pending ksmg.deploy.cpus=4'; StartAction = 'AlwaysAutoTurnOnVM'; StopAction = 'ShutdownGuestOS'; RunAsynchronously = $true; JobVariable = 'j'; CPUCount = 4; MemoryMB = 8192 }
 $g = @(Get-SCVMHostGroup -VMMServer $vmm | Where-Object { $_.Path -eq 'All Hosts\Prague' -or $_.Name -eq 'All Hosts\Prague' })
 if ($g.Count -ne 1) { Fail ('{0} host groups named {1}; expected one (give the path, e.g. All Hosts\Prague)' -f $g.Count, 'All Hosts\Prague') 'config' }
 $r = @(Get-SCVMHostRating -VMHostGroup $g[0] -VMTemplate $t -VMName 'ksmg-1' -DiskSpaceGB 40 | Sort-Object Rating -Descending)

@@ -7,11 +7,15 @@ Import-Module VirtualMachineManager
 $vmm = Get-SCVMMServer -ComputerName 'localhost'
 $vm = Get-SCVirtualMachine -VMMServer $vmm -ID 'vm-1'
 if (-not $vm) { Fail ('VM {0} disappeared' -f 'vm-1') 'error' }
-$cred = New-Object System.Management.Automation.PSCredential('EXAMPLE\hvadmin', (ConvertTo-SecureString 'example-not-a-password' -AsPlainText -Force))
+if (-not $KsmgInput['host_password']) { Fail 'no host password on standard input' 'error' }
+$cred = New-Object System.Management.Automation.PSCredential('EXAMPLE\hvadmin', (ConvertTo-SecureString $KsmgInput['host_password'] -AsPlainText -Force))
+# The keys are in the script, their values (secrets among them) come on
+# standard input.
 $items = @{}
-$items['ksmg.admin.password'] = 'Example''Pa$$w0rd`'
-$items['ksmg.eula.accepted'] = 'true'
-$items['ksmg.hostname'] = 'ksmg-1.example.com'
+$items['ksmg.admin.password'] = $KsmgInput['ksmg.admin.password']
+$items['ksmg.eula.accepted'] = $KsmgInput['ksmg.eula.accepted']
+$items['ksmg.hostname'] = $KsmgInput['ksmg.hostname']
+foreach ($k in @($items.Keys)) { if ($null -eq $items[$k]) { Fail ('no value for KVP item {0} on standard input' -f $k) 'error' } }
 # Host-to-guest items (Source 0) land in the guest's pool 0, where the
 # first-boot wizard reads them; SCVMM has no cmdlet for them.
 Invoke-Command -ComputerName ([string]$vm.VMHost.Name) -Credential $cred -ArgumentList ([string]$vm.VMId), $items -ScriptBlock {

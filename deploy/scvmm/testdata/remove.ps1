@@ -7,9 +7,8 @@ Import-Module VirtualMachineManager
 $vmm = Get-SCVMMServer -ComputerName 'localhost'
 $vm = Get-SCVirtualMachine -VMMServer $vmm -ID '3f2b8e4c-0000-4000-8000-000000000001'
 if (-not $vm) { Out-Result ([ordered]@{ job = '' }); exit 0 }
-if ([string]$vm.VirtualMachineState -in @('Running', 'Paused', 'Saved')) {
-  Stop-SCVirtualMachine -VM $vm -Force -JobVariable j | Out-Null
-}
+# stop comes first (a guest shutdown, then off); Remove-SCVirtualMachine
+# deletes the VM's files with it.
 Remove-SCVirtualMachine -VM $vm -RunAsynchronously -JobVariable j | Out-Null
 Out-Result ([ordered]@{ job = [string]$j.ID })
 

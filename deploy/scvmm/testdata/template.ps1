@@ -12,10 +12,19 @@ if (-not $vhd) { Fail ('virtual hard disk {0} is no longer in the library' -f 'd
 $hw = Get-SCHardwareProfile -VMMServer $vmm | Where-Object { $_.Name -eq 'ksmg-0123456789ab-hw' } | Select-Object -First 1
 if (-not $hw) {
   $g = [guid]::NewGuid()
+  # A Generation 2 profile gets no SCSI adapter by itself, and the boot
+  # disk (SCSI 0:0) needs one.
+  New-SCVirtualScsiAdapter -VMMServer $vmm -JobGroup $g -AdapterID 7 -ShareVirtualScsiAdapter $false -ScsiControllerType DefaultTypeNoType | Out-Null
   New-SCVirtualNetworkAdapter -VMMServer $vmm -JobGroup $g -Synthetic -MACAddressType Dynamic | Out-Null
   $hw = New-SCHardwareProfile -VMMServer $vmm -Name 'ksmg-0123456789ab-hw' -Generation 2 -CPUCount 2 -MemoryMB 4096 `
     -SecureBootEnabled $true -SecureBootTemplate 'MicrosoftUEFICertificateAuthority' -FirstBootDevice 'SCSI,0,0' `
     -Description 'ksmg appliance: Generation 2, Secure Boot' -JobGroup $g -JobVariable j
+}
+if (@(Get-SCVirtualScsiAdapter -HardwareProfile $hw).Count -lt 1) {
+  # A profile from before (or made by hand) without one: add it.
+  New-SCVirtualScsiAdapter -HardwareProfile $hw -AdapterID 7 -ShareVirtualScsiAdapter $false -ScsiControllerType DefaultTypeNoType -JobVariable j | Out-Null
+  $hw = Get-SCHardwareProfile -VMMServer $vmm -ID $hw.ID
+  if (@(Get-SCVirtualScsiAdapter -HardwareProfile $hw).Count -lt 1) { Fail ('hardware profile {0} has no SCSI adapter for the boot disk' -f 'ksmg-0123456789ab-hw') 'config' }
 }
 $t = New-SCVMTemplate -Name 'ksmg-0123456789ab' -VirtualHardDisk $vhd -HardwareProfile $hw -Generation 2 -NoCustomization `
   -SecureBootEnabled $true -SecureBootTemplate 'MicrosoftUEFICertificateAuthority' -Description 'ksmg appliance template' -JobVariable j

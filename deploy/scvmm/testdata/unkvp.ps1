@@ -7,7 +7,8 @@ Import-Module VirtualMachineManager
 $vmm = Get-SCVMMServer -ComputerName 'localhost'
 $vm = Get-SCVirtualMachine -VMMServer $vmm -ID 'vm-1'
 if (-not $vm) { Fail ('VM {0} disappeared' -f 'vm-1') 'error' }
-$cred = New-Object System.Management.Automation.PSCredential('EXAMPLE\hvadmin', (ConvertTo-SecureString 'example-not-a-password' -AsPlainText -Force))
+if (-not $KsmgInput['host_password']) { Fail 'no host password on standard input' 'error' }
+$cred = New-Object System.Management.Automation.PSCredential('EXAMPLE\hvadmin', (ConvertTo-SecureString $KsmgInput['host_password'] -AsPlainText -Force))
 $keys = @('ksmg.admin.password', 'ksmg.cluster.join_token')
 # First boot reported it applied and scrubbed its answers
 # (ksmg.firstboot=done): the secret host-to-guest items (Source 0) leave the

@@ -29,16 +29,20 @@ import (
 	"path/filepath"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/vmware/govmomi/object"
+	"github.com/vmware/govmomi/property"
 	"github.com/vmware/govmomi/simulator"
 	"github.com/vmware/govmomi/view"
 	"github.com/vmware/govmomi/vim25"
 	"github.com/vmware/govmomi/vim25/mo"
 	"github.com/vmware/govmomi/vim25/types"
 
+	"github.com/ksmg-appliance/ksmg/firstboot/sources"
 	"github.com/ksmg-appliance/ksmg/ova"
 	"github.com/ksmg-appliance/ksmg/ova/ovatest"
 )
@@ -177,7 +181,7 @@ func VMs(ctx context.Context, t testing.TB, c *vim25.Client) []string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer v.Destroy(ctx)
+	defer func() { _ = v.Destroy(ctx) }()
 	var vms []mo.VirtualMachine
 	if err := v.Retrieve(ctx, []string{"VirtualMachine"}, []string{"name"}, &vms); err != nil {
 		t.Fatal(err)
@@ -201,4 +205,111 @@ func SetGuestIP(ctx context.Context, c *vim25.Client, vm types.ManagedObjectRefe
 		return err
 	}
 	return task.Wait(ctx)
+}
+
+// Rewritten writes a copy of the OVA at p whose descriptor edit returns,
+// with the manifest updated to match (a well-formed OVA that asks for
+// something else, e.g. another NIC type), and returns its path.
+func Rewritten(t testing.TB, p string, edit func(desc []byte) []byte) string {
+	t.Helper()
+	ms := ovatest.ReadTar(t, p)
+	i := ovatest.Find(ms, ".ovf")
+	old := ms[i].Data
+	ms[i].Data = edit(bytes.Clone(old))
+	if bytes.Equal(old, ms[i].Data) {
+		t.Fatal("vspheretest: Rewritten: the edit changed nothing")
+	}
+	ms[ovatest.Find(ms, ".mf")].Data = ovatest.Manifest(ms)
+	out := filepath.Join(t.TempDir(), "rewritten.ova")
+	ovatest.WriteTar(t, out, ms)
+	return out
+}
+
+// DoneKey is what first boot sets in a real guest, through VMware Tools,
+// once it applied its answers.
+const DoneKey = sources.GuestInfoDoneKey
+
+// PlayGuest plays the guest of the VM called name: once the VM is powered
+// on, it reports ip (as VMware Tools would) and, unless silent, first
+// boot's completion (guestinfo.ksmg.firstboot=done, as cmd/ksmg-firstboot
+// sets it through vmware-rpctool). It gives up after a minute or when ctx
+// ends; errors go to t.
+func PlayGuest(ctx context.Context, t testing.TB, c *vim25.Client, name, ip string, silent bool) {
+	t.Helper()
+	deadline := time.Now().Add(time.Minute)
+	for ctx.Err() == nil && time.Now().Before(deadline) {
+		for _, vm := range VMsByName(ctx, t, c, name) {
+			if vm.Runtime.PowerState != types.VirtualMachinePowerStatePoweredOn {
+				continue
+			}
+			if err := SetGuestIP(ctx, c, vm.Self, ip); err != nil {
+				t.Errorf("vspheretest: set guest IP of %s: %v", name, err)
+				return
+			}
+			if !silent {
+				if err := SetExtraConfig(ctx, c, vm.Self, DoneKey, "done"); err != nil {
+					t.Errorf("vspheretest: signal first boot of %s: %v", name, err)
+				}
+			}
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// SetExtraConfig sets one extraConfig key of vm, as govc vm.change -e
+// does.
+func SetExtraConfig(ctx context.Context, c *vim25.Client, vm types.ManagedObjectReference, key, value string) error {
+	task, err := object.NewVirtualMachine(c, vm).Reconfigure(ctx, types.VirtualMachineConfigSpec{
+		ExtraConfig: []types.BaseOptionValue{&types.OptionValue{Key: key, Value: value}},
+	})
+	if err != nil {
+		return err
+	}
+	return task.Wait(ctx)
+}
+
+// VMsByName reads the VMs called name the way govc vm.info -json reads
+// them (config, runtime, guest).
+func VMsByName(ctx context.Context, t testing.TB, c *vim25.Client, name string) []mo.VirtualMachine {
+	t.Helper()
+	v, err := view.NewManager(c).CreateContainerView(ctx, c.ServiceContent.RootFolder, []string{"VirtualMachine"}, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = v.Destroy(ctx) }()
+	var vms []mo.VirtualMachine
+	if err := v.RetrieveWithFilter(ctx, []string{"VirtualMachine"}, []string{"name", "config", "runtime", "guest", "network"}, &vms, property.Match{"name": name}); err != nil {
+		if strings.Contains(err.Error(), "object references is empty") {
+			return nil
+		}
+		t.Fatal(err)
+	}
+	return vms
+}
+
+// ExtraConfig is vm's extraConfig as strings.
+func ExtraConfig(vm mo.VirtualMachine) map[string]string {
+	out := map[string]string{}
+	if vm.Config == nil {
+		return out
+	}
+	for _, o := range vm.Config.ExtraConfig {
+		ov := o.GetOptionValue()
+		s, _ := ov.Value.(string)
+		out[ov.Key] = s
+	}
+	return out
+}
+
+// VAppProperties are vm's vApp property values by id.
+func VAppProperties(vm mo.VirtualMachine) map[string]string {
+	out := map[string]string{}
+	if vm.Config == nil || vm.Config.VAppConfig == nil || vm.Config.VAppConfig.GetVmConfigInfo() == nil {
+		return out
+	}
+	for _, p := range vm.Config.VAppConfig.GetVmConfigInfo().Property {
+		out[p.Id] = p.Value
+	}
+	return out
 }

@@ -1,0 +1,219 @@
+package fleet
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"log/slog"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/ksmg-appliance/ksmg/deploy"
+)
+
+// TestOrphansPruneOnly: a node that left the inventory is an orphan in the
+// plan and is removed only with Prune; VMs of another cluster and single
+// deploys never are; Only limits a run to some nodes.
+func TestOrphansPruneOnly(t *testing.T) {
+	t.Parallel()
+	a, b := newFake(t, "a"), newFake(t, "b")
+	f := openFleet(t, fleetYAML(4, true, ""))
+	if out := f.Run(context.Background(), fastRetry); Failed(out) != 0 {
+		t.Fatalf("first run: %+v", out)
+	}
+	// Someone else's cluster and a single deploy on the same target.
+	a.mu.Lock()
+	a.vms["other-ctl"] = &fakeVM{id: "vm-90", marked: true, cluster: "other"}
+	a.vms["single"] = &fakeVM{id: "vm-91", marked: true}
+	a.mu.Unlock()
+
+	// sec-3 and sec-4 leave the inventory.
+	f2 := openFleet(t, fleetYAML(2, true, ""))
+	if f2.inv.Cluster != "ctl" {
+		t.Fatalf("cluster %q, want the control node's name", f2.inv.Cluster)
+	}
+	rows := f2.Plan(context.Background(), fastRetry)
+	var orphans []string
+	for _, r := range rows {
+		if r.Action == deploy.ActionOrphan {
+			orphans = append(orphans, r.Node)
+			if !strings.Contains(r.Reason, "--prune removes it") {
+				t.Errorf("orphan reason %q", r.Reason)
+			}
+		}
+	}
+	if slices.Sort(orphans); strings.Join(orphans, ",") != "sec-3,sec-4" {
+		t.Fatalf("orphans %v, want sec-3 and sec-4 only", orphans)
+	}
+	var buf bytes.Buffer
+	if err := WritePlan(&buf, rows); err != nil || !strings.Contains(buf.String(), "sec-3  site-b  orphan") {
+		t.Errorf("plan table:\n%s", buf.String())
+	}
+
+	// Without Prune nothing goes.
+	if out := f2.Run(context.Background(), fastRetry); len(out) != 3 || b.count() != 2 {
+		t.Errorf("run without prune: %d outcomes, %d VMs on b", len(out), b.count())
+	}
+	opt := fastRetry
+	opt.Prune = true
+	out := f2.Run(context.Background(), opt)
+	if len(out) != 5 || Failed(out) != 0 {
+		t.Fatalf("run with prune: %+v", out)
+	}
+	for _, o := range out[3:] {
+		if o.Action != deploy.ActionRemove {
+			t.Errorf("prune outcome %+v", o)
+		}
+	}
+	if b.count() != 1 || a.count() != 4 { // b: sec-1; a: ctl, sec-2, other-ctl, single
+		t.Errorf("after prune: %d VMs on a, %d on b", a.count(), b.count())
+	}
+
+	// Only: just sec-2 (its VM replaced), nothing else touched.
+	opt = fastRetry
+	opt.Only, opt.Replace = []string{"sec-2"}, true
+	a.mu.Lock()
+	before := len(a.started)
+	a.mu.Unlock()
+	out = f2.Run(context.Background(), opt)
+	a.mu.Lock()
+	started := a.started[before:]
+	a.mu.Unlock()
+	if len(out) != 1 || out[0].Node != "sec-2" || !slices.Equal(started, []string{"sec-2"}) {
+		t.Errorf("only sec-2: outcomes %+v, deploys %v", out, started)
+	}
+	if err := f2.inv.CheckOnly([]string{"sec-9"}); err == nil || !strings.Contains(err.Error(), "sec-9") {
+		t.Errorf("unknown --only name: %v", err)
+	}
+}
+
+// TestRemoveNodes: the inventory's nodes are removed, Secondary nodes
+// first, the control node last; a plan removes nothing.
+func TestRemoveNodes(t *testing.T) {
+	t.Parallel()
+	a, b := newFake(t, "a"), newFake(t, "b")
+	f := openFleet(t, fleetYAML(3, true, ""))
+	if out := f.Run(context.Background(), fastRetry); Failed(out) != 0 {
+		t.Fatal(out)
+	}
+	out := f.Remove(context.Background(), fastRetry, true)
+	if len(out) != 4 || Failed(out) != 0 || a.count()+b.count() != 4 {
+		t.Fatalf("plan: %+v", out)
+	}
+	out = f.Remove(context.Background(), fastRetry, false)
+	if Failed(out) != 0 || a.count()+b.count() != 0 || out[len(out)-1].Node != "ctl" {
+		t.Fatalf("remove: %+v", out)
+	}
+	if got := a.removed[len(a.removed)-1]; got != "ctl" {
+		t.Errorf("removed on a in the order %v: want the control node last", a.removed)
+	}
+}
+
+// TestTargetDown: a target that cannot be reached fails its nodes without
+// a log line each and is reported once under the table; it is tried again
+// on the next attempt, and a target that came back is used.
+func TestTargetDown(t *testing.T) {
+	t.Parallel()
+	newFake(t, "a") // b does not answer yet
+	var logs syncBuf
+	log := slog.New(slog.NewJSONHandler(&logs, nil))
+	f := openFleetLog(t, fleetYAML(4, true, ""), log)
+	opt := fastRetry
+	opt.Retries = 0
+	opt.Logger = log
+	out := f.Run(context.Background(), opt)
+	down := 0
+	for _, o := range out {
+		if o.Target == "site-b" {
+			down++
+			if o.Status != StatusSkipped || !strings.Contains(o.Err.Error(), "target site-b unreachable") {
+				t.Errorf("node on the down target: %+v", o)
+			}
+		}
+	}
+	if down != 2 {
+		t.Fatalf("%d nodes on site-b", down)
+	}
+	var buf bytes.Buffer
+	if err := WriteResults(&buf, out); err != nil {
+		t.Fatal(err)
+	}
+	if n := strings.Count(buf.String(), "connection refused"); n != 1 {
+		t.Errorf("the target's error is in the table %d times, want once:\n%s", n, buf.String())
+	}
+	if strings.Count(logs.String(), `"node failed"`) != 0 || strings.Count(logs.String(), `"target unreachable"`) != 1 {
+		t.Errorf("logs: want the target reported once and no node failure lines:\n%s", logs.String())
+	}
+
+	// b comes up: the next run reaches it (opened again), no new Open.
+	b := newFake(t, "b")
+	out = f.Run(context.Background(), fastRetry)
+	if Failed(out) != 0 || b.count() != 2 {
+		t.Errorf("after the target came back: %+v", out)
+	}
+}
+
+// TestWaitingProgress: a node's waits reach Options.Waiting with its name.
+func TestWaitingProgress(t *testing.T) {
+	t.Parallel()
+	a, _ := newFake(t, "a"), newFake(t, "b")
+	a.wait = 30 * time.Millisecond
+	f := openFleet(t, fleetYAML(1, true, ""))
+	var mu sync.Mutex
+	seen := map[string]string{}
+	opt := fastRetry
+	opt.Waiting = func(node, what string, elapsed time.Duration) {
+		mu.Lock()
+		seen[node] = what
+		mu.Unlock()
+	}
+	if out := f.Run(context.Background(), opt); Failed(out) != 0 {
+		t.Fatal(out)
+	}
+	if seen["ctl"] != "IP address" {
+		t.Errorf("waits seen %v", seen)
+	}
+}
+
+// TestResultsJSONSchema: the JSON rows carry drift and secrets_left.
+func TestResultsJSONSchema(t *testing.T) {
+	t.Parallel()
+	var buf bytes.Buffer
+	out := []Outcome{{Result: deploy.Result{Node: "n", Target: "t", Action: deploy.ActionDrift, Drift: []string{"cpus 2 → 4"}, SecretsLeft: true}, Status: StatusOK}}
+	if err := WriteResultsJSON(&buf, out); err != nil {
+		t.Fatal(err)
+	}
+	var rows []JSONOutcome
+	if err := json.Unmarshal(buf.Bytes(), &rows); err != nil || len(rows) != 1 || rows[0].Drift[0] != "cpus 2 → 4" || !rows[0].SecretsLeft {
+		t.Errorf("%s (%v)", buf.String(), err)
+	}
+	buf.Reset()
+	if err := WritePlanJSON(&buf, []PlanRow{{Plan: deploy.Plan{Node: "n", Action: deploy.ActionCreate}, CPUs: 4, MemoryMiB: 8192, DiskGiB: 200, Network: "DMZ"}}); err != nil {
+		t.Fatal(err)
+	}
+	for _, w := range []string{`"cpus": 4`, `"memory_mib": 8192`, `"disk_gib": 200`, `"network": "DMZ"`} {
+		if !strings.Contains(buf.String(), w) {
+			t.Errorf("plan JSON lacks %s:\n%s", w, buf.String())
+		}
+	}
+}
+
+type syncBuf struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuf) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuf) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}

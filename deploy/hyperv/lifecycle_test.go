@@ -1,0 +1,202 @@
+package hyperv
+
+import (
+	"context"
+	"reflect"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/ksmg-appliance/ksmg/deploy"
+	"github.com/ksmg-appliance/ksmg/deploy/pwsh/pwshtest"
+	"github.com/ksmg-appliance/ksmg/firstboot/answers"
+)
+
+// assertNoSecretInScripts fails if any script the host ran carries the
+// value of one of n's secret answers: script-block logging (event 4104)
+// would record it. The values may only come on standard input.
+func assertNoSecretInScripts(t *testing.T, h *pwshtest.Host, n deploy.Node) {
+	t.Helper()
+	for k, v := range n.Properties {
+		if !answers.IsSecret(k) || v == "" {
+			continue
+		}
+		for _, s := range h.Scripts() {
+			if strings.Contains(s, v) {
+				t.Errorf("a %s script carries the value of %s", stepRE.FindStringSubmatch(s)[1], k)
+			}
+		}
+		for _, c := range h.Commands() {
+			if strings.Contains(c, v) {
+				t.Errorf("a command line carries the value of %s", k)
+			}
+		}
+	}
+}
+
+// TestRemove: a guest shutdown first, the VM and its folder then; a VM
+// ksmg did not make is refused; an absent one reported; a plan touches
+// nothing.
+func TestRemove(t *testing.T) {
+	t.Parallel()
+	d, f, _ := newTest(t)
+	img := testImage(t)
+	n := testNode(img)
+	n.WaitIP = 0
+	if _, err := d.Deploy(context.Background(), n); err != nil {
+		t.Fatal(err)
+	}
+	f.Steps()
+	ctx := context.Background()
+	if res, err := d.Remove(ctx, deploy.RemoveRequest{Name: "ksmg-1", Plan: true}); err != nil || res.Action != deploy.ActionRemove || f.vms["ksmg-1"] == nil {
+		t.Fatalf("plan: %+v, %v", res, err)
+	}
+	if got := f.Steps(); !reflect.DeepEqual(got, []string{"find-vm"}) {
+		t.Errorf("plan steps %v", got)
+	}
+	res, err := d.Remove(ctx, deploy.RemoveRequest{Name: "ksmg-1"})
+	if err != nil || res.Action != deploy.ActionRemove || len(f.vms) != 0 {
+		t.Fatalf("remove: %+v, %v (VMs %v)", res, err, f.vms)
+	}
+	if got := f.Steps(); !reflect.DeepEqual(got, []string{"find-vm", "stop-vm", "remove-vm"}) {
+		t.Errorf("remove steps %v, want a guest shutdown before the removal", got)
+	}
+	if f.turnedOff != 0 {
+		t.Errorf("%d VMs turned off without a guest shutdown", f.turnedOff)
+	}
+	if res, err := d.Remove(ctx, deploy.RemoveRequest{Name: "ksmg-1"}); err != nil || res.Action != deploy.ActionAbsent {
+		t.Errorf("remove again: %+v, %v", res, err)
+	}
+	f.vms["relay"] = &fakeVM{VM: VM{ID: "11111111-2222-4333-8444-555555555555", Name: "relay", Notes: "production relay", State: "Running"}}
+	if _, err := d.Remove(ctx, deploy.RemoveRequest{Name: "relay"}); err == nil || !deploy.IsPermanent(err) || !strings.Contains(err.Error(), "not deployed by ksmg") {
+		t.Errorf("remove a foreign VM: %v", err)
+	}
+	if f.vms["relay"] == nil {
+		t.Error("the foreign VM was removed")
+	}
+	vms, err := d.Deployed(ctx)
+	if err != nil || len(vms) != 0 {
+		t.Errorf("deployed after removal: %v, %v", vms, err)
+	}
+}
+
+// TestScrub: without a wait the secrets stay; Scrub refuses before first
+// boot signalled and removes them after.
+func TestScrub(t *testing.T) {
+	t.Parallel()
+	d, f, h := newTest(t)
+	n := testNode(testImage(t))
+	n.WaitIP = 0
+	res, err := d.Deploy(context.Background(), n)
+	if err != nil || !res.SecretsLeft {
+		t.Fatalf("%+v, %v", res, err)
+	}
+	if f.vms["ksmg-1"].kvp["ksmg.admin.password"] != testPassword {
+		t.Fatal("the password did not reach the VM")
+	}
+	f.neverDone = true
+	if _, err := d.Scrub(context.Background(), n); err == nil || !deploy.IsPermanent(err) || !strings.Contains(err.Error(), "not reported completion") {
+		t.Errorf("scrub before the signal: %v", err)
+	}
+	f.neverDone = false
+	if res, err := d.Scrub(context.Background(), n); err != nil || res.Action != deploy.ActionScrub {
+		t.Fatalf("scrub: %+v, %v", res, err)
+	}
+	if _, ok := f.vms["ksmg-1"].kvp["ksmg.admin.password"]; ok || f.vms["ksmg-1"].kvp["ksmg.hostname"] == "" {
+		t.Errorf("KVP items after scrub: %v", f.vms["ksmg-1"].kvp)
+	}
+	assertNoSecretInScripts(t, h, n)
+}
+
+// TestDriftAndApply: the notes' record shows drift and an outdated image;
+// ApplyDrift shuts the guest down for CPUs and memory, grows the disk,
+// moves the network, starts it again and records it.
+func TestDriftAndApply(t *testing.T) {
+	t.Parallel()
+	d, f, _ := newTest(t)
+	img := testImage(t)
+	n := testNode(img)
+	n.WaitIP = 0
+	res, err := d.Deploy(context.Background(), n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	changed := n
+	changed.CPUs, changed.MemoryMiB, changed.DiskGiB, changed.Network, changed.VLAN = 8, 16384, 2, "Mail", 120
+	p, err := d.Plan(ctx, changed)
+	if err != nil || p.Action != deploy.ActionDrift || strings.Join(p.Drift, "; ") != "cpus 4 → 8; memory 8192 → 16384; disk 1 → 2; network DMZ → Mail:120" {
+		t.Fatalf("plan: %+v, %v", p, err)
+	}
+	other := n
+	other.Image = testImageOf(t, "hyperv-test-0.2.0")
+	if p, err := d.Plan(ctx, other); err != nil || p.Action != deploy.ActionOutdated {
+		t.Errorf("plan with another image: %+v, %v", p, err)
+	}
+	f.Steps()
+	changed.ApplyDrift = true
+	r, err := d.Deploy(ctx, changed)
+	if err != nil || r.Action != deploy.ActionReconfigure || r.ID != res.ID || len(r.Drift) != 0 {
+		t.Fatalf("apply: %+v, %v", r, err)
+	}
+	if got := f.Steps(); !reflect.DeepEqual(got, []string{"find-vm", "stop-vm", "reconfigure-vm", "start-vm", "set-notes"}) {
+		t.Errorf("apply steps %v", got)
+	}
+	vm := f.vms["ksmg-1"]
+	if vm.cpus != 8 || vm.mem != 16384 || vm.diskBytes != 2<<30 || vm.sw != "Mail" || vm.vlan != 120 || vm.State != "Running" {
+		t.Errorf("VM after apply: %+v", vm)
+	}
+	if p, err := d.Plan(ctx, changed); err != nil || p.Action != deploy.ActionUnchanged {
+		t.Errorf("plan after apply: %+v, %v", p, err)
+	}
+}
+
+// TestReplaceSwap: a replace deploys under a temporary name into a fresh
+// folder and swaps; a replacement that fails leaves the VM in service
+// untouched; a foreign VM needs ReplaceForeign.
+func TestReplaceSwap(t *testing.T) {
+	t.Parallel()
+	d, f, h := newTest(t)
+	img := testImage(t)
+	n := testNode(img)
+	old, err := d.Deploy(context.Background(), n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n.Replace = true
+	f.signalled = false
+	f.fail["start-vm"] = pwshtest.Reply{Stderr: "Start-VM : not enough memory", ExitCode: 1}
+	if _, err := d.Deploy(context.Background(), n); err == nil || !strings.Contains(err.Error(), "is untouched") {
+		t.Fatalf("failed replace: %v", err)
+	}
+	delete(f.fail, "start-vm")
+	if vm := f.vms["ksmg-1"]; vm == nil || vm.ID != old.ID || vm.State != "Running" || len(f.vms) != 1 {
+		t.Fatalf("after a failed replace: %v", f.vms)
+	}
+	f.Steps()
+	res, err := d.Deploy(context.Background(), n)
+	if err != nil || res.Action != deploy.ActionReplace || res.ID == old.ID {
+		t.Fatalf("replace: %+v, %v", res, err)
+	}
+	steps := f.Steps()
+	iCreate, iRename, iStop := slices.Index(steps, "create-vm"), slices.Index(steps, "rename-vm"), slices.Index(steps, "stop-vm")
+	if iCreate < 0 || iRename < iCreate || iStop < iRename {
+		t.Errorf("steps %v: want the new VM made, then renames, then the old one stopped", steps)
+	}
+	vm := f.vms["ksmg-1"]
+	if vm == nil || vm.ID != res.ID || len(f.vms) != 1 || !strings.Contains(vm.disk, `\ksmg-1.ksmg-new-`) {
+		t.Errorf("after the swap: %v (disk %q)", f.vms, vm.disk)
+	}
+	assertNoSecretInScripts(t, h, n)
+
+	f.vms["relay"] = &fakeVM{VM: VM{ID: "11111111-2222-4333-8444-555555555555", Name: "relay", Notes: "prod", State: "Running"}, disk: `E:\prod\relay.vhdx`}
+	fn := testNode(img)
+	fn.Name, fn.Replace, fn.WaitIP = "relay", true, 0
+	if _, err := d.Deploy(context.Background(), fn); err == nil || !deploy.IsPermanent(err) {
+		t.Errorf("replace of a foreign VM without ReplaceForeign: %v", err)
+	}
+	fn.ReplaceForeign = true
+	if res, err := d.Deploy(context.Background(), fn); err != nil || f.vms["relay"].ID != res.ID {
+		t.Errorf("replace of a foreign VM: %+v, %v", res, err)
+	}
+}

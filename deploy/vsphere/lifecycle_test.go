@@ -1,0 +1,531 @@
+package vsphere_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"encoding/pem"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/vmware/govmomi/object"
+	"github.com/vmware/govmomi/simulator"
+	"github.com/vmware/govmomi/vim25"
+	"github.com/vmware/govmomi/vim25/mo"
+	"github.com/vmware/govmomi/vim25/soap"
+	"github.com/vmware/govmomi/vim25/types"
+
+	"github.com/ksmg-appliance/ksmg/deploy"
+	"github.com/ksmg-appliance/ksmg/deploy/vsphere"
+	"github.com/ksmg-appliance/ksmg/deploy/vsphere/vspheretest"
+	"github.com/ksmg-appliance/ksmg/firstboot/answers"
+	"github.com/ksmg-appliance/ksmg/firstboot/sources"
+)
+
+// The day-two tests read every result back through the API the way govc
+// does (vm.info -json: config, runtime, guest), not through the driver.
+
+func oneVM(ctx context.Context, t *testing.T, c *vim25.Client, name string) mo.VirtualMachine {
+	t.Helper()
+	vms := vspheretest.VMsByName(ctx, t, c, name)
+	if len(vms) != 1 {
+		t.Fatalf("%d VMs named %s, want 1", len(vms), name)
+	}
+	return vms[0]
+}
+
+// deployWithGuest deploys n, playing its guest (address, and first boot's
+// signal unless silent).
+func deployWithGuest(ctx context.Context, t *testing.T, c *vim25.Client, d deploy.Deployer, n deploy.Node, guestName string, silent bool) (deploy.Result, error) {
+	t.Helper()
+	type out struct {
+		res deploy.Result
+		err error
+	}
+	ch := make(chan out, 1)
+	go func() {
+		res, err := d.Deploy(ctx, n)
+		ch <- out{res, err}
+	}()
+	vspheretest.PlayGuest(ctx, t, c, guestName, "192.0.2.50", silent)
+	o := <-ch
+	return o.res, o.err
+}
+
+// TestHardwareReadBack: vcsim drops the OVF's vmw:Config (firmware, Secure
+// Boot, disk.EnableUUID), so only the driver's post-import check makes the
+// VM what the appliance needs; an adapter of another type is replaced by
+// a VMXNET3; a controller of another type fails permanently and leaves no
+// VM.
+func TestHardwareReadBack(t *testing.T) {
+	t.Parallel()
+	ovaPath := vspheretest.SmallOVA(t)
+	e1000 := vspheretest.Rewritten(t, ovaPath, func(b []byte) []byte {
+		return bytes.Replace(b, []byte("<rasd:ResourceSubType>VMXNET3<"), []byte("<rasd:ResourceSubType>E1000<"), 1)
+	})
+	lsi := vspheretest.Rewritten(t, ovaPath, func(b []byte) []byte {
+		return bytes.Replace(b, []byte("<rasd:ResourceSubType>VirtualSCSI<"), []byte("<rasd:ResourceSubType>lsilogic<"), 1)
+	})
+	for _, tc := range models() {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			simulator.Test(func(ctx context.Context, c *vim25.Client) {
+				d := newDeployer(ctx, t, c, nil)
+				defer closeD(t, d)
+				for _, img := range []string{ovaPath, e1000} {
+					n := node(img, "ksmg-hw-"+filepath.Base(img))
+					n.Name = strings.TrimSuffix(n.Name, ".ova")
+					n.Properties["ksmg.hostname"] = "hw.example.com"
+					if _, err := d.Deploy(ctx, n); err != nil {
+						t.Fatalf("%s: %v", img, err)
+					}
+					vm := oneVM(ctx, t, c, n.Name)
+					if vm.Config.Firmware != "efi" || vm.Config.BootOptions == nil || vm.Config.BootOptions.EfiSecureBootEnabled == nil || !*vm.Config.BootOptions.EfiSecureBootEnabled {
+						t.Errorf("%s: firmware %q, boot options %+v; want efi with Secure Boot", n.Name, vm.Config.Firmware, vm.Config.BootOptions)
+					}
+					if got := vspheretest.ExtraConfig(vm)["disk.EnableUUID"]; got != "TRUE" {
+						t.Errorf("%s: disk.EnableUUID %q", n.Name, got)
+					}
+					devs := object.VirtualDeviceList(vm.Config.Hardware.Device)
+					nics := devs.SelectByType((*types.VirtualEthernetCard)(nil))
+					if _, ok := nics[0].(*types.VirtualVmxnet3); len(nics) != 1 || !ok {
+						t.Errorf("%s: NICs %T, want one vmxnet3", n.Name, nics)
+					}
+					if scsi := devs.SelectByType((*types.ParaVirtualSCSIController)(nil)); len(scsi) != 1 {
+						t.Errorf("%s: %d PVSCSI controllers", n.Name, len(scsi))
+					}
+				}
+				before := vspheretest.VMs(ctx, t, c)
+				n := node(lsi, "ksmg-lsi")
+				_, err := d.Deploy(ctx, n)
+				if err == nil || !deploy.IsPermanent(err) || !strings.Contains(err.Error(), "not PVSCSI") {
+					t.Errorf("an LSI Logic controller: %v, want a permanent error", err)
+				}
+				if got := vspheretest.VMs(ctx, t, c); len(got) != len(before) {
+					t.Errorf("VMs %v after the failure, before %v", got, before)
+				}
+			}, tc.model())
+		})
+	}
+}
+
+// secretValues are the values of n's secret answers.
+func secretValues(n deploy.Node) []string {
+	var out []string
+	for k, v := range n.Properties {
+		if answers.IsSecret(k) && v != "" {
+			out = append(out, v)
+		}
+	}
+	return out
+}
+
+// assertNoSecrets fails if vm carries a secret answer anywhere govc would
+// show it: vApp property values, extraConfig values, the OVF environment.
+func assertNoSecrets(t *testing.T, vm mo.VirtualMachine, n deploy.Node) {
+	t.Helper()
+	for _, v := range secretValues(n) {
+		for k, pv := range vspheretest.VAppProperties(vm) {
+			if pv == v {
+				t.Errorf("vApp property %s still holds a secret", k)
+			}
+		}
+		for k, ev := range vspheretest.ExtraConfig(vm) {
+			if strings.Contains(ev, v) {
+				t.Errorf("extraConfig %s still holds a secret", k)
+			}
+		}
+	}
+	if env, ok := vspheretest.ExtraConfig(vm)["guestinfo.ovfEnv"]; ok {
+		kv, err := sources.ParseOVFEnv([]byte(env))
+		if err != nil {
+			t.Fatalf("guestinfo.ovfEnv after clearing: %v", err)
+		}
+		for k, v := range kv {
+			if answers.IsSecret(k) && v != "" {
+				t.Errorf("guestinfo.ovfEnv %s still has a value", k)
+			}
+		}
+		if kv["ksmg.hostname"] != n.Properties["ksmg.hostname"] {
+			t.Errorf("guestinfo.ovfEnv lost ksmg.hostname: %q", kv["ksmg.hostname"])
+		}
+	}
+}
+
+// TestSecretsCleared: with a wait, the secrets leave the VM's settings once
+// first boot signalled completion; without one the result says they
+// remain, Scrub refuses before the signal and clears them after it.
+func TestSecretsCleared(t *testing.T) {
+	t.Parallel()
+	ovaPath := vspheretest.SmallOVA(t)
+	for _, tc := range models() {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			simulator.Test(func(ctx context.Context, c *vim25.Client) {
+				d := newDeployer(ctx, t, c, nil)
+				d.(*vsphere.Deployer).SetPollInterval(20 * time.Millisecond)
+				defer closeD(t, d)
+				n := node(ovaPath, "ksmg-sec")
+				n.Properties["ksmg.cluster.role"] = "secondary"
+				n.Properties["ksmg.cluster.join_token"] = "join-token-0123456789-secret"
+				n.Properties["ksmg.cluster.control_address"] = "192.0.2.1"
+				n.WaitIP = time.Minute
+				res, err := deployWithGuest(ctx, t, c, d, n, "ksmg-sec", false)
+				if err != nil || res.SecretsLeft {
+					t.Fatalf("deploy: %+v, %v", res, err)
+				}
+				vm := oneVM(ctx, t, c, "ksmg-sec")
+				assertNoSecrets(t, vm, n)
+				if tc.name == "VPX" && vspheretest.VAppProperties(vm)["ksmg.hostname"] != "ksmg-sec.example.com" {
+					t.Error("a non-secret vApp property was cleared too")
+				}
+				if vspheretest.ExtraConfig(vm)[deploy.MarkKey] != deploy.MarkComplete {
+					t.Error("not marked complete")
+				}
+
+				// Without a wait: the secrets stay, and the result says so.
+				n2 := node(ovaPath, "ksmg-nowait")
+				res, err = d.Deploy(ctx, n2)
+				if err != nil || !res.SecretsLeft {
+					t.Fatalf("deploy without wait: %+v, %v; want SecretsLeft", res, err)
+				}
+				vm2 := oneVM(ctx, t, c, "ksmg-nowait")
+				if _, err := d.Scrub(ctx, n2); err == nil || !deploy.IsPermanent(err) || !strings.Contains(err.Error(), "has not reported completion") {
+					t.Errorf("scrub before the signal: %v", err)
+				}
+				if err := vspheretest.SetExtraConfig(ctx, c, vm2.Self, vspheretest.DoneKey, "done"); err != nil {
+					t.Fatal(err)
+				}
+				if res, err := d.Scrub(ctx, n2); err != nil || res.Action != deploy.ActionScrub {
+					t.Fatalf("scrub: %+v, %v", res, err)
+				}
+				assertNoSecrets(t, oneVM(ctx, t, c, "ksmg-nowait"), n2)
+			}, tc.model())
+		})
+	}
+}
+
+// TestRemove: only marked VMs are removed, after a guest shutdown; the
+// plan removes nothing; an absent VM is reported, not an error.
+func TestRemove(t *testing.T) {
+	t.Parallel()
+	ovaPath := vspheretest.SmallOVA(t)
+	for _, tc := range models() {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			simulator.Test(func(ctx context.Context, c *vim25.Client) {
+				d := newDeployer(ctx, t, c, nil)
+				defer closeD(t, d)
+				before := vspheretest.VMs(ctx, t, c)
+				if _, err := d.Deploy(ctx, node(ovaPath, "ksmg-rm")); err != nil {
+					t.Fatal(err)
+				}
+				res, err := d.Remove(ctx, deploy.RemoveRequest{Name: "ksmg-rm", Plan: true})
+				if err != nil || res.Action != deploy.ActionRemove || len(vspheretest.VMsByName(ctx, t, c, "ksmg-rm")) != 1 {
+					t.Fatalf("plan: %+v, %v", res, err)
+				}
+				res, err = d.Remove(ctx, deploy.RemoveRequest{Name: "ksmg-rm", ShutdownTimeout: 5 * time.Second})
+				if err != nil || res.Action != deploy.ActionRemove {
+					t.Fatalf("remove: %+v, %v", res, err)
+				}
+				if got := vspheretest.VMs(ctx, t, c); len(got) != len(before) {
+					t.Errorf("VMs %v after remove, before %v", got, before)
+				}
+				if res, err := d.Remove(ctx, deploy.RemoveRequest{Name: "ksmg-rm"}); err != nil || res.Action != deploy.ActionAbsent {
+					t.Errorf("remove again: %+v, %v", res, err)
+				}
+				foreign := before[0]
+				if _, err := d.Remove(ctx, deploy.RemoveRequest{Name: foreign}); err == nil || !deploy.IsPermanent(err) || !strings.Contains(err.Error(), "not deployed by ksmg") {
+					t.Errorf("remove a foreign VM: %v", err)
+				}
+				if got := vspheretest.VMs(ctx, t, c); len(got) != len(before) {
+					t.Errorf("VMs %v after refusing, before %v", got, before)
+				}
+			}, tc.model())
+		})
+	}
+}
+
+// TestDriftOutdatedApply: the record on the VM tells drift (with the
+// fields) and an outdated image apart from unchanged; ApplyDrift changes
+// CPUs, memory, disk and network in place and records it.
+//
+//nolint:gocyclo // one scenario checked step after step
+func TestDriftOutdatedApply(t *testing.T) {
+	t.Parallel()
+	ovaPath := vspheretest.SmallOVA(t)
+	newer := vspheretest.Rewritten(t, ovaPath, func(b []byte) []byte {
+		return bytes.Replace(b, []byte("<Version>0.1.0</Version>"), []byte("<Version>0.2.0</Version>"), 1)
+	})
+	simulator.Test(func(ctx context.Context, c *vim25.Client) {
+		d := newDeployer(ctx, t, c, map[string]any{"network": "DC0_DVPG0"})
+		defer closeD(t, d)
+		n := node(ovaPath, "ksmg-drift")
+		n.Cluster = "prague"
+		res, err := d.Deploy(ctx, n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ec := vspheretest.ExtraConfig(oneVM(ctx, t, c, "ksmg-drift"))
+		for k, want := range map[string]string{deploy.RecordCPUs: "2", deploy.RecordMemory: "2048", deploy.RecordDisk: "1", deploy.RecordNetwork: "DC0_DVPG0", deploy.RecordVersion: "0.1.0", deploy.RecordCluster: "prague"} {
+			if ec[k] != want {
+				t.Errorf("record %s = %q, want %q", k, ec[k], want)
+			}
+		}
+		if !strings.HasPrefix(ec[deploy.RecordImage], "sha256:") || !strings.HasPrefix(ec[deploy.RecordAnswers], "sha256:") {
+			t.Errorf("record image %q answers %q", ec[deploy.RecordImage], ec[deploy.RecordAnswers])
+		}
+		if p, err := d.Plan(ctx, n); err != nil || p.Action != deploy.ActionUnchanged {
+			t.Fatalf("plan as deployed: %+v, %v", p, err)
+		}
+		changed := n
+		changed.CPUs, changed.MemoryMiB, changed.DiskGiB, changed.Network = 4, 4096, 2, "VM Network"
+		p, err := d.Plan(ctx, changed)
+		if err != nil || p.Action != deploy.ActionDrift || strings.Join(p.Drift, "; ") != "cpus 2 → 4; memory 2048 → 4096; disk 1 → 2; network DC0_DVPG0 → VM Network" {
+			t.Fatalf("plan with other settings: %+v, %v", p, err)
+		}
+		out := n
+		out.Image = newer
+		if p, err := d.Plan(ctx, out); err != nil || p.Action != deploy.ActionOutdated || !strings.Contains(p.Reason, "0.2.0") {
+			t.Errorf("plan with a newer image: %+v, %v", p, err)
+		}
+		ans := n
+		ans.Properties = props("ksmg-drift.example.com")
+		ans.Properties["ksmg.timezone"] = "Europe/Prague"
+		if p, err := d.Plan(ctx, ans); err != nil || p.Action != deploy.ActionDrift || !strings.Contains(strings.Join(p.Drift, " "), "answers") {
+			t.Errorf("plan with other answers: %+v, %v", p, err)
+		}
+		// A deploy without ApplyDrift changes nothing.
+		if r, err := d.Deploy(ctx, changed); err != nil || r.Action != deploy.ActionDrift {
+			t.Errorf("deploy of drift without apply: %+v, %v", r, err)
+		}
+		changed.ApplyDrift = true
+		r, err := d.Deploy(ctx, changed)
+		if err != nil || r.Action != deploy.ActionReconfigure || r.ID != res.ID || len(r.Drift) != 0 {
+			t.Fatalf("apply drift: %+v, %v", r, err)
+		}
+		vm := oneVM(ctx, t, c, "ksmg-drift")
+		if vm.Config.Hardware.NumCPU != 4 || vm.Config.Hardware.MemoryMB != 4096 || vm.Runtime.PowerState != types.VirtualMachinePowerStatePoweredOn {
+			t.Errorf("after apply: %d CPUs, %d MiB, %s", vm.Config.Hardware.NumCPU, vm.Config.Hardware.MemoryMB, vm.Runtime.PowerState)
+		}
+		disk := object.VirtualDeviceList(vm.Config.Hardware.Device).SelectByType((*types.VirtualDisk)(nil))[0].(*types.VirtualDisk)
+		if disk.CapacityInKB != 2<<20 {
+			t.Errorf("disk %d KiB after apply", disk.CapacityInKB)
+		}
+		if len(vm.Network) != 1 {
+			t.Fatalf("networks after apply: %v", vm.Network)
+		}
+		if name, _ := object.NewCommon(c, vm.Network[0]).ObjectName(ctx); name != "VM Network" {
+			t.Errorf("network after apply: %v", vm.Network)
+		}
+		if p, err := d.Plan(ctx, changed); err != nil || p.Action != deploy.ActionUnchanged {
+			t.Errorf("plan after apply: %+v, %v", p, err)
+		}
+		// What cannot change in place is said, not done.
+		ans.CPUs, ans.MemoryMiB, ans.DiskGiB, ans.Network, ans.ApplyDrift = 4, 4096, 2, "VM Network", true
+		if r, err := d.Deploy(ctx, ans); err != nil || r.Action != deploy.ActionDrift || len(r.Drift) != 1 {
+			t.Errorf("apply of answers drift: %+v, %v", r, err)
+		}
+	}, simulator.VPX())
+}
+
+// TestReplaceSwap: a replace deploys the new VM under a temporary name and
+// swaps it in; a failed replacement leaves the old VM running under its
+// name; a foreign VM is replaced only with ReplaceForeign.
+func TestReplaceSwap(t *testing.T) {
+	t.Parallel()
+	ovaPath := vspheretest.SmallOVA(t)
+	simulator.Test(func(ctx context.Context, c *vim25.Client) {
+		vspheretest.SafeFindChild(ctx, c)
+		d := newDeployer(ctx, t, c, nil)
+		defer closeD(t, d)
+		n := node(ovaPath, "ksmg-sw")
+		old, err := d.Deploy(ctx, n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		before := vspheretest.VMs(ctx, t, c)
+		n.Replace = true
+		stop := vspheretest.Fail(ctx, "PowerOnVM_Task", 0)
+		_, err = d.Deploy(ctx, n)
+		stop()
+		if err == nil || !strings.Contains(err.Error(), "is untouched") {
+			t.Fatalf("replace with a failing new VM: %v", err)
+		}
+		vm := oneVM(ctx, t, c, "ksmg-sw")
+		if vm.Self.Value != old.ID || vm.Runtime.PowerState != types.VirtualMachinePowerStatePoweredOn {
+			t.Errorf("after a failed replace ksmg-sw is %s (%s), want the old %s running", vm.Self.Value, vm.Runtime.PowerState, old.ID)
+		}
+		if got := vspheretest.VMs(ctx, t, c); len(got) != len(before) {
+			t.Errorf("VMs %v after a failed replace, before %v", got, before)
+		}
+		res, err := d.Deploy(ctx, n)
+		if err != nil || res.Action != deploy.ActionReplace || res.ID == old.ID {
+			t.Fatalf("replace: %+v, %v", res, err)
+		}
+		if vm := oneVM(ctx, t, c, "ksmg-sw"); vm.Self.Value != res.ID || vspheretest.ExtraConfig(vm)[deploy.MarkKey] != deploy.MarkComplete {
+			t.Errorf("ksmg-sw is %s after the swap, want %s, complete", vm.Self.Value, res.ID)
+		}
+		for _, gone := range []string{deploy.TempName("ksmg-sw"), deploy.AsideName("ksmg-sw")} {
+			if vms := vspheretest.VMsByName(ctx, t, c, gone); len(vms) != 0 {
+				t.Errorf("%s left after the swap", gone)
+			}
+		}
+		if got := vspheretest.VMs(ctx, t, c); len(got) != len(before) {
+			t.Errorf("VMs %v after the swap, before %v", got, before)
+		}
+
+		foreign := before[0]
+		fn := node(ovaPath, foreign)
+		fn.Properties["ksmg.hostname"] = "foreign.example.com"
+		fn.Replace = true
+		if _, err := d.Deploy(ctx, fn); err == nil || !deploy.IsPermanent(err) {
+			t.Errorf("replace of a foreign VM without ReplaceForeign: %v", err)
+		}
+		fid := oneVM(ctx, t, c, foreign).Self.Value
+		fn.ReplaceForeign = true
+		res, err = d.Deploy(ctx, fn)
+		if err != nil || res.ID == fid {
+			t.Fatalf("replace of a foreign VM with ReplaceForeign: %+v, %v", res, err)
+		}
+		if vm := oneVM(ctx, t, c, foreign); vm.Self.Value != res.ID {
+			t.Errorf("%s is %s, want the replacement %s", foreign, vm.Self.Value, res.ID)
+		}
+	}, simulator.VPX())
+}
+
+// TestPreflightRejects: every bad input fails the plan and the deploy
+// alike, permanently, before anything is made.
+func TestPreflightRejects(t *testing.T) {
+	t.Parallel()
+	ovaPath := vspheretest.SmallOVA(t)
+	tampered := vspheretest.Tampered(t, ovaPath)
+	simulator.Test(func(ctx context.Context, c *vim25.Client) {
+		d := newDeployer(ctx, t, c, map[string]any{"network_map": map[string]string{"Management": "VM Network"}})
+		defer closeD(t, d)
+		ok := newDeployer(ctx, t, c, nil)
+		defer closeD(t, ok)
+		before := vspheretest.VMs(ctx, t, c)
+		for _, tc := range []struct {
+			name string
+			d    deploy.Deployer
+			edit func(*deploy.Node)
+			want string
+		}{
+			{"network map source", d, func(*deploy.Node) {}, `network_map[Management]: the OVA`},
+			{"network mode", ok, func(n *deploy.Node) { n.Properties["ksmg.network.mode"] = "bogus" }, "ksmg.network.mode"},
+			{"eula", ok, func(n *deploy.Node) { n.Properties["ksmg.eula.accepted"] = "maybe" }, "ksmg.eula.accepted"},
+			{"hostname", ok, func(n *deploy.Node) { n.Properties["ksmg.hostname"] = "bad_host!" }, "ksmg.hostname"},
+			{"short password", ok, func(n *deploy.Node) { n.Properties["ksmg.admin.password"] = "abc" }, "at least 12 characters"},
+			{"time zone", ok, func(n *deploy.Node) { n.Properties["ksmg.timezone"] = "Mars/Olympus" }, "ksmg.timezone"},
+			{"undeclared", ok, func(n *deploy.Node) { n.Properties["ksmg.network.interface"] = "ens192" }, "not declared by the OVA"},
+			{"disk", ok, func(n *deploy.Node) { n.Image = vspheretest.Rewritten(t, ovaPath, bigDisk) }, "smaller than the image"},
+			{"tampered", ok, func(n *deploy.Node) { n.Image = tampered }, "digest check failed"},
+		} {
+			n := node(ovaPath, "ksmg-pre")
+			n.DiskGiB = 1
+			tc.edit(&n)
+			if _, err := tc.d.Plan(ctx, n); err == nil || !deploy.IsPermanent(err) || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("%s: plan: %v, want a permanent error with %q", tc.name, err, tc.want)
+			}
+			if _, err := tc.d.Deploy(ctx, n); err == nil || !deploy.IsPermanent(err) || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("%s: deploy: %v, want a permanent error with %q", tc.name, err, tc.want)
+			}
+		}
+		if got := vspheretest.VMs(ctx, t, c); len(got) != len(before) {
+			t.Errorf("VMs %v after rejected input, before %v", got, before)
+		}
+	}, simulator.ESX())
+}
+
+// bigDisk makes the OVA's disk 4 GiB, bigger than the 1 GiB asked for.
+func bigDisk(b []byte) []byte {
+	return bytes.Replace(b, []byte(`ovf:capacity="8388608"`), []byte(`ovf:capacity="4294967296"`), 1)
+}
+
+// TestDeployed lists exactly the marked VMs.
+func TestDeployed(t *testing.T) {
+	t.Parallel()
+	ovaPath := vspheretest.SmallOVA(t)
+	simulator.Test(func(ctx context.Context, c *vim25.Client) {
+		d := newDeployer(ctx, t, c, nil)
+		defer closeD(t, d)
+		for _, name := range []string{"ksmg-l1", "ksmg-l2"} {
+			n := node(ovaPath, name)
+			n.Cluster = "brno"
+			if _, err := d.Deploy(ctx, n); err != nil {
+				t.Fatal(err)
+			}
+		}
+		vms, err := d.Deployed(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var names []string
+		for _, vm := range vms {
+			names = append(names, vm.Name)
+			if vm.Record.Cluster != "brno" || !vm.Record.Complete() {
+				t.Errorf("%s: record %+v", vm.Name, vm.Record)
+			}
+		}
+		if strings.Join(names, ",") != "ksmg-l1,ksmg-l2" && strings.Join(names, ",") != "ksmg-l2,ksmg-l1" {
+			t.Errorf("deployed %v, want ksmg-l1 and ksmg-l2", names)
+		}
+	}, simulator.VPX())
+}
+
+// TestTLS: a certificate the client cannot verify fails permanently with
+// the host's thumbprint and how to trust it; the thumbprint in any common
+// spelling, or the CA as ca_cert, then connect; a malformed thumbprint is
+// refused before connecting.
+func TestTLS(t *testing.T) {
+	t.Parallel()
+	simulator.Test(func(ctx context.Context, c *vim25.Client) {
+		host := c.URL().Host
+		conn, err := tls.Dial("tcp", host, &tls.Config{InsecureSkipVerify: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		cert := conn.ConnectionState().PeerCertificates[0]
+		conn.Close()
+		tp := soap.ThumbprintSHA256(cert)
+		ca := filepath.Join(t.TempDir(), "ca.pem")
+		if err := os.WriteFile(ca, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Raw}), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		target := vspheretest.Target(t, c)
+		base := vsphere.Config{URL: target["url"].(string), Username: "u", PasswordFile: target["password_file"].(string), Cluster: "DC0_C0"}
+
+		_, err = vsphere.Open(ctx, "sim", base)
+		if err == nil || !deploy.IsPermanent(err) || !strings.Contains(err.Error(), tp) || !strings.Contains(err.Error(), "--thumbprint") || !strings.Contains(err.Error(), "--ca-cert") {
+			t.Fatalf("untrusted certificate: %v", err)
+		}
+		for _, spelling := range []string{tp, strings.ToLower(strings.ReplaceAll(tp, ":", "")), " " + strings.ToLower(tp) + " "} {
+			cfg := base
+			cfg.Thumbprint = spelling
+			d, err := vsphere.Open(ctx, "sim", cfg)
+			if err != nil {
+				t.Errorf("thumbprint %q: %v", spelling, err)
+				continue
+			}
+			d.Close()
+		}
+		cfg := base
+		cfg.CACert = ca
+		if d, err := vsphere.Open(ctx, "sim", cfg); err != nil {
+			t.Errorf("ca_cert: %v", err)
+		} else {
+			d.Close()
+		}
+		for _, bad := range []string{"AB:CD", "zz" + strings.Repeat("0", 62)} {
+			cfg := base
+			cfg.Thumbprint = bad
+			if _, err := vsphere.Open(ctx, "sim", cfg); err == nil || !deploy.IsPermanent(err) || !strings.Contains(err.Error(), "thumbprint") {
+				t.Errorf("thumbprint %q: %v", bad, err)
+			}
+		}
+	}, simulator.VPX())
+}

@@ -1,0 +1,140 @@
+package vsphere
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/vmware/govmomi/object"
+	"github.com/vmware/govmomi/view"
+	"github.com/vmware/govmomi/vim25/mo"
+	"github.com/vmware/govmomi/vim25/types"
+
+	"github.com/ksmg-appliance/ksmg/deploy"
+)
+
+// Remove implements deploy.Deployer.
+func (d *Deployer) Remove(ctx context.Context, r deploy.RemoveRequest) (deploy.Result, error) {
+	res, err := deploy.Timed("remove", r.Name, d.Target(), func(res *deploy.Result) error { return d.remove(ctx, r, res) })
+	if err == nil && !r.Plan && res.Action == deploy.ActionRemove {
+		d.log.Info("removed", "vm", r.Name, "id", res.ID, "elapsed", res.Elapsed.Round(time.Millisecond))
+	}
+	return res, err
+}
+
+func (d *Deployer) remove(ctx context.Context, r deploy.RemoveRequest, res *deploy.Result) error {
+	if err := (&deploy.Node{Name: r.Name, Image: "-"}).Validate(); err != nil {
+		return deploy.Permanent(err)
+	}
+	defer d.lockName(r.Name)()
+	e, err := d.find(ctx, r.Name)
+	if err != nil {
+		return err
+	}
+	if e == nil {
+		res.Action = deploy.ActionAbsent
+		return nil
+	}
+	res.ID = e.vm.Reference().Value
+	if !e.rec.Marked() {
+		return deploy.Permanent(fmt.Errorf("VM %s (%s) is %w (no %s in its extraConfig); it is left alone", r.Name, res.ID, deploy.ErrNotOurs, deploy.MarkKey))
+	}
+	res.Action = deploy.ActionRemove
+	if r.Plan {
+		return nil
+	}
+	return d.removeVM(ctx, e, r.ShutdownTimeout)
+}
+
+// removeVM shuts the guest down (VMware Tools), turns the VM off when it
+// is not off within timeout (0: deploy.DefaultShutdownTimeout), and
+// deletes it with its disks.
+func (d *Deployer) removeVM(ctx context.Context, e *existing, timeout time.Duration) error {
+	if err := d.stopGuest(ctx, e, timeout); err != nil {
+		return err
+	}
+	return d.destroy(ctx, e.vm)
+}
+
+// removeByID removes the VM id (the old VM of a swap, which may be one
+// ksmg did not make when ReplaceForeign asked for it).
+func (d *Deployer) removeByID(ctx context.Context, id string) error {
+	e, err := d.read(ctx, object.NewVirtualMachine(d.c, types.ManagedObjectReference{Type: "VirtualMachine", Value: id}))
+	if err != nil {
+		return err
+	}
+	return d.removeVM(ctx, e, 0)
+}
+
+// clearMarked removes a VM of name that ksmg made (an earlier swap's
+// leftover); a VM of that name that ksmg did not make is in the way.
+func (d *Deployer) clearMarked(ctx context.Context, name string) error {
+	e, err := d.find(ctx, name)
+	if err != nil || e == nil {
+		return err
+	}
+	if !e.rec.Marked() {
+		return deploy.Permanent(fmt.Errorf("VM %s (%s) is %w and has the name ksmg needs for the swap", name, e.vm.Reference().Value, deploy.ErrNotOurs))
+	}
+	return d.removeVM(ctx, e, 0)
+}
+
+// rename renames the VM id.
+func (d *Deployer) rename(ctx context.Context, id, name string) error {
+	vm := object.NewVirtualMachine(d.c, types.ManagedObjectReference{Type: "VirtualMachine", Value: id})
+	t, err := vm.Rename(ctx, name)
+	if err == nil {
+		err = t.Wait(ctx)
+	}
+	if err != nil {
+		return fmt.Errorf("rename %s to %s: %w", id, name, err)
+	}
+	return nil
+}
+
+// destroy turns vm off if needed and deletes it with its disks.
+func (d *Deployer) destroy(ctx context.Context, vm *object.VirtualMachine) error {
+	state, err := vm.PowerState(ctx)
+	if err != nil {
+		return fmt.Errorf("destroy %s: power state: %w", vm.Reference().Value, err)
+	}
+	if state != types.VirtualMachinePowerStatePoweredOff {
+		t, err := vm.PowerOff(ctx)
+		if err == nil {
+			err = t.Wait(ctx)
+		}
+		if err != nil && !isFault[*types.InvalidPowerState](err) {
+			return fmt.Errorf("destroy %s: power off: %w", vm.Reference().Value, err)
+		}
+	}
+	t, err := vm.Destroy(ctx)
+	if err == nil {
+		err = t.Wait(ctx)
+	}
+	if err != nil {
+		return fmt.Errorf("destroy %s: %w", vm.Reference().Value, err)
+	}
+	return nil
+}
+
+// Deployed implements deploy.Deployer: the marked VMs of the target's
+// folder.
+func (d *Deployer) Deployed(ctx context.Context) ([]deploy.VM, error) {
+	v, err := view.NewManager(d.c).CreateContainerView(ctx, d.folder.Reference(), []string{"VirtualMachine"}, false)
+	if err != nil {
+		return nil, fmt.Errorf("list VMs of %s: %w", d.folder.InventoryPath, err)
+	}
+	defer func() { _ = v.Destroy(context.WithoutCancel(ctx)) }()
+	var vms []mo.VirtualMachine
+	if err := v.Retrieve(ctx, []string{"VirtualMachine"}, vmProps, &vms); err != nil {
+		return nil, fmt.Errorf("list VMs of %s: %w", d.folder.InventoryPath, err)
+	}
+	var out []deploy.VM
+	for _, m := range vms {
+		e := newExisting(object.NewVirtualMachine(d.c, m.Self), m)
+		if e.rec.Marked() {
+			out = append(out, deploy.VM{Name: m.Name, ID: m.Self.Value, State: string(e.power), Record: e.rec})
+		}
+	}
+	return out, nil
+}
