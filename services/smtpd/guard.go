@@ -79,10 +79,19 @@ const farewellTimeout = 10 * time.Second
 
 func (g *guardConn) closed() bool { return g.dead.Load() }
 
-// beginMessage sets the deadline for the message now being received.
-func (g *guardConn) beginMessage(d time.Time) { g.msgDead.Store(d.UnixNano()) }
+// beginMessage sets the deadline for the message now being received and
+// returns what endMessage needs.
+func (g *guardConn) beginMessage(d time.Time) int64 {
+	n := d.UnixNano()
+	g.msgDead.Store(n)
+	return n
+}
 
-func (g *guardConn) endMessage() { g.msgDead.Store(0) }
+// endMessage lifts the deadline set by the beginMessage that returned n,
+// unless a later message has set its own: a BDAT transaction's handler runs
+// in its own goroutine and, after a RSET or a refused chunk, may end only
+// when the next transaction has begun.
+func (g *guardConn) endMessage(n int64) { g.msgDead.CompareAndSwap(n, 0) }
 
 // progress: the mail transaction moved on.
 func (g *guardConn) progress() {

@@ -163,6 +163,49 @@ func TestMessageDeadline(t *testing.T) {
 	}
 }
 
+// The message deadline holds for a BDAT transaction that follows an
+// aborted one (RSET after a first chunk): the aborted transaction's
+// handler ends in its own goroutine, after the next one has begun, and
+// must not lift the new message's deadline (idle_timeout + max_message_size
+// / min_data_rate, here about 2 s), or a trickle of 1-byte chunks would
+// hold the session for as long as it likes.
+func TestMessageDeadlineAfterAbortedBDAT(t *testing.T) {
+	t.Parallel()
+	h := start(t, timeoutConfig)
+	for i := 0; i < 6; i++ { // a race the attacker usually wins: several tries
+		t.Run(fmt.Sprint(i), func(t *testing.T) {
+			t.Parallel()
+			cl := smtptest.Dial(t, h.addr)
+			cl.Cmd("EHLO c", "250 ")
+			cl.Send("MAIL FROM:<a@s.test>\r\nRCPT TO:<b@example.com>\r\nBDAT 1\r\nxRSET\r\n" +
+				"MAIL FROM:<a@s.test>\r\nRCPT TO:<b@example.com>\r\nBDAT 1\r\nx")
+			for _, want := range []string{"250 ", "250 ", "250 2.0.0 Continue", "250 ", "250 ", "250 ", "250 2.0.0 Continue"} {
+				cl.Expect(want)
+			}
+			t0 := time.Now()
+			go func() {
+				for i := 0; i < 40 && time.Since(t0) < 10*time.Second; i++ {
+					time.Sleep(250 * time.Millisecond)
+					if _, err := io.WriteString(cl.C, "BDAT 1\r\nx"); err != nil {
+						return
+					}
+				}
+			}()
+			var last string
+			for {
+				l, err := cl.BR.ReadString('\n')
+				if err != nil {
+					break
+				}
+				last = l
+			}
+			if el := time.Since(t0); !strings.HasPrefix(last, "421 4.4.2") || el > 5*time.Second {
+				t.Fatalf("after %v last reply %q, want 421 4.4.2 at the message deadline (about 2 s)", el, last)
+			}
+		})
+	}
+}
+
 // Issue 11.2, inbound: SMTP smuggling. Every lax end-of-data variant, by
 // DATA and by BDAT, makes the message refused (550 5.6.0, RFC 5321
 // §2.3.8: CR and LF only as CRLF); what followed it is part of the refused

@@ -307,8 +307,7 @@ func (se *session) Data(r io.Reader) error {
 		return errClosing
 	}
 	cfg := se.cfg
-	se.guard.beginMessage(messageDeadline(cfg))
-	defer se.guard.endMessage()
+	defer se.guard.endMessage(se.guard.beginMessage(messageDeadline(cfg)))
 	env := &spool.Envelope{ID: se.s.opt.Spool.NewID(), From: se.from, To: append([]string(nil), se.rcpts...),
 		ClientIP: se.ipStr, Helo: se.helo, Received: time.Now().UTC()}
 	proto := "ESMTP"
