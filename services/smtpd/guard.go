@@ -23,8 +23,13 @@ import (
 // line and none inside DATA or BDAT, so idle_timeout capped a whole
 // message, and when a deadline hit it ran the partial line already read as
 // a command and (in DATA) went on reading the rest of the body as commands.
-// Here every read gets its own deadline: idle_timeout from now, and while a
-// message is being received no later than the message deadline. When one
+// Here every read gets its own deadline. Between messages the next command
+// must be complete within idle_timeout of the last reply written (the
+// server's wait for a command, §4.5.3.2.7), however the client spreads its
+// bytes; a per-read timeout alone let a client trickle a command line for
+// max_line_length × idle_timeout. While a message is being received, each
+// read (a block of data, §4.5.3.2.5) gets idle_timeout from now, but no
+// later than the message deadline. When one
 // passes, guardConn itself answers 421 4.4.2 and closes the connection
 // before go-smtp sees the error, so nothing read so far is acted upon and
 // the session checks closed() before it queues anything. The same holds
@@ -50,6 +55,8 @@ type guardConn struct {
 	sc         atomic.Pointer[smtp.Conn] // set by the first session
 	dead       atomic.Bool
 	msgDead    atomic.Int64 // unix nanoseconds; 0: no message in progress
+	msgEnded   atomic.Int64 // the msgDead whose handler returned: lifted at the next write
+	replied    atomic.Int64 // unix nanoseconds of the last write; 0: none yet
 	greetings  int          // "220 " replies seen in clear: the second starts TLS
 	tlsStarted bool
 	junk       int
@@ -87,11 +94,14 @@ func (g *guardConn) beginMessage(d time.Time) int64 {
 	return n
 }
 
-// endMessage lifts the deadline set by the beginMessage that returned n,
-// unless a later message has set its own: a BDAT transaction's handler runs
-// in its own goroutine and, after a RSET or a refused chunk, may end only
-// when the next transaction has begun.
-func (g *guardConn) endMessage(n int64) { g.msgDead.CompareAndSwap(n, 0) }
+// endMessage says that the handler of the message whose beginMessage
+// returned n is done. The deadline stays until the next reply: go-smtp
+// still reads (and drops) the rest of a refused message, which must arrive
+// under the same rules. It is then lifted unless a later message has set
+// its own: a BDAT transaction's handler runs in its own goroutine and,
+// after a RSET or a refused chunk, may end only when the next transaction
+// has begun.
+func (g *guardConn) endMessage(n int64) { g.msgEnded.Store(n) }
 
 // progress: the mail transaction moved on.
 func (g *guardConn) progress() {
@@ -112,8 +122,12 @@ func (g *guardConn) Read(p []byte) (int, error) {
 		return 0, errGuardClosed
 	}
 	d := time.Now().Add(g.idle)
-	if md := g.msgDead.Load(); md != 0 && md < d.UnixNano() {
-		d = time.Unix(0, md)
+	if md := g.msgDead.Load(); md != 0 {
+		if md < d.UnixNano() {
+			d = time.Unix(0, md)
+		}
+	} else if r := g.replied.Load(); r != 0 {
+		d = time.Unix(0, r).Add(g.idle) // the whole next command within idle_timeout
 	}
 	if err := g.SetReadDeadline(d); err != nil {
 		g.dead.Store(true) // closed under us (a shutdown): act on nothing more
@@ -179,6 +193,10 @@ func (g *guardConn) Write(p []byte) (int, error) {
 		return 0, err // closed
 	}
 	n, err := g.Conn.Write(p)
+	g.replied.Store(time.Now().UnixNano())
+	if e := g.msgEnded.Swap(0); e != 0 {
+		g.msgDead.CompareAndSwap(e, 0)
+	}
 	if endTLS {
 		g.dead.Store(true)
 		g.lingerClose()

@@ -61,6 +61,32 @@ func TestPartialCommandAtTimeout(t *testing.T) {
 	}
 }
 
+// RFC 5321 §4.5.3.2.7: the server waits idle_timeout for the next
+// command, not idle_timeout per byte: a command line trickled one byte at a
+// time (each read well inside the timeout) must still be complete within
+// idle_timeout of the last reply, else 421 4.4.2 and the close, and the
+// part read is not run. Without it a client holds a session slot for
+// max_line_length × idle_timeout (about a week with the defaults).
+func TestCommandTrickle(t *testing.T) {
+	t.Parallel()
+	h := start(t, timeoutConfig) // idle_timeout 1s
+	cl := smtptest.Dial(t, h.addr)
+	cl.Cmd("EHLO c", "250 ")
+	t0 := time.Now()
+	go func() {
+		for _, b := range "MAIL FROM:<a@s.test>\r\n" {
+			time.Sleep(300 * time.Millisecond)
+			if _, err := io.WriteString(cl.C, string(b)); err != nil {
+				return
+			}
+		}
+	}()
+	rest := cl.Rest()
+	if el := time.Since(t0); rest != "421 4.4.2 gw.test Error: timeout exceeded, closing connection\r\n" || el > 3*time.Second {
+		t.Fatalf("after %v: %q, want only 421 4.4.2 and the close about 1 s after the last reply", el, rest)
+	}
+}
+
 // Issue 11.3: the idle timeout is per read (RFC 5321 §4.5.3.2), not a cap
 // on the whole DATA phase: a slow client that keeps sending is served.
 func TestSlowDataWithinDeadline(t *testing.T) {
@@ -79,6 +105,48 @@ func TestSlowDataWithinDeadline(t *testing.T) {
 	cl.Expect("250 2.0.0 OK: queued as ")
 	if h.queued() != 1 {
 		t.Fatal("not queued")
+	}
+}
+
+// A refused message (here a bare LF in its first line) is still read to
+// its end before the reply, under the message's deadline: a slow client that keeps every read within
+// idle_timeout gets its 550, not a timeout, and one that trickles on past
+// the message deadline gets 421 4.4.2 then, not a session for ever.
+func TestRefusedDataDrain(t *testing.T) {
+	t.Parallel()
+	h := start(t, strings.Replace(timeoutConfig, "max_message_size: 4096, idle_timeout: 1s, min_data_rate: 4KB",
+		"max_message_size: 1MB, idle_timeout: 1s, min_data_rate: 250KB", 1)) // deadline 1s + 4 s
+	for _, tc := range []struct {
+		name  string
+		lines int
+		want  string
+	}{
+		{"within the deadline", 8, "550 5.6.0"}, // 2.4 s
+		{"past the deadline", 40, "421 4.4.2"},  // 12 s
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			cl := smtptest.Dial(t, h.addr)
+			cl.Envelope("a@s.test", "b@example.com")
+			cl.Cmd("DATA", "354 ")
+			// More than the reader's buffer, so that the refusal comes
+			// before the end of the data.
+			cl.Send("Subject: bare\n\r\n" + strings.Repeat(strings.Repeat("x", 98)+"\r\n", 1000))
+			t0 := time.Now()
+			go func() {
+				for i := 0; i < tc.lines; i++ {
+					time.Sleep(300 * time.Millisecond)
+					if _, err := io.WriteString(cl.C, "x\r\n"); err != nil {
+						return
+					}
+				}
+				_, _ = io.WriteString(cl.C, ".\r\n") // may fail: closed
+			}()
+			l, err := cl.BR.ReadString('\n')
+			if el := time.Since(t0); !strings.HasPrefix(l, tc.want) || el > 7*time.Second {
+				t.Fatalf("after %v: %q (%v), want %s", el, l, err, tc.want)
+			}
+		})
 	}
 }
 
