@@ -307,7 +307,8 @@ func (g *gateway) drain() {
 }
 
 // reload applies a new configuration. Listeners, the spool directory,
-// limits enforced by the SMTP library (line length, sessions) and
+// limits enforced by the SMTP library (line length, sessions, a higher
+// max_message_size) and
 // relay.workers need a restart; the timeouts and the junk limit apply to
 // connections accepted from now on; the policy, routes, lists, Backup and
 // log settings apply at once.
@@ -345,6 +346,11 @@ func reload(path string, cur *atomic.Pointer[config.Config], cert *atomic.Pointe
 	}
 	if old.Limits.MaxLineLength != nc.Limits.MaxLineLength || old.Limits.MaxSessions != nc.Limits.MaxSessions {
 		restart = append(restart, "limits (line length, sessions)")
+	}
+	if old.Limits.MaxMessageSize != nc.Limits.MaxMessageSize {
+		// go-smtp advertises and enforces the size it was started with; a
+		// lower one applies at once, a higher one only after a restart.
+		restart = append(restart, "limits.max_message_size")
 	}
 	if old.Logging != nc.Logging && (old.Logging.MessagesFile != nc.Logging.MessagesFile || old.Logging.ImportantFile != nc.Logging.ImportantFile || old.Logging.EventsDir != nc.Logging.EventsDir || old.Logging.TraceDir != nc.Logging.TraceDir) {
 		restart = append(restart, "log file locations")

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"syscall"
 	"testing"
@@ -106,8 +107,10 @@ func TestSignals(t *testing.T) {
 		t.Fatalf("after an invalid reload the gateway stopped serving: %v", err)
 	}
 
-	// Valid reload: a new deny list entry applies at once.
-	if err := os.WriteFile(g.cfg, []byte(g.baseConfig()+base+"lists: {deny: {senders: ['@bad.test']}}\n"), 0o640); err != nil {
+	// Valid reload: a new deny list entry applies at once; a new
+	// max_message_size (the SIZE go-smtp advertises and enforces) needs a
+	// restart, and the reload says so rather than "reloaded".
+	if err := os.WriteFile(g.cfg, []byte(g.baseConfig()+base+"lists: {deny: {senders: ['@bad.test']}}\nlimits: {max_message_size: 60MB}\n"), 0o640); err != nil {
 		t.Fatal(err)
 	}
 	g.signal(syscall.SIGHUP)
@@ -118,6 +121,9 @@ func TestSignals(t *testing.T) {
 		err := trySend(g.addr(), "spam@bad.test", "b@example.com")
 		return err != nil && strings.Contains(err.Error(), "550")
 	})
+	if imp := g.read("log/ksmg-important"); !regexp.MustCompile(`only after a restart.*max_message_size`).MatchString(imp) {
+		t.Errorf("the reload did not say that max_message_size needs a restart:\n%s", imp)
+	}
 
 	// SIGUSR1 after logrotate moved the files.
 	for _, f := range []string{"log/ksmg-messages", "log/ksmg-important"} {
