@@ -114,3 +114,5 @@ require (
 	golang.org/x/text v0.41.0 // indirect
 	gopkg.in/warnings.v0 v0.1.2 // indirect
 )
+
+replace github.com/emersion/go-smtp => ./third_party/go-smtp

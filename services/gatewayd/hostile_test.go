@@ -68,26 +68,21 @@ func TestHostileUnwritableAddresses(t *testing.T) {
 
 // Issue 11.2 (SMTP smuggling, CVE-2023-51764 class), RFC 5321 §2.3.8 and
 // §4.1.1.4: every lax end-of-data variant, by DATA and by BDAT, is refused
-// with 550 5.6.0 (the DATA <CR><LF>.<CR> case reaches the daemon without
-// the bare CR: go-smtp drops a "." + CR at a line start, and it is
-// accepted as a plain line break). The next hop never gets a bare CR or LF
-// nor a smuggled transaction, and the session stays in step.
+// with 550 5.6.0 (the DATA <CR><LF>.<CR> case too: third_party/go-smtp
+// keeps the CR that go-smtp 0.26.0 dropped after a line-initial dot). The
+// next hop never gets a bare CR or LF nor a smuggled transaction, and the
+// session stays in step.
 func TestHostileSmuggling(t *testing.T) {
 	t.Parallel()
 	sink := smtptest.StartSink(t, nil)
 	g := hostileGW(t, sink, "")
 	smuggled := "MAIL FROM:<evil@attacker.test>\r\nRCPT TO:<victim@example.com>\r\nDATA\r\nsmuggled\r\n"
-	accepted := 0
 	for _, v := range []string{"\n.\n", "\r\n.\n", "\n.\r\n", "\r.\r", "\r.\r\n", "\r\n.\r"} {
 		for _, mode := range []string{"DATA", "BDAT"} {
 			c := smtptest.Dial(t, g.addr())
 			c.Envelope("a@sender.test", "b@example.com")
 			body := "Subject: smuggle\r\n\r\nbefore" + v + smuggled
 			want := "550 5.6.0 Message refused: bare CR or LF"
-			if mode == "DATA" && v == "\r\n.\r" {
-				want = "250 2.0.0 OK: queued"
-				accepted++
-			}
 			if mode == "DATA" {
 				c.Cmd("DATA", "354 ")
 				c.Send(body + ".\r\n")
@@ -105,15 +100,15 @@ func TestHostileSmuggling(t *testing.T) {
 	c.Envelope("a@sender.test", "last@example.com")
 	c.Cmd("DATA", "354 ")
 	c.Cmd("Subject: last\r\n\r\nok\r\n.", "250 ")
-	waitFor(t, 20*time.Second, "the accepted messages downstream", func() bool { return len(sink.Txns()) == accepted+1 })
+	waitFor(t, 20*time.Second, "the clean message downstream", func() bool { return len(sink.Txns()) == 1 })
 	time.Sleep(300 * time.Millisecond)
 	for _, tx := range sink.Txns() {
 		if tx.Mail != "MAIL FROM:<a@sender.test>" {
 			t.Errorf("smuggled transaction downstream: %+v", tx)
 		}
 	}
-	if strings.Contains(string(sink.Raw()), "\r\nMAIL FROM:<evil@attacker.test>") && !strings.Contains(string(sink.Raw()), "\r\nbefore\r\nMAIL FROM:<evil@attacker.test>") {
-		t.Errorf("the smuggled command reached the next hop outside a body")
+	if strings.Contains(string(sink.Raw()), "evil@attacker.test") {
+		t.Errorf("the smuggled command reached the next hop")
 	}
 	noBareLineEnds(t, sink)
 }

@@ -2,7 +2,9 @@
 // github.com/emersion/go-smtp that enforces the limits, the relay rule
 // (mail only for protected domains, or from trusted networks) and the allow
 // and deny lists before DATA, and answers 250 to DATA only after the spool
-// has made the message durable.
+// has made the message durable. go-smtp is the patched copy in
+// third_party/go-smtp (KSMG-PATCHES.md): its DATA reader must end the data
+// exactly where RFC 5321 does and pass every bare CR on to bodyReader.
 package smtpd
 
 import (
@@ -256,9 +258,10 @@ var errBareLineEnd = errors.New("bare CR or LF in the message")
 // a bare LF anywhere is refused (550 5.6.0), by DATA and by BDAT alike, as
 // Postfix does with smtpd_forbid_bare_newline and KumoMTA by default. The
 // data then never holds a sequence that a next hop ending lines at a bare
-// CR or LF would read as the end of the data; go-smtp ends DATA only at
-// CRLF.CRLF, so what a client sent after a lax end (<LF>.<LF>, <CR>.<CR>
-// and the like) is part of the refused message, never a command.
+// CR or LF would read as the end of the data; go-smtp ends DATA at the
+// first CRLF.CRLF, as RFC 5321 §4.1.1.4 does (also right after a bare CR,
+// third_party/go-smtp), so what a client sent after a lax end (<LF>.<LF>,
+// <CR>.<CR> and the like) is part of the refused message, never a command.
 type bodyReader struct {
 	r      io.Reader
 	g      *guardConn

@@ -278,6 +278,8 @@ func FuzzSession(f *testing.F) {
 		"EHLO c\r\nMAIL FROM:<a@s.test>\r\nRCPT TO:<b@example.com>\r\nBDAT 30 LAST\r\nx\r.\r\nMAIL FROM:<e@s.test>\r\n.\r\n",
 		"EHLO c\r\nMAIL FROM:<a@s.test>\r\nRCPT TO:<b@example.com>\r\nBDAT 0 LAST",
 		"EHLO c\r\nMAIL FROM:<a@s.test>\r\nRCPT TO:<postmaster>\r\nRCPT TO:<\"john doe\"@example.com>\r\nRCPT TO:<\"v@o.net\"@example.com>\r\nDATA\r\nx\r\n.\r\n",
+		"EHLO c\r\nMAIL FROM:<a@s.test>\r\nRCPT TO:<b@example.com>\r\nDATA\r\nx\r\r\n.\r\nMAIL FROM:<e@s.test>\r\nRCPT TO:<v@example.com>\r\nDATA\r\ns\r\n.\r\n",
+		"EHLO c\r\nMAIL FROM:<a@s.test>\r\nRCPT TO:<b@example.com>\r\nDATA\r\nx\r\n.\r\r\n.\r\nMAIL FROM:<e@s.test>\r\nRCPT TO:<v@example.com>\r\nDATA\r\ns\r\n.\r\n",
 		"EHLO c\r\n" + strings.Repeat("NOOP\r\n", 300),
 		"EHLO slow",
 	} {

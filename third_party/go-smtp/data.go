@@ -122,13 +122,25 @@ func (r *dataReader) Read(b []byte) (n int, err error) {
 				r.state = stateEOF
 				continue
 			}
-			r.state = stateData
+			// ksmg: a line-initial "." is dropped (transparency), but the
+			// CR after it is data: emit it and read c again after it.
+			// Upstream dropped the CR as well, which hid a bare CR from
+			// the backend, and went on in stateData, which missed a
+			// <CRLF>.<CRLF> right after (".\r\r\n.\r\n").
+			_ = r.r.UnreadByte() // cannot fail right after ReadByte
+			c = '\r'
+			r.state = stateCR
 		case stateCR:
 			if c == '\n' {
 				r.state = stateBeginLine
 				break
 			}
-			r.state = stateData
+			// ksmg: a CR after a CR may still start the line end
+			// (upstream went to stateData and missed the end of data in
+			// "x\r\r\n.\r\n").
+			if c != '\r' {
+				r.state = stateData
+			}
 		case stateData:
 			if c == '\r' {
 				r.state = stateCR
