@@ -372,6 +372,31 @@ func TestEndOfDataAfterBareCR(t *testing.T) {
 	}
 }
 
+// A BDAT transaction's handler runs in its own goroutine; when one is
+// aborted (RSET) and the client goes on with the next, the first one's
+// result must not answer the second's BDAT LAST. go-smtp 0.26.0 sent it to
+// whatever transaction was current when the aborted handler ended: the
+// client got 421 (or the first message's refusal) for a message that was
+// queued, and sent it again.
+func TestBDATResultBelongsToItsTransaction(t *testing.T) {
+	t.Parallel()
+	h := start(t, fuzzConfig)
+	replied := 0
+	for i := 0; i < 50; i++ {
+		lines := dialog(t, h.addr, []byte("EHLO c\r\nMAIL FROM:<a@s.test>\r\nRCPT TO:<b@example.com>\r\nBDAT 0\r\nRSET\r\n"+
+			"MAIL FROM:<a@s.test>\r\nRCPT TO:<c@example.com>\r\nBDAT 3 LAST\r\nx\r\nQUIT\r\n"))
+		if l := lines[len(lines)-2]; strings.HasPrefix(l, "250 2.0.0 OK: queued") {
+			replied++
+		} else {
+			t.Errorf("run %d: BDAT LAST answered %q", i, l)
+		}
+	}
+	time.Sleep(200 * time.Millisecond)
+	if n := h.queued(); n != replied {
+		t.Errorf("%d messages queued, %d answered 250", n, replied)
+	}
+}
+
 // rawsinkBare is the offset of the first bare CR or LF, or -1.
 func rawsinkBare(b []byte) int {
 	for i, c := range b {

@@ -17,6 +17,7 @@ import (
 	"net"
 	"net/netip"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/emersion/go-smtp"
@@ -114,6 +115,8 @@ func (s *Server) NewSession(c *smtp.Conn) (smtp.Session, error) {
 	}
 	g.sc.Store(c)
 	sess := &session{s: s, conn: c, guard: g, helo: c.Hostname()}
+	// go-smtp starts a new session after STARTTLS.
+	_, sess.tls = c.TLSConnectionState()
 	if ap, err := netip.ParseAddrPort(c.Conn().RemoteAddr().String()); err == nil {
 		sess.ip = ap.Addr().Unmap()
 		sess.ipStr = sess.ip.String()
@@ -128,11 +131,17 @@ type session struct {
 	ip      netip.Addr
 	ipStr   string
 	helo    string
-	cfg     *config.Config
-	from    string
+	tls     bool
 	hasFrom bool
 	allowed bool // an allow list matched the client or the sender
-	rcpts   []string
+
+	// mu guards what Data reads: go-smtp runs Data for BDAT in a goroutine
+	// of its own, which may still be starting when the client has moved on
+	// to the next transaction (RSET, MAIL, RCPT).
+	mu    sync.Mutex
+	cfg   *config.Config
+	from  string
+	rcpts []string
 }
 
 func reply(code int, enh smtp.EnhancedCode, msg string) *smtp.SMTPError {
@@ -162,7 +171,10 @@ func (se *session) Mail(from string, opts *smtp.MailOptions) error {
 		return errClosing
 	}
 	cfg := se.s.opt.Config()
-	se.cfg, se.from, se.hasFrom, se.rcpts = cfg, from, true, nil
+	se.mu.Lock()
+	se.cfg, se.from, se.rcpts = cfg, from, nil
+	se.mu.Unlock()
+	se.hasFrom = true
 	if from != "" {
 		// RFC 5321 §4.1.2: refuse what the relay could not write again
 		// (a bare CR or LF would end its MAIL command early).
@@ -218,7 +230,9 @@ func (se *session) Rcpt(to string, _ *smtp.RcptOptions) error {
 	if !se.allowed && !matchAddr(cfg.Lists.Allow.Recipients, to) && matchAddr(cfg.Lists.Deny.Recipients, to) {
 		return se.reject(reply(550, smtp.EnhancedCode{5, 7, 1}, "Recipient address rejected: on the deny list"), to)
 	}
+	se.mu.Lock()
 	se.rcpts = append(se.rcpts, to)
+	se.mu.Unlock()
 	se.guard.progress()
 	return nil
 }
@@ -309,12 +323,14 @@ func (se *session) Data(r io.Reader) error {
 	if se.guard.closed() {
 		return errClosing
 	}
-	cfg := se.cfg
+	se.mu.Lock()
+	cfg, from, to := se.cfg, se.from, append([]string(nil), se.rcpts...)
+	se.mu.Unlock()
 	defer se.guard.endMessage(se.guard.beginMessage(messageDeadline(cfg)))
-	env := &spool.Envelope{ID: se.s.opt.Spool.NewID(), From: se.from, To: append([]string(nil), se.rcpts...),
+	env := &spool.Envelope{ID: se.s.opt.Spool.NewID(), From: from, To: to,
 		ClientIP: se.ipStr, Helo: se.helo, Received: time.Now().UTC()}
 	proto := "ESMTP"
-	if _, ok := se.conn.TLSConnectionState(); ok {
+	if se.tls {
 		proto = "ESMTPS"
 	}
 	var for1 string
@@ -346,7 +362,6 @@ func (se *session) Data(r io.Reader) error {
 		return reply(421, smtp.EnhancedCode{4, 4, 2}, "Connection lost")
 	}
 	se.s.opt.Queue.Enqueue(&spool.Message{Env: *env, State: spool.NewState(env), Size: size})
-	from := env.From
 	res := "250 2.0.0 OK: queued as " + env.ID
 	se.s.opt.Events.Event(eventlog.Event{QueueID: env.ID, ClientIP: se.ipStr, Sender: &from, Recipients: env.To, Size: size, Action: "received", Result: res})
 	se.guard.progress()
@@ -371,7 +386,10 @@ func sanitize(s string) string {
 }
 
 func (se *session) Reset() {
-	se.hasFrom, se.from, se.rcpts, se.allowed = false, "", nil, false
+	se.mu.Lock()
+	se.from, se.rcpts = "", nil
+	se.mu.Unlock()
+	se.hasFrom, se.allowed = false, false
 }
 
 func (se *session) Logout() error { return nil }

@@ -280,6 +280,7 @@ func FuzzSession(f *testing.F) {
 		"EHLO c\r\nMAIL FROM:<a@s.test>\r\nRCPT TO:<postmaster>\r\nRCPT TO:<\"john doe\"@example.com>\r\nRCPT TO:<\"v@o.net\"@example.com>\r\nDATA\r\nx\r\n.\r\n",
 		"EHLO c\r\nMAIL FROM:<a@s.test>\r\nRCPT TO:<b@example.com>\r\nDATA\r\nx\r\r\n.\r\nMAIL FROM:<e@s.test>\r\nRCPT TO:<v@example.com>\r\nDATA\r\ns\r\n.\r\n",
 		"EHLO c\r\nMAIL FROM:<a@s.test>\r\nRCPT TO:<b@example.com>\r\nDATA\r\nx\r\n.\r\r\n.\r\nMAIL FROM:<e@s.test>\r\nRCPT TO:<v@example.com>\r\nDATA\r\ns\r\n.\r\n",
+		"EHLO c\r\nMAIL FROM:<a@s.test>\r\nRCPT TO:<b@example.com>\r\nBDAT 0\r\nRSET\r\nMAIL FROM:<a@s.test>\r\nRCPT TO:<c@example.com>\r\nBDAT 3 LAST\r\nx\r\n",
 		"EHLO c\r\n" + strings.Repeat("NOOP\r\n", 300),
 		"EHLO slow",
 	} {

@@ -1042,21 +1042,29 @@ func (c *Conn) handleBdat(arg string) {
 		var r *io.PipeReader
 		r, c.bdatPipe = io.Pipe()
 
-		c.dataResult = make(chan error, 1)
+		// ksmg: the handler's result goes to this transaction's channel.
+		// Upstream sent it to c.dataResult as it was when the handler
+		// ended: after a RSET (or a refused chunk) the client may already
+		// be in its next BDAT transaction, whose BDAT LAST then got the
+		// aborted one's result. Likewise the session is the one of this
+		// transaction (a STARTTLS in between replaces it).
+		result := make(chan error, 1)
+		c.dataResult = result
+		session := c.Session()
 
 		go func() {
 			defer func() {
 				if err := recover(); err != nil {
 					c.handlePanic(err, c.bdatStatus)
 
-					c.dataResult <- errPanic
+					result <- errPanic
 					r.CloseWithError(errPanic)
 				}
 			}()
 
 			var err error
 			if !c.server.LMTP {
-				err = c.Session().Data(r)
+				err = session.Data(r)
 			} else {
 				lmtpSession, ok := c.Session().(LMTPSession)
 				if !ok {
@@ -1069,7 +1077,7 @@ func (c *Conn) handleBdat(arg string) {
 				}
 			}
 
-			c.dataResult <- err
+			result <- err
 			r.CloseWithError(err)
 		}()
 	}
