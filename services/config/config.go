@@ -77,7 +77,10 @@ type Config struct {
 		IdleTimeout    time.Duration
 		MinDataRate    int64 // bytes per second: the message deadline
 		MaxSessions    int
-		JunkCommands   int
+		// MaxSessionsPerClient: sessions one client address (an IPv6 /64)
+		// may hold at once; trusted networks are not limited.
+		MaxSessionsPerClient int
+		JunkCommands         int
 	}
 	ProtectedDomains []Domain
 	TrustedNetworks  []netip.Prefix
@@ -352,6 +355,7 @@ var keys = []key{
 	{"limits.idle_timeout", func(c *Config, v any) (err error) { c.Limits.IdleTimeout, err = duration(v); return }},
 	{"limits.min_data_rate", func(c *Config, v any) (err error) { c.Limits.MinDataRate, err = size(v); return }},
 	{"limits.max_sessions", func(c *Config, v any) (err error) { c.Limits.MaxSessions, err = positive(v); return }},
+	{"limits.max_sessions_per_client", func(c *Config, v any) (err error) { c.Limits.MaxSessionsPerClient, err = positive(v); return }},
 	{"limits.junk_command_limit", func(c *Config, v any) (err error) { c.Limits.JunkCommands, err = positive(v); return }},
 	{"protected_domains", func(c *Config, v any) (err error) { c.ProtectedDomains, err = domains(v); return }},
 	{"trusted_networks", func(c *Config, v any) (err error) { c.TrustedNetworks, err = networks(v); return }},

@@ -8,11 +8,14 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/netip"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/emersion/go-smtp"
+
+	"github.com/ksmg-appliance/ksmg/services/config"
 )
 
 // guardConn is the connection as go-smtp sees it; it holds the session to
@@ -260,8 +263,10 @@ func guardOf(c net.Conn) *guardConn {
 
 // guardListener wraps every accepted connection, with the limits the
 // configuration has at that moment, and lets at most max connections be
-// open at once (more wait in the kernel's backlog). golang.org/x/net's
-// LimitListener did the latter before, but its connection type hides
+// open at once (more wait in the kernel's backlog), and at most
+// max_sessions_per_client from one client address: more are answered 421
+// and closed here, before go-smtp sees them. golang.org/x/net's
+// LimitListener did the first before, but its connection type hides
 // CloseWrite, which lingerClose needs.
 type guardListener struct {
 	net.Listener
@@ -269,26 +274,90 @@ type guardListener struct {
 	sem  chan struct{}
 	done chan struct{}
 	once sync.Once
+
+	mu      sync.Mutex
+	clients map[netip.Addr]int // open sessions per client address (IPv6: per /64)
 }
 
 func newGuardListener(l net.Listener, s *Server, max int) *guardListener {
-	return &guardListener{Listener: l, s: s, sem: make(chan struct{}, max), done: make(chan struct{})}
+	return &guardListener{Listener: l, s: s, sem: make(chan struct{}, max), done: make(chan struct{}), clients: map[netip.Addr]int{}}
 }
 
 func (l *guardListener) Accept() (net.Conn, error) {
-	select {
-	case l.sem <- struct{}{}:
-	case <-l.done:
-		return nil, net.ErrClosed
+	for {
+		select {
+		case l.sem <- struct{}{}:
+		case <-l.done:
+			return nil, net.ErrClosed
+		}
+		c, err := l.Listener.Accept()
+		if err != nil {
+			<-l.sem
+			return nil, err
+		}
+		cfg := l.s.opt.Config()
+		client, limited := clientKey(c, cfg)
+		if limited && !l.enter(client, cfg.Limits.MaxSessionsPerClient) {
+			<-l.sem
+			l.s.diag.Debug("SMTP client over limits.max_sessions_per_client", "client", c.RemoteAddr().String())
+			l.refuse(c)
+			continue
+		}
+		release := func() {
+			if limited {
+				l.leave(client)
+			}
+			<-l.sem
+		}
+		return &guardConn{Conn: c, hostname: l.s.hostname, idle: cfg.Limits.IdleTimeout, junkMax: cfg.Limits.JunkCommands, diag: l.s.diag,
+			release: release}, nil
 	}
-	c, err := l.Listener.Accept()
+}
+
+// clientKey is what sessions are counted by: the client's address, an
+// IPv6 client's /64 (one host may hold all of it); limited is false for
+// trusted networks and unknown addresses.
+func clientKey(c net.Conn, cfg *config.Config) (netip.Addr, bool) {
+	ap, err := netip.ParseAddrPort(c.RemoteAddr().String())
 	if err != nil {
-		<-l.sem
-		return nil, err
+		return netip.Addr{}, false
 	}
-	cfg := l.s.opt.Config()
-	return &guardConn{Conn: c, hostname: l.s.hostname, idle: cfg.Limits.IdleTimeout, junkMax: cfg.Limits.JunkCommands, diag: l.s.diag,
-		release: func() { <-l.sem }}, nil
+	ip := ap.Addr().Unmap()
+	if matchNet(cfg.TrustedNetworks, ip) {
+		return ip, false
+	}
+	if ip.Is6() {
+		ip = netip.PrefixFrom(ip, 64).Masked().Addr()
+	}
+	return ip, true
+}
+
+func (l *guardListener) enter(client netip.Addr, max int) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.clients[client] >= max {
+		return false
+	}
+	l.clients[client]++
+	return true
+}
+
+func (l *guardListener) leave(client netip.Addr) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.clients[client]--; l.clients[client] <= 0 {
+		delete(l.clients, client)
+	}
+}
+
+// refuse answers a connection over the per-client limit and closes it, in
+// the accept loop: one short line fits the socket buffer, and no goroutine
+// per refused connection lets a connection flood grow memory.
+func (l *guardListener) refuse(c net.Conn) {
+	if c.SetWriteDeadline(time.Now().Add(time.Second)) == nil {
+		_, _ = fmt.Fprintf(c, "421 4.7.0 %s Error: too many connections from your address\r\n", l.s.hostname) // best effort: closed either way
+	}
+	_ = c.Close()
 }
 
 func (l *guardListener) Close() error {

@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"fmt"
 	"io"
+	"net"
 	"strings"
 	"syscall"
 	"testing"
@@ -84,6 +85,51 @@ func TestCommandTrickle(t *testing.T) {
 	rest := cl.Rest()
 	if el := time.Since(t0); rest != "421 4.4.2 gw.test Error: timeout exceeded, closing connection\r\n" || el > 3*time.Second {
 		t.Fatalf("after %v: %q, want only 421 4.4.2 and the close about 1 s after the last reply", el, rest)
+	}
+}
+
+// One client address may hold at most limits.max_sessions_per_client
+// sessions (like Postfix's smtpd_client_connection_count_limit); more get
+// 421 4.7.0 and are closed, so that one host cannot take every one of
+// max_sessions and shut everybody else out (each held with a command every
+// idle_timeout). A closed session frees its place; trusted networks (the
+// organisation's own relays) are not limited.
+func TestSessionsPerClient(t *testing.T) {
+	t.Parallel()
+	h := start(t, "hostname: gw.test\ntrusted_networks: [\"192.0.2.0/24\"]\nlimits: {max_sessions_per_client: 2}\n")
+	c1 := smtptest.Dial(t, h.addr)
+	smtptest.Dial(t, h.addr)
+	c3, err := net.Dial("tcp", h.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c3.Close()
+	if err := c3.SetDeadline(time.Now().Add(10 * time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := io.ReadAll(c3); !strings.HasPrefix(string(b), "421 4.7.0 gw.test Error: too many connections from your address") || strings.Count(string(b), "\r\n") != 1 {
+		t.Fatalf("the third session got %q, want only 421 4.7.0 and the close", b)
+	}
+	c1.Cmd("QUIT", "221 ")
+	for i := 0; ; i++ { // the server notices the QUIT's close a moment later
+		c, err := net.Dial("tcp", h.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		l, _ := bufio.NewReader(c).ReadString('\n')
+		c.Close()
+		if strings.HasPrefix(l, "220 ") {
+			break
+		}
+		if i == 50 {
+			t.Fatalf("no place after a QUIT: %q", l)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+
+	trusted := start(t, "hostname: gw.test\nlimits: {max_sessions_per_client: 2}\n") // loopback is trusted by default
+	for i := 0; i < 4; i++ {
+		smtptest.Dial(t, trusted.addr)
 	}
 }
 
