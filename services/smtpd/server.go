@@ -170,6 +170,12 @@ func (se *session) Mail(from string, opts *smtp.MailOptions) error {
 	if se.guard.closed() {
 		return errClosing
 	}
+	if se.hasFrom {
+		// RFC 5321 §4.1.4: MAIL begins a transaction, RSET ends one. go-smtp
+		// passes a second MAIL on and, if it is refused, keeps the open
+		// transaction: the refused sender must not replace its sender.
+		return se.reject(reply(503, smtp.EnhancedCode{5, 5, 1}, "Error: nested MAIL command"), "")
+	}
 	cfg := se.s.opt.Config()
 	se.mu.Lock()
 	se.cfg, se.from, se.rcpts = cfg, from, nil
@@ -203,6 +209,9 @@ func (se *session) Mail(from string, opts *smtp.MailOptions) error {
 func (se *session) Rcpt(to string, _ *smtp.RcptOptions) error {
 	if se.guard.closed() {
 		return errClosing
+	}
+	if !se.hasFrom {
+		return se.reject(reply(503, smtp.EnhancedCode{5, 5, 1}, "Error: need MAIL command"), to)
 	}
 	cfg := se.cfg
 	if len(se.rcpts) >= cfg.Limits.MaxRecipients {

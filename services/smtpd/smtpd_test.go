@@ -196,6 +196,32 @@ func TestPolicy(t *testing.T) {
 	}
 }
 
+// A MAIL inside a transaction is a bad sequence (RFC 5321 §4.1.4: a
+// transaction is MAIL, RCPT..., DATA; 503 like Postfix's "nested MAIL
+// command"), and a refused MAIL leaves the state as it was (§4.1.1.2). go-smtp
+// lets a second MAIL through to the session and keeps the transaction open
+// when the session refuses it; the session had by then taken the refused
+// sender as the transaction's: a deny-listed sender or an address the relay
+// cannot write went into the queue behind an accepted MAIL.
+func TestNestedMail(t *testing.T) {
+	t.Parallel()
+	h := start(t, fuzzConfig)
+	for _, second := range []string{"<x@spam.test>", "<\"a\rb\"@s.test>", "<a@s.test>"} {
+		lines := dialog(t, h.addr, []byte("EHLO c\r\nMAIL FROM:<ok@s.test>\r\nMAIL FROM:"+second+"\r\n"+
+			"RCPT TO:<b@example.com>\r\nDATA\r\nSubject: n\r\n\r\nx\r\n.\r\nQUIT\r\n"))
+		if len(lines) < 5 || !strings.HasPrefix(lines[len(lines)-5], "503 5.5.1") {
+			t.Errorf("%s: replies %q, want 503 5.5.1 to the second MAIL", second, lines)
+		}
+	}
+	h.queue.mu.Lock()
+	defer h.queue.mu.Unlock()
+	for _, m := range h.queue.msgs {
+		if m.Env.From != "ok@s.test" {
+			t.Errorf("queued from %q", m.Env.From)
+		}
+	}
+}
+
 // Each recipient is stored as go-smtp unquoted it, <postmaster> as the
 // first protected domain's postmaster, and the Received header's "for"
 // clause quotes as RFC 5321 §4.1.2 requires.
