@@ -248,32 +248,37 @@ func TestMessageDeadline(t *testing.T) {
 				cl.Send("DATA\r\n")
 				cl.Expect("354 ")
 			}
-			t0 := time.Now()
-			go func() {
-				for i := 0; i < 40 && time.Since(t0) < 10*time.Second; i++ {
-					time.Sleep(250 * time.Millisecond)
-					s := "x\r\n"
-					if mode == "BDAT" {
-						s = "BDAT 3\r\nx\r\n"
-					}
-					if _, err := io.WriteString(cl.C, s); err != nil {
-						return
-					}
-				}
-			}()
-			var last string
-			for {
-				l, err := cl.BR.ReadString('\n')
-				if err != nil {
-					break
-				}
-				last = l
+			s := "x\r\n"
+			if mode == "BDAT" {
+				s = "BDAT 3\r\nx\r\n"
 			}
-			el := time.Since(t0)
+			last, el := trickle(cl, s)
 			if !strings.HasPrefix(last, "421 4.4.2") || el < 1500*time.Millisecond || el > 5*time.Second {
 				t.Fatalf("after %v last reply %q, want 421 4.4.2 after about 2 s", el, last)
 			}
 		})
+	}
+}
+
+// trickle sends s every 250 ms (for 10 s at most) until the server closes
+// the connection, and returns the last reply line and when it came.
+func trickle(cl *smtptest.Client, s string) (string, time.Duration) {
+	t0 := time.Now()
+	go func() {
+		for i := 0; i < 40 && time.Since(t0) < 10*time.Second; i++ {
+			time.Sleep(250 * time.Millisecond)
+			if _, err := io.WriteString(cl.C, s); err != nil {
+				return
+			}
+		}
+	}()
+	var last string
+	for {
+		l, err := cl.BR.ReadString('\n')
+		if err != nil {
+			return last, time.Since(t0)
+		}
+		last = l
 	}
 }
 
@@ -296,24 +301,7 @@ func TestMessageDeadlineAfterAbortedBDAT(t *testing.T) {
 			for _, want := range []string{"250 ", "250 ", "250 2.0.0 Continue", "250 ", "250 ", "250 ", "250 2.0.0 Continue"} {
 				cl.Expect(want)
 			}
-			t0 := time.Now()
-			go func() {
-				for i := 0; i < 40 && time.Since(t0) < 10*time.Second; i++ {
-					time.Sleep(250 * time.Millisecond)
-					if _, err := io.WriteString(cl.C, "BDAT 1\r\nx"); err != nil {
-						return
-					}
-				}
-			}()
-			var last string
-			for {
-				l, err := cl.BR.ReadString('\n')
-				if err != nil {
-					break
-				}
-				last = l
-			}
-			if el := time.Since(t0); !strings.HasPrefix(last, "421 4.4.2") || el > 5*time.Second {
+			if last, el := trickle(cl, "BDAT 1\r\nx"); !strings.HasPrefix(last, "421 4.4.2") || el > 5*time.Second {
 				t.Fatalf("after %v last reply %q, want 421 4.4.2 at the message deadline (about 2 s)", el, last)
 			}
 		})
