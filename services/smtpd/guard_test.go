@@ -21,6 +21,32 @@ func (h *harness) queued() int {
 	return len(h.queue.msgs)
 }
 
+type queuedMessage struct {
+	*spool.Message
+	body []byte
+}
+
+// messages are the queued messages with their bodies.
+func (h *harness) messages(t testing.TB) []queuedMessage {
+	t.Helper()
+	h.queue.mu.Lock()
+	defer h.queue.mu.Unlock()
+	var out []queuedMessage
+	for _, m := range h.queue.msgs {
+		b, err := h.sp.Open(m.Env.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		data, err := io.ReadAll(b)
+		b.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, queuedMessage{m, data})
+	}
+	return out
+}
+
 const timeoutConfig = `
 hostname: gw.test
 protected_domains: [{name: example.com, route: "127.0.0.1:1"}]
@@ -343,18 +369,14 @@ func TestBareLineEnds(t *testing.T) {
 			})
 		}
 	}
-	h.queue.mu.Lock()
-	defer h.queue.mu.Unlock()
-	for _, m := range h.queue.msgs {
-		b, _ := h.sp.Open(m.Env.ID)
-		data, _ := io.ReadAll(b)
-		b.Close()
-		if !strings.HasSuffix(string(data), "Subject: clean\r\n\r\nok\r\n") {
-			t.Errorf("queued %q", data)
+	msgs := h.messages(t)
+	for _, m := range msgs {
+		if !strings.HasSuffix(string(m.body), "Subject: clean\r\n\r\nok\r\n") {
+			t.Errorf("queued %q", m.body)
 		}
 	}
-	if len(h.queue.msgs) != 12 {
-		t.Errorf("%d messages queued, want the 12 clean ones", len(h.queue.msgs))
+	if len(msgs) != 12 {
+		t.Errorf("%d messages queued, want the 12 clean ones", len(msgs))
 	}
 }
 
@@ -391,18 +413,14 @@ func TestEndOfDataAfterBareCR(t *testing.T) {
 		}
 	})
 	time.Sleep(100 * time.Millisecond)
-	h.queue.mu.Lock()
-	defer h.queue.mu.Unlock()
-	for _, m := range h.queue.msgs {
-		b, _ := h.sp.Open(m.Env.ID)
-		data, _ := io.ReadAll(b)
-		b.Close()
-		if len(m.Env.To) != 1 || m.Env.To[0] != "c@example.com" || strings.Contains(string(data), "first") {
-			t.Errorf("queued for %v: %q", m.Env.To, data)
+	msgs := h.messages(t)
+	for _, m := range msgs {
+		if len(m.Env.To) != 1 || m.Env.To[0] != "c@example.com" || strings.Contains(string(m.body), "first") {
+			t.Errorf("queued for %v: %q", m.Env.To, m.body)
 		}
 	}
-	if len(h.queue.msgs) != 3 {
-		t.Errorf("%d messages queued, want the 3 second ones", len(h.queue.msgs))
+	if len(msgs) != 3 {
+		t.Errorf("%d messages queued, want the 3 second ones", len(msgs))
 	}
 }
 
