@@ -123,9 +123,7 @@ func TestHashMemo(t *testing.T) {
 	f.WriteAt([]byte("data"), 16<<20)
 	f.Truncate(64 << 20)
 	f.Close()
-	defer func(old int64) { memoMinSize = old }(memoMinSize)
-	memoMinSize = 1 << 20
-	b := &builder{opts: Options{CacheDir: filepath.Join(dir, "cache")}}
+	b := hasher{cacheDir: filepath.Join(dir, "cache"), memoMin: 1 << 20}
 	ctx := context.Background()
 	want := fileSHA256(t, p)
 	for i := 0; i < 2; i++ {
