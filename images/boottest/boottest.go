@@ -53,9 +53,10 @@ const (
 // console once systemd has finished starting up.
 const StatusPrefix = "KSMG-STATUS "
 
-// BannerGrace is how long Run waits for the SMTP banner after the guest
-// printed its status line (startup finished).
-var BannerGrace = 2 * time.Minute
+// DefaultBannerGrace is how long Run waits for the SMTP (and SSH) banner
+// after the guest printed its status line (startup finished), unless
+// Options.BannerGrace says otherwise.
+const DefaultBannerGrace = 2 * time.Minute
 
 // Options describe one boot.
 type Options struct {
@@ -83,6 +84,9 @@ type Options struct {
 	Persist bool
 	// ExtraArgs are appended to the QEMU command line.
 	ExtraArgs []string
+	// BannerGrace is how long to wait for the banners once startup has
+	// finished; 0 means DefaultBannerGrace.
+	BannerGrace time.Duration
 }
 
 // Result is what the boot showed.
@@ -192,6 +196,9 @@ func runOnce(ctx context.Context, opts Options) (*Result, error) {
 	}
 	if opts.Timeout == 0 {
 		opts.Timeout = 10 * time.Minute
+	}
+	if opts.BannerGrace == 0 {
+		opts.BannerGrace = DefaultBannerGrace
 	}
 	qemu, err := exec.LookPath("qemu-system-x86_64")
 	if err != nil {
@@ -328,7 +335,7 @@ func runOnce(ctx context.Context, opts Options) (*Result, error) {
 	if err == nil {
 		// Startup is finished once the status line is out: a gateway that
 		// has not answered two minutes later is not going to.
-		bctx, bcancel := context.WithTimeout(ctx, BannerGrace)
+		bctx, bcancel := context.WithTimeout(ctx, opts.BannerGrace)
 		select {
 		case <-panicked:
 			err = errors.New("boottest: guest kernel panicked before the SMTP banner")
@@ -337,7 +344,7 @@ func runOnce(ctx context.Context, opts Options) (*Result, error) {
 			exited <- e
 			err = fmt.Errorf("boottest: qemu exited before the SMTP banner: %v: %s", e, strings.TrimSpace(stderr.String()))
 		case <-bctx.Done():
-			err = fmt.Errorf("boottest: no SMTP banner on guest port 25 within %s after startup finished (status: %s)", BannerGrace, res.StatusLine)
+			err = fmt.Errorf("boottest: no SMTP banner on guest port 25 within %s after startup finished (status: %s)", opts.BannerGrace, res.StatusLine)
 		}
 		if err == nil && opts.SSH {
 			b, serr := waitBanner(bctx, sshPort)
@@ -345,7 +352,7 @@ func runOnce(ctx context.Context, opts Options) (*Result, error) {
 			res.SSHBanner = b
 			mu.Unlock()
 			if serr != nil {
-				err = fmt.Errorf("boottest: no SSH banner on guest port 22 within %s after startup finished (status: %s)", BannerGrace, res.StatusLine)
+				err = fmt.Errorf("boottest: no SSH banner on guest port 22 within %s after startup finished (status: %s)", opts.BannerGrace, res.StatusLine)
 			}
 		}
 		bcancel()
