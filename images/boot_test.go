@@ -58,7 +58,12 @@ func testBinDir(t *testing.T) string {
 			return
 		}
 		_, file, _, _ := runtime.Caller(0)
-		cmd := exec.Command("go", "build", "-trimpath", "-o", binDir+"/", "./cmd/ksmg-gatewayd")
+		// Every binary the payload ships (see binaries in payload.go).
+		args := []string{"build", "-trimpath", "-o", binDir + "/"}
+		for _, b := range binaries {
+			args = append(args, "./cmd/"+b.name)
+		}
+		cmd := exec.Command("go", args...)
 		cmd.Dir = filepath.Join(filepath.Dir(file), "..")
 		if out, err := cmd.CombinedOutput(); err != nil {
 			binErr = err

@@ -7,7 +7,7 @@
 // Provisioning tools of the field (Ansible, Packer's shell provisioner)
 // were considered; they would put shell scripts and a second language
 // between the spec and the image, which the project rules out: steps are
-// plain Go against a five-method interface.
+// plain Go against a six-method interface.
 package provisioner
 
 import (
