@@ -211,7 +211,7 @@ func Plan(opts Options) (*Pipeline, error) {
 	if os.Geteuid() != 0 {
 		return nil, errors.New("build: must run as root (mmdebstrap --mode=root, file ownership in the image)")
 	}
-	sde, err := sourceDateEpoch(opts.SourceDateEpoch)
+	sde, err := ResolveSourceDateEpoch(opts.SourceDateEpoch)
 	if err != nil {
 		return nil, fmt.Errorf("build: %w", err)
 	}
@@ -240,9 +240,12 @@ func Plan(opts Options) (*Pipeline, error) {
 	return p, nil
 }
 
-// sourceDateEpoch resolves the build's time: the option, $SOURCE_DATE_EPOCH
-// or the default.
-func sourceDateEpoch(opt int64) (int64, error) {
+// ResolveSourceDateEpoch resolves a build's time: opt if set, else
+// $SOURCE_DATE_EPOCH, else DefaultSourceDateEpoch.
+func ResolveSourceDateEpoch(opt int64) (int64, error) {
+	if opt < 0 {
+		return 0, fmt.Errorf("source date epoch %d: want a positive number of seconds since 1970", opt)
+	}
 	if opt != 0 {
 		return opt, nil
 	}

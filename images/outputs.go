@@ -1,7 +1,12 @@
 package images
 
 import (
+	"bufio"
+	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -33,6 +38,10 @@ type OutputOptions struct {
 	// CacheDir, if set, memoises the SHA-256 of large sparse files (see
 	// hasher) under CacheDir/sha256.
 	CacheDir string
+	// MergeSums keeps the lines of an existing SHA256SUMS for other files
+	// that still exist (a post-processor adding its output next to a
+	// builder's); otherwise SHA256SUMS lists exactly these outputs.
+	MergeSums bool
 }
 
 type stagedOutput struct {
@@ -93,6 +102,12 @@ func (o *Outputs) Publish(ctx context.Context) ([]Output, string, error) {
 		sums = append(sums, [2]string{sum, s.name})
 	}
 	sumsPath := filepath.Join(o.dir, SumsFile)
+	if o.opts.MergeSums {
+		var err error
+		if sums, err = mergeSums(sumsPath, sums); err != nil {
+			return nil, "", err
+		}
+	}
 	// All outputs are complete: switch them into place, SHA256SUMS last.
 	for _, s := range o.files {
 		if err := s.f.Commit(); err != nil {
@@ -117,4 +132,74 @@ func (o *Outputs) Cleanup() {
 		s.f.Cleanup()
 	}
 	o.files = nil
+}
+
+// mergeSums returns the lines of an existing SHA256SUMS, each file in ours
+// replacing its old line in place and new ones appended; lines of files
+// that no longer exist are dropped.
+func mergeSums(path string, ours [][2]string) ([][2]string, error) {
+	old, err := readSums(path)
+	if err != nil {
+		return nil, err
+	}
+	idx := map[string]int{}
+	var out [][2]string
+	for _, l := range old {
+		if _, err := os.Stat(filepath.Join(filepath.Dir(path), l[1])); err != nil {
+			continue
+		}
+		idx[l[1]] = len(out)
+		out = append(out, l)
+	}
+	for _, l := range ours {
+		if i, ok := idx[l[1]]; ok {
+			out[i] = l
+			continue
+		}
+		idx[l[1]] = len(out)
+		out = append(out, l)
+	}
+	return out, nil
+}
+
+// readSums parses a SHA256SUMS file ("<64 hex>  <name>" lines); a missing
+// file is empty.
+func readSums(path string) ([][2]string, error) {
+	data, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var out [][2]string
+	sc := bufio.NewScanner(bytes.NewReader(data))
+	for n := 1; sc.Scan(); n++ {
+		sum, name, ok := strings.Cut(sc.Text(), "  ")
+		if _, herr := hex.DecodeString(sum); !ok || herr != nil || len(sum) != 2*sha256.Size || name == "" {
+			return nil, fmt.Errorf("%s:%d: want \"<sha256 hex>  <file name>\", got %q", path, n, sc.Text())
+		}
+		out = append(out, [2]string{sum, name})
+	}
+	return out, sc.Err()
+}
+
+// DropSum removes name's line from dir's SHA256SUMS after its file was
+// deleted; a list left empty is removed.
+func DropSum(dir, name string) error {
+	path := filepath.Join(dir, SumsFile)
+	old, err := readSums(path)
+	if err != nil || old == nil {
+		return err
+	}
+	var text strings.Builder
+	for _, l := range old {
+		if l[1] != name {
+			fmt.Fprintf(&text, "%s  %s\n", l[0], l[1])
+		}
+	}
+	if text.Len() == 0 {
+		return os.Remove(path)
+	}
+	return atomicfile.WriteFile(path, []byte(text.String()), 0o644)
 }
