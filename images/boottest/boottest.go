@@ -87,6 +87,12 @@ type Options struct {
 	// BannerGrace is how long to wait for the banners once startup has
 	// finished; 0 means DefaultBannerGrace.
 	BannerGrace time.Duration
+	// Hold, if set, is called once the guest is up (status line and
+	// banners seen) while it keeps running, e.g. to provision it over the
+	// forwarded SSH port; the guest is stopped when Hold returns, and its
+	// error is Run's. Its context ends if QEMU exits; Timeout does not
+	// count Hold's time.
+	Hold func(ctx context.Context, res Result) error
 }
 
 // Result is what the boot showed.
@@ -98,6 +104,7 @@ type Result struct {
 	ToBanner     time.Duration     // from power-on (QEMU start) to the SMTP banner
 	ToStatus     time.Duration     // from power-on to the console status line
 	SMTPPort     int               // host port forwarded to guest port 25
+	SSHPort      int               // host port forwarded to guest port 22 (with Options.SSH)
 	SSHBanner    string            // first line of guest port 22 (with Options.SSH)
 	SerialTail   []string          // last lines of the serial console
 	Panicked     bool              // the guest kernel panicked
@@ -235,12 +242,14 @@ func runOnce(ctx context.Context, opts Options) (*Result, error) {
 			return res, fmt.Errorf("boottest: pick a host port: %w", err)
 		}
 	}
+	res.SSHPort = sshPort
 	args, err := qemuArgs(opts, format, vars, port, sshPort)
 	if err != nil {
 		return res, err
 	}
 	res.QEMUCommand = append([]string{qemu}, args...)
 
+	parent := ctx
 	ctx, cancel := context.WithTimeout(ctx, opts.Timeout)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, qemu, args...)
@@ -357,6 +366,13 @@ func runOnce(ctx context.Context, opts Options) (*Result, error) {
 		}
 		bcancel()
 	}
+	if err == nil && opts.Hold != nil {
+		err = hold(parent, opts.Hold, exited, func() Result {
+			mu.Lock()
+			defer mu.Unlock()
+			return *res
+		})
+	}
 	stop()
 	mu.Lock()
 	defer mu.Unlock()
@@ -364,6 +380,33 @@ func runOnce(ctx context.Context, opts Options) (*Result, error) {
 		return res, fmt.Errorf("%w; last console lines:\n%s", err, strings.Join(res.SerialTail, "\n"))
 	}
 	return res, nil
+}
+
+// hold runs fn while the guest keeps running; its context ends if QEMU
+// exits (the exit is passed on to stop).
+func hold(ctx context.Context, fn func(context.Context, Result) error, exited chan error, snapshot func() Result) error {
+	hctx, hcancel := context.WithCancel(ctx)
+	defer hcancel()
+	done, finished := make(chan struct{}), make(chan struct{})
+	var qemuErr error
+	var exitedEarly bool
+	go func() {
+		defer close(finished)
+		select {
+		case e := <-exited:
+			qemuErr, exitedEarly = e, true
+			exited <- e // let stop() see it
+			hcancel()
+		case <-done:
+		}
+	}()
+	err := fn(hctx, snapshot())
+	close(done)
+	<-finished
+	if exitedEarly {
+		return fmt.Errorf("boottest: qemu exited while the guest was held: %v (hold: %v)", qemuErr, err)
+	}
+	return err
 }
 
 func qemuArgs(opts Options, format, vars string, port, sshPort int) ([]string, error) {
