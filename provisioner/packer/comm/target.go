@@ -59,7 +59,7 @@ func (t *Target) run(ctx context.Context, line string, privileged bool) ([]byte,
 	if privileged && t.Sudo {
 		line = "sudo -n -- sh -c " + quote(line)
 	}
-	var out bytes.Buffer
+	var out lockedBuffer
 	cmd := &packersdk.RemoteCmd{Command: line, Stdout: &out, Stderr: &out}
 	if err := t.Comm.Start(ctx, cmd); err != nil {
 		return nil, err
@@ -75,6 +75,27 @@ func (t *Target) run(ctx context.Context, line string, privileged bool) ([]byte,
 	case <-ctx.Done():
 		return out.Bytes(), ctx.Err()
 	}
+}
+
+// lockedBuffer collects a command's stdout and stderr. Over Packer's RPC
+// each stream is copied by its own goroutine; a shared bytes.Buffer would
+// have two concurrent ReadFrom calls, the later of which truncates what
+// the other appended. This one only has Write, under a lock.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) Bytes() []byte {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return append([]byte(nil), b.buf.Bytes()...)
 }
 
 // Run runs name with args on the target and returns its combined output.
