@@ -203,3 +203,12 @@ func DropSum(dir, name string) error {
 	}
 	return atomicfile.WriteFile(path, []byte(text.String()), 0o644)
 }
+
+// RemoveOutput deletes a published output and its SHA256SUMS line (an
+// artifact Packer destroys).
+func RemoveOutput(path string) error {
+	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	return DropSum(filepath.Dir(path), filepath.Base(path))
+}

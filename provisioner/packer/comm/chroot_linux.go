@@ -138,43 +138,64 @@ func (c *Chroot) UploadDir(dst, src string, exclude []string) (err error) {
 	if err := c.mkdirAll(target, st.Mode()&modeBits); err != nil {
 		return err
 	}
-	return filepath.WalkDir(src, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
+	from, err := os.OpenRoot(src)
+	if err != nil {
+		return err
+	}
+	defer from.Close()
+	return copyTree(from, exclude, treeSink{
+		dir:     func(rel string, mode fs.FileMode) error { return c.mkdirAll(path.Join(target, rel), mode) },
+		symlink: func(rel, link string) error { return c.symlink(link, path.Join(target, rel)) },
+		file: func(rel string, r io.Reader, mode fs.FileMode) error {
+			return c.writeFile(path.Join(target, rel), r, mode, true)
+		},
+	})
+}
+
+// treeSink is where copyTree puts what it finds; rel is slash-separated.
+type treeSink struct {
+	dir     func(rel string, mode fs.FileMode) error
+	symlink func(rel, target string) error
+	file    func(rel string, r io.Reader, mode fs.FileMode) error
+}
+
+// copyTree hands every directory, symlink (never followed) and regular
+// file below src that no exclude pattern matches to the sink, parents
+// first, with its mode.
+func copyTree(src *os.Root, exclude []string, to treeSink) error {
+	return fs.WalkDir(src.FS(), ".", func(p string, d fs.DirEntry, err error) error {
+		if err != nil || p == "." {
 			return err
 		}
-		rel, err := filepath.Rel(src, p)
-		if err != nil || rel == "." {
-			return err
-		}
-		if excluded(rel, exclude) {
+		if excluded(p, exclude) {
 			if d.IsDir() {
-				return filepath.SkipDir
+				return fs.SkipDir
 			}
 			return nil
 		}
-		dest := path.Join(target, filepath.ToSlash(rel))
 		info, err := d.Info()
 		if err != nil {
 			return err
 		}
+		mode := info.Mode() & modeBits
 		switch {
 		case d.IsDir():
-			return c.mkdirAll(dest, info.Mode()&modeBits)
+			return to.dir(p, mode)
 		case d.Type()&fs.ModeSymlink != 0:
-			link, err := os.Readlink(p)
+			link, err := src.Readlink(p)
 			if err != nil {
 				return err
 			}
-			return c.symlink(link, dest)
+			return to.symlink(p, link)
 		case d.Type().IsRegular():
-			f, err := os.Open(p)
+			f, err := src.Open(p)
 			if err != nil {
 				return err
 			}
 			defer f.Close()
-			return c.writeFile(dest, f, info.Mode()&modeBits, true)
+			return to.file(p, f, mode)
 		default:
-			return fmt.Errorf("%s: not a file, directory or symlink", p)
+			return nil // devices, sockets, fifos: nothing to copy
 		}
 	})
 }
@@ -220,52 +241,33 @@ func (c *Chroot) DownloadDir(src, dst string, exclude []string) (err error) {
 		return err
 	}
 	defer root.Close()
-	return fs.WalkDir(root.FS(), ".", func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		if p != "." && excluded(p, exclude) {
-			if d.IsDir() {
-				return fs.SkipDir
-			}
-			return nil
-		}
-		out := filepath.Join(dst, filepath.FromSlash(p))
-		info, err := d.Info()
-		if err != nil {
-			return err
-		}
-		switch {
-		case d.IsDir():
+	if err := os.MkdirAll(dst, 0o755); err != nil {
+		return err
+	}
+	return copyTree(root, exclude, treeSink{
+		dir: func(rel string, mode fs.FileMode) error {
+			out := filepath.Join(dst, filepath.FromSlash(rel))
 			if err := os.MkdirAll(out, 0o755); err != nil {
 				return err
 			}
-			return os.Chmod(out, info.Mode()&modeBits)
-		case d.Type()&fs.ModeSymlink != 0:
-			link, err := root.Readlink(p)
-			if err != nil {
-				return err
-			}
+			return os.Chmod(out, mode)
+		},
+		symlink: func(rel, link string) error {
+			out := filepath.Join(dst, filepath.FromSlash(rel))
 			_ = os.Remove(out)
 			return os.Symlink(link, out)
-		case d.Type().IsRegular():
-			in, err := root.Open(p)
-			if err != nil {
-				return err
-			}
-			defer in.Close()
-			f, err := atomicfile.Create(out, info.Mode()&modeBits)
+		},
+		file: func(rel string, r io.Reader, mode fs.FileMode) error {
+			f, err := atomicfile.Create(filepath.Join(dst, filepath.FromSlash(rel)), mode)
 			if err != nil {
 				return err
 			}
 			defer f.Cleanup()
-			if _, err := io.Copy(f, in); err != nil {
+			if _, err := io.Copy(f, r); err != nil {
 				return err
 			}
 			return f.Commit()
-		default:
-			return nil // devices, sockets, fifos: nothing to copy
-		}
+		},
 	})
 }
 

@@ -283,9 +283,4 @@ func (a *Artifact) State(name string) interface{} {
 }
 
 // Destroy removes the file and its SHA256SUMS line.
-func (a *Artifact) Destroy() error {
-	if err := os.Remove(a.Path); err != nil && !errors.Is(err, os.ErrNotExist) {
-		return err
-	}
-	return images.DropSum(filepath.Dir(a.Path), filepath.Base(a.Path))
-}
+func (a *Artifact) Destroy() error { return images.RemoveOutput(a.Path) }
