@@ -43,6 +43,10 @@ func newSet() *plugin.Set {
 }
 
 func main() {
+	if err := keepInheritedFDsFromChildren(); err != nil {
+		fmt.Fprintln(os.Stderr, "packer-plugin-ksmg: descriptors:", err)
+		os.Exit(1)
+	}
 	if err := newSet().Run(); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
