@@ -404,7 +404,7 @@ func hold(ctx context.Context, fn func(context.Context, Result) error, exited ch
 	close(done)
 	<-finished
 	if exitedEarly {
-		return fmt.Errorf("boottest: qemu exited while the guest was held: %v (hold: %v)", qemuErr, err)
+		return fmt.Errorf("boottest: qemu exited (%v) while the guest was held: %w", qemuErr, err)
 	}
 	return err
 }

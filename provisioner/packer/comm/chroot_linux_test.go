@@ -111,8 +111,12 @@ var confinementChecks = []confinementCheck{
 		if err != nil {
 			return fmt.Errorf("upload: %w", err)
 		}
-		if got, rerr := os.ReadFile(filepath.Join(root, outside, "uploaded")); rerr != nil || string(got) != "data" {
-			return fmt.Errorf("the file is not where the root's own view of the path leads: %q %v", got, rerr)
+		got, rerr := os.ReadFile(filepath.Join(root, outside, "uploaded"))
+		if rerr != nil {
+			return fmt.Errorf("the file is not where the root's own view of the path leads: %w", rerr)
+		}
+		if string(got) != "data" {
+			return fmt.Errorf("the root's file has %q, want the upload", got)
 		}
 		return nil
 	}},
@@ -214,25 +218,33 @@ func TestSDKChrootFailsConfinement(t *testing.T) {
 	}
 }
 
-// TestChrootRealisticPaths covers what Packer's stock provisioners do in a
-// Debian root: upload through /var/run (-> /run), replace a file owned by
-// a service account, run a script with arguments and exit codes.
-func TestChrootRealisticPaths(t *testing.T) {
+// The tests below cover what Packer's stock provisioners do in a Debian
+// root.
+
+// TestChrootUploadThroughVarRun: /var/run -> /run leads to <root>/run.
+func TestChrootUploadThroughVarRun(t *testing.T) {
 	t.Parallel()
 	root := commtest.MiniRoot(t)
-	c := &Chroot{Root: root, Env: []string{"SOURCE_DATE_EPOCH=1735689600"}}
+	c := &Chroot{Root: root}
 	var fi os.FileInfo = fileInfo{name: "x", size: 1}
 	if err := c.Upload("/var/run/x", strings.NewReader("x"), &fi); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := os.Stat(filepath.Join(root, "run/x")); err != nil {
-		t.Errorf("/var/run/x did not land in <root>/run: %v", err)
+	st, err := os.Stat(filepath.Join(root, "run/x"))
+	if err != nil {
+		t.Fatalf("/var/run/x did not land in <root>/run: %v", err)
 	}
-	if st, _ := os.Stat(filepath.Join(root, "run/x")); st != nil && st.Mode().Perm() != 0o600 {
+	if st.Mode().Perm() != 0o600 {
 		t.Errorf("mode %v, want the 0600 given", st.Mode().Perm())
 	}
+}
 
-	// A file owned by kluser keeps its owner when replaced.
+// TestChrootUploadKeepsOwner: a file owned by a service account keeps its
+// owner and mode when an upload without a mode replaces it.
+func TestChrootUploadKeepsOwner(t *testing.T) {
+	t.Parallel()
+	root := commtest.MiniRoot(t)
+	c := &Chroot{Root: root}
 	owned := filepath.Join(root, "etc/owned.yaml")
 	if err := os.WriteFile(owned, []byte("old"), 0o640); err != nil {
 		t.Fatal(err)
@@ -254,15 +266,20 @@ func TestChrootRealisticPaths(t *testing.T) {
 	if data, _ := os.ReadFile(owned); string(data) != "new" {
 		t.Errorf("content %q", data)
 	}
-	// No temporary names stay behind.
 	ents, _ := os.ReadDir(filepath.Join(root, "etc"))
 	for _, e := range ents {
 		if strings.Contains(e.Name(), ".tmp") {
 			t.Errorf("left %s", e.Name())
 		}
 	}
+}
 
-	// Exit status, stdin, environment, and the root's own view of /.
+// TestChrootCommand: exit status, stdin, environment, and the root's own
+// view of /.
+func TestChrootCommand(t *testing.T) {
+	t.Parallel()
+	root := commtest.MiniRoot(t)
+	c := &Chroot{Root: root, Env: []string{"SOURCE_DATE_EPOCH=1735689600"}}
 	cmd := &packersdk.RemoteCmd{Command: `read line; echo "$line $SOURCE_DATE_EPOCH"; ls /; exit 3`, Stdin: strings.NewReader("hello\n")}
 	var out bytes.Buffer
 	cmd.Stdout = &out
@@ -275,8 +292,14 @@ func TestChrootRealisticPaths(t *testing.T) {
 	if !strings.Contains(out.String(), "hello 1735689600") || strings.Contains(out.String(), "home") {
 		t.Errorf("output %q: want stdin and SOURCE_DATE_EPOCH echoed and the root's /, not the host's", out.String())
 	}
+}
 
-	// UploadDir and DownloadDir round-trip a tree with modes and a link.
+// TestChrootDirRoundTrip: UploadDir and DownloadDir carry a tree with
+// modes, a symlink and an excluded file.
+func TestChrootDirRoundTrip(t *testing.T) {
+	t.Parallel()
+	root := commtest.MiniRoot(t)
+	c := &Chroot{Root: root}
 	src := filepath.Join(t.TempDir(), "tree")
 	if err := os.MkdirAll(filepath.Join(src, "sub"), 0o750); err != nil {
 		t.Fatal(err)
