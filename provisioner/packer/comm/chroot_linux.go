@@ -83,11 +83,7 @@ func (c *Chroot) Upload(dst string, r io.Reader, fi *os.FileInfo) (err error) {
 // writeFile replaces p atomically; modeSet says whether mode was given (if
 // not, a replaced file keeps its own).
 func (c *Chroot) writeFile(p string, r io.Reader, mode fs.FileMode, modeSet bool) error {
-	dir, name, err := split(p)
-	if err != nil {
-		return err
-	}
-	root, err := c.openRoot(dir)
+	root, name, err := c.parent(p)
 	if err != nil {
 		return err
 	}
@@ -303,6 +299,16 @@ func (c *Chroot) open(p string, flags int) (*os.File, error) {
 	return os.NewFile(uintptr(fd), path.Join(c.Root, rel)), nil
 }
 
+// parent opens the directory of p inside the root and returns p's base name.
+func (c *Chroot) parent(p string) (*os.Root, string, error) {
+	dir, name, err := split(p)
+	if err != nil {
+		return nil, "", err
+	}
+	root, err := c.openRoot(dir)
+	return root, name, err
+}
+
 // openRoot opens the directory dir inside the root as an *os.Root, so that
 // what is then done in it (atomicfile, walks) cannot leave it.
 func (c *Chroot) openRoot(dir string) (*os.Root, error) {
@@ -342,11 +348,7 @@ func (c *Chroot) mkdirAll(p string, mode fs.FileMode) error {
 
 // symlink creates or replaces the symlink p -> target inside the root.
 func (c *Chroot) symlink(target, p string) error {
-	dir, name, err := split(p)
-	if err != nil {
-		return err
-	}
-	root, err := c.openRoot(dir)
+	root, name, err := c.parent(p)
 	if err != nil {
 		return err
 	}
