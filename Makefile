@@ -7,13 +7,17 @@ BIN        ?= bin
 OUT        ?= out
 CACHE      ?= $(HOME)/.cache/ksmg
 VERSION    := $(shell cat VERSION)
+# Packer for the plugin's tests: v1.9.5, the last MPL release, built once
+# from module source into the tool cache (ci/packer.sh).
+PACKER_VERSION := 1.9.5
+PACKER     ?= $(CACHE)/packer/$(PACKER_VERSION)/packer
 # Exact module versions are pinned in go.mod; never resolve @latest.
 export GOFLAGS  ?= -mod=readonly
 export KSMG_CACHE := $(CACHE)
 
 CMDS := $(notdir $(wildcard cmd/*))
 
-.PHONY: all deps build images test test-go lint bench-gateway bench-build bench-formats bench-deploy clean
+.PHONY: all deps build images packer generate test test-go lint bench-gateway bench-build bench-formats bench-deploy clean
 
 all: build
 
@@ -28,6 +32,14 @@ build:
 images: deps build
 	$(BIN)/ksmg build --out $(OUT)
 
+# Packer v$(PACKER_VERSION) for the plugin's tests (built once, ~10 CPU-minutes, then cached).
+packer:
+	@PACKER_VERSION=$(PACKER_VERSION) ci/packer.sh >/dev/null
+
+# The Packer plugin's generated files: HCL2 specs and .web-docs/.
+generate:
+	ci/generate.sh
+
 lint:
 	@# go.mod must be tidy: direct dependencies in the first block, nothing unused.
 	@GOFLAGS=-mod=mod $(GO) mod tidy -diff || { echo "go.mod/go.sum are not tidy: run 'go mod tidy'"; exit 1; }
@@ -36,12 +48,14 @@ lint:
 	$(GO) vet ./...
 	GOOS=windows $(GO) build ./...
 	GOOS=windows $(GO) vet ./...
+	@# Generated files (HCL2 specs, .web-docs) must be what go generate makes.
+	ci/generate.sh --check
 
 # Everything CI runs: lint, the images (the boot tests use them), all Go tests.
-test: deps lint images test-go
+test: deps lint images packer test-go
 
 test-go:
-	KSMG_IMAGE_DIR=$(abspath $(OUT)) KSMG_BIN_DIR=$(abspath $(BIN)) ci/test.sh
+	KSMG_IMAGE_DIR=$(abspath $(OUT)) KSMG_BIN_DIR=$(abspath $(BIN)) KSMG_PACKER=$(PACKER) ci/test.sh
 
 bench-gateway: deps build
 	ci/bench-gateway.sh

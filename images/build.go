@@ -7,6 +7,14 @@
 // SOURCE_DATE_EPOCH and package cache, and converted into the registered
 // output formats.
 //
+// A build is a Pipeline of named stages, run in this order by both front
+// ends (`ksmg build` and the Packer builder):
+//
+//	plan → packages → rootfs → payload → [provision] → scrub → disk → formats → publish
+//
+// provision is the hook where other provisioners (Packer's) work inside the
+// root file system before it is scrubbed and becomes a disk.
+//
 // Image builders of the field were considered: mkosi (needs a newer systemd
 // than the Debian 12 build host, and is Python), debos (fakemachine VMs,
 // which need KVM) and Packer (needs a hypervisor to boot an installer). The
@@ -15,8 +23,6 @@ package images
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -28,7 +34,6 @@ import (
 	"time"
 
 	"github.com/ksmg-appliance/ksmg/appliance"
-	"github.com/ksmg-appliance/ksmg/internal/atomicfile"
 )
 
 // DefaultSourceDateEpoch is used when SOURCE_DATE_EPOCH is not set, so that
@@ -48,6 +53,18 @@ type Options struct {
 	Log             *slog.Logger
 	// Progress, if set, is told about each stage as it starts.
 	Progress func(Progress)
+	// Provision, if set, runs between the payload and the scrub stages with
+	// the root file system (the Packer builder runs Packer's provisioners
+	// there). Files it leaves in the root become part of the disk.
+	Provision func(ctx context.Context, root RootFS) error
+}
+
+// RootFS is the root file system a Provision hook works in.
+type RootFS struct {
+	Dir string // host directory of the root file system
+	// Env is the environment commands run in it should get
+	// (SOURCE_DATE_EPOCH).
+	Env []string
 }
 
 // Progress reports a stage of the build.
@@ -65,13 +82,33 @@ type Output struct {
 	SHA256 string
 }
 
+// StageTime is how long one stage of the pipeline took.
+type StageTime struct {
+	Stage   string
+	Elapsed time.Duration
+}
+
 // Result of a successful build.
 type Result struct {
 	Outputs   []Output
 	SHA256SUM string // path of SHA256SUMS
 	Fetched   bool   // the package cache was filled from the mirror
 	Elapsed   time.Duration
+	Stages    []StageTime // the pipeline's stages in order, with their times
 }
+
+// The pipeline's stages, in the order they run.
+const (
+	StagePlan      = "plan"
+	StagePackages  = "packages"
+	StageRootFS    = "rootfs"
+	StagePayload   = "payload"
+	StageProvision = "provision"
+	StageScrub     = "scrub"
+	StageDisk      = "disk"
+	StageFormats   = "formats"
+	StagePublish   = "publish"
+)
 
 type builder struct {
 	opts  Options
@@ -119,10 +156,41 @@ func (t *tailBuffer) Write(p []byte) (int, error) {
 }
 func (t *tailBuffer) String() string { return strings.TrimSpace(string(t.b)) }
 
-// Build builds the disk and the requested formats into opts.OutDir. Outputs
-// and SHA256SUMS are written under temporary names and renamed when all are
-// complete; the work directory (OutDir/.work-*) is removed in any case.
+// Build builds the disk and the requested formats into opts.OutDir: Plan,
+// then every stage. Outputs and SHA256SUMS are written under temporary names
+// and renamed when all are complete; the work directory (OutDir/.work-*) is
+// removed in any case.
 func Build(ctx context.Context, opts Options) (*Result, error) {
+	p, err := Plan(opts)
+	if err != nil {
+		return nil, err
+	}
+	defer p.Close()
+	return p.Run(ctx)
+}
+
+// Pipeline is one planned build. Run it once, then Close it.
+type Pipeline struct {
+	b       builder
+	fmts    []format
+	work    string
+	outs    *Outputs
+	stages  []StageTime
+	fetched bool
+
+	// What the stages hand on.
+	repo    string
+	rootfs  string
+	ids     diskIDs
+	disk    string // the raw disk, in work or staged as the raw output
+	outputs []Output
+	sums    string
+}
+
+// Plan checks the options and prepares the work directory: nothing else
+// runs. Its errors are the caller's (bad spec, format, environment).
+func Plan(opts Options) (*Pipeline, error) {
+	start := time.Now()
 	if opts.Spec == nil {
 		return nil, errors.New("build: no spec")
 	}
@@ -143,14 +211,9 @@ func Build(ctx context.Context, opts Options) (*Result, error) {
 	if os.Geteuid() != 0 {
 		return nil, errors.New("build: must run as root (mmdebstrap --mode=root, file ownership in the image)")
 	}
-	b := &builder{opts: opts, spec: opts.Spec, log: opts.Log, start: time.Now(), sde: opts.SourceDateEpoch}
-	if b.sde == 0 {
-		b.sde = DefaultSourceDateEpoch
-		if v := os.Getenv("SOURCE_DATE_EPOCH"); v != "" {
-			if b.sde, err = strconv.ParseInt(v, 10, 64); err != nil || b.sde <= 0 {
-				return nil, fmt.Errorf("build: SOURCE_DATE_EPOCH=%q: want a positive integer (seconds since 1970)", v)
-			}
-		}
+	sde, err := ResolveSourceDateEpoch(opts.SourceDateEpoch)
+	if err != nil {
+		return nil, fmt.Errorf("build: %w", err)
 	}
 	for _, d := range []*string{&opts.OutDir, &opts.BinDir, &opts.CacheDir} {
 		if *d == "" {
@@ -160,103 +223,200 @@ func Build(ctx context.Context, opts Options) (*Result, error) {
 			return nil, err
 		}
 	}
-	b.opts = opts
 	if err := os.MkdirAll(opts.OutDir, 0o755); err != nil {
 		return nil, fmt.Errorf("build: output directory: %w", err)
 	}
-	removeStale(opts.OutDir, b.log)
+	removeStale(opts.OutDir, opts.Log)
 	work, err := os.MkdirTemp(opts.OutDir, ".work-")
 	if err != nil {
 		return nil, fmt.Errorf("build: work directory: %w", err)
 	}
-	defer func() {
-		if err := removeWork(work); err != nil {
-			b.log.Warn("removing work directory", "dir", work, "err", err)
-		}
-	}()
+	p := &Pipeline{
+		b:    builder{opts: opts, spec: opts.Spec, log: opts.Log, start: start, sde: sde},
+		fmts: fmts, work: work,
+		outs: NewOutputs(opts.OutDir, OutputOptions{CacheDir: opts.CacheDir}),
+	}
+	p.stages = append(p.stages, StageTime{StagePlan, time.Since(start)})
+	return p, nil
+}
 
-	b.stage("packages")
-	repo, fetched, err := b.ensureRepo(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("build: %w", err)
+// ResolveSourceDateEpoch resolves a build's time: opt if set, else
+// $SOURCE_DATE_EPOCH, else DefaultSourceDateEpoch.
+func ResolveSourceDateEpoch(opt int64) (int64, error) {
+	if opt < 0 {
+		return 0, fmt.Errorf("source date epoch %d: want a positive number of seconds since 1970", opt)
 	}
-	rootfs := filepath.Join(work, "rootfs")
-	b.stage("rootfs", "repo", repo)
-	if err := b.bootstrap(ctx, repo, rootfs); err != nil {
-		return nil, fmt.Errorf("build: root file system: %w", err)
+	if opt != 0 {
+		return opt, nil
 	}
-	ids := newDiskIDs(b.spec)
-	b.stage("payload")
-	if err := b.provision(ctx, rootfs, work, ids); err != nil {
-		return nil, fmt.Errorf("build: payload: %w", err)
+	v := os.Getenv("SOURCE_DATE_EPOCH")
+	if v == "" {
+		return DefaultSourceDateEpoch, nil
 	}
-	b.stage("scrub")
-	if err := b.scrub(rootfs); err != nil {
-		return nil, fmt.Errorf("build: scrub: %w", err)
+	sde, err := strconv.ParseInt(v, 10, 64)
+	if err != nil || sde <= 0 {
+		return 0, fmt.Errorf("SOURCE_DATE_EPOCH=%q: want a positive integer (seconds since 1970)", v)
 	}
-	raw := filepath.Join(work, b.spec.ImageBase()+".raw")
-	if err := b.assemble(ctx, rootfs, work, raw, ids); err != nil {
-		return nil, fmt.Errorf("build: disk: %w", err)
-	}
+	return sde, nil
+}
 
-	// Formats, each into a temporary name in OutDir.
-	type pending struct {
-		out       Output
-		tmp, path string
+// SourceDateEpoch is the time of every file in the image.
+func (p *Pipeline) SourceDateEpoch() int64 { return p.b.sde }
+
+// step is one stage of the pipeline: its name and what it does.
+type step struct {
+	name string
+	do   func(context.Context) error
+}
+
+// Steps are the stages after plan, in order.
+func (p *Pipeline) steps() []step {
+	return []step{
+		{StagePackages, p.packages},
+		{StageRootFS, p.rootFS},
+		{StagePayload, p.payload},
+		{StageProvision, p.provision},
+		{StageScrub, p.scrub},
+		{StageDisk, p.makeDisk},
+		{StageFormats, p.formats},
+		{StagePublish, p.publish},
 	}
-	var outs []pending
-	defer func() {
-		for _, p := range outs {
-			_ = os.Remove(p.tmp)
-		}
-	}()
-	for _, f := range fmts {
-		b.stage("format " + f.name)
-		final := filepath.Join(opts.OutDir, b.spec.ImageBase()+"."+f.ext)
-		tmp := filepath.Join(opts.OutDir, ".tmp-"+filepath.Base(final))
-		_ = os.Remove(tmp)
-		if f.name == "raw" {
-			// The raw disk is done; it only moves (same file system).
-			err = os.Rename(raw, tmp)
-			if err == nil {
-				err = os.Symlink(tmp, raw) // later formats still read "raw"
-			}
-		} else {
-			err = f.fn(ctx, raw, tmp, b.spec)
-		}
-		if err != nil {
-			_ = os.Remove(tmp)
-			return nil, fmt.Errorf("build: format %s: %w", f.name, err)
-		}
-		outs = append(outs, pending{out: Output{Format: f.name}, tmp: tmp, path: final})
-	}
-	b.stage("checksums")
-	var sums strings.Builder
-	for i := range outs {
-		p := &outs[i]
-		sum, size, err := b.hashFile(ctx, p.tmp)
-		if err != nil {
-			return nil, fmt.Errorf("build: checksum %s: %w", p.path, err)
-		}
-		p.out.SHA256, p.out.Size, p.out.Path = sum, size, p.path
-		fmt.Fprintf(&sums, "%s  %s\n", sum, filepath.Base(p.path))
-	}
-	sumsPath := filepath.Join(opts.OutDir, "SHA256SUMS")
-	// All outputs are complete: switch them into place, SHA256SUMS last.
-	res := &Result{Fetched: fetched, SHA256SUM: sumsPath}
-	for _, p := range outs {
-		if err := os.Rename(p.tmp, p.path); err != nil {
+}
+
+// Run runs the stages in order and stops at the first error.
+func (p *Pipeline) Run(ctx context.Context) (*Result, error) {
+	for _, s := range p.steps() {
+		start := time.Now()
+		if err := s.do(ctx); err != nil {
 			return nil, fmt.Errorf("build: %w", err)
 		}
-		res.Outputs = append(res.Outputs, p.out)
+		p.stages = append(p.stages, StageTime{s.name, time.Since(start)})
 	}
-	// SHA256SUMS last, and its directory sync makes every rename durable.
-	if err := atomicfile.WriteFile(sumsPath, []byte(sums.String()), 0o644); err != nil {
-		return nil, fmt.Errorf("build: %w", err)
-	}
-	res.Elapsed = time.Since(b.start)
-	b.stage("done")
+	res := &Result{Outputs: p.outputs, SHA256SUM: p.sums, Fetched: p.fetched, Elapsed: time.Since(p.b.start), Stages: p.stages}
+	p.b.stage("done")
 	return res, nil
+}
+
+// Close removes the work directory and any output that was staged but not
+// published.
+func (p *Pipeline) Close() {
+	p.outs.Cleanup()
+	if err := removeWork(p.work); err != nil {
+		p.b.log.Warn("removing work directory", "dir", p.work, "err", err)
+	}
+}
+
+// packages makes sure the local package repository for the spec exists.
+func (p *Pipeline) packages(ctx context.Context) (err error) {
+	p.b.stage("packages")
+	p.repo, p.fetched, err = p.b.ensureRepo(ctx)
+	return err
+}
+
+// rootFS bootstraps the root file system from the local repository.
+func (p *Pipeline) rootFS(ctx context.Context) error {
+	p.rootfs = filepath.Join(p.work, "rootfs")
+	p.b.stage("rootfs", "repo", p.repo)
+	if err := p.b.bootstrap(ctx, p.repo, p.rootfs); err != nil {
+		return fmt.Errorf("root file system: %w", err)
+	}
+	return nil
+}
+
+// payload puts our package, accounts, directories and units in.
+func (p *Pipeline) payload(ctx context.Context) error {
+	p.ids = newDiskIDs(p.b.spec)
+	p.b.stage("payload")
+	if err := p.b.provision(ctx, p.rootfs, p.work, p.ids); err != nil {
+		return fmt.Errorf("payload: %w", err)
+	}
+	return nil
+}
+
+// provision runs the caller's hook, if any, in the root file system.
+func (p *Pipeline) provision(ctx context.Context) error {
+	if p.b.opts.Provision == nil {
+		return nil
+	}
+	p.b.stage("provision")
+	root := RootFS{Dir: p.rootfs, Env: []string{"SOURCE_DATE_EPOCH=" + strconv.FormatInt(p.b.sde, 10)}}
+	if err := p.b.opts.Provision(ctx, root); err != nil {
+		return fmt.Errorf("provision: %w", err)
+	}
+	return ctx.Err()
+}
+
+// scrub removes build-time state and checks that no credential ships.
+func (p *Pipeline) scrub(context.Context) error {
+	p.b.stage("scrub")
+	if err := p.b.scrub(p.rootfs); err != nil {
+		return fmt.Errorf("scrub: %w", err)
+	}
+	return nil
+}
+
+// makeDisk assembles the raw disk: straight into the staged raw output when
+// raw is a requested format (it is then only renamed), else into the work
+// directory for the other formats to read.
+func (p *Pipeline) makeDisk(ctx context.Context) error {
+	name := p.b.spec.ImageBase() + ".raw"
+	var f *os.File
+	var err error
+	if p.wants("raw") {
+		if f, err = p.outs.Create("raw", name); err != nil {
+			return fmt.Errorf("format raw: %w", err)
+		}
+		p.disk = p.outs.TempPath(name)
+	} else {
+		p.disk = filepath.Join(p.work, name)
+		if f, err = os.OpenFile(p.disk, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o644); err != nil {
+			return fmt.Errorf("disk: %w", err)
+		}
+		defer f.Close()
+	}
+	d := diskDirs{
+		Rootfs: p.rootfs, Varfs: filepath.Join(p.work, "varfs"), ESP: filepath.Join(p.work, "esp"),
+		Work: p.work, Disk: p.disk,
+	}
+	if err := p.b.assemble(ctx, d, f, p.ids); err != nil {
+		return fmt.Errorf("disk: %w", err)
+	}
+	return nil
+}
+
+func (p *Pipeline) wants(name string) bool {
+	for _, f := range p.fmts {
+		if f.name == name {
+			return true
+		}
+	}
+	return false
+}
+
+// formats converts the raw disk into every other requested format, each
+// into its staged output.
+func (p *Pipeline) formats(ctx context.Context) error {
+	for _, f := range p.fmts {
+		p.b.stage("format " + f.name)
+		if f.name == "raw" {
+			continue // the disk stage wrote it
+		}
+		out, err := p.outs.Create(f.name, p.b.spec.ImageBase()+"."+f.ext)
+		if err == nil {
+			err = f.fn(ctx, p.disk, out, p.b.spec)
+		}
+		if err != nil {
+			return fmt.Errorf("format %s: %w", f.name, err)
+		}
+	}
+	return nil
+}
+
+// publish hashes the outputs and switches them into place, SHA256SUMS last.
+func (p *Pipeline) publish(ctx context.Context) (err error) {
+	p.b.stage("checksums")
+	p.outputs, p.sums, err = p.outs.Publish(ctx)
+	return err
 }
 
 // removeStale deletes what an interrupted build left in the output
@@ -272,44 +432,4 @@ func removeStale(dir string, log *slog.Logger) {
 			_ = os.RemoveAll(filepath.Join(dir, e.Name()))
 		}
 	}
-}
-
-// memoMinSize: smaller files are hashed every time.
-var memoMinSize int64 = 1 << 30
-
-// hashFile returns the SHA-256 and size of a file. For large (sparse)
-// files the result is memoised in the cache under the file's sparse
-// fingerprint (see sparseFingerprint), so an unchanged 100 GiB disk is not
-// hashed again on every rebuild.
-func (b *builder) hashFile(ctx context.Context, path string) (string, int64, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return "", 0, err
-	}
-	defer f.Close()
-	st, err := f.Stat()
-	if err != nil {
-		return "", 0, err
-	}
-	var memo string
-	if st.Size() >= memoMinSize {
-		if fp, err := sparseFingerprint(ctx, f); err == nil {
-			memo = filepath.Join(b.opts.CacheDir, "sha256", fp)
-			if sum, err := os.ReadFile(memo); err == nil && len(strings.TrimSpace(string(sum))) == 64 {
-				return strings.TrimSpace(string(sum)), st.Size(), nil
-			}
-		}
-	}
-	h := sha256.New()
-	n, err := hashSparse(ctx, h, f, st.Size())
-	if err != nil {
-		return "", 0, err
-	}
-	sum := hex.EncodeToString(h.Sum(nil))
-	if memo != "" {
-		if err := os.MkdirAll(filepath.Dir(memo), 0o755); err == nil {
-			_ = atomicfile.WriteFile(memo, []byte(sum+"\n"), 0o644) // a cache: best effort
-		}
-	}
-	return sum, n, nil
 }

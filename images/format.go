@@ -11,10 +11,11 @@ import (
 	"github.com/ksmg-appliance/ksmg/appliance"
 )
 
-// FormatFunc converts the finished raw disk into one output file. It must
-// write exactly outPath (the builder passes a temporary name and renames it
-// when the function returns nil) and honour ctx.
-type FormatFunc func(ctx context.Context, rawPath, outPath string, spec *appliance.Spec) error
+// FormatFunc converts the finished raw disk into one output file: it writes
+// into out, an empty file the build has staged under a temporary name, and
+// neither closes nor renames it (the build publishes all outputs together).
+// It must honour ctx.
+type FormatFunc func(ctx context.Context, rawPath string, out *os.File, spec *appliance.Spec) error
 
 type format struct {
 	name, ext string
@@ -74,15 +75,15 @@ func lookupFormats(names []string) ([]format, error) {
 }
 
 // The raw disk is always built; as a format it is the disk itself, copied
-// sparsely (the builder moves it instead when nothing else needs it).
+// sparsely (the build writes the disk straight into the raw output instead).
 func init() {
-	RegisterFormat("raw", "raw", func(ctx context.Context, raw, out string, _ *appliance.Spec) error {
+	RegisterFormat("raw", "raw", func(ctx context.Context, raw string, out *os.File, _ *appliance.Spec) error {
 		return copySparse(ctx, raw, out)
 	})
 }
 
-// copySparse copies src to dst keeping holes: all-zero blocks are skipped.
-func copySparse(ctx context.Context, src, dst string) error {
+// copySparse copies src into out keeping holes: all-zero blocks are skipped.
+func copySparse(ctx context.Context, src string, out *os.File) error {
 	in, err := os.Open(src)
 	if err != nil {
 		return err
@@ -92,21 +93,8 @@ func copySparse(ctx context.Context, src, dst string) error {
 	if err != nil {
 		return err
 	}
-	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
-	if err != nil {
-		return err
-	}
 	if err := writeSparseAt(ctx, out, in, 0, st.Size()); err != nil {
-		out.Close()
 		return err
 	}
-	if err := out.Truncate(st.Size()); err != nil {
-		out.Close()
-		return err
-	}
-	if err := out.Sync(); err != nil {
-		out.Close()
-		return err
-	}
-	return out.Close()
+	return out.Truncate(st.Size())
 }

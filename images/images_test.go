@@ -15,6 +15,7 @@ import (
 )
 
 func TestUnknownFormat(t *testing.T) {
+	t.Parallel()
 	spec, err := appliance.Load("")
 	if err != nil {
 		t.Fatal(err)
@@ -26,6 +27,7 @@ func TestUnknownFormat(t *testing.T) {
 }
 
 func TestWriteSparseAt(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	src, err := os.Create(filepath.Join(dir, "src"))
 	if err != nil {
@@ -65,6 +67,7 @@ func TestWriteSparseAt(t *testing.T) {
 }
 
 func TestDiskIDsFixed(t *testing.T) {
+	t.Parallel()
 	spec, _ := appliance.Load("")
 	a, b := newDiskIDs(spec), newDiskIDs(spec)
 	if a != b {
@@ -84,6 +87,7 @@ func TestDiskIDsFixed(t *testing.T) {
 }
 
 func TestCheckNoCredentials(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		shadow string
 		ok     bool
@@ -113,6 +117,7 @@ func statBlocks(t *testing.T, path string) int64 {
 // TestHashMemo: a large sparse file's SHA-256 is memoised under its sparse
 // fingerprint; a change in the data changes the fingerprint.
 func TestHashMemo(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	p := filepath.Join(dir, "disk.raw")
 	f, err := os.Create(p)
@@ -123,9 +128,7 @@ func TestHashMemo(t *testing.T) {
 	f.WriteAt([]byte("data"), 16<<20)
 	f.Truncate(64 << 20)
 	f.Close()
-	defer func(old int64) { memoMinSize = old }(memoMinSize)
-	memoMinSize = 1 << 20
-	b := &builder{opts: Options{CacheDir: filepath.Join(dir, "cache")}}
+	b := hasher{cacheDir: filepath.Join(dir, "cache"), memoMin: 1 << 20}
 	ctx := context.Background()
 	want := fileSHA256(t, p)
 	for i := 0; i < 2; i++ {

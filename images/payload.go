@@ -54,11 +54,10 @@ func render(name string, data any) ([]byte, error) {
 }
 
 // packageFiles is everything our Debian package ships.
-func (b *builder) packageFiles() ([]provisioner.PackageFile, []string, error) {
-	s := b.spec
+func packageFiles(s *appliance.Spec, binDir string) ([]provisioner.PackageFile, []string, error) {
 	var files []provisioner.PackageFile
 	for _, bin := range binaries {
-		data, err := os.ReadFile(filepath.Join(b.opts.BinDir, bin.name))
+		data, err := os.ReadFile(filepath.Join(binDir, bin.name))
 		if err != nil {
 			return nil, nil, fmt.Errorf("binary %s (build it with `make build` or pass --bin): %w", bin.name, err)
 		}
@@ -123,17 +122,28 @@ var payloads = []payload{
 	{Name: "firstboot", FS: units.Files(), Files: units.Install, Enable: units.Enable},
 }
 
-// provision puts the payload into the root file system with the Go
-// provisioners.
-func (b *builder) provision(ctx context.Context, rootfs, work string, ids diskIDs) error {
-	s := b.spec
-	files, enable, err := b.packageFiles()
+// Payload is what PayloadSteps needs to put the ksmg payload on a target.
+type Payload struct {
+	Spec            *appliance.Spec
+	BinDir          string // our binaries (ksmg-gatewayd, ksmg-firstboot)
+	SourceDateEpoch int64  // the package's file times
+	Scratch         string // a private scratch directory (the package is staged there)
+}
+
+// PayloadSteps are the Go provisioning steps that put the ksmg payload on a
+// target: our Debian package, the accounts (checked against the spec's
+// fixed ids), data directories and unit enablement. `ksmg build` runs them
+// on the root file system; the Packer provisioner ksmg-appliance runs the
+// same steps through a Packer communicator, on any builder's machine.
+func PayloadSteps(p Payload) ([]provisioner.Step, error) {
+	s := p.Spec
+	files, enable, err := packageFiles(s, p.BinDir)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	stage := filepath.Join(work, "deb-stage")
+	stage := filepath.Join(p.Scratch, "deb-stage")
 	if err := os.MkdirAll(stage, 0o700); err != nil {
-		return err
+		return nil, err
 	}
 	deb, err := provisioner.BuildDeb(provisioner.Package{
 		Name:        packageName,
@@ -142,61 +152,69 @@ func (b *builder) provision(ctx context.Context, rootfs, work string, ids diskID
 		Description: "ksmg mail-security gateway appliance payload",
 		Depends:     []string{"systemd", "logrotate"},
 		Files:       files,
-		MTime:       time.Unix(b.sde, 0),
+		MTime:       time.Unix(p.SourceDateEpoch, 0),
 	}, stage)
 	if err != nil {
-		return err
-	}
-	b.bytes += int64(len(deb))
-
-	fstab, err := render("fstab.tmpl", ids)
-	if err != nil {
-		return err
+		return nil, err
 	}
 	var dirs []provisioner.Dir
 	for _, d := range s.Directories {
 		dirs = append(dirs, provisioner.Dir{Path: d.Path, Owner: d.Owner, Group: d.Group, Mode: fs.FileMode(d.Mode), Recursive: d.Recursive})
 	}
-	// The image is "updated" as of its build: ConditionNeedsUpdate units
-	// (ldconfig, catalog) need not run at first boot.
-	updated := []byte(fmt.Sprintf("# This file was created by ksmg build (as systemd-update-done would).\nTIMESTAMP_NSEC=%d000000000\n", b.sde))
-	t := &provisioner.DirTarget{Root: rootfs, Env: []string{fmt.Sprintf("SOURCE_DATE_EPOCH=%d", b.sde)}}
-	return provisioner.Apply(ctx, t, b.log,
+	uids := make([]provisioner.Account, 0, len(s.Accounts))
+	for _, a := range s.Accounts {
+		uids = append(uids, provisioner.Account{Name: a.Name, UID: a.UID})
+	}
+	return []provisioner.Step{
 		provisioner.InstallDeb(packageName, deb),
 		provisioner.CreateAccounts(),
-		provisioner.Step{Name: "check account ids", Do: func(ctx context.Context, _ provisioner.Target) error {
-			return checkAccounts(rootfs, s.Accounts)
-		}},
+		provisioner.CheckAccounts(uids),
 		provisioner.MakeDirs(dirs),
 		provisioner.Units(enable, s.Services.Disable, s.Services.Mask),
-		provisioner.WriteFiles([]provisioner.PackageFile{
-			{Dst: "/etc/fstab", Data: fstab, Mode: 0o644},
-			{Dst: "/etc/.updated", Data: updated, Mode: 0o644},
-			{Dst: "/var/.updated", Data: updated, Mode: 0o644},
-			{Dst: "/etc/hostname", Data: []byte(s.Name + "\n"), Mode: 0o644},
-			{Dst: "/etc/hosts", Data: []byte("127.0.0.1\tlocalhost\n127.0.1.1\t" + s.Name + "\n::1\tlocalhost ip6-localhost ip6-loopback\n"), Mode: 0o644},
-			{Dst: "/etc/apt/sources.list", Data: []byte(fmt.Sprintf("deb %s %s %s\n", s.Distribution.Mirror, s.Distribution.Suite, strings.Join(s.Distribution.Components, " "))), Mode: 0o644},
-		}),
-	)
+	}, nil
 }
 
-// checkAccounts verifies that sysusers gave every account the spec's fixed
-// uid (it silently picks another when that one is taken).
-func checkAccounts(rootfs string, accounts []appliance.Account) error {
-	data, err := os.ReadFile(filepath.Join(rootfs, "etc/passwd"))
+// imageFiles are the files that belong to this disk image rather than to
+// the payload: the mounts of its partitions, its name, its package source,
+// and the "updated" stamps. They are written last, as files no package owns.
+func imageFiles(s *appliance.Spec, ids diskIDs, sde int64) (provisioner.Step, error) {
+	fstab, err := render("fstab.tmpl", ids)
+	if err != nil {
+		return provisioner.Step{}, err
+	}
+	// The image is "updated" as of its build: ConditionNeedsUpdate units
+	// (ldconfig, catalog) need not run at first boot.
+	updated := []byte(fmt.Sprintf("# This file was created by ksmg build (as systemd-update-done would).\nTIMESTAMP_NSEC=%d000000000\n", sde))
+	return provisioner.WriteFiles([]provisioner.PackageFile{
+		{Dst: "/etc/fstab", Data: fstab, Mode: 0o644},
+		{Dst: "/etc/.updated", Data: updated, Mode: 0o644},
+		{Dst: "/var/.updated", Data: updated, Mode: 0o644},
+		{Dst: "/etc/hostname", Data: []byte(s.Name + "\n"), Mode: 0o644},
+		{Dst: "/etc/hosts", Data: []byte("127.0.0.1\tlocalhost\n127.0.1.1\t" + s.Name + "\n::1\tlocalhost ip6-localhost ip6-loopback\n"), Mode: 0o644},
+		{Dst: "/etc/apt/sources.list", Data: []byte(fmt.Sprintf("deb %s %s %s\n", s.Distribution.Mirror, s.Distribution.Suite, strings.Join(s.Distribution.Components, " "))), Mode: 0o644},
+	}), nil
+}
+
+// provision puts the payload and the image's own files into the root file
+// system with the Go provisioners.
+func (b *builder) provision(ctx context.Context, rootfs, work string, ids diskIDs) error {
+	steps, err := PayloadSteps(Payload{Spec: b.spec, BinDir: b.opts.BinDir, SourceDateEpoch: b.sde, Scratch: work})
 	if err != nil {
 		return err
 	}
-	uids := map[string]string{}
-	for _, line := range strings.Split(string(data), "\n") {
-		if f := strings.Split(line, ":"); len(f) > 2 {
-			uids[f[0]] = f[2]
-		}
+	files, err := imageFiles(b.spec, ids, b.sde)
+	if err != nil {
+		return err
 	}
-	for _, a := range accounts {
-		if got := uids[a.Name]; got != fmt.Sprint(a.UID) {
-			return fmt.Errorf("account %s has uid %q, spec says %d (taken by another account? pick a free one in the spec)", a.Name, got, a.UID)
-		}
+	t := &provisioner.DirTarget{Root: rootfs, Env: []string{fmt.Sprintf("SOURCE_DATE_EPOCH=%d", b.sde)}}
+	return provisioner.Apply(ctx, t, b.log, append(steps, files)...)
+}
+
+// PayloadBinaries are the programs PayloadSteps expects in its BinDir.
+func PayloadBinaries() []string {
+	names := make([]string, len(binaries))
+	for i, b := range binaries {
+		names[i] = b.name
 	}
-	return nil
+	return names
 }

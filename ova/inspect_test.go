@@ -14,6 +14,7 @@ import (
 // TestInspectRejects damages a good OVA the ways downloads and hand edits
 // do; Inspect must name the member and the check that failed.
 func TestInspectRejects(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	_, good := buildOVA(t, dir, 96<<20+40<<10, 0)
 	ms := ovatest.ReadTar(t, good)

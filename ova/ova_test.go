@@ -47,6 +47,7 @@ func buildOVA(t *testing.T, dir string, rawSize, capacity int64) (raw, ovaPath s
 }
 
 func TestWriteOVA(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	const rawSize = 2<<30 + 40<<10
 	const capacity = 4 << 30 // the OVF may ask for more than the raw holds
@@ -221,6 +222,7 @@ func sha(t *testing.T, p string) string {
 }
 
 func TestWriteRejects(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	raw := filepath.Join(dir, "disk.raw")
 	if err := os.WriteFile(raw, bytes.Repeat([]byte{1}, 1<<20), 0o644); err != nil {
@@ -272,6 +274,7 @@ func TestWriteRejects(t *testing.T) {
 }
 
 func TestWriteCancelled(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	raw := filepath.Join(dir, "disk.raw")
 	ovatest.SparseRaw(t, raw, 256<<20)

@@ -9,6 +9,7 @@ import (
 )
 
 func TestOptionsFromSpec(t *testing.T) {
+	t.Parallel()
 	spec, err := appliance.Parse("default", appliance.DefaultYAML())
 	if err != nil {
 		t.Fatal(err)
@@ -48,6 +49,7 @@ func TestOptionsFromSpec(t *testing.T) {
 // TestPropertiesDocumented keeps the package doc's table (what the
 // first-boot side reads) in step with Properties.
 func TestPropertiesDocumented(t *testing.T) {
+	t.Parallel()
 	doc, err := os.ReadFile("doc.go")
 	if err != nil {
 		t.Fatal(err)

@@ -96,9 +96,30 @@ func MemberNames(name, version string) Names {
 var modTime = time.Unix(0, 0)
 
 // Write packages the raw disk image at rawPath as an OVA at outPath. The
-// archive is built under a temporary name next to outPath, synced and renamed
-// into place only when complete; on error nothing is left at outPath.
+// archive is built under a temporary name next to outPath (atomicfile),
+// synced and renamed into place only when complete; on error nothing is
+// left at outPath.
 func Write(ctx context.Context, rawPath, outPath string, opts Options) error {
+	out, err := atomicfile.Create(outPath, 0o644)
+	if err != nil {
+		return fmt.Errorf("ova: create temporary archive: %w", err)
+	}
+	defer out.Cleanup()
+	if err := WriteTo(ctx, rawPath, out.File, opts); err != nil {
+		return err
+	}
+	if err := out.Commit(); err != nil {
+		return fmt.Errorf("ova: %w", err)
+	}
+	return nil
+}
+
+// WriteTo packages the raw disk image at rawPath as an OVA into out, an
+// empty file the caller has staged: it is written from offset 0 and neither
+// synced, closed nor renamed here (the caller publishes it). The VMDK is
+// compressed into a scratch file next to out first, because the manifest
+// that precedes it in the archive holds its digest.
+func WriteTo(ctx context.Context, rawPath string, out *os.File, opts Options) error {
 	if opts.Properties == nil {
 		opts.Properties = Properties()
 	}
@@ -119,8 +140,8 @@ func Write(ctx context.Context, rawPath, outPath string, opts Options) error {
 	}
 	defer raw.Close()
 
-	dir := filepath.Dir(outPath)
-	disk, err := os.CreateTemp(dir, "."+filepath.Base(outPath)+".*.vmdk")
+	dir := filepath.Dir(out.Name())
+	disk, err := os.CreateTemp(dir, "."+filepath.Base(out.Name())+".*.vmdk")
 	if err != nil {
 		return fmt.Errorf("ova: create temporary VMDK: %w", err)
 	}
@@ -145,19 +166,16 @@ func Write(ctx context.Context, rawPath, outPath string, opts Options) error {
 	if err != nil {
 		return err
 	}
-
-	out, err := atomicfile.Create(outPath, 0o644)
-	if err != nil {
-		return fmt.Errorf("ova: create temporary archive: %w", err)
-	}
-	defer out.Cleanup()
-	if err := assemble(ctx, out.File, names, ovfData, disk, res.Size); err != nil {
-		return fmt.Errorf("ova: write %s: %w", outPath, err)
-	}
-	if err := out.Commit(); err != nil {
+	if err := out.Truncate(0); err != nil {
 		return fmt.Errorf("ova: %w", err)
 	}
-	log.Info("ova written", "path", outPath, "elapsed", time.Since(start).Round(time.Millisecond))
+	if _, err := out.Seek(0, io.SeekStart); err != nil {
+		return fmt.Errorf("ova: %w", err)
+	}
+	if err := assemble(ctx, out, names, ovfData, disk, res.Size); err != nil {
+		return fmt.Errorf("ova: write %s: %w", out.Name(), err)
+	}
+	log.Info("ova written", "path", out.Name(), "elapsed", time.Since(start).Round(time.Millisecond))
 	return nil
 }
 

@@ -31,6 +31,7 @@ func newRoot(t *testing.T) *DirTarget {
 }
 
 func TestDirTargetFiles(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	tg := newRoot(t)
 	if err := tg.WriteFile(ctx, "/etc/opt/x.yaml", []byte("a: 1\n"), 0o640, "root", "kluser"); err != nil {
@@ -66,6 +67,7 @@ func TestDirTargetFiles(t *testing.T) {
 }
 
 func TestDirTargetErrors(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	tg := newRoot(t)
 	outside := t.TempDir()
@@ -91,6 +93,7 @@ func TestDirTargetErrors(t *testing.T) {
 
 // TestBuildDeb builds our package and inspects it with the real dpkg-deb.
 func TestBuildDeb(t *testing.T) {
+	t.Parallel()
 	p := Package{
 		Name: "ksmg-test", Version: "0.1.0", Maintainer: "t <t@localhost>", Description: "test",
 		Files: []PackageFile{

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"strconv"
+	"strings"
 	"time"
 )
 
@@ -111,6 +113,36 @@ func WriteFiles(files []PackageFile) Step {
 		for _, f := range files {
 			if err := t.WriteFile(ctx, f.Dst, f.Data, f.Mode, "root", "root"); err != nil {
 				return err
+			}
+		}
+		return nil
+	}}
+}
+
+// Account is a service account with the fixed uid the spec gives it.
+type Account struct {
+	Name string
+	UID  int
+}
+
+// CheckAccounts verifies that every account has its fixed uid: sysusers
+// silently picks another one when that uid is taken. It asks the target's
+// own user database (getent), so it works in a root file system and on a
+// running machine alike.
+func CheckAccounts(accounts []Account) Step {
+	return Step{Name: "check account ids", Do: func(ctx context.Context, t Target) error {
+		for _, a := range accounts {
+			out, err := t.Run(ctx, "getent", "passwd", a.Name)
+			if err != nil {
+				return fmt.Errorf("account %s: not found (%w)", a.Name, err)
+			}
+			f := strings.Split(strings.TrimSpace(string(out)), ":")
+			if len(f) < 3 || f[2] != strconv.Itoa(a.UID) {
+				got := ""
+				if len(f) > 2 {
+					got = f[2]
+				}
+				return fmt.Errorf("account %s has uid %q, spec says %d (taken by another account? pick a free one in the spec)", a.Name, got, a.UID)
 			}
 		}
 		return nil

@@ -1,13 +1,14 @@
 // Package provisioner holds the steps that put the ksmg payload into an
 // appliance: our Debian package, accounts, data directories, unit
 // enablement. Steps act on a Target, so the same code provisions a root
-// file-system directory here (DirTarget) and a running VM over a Packer
-// communicator later.
+// file-system directory here (DirTarget) and, through the Packer plugin's
+// communicator target (provisioner/packer/comm), a root file system inside
+// `packer build` or a running VM another builder made, over SSH.
 //
 // Provisioning tools of the field (Ansible, Packer's shell provisioner)
 // were considered; they would put shell scripts and a second language
 // between the spec and the image, which the project rules out: steps are
-// plain Go against a five-method interface.
+// plain Go against a six-method interface.
 package provisioner
 
 import (
@@ -16,13 +17,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/ksmg-appliance/ksmg/internal/atomicfile"
 	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
+
+	"github.com/ksmg-appliance/ksmg/internal/atomicfile"
 )
 
 // Target is the machine (or root directory) being provisioned. Paths are
@@ -143,13 +145,25 @@ func wrap(err *error, what string) {
 	}
 }
 
+// ChrootCommand is name run inside the root directory: chroot in a private
+// mount and PID namespace that has its own /proc (unshare --mount-proc), so
+// nothing stays mounted and no process outlives it. The argv goes to the
+// program as it is: no shell on the host side ever sees it. env is added to
+// a fixed environment (PATH, LC_ALL, DEBIAN_FRONTEND, HOME); the host's is
+// not inherited.
+func ChrootCommand(ctx context.Context, root string, env []string, name string, args ...string) *exec.Cmd {
+	// --kill-child: if unshare is killed (a cancelled context), so is
+	// the namespace's first process, and with it every process inside.
+	argv := append([]string{"--mount", "--pid", "--fork", "--kill-child", "--mount-proc=" + filepath.Join(root, "proc"),
+		"chroot", root, name}, args...)
+	cmd := exec.CommandContext(ctx, "unshare", argv...)
+	cmd.Env = append([]string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL=C.UTF-8", "DEBIAN_FRONTEND=noninteractive", "HOME=/root"}, env...)
+	return cmd
+}
+
 // Run runs name inside the root.
 func (t *DirTarget) Run(ctx context.Context, name string, args ...string) ([]byte, error) {
-	argv := append([]string{"--mount", "--pid", "--fork", "--mount-proc=" + filepath.Join(t.Root, "proc"),
-		"chroot", t.Root, name}, args...)
-	cmd := exec.CommandContext(ctx, "unshare", argv...)
-	cmd.Env = append([]string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL=C.UTF-8", "DEBIAN_FRONTEND=noninteractive", "HOME=/root"}, t.Env...)
-	out, err := cmd.CombinedOutput()
+	out, err := ChrootCommand(ctx, t.Root, t.Env, name, args...).CombinedOutput()
 	if err != nil {
 		return out, fmt.Errorf("run %s %s in %s: %w: %s", name, strings.Join(args, " "), t.Root, err, bytes.TrimSpace(out))
 	}

@@ -118,6 +118,7 @@ func encodeSparse(file []byte) []byte {
 // TestSparseRoundTrip checks the fuzz encoding reproduces valid files, so
 // the seeds start the fuzzer from files that pass.
 func TestSparseRoundTrip(t *testing.T) {
+	t.Parallel()
 	for name, good := range map[string][]byte{"ours": goodFile(t), "seed": fuzzSeedWritten(t), "qemu": fuzzSeedQemu(t)} {
 		f := decodeSparse(encodeSparse(good))
 		got := make([]byte, len(good))

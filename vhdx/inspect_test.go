@@ -58,6 +58,7 @@ func setBoth(b []byte, f func(rt []byte)) {
 func batEntry(b []byte, i int, v uint64) { le64(b, batOffset+8*i, v) }
 
 func TestInspectRejectsDamage(t *testing.T) {
+	t.Parallel()
 	good := goodFile(t)
 	if _, err := InspectReader(bytes.NewReader(good), int64(len(good))); err != nil {
 		t.Fatalf("undamaged file rejected: %v", err)
@@ -198,6 +199,7 @@ func TestInspectRejectsDamage(t *testing.T) {
 // TestInspectPath covers the file-based entry point: the error names the
 // file and keeps the FormatError.
 func TestInspectPath(t *testing.T) {
+	t.Parallel()
 	good := goodFile(t)
 	dir := t.TempDir()
 	p := filepath.Join(dir, "bad.vhdx")

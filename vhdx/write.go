@@ -92,9 +92,27 @@ func (o Options) resolve() (Options, error) {
 
 // Write converts the raw disk at rawPath into a dynamic VHDX at outPath.
 // The virtual size is the raw size rounded up to 1 MiB. The file is written
-// under a temporary name in the same directory, synced and renamed, so
-// outPath is either the complete image or untouched.
+// under a temporary name in the same directory (atomicfile), synced and
+// renamed, so outPath is either the complete image or untouched.
 func Write(ctx context.Context, rawPath, outPath string, opts Options) error {
+	tmp, err := atomicfile.Create(outPath, 0o644)
+	if err != nil {
+		return fmt.Errorf("vhdx: %w", err)
+	}
+	defer tmp.Cleanup()
+	if err := WriteTo(ctx, rawPath, tmp.File, opts); err != nil {
+		return err
+	}
+	if err := tmp.Commit(); err != nil {
+		return fmt.Errorf("vhdx: %w", err)
+	}
+	return nil
+}
+
+// WriteTo converts the raw disk at rawPath into a dynamic VHDX written into
+// out, a file the caller has staged: it is emptied first and neither synced,
+// closed nor renamed here (the caller publishes it).
+func WriteTo(ctx context.Context, rawPath string, out *os.File, opts Options) error {
 	o, err := opts.resolve()
 	if err != nil {
 		return fmt.Errorf("vhdx: %w", err)
@@ -120,24 +138,18 @@ func Write(ctx context.Context, rawPath, outPath string, opts Options) error {
 	if virtualSize > maxVirtualSize {
 		return fmt.Errorf("vhdx: raw disk %s: %d bytes, more than the 64 TiB VHDX maximum", rawPath, rawSize)
 	}
-
-	tmp, err := atomicfile.Create(outPath, 0o644)
-	if err != nil {
-		return fmt.Errorf("vhdx: %w", err)
-	}
-	defer tmp.Cleanup()
-
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("vhdx: %w", err)
 	}
-	w := &writer{in: in, out: tmp.File, rawSize: rawSize, virtualSize: virtualSize, o: o}
-	if err := w.write(ctx); err != nil {
-		return fmt.Errorf("vhdx: writing %s: %w", outPath, err)
-	}
-	if err := tmp.Commit(); err != nil {
+	// Whatever the writer skips must read as zeros.
+	if err := out.Truncate(0); err != nil {
 		return fmt.Errorf("vhdx: %w", err)
 	}
-	o.Logger.Info("vhdx written", "path", outPath, "virtual_size", virtualSize,
+	w := &writer{in: in, out: out, rawSize: rawSize, virtualSize: virtualSize, o: o}
+	if err := w.write(ctx); err != nil {
+		return fmt.Errorf("vhdx: writing %s: %w", out.Name(), err)
+	}
+	o.Logger.Info("vhdx written", "path", out.Name(), "virtual_size", virtualSize,
 		"block_size", o.BlockSize, "blocks_stored", w.stored, "file_size", w.fileSize,
 		"seconds", time.Since(start).Seconds())
 	return nil

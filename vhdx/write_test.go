@@ -88,6 +88,7 @@ func nonZeroBlocks(patches []patch, bs int64) map[int64]bool {
 }
 
 func TestWriteMatchesRaw(t *testing.T) {
+	t.Parallel()
 	const gib = 1 << 30
 	tests := []struct {
 		name      string
@@ -193,6 +194,7 @@ func fileHash(t *testing.T, path string) [32]byte {
 }
 
 func TestWriteDeterministic(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	raw := filepath.Join(dir, "disk.raw")
 	makeRaw(t, raw, 16*mib, []patch{{0, randomBytes(5, 2*mib)}, {9 * mib, pattern(10)}})
@@ -249,6 +251,7 @@ func TestWriteDeterministic(t *testing.T) {
 }
 
 func TestWriteRejectsBadInput(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	raw := filepath.Join(dir, "disk.raw")
 	makeRaw(t, raw, 4*mib, []patch{{0, pattern(100)}})
@@ -297,6 +300,7 @@ func TestWriteRejectsBadInput(t *testing.T) {
 // TestInspectAcceptsQemuFiles reads VHDX files qemu-img wrote: the reader
 // must accept what another implementation produces.
 func TestInspectAcceptsQemuFiles(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	raw := filepath.Join(dir, "disk.raw")
 	patches := []patch{{0, randomBytes(6, mib+10)}, {5*mib + 3, pattern(7)}, {4*(1<<30) + mib, pattern(mib)}}
@@ -336,6 +340,7 @@ func TestInspectAcceptsQemuFiles(t *testing.T) {
 
 // TestReportOutput checks both renderings carry the facts an admin needs.
 func TestReportOutput(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	raw, out := filepath.Join(dir, "d.raw"), filepath.Join(dir, "d.vhdx")
 	makeRaw(t, raw, 8*mib, []patch{{0, pattern(10)}})
@@ -374,6 +379,7 @@ func TestReportOutput(t *testing.T) {
 // units, and reads the data and the zeros around it through qemu-io (a
 // full qemu-img compare would read 200 GiB).
 func TestWriteLargeBAT(t *testing.T) {
+	t.Parallel()
 	const size = 200 << 30
 	dir := t.TempDir()
 	raw, out := filepath.Join(dir, "disk.raw"), filepath.Join(dir, "disk.vhdx")
@@ -446,6 +452,7 @@ func qemuIOVerify(t *testing.T, path string, size int64, patches []patch, margin
 // TestWriteChunkBoundaries covers three chunks of 4096 blocks, where the
 // BAT interleaves a sector bitmap entry after each chunk's payload entries.
 func TestWriteChunkBoundaries(t *testing.T) {
+	t.Parallel()
 	const size = 9 << 30
 	dir := t.TempDir()
 	raw, out := filepath.Join(dir, "disk.raw"), filepath.Join(dir, "disk.vhdx")

@@ -53,9 +53,10 @@ const (
 // console once systemd has finished starting up.
 const StatusPrefix = "KSMG-STATUS "
 
-// BannerGrace is how long Run waits for the SMTP banner after the guest
-// printed its status line (startup finished).
-var BannerGrace = 2 * time.Minute
+// DefaultBannerGrace is how long Run waits for the SMTP (and SSH) banner
+// after the guest printed its status line (startup finished), unless
+// Options.BannerGrace says otherwise.
+const DefaultBannerGrace = 2 * time.Minute
 
 // Options describe one boot.
 type Options struct {
@@ -83,6 +84,15 @@ type Options struct {
 	Persist bool
 	// ExtraArgs are appended to the QEMU command line.
 	ExtraArgs []string
+	// BannerGrace is how long to wait for the banners once startup has
+	// finished; 0 means DefaultBannerGrace.
+	BannerGrace time.Duration
+	// Hold, if set, is called once the guest is up (status line and
+	// banners seen) while it keeps running, e.g. to provision it over the
+	// forwarded SSH port; the guest is stopped when Hold returns, and its
+	// error is Run's. Its context ends if QEMU exits; Timeout does not
+	// count Hold's time.
+	Hold func(ctx context.Context, res Result) error
 }
 
 // Result is what the boot showed.
@@ -94,6 +104,7 @@ type Result struct {
 	ToBanner     time.Duration     // from power-on (QEMU start) to the SMTP banner
 	ToStatus     time.Duration     // from power-on to the console status line
 	SMTPPort     int               // host port forwarded to guest port 25
+	SSHPort      int               // host port forwarded to guest port 22 (with Options.SSH)
 	SSHBanner    string            // first line of guest port 22 (with Options.SSH)
 	SerialTail   []string          // last lines of the serial console
 	Panicked     bool              // the guest kernel panicked
@@ -193,6 +204,9 @@ func runOnce(ctx context.Context, opts Options) (*Result, error) {
 	if opts.Timeout == 0 {
 		opts.Timeout = 10 * time.Minute
 	}
+	if opts.BannerGrace == 0 {
+		opts.BannerGrace = DefaultBannerGrace
+	}
 	qemu, err := exec.LookPath("qemu-system-x86_64")
 	if err != nil {
 		return res, fmt.Errorf("boottest: qemu-system-x86_64 not installed (Debian package qemu-system-x86): %w", err)
@@ -228,12 +242,14 @@ func runOnce(ctx context.Context, opts Options) (*Result, error) {
 			return res, fmt.Errorf("boottest: pick a host port: %w", err)
 		}
 	}
+	res.SSHPort = sshPort
 	args, err := qemuArgs(opts, format, vars, port, sshPort)
 	if err != nil {
 		return res, err
 	}
 	res.QEMUCommand = append([]string{qemu}, args...)
 
+	parent := ctx
 	ctx, cancel := context.WithTimeout(ctx, opts.Timeout)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, qemu, args...)
@@ -328,7 +344,7 @@ func runOnce(ctx context.Context, opts Options) (*Result, error) {
 	if err == nil {
 		// Startup is finished once the status line is out: a gateway that
 		// has not answered two minutes later is not going to.
-		bctx, bcancel := context.WithTimeout(ctx, BannerGrace)
+		bctx, bcancel := context.WithTimeout(ctx, opts.BannerGrace)
 		select {
 		case <-panicked:
 			err = errors.New("boottest: guest kernel panicked before the SMTP banner")
@@ -337,7 +353,7 @@ func runOnce(ctx context.Context, opts Options) (*Result, error) {
 			exited <- e
 			err = fmt.Errorf("boottest: qemu exited before the SMTP banner: %v: %s", e, strings.TrimSpace(stderr.String()))
 		case <-bctx.Done():
-			err = fmt.Errorf("boottest: no SMTP banner on guest port 25 within %s after startup finished (status: %s)", BannerGrace, res.StatusLine)
+			err = fmt.Errorf("boottest: no SMTP banner on guest port 25 within %s after startup finished (status: %s)", opts.BannerGrace, res.StatusLine)
 		}
 		if err == nil && opts.SSH {
 			b, serr := waitBanner(bctx, sshPort)
@@ -345,10 +361,17 @@ func runOnce(ctx context.Context, opts Options) (*Result, error) {
 			res.SSHBanner = b
 			mu.Unlock()
 			if serr != nil {
-				err = fmt.Errorf("boottest: no SSH banner on guest port 22 within %s after startup finished (status: %s)", BannerGrace, res.StatusLine)
+				err = fmt.Errorf("boottest: no SSH banner on guest port 22 within %s after startup finished (status: %s)", opts.BannerGrace, res.StatusLine)
 			}
 		}
 		bcancel()
+	}
+	if err == nil && opts.Hold != nil {
+		err = hold(parent, opts.Hold, exited, func() Result {
+			mu.Lock()
+			defer mu.Unlock()
+			return *res
+		})
 	}
 	stop()
 	mu.Lock()
@@ -357,6 +380,33 @@ func runOnce(ctx context.Context, opts Options) (*Result, error) {
 		return res, fmt.Errorf("%w; last console lines:\n%s", err, strings.Join(res.SerialTail, "\n"))
 	}
 	return res, nil
+}
+
+// hold runs fn while the guest keeps running; its context ends if QEMU
+// exits (the exit is passed on to stop).
+func hold(ctx context.Context, fn func(context.Context, Result) error, exited chan error, snapshot func() Result) error {
+	hctx, hcancel := context.WithCancel(ctx)
+	defer hcancel()
+	done, finished := make(chan struct{}), make(chan struct{})
+	var qemuErr error
+	var exitedEarly bool
+	go func() {
+		defer close(finished)
+		select {
+		case e := <-exited:
+			qemuErr, exitedEarly = e, true
+			exited <- e // let stop() see it
+			hcancel()
+		case <-done:
+		}
+	}()
+	err := fn(hctx, snapshot())
+	close(done)
+	<-finished
+	if exitedEarly {
+		return fmt.Errorf("boottest: qemu exited (%v) while the guest was held: %w", qemuErr, err)
+	}
+	return err
 }
 
 func qemuArgs(opts Options, format, vars string, port, sshPort int) ([]string, error) {

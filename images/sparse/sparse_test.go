@@ -10,6 +10,7 @@ import (
 // offsets must be covered by the reported ranges, and a file system that
 // supports holes (ext4, tmpfs, xfs) must not report the holes between them.
 func TestRanges(t *testing.T) {
+	t.Parallel()
 	const mib = 1 << 20
 	p := filepath.Join(t.TempDir(), "disk.raw")
 	f, err := os.Create(p)

@@ -46,6 +46,7 @@ func qemuImg(t *testing.T, args ...string) string {
 // VMDK reader) and with our own walker, and that the output is the same bytes
 // whatever the number of workers.
 func TestConvertMatchesRaw(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	raw := filepath.Join(dir, "disk.raw")
 	const size = 2<<30 + 40<<10 // 2 GiB and a partial last grain
@@ -111,6 +112,7 @@ func TestRealImage(t *testing.T) {
 }
 
 func TestConvertRejects(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	raw := filepath.Join(dir, "r.raw")
 	if err := os.WriteFile(raw, make([]byte, 1<<20), 0o644); err != nil {
@@ -147,6 +149,7 @@ func TestConvertRejects(t *testing.T) {
 }
 
 func TestConvertCancel(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	raw := filepath.Join(dir, "disk.raw")
 	ovatest.SparseRaw(t, raw, 256<<20)
@@ -165,6 +168,7 @@ func TestConvertCancel(t *testing.T) {
 // TestVerifyRejects damages a good stream in the ways a bad download or a
 // buggy writer would, and expects Verify to name the failing check.
 func TestVerifyRejects(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	raw := filepath.Join(dir, "disk.raw")
 	ovatest.SparseRaw(t, raw, 128<<20+40<<10)
