@@ -140,7 +140,7 @@ func Inspect(ctx context.Context, p string) (*Report, error) {
 			return fail(name, "member order", fmt.Errorf("%s member in position %d", ext, i+1))
 		}
 		hs := sha256.New()
-		var r io.Reader = io.TeeReader(tr, hs)
+		r := io.TeeReader(tr, hs)
 		switch ext {
 		case ".ovf", ".mf":
 			b, err := io.ReadAll(io.LimitReader(r, 16<<20))
@@ -174,6 +174,24 @@ func Inspect(ctx context.Context, p string) (*Report, error) {
 		return fail(mfName, "manifest", fmt.Errorf("manifest must be named %s after the descriptor", want))
 	}
 
+	if err := checkManifest(mfName, mfData, sums, rep.Members); err != nil {
+		return nil, err
+	}
+
+	vm, err := mapOVF(ovfData, rep)
+	if err != nil {
+		return fail(ovfName, "ovf", err)
+	}
+	rep.VM = *vm
+	return rep, nil
+}
+
+// checkManifest holds the manifest against the members' digests: every line
+// well-formed and right, every member but the manifest listed.
+func checkManifest(mfName string, mfData []byte, sums map[string]string, members []Member) error {
+	fail := func(member, check string, err error) error {
+		return &CheckError{Member: member, Check: check, Err: err}
+	}
 	listed := map[string]bool{}
 	for n, line := range strings.Split(strings.TrimRight(string(mfData), "\n"), "\n") {
 		m := mfLine.FindStringSubmatch(line)
@@ -189,18 +207,13 @@ func Inspect(ctx context.Context, p string) (*Report, error) {
 		}
 		listed[m[1]] = true
 	}
-	for _, m := range rep.Members {
+	for _, m := range members {
 		if m.Name != mfName && !listed[m.Name] {
 			return fail(m.Name, "manifest", errors.New("member is not listed in the manifest"))
 		}
 	}
 
-	vm, err := mapOVF(ovfData, rep)
-	if err != nil {
-		return fail(ovfName, "ovf", err)
-	}
-	rep.VM = *vm
-	return rep, nil
+	return nil
 }
 
 func mapOVF(data []byte, rep *Report) (*VM, error) {
@@ -219,10 +232,10 @@ func mapOVF(data []byte, rep *Report) (*VM, error) {
 	for _, ref := range env.References {
 		size, ok := sizes[ref.Href]
 		if !ok {
-			return nil, fmt.Errorf("References: file %s is not in the archive", ref.Href)
+			return nil, fmt.Errorf("OVF References: file %s is not in the archive", ref.Href)
 		}
 		if ref.Size != 0 && int64(ref.Size) != size {
-			return nil, fmt.Errorf("References: %s has ovf:size %d but is %d bytes", ref.Href, ref.Size, size)
+			return nil, fmt.Errorf("OVF References: %s has ovf:size %d but is %d bytes", ref.Href, ref.Size, size)
 		}
 		files[ref.ID] = ref.Href
 	}
@@ -253,49 +266,10 @@ func mapOVF(data []byte, rep *Report) (*VM, error) {
 		}
 	}
 	for _, dc := range spec.DeviceChange {
-		switch d := dc.GetVirtualDeviceConfigSpec().Device.(type) {
-		case *types.ParaVirtualSCSIController:
-			vm.Controllers = append(vm.Controllers, "pvscsi")
-		case *types.VirtualLsiLogicController:
-			vm.Controllers = append(vm.Controllers, "lsilogic")
-		case *types.VirtualLsiLogicSASController:
-			vm.Controllers = append(vm.Controllers, "lsilogic-sas")
-		case *types.VirtualBusLogicController:
-			vm.Controllers = append(vm.Controllers, "buslogic")
-		case *types.VirtualIDEController:
-			vm.Controllers = append(vm.Controllers, "ide")
-		case *types.VirtualAHCIController:
-			vm.Controllers = append(vm.Controllers, "sata")
-		case *types.VirtualNVMEController:
-			vm.Controllers = append(vm.Controllers, "nvme")
-		case *types.VirtualVmxnet3:
-			vm.NICs = append(vm.NICs, "vmxnet3")
-		case *types.VirtualE1000:
-			vm.NICs = append(vm.NICs, "e1000")
-		case *types.VirtualE1000e:
-			vm.NICs = append(vm.NICs, "e1000e")
-		case *types.VirtualDisk:
-			vm.Disks = append(vm.Disks, Disk{Capacity: d.CapacityInBytes})
-		}
+		vm.addDevice(dc.GetVirtualDeviceConfigSpec().Device)
 	}
-	// File and format come from the DiskSection, in the same order.
-	if env.Disk != nil {
-		for i, d := range env.Disk.Disks {
-			if i >= len(vm.Disks) {
-				break
-			}
-			ref := ""
-			if d.FileRef != nil {
-				ref = files[*d.FileRef]
-			}
-			vm.Disks[i].File = ref
-			if d.Format != nil {
-				vm.Disks[i].Format = *d.Format
-			}
-			if vr := rep.Disks[ref]; vr != nil && vr.Capacity > vm.Disks[i].Capacity {
-				return nil, fmt.Errorf("disk %s: VMDK capacity %d exceeds the descriptor's %d", ref, vr.Capacity, vm.Disks[i].Capacity)
-			}
-		}
+	if err := vm.mapDisks(env, files, rep); err != nil {
+		return nil, err
 	}
 	if len(vs.Product) > 0 {
 		vm.Product, vm.Version = vs.Product[0].Product, vs.Product[0].Version
@@ -315,6 +289,60 @@ func mapOVF(data []byte, rep *Report) (*VM, error) {
 	}
 	sort.Strings(vm.Controllers)
 	return vm, nil
+}
+
+// addDevice records a device of the ConfigSpec under the name the report
+// uses for its kind; other kinds are not reported.
+func (vm *VM) addDevice(dev types.BaseVirtualDevice) {
+	switch d := dev.(type) {
+	case *types.ParaVirtualSCSIController:
+		vm.Controllers = append(vm.Controllers, "pvscsi")
+	case *types.VirtualLsiLogicController:
+		vm.Controllers = append(vm.Controllers, "lsilogic")
+	case *types.VirtualLsiLogicSASController:
+		vm.Controllers = append(vm.Controllers, "lsilogic-sas")
+	case *types.VirtualBusLogicController:
+		vm.Controllers = append(vm.Controllers, "buslogic")
+	case *types.VirtualIDEController:
+		vm.Controllers = append(vm.Controllers, "ide")
+	case *types.VirtualAHCIController:
+		vm.Controllers = append(vm.Controllers, "sata")
+	case *types.VirtualNVMEController:
+		vm.Controllers = append(vm.Controllers, "nvme")
+	case *types.VirtualVmxnet3:
+		vm.NICs = append(vm.NICs, "vmxnet3")
+	case *types.VirtualE1000:
+		vm.NICs = append(vm.NICs, "e1000")
+	case *types.VirtualE1000e:
+		vm.NICs = append(vm.NICs, "e1000e")
+	case *types.VirtualDisk:
+		vm.Disks = append(vm.Disks, Disk{Capacity: d.CapacityInBytes})
+	}
+}
+
+// mapDisks takes each disk's file and format from the DiskSection, in the
+// ConfigSpec's order, and refuses a VMDK larger than the disk declared.
+func (vm *VM) mapDisks(env *ovf.Envelope, files map[string]string, rep *Report) error {
+	if env.Disk == nil {
+		return nil
+	}
+	for i, d := range env.Disk.Disks {
+		if i >= len(vm.Disks) {
+			break
+		}
+		ref := ""
+		if d.FileRef != nil {
+			ref = files[*d.FileRef]
+		}
+		vm.Disks[i].File = ref
+		if d.Format != nil {
+			vm.Disks[i].Format = *d.Format
+		}
+		if vr := rep.Disks[ref]; vr != nil && vr.Capacity > vm.Disks[i].Capacity {
+			return fmt.Errorf("disk %s: VMDK capacity %d exceeds the descriptor's %d", ref, vr.Capacity, vm.Disks[i].Capacity)
+		}
+	}
+	return nil
 }
 
 // Summary renders the report for a person.

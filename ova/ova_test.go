@@ -54,7 +54,66 @@ func TestWriteOVA(t *testing.T) {
 	raw, ovaPath := buildOVA(t, dir, rawSize, capacity)
 	names := MemberNames("ksmg", "0.1.0")
 
-	// Tar: ustar, fixed metadata, .ovf then .mf then .vmdk.
+	checkTarHeaders(t, ovaPath, names)
+
+	// Manifest: exactly "SHA256(name)= hex" per member, digests right.
+	ms := ovatest.ReadTar(t, ovaPath)
+	if got, want := string(ms[1].Data), string(ovatest.Manifest(ms)); got != want {
+		t.Fatalf("manifest\n%s\nwant\n%s", got, want)
+	}
+
+	checkDescriptor(t, ms[0].Data, capacity)
+
+	// The disk inside: same content as the raw, per qemu-img.
+	vmdkPath := filepath.Join(dir, "extracted.vmdk")
+	if err := os.WriteFile(vmdkPath, ms[2].Data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command("qemu-img", "check", "-f", "vmdk", vmdkPath).CombinedOutput(); err != nil {
+		t.Fatalf("qemu-img check: %v\n%s", err, out)
+	}
+	// compare -s would fail on the larger capacity; plain compare checks
+	// that the extra 2 GiB read as zeros.
+	out, err := exec.Command("qemu-img", "compare", "-f", "raw", "-F", "vmdk", raw, vmdkPath).CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "Images are identical") {
+		t.Fatalf("qemu-img compare: %v\n%s", err, out)
+	}
+
+	// Inspect agrees.
+	rep, err := Inspect(context.Background(), ovaPath)
+	if err != nil {
+		t.Fatalf("Inspect: %v", err)
+	}
+	if rep.VM.Firmware != "efi" || !rep.VM.SecureBoot || fmt.Sprint(rep.VM.Controllers) != "[pvscsi]" || fmt.Sprint(rep.VM.NICs) != "[vmxnet3]" || len(rep.VM.Properties) != len(Properties()) {
+		t.Errorf("Inspect VM = %+v", rep.VM)
+	}
+	if d := rep.Disks[names.VMDK]; d == nil || d.Capacity != capacity {
+		t.Errorf("Inspect VMDK = %+v", d)
+	}
+	if s := rep.Summary(); !strings.Contains(s, "pvscsi") || !strings.Contains(s, "footer and end-of-stream OK") {
+		t.Errorf("summary:\n%s", s)
+	}
+
+	// Deterministic: a second build is the same bytes, and no temp files remain.
+	again := filepath.Join(dir, "again.ova")
+	opts := testOptions()
+	opts.DiskCapacity = capacity
+	opts.Workers = 1
+	if err := Write(context.Background(), raw, again, opts); err != nil {
+		t.Fatal(err)
+	}
+	if sha(t, again) != sha(t, ovaPath) {
+		t.Error("two builds of the same disk differ")
+	}
+	left, _ := filepath.Glob(filepath.Join(dir, ".*"))
+	if len(left) != 0 {
+		t.Errorf("temporary files left behind: %v", left)
+	}
+}
+
+// checkTarHeaders: ustar, fixed metadata, .ovf then .mf then .vmdk.
+func checkTarHeaders(t *testing.T, ovaPath string, names Names) {
+	t.Helper()
 	f, err := os.Open(ovaPath)
 	if err != nil {
 		t.Fatal(err)
@@ -64,7 +123,7 @@ func TestWriteOVA(t *testing.T) {
 	var order []string
 	for {
 		h, err := tr.Next()
-		if err == io.EOF {
+		if errors.Is(err, io.EOF) {
 			break
 		}
 		if err != nil {
@@ -79,14 +138,13 @@ func TestWriteOVA(t *testing.T) {
 		t.Fatalf("member order %v, want %v", order, want)
 	}
 
-	// Manifest: exactly "SHA256(name)= hex" per member, digests right.
-	ms := ovatest.ReadTar(t, ovaPath)
-	if got, want := string(ms[1].Data), string(ovatest.Manifest(ms)); got != want {
-		t.Fatalf("manifest\n%s\nwant\n%s", got, want)
-	}
+}
 
-	// Descriptor through govmomi, as vSphere would map it.
-	env, err := ovf.Unmarshal(bytes.NewReader(ms[0].Data))
+// checkDescriptor maps the descriptor through govmomi, as vSphere would,
+// and checks what the appliance needs of it.
+func checkDescriptor(t *testing.T, data []byte, capacity int64) {
+	t.Helper()
+	env, err := ovf.Unmarshal(bytes.NewReader(data))
 	if err != nil {
 		t.Fatalf("ovf.Unmarshal: %v", err)
 	}
@@ -136,6 +194,13 @@ func TestWriteOVA(t *testing.T) {
 	if e := env.VirtualSystem.Eula; len(e) != 1 || e[0].License != testOptions().EULA {
 		t.Errorf("EULA section %+v", e)
 	}
+	checkProperties(t, &spec)
+}
+
+// checkProperties: every property of Properties() as declared, the
+// password without a default, consent off by default.
+func checkProperties(t *testing.T, spec *types.VirtualMachineConfigSpec) {
+	t.Helper()
 	props := map[string]types.VAppPropertyInfo{}
 	for _, p := range spec.VAppConfig.GetVmConfigSpec().Property {
 		props[p.Info.Id] = *p.Info
@@ -160,51 +225,6 @@ func TestWriteOVA(t *testing.T) {
 		t.Errorf("network mode type %q", p.Type)
 	}
 
-	// The disk inside: same content as the raw, per qemu-img.
-	vmdkPath := filepath.Join(dir, "extracted.vmdk")
-	if err := os.WriteFile(vmdkPath, ms[2].Data, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if out, err := exec.Command("qemu-img", "check", "-f", "vmdk", vmdkPath).CombinedOutput(); err != nil {
-		t.Fatalf("qemu-img check: %v\n%s", err, out)
-	}
-	// compare -s would fail on the larger capacity; plain compare checks
-	// that the extra 2 GiB read as zeros.
-	out, err := exec.Command("qemu-img", "compare", "-f", "raw", "-F", "vmdk", raw, vmdkPath).CombinedOutput()
-	if err != nil || !strings.Contains(string(out), "Images are identical") {
-		t.Fatalf("qemu-img compare: %v\n%s", err, out)
-	}
-
-	// Inspect agrees.
-	rep, err := Inspect(context.Background(), ovaPath)
-	if err != nil {
-		t.Fatalf("Inspect: %v", err)
-	}
-	if rep.VM.Firmware != "efi" || !rep.VM.SecureBoot || fmt.Sprint(rep.VM.Controllers) != "[pvscsi]" || fmt.Sprint(rep.VM.NICs) != "[vmxnet3]" || len(rep.VM.Properties) != len(Properties()) {
-		t.Errorf("Inspect VM = %+v", rep.VM)
-	}
-	if d := rep.Disks[names.VMDK]; d == nil || d.Capacity != capacity {
-		t.Errorf("Inspect VMDK = %+v", d)
-	}
-	if s := rep.Summary(); !strings.Contains(s, "pvscsi") || !strings.Contains(s, "footer and end-of-stream OK") {
-		t.Errorf("summary:\n%s", s)
-	}
-
-	// Deterministic: a second build is the same bytes, and no temp files remain.
-	again := filepath.Join(dir, "again.ova")
-	opts := testOptions()
-	opts.DiskCapacity = capacity
-	opts.Workers = 1
-	if err := Write(context.Background(), raw, again, opts); err != nil {
-		t.Fatal(err)
-	}
-	if sha(t, again) != sha(t, ovaPath) {
-		t.Error("two builds of the same disk differ")
-	}
-	left, _ := filepath.Glob(filepath.Join(dir, ".*"))
-	if len(left) != 0 {
-		t.Errorf("temporary files left behind: %v", left)
-	}
 }
 
 func sha(t *testing.T, p string) string {

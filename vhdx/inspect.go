@@ -335,6 +335,32 @@ func (in *inspector) regions() error {
 	return nil
 }
 
+// placeItem checks where a metadata entry's item lies: after the table,
+// inside the region, overlapping no other item. An empty item has no span.
+func (in *inspector) placeItem(ename string, e metadataEntry, items []span) (*span, error) {
+	if e.Length == 0 {
+		if e.Offset != 0 {
+			return nil, bad(ename, "length 0 but offset %d, want 0", e.Offset)
+		}
+		return nil, nil
+	}
+	end := uint64(e.Offset) + uint64(e.Length)
+	switch {
+	case e.Offset < metadataTableSize:
+		return nil, bad(ename, "offset %d lies inside the 64 KiB metadata table", e.Offset)
+	case e.Length > maxMetadataItem:
+		return nil, bad(ename, "length %d, more than 1 MiB", e.Length)
+	case end > in.metLen:
+		return nil, bad(ename, "item [%d, %d) extends beyond the metadata region (%d bytes)", e.Offset, end, in.metLen)
+	}
+	for _, s := range items {
+		if uint64(e.Offset) < s.end && s.off < end {
+			return nil, bad(ename, "item [%d, %d) overlaps %s [%d, %d)", e.Offset, end, s.name, s.off, s.end)
+		}
+	}
+	return &span{ename, uint64(e.Offset), end}, nil
+}
+
 func (in *inspector) metadata() error {
 	const name = "metadata table"
 	b, err := in.read(name, in.metOff, metadataTableSize)
@@ -371,26 +397,12 @@ func (in *inspector) metadata() error {
 		if rsv := binary.LittleEndian.Uint32(p[28:]); rsv != 0 {
 			return bad(ename, "reserved field is %#x, want 0", rsv)
 		}
-		if e.Length == 0 {
-			if e.Offset != 0 {
-				return bad(ename, "length 0 but offset %d, want 0", e.Offset)
-			}
-		} else {
-			end := uint64(e.Offset) + uint64(e.Length)
-			switch {
-			case e.Offset < metadataTableSize:
-				return bad(ename, "offset %d lies inside the 64 KiB metadata table", e.Offset)
-			case e.Length > maxMetadataItem:
-				return bad(ename, "length %d, more than 1 MiB", e.Length)
-			case end > in.metLen:
-				return bad(ename, "item [%d, %d) extends beyond the metadata region (%d bytes)", e.Offset, end, in.metLen)
-			}
-			for _, s := range items {
-				if uint64(e.Offset) < s.end && s.off < end {
-					return bad(ename, "item [%d, %d) overlaps %s [%d, %d)", e.Offset, end, s.name, s.off, s.end)
-				}
-			}
-			items = append(items, span{ename, uint64(e.Offset), end})
+		sp, err := in.placeItem(ename, e, items)
+		if err != nil {
+			return err
+		}
+		if sp != nil {
+			items = append(items, *sp)
 		}
 		if _, dup := values[e.ItemID]; dup {
 			return bad(ename, "item appears twice")
@@ -426,6 +438,12 @@ func (in *inspector) metadata() error {
 			return bad("metadata", "required %s item missing", knownItems[id].name)
 		}
 	}
+	return in.decodeMetadata(values)
+}
+
+// decodeMetadata takes the disk's parameters from the required items and
+// checks them.
+func (in *inspector) decodeMetadata(values map[GUID][]byte) error {
 	r := in.rep
 	fp := values[itemFileParameters]
 	r.BlockSize = binary.LittleEndian.Uint32(fp)

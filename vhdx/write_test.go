@@ -89,7 +89,6 @@ func nonZeroBlocks(patches []patch, bs int64) map[int64]bool {
 
 func TestWriteMatchesRaw(t *testing.T) {
 	t.Parallel()
-	const gib = 1 << 30
 	tests := []struct {
 		name      string
 		size      int64
@@ -319,7 +318,7 @@ func TestInspectAcceptsQemuFiles(t *testing.T) {
 	for i, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			out := filepath.Join(dir, "q"+string(rune('a'+i))+".vhdx")
-			args := append(tc.args, out)
+			args := append(append([]string(nil), tc.args...), out)
 			if tc.args[0] == "create" {
 				args = append(args, "64M")
 			}

@@ -8,6 +8,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io/fs"
@@ -42,21 +43,29 @@ func main() {
 	genSize := flag.Int64("gen-size", 2<<30, "virtual size of a generated disk")
 	genData := flag.Int64("gen-data", 600<<20, "bytes of file content in a generated disk")
 	flag.Parse()
+	if err := run(*raw, *work, *only, *runs, *genSize, *genData); err != nil {
+		log.Fatal(err)
+	}
+}
+
+// run converts the disk with ours and the reference tool per row; errors
+// are returned, not fatal, so the deferred cleanup runs.
+func run(raw, work, only string, runs int, genSize, genData int64) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
 
-	dir := *work
+	dir := work
 	if dir == "" {
 		d, err := os.MkdirTemp("", "benchformats-")
 		if err != nil {
-			log.Fatal(err)
+			return err
 		}
 		defer os.RemoveAll(d)
 		dir = d
 	} else if err := os.MkdirAll(dir, 0o755); err != nil {
-		log.Fatal(err)
+		return err
 	}
-	src := *raw
+	src := raw
 	if src == "" {
 		if m, _ := filepath.Glob("out/ksmg-*.raw"); len(m) > 0 {
 			sort.Slice(m, func(i, j int) bool { return modTime(m[i]).After(modTime(m[j])) })
@@ -66,32 +75,32 @@ func main() {
 	if src == "" {
 		src = filepath.Join(dir, "generated.raw")
 		t := time.Now()
-		n, err := generate(src, *genSize, *genData)
+		n, err := generate(src, genSize, genData)
 		if err != nil {
-			log.Fatalf("generate disk: %v", err)
+			return fmt.Errorf("generate disk: %w", err)
 		}
-		fmt.Printf("generated %s: %s virtual, %s of /usr files (%s)\n", src, human(*genSize), human(n), time.Since(t).Round(time.Millisecond))
+		fmt.Printf("generated %s: %s virtual, %s of /usr files (%s)\n", src, human(genSize), human(n), time.Since(t).Round(time.Millisecond))
 	}
 	st, err := os.Stat(src)
 	if err != nil {
-		log.Fatal(err)
+		return err
 	}
 	fmt.Printf("disk: %s, %s virtual; host: %d CPUs (GOMAXPROCS %d), shared\n", src, human(st.Size()), runtime.NumCPU(), runtime.GOMAXPROCS(0))
 	fmt.Printf("%-22s %10s %10s %8s %12s %12s %8s\n", "format", "ours", "qemu-img", "speedup", "ours size", "ref size", "size")
 	fail := false
 	for _, r := range rows {
-		if *only != "" && !strings.Contains(r.Name, *only) {
+		if only != "" && !strings.Contains(r.Name, only) {
 			continue
 		}
 		oursOut := filepath.Join(dir, "ours."+r.Ext)
 		refOut := filepath.Join(dir, "ref."+r.Ext)
-		ours, err := best(*runs, func() error { os.Remove(oursOut); return r.Ours(ctx, src, oursOut) })
+		ours, err := best(runs, func() error { os.Remove(oursOut); return r.Ours(ctx, src, oursOut) })
 		if err != nil {
 			log.Printf("%s: ours: %v", r.Name, err)
 			fail = true
 			continue
 		}
-		ref, err := best(*runs, func() error {
+		ref, err := best(runs, func() error {
 			os.Remove(refOut)
 			argv := r.Ref(src, refOut)
 			if out, err := exec.CommandContext(ctx, argv[0], argv[1:]...).CombinedOutput(); err != nil {
@@ -112,8 +121,9 @@ func main() {
 	}
 	fmt.Println("speedup = qemu-img time / our time (higher is better); size = our size / qemu-img size (lower is better)")
 	if fail {
-		os.Exit(1)
+		return errors.New("some rows failed")
 	}
+	return nil
 }
 
 func best(n int, f func() error) (time.Duration, error) {

@@ -64,12 +64,16 @@ func TestCleanupKeepsOld(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
 	p := filepath.Join(dir, "f")
-	os.WriteFile(p, []byte("old"), 0o644)
+	if err := os.WriteFile(p, []byte("old"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	f, err := Create(p, 0o644)
 	if err != nil {
 		t.Fatal(err)
 	}
-	f.Write([]byte("half of the new"))
+	if _, err := f.Write([]byte("half of the new")); err != nil {
+		t.Fatal(err)
+	}
 	f.Cleanup()
 	f.Cleanup() // twice is harmless
 	if got, _ := os.ReadFile(p); string(got) != "old" {
@@ -105,7 +109,9 @@ func TestTempNameNoDirSync(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
 	for _, d := range []string{"tmp", "msg"} {
-		os.Mkdir(filepath.Join(dir, d), 0o755)
+		if err := os.Mkdir(filepath.Join(dir, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
 	}
 	root, err := os.OpenRoot(dir)
 	if err != nil {
@@ -123,7 +129,9 @@ func TestTempNameNoDirSync(t *testing.T) {
 	if _, err := CreateIn(root, "msg/1", 0o640, TempName("tmp/1")); !errors.Is(err, os.ErrExist) {
 		t.Fatalf("second writer of tmp/1: %v, want ErrExist", err)
 	}
-	f.Write([]byte("m"))
+	if _, err := f.Write([]byte("m")); err != nil {
+		t.Fatal(err)
+	}
 	if err := f.Commit(); err != nil {
 		t.Fatal(err)
 	}
@@ -144,8 +152,12 @@ func TestRootConfines(t *testing.T) {
 	t.Parallel()
 	outside := t.TempDir()
 	dir := t.TempDir()
-	os.Symlink(outside, filepath.Join(dir, "abs"))
-	os.Symlink("../../"+filepath.Base(outside), filepath.Join(dir, "rel"))
+	if err := os.Symlink(outside, filepath.Join(dir, "abs")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("../../"+filepath.Base(outside), filepath.Join(dir, "rel")); err != nil {
+		t.Fatal(err)
+	}
 	root, err := os.OpenRoot(dir)
 	if err != nil {
 		t.Fatal(err)

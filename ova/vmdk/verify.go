@@ -57,33 +57,9 @@ func Verify(r io.Reader) (*Report, error) {
 	s := &scanner{r: bufio.NewReaderSize(r, 1<<20)}
 	rep := &Report{DDB: map[string]string{}}
 
-	sec, err := s.read(SectorSize)
+	hdr, err := s.head(rep)
 	if err != nil {
-		return nil, s.fail("header", err)
-	}
-	hdr, err := parseHeader(sec)
-	if err != nil {
-		return nil, s.failAt("header", 0, err)
-	}
-	if err := checkHeader(hdr); err != nil {
-		return nil, s.failAt("header", 0, err)
-	}
-	rep.Capacity = int64(hdr.Capacity) * SectorSize
-	if hdr.DescOffset < 1 || hdr.DescSize > maxDescSectors || hdr.DescOffset+hdr.DescSize > hdr.Overhead {
-		return nil, s.failAt("header", 0, fmt.Errorf("descriptor at sectors %d+%d does not fit before the first grain (overhead %d)", hdr.DescOffset, hdr.DescSize, hdr.Overhead))
-	}
-	if err := s.skip(int64(hdr.DescOffset-1) * SectorSize); err != nil {
-		return nil, s.fail("descriptor", err)
-	}
-	desc, err := s.read(int(hdr.DescSize * SectorSize))
-	if err != nil {
-		return nil, s.fail("descriptor", err)
-	}
-	if err := parseDescriptor(desc, hdr, rep); err != nil {
-		return nil, s.failAt("descriptor", int64(hdr.DescOffset*SectorSize), err)
-	}
-	if err := s.skip(int64(hdr.Overhead-hdr.DescOffset-hdr.DescSize) * SectorSize); err != nil {
-		return nil, s.fail("header", err)
+		return nil, err
 	}
 
 	totalGrains := ceilDiv(hdr.Capacity, hdr.GrainSize)
@@ -94,7 +70,6 @@ func Verify(r io.Reader) (*Report, error) {
 	var gdAt uint64
 	var footer *header
 	zr := &inflater{}
-	grainBytes := int(hdr.GrainSize * SectorSize)
 	lastLBA := int64(-1)
 
 	for {
@@ -106,32 +81,11 @@ func Verify(r io.Reader) (*Report, error) {
 		val := binary.LittleEndian.Uint64(m)
 		size := binary.LittleEndian.Uint32(m[8:])
 		if size != 0 { // grain marker
-			lba := val
-			if lba%hdr.GrainSize != 0 || lba >= hdr.Capacity {
-				return nil, s.failAt("grain", at, fmt.Errorf("grain LBA %d is not a grain boundary inside the %d-sector disk", lba, hdr.Capacity))
+			if err := s.grain(zr, hdr, at, val, size, lastLBA); err != nil {
+				return nil, err
 			}
-			if int64(lba) <= lastLBA {
-				return nil, s.failAt("grain", at, fmt.Errorf("grain LBA %d follows LBA %d: grains must be stored once, in order", lba, lastLBA))
-			}
-			lastLBA = int64(lba)
-			if size > uint32(2*grainBytes) {
-				return nil, s.failAt("grain", at, fmt.Errorf("compressed size %d of grain at LBA %d is implausible", size, lba))
-			}
-			data, err := s.read(int(size))
-			if err != nil {
-				return nil, s.failAt("grain", at, fmt.Errorf("grain at LBA %d: %w", lba, err))
-			}
-			n, err := zr.inflate(data, grainBytes)
-			if err != nil {
-				return nil, s.failAt("grain", at, fmt.Errorf("grain at LBA %d does not decompress: %w", lba, err))
-			}
-			if n != grainBytes {
-				return nil, s.failAt("grain", at, fmt.Errorf("grain at LBA %d decompresses to %d bytes, want %d", lba, n, grainBytes))
-			}
-			if err := s.pad(); err != nil {
-				return nil, s.failAt("grain", at, err)
-			}
-			grains[uint64(at)/SectorSize] = lba
+			lastLBA = int64(val)
+			grains[uint64(at)/SectorSize] = val
 			rep.Grains++
 			rep.CompressedB += int64(size)
 			continue
@@ -193,6 +147,70 @@ func Verify(r io.Reader) (*Report, error) {
 			return nil, s.failAt("marker", at, fmt.Errorf("unknown marker type %d", typ))
 		}
 	}
+}
+
+// head reads the header and the descriptor up to the first grain.
+func (s *scanner) head(rep *Report) (header, error) {
+	sec, err := s.read(SectorSize)
+	if err != nil {
+		return header{}, s.fail("header", err)
+	}
+	hdr, err := parseHeader(sec)
+	if err != nil {
+		return header{}, s.failAt("header", 0, err)
+	}
+	if err := checkHeader(hdr); err != nil {
+		return header{}, s.failAt("header", 0, err)
+	}
+	rep.Capacity = int64(hdr.Capacity) * SectorSize
+	if hdr.DescOffset < 1 || hdr.DescSize > maxDescSectors || hdr.DescOffset+hdr.DescSize > hdr.Overhead {
+		return header{}, s.failAt("header", 0, fmt.Errorf("descriptor at sectors %d+%d does not fit before the first grain (overhead %d)", hdr.DescOffset, hdr.DescSize, hdr.Overhead))
+	}
+	if err := s.skip(int64(hdr.DescOffset-1) * SectorSize); err != nil {
+		return header{}, s.fail("descriptor", err)
+	}
+	desc, err := s.read(int(hdr.DescSize * SectorSize))
+	if err != nil {
+		return header{}, s.fail("descriptor", err)
+	}
+	if err := parseDescriptor(desc, hdr, rep); err != nil {
+		return header{}, s.failAt("descriptor", int64(hdr.DescOffset*SectorSize), err)
+	}
+	if err := s.skip(int64(hdr.Overhead-hdr.DescOffset-hdr.DescSize) * SectorSize); err != nil {
+		return header{}, s.fail("header", err)
+	}
+	return hdr, nil
+}
+
+// grain reads the grain whose marker at at names LBA lba and size
+// compressed bytes, and checks that it follows lastLBA, decompresses to a
+// whole grain and is padded to a sector.
+func (s *scanner) grain(zr *inflater, hdr header, at int64, lba uint64, size uint32, lastLBA int64) error {
+	grainBytes := int(hdr.GrainSize * SectorSize)
+	if lba%hdr.GrainSize != 0 || lba >= hdr.Capacity {
+		return s.failAt("grain", at, fmt.Errorf("grain LBA %d is not a grain boundary inside the %d-sector disk", lba, hdr.Capacity))
+	}
+	if int64(lba) <= lastLBA {
+		return s.failAt("grain", at, fmt.Errorf("grain LBA %d follows LBA %d: grains must be stored once, in order", lba, lastLBA))
+	}
+	if size > uint32(2*grainBytes) {
+		return s.failAt("grain", at, fmt.Errorf("compressed size %d of grain at LBA %d is implausible", size, lba))
+	}
+	data, err := s.read(int(size))
+	if err != nil {
+		return s.failAt("grain", at, fmt.Errorf("grain at LBA %d: %w", lba, err))
+	}
+	n, err := zr.inflate(data, grainBytes)
+	if err != nil {
+		return s.failAt("grain", at, fmt.Errorf("grain at LBA %d does not decompress: %w", lba, err))
+	}
+	if n != grainBytes {
+		return s.failAt("grain", at, fmt.Errorf("grain at LBA %d decompresses to %d bytes, want %d", lba, n, grainBytes))
+	}
+	if err := s.pad(); err != nil {
+		return s.failAt("grain", at, err)
+	}
+	return nil
 }
 
 func checkHeader(h header) error {

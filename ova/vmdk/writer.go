@@ -80,6 +80,44 @@ var (
 	zero    = make([]byte, GrainSize)
 )
 
+// resolve applies the defaults to opts and checks them against the source
+// (srcSize bytes): the capacity in sectors, zlib level, workers, extent name.
+func (opts Options) resolve(srcName string, srcSize int64) (capSectors uint64, level, workers int, name string, err error) {
+	capacity := opts.Capacity
+	if capacity == 0 {
+		capacity = srcSize
+	}
+	if capacity < srcSize {
+		return 0, 0, 0, "", fmt.Errorf("vmdk: capacity %d bytes is smaller than the source %s (%d bytes)", capacity, srcName, srcSize)
+	}
+	if capacity <= 0 {
+		return 0, 0, 0, "", fmt.Errorf("vmdk: source %s is empty and no capacity was given", srcName)
+	}
+	level = opts.Level
+	if level == 0 {
+		level = DefaultLevel
+	}
+	if level < 1 || level > maxLevel {
+		return 0, 0, 0, "", fmt.Errorf("vmdk: zlib level %d out of range 1..%d (%s)", level, maxLevel, Encoder)
+	}
+	workers = opts.Workers
+	if workers <= 0 {
+		workers = runtime.GOMAXPROCS(0)
+	}
+	name = opts.ExtentName
+	if name == "" {
+		name = "disk.vmdk"
+	}
+	if strings.ContainsAny(name, "\"\r\n\x00") {
+		return 0, 0, 0, "", fmt.Errorf("vmdk: extent name %q must not contain quotes or line breaks", name)
+	}
+	capSectors = ceilDiv(uint64(capacity), SectorSize)
+	if capSectors > maxCapacitySectors {
+		return 0, 0, 0, "", fmt.Errorf("vmdk: capacity %d bytes exceeds the %d-byte limit", capacity, int64(maxCapacitySectors)*SectorSize)
+	}
+	return capSectors, level, workers, name, nil
+}
+
 // Convert reads the raw disk image src and writes it to dst as a
 // streamOptimized VMDK. dst must be empty and positioned at offset 0.
 func Convert(ctx context.Context, src *os.File, dst Output, opts Options) (*Result, error) {
@@ -88,37 +126,9 @@ func Convert(ctx context.Context, src *os.File, dst Output, opts Options) (*Resu
 		return nil, fmt.Errorf("vmdk: stat source: %w", err)
 	}
 	srcSize := fi.Size()
-	capacity := opts.Capacity
-	if capacity == 0 {
-		capacity = srcSize
-	}
-	if capacity < srcSize {
-		return nil, fmt.Errorf("vmdk: capacity %d bytes is smaller than the source %s (%d bytes)", capacity, src.Name(), srcSize)
-	}
-	if capacity <= 0 {
-		return nil, fmt.Errorf("vmdk: source %s is empty and no capacity was given", src.Name())
-	}
-	level := opts.Level
-	if level == 0 {
-		level = DefaultLevel
-	}
-	if level < 1 || level > maxLevel {
-		return nil, fmt.Errorf("vmdk: zlib level %d out of range 1..%d (%s)", level, maxLevel, Encoder)
-	}
-	workers := opts.Workers
-	if workers <= 0 {
-		workers = runtime.GOMAXPROCS(0)
-	}
-	name := opts.ExtentName
-	if name == "" {
-		name = "disk.vmdk"
-	}
-	if strings.ContainsAny(name, "\"\r\n\x00") {
-		return nil, fmt.Errorf("vmdk: extent name %q must not contain quotes or line breaks", name)
-	}
-	capSectors := ceilDiv(uint64(capacity), SectorSize)
-	if capSectors > maxCapacitySectors {
-		return nil, fmt.Errorf("vmdk: capacity %d bytes exceeds the %d-byte limit", capacity, int64(maxCapacitySectors)*SectorSize)
+	capSectors, level, workers, name, err := opts.resolve(src.Name(), srcSize)
+	if err != nil {
+		return nil, err
 	}
 	totalGrains := ceilDiv(capSectors, GrainSectors)
 	ranges, err := sparse.Ranges(src, srcSize)
@@ -320,7 +330,9 @@ func compressGrain(zc *compressor, j *job) error {
 	defer func() { rawPool.Put(j.raw); j.raw = nil }()
 	out := outPool.Get().(*[]byte)
 	j.out = out
-	b := append((*out)[:0], make([]byte, grainMarkerLen)...)
+	// The grain marker is filled in below, once the compressed size is known.
+	b := (*out)[:0]
+	b = append(b, make([]byte, grainMarkerLen)...)
 	b, err := zc.appendZlib(b, *j.raw)
 	if err != nil {
 		return err
