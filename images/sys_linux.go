@@ -44,7 +44,7 @@ func removeWork(dir string) error {
 	}
 	for i := len(mounts) - 1; i >= 0; i-- { // mountinfo lists parents first
 		if err := unix.Unmount(mounts[i], unix.MNT_DETACH); err != nil {
-			return fmt.Errorf("%s is still mounted (%v); not removing %s", mounts[i], err, dir)
+			return fmt.Errorf("%s is still mounted (%w); not removing %s", mounts[i], err, dir)
 		}
 	}
 	return os.RemoveAll(dir)

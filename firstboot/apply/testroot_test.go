@@ -30,6 +30,8 @@ func newRoot(t *testing.T) string {
 			t.Fatal(err)
 		}
 	}
-	os.Chmod(filepath.Join(root, "/etc/shadow"), 0o640)
+	if err := os.Chmod(filepath.Join(root, "/etc/shadow"), 0o640); err != nil {
+		t.Fatal(err)
+	}
 	return root
 }
