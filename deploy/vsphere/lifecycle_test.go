@@ -527,5 +527,25 @@ func TestTLS(t *testing.T) {
 				t.Errorf("thumbprint %q: %v", bad, err)
 			}
 		}
+		// A well-formed pin the host's certificate does not match (the
+		// certificate changed, or someone is in the middle) is no
+		// connection trouble to retry: permanent, with what the host
+		// presents now.
+		wrong := "00" + tp[2:]
+		known := filepath.Join(t.TempDir(), "known_hosts")
+		if err := os.WriteFile(known, []byte(host+" "+wrong+"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		for what, cfg := range map[string]vsphere.Config{"thumbprint": base, "known_hosts": base} {
+			if what == "thumbprint" {
+				cfg.Thumbprint = wrong
+			} else {
+				cfg.KnownHosts = known
+			}
+			_, err := vsphere.Open(ctx, "sim", cfg)
+			if err == nil || !deploy.IsPermanent(err) || !strings.Contains(err.Error(), tp) || !strings.Contains(err.Error(), "does not match") {
+				t.Errorf("%s pinning another certificate: %v", what, err)
+			}
+		}
 	}, simulator.VPX())
 }
