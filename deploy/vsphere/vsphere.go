@@ -165,7 +165,7 @@ func open(ctx context.Context, name string, cfg Config, getenv func(string) stri
 	}
 	c, err := vim25.NewClient(ctx, sc)
 	if err != nil {
-		return nil, fmt.Errorf("vsphere target %s: connect to %s: %w", name, u.Host, certHint(ctx, u.Host, err))
+		return nil, fmt.Errorf("vsphere target %s: connect to %s: %w", name, u.Host, certHint(ctx, u.Host, sc.Thumbprint(u.Host), err))
 	}
 	sm := session.NewManager(c)
 	if err := sm.Login(ctx, user); err != nil {
@@ -210,30 +210,53 @@ func (c *Config) soapClient(u *url.URL) (*soap.Client, error) {
 // certHint turns a certificate the client does not trust into a permanent
 // error that says how to trust it: the host's SHA-256 thumbprint (read
 // without verification, only to print it) for --thumbprint, or --ca-cert.
-// Other errors (refused, timed out, reset) stay retryable.
-func certHint(ctx context.Context, host string, err error) error {
-	if !soap.IsCertificateUntrusted(err) {
-		var hostErr x509.HostnameError
-		if !errors.As(err, &hostErr) {
+// A pinned thumbprint (thumbprint, known_hosts) the host's certificate
+// does not match is permanent too: the certificate changed, or someone is
+// in the middle; retrying cannot help. Other errors (refused, timed out,
+// reset) stay retryable.
+func certHint(ctx context.Context, host, pinned string, err error) error {
+	var hostErr x509.HostnameError
+	untrusted := soap.IsCertificateUntrusted(err) || errors.As(err, &hostErr)
+	if !untrusted && pinned == "" {
+		return err
+	}
+	cert := peerCertificate(ctx, host)
+	if !untrusted {
+		// govmomi reports a mismatch as plain text; tell it by
+		// comparing the pin with what the host presents.
+		if cert == nil || soap.ThumbprintSHA256(cert) == pinned || soap.ThumbprintSHA1(cert) == pinned {
 			return err
 		}
+		return deploy.Permanent(fmt.Errorf("the certificate of %s does not match the pinned thumbprint %s (%w); its SHA-256 thumbprint is %s: if the host's certificate was renewed, pass --thumbprint %s (thumbprint: in an inventory, or update known_hosts)",
+			host, pinned, err, soap.ThumbprintSHA256(cert), soap.ThumbprintSHA256(cert)))
 	}
 	hint := "pass --thumbprint (thumbprint: in an inventory) with the host's certificate thumbprint, or --ca-cert (ca_cert:) with the CA that signed it"
+	if cert != nil {
+		hint = fmt.Sprintf("its SHA-256 thumbprint is %s; if that is the host's certificate, pass --thumbprint %s (thumbprint: in an inventory), or --ca-cert (ca_cert:) with the CA that signed it",
+			soap.ThumbprintSHA256(cert), soap.ThumbprintSHA256(cert))
+	}
+	return deploy.Permanent(fmt.Errorf("the certificate of %s is not trusted (%w); %s", host, err, hint))
+}
+
+// peerCertificate is the certificate host presents, read without
+// verification only to show or compare its thumbprint; nil when it cannot
+// be read.
+func peerCertificate(ctx context.Context, host string) *x509.Certificate {
 	addr := host
 	if _, _, e := net.SplitHostPort(addr); e != nil {
 		addr = net.JoinHostPort(addr, "443")
 	}
 	dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	conn, derr := (&tls.Dialer{Config: &tls.Config{InsecureSkipVerify: true}}).DialContext(dctx, "tcp", addr) //nolint:gosec // only to show the thumbprint
-	if derr == nil {
-		if cs := conn.(*tls.Conn).ConnectionState(); len(cs.PeerCertificates) > 0 {
-			hint = fmt.Sprintf("its SHA-256 thumbprint is %s; if that is the host's certificate, pass --thumbprint %s (thumbprint: in an inventory), or --ca-cert (ca_cert:) with the CA that signed it",
-				soap.ThumbprintSHA256(cs.PeerCertificates[0]), soap.ThumbprintSHA256(cs.PeerCertificates[0]))
-		}
-		conn.Close()
+	conn, err := (&tls.Dialer{Config: &tls.Config{InsecureSkipVerify: true}}).DialContext(dctx, "tcp", addr) //nolint:gosec // only to show the thumbprint
+	if err != nil {
+		return nil
 	}
-	return deploy.Permanent(fmt.Errorf("the certificate of %s is not trusted (%w); %s", host, err, hint))
+	defer conn.Close()
+	if cs := conn.(*tls.Conn).ConnectionState(); len(cs.PeerCertificates) > 0 {
+		return cs.PeerCertificates[0]
+	}
+	return nil
 }
 
 // New makes a Deployer on an existing, logged-in client; cfg's connection
