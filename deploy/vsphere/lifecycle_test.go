@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vmware/govmomi/find"
 	"github.com/vmware/govmomi/object"
 	"github.com/vmware/govmomi/simulator"
 	"github.com/vmware/govmomi/vim25"
@@ -546,6 +547,83 @@ func TestTLS(t *testing.T) {
 			if err == nil || !deploy.IsPermanent(err) || !strings.Contains(err.Error(), tp) || !strings.Contains(err.Error(), "does not match") {
 				t.Errorf("%s pinning another certificate: %v", what, err)
 			}
+		}
+	}, simulator.VPX())
+}
+
+// TestDriftByHand: an admin changes the VM itself (CPUs, memory, its
+// port group) in vCenter, not the inventory. The record still says what
+// was deployed, but the VM is no longer what the node asks for: the plan
+// shows the drift from the VM as it is, --apply-drift puts it back, and a
+// node that now asks for what the VM already has is unchanged (no needless
+// guest restart).
+func TestDriftByHand(t *testing.T) {
+	t.Parallel()
+	ovaPath := vspheretest.SmallOVA(t)
+	simulator.Test(func(ctx context.Context, c *vim25.Client) {
+		d := newDeployer(ctx, t, c, map[string]any{"network": "DC0_DVPG0"})
+		defer closeD(t, d)
+		n := node(ovaPath, "ksmg-hand")
+		res, err := d.Deploy(ctx, n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// By hand, as `govc vm.change -c 4 -m 8192` and
+		// `govc vm.network.change -net "VM Network"` would.
+		vm := object.NewVirtualMachine(c, types.ManagedObjectReference{Type: "VirtualMachine", Value: res.ID})
+		devices, err := vm.Device(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		nic := devices.SelectByType((*types.VirtualEthernetCard)(nil))[0]
+		f := find.NewFinder(c, true)
+		dc, err := f.DefaultDatacenter(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pg, err := f.SetDatacenter(dc).Network(ctx, "VM Network")
+		if err != nil {
+			t.Fatal(err)
+		}
+		backing, err := pg.EthernetCardBackingInfo(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		nic.GetVirtualDevice().Backing = backing
+		task, err := vm.Reconfigure(ctx, types.VirtualMachineConfigSpec{NumCPUs: 4, MemoryMB: 8192, DeviceChange: []types.BaseVirtualDeviceConfigSpec{
+			&types.VirtualDeviceConfigSpec{Operation: types.VirtualDeviceConfigSpecOperationEdit, Device: nic},
+		}})
+		if err == nil {
+			err = task.Wait(ctx)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+
+		p, err := d.Plan(ctx, n)
+		want := "cpus 4 → 2; memory 8192 → 2048; network VM Network → DC0_DVPG0"
+		if err != nil || p.Action != deploy.ActionDrift || strings.Join(p.Drift, "; ") != want {
+			t.Fatalf("plan after a change by hand: %s %q, %v; want drift %q", p.Action, p.Drift, err, want)
+		}
+		asIs := n
+		asIs.CPUs, asIs.MemoryMiB, asIs.Network = 4, 8192, "VM Network"
+		if p, err := d.Plan(ctx, asIs); err != nil || p.Action != deploy.ActionUnchanged {
+			t.Errorf("plan of a node asking for what the VM has: %s %q, %v", p.Action, p.Drift, err)
+		}
+		n.ApplyDrift = true
+		r, err := d.Deploy(ctx, n)
+		if err != nil || r.Action != deploy.ActionReconfigure || r.ID != res.ID {
+			t.Fatalf("apply drift: %+v, %v", r, err)
+		}
+		got := oneVM(ctx, t, c, "ksmg-hand")
+		if got.Config.Hardware.NumCPU != 2 || got.Config.Hardware.MemoryMB != 2048 || len(got.Network) != 1 {
+			t.Fatalf("after apply: %d CPUs, %d MiB, networks %v", got.Config.Hardware.NumCPU, got.Config.Hardware.MemoryMB, got.Network)
+		}
+		if name, _ := object.NewCommon(c, got.Network[0]).ObjectName(ctx); name != "DC0_DVPG0" {
+			t.Errorf("network after apply: %s", name)
+		}
+		if p, err := d.Plan(ctx, n); err != nil || p.Action != deploy.ActionUnchanged {
+			t.Errorf("plan after apply: %s %q, %v", p.Action, p.Drift, err)
 		}
 	}, simulator.VPX())
 }
