@@ -19,9 +19,10 @@ import (
 // memory with the guest shut down and started again. What cannot change
 // in place (a smaller disk, other answers, another image) is left and
 // reported in res.Drift; --replace deploys it anew. The record follows
-// what was applied.
+// what the VM has once applied (e.have, the VM as it was, with the
+// changes).
 func (d *Deployer) applyDrift(ctx context.Context, n deploy.Node, pre *preflight, e *existing, res *deploy.Result) error {
-	fields, rec, left := deploy.InPlace(e.rec, pre.want, res.Drift)
+	fields, rec, left := deploy.InPlace(e.have, pre.want, res.Drift)
 	res.Drift = left
 	if len(fields) == 0 {
 		return nil

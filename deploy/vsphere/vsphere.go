@@ -441,10 +441,16 @@ type existing struct {
 	vapp    []types.VAppPropertyInfo
 	tools   string // guest.toolsRunningStatus
 	devices object.VirtualDeviceList
+	cpus    int                            // config.hardware.numCPU
+	memory  int                            // config.hardware.memoryMB
+	nets    []types.ManagedObjectReference // the networks its adapters are on
+	// have is the record with what the VM has now (observed), set by
+	// plan: what drift is measured from and --apply-drift starts from.
+	have deploy.Record
 }
 
 // vmProps are the properties read for a VM.
-var vmProps = []string{"name", "config.extraConfig", "config.vAppConfig", "config.hardware.device", "guest.ipAddress", "guest.toolsRunningStatus", "runtime.powerState"}
+var vmProps = []string{"name", "config.extraConfig", "config.vAppConfig", "config.hardware", "network", "guest.ipAddress", "guest.toolsRunningStatus", "runtime.powerState"}
 
 // find looks the VM up by name in the target folder; nil when absent.
 func (d *Deployer) find(ctx context.Context, name string) (*existing, error) {
@@ -471,7 +477,7 @@ func (d *Deployer) read(ctx context.Context, vm *object.VirtualMachine) (*existi
 }
 
 func newExisting(vm *object.VirtualMachine, m mo.VirtualMachine) *existing {
-	e := &existing{vm: vm, extra: map[string]string{}, power: m.Runtime.PowerState}
+	e := &existing{vm: vm, extra: map[string]string{}, power: m.Runtime.PowerState, nets: m.Network}
 	if m.Config != nil {
 		for _, o := range m.Config.ExtraConfig {
 			if ov := o.GetOptionValue(); ov != nil {
@@ -485,6 +491,7 @@ func newExisting(vm *object.VirtualMachine, m mo.VirtualMachine) *existing {
 			}
 		}
 		e.devices = object.VirtualDeviceList(m.Config.Hardware.Device)
+		e.cpus, e.memory = int(m.Config.Hardware.NumCPU), int(m.Config.Hardware.MemoryMB)
 	}
 	e.rec = deploy.RecordFrom(func(k string) (string, bool) { v, ok := e.extra[k]; return v, ok })
 	if m.Guest != nil {
@@ -516,7 +523,10 @@ func (d *Deployer) plan(ctx context.Context, n deploy.Node, pre *preflight) (dep
 		return p, nil, nil
 	}
 	p.ID = e.vm.Reference().Value
-	drift, outdated := deploy.Differences(e.rec, pre.want)
+	if e.have, err = d.observed(ctx, e, pre.want); err != nil {
+		return p, e, err
+	}
+	drift, outdated := deploy.Differences(e.have, pre.want)
 	switch {
 	case e.rec.Complete() && n.Replace:
 		p.Action = deploy.ActionReplace
@@ -540,6 +550,54 @@ func (d *Deployer) plan(ctx context.Context, n deploy.Node, pre *preflight) (dep
 		return p, e, deploy.Permanent(fmt.Errorf("VM %s exists (%s) and was not deployed by ksmg (no %s in its extraConfig); it is left alone (--replace-foreign replaces it)", n.Name, p.ID, deploy.MarkKey))
 	}
 	return p, e, nil
+}
+
+// observed is e's record with the settings the VM has now in place of
+// the recorded ones: CPUs, memory, disk size and network can be changed
+// by hand in vCenter, and drift is what the VM is, not what it was made
+// as. The image and the answers cannot be read back and stay as recorded.
+// A network is compared by what it resolves to, so an inventory path and
+// a name of the same port group agree.
+func (d *Deployer) observed(ctx context.Context, e *existing, want deploy.Record) (deploy.Record, error) {
+	have := e.rec
+	if !have.Marked() {
+		return have, nil
+	}
+	if e.cpus > 0 {
+		have.CPUs = e.cpus
+	}
+	if e.memory > 0 {
+		have.MemoryMiB = e.memory
+	}
+	if disks := e.devices.SelectByType((*types.VirtualDisk)(nil)); len(disks) == 1 {
+		disk := disks[0].(*types.VirtualDisk)
+		size := max(disk.CapacityInBytes, disk.CapacityInKB<<10)
+		have.DiskGiB = int((size + 1<<30 - 1) >> 30)
+	}
+	if len(e.nets) != 1 {
+		return have, nil
+	}
+	if want.Network != "" {
+		ref, err := d.network(ctx, want.Network)
+		if err != nil {
+			return have, deploy.Permanent(fmt.Errorf("network %q: %w", want.Network, err))
+		}
+		if ref == e.nets[0] {
+			have.Network = want.Network
+			return have, nil
+		}
+	}
+	if have.Network != "" {
+		if ref, err := d.network(ctx, have.Network); err == nil && ref == e.nets[0] {
+			return have, nil // as recorded
+		}
+	}
+	name, err := object.NewCommon(d.c, e.nets[0]).ObjectName(ctx)
+	if err != nil {
+		return have, fmt.Errorf("network of VM %s: %w", e.vm.Reference().Value, err)
+	}
+	have.Network = name
+	return have, nil
 }
 
 // short abbreviates an image digest for messages.
