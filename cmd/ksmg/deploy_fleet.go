@@ -58,8 +58,8 @@ further node.
 Running the same inventory again changes nothing already in place, and an
 interrupted run can simply be run again. --plan runs every check a run
 would (images, answers, targets) and shows what it would do: create,
-replace, unchanged, drift (the VM's recorded settings differ, with the
-fields), outdated (it runs another image) and orphan (a VM of the cluster
+replace, unchanged, drift (the VM's settings differ from the node's, with
+the fields; on vSphere as the VM is now, changes by hand included), outdated (it runs another image) and orphan (a VM of the cluster
 whose node left the inventory). --apply-drift changes what can change in
 place, --replace redeploys (swapping a new VM in; a VM ksmg did not make is
 never replaced by a fleet), --prune removes orphans, --only limits the run
