@@ -627,3 +627,61 @@ func TestDriftByHand(t *testing.T) {
 		}
 	}, simulator.VPX())
 }
+
+// TestInterruptedSwap: a replace stopped between its renames (the process
+// killed, the host gone) leaves the VM in service as <name>.ksmg-old and
+// the proven replacement as <name>.ksmg-new, and nothing under the node's
+// name. The next run must not take that for "no VM" and create a third
+// VM next to the one still in service (same address, same host name): it
+// puts the old VM back under its name and removes the unfinished
+// replacement, and a run with Replace then swaps cleanly.
+func TestInterruptedSwap(t *testing.T) {
+	t.Parallel()
+	ovaPath := vspheretest.SmallOVA(t)
+	simulator.Test(func(ctx context.Context, c *vim25.Client) {
+		vspheretest.SafeFindChild(ctx, c)
+		d := newDeployer(ctx, t, c, nil)
+		defer closeD(t, d)
+		n := node(ovaPath, "ksmg-int")
+		old, err := d.Deploy(ctx, n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		before := vspheretest.VMs(ctx, t, c)
+		// The state SwapIn leaves when it stops after its first rename.
+		if _, err := d.Deploy(ctx, node(ovaPath, deploy.TempName("ksmg-int"))); err != nil {
+			t.Fatal(err)
+		}
+		task, err := object.NewVirtualMachine(c, types.ManagedObjectReference{Type: "VirtualMachine", Value: old.ID}).Rename(ctx, deploy.AsideName("ksmg-int"))
+		if err == nil {
+			err = task.Wait(ctx)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+
+		p, err := d.Plan(ctx, n)
+		if err != nil || p.Action == deploy.ActionCreate || p.ID != old.ID || !strings.Contains(p.Reason, deploy.AsideName("ksmg-int")) {
+			t.Fatalf("plan after an interrupted swap: %+v, %v; want the VM in service (%s) found under %s", p, err, old.ID, deploy.AsideName("ksmg-int"))
+		}
+		if got := vspheretest.VMs(ctx, t, c); len(got) != len(before)+1 {
+			t.Errorf("the plan changed the VMs: %v", got)
+		}
+		res, err := d.Deploy(ctx, n)
+		if err != nil || res.ID != old.ID || res.Action != deploy.ActionUnchanged {
+			t.Fatalf("run after an interrupted swap: %+v, %v; want %s unchanged", res, err, old.ID)
+		}
+		vm := oneVM(ctx, t, c, "ksmg-int")
+		if vm.Self.Value != old.ID || vm.Runtime.PowerState != types.VirtualMachinePowerStatePoweredOn {
+			t.Errorf("ksmg-int is %s (%s), want the old %s running", vm.Self.Value, vm.Runtime.PowerState, old.ID)
+		}
+		for _, gone := range []string{deploy.TempName("ksmg-int"), deploy.AsideName("ksmg-int")} {
+			if vms := vspheretest.VMsByName(ctx, t, c, gone); len(vms) != 0 {
+				t.Errorf("%s left after the recovery", gone)
+			}
+		}
+		if got := vspheretest.VMs(ctx, t, c); len(got) != len(before) {
+			t.Errorf("VMs %v after the recovery, before %v", got, before)
+		}
+	}, simulator.VPX())
+}
