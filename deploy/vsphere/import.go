@@ -130,6 +130,11 @@ func (d *Deployer) deploy(ctx context.Context, n deploy.Node, res *deploy.Result
 		return err
 	}
 	res.Action, res.ID, res.Drift = p.Action, p.ID, p.Drift
+	if old != nil && old.aside {
+		if err := d.recoverAside(ctx, n.Name, old); err != nil {
+			return err
+		}
+	}
 	switch p.Action {
 	case deploy.ActionUnchanged, deploy.ActionOutdated:
 		res.IP = old.ip

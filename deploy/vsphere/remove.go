@@ -79,6 +79,23 @@ func (d *Deployer) clearMarked(ctx context.Context, name string) error {
 	return d.removeVM(ctx, e, 0)
 }
 
+// recoverAside undoes what a replace stopped between its renames left:
+// the VM in service (e, found as deploy.AsideName) gets its name back and
+// an unfinished replacement under deploy.TempName, which would run beside
+// it with the same answers, is removed (a VM of that name ksmg did not
+// make is an error, and the old VM is back in service by then).
+func (d *Deployer) recoverAside(ctx context.Context, name string, e *existing) error {
+	id := e.vm.Reference().Value
+	d.log.Warn("an interrupted replace left the VM in service under another name; renaming it back", "vm", name, "id", id, "as", deploy.AsideName(name))
+	if err := d.rename(ctx, id, name); err != nil {
+		return err
+	}
+	if err := d.clearMarked(ctx, deploy.TempName(name)); err != nil {
+		return fmt.Errorf("remove %s, left by an interrupted replace: %w", deploy.TempName(name), err)
+	}
+	return nil
+}
+
 // rename renames the VM id.
 func (d *Deployer) rename(ctx context.Context, id, name string) error {
 	vm := object.NewVirtualMachine(d.c, types.ManagedObjectReference{Type: "VirtualMachine", Value: id})

@@ -447,6 +447,10 @@ type existing struct {
 	// have is the record with what the VM has now (observed), set by
 	// plan: what drift is measured from and --apply-drift starts from.
 	have deploy.Record
+	// aside: plan found the VM in service under deploy.AsideName (a
+	// replace stopped between its renames); a deploy renames it back
+	// first.
+	aside bool
 }
 
 // vmProps are the properties read for a VM.
@@ -511,16 +515,28 @@ func (d *Deployer) Plan(ctx context.Context, n deploy.Node) (deploy.Plan, error)
 	return p, err
 }
 
-func (d *Deployer) plan(ctx context.Context, n deploy.Node, pre *preflight) (deploy.Plan, *existing, error) {
-	p := deploy.Plan{Node: n.Name, Target: d.Target()}
+func (d *Deployer) plan(ctx context.Context, n deploy.Node, pre *preflight) (p deploy.Plan, _ *existing, _ error) {
+	p = deploy.Plan{Node: n.Name, Target: d.Target()}
 	e, err := d.find(ctx, n.Name)
 	if err != nil {
 		return p, nil, err
 	}
+	recovery := ""
 	if e == nil {
-		p.Action = deploy.ActionCreate
-		p.Reason = fmt.Sprintf("no VM %s in folder %s", n.Name, d.folder.InventoryPath)
-		return p, nil, nil
+		// A replace stopped between its renames leaves the VM in
+		// service under AsideName: it is put back, never duplicated.
+		if e, err = d.find(ctx, deploy.AsideName(n.Name)); err != nil {
+			return p, nil, err
+		}
+		if e == nil || !e.rec.Marked() {
+			p.Action = deploy.ActionCreate
+			p.Reason = fmt.Sprintf("no VM %s in folder %s", n.Name, d.folder.InventoryPath)
+			return p, nil, nil
+		}
+		e.aside = true
+		recovery = fmt.Sprintf("an interrupted replace left VM %s (%s) as %s: it is renamed back and an unfinished replacement %s removed first; then: ",
+			n.Name, e.vm.Reference().Value, deploy.AsideName(n.Name), deploy.TempName(n.Name))
+		defer func() { p.Reason = recovery + p.Reason }()
 	}
 	p.ID = e.vm.Reference().Value
 	if e.have, err = d.observed(ctx, e, pre.want); err != nil {
