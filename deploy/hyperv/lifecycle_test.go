@@ -200,3 +200,43 @@ func TestReplaceSwap(t *testing.T) {
 		t.Errorf("replace of a foreign VM: %+v, %v", res, err)
 	}
 }
+
+// TestInterruptedSwap: a replace stopped between its renames leaves the
+// VM in service as <name>.ksmg-old and the replacement as <name>.ksmg-new.
+// The next run puts the old VM back under its name and removes the
+// replacement; it never creates a third VM beside the one in service.
+func TestInterruptedSwap(t *testing.T) {
+	t.Parallel()
+	d, f, _ := newTest(t)
+	img := testImage(t)
+	n := testNode(img)
+	old, err := d.Deploy(context.Background(), n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmp := testNode(img)
+	tmp.Name = deploy.TempName(n.Name)
+	if _, err := d.Deploy(context.Background(), tmp); err != nil {
+		t.Fatal(err)
+	}
+	f.mu.Lock()
+	vm := f.vms[n.Name]
+	delete(f.vms, n.Name)
+	vm.Name = deploy.AsideName(n.Name)
+	f.vms[vm.Name] = vm
+	f.mu.Unlock()
+
+	p, err := d.Plan(context.Background(), n)
+	if err != nil || p.Action == deploy.ActionCreate || p.ID != old.ID {
+		t.Fatalf("plan after an interrupted swap: %+v, %v; want the VM in service %s", p, err, old.ID)
+	}
+	res, err := d.Deploy(context.Background(), n)
+	if err != nil || res.ID != old.ID || res.Action != deploy.ActionUnchanged {
+		t.Fatalf("run after an interrupted swap: %+v, %v", res, err)
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if vm := f.vms[n.Name]; vm == nil || vm.ID != old.ID || vm.State != "Running" || len(f.vms) != 1 {
+		t.Errorf("after the recovery: %v", f.vms)
+	}
+}
