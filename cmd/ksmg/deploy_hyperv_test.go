@@ -92,12 +92,12 @@ func TestDeployHyperV(t *testing.T) {
 		want      string
 		wantSteps string
 	}{
-		{"plan create", "null", []string{"--plan"}, false, "create ksmg-1 -: no VM ksmg-1 on hv1\n", "[find-vm]"},
+		{"plan create", "null", []string{"--plan"}, false, "create ksmg-1 -: no VM ksmg-1 on hv1\n", "[find-vm find-vm]"},
 		{"plan unchanged json", hypervDoneVM, []string{"--plan"}, true, `"action": "unchanged"`, "[find-vm]"},
 		{"deploy unchanged", hypervDoneVM, nil, false, "unchanged ksmg-1 5c4d2a1e-0b7f-4e42-9c1d-6a8b3f0e2d71 -\n", "[find-vm]"},
 		{"deploy", "null", []string{"--wait-ip", "1m", "--poll-interval", "1ms"}, false, "create ksmg-1 5c4d2a1e-0b7f-4e42-9c1d-6a8b3f0e2d71 192.0.2.10\n",
-			"[find-vm create-vm add-kvp start-vm guest-ip guest-kvp remove-kvp set-notes]"},
-		{"deploy json", "null", []string{"--power-on=false", "--wait-ip", "0"}, true, `"action": "create"`, "[find-vm create-vm add-kvp set-notes]"},
+			"[find-vm find-vm create-vm add-kvp start-vm guest-ip guest-kvp remove-kvp set-notes]"},
+		{"deploy json", "null", []string{"--power-on=false", "--wait-ip", "0"}, true, `"action": "create"`, "[find-vm find-vm create-vm add-kvp set-notes]"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()

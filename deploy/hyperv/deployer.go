@@ -346,16 +346,27 @@ func (d *Deployer) Plan(ctx context.Context, n deploy.Node) (deploy.Plan, error)
 	return p, err
 }
 
-func (d *Deployer) plan(ctx context.Context, n deploy.Node, pre *preflight) (deploy.Plan, *VM, error) {
-	p := deploy.Plan{Node: n.Name, Target: d.Target()}
+func (d *Deployer) plan(ctx context.Context, n deploy.Node, pre *preflight) (p deploy.Plan, _ *VM, _ error) {
+	p = deploy.Plan{Node: n.Name, Target: d.Target()}
 	vm, err := d.host.FindVM(ctx, n.Name)
 	if err != nil {
 		return p, nil, err
 	}
+	recovery := ""
 	if vm == nil {
-		p.Action = deploy.ActionCreate
-		p.Reason = fmt.Sprintf("no VM %s on %s", n.Name, d.host.Name())
-		return p, nil, nil
+		// A replace stopped between its renames leaves the VM in
+		// service under AsideName: it is put back, never duplicated.
+		if vm, err = d.host.FindVM(ctx, deploy.AsideName(n.Name)); err != nil {
+			return p, nil, err
+		}
+		if vm == nil || !vm.Record().Marked() {
+			p.Action = deploy.ActionCreate
+			p.Reason = fmt.Sprintf("no VM %s on %s", n.Name, d.host.Name())
+			return p, nil, nil
+		}
+		recovery = fmt.Sprintf("an interrupted replace left VM %s (%s) as %s: it is renamed back and an unfinished replacement %s removed first; then: ",
+			n.Name, vm.ID, vm.Name, deploy.TempName(n.Name))
+		defer func() { p.Reason = recovery + p.Reason }()
 	}
 	p.ID = vm.ID
 	rec := vm.Record()
@@ -428,6 +439,16 @@ func (d *Deployer) deploy(ctx context.Context, n deploy.Node, res *deploy.Result
 	}
 	res.Action, res.ID, res.Drift = p.Action, p.ID, p.Drift
 	log := d.log.With("node", n.Name, "target", d.Target())
+	if old != nil && old.Name == deploy.AsideName(n.Name) {
+		log.Warn("an interrupted replace left the VM in service under another name; renaming it back", "id", old.ID, "as", old.Name)
+		if err := d.host.Rename(ctx, old.ID, n.Name); err != nil {
+			return err
+		}
+		old.Name = n.Name
+		if err := d.clearMarked(ctx, deploy.TempName(n.Name)); err != nil {
+			return fmt.Errorf("remove %s, left by an interrupted replace: %w", deploy.TempName(n.Name), err)
+		}
+	}
 	switch p.Action {
 	case deploy.ActionUnchanged, deploy.ActionOutdated:
 		return nil

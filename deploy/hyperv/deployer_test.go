@@ -389,7 +389,7 @@ func TestDeploySequence(t *testing.T) {
 	}
 	// The address, then first boot's signal, then the secret items go,
 	// and the completion mark is last.
-	want := []string{"find-vm", "create-vm", "resize-disk", "add-kvp", "start-vm", "guest-ip", "guest-ip", "guest-ip", "guest-kvp", "guest-kvp", "remove-kvp", "set-notes"}
+	want := []string{"find-vm", "find-vm", "create-vm", "resize-disk", "add-kvp", "start-vm", "guest-ip", "guest-ip", "guest-ip", "guest-kvp", "guest-kvp", "remove-kvp", "set-notes"}
 	if got := f.Steps(); !reflect.DeepEqual(got, want) {
 		t.Errorf("steps %v, want %v", got, want)
 	}
@@ -511,13 +511,13 @@ func TestDeployFailures(t *testing.T) {
 		wantSteps []string
 		wantErr   string
 	}{
-		{"create-vm", "New-VM : The virtual switch 'DMZ' was not found.", []string{"find-vm", "create-vm", "remove-vm"},
+		{"create-vm", "New-VM : The virtual switch 'DMZ' was not found.", []string{"find-vm", "find-vm", "create-vm", "remove-vm"},
 			"create VM ksmg-1: PowerShell exited 1: New-VM : The virtual switch 'DMZ' was not found."},
-		{"add-kvp", "AddKvpItems returned 32775 for value " + testPassword, []string{"find-vm", "create-vm", "resize-disk", "add-kvp", "remove-vm"},
+		{"add-kvp", "AddKvpItems returned 32775 for value " + testPassword, []string{"find-vm", "find-vm", "create-vm", "resize-disk", "add-kvp", "remove-vm"},
 			"AddKvpItems returned 32775 for value <secret>"},
-		{"remove-kvp", "RemoveKvpItems returned 32773", []string{"find-vm", "create-vm", "resize-disk", "add-kvp", "start-vm", "guest-ip", "guest-kvp", "remove-kvp"},
+		{"remove-kvp", "RemoveKvpItems returned 32773", []string{"find-vm", "find-vm", "create-vm", "resize-disk", "add-kvp", "start-vm", "guest-ip", "guest-kvp", "remove-kvp"},
 			"remove KVP items from VM 00000000-0000-4000-8000-000000000001: PowerShell exited 1: RemoveKvpItems returned 32773"},
-		{"start-vm", "Start-VM : The virtual machine could not be started: not enough memory.", []string{"find-vm", "create-vm", "resize-disk", "add-kvp", "start-vm", "remove-vm"},
+		{"start-vm", "Start-VM : The virtual machine could not be started: not enough memory.", []string{"find-vm", "find-vm", "create-vm", "resize-disk", "add-kvp", "start-vm", "remove-vm"},
 			"start VM 00000000-0000-4000-8000-000000000001: PowerShell exited 1: Start-VM"},
 	}
 	for _, tc := range tests {
@@ -615,7 +615,7 @@ func TestDeployNoWaitKeepsItems(t *testing.T) {
 	if res, err := d.Deploy(context.Background(), n); err != nil || !res.SecretsLeft {
 		t.Fatalf("%+v, %v; want SecretsLeft", res, err)
 	}
-	want := []string{"find-vm", "create-vm", "resize-disk", "add-kvp", "start-vm", "set-notes"}
+	want := []string{"find-vm", "find-vm", "create-vm", "resize-disk", "add-kvp", "start-vm", "set-notes"}
 	if got := f.Steps(); !reflect.DeepEqual(got, want) || len(f.removed) != 0 {
 		t.Errorf("steps %v (removed %v), want %v", got, f.removed, want)
 	}

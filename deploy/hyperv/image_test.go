@@ -175,7 +175,7 @@ func TestBuiltVHDXOverSMB(t *testing.T) {
 	// The full sequence: polls for the address and for first boot's
 	// signal, then the secret items go and the completion mark is last.
 	// No resize-disk: the node keeps the image's size.
-	wantSteps := []string{"find-vm", "create-vm", "add-kvp", "start-vm", "guest-ip", "guest-ip", "guest-kvp", "guest-kvp", "remove-kvp", "set-notes"}
+	wantSteps := []string{"find-vm", "find-vm", "create-vm", "add-kvp", "start-vm", "guest-ip", "guest-ip", "guest-kvp", "guest-kvp", "remove-kvp", "set-notes"}
 
 	// checkDeployed asserts what a finished deploy of name left.
 	checkDeployed := func(t *testing.T, f *fakeHyperV, h *pwshtest.Host, name string, res deploy.Result, p *copyProgress) {
