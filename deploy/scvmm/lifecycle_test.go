@@ -217,3 +217,42 @@ func TestVMSubnet(t *testing.T) {
 		t.Errorf("VM %+v", vm)
 	}
 }
+
+// TestInterruptedSwap: a replace stopped between its renames leaves the
+// VM in service as <name>.ksmg-old and the replacement as <name>.ksmg-new;
+// the next run puts the old VM back and removes the replacement, never
+// creating a third VM beside the one in service.
+func TestInterruptedSwap(t *testing.T) {
+	t.Parallel()
+	rg, _ := newRecordingRig(t)
+	img := testVHDX(t)
+	n := testNode(img, "ksmg-1")
+	ctx := context.Background()
+	old, err := rg.d.Deploy(ctx, n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := rg.d.Deploy(ctx, testNode(img, deploy.TempName("ksmg-1"))); err != nil {
+		t.Fatal(err)
+	}
+	rg.f.mu.Lock()
+	rg.f.vms[old.ID].Name = deploy.AsideName("ksmg-1")
+	rg.f.mu.Unlock()
+
+	p, err := rg.d.Plan(ctx, n)
+	if err != nil || p.Action == deploy.ActionCreate || p.ID != old.ID {
+		t.Fatalf("plan after an interrupted swap: %+v, %v; want the VM in service %s", p, err, old.ID)
+	}
+	res, err := rg.d.Deploy(ctx, n)
+	if err != nil || res.ID != old.ID || res.Action != deploy.ActionUnchanged {
+		t.Fatalf("run after an interrupted swap: %+v, %v", res, err)
+	}
+	if vms := rg.f.byName("ksmg-1"); len(vms) != 1 || vms[0].ID != old.ID || vms[0].State != "Running" {
+		t.Errorf("after the recovery: %+v", vms)
+	}
+	for _, name := range []string{deploy.TempName("ksmg-1"), deploy.AsideName("ksmg-1")} {
+		if len(rg.f.byName(name)) != 0 {
+			t.Errorf("%s left after the recovery", name)
+		}
+	}
+}
