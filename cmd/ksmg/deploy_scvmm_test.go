@@ -31,7 +31,11 @@ func fakeScvmm(t *testing.T, vms string) *app {
 			t.Errorf("unexpected script %v", m)
 			return pwshtest.Reply{ExitCode: 1}
 		}
-		if !strings.Contains(script, "-Name 'ksmg-1'") {
+		switch {
+		case strings.Contains(script, "-Name 'ksmg-1.ksmg-old'"):
+			// where an interrupted replace would have left the VM
+			return pwshtest.Reply{Stdout: `{"vms":[]}` + "\r\n"}
+		case !strings.Contains(script, "-Name 'ksmg-1'"):
 			t.Errorf("plan script does not look up ksmg-1:\n%s", script)
 		}
 		return pwshtest.Reply{Stdout: `{"vms":` + vms + "}\r\n"}

@@ -100,9 +100,10 @@ func newRig(t *testing.T, r func(f *fakeVMM) pwsh.Runner) *rig {
 	return &rig{f: f, cp: cp, d: d, logs: logs}
 }
 
-// The full sequence of a first deploy into an empty SCVMM.
+// The full sequence of a first deploy into an empty SCVMM (the second
+// plan looks for the VM in service an interrupted replace left aside).
 var firstDeploy = []string{
-	stepPlan, stepDisk, stepRefresh, stepJob, stepJob, stepDisk, stepTemplate,
+	stepPlan, stepPlan, stepDisk, stepRefresh, stepJob, stepJob, stepDisk, stepTemplate,
 	stepCreate, stepJob, stepJob, stepJob, stepPlan, stepConfigure, stepKVP,
 	stepStart, stepJob, stepJob, stepIP, stepIP, stepFirstboot, stepFirstboot, stepKVPRemove, stepMark,
 }
@@ -192,7 +193,7 @@ func TestDeployRerunAndSecondNode(t *testing.T) {
 	if _, err := rg.d.Deploy(ctx, n2); err != nil {
 		t.Fatal(err)
 	}
-	want2 := []string{stepPlan, stepCreate, stepJob, stepJob, stepJob, stepPlan, stepConfigure, stepStart, stepJob, stepJob, stepMark}
+	want2 := []string{stepPlan, stepPlan, stepCreate, stepJob, stepJob, stepJob, stepPlan, stepConfigure, stepStart, stepJob, stepJob, stepMark}
 	if got := rg.f.Steps(); !slices.Equal(got, want2) {
 		t.Errorf("second node steps:\n got  %v\n want %v", got, want2)
 	}
@@ -206,7 +207,7 @@ func TestDeployRerunAndSecondNode(t *testing.T) {
 	if _, err := rg.d.Deploy(ctx, testNode(img, "ksmg-3")); err != nil {
 		t.Fatal(err)
 	}
-	if got := rg.f.Steps()[:3]; !slices.Equal(got, []string{stepPlan, stepDisk, stepTemplate}) {
+	if got := rg.f.Steps()[:4]; !slices.Equal(got, []string{stepPlan, stepPlan, stepDisk, stepTemplate}) {
 		t.Errorf("new run steps start %v", got)
 	}
 	if len(rg.cp.Copies()) != 1 || len(rg.f.templates) != 1 {

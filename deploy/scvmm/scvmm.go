@@ -312,6 +312,20 @@ func (d *Deployer) find(ctx context.Context, name string) ([]vmInfo, error) {
 	return out.VMs, nil
 }
 
+// findNode returns the VMs called name or, when there is none, the VM in
+// service that a replace stopped between its renames left as
+// deploy.AsideName (aside set): it is put back, never duplicated.
+func (d *Deployer) findNode(ctx context.Context, name string) (vms []vmInfo, aside bool, err error) {
+	if vms, err = d.find(ctx, name); err != nil || len(vms) > 0 {
+		return vms, false, err
+	}
+	old, err := d.find(ctx, deploy.AsideName(name))
+	if err != nil || len(old) != 1 || !old[0].Record().Marked() {
+		return nil, false, err
+	}
+	return old, true, nil
+}
+
 // Plan implements deploy.Deployer: the pre-flight, then what a deploy
 // would do; it only reads.
 func (d *Deployer) Plan(ctx context.Context, n deploy.Node) (deploy.Plan, error) {
@@ -319,15 +333,21 @@ func (d *Deployer) Plan(ctx context.Context, n deploy.Node) (deploy.Plan, error)
 	if err != nil {
 		return deploy.Plan{}, err
 	}
-	vms, err := d.find(ctx, n.Name)
+	vms, aside, err := d.findNode(ctx, n.Name)
 	if err != nil {
 		return deploy.Plan{}, err
 	}
-	return d.plan(n, pre, vms)
+	return d.plan(n, pre, vms, aside)
 }
 
-func (d *Deployer) plan(n deploy.Node, pre *preflight, vms []vmInfo) (deploy.Plan, error) {
-	p := deploy.Plan{Node: n.Name, Target: d.Target()}
+func (d *Deployer) plan(n deploy.Node, pre *preflight, vms []vmInfo, aside bool) (p deploy.Plan, _ error) {
+	p = deploy.Plan{Node: n.Name, Target: d.Target()}
+	if aside {
+		defer func() {
+			p.Reason = fmt.Sprintf("an interrupted replace left VM %s (%s) as %s: it is renamed back and an unfinished replacement %s removed first; then: %s",
+				n.Name, vms[0].ID, vms[0].Name, deploy.TempName(n.Name), p.Reason)
+		}()
+	}
 	switch len(vms) {
 	case 0:
 		p.Action, p.Reason = deploy.ActionCreate, "no VM named "+n.Name
@@ -404,15 +424,25 @@ func (d *Deployer) deploy(ctx context.Context, n deploy.Node, res *deploy.Result
 		return err
 	}
 	defer d.lockName(n.Name)()
-	vms, err := d.find(ctx, n.Name)
+	vms, aside, err := d.findNode(ctx, n.Name)
 	if err != nil {
 		return err
 	}
-	p, err := d.plan(n, pre, vms)
+	p, err := d.plan(n, pre, vms, aside)
 	if err != nil {
 		return err
 	}
 	res.Action, res.ID, res.Drift = p.Action, p.ID, p.Drift
+	if aside {
+		d.log.Warn("an interrupted replace left the VM in service under another name; renaming it back", "node", n.Name, "id", p.ID, "as", vms[0].Name)
+		if err := d.rename(ctx, p.ID, n.Name); err != nil {
+			return err
+		}
+		vms[0].Name = n.Name
+		if err := d.clearMarked(ctx, deploy.TempName(n.Name)); err != nil {
+			return fmt.Errorf("remove %s, left by an interrupted replace: %w", deploy.TempName(n.Name), err)
+		}
+	}
 	switch p.Action {
 	case deploy.ActionUnchanged, deploy.ActionOutdated, deploy.ActionDrift:
 		if ips := usable(vms[0].IPs); len(ips) > 0 {
