@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -179,4 +180,36 @@ func TestHyperVImageBeforeHost(t *testing.T) {
 			t.Errorf("%v: exit %d, %v, steps %v", mode, exitCode(err), err, *steps)
 		}
 	}
+}
+
+// TestJSONErrors: with --json a failed plan prints its row with the error,
+// in the fleet's plan schema, as a failed deploy prints its outcome; and
+// the final error line on stderr is a JSON log record like every other
+// line there, with the exit status.
+func TestJSONErrors(t *testing.T) {
+	t.Parallel()
+	ovaPath := vspheretest.SmallOVA(t)
+	simulator.Test(func(ctx context.Context, c *vim25.Client) {
+		target := vspheretest.Target(t, c)
+		foreign := vspheretest.VMs(ctx, t, c)[0]
+		args := []string{"--json", "deploy", "vsphere", "--url", target["url"].(string), "--username", "u", "--password-file", target["password_file"].(string),
+			"--insecure", "--ova", ovaPath, "--name", foreign, "--prop", "ksmg.eula.accepted=true", "--wait-ip", "0", "--plan"}
+		out, _, err := runRoot(t, args...)
+		var plan []fleet.JSONPlan
+		if exitCode(err) != 2 || json.Unmarshal([]byte(out), &plan) != nil || len(plan) != 1 || plan[0].Node != foreign || !strings.Contains(plan[0].Error, "not deployed by ksmg") {
+			t.Errorf("--plan --json of a foreign VM: exit %d, %v; stdout %q, want a plan row with the error", exitCode(err), err, out)
+		}
+		var stderr bytes.Buffer
+		if code := finish(&stderr, true, err); code != 2 {
+			t.Errorf("exit status %d, want 2", code)
+		}
+		var rec map[string]any
+		if json.Unmarshal(stderr.Bytes(), &rec) != nil || rec["level"] != "ERROR" || !strings.Contains(fmt.Sprint(rec["err"]), "not deployed by ksmg") || rec["exit"] != float64(2) {
+			t.Errorf("stderr with --json: %q, want one JSON record with the error and the exit status", stderr.String())
+		}
+		stderr.Reset()
+		if code := finish(&stderr, false, err); code != 2 || !strings.HasPrefix(stderr.String(), "ksmg: ") {
+			t.Errorf("stderr without --json: %d %q", code, stderr.String())
+		}
+	}, simulator.ESX())
 }

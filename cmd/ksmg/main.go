@@ -11,6 +11,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"os/signal"
@@ -84,17 +85,25 @@ func main() { os.Exit(run()) }
 func run() int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	err := newRootCmd(newApp()).ExecuteContext(ctx)
+	a := newApp()
+	err := newRootCmd(a).ExecuteContext(ctx)
+	return finish(os.Stderr, a.json, err)
+}
+
+// finish reports the command's error, if any, on stderr and returns the
+// exit status.
+func finish(stderr io.Writer, _ bool, err error) int {
 	if err == nil {
 		return 0
 	}
-	fmt.Fprintln(os.Stderr, "ksmg:", err)
+	code := 1
 	var ee *exitError
 	switch {
 	case errors.As(err, &ee):
-		return ee.code
+		code = ee.code
 	case strings.HasPrefix(err.Error(), "unknown command "):
-		return 2 // cobra's, for a mistyped subcommand: bad input
+		code = 2 // cobra's, for a mistyped subcommand: bad input
 	}
-	return 1
+	fmt.Fprintln(stderr, "ksmg:", err)
+	return code
 }
