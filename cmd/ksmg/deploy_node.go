@@ -155,10 +155,15 @@ func (f *nodeFlags) run(cmd *cobra.Command, d deploy.Deployer, n deploy.Node, lo
 	switch {
 	case f.plan:
 		p, err := d.Plan(ctx, n)
-		if err != nil {
+		if err != nil && !f.app.json {
 			return permanentIsUsage(err)
 		}
-		return f.app.writePlan(out, p, n)
+		// With --json the row carries the error, as a fleet's plan does.
+		p.Node, p.Target = n.Name, d.Target()
+		if werr := f.app.writePlan(out, p, n, err); err == nil {
+			return werr
+		}
+		return permanentIsUsage(err)
 	case f.scrub:
 		res, err := d.Scrub(ctx, n)
 		return permanentIsUsage(f.app.writeResult(out, res, err))

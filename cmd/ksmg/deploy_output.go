@@ -12,11 +12,13 @@ import (
 // line per node, or with --json the same JSON a fleet prints (an array of
 // one row), so scripts read both alike.
 
-// writePlan prints one node's plan: a line, or JSON with --json.
-func (a *app) writePlan(out io.Writer, p deploy.Plan, n deploy.Node) error {
+// writePlan prints one node's plan: a line, or JSON with --json, where
+// planErr (a plan that failed) is the row's error; the line is for a plan
+// that did not fail.
+func (a *app) writePlan(out io.Writer, p deploy.Plan, n deploy.Node, planErr error) error {
 	if a.json {
 		return fleet.WritePlanJSON(out, []fleet.PlanRow{{Plan: p, Properties: deploy.Redact(n.Properties),
-			CPUs: n.CPUs, MemoryMiB: n.MemoryMiB, DiskGiB: n.DiskGiB, Network: n.Network, VLAN: n.VLAN}})
+			CPUs: n.CPUs, MemoryMiB: n.MemoryMiB, DiskGiB: n.DiskGiB, Network: n.Network, VLAN: n.VLAN, Err: planErr}})
 	}
 	id := p.ID
 	if id == "" {

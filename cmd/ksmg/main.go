@@ -91,8 +91,10 @@ func run() int {
 }
 
 // finish reports the command's error, if any, on stderr and returns the
-// exit status.
-func finish(stderr io.Writer, _ bool, err error) int {
+// exit status. With --json the report is a JSON log record like every
+// other line on stderr (error, exit status), so a log reader never meets a
+// line of another format.
+func finish(stderr io.Writer, jsonLog bool, err error) int {
 	if err == nil {
 		return 0
 	}
@@ -103,6 +105,10 @@ func finish(stderr io.Writer, _ bool, err error) int {
 		code = ee.code
 	case strings.HasPrefix(err.Error(), "unknown command "):
 		code = 2 // cobra's, for a mistyped subcommand: bad input
+	}
+	if jsonLog {
+		slog.New(slog.NewJSONHandler(stderr, nil)).Error("ksmg failed", "err", err.Error(), "exit", code)
+		return code
 	}
 	fmt.Fprintln(stderr, "ksmg:", err)
 	return code
