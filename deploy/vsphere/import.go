@@ -173,7 +173,7 @@ func (d *Deployer) deploy(ctx context.Context, n deploy.Node, res *deploy.Result
 
 // create deploys the node as a new VM called name (the node's name, or
 // deploy.TempName during a replace).
-func (d *Deployer) create(ctx context.Context, n deploy.Node, name string, pre *preflight, res *deploy.Result) error {
+func (d *Deployer) create(ctx context.Context, n deploy.Node, name string, pre *preflight, res *deploy.Result) (err error) {
 	ref, err := d.importOVA(ctx, n, name, pre)
 	if err != nil {
 		d.cleanupByName(ctx, name)
@@ -185,9 +185,20 @@ func (d *Deployer) create(ctx context.Context, n deploy.Node, name string, pre *
 	defer func() {
 		switch {
 		case done:
+		case poweredOn && ctx.Err() == nil && name != n.Name:
+			// An unproven replacement must not run beside the VM in
+			// service: it has its address and host name. Its disk is
+			// kept for inspection; the next replace removes it.
+			cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Minute)
+			defer cancel()
+			if perr := d.powerOff(cctx, vm); perr != nil {
+				err = fmt.Errorf("%w; and turning the unproven replacement %s off failed, it runs beside the VM in service: %w", err, ref.Value, perr)
+				return
+			}
+			err = fmt.Errorf("%w; the replacement %s is left turned off, marked pending, for inspection (the next replace removes it)", err, ref.Value)
 		case poweredOn && ctx.Err() == nil:
 			// The guest ran: its console tells why it did not report.
-			d.log.Warn("the VM is left running, marked pending, for inspection; the next run replaces it", "node", n.Name, "vm", ref.Value)
+			err = fmt.Errorf("%w; the VM %s is left running, marked pending, for inspection (the next run replaces it)", err, ref.Value)
 		default:
 			d.cleanup(ctx, vm)
 		}

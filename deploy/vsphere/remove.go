@@ -109,20 +109,29 @@ func (d *Deployer) rename(ctx context.Context, id, name string) error {
 	return nil
 }
 
-// destroy turns vm off if needed and deletes it with its disks.
-func (d *Deployer) destroy(ctx context.Context, vm *object.VirtualMachine) error {
+// powerOff turns vm off unless it is off.
+func (d *Deployer) powerOff(ctx context.Context, vm *object.VirtualMachine) error {
 	state, err := vm.PowerState(ctx)
 	if err != nil {
-		return fmt.Errorf("destroy %s: power state: %w", vm.Reference().Value, err)
+		return fmt.Errorf("power state: %w", err)
 	}
-	if state != types.VirtualMachinePowerStatePoweredOff {
-		t, err := vm.PowerOff(ctx)
-		if err == nil {
-			err = t.Wait(ctx)
-		}
-		if err != nil && !isFault[*types.InvalidPowerState](err) {
-			return fmt.Errorf("destroy %s: power off: %w", vm.Reference().Value, err)
-		}
+	if state == types.VirtualMachinePowerStatePoweredOff {
+		return nil
+	}
+	t, err := vm.PowerOff(ctx)
+	if err == nil {
+		err = t.Wait(ctx)
+	}
+	if err != nil && !isFault[*types.InvalidPowerState](err) {
+		return fmt.Errorf("power off: %w", err)
+	}
+	return nil
+}
+
+// destroy turns vm off if needed and deletes it with its disks.
+func (d *Deployer) destroy(ctx context.Context, vm *object.VirtualMachine) error {
+	if err := d.powerOff(ctx, vm); err != nil {
+		return fmt.Errorf("destroy %s: %w", vm.Reference().Value, err)
 	}
 	t, err := vm.Destroy(ctx)
 	if err == nil {

@@ -27,7 +27,7 @@ func (d *Deployer) waitIP(ctx context.Context, vm *object.VirtualMachine, n depl
 		return ip, nil
 	}
 	if ctx.Err() == nil && wctx.Err() != nil {
-		err = fmt.Errorf("no IPv4 address reported by the guest within %s (VMware Tools running?); the VM is left running, marked pending, for inspection", n.WaitIP)
+		err = fmt.Errorf("no IPv4 address reported by the guest within %s (VMware Tools running?)", n.WaitIP)
 	}
 	return "", fmt.Errorf("wait for IP of %s: %w", vm.Reference().Value, err)
 }
@@ -48,7 +48,7 @@ func (d *Deployer) waitFirstboot(ctx context.Context, vm *object.VirtualMachine,
 			return nil
 		}
 		if !time.Now().Before(deadline) {
-			return fmt.Errorf("first boot of %s did not report completion (%s=%s) within %s; the VM is left running, marked pending, for inspection: its console shows why", vm.Reference().Value, DoneKey, doneValue, n.WaitIP)
+			return fmt.Errorf("first boot of %s did not report completion (%s=%s) within %s (its console shows why)", vm.Reference().Value, DoneKey, doneValue, n.WaitIP)
 		}
 		t := time.NewTimer(min(d.poll, time.Until(deadline)))
 		select {
