@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/ksmg-appliance/ksmg/deploy"
 	"github.com/ksmg-appliance/ksmg/deploy/pwsh/pwshtest"
@@ -238,5 +239,45 @@ func TestInterruptedSwap(t *testing.T) {
 	defer f.mu.Unlock()
 	if vm := f.vms[n.Name]; vm == nil || vm.ID != old.ID || vm.State != "Running" || len(f.vms) != 1 {
 		t.Errorf("after the recovery: %v", f.vms)
+	}
+}
+
+// TestReplaceSilentGuest: a replacement whose first boot never reports is
+// not left running beside the VM in service (it has its address and host
+// name): it is turned off and kept, marked pending, for inspection, and
+// the next replace removes it and swaps.
+func TestReplaceSilentGuest(t *testing.T) {
+	t.Parallel()
+	d, f, _ := newTest(t)
+	img := testImage(t)
+	n := testNode(img)
+	old, err := d.Deploy(context.Background(), n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.mu.Lock()
+	f.neverDone = true
+	f.mu.Unlock()
+	n.Replace, n.WaitIP = true, 300*time.Millisecond
+	if _, err := d.Deploy(context.Background(), n); err == nil || !strings.Contains(err.Error(), "is untouched") {
+		t.Fatalf("replace with a silent guest: %v", err)
+	}
+	f.mu.Lock()
+	if vm := f.vms["ksmg-1"]; vm == nil || vm.ID != old.ID || vm.State != "Running" {
+		t.Errorf("the VM in service after the failed replace: %+v", vm)
+	}
+	if vm := f.vms[deploy.TempName("ksmg-1")]; vm != nil && (vm.State != "Off" || vm.Record().State != deploy.MarkPending) {
+		t.Errorf("the unproven replacement is left %s, marked %q; want it off and pending, if at all", vm.State, vm.Record().State)
+	}
+	f.neverDone = false
+	f.mu.Unlock()
+	res, err := d.Deploy(context.Background(), n)
+	if err != nil || res.Action != deploy.ActionReplace {
+		t.Fatalf("replace after the silent guest: %+v, %v", res, err)
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if vm := f.vms["ksmg-1"]; vm == nil || vm.ID != res.ID || len(f.vms) != 1 {
+		t.Errorf("after the replace: %v", f.vms)
 	}
 }
