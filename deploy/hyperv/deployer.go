@@ -487,17 +487,26 @@ func (d *Deployer) deploy(ctx context.Context, n deploy.Node, res *deploy.Result
 
 // create deploys the node as a new VM called name whose disk and
 // configuration live in the node folder folder.
-func (d *Deployer) create(ctx context.Context, n deploy.Node, name, folder string, pre *preflight, res *deploy.Result) error {
+func (d *Deployer) create(ctx context.Context, n deploy.Node, name, folder string, pre *preflight, res *deploy.Result) (err error) {
 	log := d.log.With("node", n.Name, "target", d.Target())
 	var id string
 	// From the first byte copied, a failure removes what this deploy
 	// made, even when ctx is what failed; once the guest runs, only an
 	// interruption does (a guest that did not report is left for
-	// inspection, marked pending).
+	// inspection, marked pending; a replacement turned off, since it
+	// has the address and host name of the VM in service).
 	ok, started := false, false
 	defer func() {
 		switch {
 		case ok:
+		case started && ctx.Err() == nil && name != n.Name:
+			cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Minute)
+			defer cancel()
+			if serr := d.host.Stop(cctx, id, time.Second); serr != nil {
+				err = fmt.Errorf("%w; and turning the unproven replacement %s off failed, it runs beside the VM in service: %w", err, id, scrub(serr, n.Properties))
+				return
+			}
+			err = fmt.Errorf("%w; the replacement %s is left turned off, marked pending, for inspection (the next replace removes it)", err, id)
 		case started && ctx.Err() == nil:
 			log.Warn("the VM is left running, marked pending, for inspection; the next run replaces it", "id", id)
 		default:
