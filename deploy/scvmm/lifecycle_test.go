@@ -256,3 +256,45 @@ func TestInterruptedSwap(t *testing.T) {
 		}
 	}
 }
+
+// TestReplaceSilentGuest: a replacement whose first boot never reports is
+// not left running beside the VM in service (it has its address and host
+// name): it is turned off and kept, marked pending, for inspection, and
+// the next replace removes it and swaps.
+func TestReplaceSilentGuest(t *testing.T) {
+	t.Parallel()
+	rg, _ := newRecordingRig(t)
+	img := testVHDX(t)
+	n := testNode(img, "ksmg-1")
+	ctx := context.Background()
+	old, err := rg.d.Deploy(ctx, n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rg.f.mu.Lock()
+	rg.f.neverDone = true
+	rg.f.mu.Unlock()
+	n.Replace, n.WaitIP = true, 50*time.Millisecond
+	if _, err := rg.d.Deploy(ctx, n); err == nil || !strings.Contains(err.Error(), "is untouched") {
+		t.Fatalf("replace with a silent guest: %v", err)
+	}
+	if vms := rg.f.byName("ksmg-1"); len(vms) != 1 || vms[0].ID != old.ID || vms[0].State != "Running" {
+		t.Errorf("the VM in service after the failed replace: %+v", vms)
+	}
+	for _, vm := range rg.f.byName(deploy.TempName("ksmg-1")) {
+		if vm.State == "Running" || state(vm.Desc) != "pending" {
+			t.Errorf("the unproven replacement is left %s, marked %q; want it off and pending, if at all", vm.State, state(vm.Desc))
+		}
+	}
+	rg.f.mu.Lock()
+	rg.f.neverDone = false
+	rg.f.mu.Unlock()
+	n.WaitIP = time.Minute
+	res, err := rg.d.Deploy(ctx, n)
+	if err != nil || res.Action != deploy.ActionReplace {
+		t.Fatalf("replace after the silent guest: %+v, %v", res, err)
+	}
+	if vms := rg.f.byName("ksmg-1"); len(vms) != 1 || vms[0].ID != res.ID || len(rg.f.byName(deploy.TempName("ksmg-1"))) != 0 {
+		t.Errorf("after the replace: %+v", rg.f.vms)
+	}
+}
