@@ -496,7 +496,7 @@ func (d *Deployer) prepareFor(ctx context.Context, n deploy.Node) (*image, error
 }
 
 // create deploys the node as a new VM called name.
-func (d *Deployer) create(ctx context.Context, n deploy.Node, name string, pre *preflight, res *deploy.Result) error {
+func (d *Deployer) create(ctx context.Context, n deploy.Node, name string, pre *preflight, res *deploy.Result) (err error) {
 	img, err := d.prepareFor(ctx, n)
 	if err != nil {
 		return err
@@ -546,6 +546,9 @@ func (d *Deployer) create(ctx context.Context, n deploy.Node, name string, pre *
 		if err := d.jobScript(ctx, stepStart, vars{VMID: id}, "start VM "+name, nil); err != nil {
 			return err
 		}
+		if name != n.Name {
+			defer d.parkReplacement(ctx, n, name, id, &err)
+		}
 		if n.WaitIP > 0 {
 			// One deadline for the address and first boot's signal.
 			deadline := time.Now().Add(n.WaitIP)
@@ -565,6 +568,23 @@ func (d *Deployer) create(ctx context.Context, n deploy.Node, name string, pre *
 	res.SecretsLeft = n.WaitIP == 0 && deploy.HasSecrets(n.Properties)
 	rec.State = deploy.MarkComplete
 	return d.script(ctx, stepMark, vars{VMID: id, Description: description(rec)}, "mark VM "+name+" complete", nil, nil)
+}
+
+// parkReplacement turns a replacement that was started but failed to
+// prove itself (*err set) off: it must not run beside the VM in service,
+// whose address and host name it has. It stays, marked pending, for
+// inspection; the next replace removes it. *err says so.
+func (d *Deployer) parkReplacement(ctx context.Context, n deploy.Node, name, id string, err *error) {
+	if *err == nil || ctx.Err() != nil {
+		return
+	}
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Minute)
+	defer cancel()
+	if serr := d.stop(cctx, name, id, time.Second); serr != nil {
+		*err = fmt.Errorf("%w; and turning the unproven replacement %s off failed, it runs beside the VM in service %s: %w", *err, id, n.Name, serr)
+		return
+	}
+	*err = fmt.Errorf("%w; the replacement %s is left turned off, marked pending, for inspection (the next replace removes it)", *err, id)
 }
 
 // hostInput is the input of a script that reaches the VM's Hyper-V host:
