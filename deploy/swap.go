@@ -29,8 +29,9 @@ type Swap struct {
 // and checked; then the old one is renamed to AsideName, the new one to
 // Name, and only then is the old one removed. Until the new VM is proven,
 // a failure leaves the old VM running under its name (a replacement that
-// failed is removed, or left marked pending for inspection when its guest
-// did not report). A failure to remove the old VM after the swap leaves
+// failed is removed, or, when its guest did not report, turned off and
+// left marked pending for inspection: it must not run beside the VM in
+// service, whose address and host name it has). A failure to remove the old VM after the swap leaves
 // it as AsideName, still marked, for `ksmg deploy remove` (a fleet sees
 // it as an orphan).
 func SwapIn(ctx context.Context, s Swap) (Result, error) {
