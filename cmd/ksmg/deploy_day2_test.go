@@ -49,6 +49,11 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"deploy", "remove", "vsphere"}, "--name is required"},
 		{[]string{"deploy", "bogus"}, `unknown command "bogus"`},
 		{[]string{"deploy", "remove", "xen"}, `unknown command "xen"`},
+		// A secret answer never goes on the command line: every local
+		// user sees it in the process list, the shell keeps it.
+		{[]string{"deploy", "vsphere", "--ova", "x.ova", "--name", "a", "--prop", "ksmg.admin.password=Hunter2-Secret-1"}, "--prop ksmg.admin.password: a secret"},
+		{[]string{"deploy", "hyperv", "--vhdx", "x.vhdx", "--name", "a", "--prop", "ksmg.cluster.join_token=Hunter2-Secret-1"}, "--prop ksmg.cluster.join_token: a secret"},
+		{[]string{"deploy", "scvmm", "--server", "vmm.example.com", "--vhdx", "x.vhdx", "--name", "a", "--prop", "ksmg.admin.password_hash=$6$Hunter2$x"}, "--prop ksmg.admin.password_hash: a secret"},
 	} {
 		_, _, err := runRoot(t, tc.args...)
 		if exitCode(err) != 2 || !strings.Contains(err.Error(), tc.want) {
