@@ -83,7 +83,7 @@ func TestVSpherePreflight(t *testing.T) {
 			{[]string{"--prop", "ksmg.network.mode=bogus"}, "ksmg.network.mode"},
 			{[]string{"--prop", "ksmg.eula.accepted=maybe"}, "ksmg.eula.accepted"},
 			{[]string{"--prop", "ksmg.hostname=bad_host!"}, "ksmg.hostname"},
-			{[]string{"--prop", "ksmg.admin.password=abc"}, "at least 12 characters"},
+			{[]string{"--props-file", secretProps(t, "ksmg.admin.password", "abc")}, "at least 12 characters"},
 			{[]string{"--prop", "ksmg.timezone=Mars/Olympus"}, "ksmg.timezone"},
 			{[]string{"--prop", "ksmg.network.interface=ens192"}, "not declared by the OVA"},
 			{[]string{"--network-map", "Management=VM Network"}, "network_map[Management]: the OVA"},
@@ -114,7 +114,7 @@ func TestVSphereDayTwo(t *testing.T) {
 		target := vspheretest.Target(t, c)
 		conn := []string{"--url", target["url"].(string), "--username", "u", "--password-file", target["password_file"].(string), "--insecure"}
 		node := append(append([]string{}, conn...), "--ova", ovaPath, "--name", "ksmg-d2", "--wait-ip", "0",
-			"--prop", "ksmg.eula.accepted=true", "--prop", "ksmg.admin.password=Secret-Passw0rd-1")
+			"--prop", "ksmg.eula.accepted=true", "--props-file", secretProps(t, "ksmg.admin.password", "Secret-Passw0rd-1"))
 		deployArgs := append([]string{"deploy", "vsphere"}, node...)
 
 		out, _, err := runRoot(t, append(deployArgs, "--json")...)

@@ -77,7 +77,7 @@ func hypervArgs(t *testing.T) []string {
 	return []string{
 		"--vhdx", img, "--name", "ksmg-1", "--host", "hv1", "--user", `LAB\deployer`,
 		"--share", `\\hv1\VMs$\ksmg`, "--path", `D:\VMs\ksmg`, "--switch", "DMZ",
-		"--prop", "ksmg.hostname=ksmg-1.example.com", "--prop", "ksmg.admin.password=Secret-1234567",
+		"--prop", "ksmg.hostname=ksmg-1.example.com", "--props-file", secretProps(t, "ksmg.admin.password", "Secret-1234567"),
 	}
 }
 

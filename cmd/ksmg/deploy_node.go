@@ -69,7 +69,7 @@ func (f *nodeFlags) add(fl *pflag.FlagSet, h nodeHelp) {
 	}
 	fl.StringVar(&f.image, f.imageFlag, "", h.image)
 	fl.StringVar(&f.name, "name", "", "VM name (required)")
-	fl.StringArrayVar(&f.props, "prop", nil, or(h.prop, "first-boot answer key=value, e.g. ksmg.hostname=mx1.example.com (repeatable)"))
+	fl.StringArrayVar(&f.props, "prop", nil, or(h.prop, "first-boot answer key=value, e.g. ksmg.hostname=mx1.example.com (repeatable; secrets only in --props-file)"))
 	fl.StringVar(&f.propsFile, "props-file", "", or(h.propsFile, "YAML/JSON map of first-boot answers"))
 	fl.StringVar(&f.diskSize, "disk-size", "", "grow the disk to this size in GiB, e.g. 100 or 100G")
 	fl.IntVar(&f.cpus, "cpus", 0, h.cpus)
@@ -107,6 +107,9 @@ func (f *nodeFlags) node(cmd *cobra.Command) (deploy.Node, error) {
 		k, v, ok := strings.Cut(kv, "=")
 		if !ok || k == "" {
 			return deploy.Node{}, usage("--prop %q: expected key=value", redactProp(kv))
+		}
+		if answers.IsSecret(k) {
+			return deploy.Node{}, usage("--prop %s: a secret answer never goes on the command line (every local user sees it in the process list, the shell keeps it in its history); put it in --props-file, readable only by you", k)
 		}
 		props[k] = v
 	}

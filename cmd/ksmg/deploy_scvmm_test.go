@@ -65,13 +65,13 @@ func runScvmm(t *testing.T, a *app, args ...string) (string, error) {
 // scvmmArgs are a deploy's flags with a real VHDX (checked before the
 // server is reached).
 func scvmmArgs(t *testing.T) []string {
-	return append([]string{"--vhdx", testVHDX(t)}, scvmmBaseArgs...)
+	return append(append([]string{"--vhdx", testVHDX(t)}, scvmmBaseArgs...), "--props-file", secretProps(t, "ksmg.admin.password", "Secret-1234567"))
 }
 
 var scvmmBaseArgs = []string{
 	"--name", "ksmg-1", "--server", "vmm.example.com", "--user", `EXAMPLE\deployer`,
 	"--library-share", `\\lib.example.com\MSSCVMMLibrary\ksmg`, "--host-group", `All Hosts\Prague`,
-	"--prop", "ksmg.hostname=ksmg-1.example.com", "--prop", "ksmg.admin.password=Secret-1234567",
+	"--prop", "ksmg.hostname=ksmg-1.example.com",
 }
 
 const scvmmDoneVM = `[{"id":"vm-1","description":"ksmg.deploy=complete","state":"Running","host":"hv1","ips":["192.0.2.10"]}]`

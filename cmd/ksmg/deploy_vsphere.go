@@ -71,7 +71,7 @@ used; flags win over the file).`,
 	fl.StringVar(&f.cfg.DiskProvisioning, "disk-provisioning", vsphere.Thin, "thin, thick or eagerZeroedThick")
 	f.node.add(fl, nodeHelp{
 		image:     "appliance OVA file (required)",
-		prop:      "first-boot property key=value, e.g. ksmg.hostname=mx1.example.com (repeatable)",
+		prop:      "first-boot property key=value, e.g. ksmg.hostname=mx1.example.com (repeatable; secrets only in --props-file)",
 		propsFile: "YAML/JSON map of properties, or govc import.spec options JSON",
 		cpus:      "virtual CPUs (default: the OVA's)",
 		memory:    "memory in MiB (default: the OVA's)",

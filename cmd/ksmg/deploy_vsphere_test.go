@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -31,6 +32,18 @@ func writeFile(t *testing.T, name, data string) string {
 		t.Fatal(err)
 	}
 	return p
+}
+
+// secretProps writes the secret first-boot answers kv (key, value, ...)
+// to a props file readable only by its owner: secrets never go on the
+// command line.
+func secretProps(t *testing.T, kv ...string) string {
+	t.Helper()
+	var b strings.Builder
+	for i := 0; i+1 < len(kv); i += 2 {
+		fmt.Fprintf(&b, "%s: %q\n", kv[i], kv[i+1])
+	}
+	return writeFile(t, "secrets.yaml", b.String())
 }
 
 // TestReadPropsFile: the three accepted shapes, including a real
@@ -112,11 +125,11 @@ func TestReadPropsFile(t *testing.T) {
 func TestDeployVSphereCommand(t *testing.T) {
 	t.Parallel()
 	ovaPath := vspheretest.SmallOVA(t)
-	props := writeFile(t, "props.yaml", "ksmg.hostname: cli.example.com\nksmg.eula.accepted: true\n")
+	props := writeFile(t, "props.yaml", "ksmg.hostname: cli.example.com\nksmg.eula.accepted: true\nksmg.admin.password: Secret-Passw0rd-1\n")
 	simulator.Test(func(ctx context.Context, c *vim25.Client) {
 		target := vspheretest.Target(t, c)
 		base := []string{"--url", target["url"].(string), "--username", "u", "--password-file", target["password_file"].(string), "--insecure",
-			"--ova", ovaPath, "--name", "ksmg-cli", "--props-file", props, "--prop", "ksmg.admin.password=Secret-Passw0rd-1", "--disk-size", "1G", "--cpus", "3", "--wait-ip", "0"}
+			"--ova", ovaPath, "--name", "ksmg-cli", "--props-file", props, "--disk-size", "1G", "--cpus", "3", "--wait-ip", "0"}
 
 		out, err := runVSphere(t, append(base, "--plan")...)
 		if err != nil || !strings.HasPrefix(out, "create ksmg-cli -: no VM ksmg-cli") {
