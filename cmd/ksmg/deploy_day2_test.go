@@ -35,6 +35,12 @@ func runRoot(t *testing.T, args ...string) (stdout, stderr string, err error) {
 // thumbprint is refused before anything is reached.
 func TestUsageErrors(t *testing.T) {
 	t.Parallel()
+	// Secret answers in a file others can read are refused, as the
+	// fleet refuses such a secret file.
+	shared := secretProps(t, "ksmg.admin.password", "Hunter2-Secret-1")
+	if err := os.Chmod(shared, 0o644); err != nil {
+		t.Fatal(err)
+	}
 	for _, tc := range []struct {
 		args []string
 		want string
@@ -49,6 +55,7 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"deploy", "remove", "vsphere"}, "--name is required"},
 		{[]string{"deploy", "bogus"}, `unknown command "bogus"`},
 		{[]string{"deploy", "remove", "xen"}, `unknown command "xen"`},
+		{[]string{"deploy", "vsphere", "--ova", "x.ova", "--name", "a", "--props-file", shared}, "readable by others (mode 0644); chmod 600 it"},
 		// A secret answer never goes on the command line: every local
 		// user sees it in the process list, the shell keeps it.
 		{[]string{"deploy", "vsphere", "--ova", "x.ova", "--name", "a", "--prop", "ksmg.admin.password=Hunter2-Secret-1"}, "--prop ksmg.admin.password: a secret"},
