@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"maps"
 	"os"
+	"runtime"
 	"strconv"
 	"strings"
 	"time"
@@ -95,6 +96,9 @@ func (f *nodeFlags) node(cmd *cobra.Command) (deploy.Node, error) {
 	if f.propsFile != "" {
 		fileProps, fileNets, err := readPropsFile(f.propsFile)
 		if err != nil {
+			return deploy.Node{}, &exitError{code: 2, err: err}
+		}
+		if err := checkSecretFile(f.propsFile, fileProps); err != nil {
 			return deploy.Node{}, &exitError{code: 2, err: err}
 		}
 		if f.networks == nil && len(fileNets) > 0 {
@@ -207,6 +211,23 @@ func redactProp(kv string) string {
 		return kv
 	}
 	return "<value hidden>"
+}
+
+// checkSecretFile refuses a props file that holds secret answers and is
+// readable by others, as the fleet refuses such a secret file.
+func checkSecretFile(p string, props map[string]string) error {
+	keys := deploy.SecretKeys(props)
+	if len(keys) == 0 || runtime.GOOS == "windows" {
+		return nil
+	}
+	st, err := os.Stat(p)
+	if err != nil {
+		return fmt.Errorf("--props-file: %w", err)
+	}
+	if st.Mode().Perm()&0o077 != 0 {
+		return fmt.Errorf("--props-file %s holds secret answers (%s) and is readable by others (mode %04o); chmod 600 it", p, strings.Join(keys, ", "), st.Mode().Perm())
+	}
+	return nil
 }
 
 // parseGiB reads "", "100", "100G" or "100GiB" as whole GiB.
