@@ -217,3 +217,39 @@ func (s *syncBuf) String() string {
 	defer s.mu.Unlock()
 	return s.b.String()
 }
+
+// TestOnlySecondaryDHCPControl: --only a secondary node of a cluster whose
+// control node has no static address (it has the IP its VM reports) must
+// tell the secondary the control node's current address, without
+// deploying the control node, as a whole run would.
+func TestOnlySecondaryDHCPControl(t *testing.T) {
+	t.Parallel()
+	a, b := newFake(t, "a"), newFake(t, "b")
+	if out := openFleet(t, fleetYAML(2, false, "")).Run(context.Background(), fastRetry); Failed(out) != 0 {
+		t.Fatalf("first run: %+v", out)
+	}
+	ctlIP := a.ip("ctl")
+	a.mu.Lock()
+	started := len(a.started)
+	a.mu.Unlock()
+	f := openFleet(t, fleetYAML(3, false, ""))
+	for _, opt := range []Options{{Only: []string{"sec-3"}}, {Only: []string{"sec-1"}, Replace: true}} {
+		o := fastRetry
+		o.Only, o.Replace = opt.Only, opt.Replace
+		out := f.Run(context.Background(), o)
+		if len(out) != 1 || out[0].Status != StatusOK {
+			t.Fatalf("run --only %v: %+v", opt.Only, out)
+		}
+	}
+	b.mu.Lock()
+	got3, got1 := b.props["sec-3"]["ksmg.cluster.control_address"], b.props["sec-1"]["ksmg.cluster.control_address"]
+	b.mu.Unlock()
+	if got3 != ctlIP || got1 != ctlIP {
+		t.Errorf("control address told to sec-3 %q, sec-1 %q; want the control node's %q", got3, got1, ctlIP)
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if len(a.started) != started {
+		t.Errorf("the control node was deployed again: %v", a.started)
+	}
+}
