@@ -162,6 +162,10 @@ type Plan struct {
 	Action Action
 	Reason string // why, e.g. "VM ksmg-1 exists (vm-42), deployed by ksmg"
 	ID     string // the existing VM's ID, if any
+	// IP is the existing VM's guest address where the plan reads it
+	// anyway (vSphere, SCVMM; AddressReader elsewhere): a run that leaves
+	// the control node out (--only) tells its Secondary nodes this.
+	IP string
 	// Drift lists the settings that differ from the VM's record, as
 	// "field have → want" (DriftField names the field).
 	Drift []string
@@ -222,6 +226,13 @@ type Deployer interface {
 	// its first boot reported completion (a permanent error before).
 	Scrub(ctx context.Context, n Node) (Result, error)
 	Close() error
+}
+
+// AddressReader is a Deployer whose plans do not read the guest's
+// address (it costs one more call to the host), and that reads it on
+// request: the VM of that ID's current address, "" while it reports none.
+type AddressReader interface {
+	GuestAddress(ctx context.Context, id string) (string, error)
 }
 
 // permanent marks errors a retry cannot fix (bad configuration, missing

@@ -113,7 +113,7 @@ func (f *fakeTarget) Plan(ctx context.Context, n deploy.Node) (deploy.Plan, erro
 	case n.Replace:
 		p.Action, p.Reason, p.ID = deploy.ActionReplace, "replace asked", vm.id
 	default:
-		p.Action, p.Reason, p.ID = deploy.ActionUnchanged, "deployed by ksmg", vm.id
+		p.Action, p.Reason, p.ID, p.IP = deploy.ActionUnchanged, "deployed by ksmg", vm.id, f.ip(n.Name)
 	}
 	return p, nil
 }

@@ -41,6 +41,16 @@ type Options struct {
 	Done func(node string)
 	// Dial is used by the control probe; nil is net.Dialer.DialContext.
 	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
+
+	// noControl says why the control node's address is unknown to a run
+	// that leaves the control node out.
+	noControl error
+}
+
+// needsControl says whether n is a Secondary node that is told the
+// control node's address by the run.
+func needsControl(n Node) bool {
+	return n.Role == deploy.RoleSecondary && n.Properties["ksmg.cluster.control_address"] == ""
 }
 
 func (o *Options) defaults() {
@@ -391,6 +401,11 @@ func (f *Fleet) Run(ctx context.Context, opt Options) []Outcome {
 	if ctl >= 0 {
 		out[ctl] = f.deployNode(ctx, opt, nodes[ctl])
 		ctlAddr, ready = f.controlReady(ctx, opt, &out[ctl])
+	} else if ctlAddr == "" && slices.ContainsFunc(nodes, needsControl) {
+		// --only without the control node: its VM tells its address.
+		if ctlAddr, opt.noControl = f.deployedControlAddress(ctx); ctlAddr != "" {
+			opt.Logger.Info("secondary nodes join the deployed control node", "address", ctlAddr)
+		}
 	}
 
 	var wg sync.WaitGroup
@@ -411,7 +426,7 @@ func (f *Fleet) Run(ctx context.Context, opt Options) []Outcome {
 			continue
 		}
 		n.Properties = maps.Clone(n.Properties)
-		if n.Role == deploy.RoleSecondary && n.Properties["ksmg.cluster.control_address"] == "" && ctlAddr != "" {
+		if needsControl(n) && ctlAddr != "" {
 			n.Properties["ksmg.cluster.control_address"] = ctlAddr
 		}
 		wg.Go(func() {
@@ -550,6 +565,50 @@ func (f *Fleet) controlReady(ctx context.Context, opt Options, o *Outcome) (stri
 	return addr, nil
 }
 
+// deployedControlAddress is the address the control node's VM reports
+// now, read through a plan (nothing is changed), for a run that leaves the
+// control node out (--only) while Secondary nodes need its address. The
+// error says why there is none (no finished control VM, no address
+// reported, its target down); only Secondary nodes that change need it.
+func (f *Fleet) deployedControlAddress(ctx context.Context) (string, error) {
+	if f.inv.Control < 0 || f.inv.Control >= len(f.inv.Nodes) || f.inv.Nodes[f.inv.Control].Role != deploy.RoleControl {
+		return "", errors.New("the inventory has no control node")
+	}
+	n := f.inv.Nodes[f.inv.Control]
+	d, err := f.deployer(ctx, n.Target, 0)
+	if err != nil {
+		return "", fmt.Errorf("control node %s: %w", n.Name, err)
+	}
+	p, err := d.Plan(ctx, f.node(n, Options{}))
+	if err != nil {
+		return "", fmt.Errorf("control node %s: plan: %w", n.Name, err)
+	}
+	switch p.Action {
+	case deploy.ActionUnchanged, deploy.ActionDrift, deploy.ActionOutdated:
+	default:
+		return "", fmt.Errorf("control node %s is not deployed and finished (%s: %s)", n.Name, p.Action, p.Reason)
+	}
+	addr := p.IP
+	if r, ok := d.(deploy.AddressReader); ok && addr == "" {
+		if addr, err = r.GuestAddress(ctx, p.ID); err != nil {
+			return "", fmt.Errorf("control node %s: read its address: %w", n.Name, err)
+		}
+	}
+	if addr == "" {
+		return "", fmt.Errorf("control node %s (%s) reports no IP address", n.Name, p.ID)
+	}
+	return addr, nil
+}
+
+// controlUnknown is the error of a Secondary node that must be told the
+// control node's address when none is known; why, when set, says why.
+func controlUnknown(why error) error {
+	if why == nil {
+		why = errors.New("it reported no IP")
+	}
+	return deploy.Permanent(fmt.Errorf("the control node's address is unknown: %w; give the control node a static address, set cluster.control_address, or include the control node in the run", why))
+}
+
 // probe waits until a TCP connection to host:port succeeds.
 func probe(ctx context.Context, opt Options, host string, p Probe) error {
 	if h, _, err := net.SplitHostPort(host); err == nil {
@@ -594,7 +653,7 @@ func (f *Fleet) deployNode(ctx context.Context, opt Options, n Node) Outcome {
 	var first deploy.Action
 	for attempt := 1; ; attempt++ {
 		o.Attempts = attempt
-		res, err := f.attemptNode(ctx, dn, n.Target, attempt, &first)
+		res, err := f.attemptNode(ctx, dn, n.Target, attempt, &first, opt.noControl)
 		if err == nil {
 			o.Result, o.Status = res, StatusOK
 			o.Node, o.Target, o.Attempts = n.Name, n.Target, attempt
@@ -633,7 +692,7 @@ func (f *Fleet) deployNode(ctx context.Context, opt Options, n Node) Outcome {
 	}
 }
 
-func (f *Fleet) attemptNode(ctx context.Context, n deploy.Node, target string, attempt int, first *deploy.Action) (deploy.Result, error) {
+func (f *Fleet) attemptNode(ctx context.Context, n deploy.Node, target string, attempt int, first *deploy.Action, noControl error) (deploy.Result, error) {
 	d, err := f.deployer(ctx, target, attempt)
 	if err != nil {
 		return deploy.Result{}, err
@@ -646,7 +705,7 @@ func (f *Fleet) attemptNode(ctx context.Context, n deploy.Node, target string, a
 		*first = p.Action
 	}
 	if n.Role == deploy.RoleSecondary && n.Properties["ksmg.cluster.control_address"] == "" && p.Action != deploy.ActionUnchanged {
-		return deploy.Result{}, deploy.Permanent(fmt.Errorf("the control node's address is unknown (it reported no IP); give the control node a static address or set cluster.control_address"))
+		return deploy.Result{}, controlUnknown(noControl)
 	}
 	// The driver's error names the node and the target itself.
 	return d.Deploy(ctx, n)

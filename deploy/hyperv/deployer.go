@@ -246,6 +246,12 @@ func (d *Deployer) Target() string { return Kind + ":" + d.name }
 // Close implements deploy.Deployer.
 func (d *Deployer) Close() error { return d.host.Close() }
 
+// GuestAddress implements deploy.AddressReader from the guest's KVP
+// items.
+func (d *Deployer) GuestAddress(ctx context.Context, id string) (string, error) {
+	return d.host.GuestIP(ctx, id)
+}
+
 var nameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$`)
 
 // maxName leaves room for the replacement's name and folder suffix.
@@ -685,4 +691,7 @@ type scrubbed struct {
 func (s scrubbed) Error() string { return s.msg }
 func (s scrubbed) Unwrap() error { return s.err }
 
-var _ deploy.Deployer = (*Deployer)(nil)
+var (
+	_ deploy.Deployer      = (*Deployer)(nil)
+	_ deploy.AddressReader = (*Deployer)(nil)
+)

@@ -362,6 +362,9 @@ func (d *Deployer) plan(n deploy.Node, pre *preflight, vms []vmInfo, aside bool)
 	}
 	vm := vms[0]
 	p.ID = vm.ID
+	if ips := usable(vm.IPs); len(ips) > 0 {
+		p.IP = ips[0]
+	}
 	rec := vm.Record()
 	drift, outdated := deploy.Differences(rec, pre.want)
 	switch {

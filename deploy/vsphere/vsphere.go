@@ -538,7 +538,7 @@ func (d *Deployer) plan(ctx context.Context, n deploy.Node, pre *preflight) (p d
 			n.Name, e.vm.Reference().Value, deploy.AsideName(n.Name), deploy.TempName(n.Name))
 		defer func() { p.Reason = recovery + p.Reason }()
 	}
-	p.ID = e.vm.Reference().Value
+	p.ID, p.IP = e.vm.Reference().Value, e.ip
 	if e.have, err = d.observed(ctx, e, pre.want); err != nil {
 		return p, e, err
 	}
