@@ -253,3 +253,37 @@ func TestOnlySecondaryDHCPControl(t *testing.T) {
 		t.Errorf("the control node was deployed again: %v", a.started)
 	}
 }
+
+// TestPlanOnlySecondary: --plan --only a Secondary node must run the check
+// the run would: it shows the address the deployed control VM reports, and
+// where there is none (the control node not deployed) it fails the row as
+// the run fails the node, instead of a plan that passes and a run that
+// does not.
+func TestPlanOnlySecondary(t *testing.T) {
+	t.Parallel()
+	a, _ := newFake(t, "a"), newFake(t, "b")
+	only := Options{Only: []string{"sec-1"}}
+
+	f := openFleet(t, fleetYAML(2, false, ""))
+	rows := f.Plan(context.Background(), only)
+	if len(rows) != 1 || rows[0].Err == nil || !strings.Contains(rows[0].Err.Error(), "control node ctl is not deployed") {
+		t.Fatalf("plan --only sec-1 with no control VM: %+v; want the row failed as the run fails", rows)
+	}
+	o := fastRetry
+	o.Only = only.Only
+	if out := f.Run(context.Background(), o); len(out) != 1 || out[0].Status != StatusFailed || !deploy.IsPermanent(out[0].Err) {
+		t.Fatalf("run --only sec-1 with no control VM: %+v; want it failed permanently", out)
+	}
+
+	if out := f.Run(context.Background(), fastRetry); Failed(out) != 0 {
+		t.Fatalf("whole run: %+v", out)
+	}
+	f = openFleet(t, fleetYAML(3, false, ""))
+	rows = f.Plan(context.Background(), Options{Only: []string{"sec-3"}})
+	if len(rows) != 1 || rows[0].Err != nil || rows[0].Action != deploy.ActionCreate {
+		t.Fatalf("plan --only sec-3: %+v", rows)
+	}
+	if got, want := rows[0].Properties["ksmg.cluster.control_address"], a.ip("ctl"); got != want {
+		t.Errorf("plan --only sec-3 shows control address %q; want the control VM's %q", got, want)
+	}
+}
