@@ -307,6 +307,15 @@ func (f *Fleet) Plan(ctx context.Context, opt Options) []PlanRow {
 		}
 		rows = append(rows, r)
 	}
+	// --only without the control node: the run would ask its VM for its
+	// address, and so does the plan (a changing Secondary node without it
+	// fails).
+	var ctlAddr string
+	var noControl error
+	ctlOut := f.inv.Control < 0 || !opt.selected(f.inv.Nodes[f.inv.Control].Name)
+	if ctlOut && slices.ContainsFunc(f.inv.Nodes, func(n Node) bool { return opt.selected(n.Name) && needsControl(n) }) {
+		ctlAddr, noControl = f.deployedControlAddress(ctx)
+	}
 	sem := make(chan struct{}, opt.Concurrency)
 	var wg sync.WaitGroup
 	for i := range rows {
@@ -331,6 +340,13 @@ func (f *Fleet) Plan(ctx context.Context, opt Options) []PlanRow {
 			}
 			p.Node, p.Target = n.Name, n.Target
 			rows[i].Plan = p
+			if ctlOut && needsControl(n) && p.Action != deploy.ActionUnchanged {
+				if ctlAddr != "" {
+					rows[i].Properties["ksmg.cluster.control_address"] = ctlAddr
+				} else {
+					rows[i].Err = controlUnknown(noControl)
+				}
+			}
 		})
 	}
 	wg.Wait()
