@@ -287,3 +287,55 @@ func TestPlanOnlySecondary(t *testing.T) {
 		t.Errorf("plan --only sec-3 shows control address %q; want the control VM's %q", got, want)
 	}
 }
+
+// TestPruneSparesInterruptedSwap: a replace stopped between its renames
+// leaves the VM in service as <node>.ksmg-old (and its replacement as
+// <node>.ksmg-new) with nothing under the node's name; the node's next
+// deploy puts it back. That VM is no orphan: --prune must not remove it,
+// even when the node's deploy fails in that run, and the plan must not
+// say it would. Once the node's own VM is in place, a <node>.ksmg-old left
+// by a swap whose removal failed is an orphan again.
+func TestPruneSparesInterruptedSwap(t *testing.T) {
+	t.Parallel()
+	_, b := newFake(t, "a"), newFake(t, "b")
+	f := openFleet(t, fleetYAML(1, true, ""))
+	if out := f.Run(context.Background(), fastRetry); Failed(out) != 0 {
+		t.Fatalf("first run: %+v", out)
+	}
+	b.mu.Lock()
+	inService := b.vms["sec-1"]
+	delete(b.vms, "sec-1")
+	b.vms[deploy.AsideName("sec-1")] = inService
+	b.vms[deploy.TempName("sec-1")] = &fakeVM{id: "vm-77", marked: true, cluster: inService.cluster}
+	b.permanent["sec-1"] = true // this run's deploy of sec-1 fails
+	b.mu.Unlock()
+
+	opt := fastRetry
+	opt.Prune = true
+	for _, r := range f.Plan(context.Background(), opt) {
+		if r.Action == deploy.ActionOrphan && r.Node == deploy.AsideName("sec-1") {
+			t.Errorf("plan --prune: %s (the VM in service) is an orphan: %s", r.Node, r.Reason)
+		}
+	}
+	f.Run(context.Background(), opt)
+	b.mu.Lock()
+	vm := b.vms[deploy.AsideName("sec-1")]
+	removed := slices.Clone(b.removed)
+	b.mu.Unlock()
+	if vm != inService {
+		t.Fatalf("--prune removed %s, the VM in service (removed: %v)", deploy.AsideName("sec-1"), removed)
+	}
+
+	// The node's VM back in place: an old VM left beside it is an orphan.
+	b.mu.Lock()
+	b.permanent["sec-1"] = false
+	delete(b.vms, deploy.TempName("sec-1"))
+	b.vms["sec-1"] = &fakeVM{id: "vm-78", marked: true, cluster: inService.cluster}
+	b.mu.Unlock()
+	f.Run(context.Background(), opt)
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if _, ok := b.vms[deploy.AsideName("sec-1")]; ok {
+		t.Errorf("%s beside a finished sec-1 was not pruned (removed: %v)", deploy.AsideName("sec-1"), b.removed)
+	}
+}
