@@ -372,6 +372,9 @@ func (f *Fleet) orphans(ctx context.Context, opt Options) []PlanRow {
 			if vm.Record.Cluster != f.inv.Cluster || slices.ContainsFunc(f.inv.Nodes, func(n Node) bool { return n.Name == vm.Name && n.Target == t.Name }) {
 				continue
 			}
+			if inSwap(f.inv.Nodes, t.Name, vm.Name, vms) {
+				continue
+			}
 			if !opt.selected(vm.Name) {
 				continue
 			}
@@ -386,6 +389,18 @@ func (f *Fleet) orphans(ctx context.Context, opt Options) []PlanRow {
 	}
 	slices.SortFunc(rows, func(a, b PlanRow) int { return strings.Compare(a.Target+"/"+a.Node, b.Target+"/"+b.Node) })
 	return rows
+}
+
+// inSwap says whether the VM name on target is a node's aside or temporary
+// name (deploy.SwapIn) while the node has no finished VM of its own: a
+// replace stopped between its renames left the VM in service (and its
+// replacement) so, and the node's deploy puts it back. Beside a finished
+// VM of the node they are leftovers, orphans like any other.
+func inSwap(nodes []Node, target, name string, vms []deploy.VM) bool {
+	return slices.ContainsFunc(nodes, func(n Node) bool {
+		return n.Target == target && (name == deploy.AsideName(n.Name) || name == deploy.TempName(n.Name)) &&
+			!slices.ContainsFunc(vms, func(vm deploy.VM) bool { return vm.Name == n.Name && vm.Record.Complete() })
+	})
 }
 
 // Run deploys the fleet: the control node first, then, once it answers,
