@@ -685,3 +685,54 @@ func TestInterruptedSwap(t *testing.T) {
 		}
 	}, simulator.VPX())
 }
+
+// TestRemoveInterruptedSwap: after a replace stopped between its renames
+// the node's VM runs as <name>.ksmg-old beside <name>.ksmg-new, and nothing
+// has the node's name. Removing the node must remove both (ours, marked),
+// and its plan must say so, not "absent" while two VMs with the node's
+// address and host name keep running.
+func TestRemoveInterruptedSwap(t *testing.T) {
+	t.Parallel()
+	ovaPath := vspheretest.SmallOVA(t)
+	simulator.Test(func(ctx context.Context, c *vim25.Client) {
+		vspheretest.SafeFindChild(ctx, c)
+		d := newDeployer(ctx, t, c, nil)
+		defer closeD(t, d)
+		const name = "ksmg-rmint"
+		old, err := d.Deploy(ctx, node(ovaPath, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		before := len(vspheretest.VMs(ctx, t, c))
+		if _, err := d.Deploy(ctx, node(ovaPath, deploy.TempName(name))); err != nil {
+			t.Fatal(err)
+		}
+		task, err := object.NewVirtualMachine(c, types.ManagedObjectReference{Type: "VirtualMachine", Value: old.ID}).Rename(ctx, deploy.AsideName(name))
+		if err == nil {
+			err = task.Wait(ctx)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+
+		p, err := d.Remove(ctx, deploy.RemoveRequest{Name: name, Plan: true})
+		if err != nil || p.Action != deploy.ActionRemove || p.ID != old.ID {
+			t.Errorf("remove plan after an interrupted swap: %+v, %v; want remove %s", p, err, old.ID)
+		}
+		if got := len(vspheretest.VMs(ctx, t, c)); got != before+1 {
+			t.Errorf("the plan changed the VMs: %d, want %d", got, before+1)
+		}
+		res, err := d.Remove(ctx, deploy.RemoveRequest{Name: name, ShutdownTimeout: time.Second})
+		if err != nil || res.Action != deploy.ActionRemove {
+			t.Fatalf("remove after an interrupted swap: %+v, %v", res, err)
+		}
+		for _, gone := range []string{name, deploy.TempName(name), deploy.AsideName(name)} {
+			if vms := vspheretest.VMsByName(ctx, t, c, gone); len(vms) != 0 {
+				t.Errorf("%s left after the remove", gone)
+			}
+		}
+		if got := len(vspheretest.VMs(ctx, t, c)); got != before-1 {
+			t.Errorf("%d VMs after the remove, want %d", got, before-1)
+		}
+	}, simulator.VPX())
+}
