@@ -31,9 +31,20 @@ func (d *Deployer) remove(ctx context.Context, r deploy.RemoveRequest, res *depl
 	if err != nil {
 		return err
 	}
+	interrupted := false
 	if e == nil {
-		res.Action = deploy.ActionAbsent
-		return nil
+		// A replace stopped between its renames left the node's VM as
+		// AsideName and its replacement as TempName: both are the node's.
+		if e, err = d.find(ctx, deploy.AsideName(r.Name)); err != nil {
+			return err
+		}
+		if e == nil || !e.rec.Marked() {
+			res.Action = deploy.ActionAbsent
+			return nil
+		}
+		interrupted = true
+		d.log.Warn("an interrupted replace left the VM under another name; it is removed with its unfinished replacement",
+			"vm", r.Name, "id", e.vm.Reference().Value, "as", deploy.AsideName(r.Name), "replacement", deploy.TempName(r.Name))
 	}
 	res.ID = e.vm.Reference().Value
 	if !e.rec.Marked() {
@@ -42,6 +53,11 @@ func (d *Deployer) remove(ctx context.Context, r deploy.RemoveRequest, res *depl
 	res.Action = deploy.ActionRemove
 	if r.Plan {
 		return nil
+	}
+	if interrupted {
+		if err := d.clearMarked(ctx, deploy.TempName(r.Name)); err != nil {
+			return fmt.Errorf("remove %s, left by an interrupted replace: %w", deploy.TempName(r.Name), err)
+		}
 	}
 	return d.removeVM(ctx, e, r.ShutdownTimeout)
 }
