@@ -281,3 +281,43 @@ func TestReplaceSilentGuest(t *testing.T) {
 		t.Errorf("after the replace: %v", f.vms)
 	}
 }
+
+// TestRemoveInterruptedSwap: removing a node after a replace stopped
+// between its renames removes the VM in service (<name>.ksmg-old) and its
+// replacement (<name>.ksmg-new), and the plan says so; it does not say
+// "absent" while both run.
+func TestRemoveInterruptedSwap(t *testing.T) {
+	t.Parallel()
+	d, f, _ := newTest(t)
+	img := testImage(t)
+	n := testNode(img)
+	old, err := d.Deploy(context.Background(), n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmp := testNode(img)
+	tmp.Name = deploy.TempName(n.Name)
+	if _, err := d.Deploy(context.Background(), tmp); err != nil {
+		t.Fatal(err)
+	}
+	f.mu.Lock()
+	vm := f.vms[n.Name]
+	delete(f.vms, n.Name)
+	vm.Name = deploy.AsideName(n.Name)
+	f.vms[vm.Name] = vm
+	f.mu.Unlock()
+
+	p, err := d.Remove(context.Background(), deploy.RemoveRequest{Name: n.Name, Plan: true})
+	if err != nil || p.Action != deploy.ActionRemove || p.ID != old.ID {
+		t.Errorf("remove plan after an interrupted swap: %+v, %v; want remove %s", p, err, old.ID)
+	}
+	res, err := d.Remove(context.Background(), deploy.RemoveRequest{Name: n.Name, ShutdownTimeout: time.Second})
+	if err != nil || res.Action != deploy.ActionRemove {
+		t.Fatalf("remove after an interrupted swap: %+v, %v", res, err)
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if len(f.vms) != 0 {
+		t.Errorf("VMs left after the remove: %v", f.vms)
+	}
+}
