@@ -24,9 +24,20 @@ func (d *Deployer) remove(ctx context.Context, r deploy.RemoveRequest, res *depl
 	if err != nil {
 		return err
 	}
+	interrupted := false
 	if vm == nil {
-		res.Action = deploy.ActionAbsent
-		return nil
+		// A replace stopped between its renames left the node's VM as
+		// AsideName and its replacement as TempName: both are the node's.
+		if vm, err = d.host.FindVM(ctx, deploy.AsideName(r.Name)); err != nil {
+			return err
+		}
+		if vm == nil || !vm.Record().Marked() {
+			res.Action = deploy.ActionAbsent
+			return nil
+		}
+		interrupted = true
+		d.log.Warn("an interrupted replace left the VM under another name; it is removed with its unfinished replacement",
+			"vm", r.Name, "id", vm.ID, "as", vm.Name, "replacement", deploy.TempName(r.Name))
 	}
 	res.ID = vm.ID
 	if !vm.Record().Marked() {
@@ -35,6 +46,11 @@ func (d *Deployer) remove(ctx context.Context, r deploy.RemoveRequest, res *depl
 	res.Action = deploy.ActionRemove
 	if r.Plan {
 		return nil
+	}
+	if interrupted {
+		if err := d.clearMarked(ctx, deploy.TempName(r.Name)); err != nil {
+			return fmt.Errorf("remove %s, left by an interrupted replace: %w", deploy.TempName(r.Name), err)
+		}
 	}
 	if err := d.removeVM(ctx, "", vm.ID, r.ShutdownTimeout); err != nil {
 		return err
