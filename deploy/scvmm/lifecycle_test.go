@@ -298,3 +298,38 @@ func TestReplaceSilentGuest(t *testing.T) {
 		t.Errorf("after the replace: %+v", rg.f.vms)
 	}
 }
+
+// TestRemoveInterruptedSwap: removing a node after a replace stopped
+// between its renames removes the VM in service (<name>.ksmg-old) and its
+// replacement (<name>.ksmg-new), and the plan says so; it does not say
+// "absent" while both run.
+func TestRemoveInterruptedSwap(t *testing.T) {
+	t.Parallel()
+	rg, _ := newRecordingRig(t)
+	img := testVHDX(t)
+	ctx := context.Background()
+	old, err := rg.d.Deploy(ctx, testNode(img, "ksmg-1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := rg.d.Deploy(ctx, testNode(img, deploy.TempName("ksmg-1"))); err != nil {
+		t.Fatal(err)
+	}
+	rg.f.mu.Lock()
+	rg.f.vms[old.ID].Name = deploy.AsideName("ksmg-1")
+	rg.f.mu.Unlock()
+
+	p, err := rg.d.Remove(ctx, deploy.RemoveRequest{Name: "ksmg-1", Plan: true})
+	if err != nil || p.Action != deploy.ActionRemove || p.ID != old.ID {
+		t.Errorf("remove plan after an interrupted swap: %+v, %v; want remove %s", p, err, old.ID)
+	}
+	res, err := rg.d.Remove(ctx, deploy.RemoveRequest{Name: "ksmg-1", ShutdownTimeout: time.Second})
+	if err != nil || res.Action != deploy.ActionRemove {
+		t.Fatalf("remove after an interrupted swap: %+v, %v", res, err)
+	}
+	for _, name := range []string{"ksmg-1", deploy.TempName("ksmg-1"), deploy.AsideName("ksmg-1")} {
+		if len(rg.f.byName(name)) != 0 {
+			t.Errorf("%s left after the remove", name)
+		}
+	}
+}
