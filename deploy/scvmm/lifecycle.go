@@ -97,12 +97,22 @@ func (d *Deployer) remove(ctx context.Context, r deploy.RemoveRequest, res *depl
 	if err != nil {
 		return err
 	}
-	switch len(vms) {
-	case 0:
-		res.Action = deploy.ActionAbsent
-		return nil
-	case 1:
-	default:
+	interrupted := false
+	if len(vms) == 0 {
+		// A replace stopped between its renames left the node's VM as
+		// AsideName and its replacement as TempName: both are the node's.
+		if vms, err = d.find(ctx, deploy.AsideName(r.Name)); err != nil {
+			return err
+		}
+		if len(vms) != 1 || !vms[0].Record().Marked() {
+			res.Action = deploy.ActionAbsent
+			return nil
+		}
+		interrupted = true
+		d.log.Warn("an interrupted replace left the VM under another name; it is removed with its unfinished replacement",
+			"vm", r.Name, "id", vms[0].ID, "as", vms[0].Name, "replacement", deploy.TempName(r.Name))
+	}
+	if len(vms) > 1 {
 		return deploy.Permanent(fmt.Errorf("%d VMs are named %s; remove the one you mean in SCVMM", len(vms), r.Name))
 	}
 	vm := vms[0]
@@ -113,6 +123,11 @@ func (d *Deployer) remove(ctx context.Context, r deploy.RemoveRequest, res *depl
 	res.Action = deploy.ActionRemove
 	if r.Plan {
 		return nil
+	}
+	if interrupted {
+		if err := d.clearMarked(ctx, deploy.TempName(r.Name)); err != nil {
+			return fmt.Errorf("remove %s, left by an interrupted replace: %w", deploy.TempName(r.Name), err)
+		}
 	}
 	if err := d.removeVM(ctx, r.Name, vm.ID, r.ShutdownTimeout); err != nil {
 		return err
