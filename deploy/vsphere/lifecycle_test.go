@@ -736,3 +736,46 @@ func TestRemoveInterruptedSwap(t *testing.T) {
 		}
 	}, simulator.VPX())
 }
+
+// TestRemoveTakesLeftovers: a replace whose replacement was not proven
+// keeps it turned off as <name>.ksmg-new, marked pending, with the node's
+// answers (secrets among them) in its settings; one that could not remove
+// the old VM leaves it as <name>.ksmg-old. Removing the node removes them
+// too, not only the VM under the node's name.
+func TestRemoveTakesLeftovers(t *testing.T) {
+	t.Parallel()
+	ovaPath := vspheretest.SmallOVA(t)
+	simulator.Test(func(ctx context.Context, c *vim25.Client) {
+		vspheretest.SafeFindChild(ctx, c)
+		d := newDeployer(ctx, t, c, nil)
+		defer closeD(t, d)
+		const name = "ksmg-left"
+		if _, err := d.Deploy(ctx, node(ovaPath, name)); err != nil {
+			t.Fatal(err)
+		}
+		before := len(vspheretest.VMs(ctx, t, c))
+		for _, n := range []string{deploy.TempName(name), deploy.AsideName(name)} {
+			res, err := d.Deploy(ctx, node(ovaPath, n))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if n == deploy.TempName(name) {
+				if err := vspheretest.SetExtraConfig(ctx, c, types.ManagedObjectReference{Type: "VirtualMachine", Value: res.ID}, deploy.MarkKey, deploy.MarkPending); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		res, err := d.Remove(ctx, deploy.RemoveRequest{Name: name, ShutdownTimeout: time.Second})
+		if err != nil || res.Action != deploy.ActionRemove {
+			t.Fatalf("remove: %+v, %v", res, err)
+		}
+		for _, gone := range []string{name, deploy.TempName(name), deploy.AsideName(name)} {
+			if vms := vspheretest.VMsByName(ctx, t, c, gone); len(vms) != 0 {
+				t.Errorf("%s left after the remove", gone)
+			}
+		}
+		if got := len(vspheretest.VMs(ctx, t, c)); got != before-1 {
+			t.Errorf("%d VMs after the remove, want %d", got, before-1)
+		}
+	}, simulator.VPX())
+}
