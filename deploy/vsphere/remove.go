@@ -31,32 +31,42 @@ func (d *Deployer) remove(ctx context.Context, r deploy.RemoveRequest, res *depl
 	if err != nil {
 		return err
 	}
-	interrupted := false
-	if e == nil {
-		// A replace stopped between its renames left the node's VM as
-		// AsideName and its replacement as TempName: both are the node's.
-		if e, err = d.find(ctx, deploy.AsideName(r.Name)); err != nil {
+	if e != nil && !e.rec.Marked() {
+		return deploy.Permanent(fmt.Errorf("VM %s (%s) is %w (no %s in its extraConfig); it is left alone", r.Name, e.vm.Reference().Value, deploy.ErrNotOurs, deploy.MarkKey))
+	}
+	// What replaces left go with the node: an unproven replacement kept
+	// turned off as TempName (the node's answers in its settings), an old
+	// VM a swap could not remove, or, after a replace stopped between its
+	// renames, the node's VM itself as AsideName. Ours only.
+	var left []*existing
+	for _, n := range []string{deploy.AsideName(r.Name), deploy.TempName(r.Name)} {
+		x, err := d.find(ctx, n)
+		if err != nil {
 			return err
 		}
-		if e == nil || !e.rec.Marked() {
+		if x != nil && x.rec.Marked() {
+			left = append(left, x)
+		}
+	}
+	if e == nil {
+		if len(left) == 0 {
 			res.Action = deploy.ActionAbsent
 			return nil
 		}
-		interrupted = true
-		d.log.Warn("an interrupted replace left the VM under another name; it is removed with its unfinished replacement",
-			"vm", r.Name, "id", e.vm.Reference().Value, "as", deploy.AsideName(r.Name), "replacement", deploy.TempName(r.Name))
+		e, left = left[0], left[1:]
 	}
-	res.ID = e.vm.Reference().Value
-	if !e.rec.Marked() {
-		return deploy.Permanent(fmt.Errorf("VM %s (%s) is %w (no %s in its extraConfig); it is left alone", r.Name, res.ID, deploy.ErrNotOurs, deploy.MarkKey))
+	res.ID, res.Action = e.vm.Reference().Value, deploy.ActionRemove
+	for _, x := range left {
+		d.log.Info("a replace's leftover goes with the node", "vm", r.Name, "leftover", x.vm.Reference().Value, "plan", r.Plan)
 	}
-	res.Action = deploy.ActionRemove
 	if r.Plan {
 		return nil
 	}
-	if interrupted {
-		if err := d.clearMarked(ctx, deploy.TempName(r.Name)); err != nil {
-			return fmt.Errorf("remove %s, left by an interrupted replace: %w", deploy.TempName(r.Name), err)
+	// The leftovers first: a failure leaves the node's VM for a retry to
+	// find.
+	for _, x := range left {
+		if err := d.removeVM(ctx, x, 0); err != nil {
+			return fmt.Errorf("remove %s's leftover %s: %w", r.Name, x.vm.Reference().Value, err)
 		}
 	}
 	return d.removeVM(ctx, e, r.ShutdownTimeout)
