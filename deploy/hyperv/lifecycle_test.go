@@ -321,3 +321,34 @@ func TestRemoveInterruptedSwap(t *testing.T) {
 		t.Errorf("VMs left after the remove: %v", f.vms)
 	}
 }
+
+// TestRemoveTakesLeftovers: removing a node removes what its replaces
+// left (<name>.ksmg-new, an unproven replacement kept turned off with the
+// node's secrets in its KVP items; <name>.ksmg-old, an old VM a swap could
+// not remove), ours only: a foreign VM of such a name stays.
+func TestRemoveTakesLeftovers(t *testing.T) {
+	t.Parallel()
+	d, f, _ := newTest(t)
+	img := testImage(t)
+	n := testNode(img)
+	if _, err := d.Deploy(context.Background(), n); err != nil {
+		t.Fatal(err)
+	}
+	tmp := testNode(img)
+	tmp.Name = deploy.TempName(n.Name)
+	if _, err := d.Deploy(context.Background(), tmp); err != nil {
+		t.Fatal(err)
+	}
+	f.mu.Lock()
+	f.vms[deploy.AsideName(n.Name)] = &fakeVM{VM: VM{ID: "11111111-2222-4333-8444-555555555555", Name: deploy.AsideName(n.Name), Notes: "someone's VM", State: "Running"}}
+	f.mu.Unlock()
+	res, err := d.Remove(context.Background(), deploy.RemoveRequest{Name: n.Name, ShutdownTimeout: time.Second})
+	if err != nil || res.Action != deploy.ActionRemove {
+		t.Fatalf("remove: %+v, %v", res, err)
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if len(f.vms) != 1 || f.vms[deploy.AsideName(n.Name)] == nil {
+		t.Errorf("VMs after the remove: %v; want only the foreign %s", f.vms, deploy.AsideName(n.Name))
+	}
+}
