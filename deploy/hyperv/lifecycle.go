@@ -24,32 +24,42 @@ func (d *Deployer) remove(ctx context.Context, r deploy.RemoveRequest, res *depl
 	if err != nil {
 		return err
 	}
-	interrupted := false
-	if vm == nil {
-		// A replace stopped between its renames left the node's VM as
-		// AsideName and its replacement as TempName: both are the node's.
-		if vm, err = d.host.FindVM(ctx, deploy.AsideName(r.Name)); err != nil {
+	if vm != nil && !vm.Record().Marked() {
+		return deploy.Permanent(fmt.Errorf("VM %s (%s) is %w (no %s in its notes); it is left alone", r.Name, vm.ID, deploy.ErrNotOurs, deploy.MarkKey))
+	}
+	// What replaces left go with the node: an unproven replacement kept
+	// turned off as TempName (the node's answers in its KVP items), an old
+	// VM a swap could not remove, or, after a replace stopped between its
+	// renames, the node's VM itself as AsideName. Ours only.
+	var left []*VM
+	for _, n := range []string{deploy.AsideName(r.Name), deploy.TempName(r.Name)} {
+		x, err := d.host.FindVM(ctx, n)
+		if err != nil {
 			return err
 		}
-		if vm == nil || !vm.Record().Marked() {
+		if x != nil && x.Record().Marked() {
+			left = append(left, x)
+		}
+	}
+	if vm == nil {
+		if len(left) == 0 {
 			res.Action = deploy.ActionAbsent
 			return nil
 		}
-		interrupted = true
-		d.log.Warn("an interrupted replace left the VM under another name; it is removed with its unfinished replacement",
-			"vm", r.Name, "id", vm.ID, "as", vm.Name, "replacement", deploy.TempName(r.Name))
+		vm, left = left[0], left[1:]
 	}
-	res.ID = vm.ID
-	if !vm.Record().Marked() {
-		return deploy.Permanent(fmt.Errorf("VM %s (%s) is %w (no %s in its notes); it is left alone", r.Name, vm.ID, deploy.ErrNotOurs, deploy.MarkKey))
+	res.ID, res.Action = vm.ID, deploy.ActionRemove
+	for _, x := range left {
+		d.log.Info("a replace's leftover goes with the node", "vm", r.Name, "leftover", x.Name, "id", x.ID, "plan", r.Plan)
 	}
-	res.Action = deploy.ActionRemove
 	if r.Plan {
 		return nil
 	}
-	if interrupted {
-		if err := d.clearMarked(ctx, deploy.TempName(r.Name)); err != nil {
-			return fmt.Errorf("remove %s, left by an interrupted replace: %w", deploy.TempName(r.Name), err)
+	// The leftovers first: a failure leaves the node's VM for a retry to
+	// find.
+	for _, x := range left {
+		if err := d.removeVM(ctx, "", x.ID, 0); err != nil {
+			return fmt.Errorf("remove %s's leftover %s (%s): %w", r.Name, x.Name, x.ID, err)
 		}
 	}
 	if err := d.removeVM(ctx, "", vm.ID, r.ShutdownTimeout); err != nil {

@@ -52,14 +52,15 @@ func TestRemove(t *testing.T) {
 	if res, err := d.Remove(ctx, deploy.RemoveRequest{Name: "ksmg-1", Plan: true}); err != nil || res.Action != deploy.ActionRemove || f.vms["ksmg-1"] == nil {
 		t.Fatalf("plan: %+v, %v", res, err)
 	}
-	if got := f.Steps(); !reflect.DeepEqual(got, []string{"find-vm"}) {
+	// The node's VM, then its replaces' leftovers (AsideName, TempName).
+	if got := f.Steps(); !reflect.DeepEqual(got, []string{"find-vm", "find-vm", "find-vm"}) {
 		t.Errorf("plan steps %v", got)
 	}
 	res, err := d.Remove(ctx, deploy.RemoveRequest{Name: "ksmg-1"})
 	if err != nil || res.Action != deploy.ActionRemove || len(f.vms) != 0 {
 		t.Fatalf("remove: %+v, %v (VMs %v)", res, err, f.vms)
 	}
-	if got := f.Steps(); !reflect.DeepEqual(got, []string{"find-vm", "stop-vm", "remove-vm"}) {
+	if got := f.Steps(); !reflect.DeepEqual(got, []string{"find-vm", "find-vm", "find-vm", "stop-vm", "remove-vm"}) {
 		t.Errorf("remove steps %v, want a guest shutdown before the removal", got)
 	}
 	if f.turnedOff != 0 {
