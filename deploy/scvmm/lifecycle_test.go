@@ -333,3 +333,35 @@ func TestRemoveInterruptedSwap(t *testing.T) {
 		}
 	}
 }
+
+// TestRemoveTakesLeftovers: removing a node removes what its replaces
+// left (<name>.ksmg-new, an unproven replacement kept turned off with the
+// node's secrets; <name>.ksmg-old, an old VM a swap could not remove),
+// ours only: a foreign VM of such a name stays.
+func TestRemoveTakesLeftovers(t *testing.T) {
+	t.Parallel()
+	rg, _ := newRecordingRig(t)
+	img := testVHDX(t)
+	ctx := context.Background()
+	if _, err := rg.d.Deploy(ctx, testNode(img, "ksmg-1")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := rg.d.Deploy(ctx, testNode(img, deploy.TempName("ksmg-1"))); err != nil {
+		t.Fatal(err)
+	}
+	rg.f.mu.Lock()
+	rg.f.vms["vm-foreign"] = &fakeVM{ID: "vm-foreign", Name: deploy.AsideName("ksmg-1"), Desc: "someone's VM", State: "Running"}
+	rg.f.mu.Unlock()
+	res, err := rg.d.Remove(ctx, deploy.RemoveRequest{Name: "ksmg-1", ShutdownTimeout: time.Second})
+	if err != nil || res.Action != deploy.ActionRemove {
+		t.Fatalf("remove: %+v, %v", res, err)
+	}
+	for _, name := range []string{"ksmg-1", deploy.TempName("ksmg-1")} {
+		if len(rg.f.byName(name)) != 0 {
+			t.Errorf("%s left after the remove", name)
+		}
+	}
+	if len(rg.f.byName(deploy.AsideName("ksmg-1"))) != 1 {
+		t.Errorf("the foreign %s was removed", deploy.AsideName("ksmg-1"))
+	}
+}
