@@ -97,36 +97,48 @@ func (d *Deployer) remove(ctx context.Context, r deploy.RemoveRequest, res *depl
 	if err != nil {
 		return err
 	}
-	interrupted := false
-	if len(vms) == 0 {
-		// A replace stopped between its renames left the node's VM as
-		// AsideName and its replacement as TempName: both are the node's.
-		if vms, err = d.find(ctx, deploy.AsideName(r.Name)); err != nil {
-			return err
-		}
-		if len(vms) != 1 || !vms[0].Record().Marked() {
-			res.Action = deploy.ActionAbsent
-			return nil
-		}
-		interrupted = true
-		d.log.Warn("an interrupted replace left the VM under another name; it is removed with its unfinished replacement",
-			"vm", r.Name, "id", vms[0].ID, "as", vms[0].Name, "replacement", deploy.TempName(r.Name))
-	}
 	if len(vms) > 1 {
 		return deploy.Permanent(fmt.Errorf("%d VMs are named %s; remove the one you mean in SCVMM", len(vms), r.Name))
 	}
-	vm := vms[0]
-	res.ID = vm.ID
-	if !vm.Record().Marked() {
-		return deploy.Permanent(fmt.Errorf("VM %s (%s on %s) is %w (no %s in its Description); it is left alone", r.Name, vm.ID, vm.Host, deploy.ErrNotOurs, deploy.MarkKey))
+	if len(vms) == 1 && !vms[0].Record().Marked() {
+		return deploy.Permanent(fmt.Errorf("VM %s (%s on %s) is %w (no %s in its Description); it is left alone", r.Name, vms[0].ID, vms[0].Host, deploy.ErrNotOurs, deploy.MarkKey))
 	}
-	res.Action = deploy.ActionRemove
+	// What replaces left go with the node: an unproven replacement kept
+	// turned off as TempName (the node's answers with it), an old VM a
+	// swap could not remove, or, after a replace stopped between its
+	// renames, the node's VM itself as AsideName. Ours only.
+	var left []vmInfo
+	for _, n := range []string{deploy.AsideName(r.Name), deploy.TempName(r.Name)} {
+		xs, err := d.find(ctx, n)
+		if err != nil {
+			return err
+		}
+		for _, x := range xs {
+			if x.Record().Marked() {
+				left = append(left, x)
+			}
+		}
+	}
+	if len(vms) == 0 {
+		if len(left) == 0 {
+			res.Action = deploy.ActionAbsent
+			return nil
+		}
+		vms, left = left[:1], left[1:]
+	}
+	vm := vms[0]
+	res.ID, res.Action = vm.ID, deploy.ActionRemove
+	for _, x := range left {
+		d.log.Info("a replace's leftover goes with the node", "vm", r.Name, "leftover", x.Name, "id", x.ID, "plan", r.Plan)
+	}
 	if r.Plan {
 		return nil
 	}
-	if interrupted {
-		if err := d.clearMarked(ctx, deploy.TempName(r.Name)); err != nil {
-			return fmt.Errorf("remove %s, left by an interrupted replace: %w", deploy.TempName(r.Name), err)
+	// The leftovers first: a failure leaves the node's VM for a retry to
+	// find.
+	for _, x := range left {
+		if err := d.removeVM(ctx, x.Name, x.ID, 0); err != nil {
+			return fmt.Errorf("remove %s's leftover %s (%s): %w", r.Name, x.Name, x.ID, err)
 		}
 	}
 	if err := d.removeVM(ctx, r.Name, vm.ID, r.ShutdownTimeout); err != nil {
