@@ -5,8 +5,10 @@ import (
 	"context"
 	"crypto/tls"
 	"encoding/pem"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -776,6 +778,52 @@ func TestRemoveTakesLeftovers(t *testing.T) {
 		}
 		if got := len(vspheretest.VMs(ctx, t, c)); got != before-1 {
 			t.Errorf("%d VMs after the remove, want %d", got, before-1)
+		}
+	}, simulator.VPX())
+}
+
+// TestControlMoved: a Secondary node joined the control node at the
+// address it was told at its deploy. When the control node is replaced and
+// comes back with another address (DHCP), the Secondary node still points
+// at the old one: its plan must say so (drift the run cannot apply in
+// place: the result leaves it; --replace redeploys it), not "unchanged". A node told nothing
+// new (a plan that does not know the address yet) shows no such drift.
+func TestControlMoved(t *testing.T) {
+	t.Parallel()
+	ovaPath := vspheretest.SmallOVA(t)
+	simulator.Test(func(ctx context.Context, c *vim25.Client) {
+		vspheretest.SafeFindChild(ctx, c)
+		d := newDeployer(ctx, t, c, nil)
+		defer closeD(t, d)
+		n := node(ovaPath, "ksmg-sec")
+		n.Properties["ksmg.cluster.role"] = "secondary"
+		n.Properties["ksmg.cluster.join_token"] = "join-token-0123456789-secret"
+		n.Properties["ksmg.cluster.control_address"] = "192.0.2.50"
+		if _, err := d.Deploy(ctx, n); err != nil {
+			t.Fatal(err)
+		}
+		if p, err := d.Plan(ctx, n); err != nil || p.Action != deploy.ActionUnchanged {
+			t.Fatalf("plan, same control address: %+v, %v", p, err)
+		}
+		unknown := n
+		unknown.Properties = maps.Clone(n.Properties)
+		delete(unknown.Properties, "ksmg.cluster.control_address")
+		if p, err := d.Plan(ctx, unknown); err != nil || p.Action != deploy.ActionUnchanged {
+			t.Errorf("plan, control address not known yet: %+v, %v", p, err)
+		}
+		moved := n
+		moved.Properties = maps.Clone(n.Properties)
+		moved.Properties["ksmg.cluster.control_address"] = "192.0.2.77"
+		p, err := d.Plan(ctx, moved)
+		if err != nil || p.Action != deploy.ActionDrift || !slices.ContainsFunc(p.Drift, func(s string) bool {
+			return strings.Contains(s, "192.0.2.50") && strings.Contains(s, "192.0.2.77")
+		}) {
+			t.Fatalf("plan, control node moved: %+v, %v; want drift naming both addresses", p, err)
+		}
+		moved.ApplyDrift = true
+		res, err := d.Deploy(ctx, moved)
+		if err != nil || !slices.ContainsFunc(res.Drift, func(s string) bool { return strings.Contains(s, "192.0.2.77") }) {
+			t.Errorf("--apply-drift with the control node moved: %+v, %v; want the drift left (a first-boot answer needs a new VM)", res, err)
 		}
 	}, simulator.VPX())
 }
