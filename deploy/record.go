@@ -28,6 +28,9 @@ type Record struct {
 	Network   string // port group, vSwitch or VM network, with ":<vlan>" when tagged
 	Answers   string // AnswersDigest of the node's first-boot answers
 	Cluster   string // the fleet's cluster the node belongs to; "" for a single deploy
+	// Control is the control node's address a Secondary node was told
+	// (a first-boot answer kept out of Answers: a plan may not know it).
+	Control string
 }
 
 // Record keys besides MarkKey (vSphere extraConfig keys; key=value words in
@@ -41,6 +44,7 @@ const (
 	RecordNetwork = MarkKey + ".network"
 	RecordAnswers = MarkKey + ".answers"
 	RecordCluster = MarkKey + ".cluster"
+	RecordControl = MarkKey + ".control"
 )
 
 // Marked reports whether the VM carries the mark at all (it was made by
@@ -72,6 +76,7 @@ func (r Record) Pairs() [][2]string {
 	add(RecordNetwork, r.Network)
 	add(RecordAnswers, r.Answers)
 	add(RecordCluster, r.Cluster)
+	add(RecordControl, r.Control)
 	return out
 }
 
@@ -87,6 +92,7 @@ func RecordFrom(get func(key string) (string, bool)) Record {
 		}
 	}
 	r.Image, r.Version, r.Network, r.Answers, r.Cluster = s(RecordImage), s(RecordVersion), s(RecordNetwork), s(RecordAnswers), s(RecordCluster)
+	r.Control = s(RecordControl)
 	r.CPUs, r.MemoryMiB, r.DiskGiB = n(RecordCPUs), n(RecordMemory), n(RecordDisk)
 	return r
 }
@@ -95,7 +101,7 @@ func RecordFrom(get func(key string) (string, bool)) Record {
 // a line each; SCVMM description: spaces); values are URL-escaped, so a
 // network name with spaces stays one word.
 func (r Record) Text(sep string) string {
-	words := make([]string, 0, 9)
+	words := make([]string, 0, 10)
 	for _, kv := range r.Pairs() {
 		words = append(words, kv[0]+"="+url.PathEscape(kv[1]))
 	}
@@ -160,6 +166,11 @@ func Differences(have, want Record) (drift []string, outdated bool) {
 	diff("network", have.Network, want.Network)
 	if want.Answers != "" && have.Answers != want.Answers {
 		drift = append(drift, "answers (first-boot answers changed)")
+	}
+	// Only when both are known: a plan may not know the address yet, and
+	// an older ksmg did not record it.
+	if have.Control != "" && want.Control != "" && have.Control != want.Control {
+		drift = append(drift, fmt.Sprintf("control_address %s → %s (the control node moved; --replace redeploys the node)", have.Control, want.Control))
 	}
 	return drift, outdated
 }

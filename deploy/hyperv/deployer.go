@@ -317,6 +317,7 @@ func (d *Deployer) preflight(ctx context.Context, n deploy.Node) (*preflight, er
 		CPUs: cmp.Or(n.CPUs, DefaultCPUs), MemoryMiB: cmp.Or(n.MemoryMiB, DefaultMemoryMiB),
 		DiskGiB: n.DiskGiB, Network: netRecord(sw, vlan), // 0 (the image's size) is not compared
 		Answers: deploy.AnswersDigest(n.Properties), Cluster: n.Cluster,
+		Control: n.Properties["ksmg.cluster.control_address"],
 	}
 	return &preflight{rep: rep, want: want}, nil
 }

@@ -297,6 +297,7 @@ func (d *Deployer) preflight(ctx context.Context, n deploy.Node) (*preflight, er
 		State: deploy.MarkPending, Image: digest, Version: deploy.VersionFromName(n.Image),
 		CPUs: cmp.Or(n.CPUs, d.cfg.CPUs), MemoryMiB: cmp.Or(n.MemoryMiB, d.cfg.MemoryMiB), DiskGiB: n.DiskGiB,
 		Network: netRecord(network, subnet, vlan), Answers: deploy.AnswersDigest(n.Properties), Cluster: n.Cluster,
+		Control: n.Properties["ksmg.cluster.control_address"],
 	}
 	return &preflight{rep: rep, want: want}, nil
 }

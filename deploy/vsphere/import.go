@@ -94,6 +94,7 @@ func (d *Deployer) preflight(ctx context.Context, n deploy.Node) (*preflight, er
 		State: deploy.MarkPending, Image: digest, Version: rep.VM.Version,
 		CPUs: n.CPUs, MemoryMiB: n.MemoryMiB, DiskGiB: n.DiskGiB, // 0 (the image's size) is not compared
 		Network: d.networkName(n), Answers: deploy.AnswersDigest(n.Properties), Cluster: n.Cluster,
+		Control: n.Properties["ksmg.cluster.control_address"],
 	}
 	if want.CPUs == 0 {
 		want.CPUs = int(rep.VM.CPUs)
