@@ -33,6 +33,7 @@ type fakeTarget struct {
 	noIP        bool
 	nextID      int
 	props       map[string]map[string]string // last deployed properties
+	planned     map[string]map[string]string // last planned properties
 	deployed    map[string]time.Time         // when the node's deploy finished
 	startAt     map[string]time.Time         // when its last Deploy began
 	removed     []string                     // VMs Remove removed
@@ -85,7 +86,7 @@ func init() {
 func newFake(t *testing.T, id string) *fakeTarget {
 	id = instance(t, id)
 	f := &fakeTarget{vms: map[string]*fakeVM{}, created: map[string]int{}, transient: map[string]int{},
-		permanent: map[string]bool{}, always: map[string]bool{}, props: map[string]map[string]string{}, deployed: map[string]time.Time{}, startAt: map[string]time.Time{}}
+		permanent: map[string]bool{}, always: map[string]bool{}, props: map[string]map[string]string{}, planned: map[string]map[string]string{}, deployed: map[string]time.Time{}, startAt: map[string]time.Time{}}
 	fakesMu.Lock()
 	fakes[id] = f
 	fakesMu.Unlock()
@@ -104,6 +105,7 @@ func (f *fakeTarget) Plan(ctx context.Context, n deploy.Node) (deploy.Plan, erro
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	p := deploy.Plan{Node: n.Name, Target: f.Target()}
+	f.planned[n.Name] = n.Properties
 	vm, ok := f.vms[n.Name]
 	switch {
 	case !ok:

@@ -339,3 +339,30 @@ func TestPruneSparesInterruptedSwap(t *testing.T) {
 		t.Errorf("%s beside a finished sec-1 was not pruned (removed: %v)", deploy.AsideName("sec-1"), b.removed)
 	}
 }
+
+// TestPlanTellsControlAddress: a whole-fleet plan whose control node stays
+// (no --replace) plans its Secondary nodes with the address the control VM
+// reports now, as the run deploys them, so a Secondary node told another
+// address shows drift in the plan, not only in the run. With --replace the
+// control node gets a new VM and its address is not known yet.
+func TestPlanTellsControlAddress(t *testing.T) {
+	t.Parallel()
+	a, b := newFake(t, "a"), newFake(t, "b")
+	f := openFleet(t, fleetYAML(2, false, ""))
+	if out := f.Run(context.Background(), fastRetry); Failed(out) != 0 {
+		t.Fatalf("first run: %+v", out)
+	}
+	rows := f.Plan(context.Background(), fastRetry)
+	b.mu.Lock()
+	planned := b.planned["sec-1"]["ksmg.cluster.control_address"]
+	b.mu.Unlock()
+	if want := a.ip("ctl"); planned != want || rows[1].Properties["ksmg.cluster.control_address"] != want {
+		t.Errorf("plan: sec-1 planned with control address %q, shown %q; want the control VM's %q", planned, rows[1].Properties["ksmg.cluster.control_address"], want)
+	}
+	opt := fastRetry
+	opt.Replace = true
+	rows = f.Plan(context.Background(), opt)
+	if got := rows[1].Properties["ksmg.cluster.control_address"]; got != PendingAddress {
+		t.Errorf("plan --replace: sec-1's control address shown %q, want %q", got, PendingAddress)
+	}
+}
