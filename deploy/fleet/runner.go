@@ -307,13 +307,15 @@ func (f *Fleet) Plan(ctx context.Context, opt Options) []PlanRow {
 		}
 		rows = append(rows, r)
 	}
-	// --only without the control node: the run would ask its VM for its
-	// address, and so does the plan (a changing Secondary node without it
-	// fails).
+	// Secondary nodes are planned with the address the run tells them:
+	// the control VM's current one, unless the run replaces the control
+	// node (then its deploy reports it). --only without the control node:
+	// the run asks its VM too, and a changing Secondary node without it
+	// fails.
 	var ctlAddr string
 	var noControl error
 	ctlOut := f.inv.Control < 0 || !opt.selected(f.inv.Nodes[f.inv.Control].Name)
-	if ctlOut && slices.ContainsFunc(f.inv.Nodes, func(n Node) bool { return opt.selected(n.Name) && needsControl(n) }) {
+	if (ctlOut || !opt.Replace) && slices.ContainsFunc(f.inv.Nodes, func(n Node) bool { return opt.selected(n.Name) && needsControl(n) }) {
 		ctlAddr, noControl = f.deployedControlAddress(ctx)
 	}
 	sem := make(chan struct{}, opt.Concurrency)
@@ -333,19 +335,20 @@ func (f *Fleet) Plan(ctx context.Context, opt Options) []PlanRow {
 				rows[i].Err = err
 				return
 			}
-			p, err := d.Plan(ctx, f.node(n, opt))
+			dn := f.node(n, opt)
+			if needsControl(n) && ctlAddr != "" {
+				dn.Properties["ksmg.cluster.control_address"] = ctlAddr
+				rows[i].Properties["ksmg.cluster.control_address"] = ctlAddr
+			}
+			p, err := d.Plan(ctx, dn)
 			if err != nil {
 				rows[i].Err = fmt.Errorf("plan: %w", err)
 				return
 			}
 			p.Node, p.Target = n.Name, n.Target
 			rows[i].Plan = p
-			if ctlOut && needsControl(n) && p.Action != deploy.ActionUnchanged {
-				if ctlAddr != "" {
-					rows[i].Properties["ksmg.cluster.control_address"] = ctlAddr
-				} else {
-					rows[i].Err = controlUnknown(noControl)
-				}
+			if ctlOut && needsControl(n) && ctlAddr == "" && p.Action != deploy.ActionUnchanged {
+				rows[i].Err = controlUnknown(noControl)
 			}
 		})
 	}
