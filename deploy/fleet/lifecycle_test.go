@@ -366,3 +366,48 @@ func TestPlanTellsControlAddress(t *testing.T) {
 		t.Errorf("plan --replace: sec-1's control address shown %q, want %q", got, PendingAddress)
 	}
 }
+
+// TestPruneMovedNodeUnproven: a node moved to another target leaves its
+// VM on the old one as an orphan. --prune must not remove it before the
+// node's new VM is proven: when the node's deploy on the new target fails,
+// the old VM is the one still serving.
+func TestPruneMovedNodeUnproven(t *testing.T) {
+	t.Parallel()
+	a, b := newFake(t, "a"), newFake(t, "b")
+	body := fleetYAML(1, true, "")
+	if out := openFleet(t, body).Run(context.Background(), fastRetry); Failed(out) != 0 {
+		t.Fatalf("first run: %+v", out)
+	}
+	moved := strings.Replace(body, "{name: sec-1, target: site-b", "{name: sec-1, target: site-a", 1)
+	if moved == body {
+		t.Fatal("inventory not changed")
+	}
+	a.mu.Lock()
+	a.permanent["sec-1"] = true
+	a.mu.Unlock()
+	opt := fastRetry
+	opt.Prune = true
+	out := openFleet(t, moved).Run(context.Background(), opt)
+	b.mu.Lock()
+	_, kept := b.vms["sec-1"]
+	b.mu.Unlock()
+	if !kept {
+		t.Errorf("--prune removed sec-1's VM on site-b while its deploy on site-a failed: %+v", out)
+	}
+	if Failed(out) == 0 {
+		t.Errorf("outcomes %+v: want sec-1 failed", out)
+	}
+
+	// Once sec-1 runs on site-a, the old VM goes.
+	a.mu.Lock()
+	a.permanent["sec-1"] = false
+	a.mu.Unlock()
+	if out := openFleet(t, moved).Run(context.Background(), opt); Failed(out) != 0 {
+		t.Fatalf("run after the fix: %+v", out)
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if _, ok := b.vms["sec-1"]; ok {
+		t.Error("sec-1's old VM on site-b was not pruned once the node ran on site-a")
+	}
+}
