@@ -357,8 +357,9 @@ func (f *Fleet) Plan(ctx context.Context, opt Options) []PlanRow {
 }
 
 // orphans are the VMs of the cluster on the inventory's targets that no
-// node of the inventory names (a node removed from the inventory, or the
-// old VM of a swap that could not be removed), as plan rows.
+// node of the inventory names there (a node removed from the inventory or
+// moved to another target, or the old VM of a swap that could not be
+// removed), as plan rows.
 func (f *Fleet) orphans(ctx context.Context, opt Options) []PlanRow {
 	var rows []PlanRow
 	for _, t := range f.inv.Targets {
@@ -382,9 +383,16 @@ func (f *Fleet) orphans(ctx context.Context, opt Options) []PlanRow {
 				continue
 			}
 			reason := fmt.Sprintf("VM %s (%s) of cluster %s is in no node of the inventory", vm.Name, vm.ID, f.inv.Cluster)
-			if opt.Prune {
+			moved := slices.IndexFunc(f.inv.Nodes, func(n Node) bool { return n.Name == vm.Name })
+			if moved >= 0 {
+				reason = fmt.Sprintf("VM %s (%s): node %s moved to %s", vm.Name, vm.ID, vm.Name, f.inv.Nodes[moved].Target)
+			}
+			switch {
+			case opt.Prune && moved >= 0:
+				reason += "; --prune removes it once the node's deploy there succeeded"
+			case opt.Prune:
 				reason += "; --prune removes it"
-			} else {
+			default:
 				reason += "; left alone (--prune removes it)"
 			}
 			rows = append(rows, PlanRow{Plan: deploy.Plan{Node: vm.Name, Target: t.Name, Action: deploy.ActionOrphan, Reason: reason, ID: vm.ID}})
@@ -470,18 +478,27 @@ func (f *Fleet) Run(ctx context.Context, opt Options) []Outcome {
 	}
 	wg.Wait()
 	if opt.Prune && ctx.Err() == nil {
-		out = append(out, f.prune(ctx, opt)...)
+		out = append(out, f.prune(ctx, opt, out)...)
 	}
 	return out
 }
 
-// prune removes the cluster's orphans.
-func (f *Fleet) prune(ctx context.Context, opt Options) []Outcome {
+// prune removes the cluster's orphans. The VM a node left on its former
+// target (the node moved) goes only once the node's deploy in this run
+// (done) succeeded: until then it is the one serving.
+func (f *Fleet) prune(ctx context.Context, opt Options, done []Outcome) []Outcome {
 	var out []Outcome
 	for _, r := range f.orphans(ctx, opt) {
 		o := Outcome{Result: deploy.Result{Node: r.Node, Target: r.Target, ID: r.ID}}
 		if r.Err != nil {
 			o.Status, o.Err = StatusFailed, r.Err
+			out = append(out, o)
+			continue
+		}
+		if i := slices.IndexFunc(done, func(o Outcome) bool { return o.Node == r.Node }); i >= 0 && done[i].Status != StatusOK {
+			o.Status = StatusSkipped
+			o.Err = fmt.Errorf("kept: node %s moved to %s, where its deploy did not succeed (%s); this VM goes once it does", r.Node, done[i].Target, done[i].Status)
+			opt.Logger.Warn("orphan kept", "vm", r.Node, "target", r.Target, "err", o.Err)
 			out = append(out, o)
 			continue
 		}
