@@ -37,6 +37,7 @@ type fakeTarget struct {
 	deployed    map[string]time.Time         // when the node's deploy finished
 	startAt     map[string]time.Time         // when its last Deploy began
 	removed     []string                     // VMs Remove removed
+	removeFail  map[string]bool              // VM -> Remove fails
 	wait        time.Duration                // a deploy "waits for the guest" this long
 }
 
@@ -192,6 +193,9 @@ func (f *fakeTarget) Remove(ctx context.Context, r deploy.RemoveRequest) (deploy
 	vm, ok := f.vms[r.Name]
 	if ok {
 		res.Action, res.ID = deploy.ActionRemove, vm.id
+		if !r.Plan && f.removeFail[r.Name] {
+			return res, errors.New("task failed: the VM is locked")
+		}
 		if !r.Plan {
 			delete(f.vms, r.Name)
 			f.removed = append(f.removed, r.Name)

@@ -411,3 +411,36 @@ func TestPruneMovedNodeUnproven(t *testing.T) {
 		t.Error("sec-1's old VM on site-b was not pruned once the node ran on site-a")
 	}
 }
+
+// TestRemoveKeepsControlForSecondaries: Secondary nodes depend on the
+// control node, which is why it goes last; when a Secondary node could not
+// be removed (it still serves), the control node is kept, and the outcome
+// says why, not removed from under it.
+func TestRemoveKeepsControlForSecondaries(t *testing.T) {
+	t.Parallel()
+	a, b := newFake(t, "a"), newFake(t, "b")
+	f := openFleet(t, fleetYAML(2, true, ""))
+	if out := f.Run(context.Background(), fastRetry); Failed(out) != 0 {
+		t.Fatal(out)
+	}
+	b.mu.Lock()
+	b.removeFail = map[string]bool{"sec-1": true}
+	b.mu.Unlock()
+	out := f.Remove(context.Background(), fastRetry, false)
+	a.mu.Lock()
+	_, ctlKept := a.vms["ctl"]
+	a.mu.Unlock()
+	if !ctlKept {
+		t.Fatalf("the control node was removed while sec-1 still runs: %+v", out)
+	}
+	last := out[len(out)-1]
+	if last.Node != "ctl" || last.Status == StatusOK || last.Err == nil || !strings.Contains(last.Err.Error(), "sec-1") {
+		t.Errorf("control node's outcome %+v: want it kept, naming sec-1", last)
+	}
+	b.mu.Lock()
+	b.removeFail = nil
+	b.mu.Unlock()
+	if out := f.Remove(context.Background(), fastRetry, false); Failed(out) != 0 || a.count()+b.count() != 0 {
+		t.Errorf("remove again: %+v", out)
+	}
+}
