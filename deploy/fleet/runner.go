@@ -515,8 +515,9 @@ func (f *Fleet) prune(ctx context.Context, opt Options, done []Outcome) []Outcom
 }
 
 // Remove removes the inventory's nodes (opt.Only, or all), secondaries
-// first and the control node last: ours only, a guest shutdown first. With
-// plan it only says what would go.
+// first and the control node last, and only when every Secondary node of
+// the run went: ours only, a guest shutdown first. With plan it only says
+// what would go.
 func (f *Fleet) Remove(ctx context.Context, opt Options, plan bool) []Outcome {
 	opt.defaults()
 	var nodes []Node
@@ -552,7 +553,22 @@ func (f *Fleet) Remove(ctx context.Context, opt Options, plan bool) []Outcome {
 	}
 	wg.Wait()
 	if last < len(nodes) {
-		run(last)
+		// Secondary nodes depend on the control node: it stays while one
+		// that was to go still runs.
+		var kept []string
+		for _, o := range out[:last] {
+			if o.Status != StatusOK {
+				kept = append(kept, o.Node)
+			}
+		}
+		if len(kept) > 0 && !plan {
+			n := nodes[last]
+			out[last] = Outcome{Result: deploy.Result{Node: n.Name, Target: n.Target}, Status: StatusSkipped}
+			out[last].Err = fmt.Errorf("kept: Secondary nodes %s were not removed and depend on it; remove them, then run again", strings.Join(kept, ", "))
+			opt.Logger.Warn("control node kept", "node", n.Name, "err", out[last].Err)
+		} else {
+			run(last)
+		}
 	}
 	return out
 }
