@@ -196,10 +196,12 @@ func newRemoveFleetCmd(a *app) *cobra.Command {
 		Use:   "fleet INVENTORY",
 		Short: "Remove the nodes of an inventory (all, or --only some): ksmg's VMs only",
 		Long: `Remove the inventory's nodes, the Secondary nodes first and the Control
-node last: each VM gets a guest shutdown, is turned off if it has not
-stopped within --shutdown-timeout, and is deleted with its disks. Only VMs
-that carry ksmg's deploy mark are removed; a VM of a node's name that ksmg
-did not make is reported and left alone. --plan says what would go.
+node last (kept while a Secondary node of the run could not be removed):
+each VM gets a guest shutdown, is turned off if it has not stopped within
+--shutdown-timeout, and is deleted with its disks, and with it what the
+node's replaces left (<name>.ksmg-new, <name>.ksmg-old). Only VMs that
+carry ksmg's deploy mark are removed; a VM of a node's name that ksmg did
+not make is reported and left alone. --plan says what would go.
 (Orphans, VMs of the cluster that no node names any more, are removed by
 ksmg deploy fleet --prune.)`,
 		Args: exactArgs(1),
