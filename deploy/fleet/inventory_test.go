@@ -75,6 +75,8 @@ func TestInventoryErrors(t *testing.T) {
 		{"bad role", strings.Replace(validInventory, "role: secondary", "role: worker  # ERR: role \"worker\": expected control or secondary", 1)},
 		{"duplicate name", strings.Replace(validInventory, "name: sec-1", "name: ctl  # ERR: VM name \"ctl\" is used twice on target site-a (also at line 9)", 1) + "# ERR@15: hostname \"ctl\" is used twice\n"},
 		{"bad name", strings.Replace(validInventory, "name: sec-1", "name: sec/1  # ERR: must not contain /", 1)},
+		{"name a replace of another node uses", strings.Replace(validInventory, "name: sec-1", "name: ctl.ksmg-new  # ERR: ends in .ksmg-new", 1)},
+		{"name a replace uses for the old VM", strings.Replace(validInventory, "name: sec-1", "name: ctl.ksmg-old  # ERR: ends in .ksmg-old", 1)},
 		{"network address", strings.Replace(validInventory, "192.0.2.10/24", "192.0.2.0/24  # ERR: nodes[0] (ctl): ksmg.network.address: \"192.0.2.0/24\" is the network or broadcast address", 1)},
 		{"address without prefix", strings.Replace(validInventory, "192.0.2.10/24", "192.0.2.10  # ERR: ksmg.network.address: needs a prefix length", 1)},
 		{"gateway outside prefix", strings.Replace(validInventory, "gateway: 192.0.2.1", "gateway: 198.51.100.1  # ERR: ksmg.network.gateway: gateway \"198.51.100.1\" is not inside 192.0.2.0/24", 1)},

@@ -827,3 +827,31 @@ func TestControlMoved(t *testing.T) {
 		}
 	}, simulator.VPX())
 }
+
+// TestReservedNames: <name>.ksmg-new and <name>.ksmg-old are the names a
+// replace of node <name> uses, and a replace or remove of <name> removes
+// the marked VMs so named. A node of such a name would be destroyed by
+// another node's replace: plan and deploy refuse it (exit 2), creating
+// nothing.
+func TestReservedNames(t *testing.T) {
+	t.Parallel()
+	ovaPath := vspheretest.SmallOVA(t)
+	simulator.Test(func(ctx context.Context, c *vim25.Client) {
+		vspheretest.SafeFindChild(ctx, c)
+		d := newDeployer(ctx, t, c, nil)
+		defer closeD(t, d)
+		before := len(vspheretest.VMs(ctx, t, c))
+		for _, name := range []string{deploy.TempName("mx1"), deploy.AsideName("mx1")} {
+			n := node(ovaPath, name)
+			if _, err := d.Plan(ctx, n); err == nil || !deploy.IsPermanent(err) || !strings.Contains(err.Error(), name) {
+				t.Errorf("plan %s: %v; want it refused", name, err)
+			}
+			if _, err := d.Deploy(ctx, n); err == nil || !deploy.IsPermanent(err) {
+				t.Errorf("deploy %s: %v; want it refused", name, err)
+			}
+		}
+		if got := len(vspheretest.VMs(ctx, t, c)); got != before {
+			t.Errorf("%d VMs, %d before: something was created", got, before)
+		}
+	}, simulator.VPX())
+}
