@@ -112,6 +112,10 @@ func (n *Node) Validate() error {
 		errs = append(errs, errors.New("name: must not be empty"))
 	} else if strings.ContainsAny(n.Name, `/\"'`+"`$\x00\n\r") {
 		errs = append(errs, fmt.Errorf("name %q: must not contain / \\ quotes $ or control characters", n.Name))
+	} else if base, ok := strings.CutSuffix(n.Name, TempName("")); ok {
+		errs = append(errs, fmt.Errorf("name %q: ends in %s, the name a replace of %s gives its new VM (a replace or remove of %s removes a VM so named)", n.Name, TempName(""), base, base))
+	} else if base, ok := strings.CutSuffix(n.Name, AsideName("")); ok {
+		errs = append(errs, fmt.Errorf("name %q: ends in %s, the name a replace of %s gives the old VM (a replace or remove of %s removes a VM so named)", n.Name, AsideName(""), base, base))
 	}
 	switch n.Role {
 	case "", RoleControl, RoleSecondary:
@@ -226,6 +230,17 @@ type Deployer interface {
 	// its first boot reported completion (a permanent error before).
 	Scrub(ctx context.Context, n Node) (Result, error)
 	Close() error
+}
+
+// ValidRemoveName checks the name of a VM to remove: any name a node may
+// have, and the names a replace leaves (TempName, AsideName), which an
+// admin removes by hand.
+func ValidRemoveName(name string) error {
+	base := strings.TrimSuffix(strings.TrimSuffix(name, TempName("")), AsideName(""))
+	if base == "" {
+		base = name
+	}
+	return (&Node{Name: base, Image: "-"}).Validate()
 }
 
 // AddressReader is a Deployer whose plans do not read the guest's

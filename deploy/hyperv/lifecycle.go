@@ -16,7 +16,7 @@ func (d *Deployer) Remove(ctx context.Context, r deploy.RemoveRequest) (deploy.R
 }
 
 func (d *Deployer) remove(ctx context.Context, r deploy.RemoveRequest, res *deploy.Result) error {
-	if err := (&deploy.Node{Name: r.Name, Image: "-"}).Validate(); err != nil {
+	if err := deploy.ValidRemoveName(r.Name); err != nil {
 		return deploy.Permanent(err)
 	}
 	defer d.lockName(r.Name)()

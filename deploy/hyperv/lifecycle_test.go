@@ -216,11 +216,7 @@ func TestInterruptedSwap(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tmp := testNode(img)
-	tmp.Name = deploy.TempName(n.Name)
-	if _, err := d.Deploy(context.Background(), tmp); err != nil {
-		t.Fatal(err)
-	}
+	deployAs(t, d, f, img, deploy.TempName(n.Name))
 	f.mu.Lock()
 	vm := f.vms[n.Name]
 	delete(f.vms, n.Name)
@@ -296,11 +292,7 @@ func TestRemoveInterruptedSwap(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tmp := testNode(img)
-	tmp.Name = deploy.TempName(n.Name)
-	if _, err := d.Deploy(context.Background(), tmp); err != nil {
-		t.Fatal(err)
-	}
+	deployAs(t, d, f, img, deploy.TempName(n.Name))
 	f.mu.Lock()
 	vm := f.vms[n.Name]
 	delete(f.vms, n.Name)
@@ -335,11 +327,7 @@ func TestRemoveTakesLeftovers(t *testing.T) {
 	if _, err := d.Deploy(context.Background(), n); err != nil {
 		t.Fatal(err)
 	}
-	tmp := testNode(img)
-	tmp.Name = deploy.TempName(n.Name)
-	if _, err := d.Deploy(context.Background(), tmp); err != nil {
-		t.Fatal(err)
-	}
+	deployAs(t, d, f, img, deploy.TempName(n.Name))
 	f.mu.Lock()
 	f.vms[deploy.AsideName(n.Name)] = &fakeVM{VM: VM{ID: "11111111-2222-4333-8444-555555555555", Name: deploy.AsideName(n.Name), Notes: "someone's VM", State: "Running"}}
 	f.mu.Unlock()
@@ -352,4 +340,22 @@ func TestRemoveTakesLeftovers(t *testing.T) {
 	if len(f.vms) != 1 || f.vms[deploy.AsideName(n.Name)] == nil {
 		t.Errorf("VMs after the remove: %v; want only the foreign %s", f.vms, deploy.AsideName(n.Name))
 	}
+}
+
+// deployAs makes the VM a replace leaves under name (deploy.TempName,
+// deploy.AsideName), which no node may have: deployed under a plain name,
+// then renamed.
+func deployAs(t *testing.T, d *Deployer, f *fakeHyperV, img, name string) {
+	t.Helper()
+	n := testNode(img)
+	n.Name = strings.ReplaceAll(name, ".ksmg-", "-ksmg-")
+	if _, err := d.Deploy(context.Background(), n); err != nil {
+		t.Fatal(err)
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	vm := f.vms[n.Name]
+	delete(f.vms, n.Name)
+	vm.Name = name
+	f.vms[name] = vm
 }

@@ -233,9 +233,7 @@ func TestInterruptedSwap(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := rg.d.Deploy(ctx, testNode(img, deploy.TempName("ksmg-1"))); err != nil {
-		t.Fatal(err)
-	}
+	deployAs(t, rg, img, deploy.TempName("ksmg-1"))
 	rg.f.mu.Lock()
 	rg.f.vms[old.ID].Name = deploy.AsideName("ksmg-1")
 	rg.f.mu.Unlock()
@@ -313,9 +311,7 @@ func TestRemoveInterruptedSwap(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := rg.d.Deploy(ctx, testNode(img, deploy.TempName("ksmg-1"))); err != nil {
-		t.Fatal(err)
-	}
+	deployAs(t, rg, img, deploy.TempName("ksmg-1"))
 	rg.f.mu.Lock()
 	rg.f.vms[old.ID].Name = deploy.AsideName("ksmg-1")
 	rg.f.mu.Unlock()
@@ -347,9 +343,7 @@ func TestRemoveTakesLeftovers(t *testing.T) {
 	if _, err := rg.d.Deploy(ctx, testNode(img, "ksmg-1")); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := rg.d.Deploy(ctx, testNode(img, deploy.TempName("ksmg-1"))); err != nil {
-		t.Fatal(err)
-	}
+	deployAs(t, rg, img, deploy.TempName("ksmg-1"))
 	rg.f.mu.Lock()
 	rg.f.vms["vm-foreign"] = &fakeVM{ID: "vm-foreign", Name: deploy.AsideName("ksmg-1"), Desc: "someone's VM", State: "Running"}
 	rg.f.mu.Unlock()
@@ -365,4 +359,18 @@ func TestRemoveTakesLeftovers(t *testing.T) {
 	if len(rg.f.byName(deploy.AsideName("ksmg-1"))) != 1 {
 		t.Errorf("the foreign %s was removed", deploy.AsideName("ksmg-1"))
 	}
+}
+
+// deployAs makes the VM a replace leaves under name (deploy.TempName,
+// deploy.AsideName), which no node may have: deployed under a plain name,
+// then renamed.
+func deployAs(t *testing.T, rg *rig, img, name string) {
+	t.Helper()
+	res, err := rg.d.Deploy(context.Background(), testNode(img, strings.ReplaceAll(name, ".ksmg-", "-ksmg-")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rg.f.mu.Lock()
+	defer rg.f.mu.Unlock()
+	rg.f.vms[res.ID].Name = name
 }

@@ -651,9 +651,7 @@ func TestInterruptedSwap(t *testing.T) {
 		}
 		before := vspheretest.VMs(ctx, t, c)
 		// The state SwapIn leaves when it stops after its first rename.
-		if _, err := d.Deploy(ctx, node(ovaPath, deploy.TempName("ksmg-int"))); err != nil {
-			t.Fatal(err)
-		}
+		deployAs(ctx, t, c, d, ovaPath, deploy.TempName("ksmg-int"))
 		task, err := object.NewVirtualMachine(c, types.ManagedObjectReference{Type: "VirtualMachine", Value: old.ID}).Rename(ctx, deploy.AsideName("ksmg-int"))
 		if err == nil {
 			err = task.Wait(ctx)
@@ -706,9 +704,7 @@ func TestRemoveInterruptedSwap(t *testing.T) {
 			t.Fatal(err)
 		}
 		before := len(vspheretest.VMs(ctx, t, c))
-		if _, err := d.Deploy(ctx, node(ovaPath, deploy.TempName(name))); err != nil {
-			t.Fatal(err)
-		}
+		deployAs(ctx, t, c, d, ovaPath, deploy.TempName(name))
 		task, err := object.NewVirtualMachine(c, types.ManagedObjectReference{Type: "VirtualMachine", Value: old.ID}).Rename(ctx, deploy.AsideName(name))
 		if err == nil {
 			err = task.Wait(ctx)
@@ -757,10 +753,7 @@ func TestRemoveTakesLeftovers(t *testing.T) {
 		}
 		before := len(vspheretest.VMs(ctx, t, c))
 		for _, n := range []string{deploy.TempName(name), deploy.AsideName(name)} {
-			res, err := d.Deploy(ctx, node(ovaPath, n))
-			if err != nil {
-				t.Fatal(err)
-			}
+			res := deployAs(ctx, t, c, d, ovaPath, n)
 			if n == deploy.TempName(name) {
 				if err := vspheretest.SetExtraConfig(ctx, c, types.ManagedObjectReference{Type: "VirtualMachine", Value: res.ID}, deploy.MarkKey, deploy.MarkPending); err != nil {
 					t.Fatal(err)
@@ -854,4 +847,23 @@ func TestReservedNames(t *testing.T) {
 			t.Errorf("%d VMs, %d before: something was created", got, before)
 		}
 	}, simulator.VPX())
+}
+
+// deployAs makes the VM a replace leaves under name (deploy.TempName,
+// deploy.AsideName), which no node may have: deployed under a plain name,
+// then renamed.
+func deployAs(ctx context.Context, t *testing.T, c *vim25.Client, d deploy.Deployer, ovaPath, name string) deploy.Result {
+	t.Helper()
+	res, err := d.Deploy(ctx, node(ovaPath, strings.ReplaceAll(name, ".ksmg-", "-ksmg-")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	task, err := object.NewVirtualMachine(c, types.ManagedObjectReference{Type: "VirtualMachine", Value: res.ID}).Rename(ctx, name)
+	if err == nil {
+		err = task.Wait(ctx)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return res
 }
