@@ -867,3 +867,38 @@ func deployAs(ctx context.Context, t *testing.T, c *vim25.Client, d deploy.Deplo
 	}
 	return res
 }
+
+// TestPlanReplaceNameTaken: a replace needs <name>.ksmg-new and
+// <name>.ksmg-old free or taken by VMs ksmg made; a VM ksmg did not make
+// under one of them fails the run permanently, so the plan must fail the
+// same way, not promise a replace.
+func TestPlanReplaceNameTaken(t *testing.T) {
+	t.Parallel()
+	ovaPath := vspheretest.SmallOVA(t)
+	simulator.Test(func(ctx context.Context, c *vim25.Client) {
+		vspheretest.SafeFindChild(ctx, c)
+		d := newDeployer(ctx, t, c, nil)
+		defer closeD(t, d)
+		foreign := vspheretest.VMs(ctx, t, c)[0]
+		n := node(ovaPath, "ksmg-taken")
+		if _, err := d.Deploy(ctx, n); err != nil {
+			t.Fatal(err)
+		}
+		task, err := object.NewVirtualMachine(c, oneVM(ctx, t, c, foreign).Self).Rename(ctx, deploy.TempName(n.Name))
+		if err == nil {
+			err = task.Wait(ctx)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		n.Replace = true
+		_, runErr := d.Deploy(ctx, n)
+		if runErr == nil || !deploy.IsPermanent(runErr) {
+			t.Fatalf("replace with a foreign %s: %v; want a permanent error", deploy.TempName(n.Name), runErr)
+		}
+		p, err := d.Plan(ctx, n)
+		if err == nil || !deploy.IsPermanent(err) || !strings.Contains(err.Error(), deploy.TempName(n.Name)) {
+			t.Errorf("plan of that replace: %+v, %v; want the run's error (%v)", p, err, runErr)
+		}
+	}, simulator.VPX())
+}
