@@ -565,6 +565,24 @@ func (d *Deployer) plan(ctx context.Context, n deploy.Node, pre *preflight) (p d
 	default:
 		return p, e, deploy.Permanent(fmt.Errorf("VM %s exists (%s) and was not deployed by ksmg (no %s in its extraConfig); it is left alone (--replace-foreign replaces it)", n.Name, p.ID, deploy.MarkKey))
 	}
+	// The names a swap or a recovery clears must not be a VM ksmg did not
+	// make: the run would stop there, so the plan does.
+	var clears []string
+	switch {
+	case p.Action == deploy.ActionReplace && (e.rec.Complete() || !e.rec.Marked()):
+		clears = []string{deploy.TempName(n.Name), deploy.AsideName(n.Name)}
+	case e.aside:
+		clears = []string{deploy.TempName(n.Name)}
+	}
+	for _, name := range clears {
+		x, err := d.find(ctx, name)
+		if err != nil {
+			return p, e, err
+		}
+		if x != nil && !x.rec.Marked() {
+			return p, e, deploy.Permanent(fmt.Errorf("VM %s (%s) is %w and has the name ksmg needs for the swap", name, x.vm.Reference().Value, deploy.ErrNotOurs))
+		}
+	}
 	return p, e, nil
 }
 
