@@ -359,3 +359,25 @@ func deployAs(t *testing.T, d *Deployer, f *fakeHyperV, img, name string) {
 	vm.Name = name
 	f.vms[name] = vm
 }
+
+// TestPlanReplaceNameTaken: the plan of a replace whose <name>.ksmg-new is
+// a VM ksmg did not make fails as the run does (permanently), instead of
+// promising a replace.
+func TestPlanReplaceNameTaken(t *testing.T) {
+	t.Parallel()
+	d, f, _ := newTest(t)
+	n := testNode(testImage(t))
+	if _, err := d.Deploy(context.Background(), n); err != nil {
+		t.Fatal(err)
+	}
+	f.mu.Lock()
+	f.vms[deploy.TempName(n.Name)] = &fakeVM{VM: VM{ID: "11111111-2222-4333-8444-555555555555", Name: deploy.TempName(n.Name), Notes: "someone's VM", State: "Off"}}
+	f.mu.Unlock()
+	n.Replace = true
+	if _, err := d.Deploy(context.Background(), n); err == nil || !deploy.IsPermanent(err) {
+		t.Fatalf("replace with a foreign %s: %v; want a permanent error", deploy.TempName(n.Name), err)
+	}
+	if p, err := d.Plan(context.Background(), n); err == nil || !deploy.IsPermanent(err) || !strings.Contains(err.Error(), deploy.TempName(n.Name)) {
+		t.Errorf("plan of that replace: %+v, %v; want the run's error", p, err)
+	}
+}

@@ -374,3 +374,27 @@ func deployAs(t *testing.T, rg *rig, img, name string) {
 	defer rg.f.mu.Unlock()
 	rg.f.vms[res.ID].Name = name
 }
+
+// TestPlanReplaceNameTaken: the plan of a replace whose <name>.ksmg-new is
+// a VM ksmg did not make fails as the run does (permanently), instead of
+// promising a replace.
+func TestPlanReplaceNameTaken(t *testing.T) {
+	t.Parallel()
+	rg, _ := newRecordingRig(t)
+	img := testVHDX(t)
+	ctx := context.Background()
+	n := testNode(img, "ksmg-1")
+	if _, err := rg.d.Deploy(ctx, n); err != nil {
+		t.Fatal(err)
+	}
+	rg.f.mu.Lock()
+	rg.f.vms["vm-foreign"] = &fakeVM{ID: "vm-foreign", Name: deploy.TempName("ksmg-1"), Desc: "someone's VM", State: "PowerOff"}
+	rg.f.mu.Unlock()
+	n.Replace = true
+	if _, err := rg.d.Deploy(ctx, n); err == nil || !deploy.IsPermanent(err) {
+		t.Fatalf("replace with a foreign %s: %v; want a permanent error", deploy.TempName("ksmg-1"), err)
+	}
+	if p, err := rg.d.Plan(ctx, n); err == nil || !deploy.IsPermanent(err) || !strings.Contains(err.Error(), deploy.TempName("ksmg-1")) {
+		t.Errorf("plan of that replace: %+v, %v; want the run's error", p, err)
+	}
+}
