@@ -25,6 +25,27 @@ type Swap struct {
 	Log    *slog.Logger
 }
 
+// SwapNames are the names a deploy planned as p (the node's VM having
+// record rec; aside: found as AsideName after a replace stopped between
+// its renames) clears of marked VMs before it changes anything: a swap's
+// TempName and AsideName, a recovery's TempName. A VM ksmg did not make
+// under one of them stops the run (ErrNotOurs), so a plan checks them too.
+func SwapNames(name string, p Plan, rec Record, aside bool) []string {
+	switch {
+	case p.Action == ActionReplace && (rec.Complete() || !rec.Marked()):
+		return []string{TempName(name), AsideName(name)}
+	case aside:
+		return []string{TempName(name)}
+	}
+	return nil
+}
+
+// ErrNameTaken is the error of a name SwapNames lists that a VM ksmg did
+// not make has.
+func ErrNameTaken(name, id string) error {
+	return Permanent(fmt.Errorf("VM %s (%s) is %w and has the name ksmg needs for the swap", name, id, ErrNotOurs))
+}
+
 // SwapIn replaces a finished VM: the new one is deployed under TempName
 // and checked; then the old one is renamed to AsideName, the new one to
 // Name, and only then is the old one removed. Until the new VM is proven,

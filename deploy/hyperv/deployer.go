@@ -400,6 +400,15 @@ func (d *Deployer) plan(ctx context.Context, n deploy.Node, pre *preflight) (p d
 	default:
 		return p, vm, deploy.Permanent(fmt.Errorf("VM %s exists (%s) and was not deployed by ksmg (no %s in its notes); it is left alone (--replace-foreign replaces it)", n.Name, vm.ID, deploy.MarkKey))
 	}
+	for _, name := range deploy.SwapNames(n.Name, p, rec, recovery != "") {
+		x, err := d.host.FindVM(ctx, name)
+		if err != nil {
+			return p, vm, err
+		}
+		if x != nil && !x.Record().Marked() {
+			return p, vm, deploy.ErrNameTaken(name, x.ID)
+		}
+	}
 	return p, vm, nil
 }
 

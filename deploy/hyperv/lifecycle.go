@@ -90,7 +90,7 @@ func (d *Deployer) clearMarked(ctx context.Context, name string) error {
 		return err
 	}
 	if !vm.Record().Marked() {
-		return deploy.Permanent(fmt.Errorf("VM %s (%s) is %w and has the name ksmg needs for the swap", name, vm.ID, deploy.ErrNotOurs))
+		return deploy.ErrNameTaken(name, vm.ID)
 	}
 	return d.removeVM(ctx, "", vm.ID, 0)
 }

@@ -74,7 +74,7 @@ func (d *Deployer) clearMarked(ctx context.Context, name string) error {
 	}
 	for _, vm := range vms {
 		if !vm.Record().Marked() {
-			return deploy.Permanent(fmt.Errorf("VM %s (%s) is %w and has the name ksmg needs for the swap", name, vm.ID, deploy.ErrNotOurs))
+			return deploy.ErrNameTaken(name, vm.ID)
 		}
 		if err := d.removeVM(ctx, name, vm.ID, 0); err != nil {
 			return err

@@ -338,7 +338,31 @@ func (d *Deployer) Plan(ctx context.Context, n deploy.Node) (deploy.Plan, error)
 	if err != nil {
 		return deploy.Plan{}, err
 	}
-	return d.plan(n, pre, vms, aside)
+	p, err := d.plan(n, pre, vms, aside)
+	if err != nil {
+		return p, err
+	}
+	return p, d.namesFree(ctx, n, p, vms, aside)
+}
+
+// namesFree fails, as the run would, when a name the deploy planned as p
+// clears (deploy.SwapNames) is a VM ksmg did not make.
+func (d *Deployer) namesFree(ctx context.Context, n deploy.Node, p deploy.Plan, vms []vmInfo, aside bool) error {
+	if len(vms) != 1 {
+		return nil
+	}
+	for _, name := range deploy.SwapNames(n.Name, p, vms[0].Record(), aside) {
+		xs, err := d.find(ctx, name)
+		if err != nil {
+			return err
+		}
+		for _, x := range xs {
+			if !x.Record().Marked() {
+				return deploy.ErrNameTaken(name, x.ID)
+			}
+		}
+	}
+	return nil
 }
 
 func (d *Deployer) plan(n deploy.Node, pre *preflight, vms []vmInfo, aside bool) (p deploy.Plan, _ error) {
@@ -433,6 +457,9 @@ func (d *Deployer) deploy(ctx context.Context, n deploy.Node, res *deploy.Result
 		return err
 	}
 	p, err := d.plan(n, pre, vms, aside)
+	if err == nil {
+		err = d.namesFree(ctx, n, p, vms, aside)
+	}
 	if err != nil {
 		return err
 	}

@@ -100,7 +100,7 @@ func (d *Deployer) clearMarked(ctx context.Context, name string) error {
 		return err
 	}
 	if !e.rec.Marked() {
-		return deploy.Permanent(fmt.Errorf("VM %s (%s) is %w and has the name ksmg needs for the swap", name, e.vm.Reference().Value, deploy.ErrNotOurs))
+		return deploy.ErrNameTaken(name, e.vm.Reference().Value)
 	}
 	return d.removeVM(ctx, e, 0)
 }

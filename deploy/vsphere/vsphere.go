@@ -567,20 +567,13 @@ func (d *Deployer) plan(ctx context.Context, n deploy.Node, pre *preflight) (p d
 	}
 	// The names a swap or a recovery clears must not be a VM ksmg did not
 	// make: the run would stop there, so the plan does.
-	var clears []string
-	switch {
-	case p.Action == deploy.ActionReplace && (e.rec.Complete() || !e.rec.Marked()):
-		clears = []string{deploy.TempName(n.Name), deploy.AsideName(n.Name)}
-	case e.aside:
-		clears = []string{deploy.TempName(n.Name)}
-	}
-	for _, name := range clears {
+	for _, name := range deploy.SwapNames(n.Name, p, e.rec, e.aside) {
 		x, err := d.find(ctx, name)
 		if err != nil {
 			return p, e, err
 		}
 		if x != nil && !x.rec.Marked() {
-			return p, e, deploy.Permanent(fmt.Errorf("VM %s (%s) is %w and has the name ksmg needs for the swap", name, x.vm.Reference().Value, deploy.ErrNotOurs))
+			return p, e, deploy.ErrNameTaken(name, x.vm.Reference().Value)
 		}
 	}
 	return p, e, nil
