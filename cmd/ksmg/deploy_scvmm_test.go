@@ -32,8 +32,9 @@ func fakeScvmm(t *testing.T, vms string) *app {
 			return pwshtest.Reply{ExitCode: 1}
 		}
 		switch {
-		case strings.Contains(script, "-Name 'ksmg-1.ksmg-old'"):
-			// where an interrupted replace would have left the VM
+		case strings.Contains(script, "-Name 'ksmg-1.ksmg-old'"), strings.Contains(script, "-Name 'ksmg-1.ksmg-new'"):
+			// where an interrupted replace would have left the VM; the
+			// names a replace needs free
 			return pwshtest.Reply{Stdout: `{"vms":[]}` + "\r\n"}
 		case !strings.Contains(script, "-Name 'ksmg-1'"):
 			t.Errorf("plan script does not look up ksmg-1:\n%s", script)
