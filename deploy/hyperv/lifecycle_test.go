@@ -212,17 +212,7 @@ func TestInterruptedSwap(t *testing.T) {
 	d, f, _ := newTest(t)
 	img := testImage(t)
 	n := testNode(img)
-	old, err := d.Deploy(context.Background(), n)
-	if err != nil {
-		t.Fatal(err)
-	}
-	deployAs(t, d, f, img, deploy.TempName(n.Name))
-	f.mu.Lock()
-	vm := f.vms[n.Name]
-	delete(f.vms, n.Name)
-	vm.Name = deploy.AsideName(n.Name)
-	f.vms[vm.Name] = vm
-	f.mu.Unlock()
+	old := interruptedSwap(t, d, f, img, n)
 
 	p, err := d.Plan(context.Background(), n)
 	if err != nil || p.Action == deploy.ActionCreate || p.ID != old.ID {
@@ -288,17 +278,7 @@ func TestRemoveInterruptedSwap(t *testing.T) {
 	d, f, _ := newTest(t)
 	img := testImage(t)
 	n := testNode(img)
-	old, err := d.Deploy(context.Background(), n)
-	if err != nil {
-		t.Fatal(err)
-	}
-	deployAs(t, d, f, img, deploy.TempName(n.Name))
-	f.mu.Lock()
-	vm := f.vms[n.Name]
-	delete(f.vms, n.Name)
-	vm.Name = deploy.AsideName(n.Name)
-	f.vms[vm.Name] = vm
-	f.mu.Unlock()
+	old := interruptedSwap(t, d, f, img, n)
 
 	p, err := d.Remove(context.Background(), deploy.RemoveRequest{Name: n.Name, Plan: true})
 	if err != nil || p.Action != deploy.ActionRemove || p.ID != old.ID {
@@ -380,4 +360,23 @@ func TestPlanReplaceNameTaken(t *testing.T) {
 	if p, err := d.Plan(context.Background(), n); err == nil || !deploy.IsPermanent(err) || !strings.Contains(err.Error(), deploy.TempName(n.Name)) {
 		t.Errorf("plan of that replace: %+v, %v; want the run's error", p, err)
 	}
+}
+
+// interruptedSwap deploys n and leaves what a replace stopped after its
+// first rename leaves: the VM in service (old) as deploy.AsideName, a
+// replacement as deploy.TempName.
+func interruptedSwap(t *testing.T, d *Deployer, f *fakeHyperV, img string, n deploy.Node) (old deploy.Result) {
+	t.Helper()
+	old, err := d.Deploy(context.Background(), n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	deployAs(t, d, f, img, deploy.TempName(n.Name))
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	vm := f.vms[n.Name]
+	delete(f.vms, n.Name)
+	vm.Name = deploy.AsideName(n.Name)
+	f.vms[vm.Name] = vm
+	return old
 }

@@ -229,14 +229,7 @@ func TestInterruptedSwap(t *testing.T) {
 	img := testVHDX(t)
 	n := testNode(img, "ksmg-1")
 	ctx := context.Background()
-	old, err := rg.d.Deploy(ctx, n)
-	if err != nil {
-		t.Fatal(err)
-	}
-	deployAs(t, rg, img, deploy.TempName("ksmg-1"))
-	rg.f.mu.Lock()
-	rg.f.vms[old.ID].Name = deploy.AsideName("ksmg-1")
-	rg.f.mu.Unlock()
+	old := interruptedSwap(t, rg, img, "ksmg-1")
 
 	p, err := rg.d.Plan(ctx, n)
 	if err != nil || p.Action == deploy.ActionCreate || p.ID != old.ID {
@@ -307,14 +300,7 @@ func TestRemoveInterruptedSwap(t *testing.T) {
 	rg, _ := newRecordingRig(t)
 	img := testVHDX(t)
 	ctx := context.Background()
-	old, err := rg.d.Deploy(ctx, testNode(img, "ksmg-1"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	deployAs(t, rg, img, deploy.TempName("ksmg-1"))
-	rg.f.mu.Lock()
-	rg.f.vms[old.ID].Name = deploy.AsideName("ksmg-1")
-	rg.f.mu.Unlock()
+	old := interruptedSwap(t, rg, img, "ksmg-1")
 
 	p, err := rg.d.Remove(ctx, deploy.RemoveRequest{Name: "ksmg-1", Plan: true})
 	if err != nil || p.Action != deploy.ActionRemove || p.ID != old.ID {
@@ -397,4 +383,20 @@ func TestPlanReplaceNameTaken(t *testing.T) {
 	if p, err := rg.d.Plan(ctx, n); err == nil || !deploy.IsPermanent(err) || !strings.Contains(err.Error(), deploy.TempName("ksmg-1")) {
 		t.Errorf("plan of that replace: %+v, %v; want the run's error", p, err)
 	}
+}
+
+// interruptedSwap deploys node name and leaves what a replace stopped
+// after its first rename leaves: the VM in service (old) as
+// deploy.AsideName, a replacement as deploy.TempName.
+func interruptedSwap(t *testing.T, rg *rig, img, name string) (old deploy.Result) {
+	t.Helper()
+	old, err := rg.d.Deploy(context.Background(), testNode(img, name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	deployAs(t, rg, img, deploy.TempName(name))
+	rg.f.mu.Lock()
+	defer rg.f.mu.Unlock()
+	rg.f.vms[old.ID].Name = deploy.AsideName(name)
+	return old
 }

@@ -645,26 +645,13 @@ func TestInterruptedSwap(t *testing.T) {
 		d := newDeployer(ctx, t, c, nil)
 		defer closeD(t, d)
 		n := node(ovaPath, "ksmg-int")
-		old, err := d.Deploy(ctx, n)
-		if err != nil {
-			t.Fatal(err)
-		}
-		before := vspheretest.VMs(ctx, t, c)
-		// The state SwapIn leaves when it stops after its first rename.
-		deployAs(ctx, t, c, d, ovaPath, deploy.TempName("ksmg-int"))
-		task, err := object.NewVirtualMachine(c, types.ManagedObjectReference{Type: "VirtualMachine", Value: old.ID}).Rename(ctx, deploy.AsideName("ksmg-int"))
-		if err == nil {
-			err = task.Wait(ctx)
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
+		old, before := interruptedSwap(ctx, t, c, d, ovaPath, "ksmg-int")
 
 		p, err := d.Plan(ctx, n)
 		if err != nil || p.Action == deploy.ActionCreate || p.ID != old.ID || !strings.Contains(p.Reason, deploy.AsideName("ksmg-int")) {
 			t.Fatalf("plan after an interrupted swap: %+v, %v; want the VM in service (%s) found under %s", p, err, old.ID, deploy.AsideName("ksmg-int"))
 		}
-		if got := vspheretest.VMs(ctx, t, c); len(got) != len(before)+1 {
+		if got := vspheretest.VMs(ctx, t, c); len(got) != before+1 {
 			t.Errorf("the plan changed the VMs: %v", got)
 		}
 		res, err := d.Deploy(ctx, n)
@@ -680,8 +667,8 @@ func TestInterruptedSwap(t *testing.T) {
 				t.Errorf("%s left after the recovery", gone)
 			}
 		}
-		if got := vspheretest.VMs(ctx, t, c); len(got) != len(before) {
-			t.Errorf("VMs %v after the recovery, before %v", got, before)
+		if got := vspheretest.VMs(ctx, t, c); len(got) != before {
+			t.Errorf("VMs %v after the recovery, %d before", got, before)
 		}
 	}, simulator.VPX())
 }
@@ -699,19 +686,7 @@ func TestRemoveInterruptedSwap(t *testing.T) {
 		d := newDeployer(ctx, t, c, nil)
 		defer closeD(t, d)
 		const name = "ksmg-rmint"
-		old, err := d.Deploy(ctx, node(ovaPath, name))
-		if err != nil {
-			t.Fatal(err)
-		}
-		before := len(vspheretest.VMs(ctx, t, c))
-		deployAs(ctx, t, c, d, ovaPath, deploy.TempName(name))
-		task, err := object.NewVirtualMachine(c, types.ManagedObjectReference{Type: "VirtualMachine", Value: old.ID}).Rename(ctx, deploy.AsideName(name))
-		if err == nil {
-			err = task.Wait(ctx)
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
+		old, before := interruptedSwap(ctx, t, c, d, ovaPath, name)
 
 		p, err := d.Remove(ctx, deploy.RemoveRequest{Name: name, Plan: true})
 		if err != nil || p.Action != deploy.ActionRemove || p.ID != old.ID {
@@ -858,14 +833,35 @@ func deployAs(ctx context.Context, t *testing.T, c *vim25.Client, d deploy.Deplo
 	if err != nil {
 		t.Fatal(err)
 	}
-	task, err := object.NewVirtualMachine(c, types.ManagedObjectReference{Type: "VirtualMachine", Value: res.ID}).Rename(ctx, name)
+	renameVM(ctx, t, c, types.ManagedObjectReference{Type: "VirtualMachine", Value: res.ID}, name)
+	return res
+}
+
+// interruptedSwap deploys node name and leaves what a replace stopped
+// after its first rename leaves: the VM in service (old) as
+// deploy.AsideName, a replacement as deploy.TempName. before is the number
+// of VMs before the replacement.
+func interruptedSwap(ctx context.Context, t *testing.T, c *vim25.Client, d deploy.Deployer, ovaPath, name string) (old deploy.Result, before int) {
+	t.Helper()
+	old, err := d.Deploy(ctx, node(ovaPath, name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	before = len(vspheretest.VMs(ctx, t, c))
+	deployAs(ctx, t, c, d, ovaPath, deploy.TempName(name))
+	renameVM(ctx, t, c, types.ManagedObjectReference{Type: "VirtualMachine", Value: old.ID}, deploy.AsideName(name))
+	return old, before
+}
+
+func renameVM(ctx context.Context, t *testing.T, c *vim25.Client, vm types.ManagedObjectReference, name string) {
+	t.Helper()
+	task, err := object.NewVirtualMachine(c, vm).Rename(ctx, name)
 	if err == nil {
 		err = task.Wait(ctx)
 	}
 	if err != nil {
 		t.Fatal(err)
 	}
-	return res
 }
 
 // TestPlanReplaceNameTaken: a replace needs <name>.ksmg-new and
@@ -884,13 +880,7 @@ func TestPlanReplaceNameTaken(t *testing.T) {
 		if _, err := d.Deploy(ctx, n); err != nil {
 			t.Fatal(err)
 		}
-		task, err := object.NewVirtualMachine(c, oneVM(ctx, t, c, foreign).Self).Rename(ctx, deploy.TempName(n.Name))
-		if err == nil {
-			err = task.Wait(ctx)
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
+		renameVM(ctx, t, c, oneVM(ctx, t, c, foreign).Self, deploy.TempName(n.Name))
 		n.Replace = true
 		_, runErr := d.Deploy(ctx, n)
 		if runErr == nil || !deploy.IsPermanent(runErr) {
