@@ -695,18 +695,7 @@ func TestRemoveInterruptedSwap(t *testing.T) {
 		if got := len(vspheretest.VMs(ctx, t, c)); got != before+1 {
 			t.Errorf("the plan changed the VMs: %d, want %d", got, before+1)
 		}
-		res, err := d.Remove(ctx, deploy.RemoveRequest{Name: name, ShutdownTimeout: time.Second})
-		if err != nil || res.Action != deploy.ActionRemove {
-			t.Fatalf("remove after an interrupted swap: %+v, %v", res, err)
-		}
-		for _, gone := range []string{name, deploy.TempName(name), deploy.AsideName(name)} {
-			if vms := vspheretest.VMsByName(ctx, t, c, gone); len(vms) != 0 {
-				t.Errorf("%s left after the remove", gone)
-			}
-		}
-		if got := len(vspheretest.VMs(ctx, t, c)); got != before-1 {
-			t.Errorf("%d VMs after the remove, want %d", got, before-1)
-		}
+		removeNode(ctx, t, c, d, name, before-1)
 	}, simulator.VPX())
 }
 
@@ -735,18 +724,7 @@ func TestRemoveTakesLeftovers(t *testing.T) {
 				}
 			}
 		}
-		res, err := d.Remove(ctx, deploy.RemoveRequest{Name: name, ShutdownTimeout: time.Second})
-		if err != nil || res.Action != deploy.ActionRemove {
-			t.Fatalf("remove: %+v, %v", res, err)
-		}
-		for _, gone := range []string{name, deploy.TempName(name), deploy.AsideName(name)} {
-			if vms := vspheretest.VMsByName(ctx, t, c, gone); len(vms) != 0 {
-				t.Errorf("%s left after the remove", gone)
-			}
-		}
-		if got := len(vspheretest.VMs(ctx, t, c)); got != before-1 {
-			t.Errorf("%d VMs after the remove, want %d", got, before-1)
-		}
+		removeNode(ctx, t, c, d, name, before-1)
 	}, simulator.VPX())
 }
 
@@ -754,8 +732,9 @@ func TestRemoveTakesLeftovers(t *testing.T) {
 // address it was told at its deploy. When the control node is replaced and
 // comes back with another address (DHCP), the Secondary node still points
 // at the old one: its plan must say so (drift the run cannot apply in
-// place: the result leaves it; --replace redeploys it), not "unchanged". A node told nothing
-// new (a plan that does not know the address yet) shows no such drift.
+// place: the result leaves it; --replace redeploys it), not "unchanged".
+// A node told nothing new (a plan that does not know the address yet)
+// shows no such drift.
 func TestControlMoved(t *testing.T) {
 	t.Parallel()
 	ovaPath := vspheretest.SmallOVA(t)
@@ -891,4 +870,22 @@ func TestPlanReplaceNameTaken(t *testing.T) {
 			t.Errorf("plan of that replace: %+v, %v; want the run's error (%v)", p, err, runErr)
 		}
 	}, simulator.VPX())
+}
+
+// removeNode removes node name and checks that nothing of it is left
+// (its VM, deploy.TempName, deploy.AsideName) and that want VMs remain.
+func removeNode(ctx context.Context, t *testing.T, c *vim25.Client, d deploy.Deployer, name string, want int) {
+	t.Helper()
+	res, err := d.Remove(ctx, deploy.RemoveRequest{Name: name, ShutdownTimeout: time.Second})
+	if err != nil || res.Action != deploy.ActionRemove {
+		t.Fatalf("remove: %+v, %v", res, err)
+	}
+	for _, gone := range []string{name, deploy.TempName(name), deploy.AsideName(name)} {
+		if vms := vspheretest.VMsByName(ctx, t, c, gone); len(vms) != 0 {
+			t.Errorf("%s left after the remove", gone)
+		}
+	}
+	if got := len(vspheretest.VMs(ctx, t, c)); got != want {
+		t.Errorf("%d VMs after the remove, want %d", got, want)
+	}
 }
