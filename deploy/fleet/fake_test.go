@@ -39,6 +39,8 @@ type fakeTarget struct {
 	removed     []string                     // VMs Remove removed
 	removeFail  map[string]bool              // VM -> Remove fails
 	wait        time.Duration                // a deploy "waits for the guest" this long
+	newIP       map[string]string            // node -> the address its next VM gets (DHCP)
+	ips         map[string]string            // node -> its VM's address, when not the default
 }
 
 type fakeVM struct {
@@ -167,6 +169,12 @@ func (f *fakeTarget) Deploy(ctx context.Context, n deploy.Node) (deploy.Result, 
 		return deploy.Result{}, errors.New("task failed: connection reset")
 	}
 	vm.marked = true
+	if ip, ok := f.newIP[n.Name]; ok {
+		if f.ips == nil {
+			f.ips = map[string]string{}
+		}
+		f.ips[n.Name] = ip
+	}
 	f.props[n.Name] = n.Properties
 	f.deployed[n.Name] = time.Now()
 	return deploy.Result{Node: n.Name, Target: f.Target(), Action: p.Action, ID: vm.id, IP: f.ip(n.Name)}, nil
@@ -211,6 +219,9 @@ func (f *fakeTarget) Scrub(ctx context.Context, n deploy.Node) (deploy.Result, e
 func (f *fakeTarget) ip(name string) string {
 	if f.noIP {
 		return ""
+	}
+	if ip, ok := f.ips[name]; ok {
+		return ip
 	}
 	return "198.51.100." + strconv.Itoa(len(name))
 }

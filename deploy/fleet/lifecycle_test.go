@@ -444,3 +444,33 @@ func TestRemoveKeepsControlForSecondaries(t *testing.T) {
 		t.Errorf("remove again: %+v", out)
 	}
 }
+
+// TestReplaceControlMovesWarns: replacing only the control node of a
+// cluster whose control node has a DHCP address gives it a new address;
+// the Secondary nodes left out of the run still point at the old one. The
+// run must say so, naming them and both addresses.
+func TestReplaceControlMovesWarns(t *testing.T) {
+	t.Parallel()
+	a, _ := newFake(t, "a"), newFake(t, "b")
+	f := openFleet(t, fleetYAML(2, false, ""))
+	if out := f.Run(context.Background(), fastRetry); Failed(out) != 0 {
+		t.Fatalf("first run: %+v", out)
+	}
+	old := a.ip("ctl")
+	a.mu.Lock()
+	a.newIP = map[string]string{"ctl": "198.51.100.99"}
+	a.mu.Unlock()
+	var logs syncBuf
+	opt := fastRetry
+	opt.Only, opt.Replace = []string{"ctl"}, true
+	opt.Logger = slog.New(slog.NewTextHandler(&logs, nil))
+	if out := f.Run(context.Background(), opt); Failed(out) != 0 {
+		t.Fatalf("replace --only ctl: %+v", out)
+	}
+	got := logs.String()
+	for _, want := range []string{old, "198.51.100.99", "sec-1", "sec-2"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("run log lacks %q:\n%s", want, got)
+		}
+	}
+}
