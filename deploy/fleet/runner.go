@@ -441,8 +441,24 @@ func (f *Fleet) Run(ctx context.Context, opt Options) []Outcome {
 	ctlAddr := f.inv.ControlAddress
 	var ready error
 	if ctl >= 0 {
+		// A control node replaced at a new address (DHCP) cuts off the
+		// Secondary nodes this run leaves out: they are told.
+		var left []string
+		for _, n := range f.inv.Nodes {
+			if needsControl(n) && !opt.selected(n.Name) {
+				left = append(left, n.Name)
+			}
+		}
+		var before string
+		if opt.Replace && ctlAddr == "" && len(left) > 0 {
+			before, _ = f.deployedControlAddress(ctx)
+		}
 		out[ctl] = f.deployNode(ctx, opt, nodes[ctl])
 		ctlAddr, ready = f.controlReady(ctx, opt, &out[ctl])
+		if before != "" && ctlAddr != "" && ctlAddr != before {
+			opt.Logger.Warn("the control node has a new address; Secondary nodes outside this run still join the old one: replace them (--replace --only "+strings.Join(left, ",")+")",
+				"node", nodes[ctl].Name, "old", before, "new", ctlAddr, "nodes", strings.Join(left, ","))
+		}
 	} else if ctlAddr == "" && slices.ContainsFunc(nodes, needsControl) {
 		// --only without the control node: its VM tells its address.
 		if ctlAddr, opt.noControl = f.deployedControlAddress(ctx); ctlAddr != "" {
