@@ -474,3 +474,35 @@ func TestReplaceControlMovesWarns(t *testing.T) {
 		}
 	}
 }
+
+// TestRemoveOnlyControlRefused: removing only the control node while
+// Secondary nodes of the cluster stay deployed would leave them joined to
+// nothing; it is refused, naming them, and nothing is removed. Once they
+// are gone, it is removed.
+func TestRemoveOnlyControlRefused(t *testing.T) {
+	t.Parallel()
+	a, b := newFake(t, "a"), newFake(t, "b")
+	f := openFleet(t, fleetYAML(2, true, ""))
+	if out := f.Run(context.Background(), fastRetry); Failed(out) != 0 {
+		t.Fatal(out)
+	}
+	opt := fastRetry
+	opt.Only = []string{"ctl"}
+	for _, plan := range []bool{true, false} {
+		out := f.Remove(context.Background(), opt, plan)
+		if len(out) != 1 || out[0].Status == StatusOK || out[0].Err == nil || !strings.Contains(out[0].Err.Error(), "sec-1") || !strings.Contains(out[0].Err.Error(), "sec-2") {
+			t.Errorf("remove --only ctl (plan %v): %+v; want it refused, naming sec-1 and sec-2", plan, out)
+		}
+	}
+	if a.count() != 2 || b.count() != 1 {
+		t.Fatalf("VMs on a %d, on b %d after a refused remove", a.count(), b.count())
+	}
+	opt.Only = []string{"sec-1", "sec-2"}
+	if out := f.Remove(context.Background(), opt, false); Failed(out) != 0 {
+		t.Fatalf("remove the Secondary nodes: %+v", out)
+	}
+	opt.Only = []string{"ctl"}
+	if out := f.Remove(context.Background(), opt, false); Failed(out) != 0 || a.count() != 0 {
+		t.Errorf("remove --only ctl once alone: %+v", out)
+	}
+}
