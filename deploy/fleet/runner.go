@@ -531,9 +531,10 @@ func (f *Fleet) prune(ctx context.Context, opt Options, done []Outcome) []Outcom
 }
 
 // Remove removes the inventory's nodes (opt.Only, or all), secondaries
-// first and the control node last, and only when every Secondary node of
-// the run went: ours only, a guest shutdown first. With plan it only says
-// what would go.
+// first and the control node last, and only when no Secondary node stays
+// deployed (one of the run that could not be removed, or one the run
+// leaves out): ours only, a guest shutdown first. With plan it only says
+// what would go, and what would be kept.
 func (f *Fleet) Remove(ctx context.Context, opt Options, plan bool) []Outcome {
 	opt.defaults()
 	var nodes []Node
@@ -573,20 +574,43 @@ func (f *Fleet) Remove(ctx context.Context, opt Options, plan bool) []Outcome {
 		// that was to go still runs.
 		var kept []string
 		for _, o := range out[:last] {
-			if o.Status != StatusOK {
+			if o.Status != StatusOK && !plan {
 				kept = append(kept, o.Node)
 			}
 		}
-		if len(kept) > 0 && !plan {
+		kept = append(kept, f.stayingSecondaries(ctx, opt)...)
+		if len(kept) > 0 {
 			n := nodes[last]
 			out[last] = Outcome{Result: deploy.Result{Node: n.Name, Target: n.Target}, Status: StatusSkipped}
-			out[last].Err = fmt.Errorf("kept: Secondary nodes %s were not removed and depend on it; remove them, then run again", strings.Join(kept, ", "))
+			out[last].Err = fmt.Errorf("kept: Secondary nodes %s stay deployed and depend on it; remove them first", strings.Join(kept, ", "))
 			opt.Logger.Warn("control node kept", "node", n.Name, "err", out[last].Err)
 		} else {
 			run(last)
 		}
 	}
 	return out
+}
+
+// stayingSecondaries are the Secondary nodes a removal leaves out
+// (opt.Only) whose VMs are deployed, or whose target cannot tell: they
+// keep the control node.
+func (f *Fleet) stayingSecondaries(ctx context.Context, opt Options) []string {
+	var stay []string
+	for _, n := range f.inv.Nodes {
+		if n.Role != deploy.RoleSecondary || opt.selected(n.Name) {
+			continue
+		}
+		o := f.onNode(ctx, n.Name, n.Target, func(d deploy.Deployer) (deploy.Result, error) {
+			return d.Remove(ctx, deploy.RemoveRequest{Name: n.Name, Plan: true})
+		})
+		switch {
+		case o.Err != nil:
+			stay = append(stay, n.Name+" (not known: "+o.Err.Error()+")")
+		case o.Action == deploy.ActionRemove:
+			stay = append(stay, n.Name)
+		}
+	}
+	return stay
 }
 
 // Scrub clears the secret answers from every node (opt.Only, or all)
