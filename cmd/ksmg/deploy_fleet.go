@@ -196,7 +196,8 @@ func newRemoveFleetCmd(a *app) *cobra.Command {
 		Use:   "fleet INVENTORY",
 		Short: "Remove the nodes of an inventory (all, or --only some): ksmg's VMs only",
 		Long: `Remove the inventory's nodes, the Secondary nodes first and the Control
-node last (kept while a Secondary node of the run could not be removed):
+node last (kept while a Secondary node stays deployed: one that could not
+be removed, or one --only leaves out):
 each VM gets a guest shutdown, is turned off if it has not stopped within
 --shutdown-timeout, and is deleted with its disks, and with it what the
 node's replaces left (<name>.ksmg-new, <name>.ksmg-old). Only VMs that
