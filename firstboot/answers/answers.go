@@ -8,7 +8,6 @@ package answers
 
 import (
 	"errors"
-	"fmt"
 	"net/netip"
 	"regexp"
 	"strings"
@@ -16,6 +15,9 @@ import (
 	"unicode"
 
 	"golang.org/x/crypto/ssh"
+	"golang.org/x/text/message"
+
+	"github.com/ksmg-appliance/ksmg/firstboot/i18n"
 )
 
 // Network modes of an interface.
@@ -31,7 +33,7 @@ const (
 )
 
 // Languages the product ships (the seeds are English, Czech and Russian).
-var Languages = []string{"en", "cs", "ru"}
+var Languages = i18n.Languages
 
 // Interface is the network configuration of one NIC.
 type Interface struct {
@@ -88,9 +90,13 @@ type FieldError struct {
 }
 
 func (e *FieldError) Error() string { return e.Key + ": " + e.Err.Error() }
-func (e *FieldError) Unwrap() error { return e.Err }
 
-// --- per-step validators; each returns an error a person can act on. ---
+// Localize tells the error in p's language; the key stays as it is typed.
+func (e *FieldError) Localize(p *message.Printer) string { return e.Key + ": " + i18n.Error(p, e.Err) }
+func (e *FieldError) Unwrap() error                      { return e.Err }
+
+// --- per-step validators; each returns an error a person can act on, ---
+// --- an i18n.Msg: English as an error, any language through Localize. ---
 
 // ValidateLanguage accepts one of Languages.
 func ValidateLanguage(s string) error {
@@ -99,13 +105,14 @@ func ValidateLanguage(s string) error {
 			return nil
 		}
 	}
-	return fmt.Errorf("language %q is not one of %s", s, strings.Join(Languages, ", "))
+	languages := strings.Join(Languages, ", ")
+	return i18n.Errorf("language %q is not one of %s", s, languages)
 }
 
 // ValidateEULA requires acceptance: the product cannot run without it.
 func ValidateEULA(accepted bool) error {
 	if !accepted {
-		return errors.New("the license agreement must be accepted to continue")
+		return i18n.Errorf("the license agreement must be accepted to continue")
 	}
 	return nil
 }
@@ -119,16 +126,16 @@ const MinPasswordLen = 12
 func ValidatePassword(pw string) error {
 	n := len([]rune(pw))
 	if n < MinPasswordLen {
-		return fmt.Errorf("password must be at least %d characters (it has %d)", MinPasswordLen, n)
+		return i18n.Errorf("password is too short: it has %d characters, the minimum is %d", n, MinPasswordLen)
 	}
 	if n > 256 {
-		return errors.New("password must be at most 256 characters")
+		return i18n.Errorf("password must be at most 256 characters")
 	}
 	var lower, upper, digit, other bool
 	for _, r := range pw {
 		switch {
 		case unicode.IsControl(r):
-			return errors.New("password must not contain control characters")
+			return i18n.Errorf("password must not contain control characters")
 		case unicode.IsLower(r):
 			lower = true
 		case unicode.IsUpper(r):
@@ -146,7 +153,7 @@ func ValidatePassword(pw string) error {
 		}
 	}
 	if classes < 3 {
-		return errors.New("password must mix at least three of: lower case, upper case, digits, other characters")
+		return i18n.Errorf("password must mix at least three of: lower case, upper case, digits, other characters")
 	}
 	return nil
 }
@@ -154,7 +161,7 @@ func ValidatePassword(pw string) error {
 // ValidateConfirm checks the second entry of the password.
 func ValidateConfirm(pw, confirm string) error {
 	if pw != confirm {
-		return errors.New("the passwords do not match")
+		return i18n.Errorf("the passwords do not match")
 	}
 	return nil
 }
@@ -165,7 +172,7 @@ var cryptHashRE = regexp.MustCompile(`^\$(6|y)\$[./0-9A-Za-z$=,]+$`)
 // hash, the two formats Debian's libxcrypt verifies by default.
 func ValidatePasswordHash(h string) error {
 	if !cryptHashRE.MatchString(h) {
-		return errors.New("password hash must be a SHA-512 crypt ($6$...) or yescrypt ($y$...) string")
+		return i18n.Errorf("password hash must be a SHA-512 crypt ($6$...) or yescrypt ($y$...) string")
 	}
 	return nil
 }
@@ -176,18 +183,18 @@ var labelRE = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
 // at most 253 characters with labels of at most 63.
 func ValidateHostname(h string) error {
 	if h == "" {
-		return errors.New("host name is required")
+		return i18n.Errorf("host name is required")
 	}
 	if len(h) > 253 {
-		return errors.New("host name must be at most 253 characters")
+		return i18n.Errorf("host name must be at most 253 characters")
 	}
 	for _, l := range strings.Split(h, ".") {
 		if !labelRE.MatchString(l) {
-			return fmt.Errorf("host name label %q must be 1-63 of a-z, 0-9 and inner '-'", l)
+			return i18n.Errorf("host name label %q must be 1-63 of a-z, 0-9 and inner '-'", l)
 		}
 	}
 	if _, err := netip.ParseAddr(h); err == nil {
-		return errors.New("host name must be a name, not an address")
+		return i18n.Errorf("host name must be a name, not an address")
 	}
 	return nil
 }
@@ -195,7 +202,7 @@ func ValidateHostname(h string) error {
 // ValidateMode accepts dhcp or static.
 func ValidateMode(m string) error {
 	if m != ModeDHCP && m != ModeStatic {
-		return fmt.Errorf("network mode %q must be %q or %q", m, ModeDHCP, ModeStatic)
+		return i18n.Errorf("network mode %q must be %q or %q", m, ModeDHCP, ModeStatic)
 	}
 	return nil
 }
@@ -209,20 +216,22 @@ func ValidatePrefix6(s string) error { return validatePrefix(s, false) }
 func validatePrefix(s string, v4 bool) error {
 	p, err := netip.ParsePrefix(s)
 	if err != nil {
-		return fmt.Errorf("%q is not address/prefix (e.g. %s)", s, map[bool]string{true: "192.0.2.10/24", false: "2001:db8::10/64"}[v4])
+		example := map[bool]string{true: "192.0.2.10/24", false: "2001:db8::10/64"}[v4]
+		return i18n.Errorf("%q is not address/prefix (e.g. %s)", s, example)
 	}
 	a := p.Addr()
 	if a.Is4() != v4 || a.Is4In6() {
-		return fmt.Errorf("%q is not an IPv%s address", s, map[bool]string{true: "4", false: "6"}[v4])
+		version := map[bool]string{true: "4", false: "6"}[v4]
+		return i18n.Errorf("%q is not an IPv%s address", s, version)
 	}
 	if a.IsUnspecified() || a.IsMulticast() || a.IsLoopback() {
-		return fmt.Errorf("%q is not a usable host address", s)
+		return i18n.Errorf("%q is not a usable host address", s)
 	}
 	if v4 && (p.Bits() < 1 || p.Bits() > 32) || !v4 && (p.Bits() < 1 || p.Bits() > 128) {
-		return fmt.Errorf("%q has an invalid prefix length", s)
+		return i18n.Errorf("%q has an invalid prefix length", s)
 	}
 	if v4 && p.Bits() < 31 && (a == p.Masked().Addr() || isBroadcast(p)) {
-		return fmt.Errorf("%q is the network or broadcast address of its prefix", s)
+		return i18n.Errorf("%q is the network or broadcast address of its prefix", s)
 	}
 	return nil
 }
@@ -239,17 +248,18 @@ func isBroadcast(p netip.Prefix) bool {
 func ValidateGateway(gw, prefix string, v4 bool) error {
 	a, err := netip.ParseAddr(gw)
 	if err != nil || a.Is4() != v4 || a.Zone() != "" {
-		return fmt.Errorf("gateway %q is not an IPv%s address", gw, map[bool]string{true: "4", false: "6"}[v4])
+		version := map[bool]string{true: "4", false: "6"}[v4]
+		return i18n.Errorf("gateway %q is not an IPv%s address", gw, version)
 	}
 	p, err := netip.ParsePrefix(prefix)
 	if err != nil {
-		return fmt.Errorf("gateway %q needs a valid interface address first", gw)
+		return i18n.Errorf("gateway %q needs a valid interface address first", gw)
 	}
 	if a == p.Addr() {
-		return fmt.Errorf("gateway %q is the interface's own address", gw)
+		return i18n.Errorf("gateway %q is the interface's own address", gw)
 	}
 	if !p.Masked().Contains(a) && !(a.Is6() && a.IsLinkLocalUnicast()) {
-		return fmt.Errorf("gateway %q is not inside %s", gw, p.Masked())
+		return i18n.Errorf("gateway %q is not inside %s", gw, p.Masked())
 	}
 	return nil
 }
@@ -258,7 +268,7 @@ func ValidateGateway(gw, prefix string, v4 bool) error {
 func ValidateAddress(s string) error {
 	a, err := netip.ParseAddr(s)
 	if err != nil || a.Zone() != "" || a.IsUnspecified() || a.IsMulticast() {
-		return fmt.Errorf("%q is not a usable IP address", s)
+		return i18n.Errorf("%q is not a usable IP address", s)
 	}
 	return nil
 }
@@ -270,7 +280,7 @@ func ValidateServer(s string) error {
 		return nil
 	}
 	if err := ValidateHostname(strings.ToLower(s)); err != nil || s != strings.ToLower(s) {
-		return fmt.Errorf("%q is neither an IP address nor a host name", s)
+		return i18n.Errorf("%q is neither an IP address nor a host name", s)
 	}
 	return nil
 }
@@ -278,7 +288,7 @@ func ValidateServer(s string) error {
 // ValidateDomain accepts a DNS search domain.
 func ValidateDomain(s string) error {
 	if err := ValidateHostname(s); err != nil {
-		return fmt.Errorf("search domain: %w", err)
+		return i18n.Errorf("search domain: %v", err)
 	}
 	return nil
 }
@@ -288,10 +298,10 @@ var tzRE = regexp.MustCompile(`^[A-Za-z0-9_+-]+(/[A-Za-z0-9_+-]+)*$`)
 // ValidateTimezone accepts an IANA zone name known to the tz database.
 func ValidateTimezone(tz string) error {
 	if tz == "" || !tzRE.MatchString(tz) || tz == "Local" {
-		return fmt.Errorf("time zone %q is not an IANA zone name like Europe/Prague", tz)
+		return i18n.Errorf("time zone %q is not an IANA zone name like Europe/Prague", tz)
 	}
 	if _, err := time.LoadLocation(tz); err != nil {
-		return fmt.Errorf("time zone %q is not in the tz database", tz)
+		return i18n.Errorf("time zone %q is not in the tz database", tz)
 	}
 	return nil
 }
@@ -299,7 +309,7 @@ func ValidateTimezone(tz string) error {
 // ValidateRole accepts control or secondary.
 func ValidateRole(r string) error {
 	if r != RoleControl && r != RoleSecondary {
-		return fmt.Errorf("node role %q must be %q or %q", r, RoleControl, RoleSecondary)
+		return i18n.Errorf("node role %q must be %q or %q", r, RoleControl, RoleSecondary)
 	}
 	return nil
 }
@@ -310,22 +320,22 @@ func ValidateControlAddress(s string) error {
 	if h, port, err := splitHostPort(s); err == nil {
 		host = h
 		if port == "" {
-			return fmt.Errorf("control node %q has an empty port", s)
+			return i18n.Errorf("control node %q has an empty port", s)
 		}
 		for _, c := range port {
 			if c < '0' || c > '9' {
-				return fmt.Errorf("control node %q has a non-numeric port", s)
+				return i18n.Errorf("control node %q has a non-numeric port", s)
 			}
 		}
 		if len(port) > 5 || atoi(port) == 0 || atoi(port) > 65535 {
-			return fmt.Errorf("control node %q has a port outside 1-65535", s)
+			return i18n.Errorf("control node %q has a port outside 1-65535", s)
 		}
 	}
 	if host == "" {
-		return errors.New("control node address is required on a Secondary node")
+		return i18n.Errorf("control node address is required on a Secondary node")
 	}
 	if err := ValidateServer(host); err != nil {
-		return fmt.Errorf("control node: %w", err)
+		return i18n.Errorf("control node: %v", err)
 	}
 	return nil
 }
@@ -368,7 +378,7 @@ var tokenRE = regexp.MustCompile(`^[A-Za-z0-9._~+/=-]{16,512}$`)
 // characters of a URL/base64 alphabet.
 func ValidateJoinToken(t string) error {
 	if !tokenRE.MatchString(t) {
-		return errors.New("join token must be 16-512 characters of A-Z a-z 0-9 . _ ~ + / = -")
+		return i18n.Errorf("join token must be 16-512 characters of A-Z a-z 0-9 . _ ~ + / = -")
 	}
 	return nil
 }
@@ -377,13 +387,13 @@ func ValidateJoinToken(t string) error {
 func ValidateAuthorizedKey(k string) error {
 	k = strings.TrimSpace(k)
 	if k == "" {
-		return errors.New("an authorized public key is required to enable SSH")
+		return i18n.Errorf("an authorized public key is required to enable SSH")
 	}
 	if strings.ContainsAny(k, "\r\n") {
-		return errors.New("give exactly one public key (one line)")
+		return i18n.Errorf("give exactly one public key (one line)")
 	}
 	if _, _, _, _, err := ssh.ParseAuthorizedKey([]byte(k)); err != nil {
-		return fmt.Errorf("not an OpenSSH public key line (ssh-ed25519 AAAA... comment): %w", err)
+		return i18n.Errorf("not an OpenSSH public key line (ssh-ed25519 AAAA... comment)")
 	}
 	return nil
 }
@@ -416,7 +426,7 @@ func ValidateInterface(ifc Interface) []error {
 		}
 	}
 	if ifc.Name == "" {
-		errs = append(errs, &FieldError{Key: "network.interface", Err: errors.New("interface name is required")})
+		errs = append(errs, &FieldError{Key: "network.interface", Err: i18n.Errorf("interface name is required")})
 	}
 	add("mode", ValidateMode(ifc.Mode))
 	// DNS servers and a search domain may also complement DHCP.
@@ -428,7 +438,7 @@ func ValidateInterface(ifc Interface) []error {
 		return errs
 	}
 	if ifc.Address4 == "" && ifc.Address6 == "" {
-		add("ipv4.address", errors.New("a static interface needs an IPv4 or IPv6 address"))
+		add("ipv4.address", i18n.Errorf("a static interface needs an IPv4 or IPv6 address"))
 	}
 	if ifc.Address4 != "" {
 		add("ipv4.address", ValidatePrefix4(ifc.Address4))
@@ -436,7 +446,7 @@ func ValidateInterface(ifc Interface) []error {
 			add("ipv4.gateway", ValidateGateway(ifc.Gateway4, ifc.Address4, true))
 		}
 	} else if ifc.Gateway4 != "" {
-		add("ipv4.gateway", errors.New("an IPv4 gateway needs an IPv4 address"))
+		add("ipv4.gateway", i18n.Errorf("an IPv4 gateway needs an IPv4 address"))
 	}
 	if ifc.Address6 != "" {
 		add("ipv6.address", ValidatePrefix6(ifc.Address6))
@@ -444,7 +454,7 @@ func ValidateInterface(ifc Interface) []error {
 			add("ipv6.gateway", ValidateGateway(ifc.Gateway6, ifc.Address6, false))
 		}
 	} else if ifc.Gateway6 != "" {
-		add("ipv6.gateway", errors.New("an IPv6 gateway needs an IPv6 address"))
+		add("ipv6.gateway", i18n.Errorf("an IPv6 gateway needs an IPv6 address"))
 	}
 	return errs
 }
@@ -467,12 +477,12 @@ func (a *Answers) Validate() error {
 	}
 	add("hostname", ValidateHostname(a.Hostname))
 	if len(a.Interfaces) == 0 {
-		add("network.mode", errors.New("at least one interface must be configured"))
+		add("network.mode", i18n.Errorf("at least one interface must be configured"))
 	}
 	seen := map[string]bool{}
 	for _, ifc := range a.Interfaces {
 		if seen[ifc.Name] {
-			add("network.interface", fmt.Errorf("interface %q configured twice", ifc.Name))
+			add("network.interface", i18n.Errorf("interface %q configured twice", ifc.Name))
 		}
 		seen[ifc.Name] = true
 		errs = append(errs, ValidateInterface(ifc)...)

@@ -1,11 +1,11 @@
 package answers
 
 import (
-	"errors"
-	"fmt"
 	"sort"
 	"strconv"
 	"strings"
+
+	"github.com/ksmg-appliance/ksmg/firstboot/i18n"
 )
 
 // Key is one unattended setting: its name as used by every source (OVF
@@ -62,7 +62,7 @@ var Keys = []Key{
 	{Name: "ksmg.network.prefix", Help: "static IPv4 prefix length 1-32 (with ksmg.network.address)", set: func(a *Answers, p, v string) error {
 		n, err := strconv.Atoi(v)
 		if err != nil || n < 1 || n > 32 {
-			return fmt.Errorf("prefix length %q must be 1-32", v)
+			return i18n.Errorf("prefix length %q must be 1-32", v)
 		}
 		return nil // combined with the address in FromKeys
 	}},
@@ -147,7 +147,7 @@ func parseBool(v string) (bool, error) {
 	case "false", "no", "0", "off", "":
 		return false, nil
 	}
-	return false, fmt.Errorf("%q is not true/false", v)
+	return false, i18n.Errorf("%q is not true/false", v)
 }
 
 // FromKeys turns unattended key/values into Answers, starting from
@@ -160,7 +160,7 @@ func FromKeys(kv map[string]string, primary string) (Answers, []error) {
 	var errs []error
 	if v, ok := kv["ksmg.network.interface"]; ok && strings.TrimSpace(v) != "" {
 		if v == "" || strings.ContainsAny(v, "/ \t\n") || len(v) > 15 {
-			errs = append(errs, &FieldError{Key: "ksmg.network.interface", Err: errors.New("not a valid interface name")})
+			errs = append(errs, &FieldError{Key: "ksmg.network.interface", Err: i18n.Errorf("not a valid interface name")})
 		} else {
 			primary = v
 		}
@@ -178,7 +178,7 @@ func FromKeys(kv map[string]string, primary string) (Answers, []error) {
 		if p, ok := kv["ksmg.network.prefix"]; ok {
 			kv["ksmg.network.address"] = addr + "/" + p
 		} else {
-			errs = append(errs, &FieldError{Key: "ksmg.network.address", Err: errors.New("needs a prefix length: give address/prefix or ksmg.network.prefix")})
+			errs = append(errs, &FieldError{Key: "ksmg.network.address", Err: i18n.Errorf("needs a prefix length: give address/prefix or ksmg.network.prefix")})
 			delete(kv, "ksmg.network.address")
 		}
 	}
@@ -193,7 +193,7 @@ func FromKeys(kv map[string]string, primary string) (Answers, []error) {
 		}
 		k, ok := lookup(name)
 		if !ok {
-			errs = append(errs, &FieldError{Key: name, Err: errors.New("unknown key")})
+			errs = append(errs, &FieldError{Key: name, Err: i18n.Errorf("unknown key")})
 			continue
 		}
 		trial := a
