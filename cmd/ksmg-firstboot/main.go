@@ -23,10 +23,13 @@ import (
 
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
+	"golang.org/x/text/message"
 
 	"github.com/ksmg-appliance/ksmg/firstboot/answers"
 	"github.com/ksmg-appliance/ksmg/firstboot/apply"
+	"github.com/ksmg-appliance/ksmg/firstboot/i18n"
 	"github.com/ksmg-appliance/ksmg/firstboot/sources"
+	"github.com/ksmg-appliance/ksmg/firstboot/status"
 	"github.com/ksmg-appliance/ksmg/firstboot/tui"
 )
 
@@ -45,6 +48,7 @@ type flags struct {
 	json         bool
 	pollInterval time.Duration
 	listKeys     bool
+	charset      string
 }
 
 func main() {
@@ -73,6 +77,7 @@ func main() {
 	fl.StringVar(&f.root, "root", "/", "root directory to configure (a scratch root in tests)")
 	fl.BoolVar(&f.reconfigure, "reconfigure", false, "open the wizard again after setup was done, prefilled with the current settings")
 	fl.StringVar(&f.accessible, "accessible", "auto", "line-by-line prompts for serial/dumb terminals: auto, on or off")
+	fl.StringVar(&f.charset, "charset", "auto", "line prompts' character set: auto (ask the terminal), utf-8, or ascii (transliterated)")
 	fl.StringSliceVar(&f.interfaces, "interfaces", nil, "network interfaces to configure (default: the machine's NICs)")
 	fl.BoolVar(&f.noSources, "no-unattended", false, "ignore unattended answers (OVF, KVP, credentials, seed)")
 	fl.StringVar(&f.kvpPool, "kvp-pool", sources.DefaultKVPPath, "Hyper-V host-to-guest KVP pool")
@@ -85,6 +90,19 @@ func main() {
 	fl.DurationVar(&f.pollInterval, "poll", 2*time.Second, "how often a waiting console checks whether another console finished setup")
 	_ = fl.MarkHidden("poll")
 	fl.BoolVar(&f.listKeys, "list-keys", false, "list the unattended answer keys (OVF properties, KVP items, credentials, seed file) and exit")
+
+	cmd.AddCommand(&cobra.Command{
+		Use:   "console-status",
+		Short: "Wait for startup to finish, then print the appliance's status lines (ksmg-console-status.service)",
+		Long: "Prints KSMG-STATUS k=v ... (a fixed, untranslated format for boot tests and monitoring)\n" +
+			"and one line for people in the system language (LANG of /etc/default/locale).",
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			facts := status.Gather(cmd.Context())
+			_, err := fmt.Fprintf(os.Stdout, "%s\n%s\n", facts.Line(), facts.Human(i18n.Printer(status.Language("/"))))
+			return err
+		},
+	})
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -104,6 +122,13 @@ func newLogger(jsonLogs bool) *slog.Logger {
 
 func run(ctx context.Context, f flags, in *os.File, out io.Writer) error {
 	log := newLogger(f.json)
+	// A serial console gets line prompts, and transliterated text if its
+	// terminal cannot show UTF-8: everything this command prints there.
+	console := term.IsTerminal(int(in.Fd()))
+	lines := console && accessible(f.accessible, in)
+	if lines && !terminalUTF8(f.charset, in, out) {
+		out = i18n.ASCIIWriter(out)
+	}
 	if apply.Done(f.root) && !f.reconfigure {
 		log.Info("first boot already done; use --reconfigure to change settings", "stamp", filepath.Join(f.root, apply.StampPath))
 		return nil
@@ -119,7 +144,7 @@ func run(ctx context.Context, f flags, in *os.File, out io.Writer) error {
 
 	var (
 		prefill answers.Answers
-		notices []string
+		notices []error
 		srcs    []sources.Source
 		used    map[string]string // unattended values, for scrubbing after apply
 	)
@@ -131,22 +156,21 @@ func run(ctx context.Context, f flags, in *os.File, out io.Writer) error {
 	default:
 		srcs = unattendedSources(f)
 		res := sources.Gather(ctx, srcs)
-		for _, err := range res.Errors {
-			notices = append(notices, err.Error())
-		}
+		notices = append(notices, res.Errors...)
 		var errs []error
 		prefill, errs = answers.FromKeys(res.Values, primary)
 		for _, err := range errs {
 			var fe *answers.FieldError
-			origin := ""
 			if errors.As(err, &fe) {
-				origin = " (from " + res.Origin[fe.Key] + ")"
+				err = i18n.Errorf("%v (from %s)", err, res.Origin[fe.Key])
 			}
-			notices = append(notices, err.Error()+origin)
+			notices = append(notices, err)
 		}
 		log.Info("unattended answers", "sources", res.Found, "keys", keysOf(res.Values), "rejected", len(notices))
+		// Told in the language given unattended (ksmg.language), if any.
+		p := i18n.Printer(prefill.Language)
 		for _, n := range notices {
-			report(f, log, out, "unattended answer rejected: "+n)
+			report(f, log, out, p, i18n.Errorf("unattended answer rejected: %v", n))
 		}
 		used = res.Values
 		if len(notices) == 0 && len(res.Values) > 0 && prefill.Validate() == nil {
@@ -154,23 +178,24 @@ func run(ctx context.Context, f flags, in *os.File, out io.Writer) error {
 			if err == nil {
 				return nil
 			}
-			report(f, log, out, "unattended setup failed, nothing was changed: "+err.Error())
-			notices = append(notices, "unattended setup failed: "+err.Error())
+			failed := i18n.Errorf("unattended setup failed, nothing was changed: %v", err)
+			report(f, log, out, p, failed)
+			notices = append(notices, failed)
 		}
 	}
 	if len(prefill.Interfaces) == 0 && len(ifnames) == 0 {
 		prefill.Interface(primary)
 	}
 
-	if !term.IsTerminal(int(in.Fd())) {
+	if !console {
 		return errors.New("answers are incomplete and there is no console to ask on; pass complete unattended answers (see ksmg-firstboot --help)")
 	}
-	o := tui.Options{Interfaces: ifnames, Accessible: accessible(f.accessible, in), Notices: notices, In: in, Out: out}
+	o := tui.Options{Interfaces: ifnames, Notices: notices, In: in, Out: out, Accessible: lines}
 	for {
 		a, err := wizard(ctx, f, o, prefill)
 		if err != nil {
 			if !f.reconfigure && apply.Done(f.root) {
-				fmt.Fprintln(out, "Setup was completed on another console.")
+				fmt.Fprintln(out, i18n.Printer(prefill.Language).Sprintf("Setup was completed on another console."))
 				return nil
 			}
 			return err
@@ -181,8 +206,9 @@ func run(ctx context.Context, f flags, in *os.File, out io.Writer) error {
 		if err == nil {
 			return nil
 		}
-		report(f, log, out, "setup failed, nothing was changed: "+err.Error())
-		prefill, o.Notices = a, []string{"apply failed: " + err.Error()}
+		failed := i18n.Errorf("setup failed, nothing was changed: %v", err)
+		report(f, log, out, i18n.Printer(a.Language), failed)
+		prefill, o.Notices = a, []error{failed}
 	}
 }
 
@@ -232,22 +258,23 @@ func unattendedSources(f flags) []sources.Source {
 }
 
 func applyAndFinish(ctx context.Context, f flags, log *slog.Logger, out io.Writer, a answers.Answers, srcs []sources.Source, used map[string]string) error {
+	p := i18n.Printer(a.Language)
 	unlock, err := lock(f.root)
 	if err != nil {
 		return err
 	}
 	defer unlock()
 	if apply.Done(f.root) && !f.reconfigure {
-		fmt.Fprintln(out, "Setup was completed on another console.")
+		fmt.Fprintln(out, p.Sprintf("Setup was completed on another console."))
 		return nil
 	}
-	fmt.Fprintln(out, "Applying settings...")
+	fmt.Fprintln(out, p.Sprintf("Applying settings..."))
 	if err := apply.Apply(ctx, apply.Options{Root: f.root, Log: log}, a); err != nil {
 		return err
 	}
 	// Secrets are used: remove them from guest-side sources.
 	if err := sources.ScrubSecrets(ctx, srcs, sources.SecretKeys(used)); err != nil {
-		report(f, log, out, "could not remove secrets from an unattended source: "+err.Error())
+		report(f, log, out, p, i18n.Errorf("could not remove secrets from an unattended source: %v", err))
 	}
 	// Tell a Hyper-V deployer that the answers were used, so it can take
 	// the secret items out of the VM's settings on the host.
@@ -259,7 +286,7 @@ func applyAndFinish(ctx context.Context, f flags, log *slog.Logger, out io.Write
 		log.Warn("could not signal completion to the vSphere host", "err", err)
 	}
 	_ = apply.Important(f.root, time.Now(), "first-boot setup completed (host "+a.Hostname+", role "+a.Role+")")
-	banner(ctx, f.root, out, a)
+	banner(ctx, f.root, out, p, a)
 	return nil
 }
 
@@ -272,29 +299,35 @@ func lock(root string) (func(), error) {
 	return flock(filepath.Join(dir, "ksmg-firstboot.lock"))
 }
 
-func report(f flags, log *slog.Logger, out io.Writer, msg string) {
-	fmt.Fprintln(out, "ksmg-firstboot: "+msg)
-	log.Warn(msg)
-	if err := apply.Important(f.root, time.Now(), msg); err != nil {
+// report tells the console in the reader's language; the logs (journal,
+// /var/log/ksmg-important) keep English, the language of support.
+func report(f flags, log *slog.Logger, out io.Writer, p *message.Printer, msg *i18n.Msg) {
+	fmt.Fprintln(out, "ksmg-firstboot: "+msg.Localize(p))
+	log.Warn(msg.Error())
+	if err := apply.Important(f.root, time.Now(), msg.Error()); err != nil {
 		log.Error("write important log", "err", err)
 	}
 }
 
-func banner(ctx context.Context, root string, out io.Writer, a answers.Answers) {
+func banner(ctx context.Context, root string, out io.Writer, p *message.Printer, a answers.Answers) {
 	var b strings.Builder
-	b.WriteString("\nksmg appliance is set up.\n")
-	fmt.Fprintf(&b, "  Host name: %s   Role: %s\n", a.Hostname, a.Role)
+	b.WriteString("\n" + p.Sprintf("ksmg appliance is set up.") + "\n")
+	role := p.Sprintf("Control node")
+	if a.Role == answers.RoleSecondary {
+		role = p.Sprintf("Secondary node")
+	}
+	b.WriteString("  " + p.Sprintf("Host name: %s   Role: %s", a.Hostname, role) + "\n")
 	for _, addr := range addresses() {
-		fmt.Fprintf(&b, "  Address: %s\n", addr)
+		b.WriteString("  " + p.Sprintf("Address: %s", addr) + "\n")
 	}
 	if a.SSHEnabled {
-		b.WriteString("  SSH: enabled for user " + apply.AdminUser + "\n")
+		b.WriteString("  " + p.Sprintf("SSH: enabled for user %s", apply.AdminUser) + "\n")
 	} else {
-		b.WriteString("  SSH: off\n")
+		b.WriteString("  " + p.Sprintf("SSH: off") + "\n")
 	}
 	fps, err := apply.HostKeyFingerprints(ctx, root)
 	if err == nil && len(fps) > 0 {
-		b.WriteString("  SSH host key fingerprints:\n")
+		b.WriteString("  " + p.Sprintf("SSH host key fingerprints:") + "\n")
 		for _, fp := range fps {
 			b.WriteString("    " + fp + "\n")
 		}

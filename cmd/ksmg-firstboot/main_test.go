@@ -74,6 +74,7 @@ func hermetic(t *testing.T, root string) []string {
 type tmuxTerm struct {
 	t      *testing.T
 	socket string
+	seen   []string // every screen a wait returned, for checks over the whole walk
 }
 
 var termSeq atomic.Int32
@@ -95,7 +96,7 @@ func startTerm(t *testing.T, env []string, args ...string) *tmuxTerm {
 }
 
 func (tt *tmuxTerm) screen() string {
-	out, err := exec.Command("tmux", "-L", tt.socket, "capture-pane", "-p", "-t", "fb").Output()
+	out, err := exec.Command("tmux", "-L", tt.socket, "capture-pane", "-p", "-J", "-t", "fb").Output()
 	if err != nil {
 		tt.t.Fatalf("capture-pane: %v", err)
 	}
@@ -121,17 +122,54 @@ func (tt *tmuxTerm) typeText(s string) {
 // waitFor waits until the screen shows want and returns the screen.
 func (tt *tmuxTerm) waitFor(want string) string {
 	tt.t.Helper()
+	return tt.wait("screen never showed", want, func(s string) bool { return strings.Contains(s, want) })
+}
+
+func (tt *tmuxTerm) wait(what, want string, ok func(screen string) bool) string {
+	tt.t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
 	var s string
 	for time.Now().Before(deadline) {
 		s = tt.screen()
-		if strings.Contains(s, want) {
+		if ok(s) {
+			tt.seen = append(tt.seen, s)
 			return s
 		}
-		time.Sleep(100 * time.Millisecond)
+		time.Sleep(50 * time.Millisecond)
 	}
-	tt.t.Fatalf("screen never showed %q; last screen:\n%s", want, s)
+	tt.t.Fatalf("%s %q; last screen:\n%s", what, want, s)
 	return ""
+}
+
+// flat is a screen's text as one line: huh's borders (┃) and the line
+// breaks of wrapped text removed, runs of spaces made one, so that a
+// message can be found whatever width it was wrapped to.
+func flat(screen string) string {
+	var out []string
+	for _, l := range strings.Split(screen, "\n") {
+		out = append(out, strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(l), "┃")))
+	}
+	return strings.Join(strings.Fields(strings.Join(out, " ")), " ")
+}
+
+// containsText ignores white space altogether: lipgloss also wraps at
+// hyphens ("a-" / "z"), where flat would put a space.
+func containsText(screen, want string) bool {
+	return strings.Contains(strings.Join(strings.Fields(flat(screen)), ""), strings.Join(strings.Fields(want), ""))
+}
+
+// waitText waits until the screen shows the text want, wherever it wraps.
+func (tt *tmuxTerm) waitText(want string) string {
+	tt.t.Helper()
+	return tt.wait("screen never showed the text", want, func(s string) bool { return containsText(s, want) })
+}
+
+// wantText fails unless screen shows the text want.
+func (tt *tmuxTerm) wantText(screen, want string) {
+	tt.t.Helper()
+	if !containsText(screen, want) {
+		tt.t.Fatalf("screen does not show %q:\n%s", want, screen)
+	}
 }
 
 // focused is the wizard's focused field: huh marks its lines with ┃.
@@ -149,17 +187,7 @@ func focused(screen string) string {
 // focus asynchronously, so typing before that would land in the old field.
 func (tt *tmuxTerm) focus(title string) string {
 	tt.t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	var s string
-	for time.Now().Before(deadline) {
-		s = tt.screen()
-		if strings.Contains(focused(s), title) {
-			return s
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	tt.t.Fatalf("focus never reached %q; last screen:\n%s", title, s)
-	return ""
+	return tt.wait("focus never reached", title, func(s string) bool { return containsText(focused(s), title) })
 }
 
 // fill focuses a field, types a value (after clearing) and presses Enter.

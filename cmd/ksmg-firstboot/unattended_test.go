@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/ksmg-appliance/ksmg/firstboot/apply"
+	"github.com/ksmg-appliance/ksmg/firstboot/i18n"
 	"github.com/ksmg-appliance/ksmg/firstboot/sources"
 )
 
@@ -100,8 +101,10 @@ func runNoTTY(t *testing.T, args ...string) (string, error) {
 }
 
 func TestUnattendedComplete(t *testing.T) {
+	t.Parallel()
 	for _, name := range []string{"ovf", "kvp", "credentials", "seed"} {
 		t.Run(name, func(t *testing.T) {
+			t.Parallel()
 			root := scratchRoot(t)
 			extra := sourceSetups[name](t, completeKV("gw-"+name))
 			out, err := runNoTTY(t, append(hermetic(t, root), extra...)...)
@@ -152,6 +155,7 @@ func TestUnattendedComplete(t *testing.T) {
 }
 
 func TestUnattendedPrecedence(t *testing.T) {
+	t.Parallel()
 	root := scratchRoot(t)
 	args := hermetic(t, root)
 	seedKV := completeKV("from-seed")
@@ -175,6 +179,7 @@ func TestUnattendedPrecedence(t *testing.T) {
 }
 
 func TestUnattendedPartialWithoutConsoleFails(t *testing.T) {
+	t.Parallel()
 	root := scratchRoot(t)
 	args := append(hermetic(t, root), sourceSetups["credentials"](t, map[string]string{"ksmg.hostname": "gw-partial"})...)
 	out, err := runNoTTY(t, args...)
@@ -190,6 +195,8 @@ func TestUnattendedPartialWithoutConsoleFails(t *testing.T) {
 func walkToHostname(tt *tmuxTerm) string {
 	tt.focus("Language")
 	tt.keys("Enter")
+	tt.focus("License agreement")
+	tt.keys("Enter")
 	tt.focus("Do you accept the license agreement?")
 	tt.keys("y")
 	tt.focus("Participate in Kaspersky Security Network?")
@@ -200,6 +207,7 @@ func walkToHostname(tt *tmuxTerm) string {
 }
 
 func TestUnattendedPartialOpensPrefilled(t *testing.T) {
+	t.Parallel()
 	root := scratchRoot(t)
 	kvpArgs := sourceSetups["kvp"](t, map[string]string{"ksmg.hostname": "gw-partial", "ksmg.eula.accepted": "true", "ksmg.cluster.join_token": "0123456789abcdef0123"})
 	args := append(hermetic(t, root), kvpArgs...)
@@ -207,6 +215,8 @@ func TestUnattendedPartialOpensPrefilled(t *testing.T) {
 	tt.focus("Language")
 	tt.keys("Enter")
 	// The EULA was accepted unattended: the confirmation is preselected.
+	tt.focus("License agreement")
+	tt.keys("Enter")
 	tt.focus("Do you accept the license agreement?")
 	tt.keys("Enter")
 	tt.focus("Participate in Kaspersky Security Network?")
@@ -230,11 +240,12 @@ func TestUnattendedPartialOpensPrefilled(t *testing.T) {
 }
 
 func TestUnattendedInvalidReportedAndValidPrefilled(t *testing.T) {
+	t.Parallel()
 	root := scratchRoot(t)
 	kv := map[string]string{"ksmg.hostname": "gw-valid", "ksmg.timezone": "Mars/Olympus", "ksmg.admin.password": "weak-secret"}
 	args := append(hermetic(t, root), sourceSetups["seed"](t, kv)...)
 	tt := startTerm(t, []string{"TERM=xterm-256color"}, args...)
-	s := tt.waitFor("Unattended answers that were rejected")
+	s := tt.waitText(catalogOf(t, "en").tr("%d unattended answers were rejected; correct them in the steps below:", 2))
 	for _, want := range []string{"ksmg.timezone", "ksmg.admin.password"} {
 		if !strings.Contains(strings.ReplaceAll(s, "\n", " "), want) {
 			t.Errorf("console does not report %s:\n%s", want, s)
@@ -257,12 +268,15 @@ func TestUnattendedInvalidReportedAndValidPrefilled(t *testing.T) {
 }
 
 func TestReconfigure(t *testing.T) {
+	t.Parallel()
 	root := scratchRoot(t)
 	if out, err := runNoTTY(t, append(hermetic(t, root), sourceSetups["seed"](t, completeKV("gw-first"))...)...); err != nil {
 		t.Fatalf("%v\n%s", err, out)
 	}
 	tt := startTerm(t, []string{"TERM=xterm-256color"}, append(hermetic(t, root), "--reconfigure")...)
 	tt.focus("Language")
+	tt.keys("Enter")
+	tt.focus("License agreement")
 	tt.keys("Enter")
 	tt.focus("Do you accept the license agreement?")
 	tt.keys("Enter") // accepted before
@@ -281,6 +295,7 @@ func TestReconfigure(t *testing.T) {
 }
 
 func TestListKeys(t *testing.T) {
+	t.Parallel()
 	out, err := runNoTTY(t, "--list-keys")
 	if err != nil {
 		t.Fatalf("%v\n%s", err, out)
@@ -299,11 +314,12 @@ func TestListKeys(t *testing.T) {
 // image lacks the kluser group) leave nothing half-done, are reported on
 // the console and in the important log, and the wizard opens prefilled.
 func TestUnattendedApplyFailure(t *testing.T) {
+	t.Parallel()
 	root := scratchRoot(t)
 	must(t, os.WriteFile(filepath.Join(root, "etc/group"), []byte("root:x:0:\nshadow:x:42:\n"), 0o644))
 	args := append(hermetic(t, root), sourceSetups["seed"](t, completeKV("gw-fail"))...)
 	tt := startTerm(t, []string{"TERM=xterm-256color"}, args...)
-	s := tt.waitFor("Unattended answers that were rejected")
+	s := tt.waitText(catalogOf(t, "en").tr("%d unattended answers were rejected; correct them in the steps below:", 1))
 	if !strings.Contains(strings.Join(strings.Fields(s), " "), `group "kluser" is missing`) {
 		t.Fatalf("failure not shown on the console:\n%s", s)
 	}
@@ -317,6 +333,8 @@ func TestUnattendedApplyFailure(t *testing.T) {
 		t.Fatal("hostname written despite the failure")
 	}
 	tt.focus("Language")
+	tt.keys("Enter")
+	tt.focus("License agreement")
 	tt.keys("Enter")
 	tt.focus("Do you accept the license agreement?")
 	tt.keys("Enter") // prefilled: accepted
@@ -338,4 +356,43 @@ func must1[T any](v T, err error) T {
 		panic(err)
 	}
 	return v
+}
+
+// TestUnattendedErrorsInChosenLanguage: with ksmg.language given
+// unattended, the rejected answers are told on the console in that
+// language (the important log keeps English), and the wizard opens in it.
+func TestUnattendedErrorsInChosenLanguage(t *testing.T) {
+	t.Parallel()
+	for _, lang := range []string{i18n.Czech, i18n.Russian} {
+		t.Run(lang, func(t *testing.T) {
+			t.Parallel()
+			c := catalogOf(t, lang)
+			kv := completeKV("gw-" + lang)
+			kv["ksmg.language"] = lang
+			kv["ksmg.timezone"] = "Mars/Olympus"
+			root := scratchRoot(t)
+			args := append(hermetic(t, root), sourceSetups["seed"](t, kv)...)
+			out, err := runNoTTY(t, args...)
+			if err == nil {
+				t.Fatalf("incomplete answers applied:\n%s", out)
+			}
+			tz := c.tr("time zone %q is not in the tz database", "Mars/Olympus")
+			prefix := strings.TrimSpace(c.tr("unattended answer rejected: %v", ""))
+			if !strings.Contains(out, "ksmg-firstboot: "+prefix+" ksmg.timezone: "+tz) {
+				t.Errorf("console does not tell the rejected answer in %s (%q):\n%s", lang, prefix+" ksmg.timezone: "+tz, out)
+			}
+			if log := readFile(t, root, apply.ImportantLogPath); !strings.Contains(log, `unattended answer rejected: ksmg.timezone: time zone "Mars/Olympus" is not in the tz database`) {
+				t.Errorf("important log is not in English:\n%s", log)
+			}
+
+			tt := startTerm(t, []string{"TERM=xterm-256color"}, args...)
+			s := tt.waitText(c.tr("%d unattended answers were rejected; correct them in the steps below:", 1))
+			tt.wantText(s, "ksmg.timezone: "+tz)
+			tt.focus(c.tr("Language"))
+			tt.keys("Enter")
+			tt.focus(c.tr("License agreement"))
+			tt.keys("C-c")
+			tt.waitFor("EXIT=")
+		})
+	}
 }

@@ -1,29 +1,29 @@
-// Package tui is the console wizard of the first boot, built with huh
-// forms on bubbletea. Each step is a huh.Group; in the full-screen mode
-// they form one huh.Form (enter = next, shift+tab = back, inline errors),
-// in accessible mode (serial and dumb terminals) they are asked one by one
-// as plain line prompts and each step is re-asked until it validates.
+// Package tui is the console wizard of the first boot. Every string it
+// shows comes from the message catalogs of firstboot/i18n, in the language
+// chosen on the first screen (or given unattended as ksmg.language).
+//
+// Each step is a list of fields (field.go). In full-screen mode (the VM
+// console) they become huh groups of one huh.Form, driven by a small
+// bubbletea model (host) that rebuilds the form in the new language once
+// the language step is left: enter = next, shift+tab = back, inline
+// errors. In accessible mode (serial and dumb terminals) the same fields
+// are asked as numbered line prompts (accessible.go), written here rather
+// than with huh's accessible mode because huh's prompts are fixed English
+// text and cannot be transliterated for a terminal without UTF-8.
 package tui
 
 import (
 	"context"
-	_ "embed"
 	"errors"
-	"fmt"
 	"io"
 	"os"
 	"strings"
 
-	"github.com/charmbracelet/huh"
+	"golang.org/x/text/message"
 
 	"github.com/ksmg-appliance/ksmg/firstboot/answers"
+	"github.com/ksmg-appliance/ksmg/firstboot/i18n"
 )
-
-//go:embed texts/eula.txt
-var eulaText string
-
-//go:embed texts/ksn.txt
-var ksnText string
 
 // ErrAborted is returned when the admin quits the wizard (ctrl+c).
 var ErrAborted = errors.New("setup aborted at the console")
@@ -32,8 +32,9 @@ var ErrAborted = errors.New("setup aborted at the console")
 type Options struct {
 	Interfaces []string        // NICs offered for configuration, in order
 	Accessible bool            // line prompts instead of the full-screen form
-	Notices    []string        // shown on the first screen (invalid unattended answers)
-	Ctx        context.Context // cancels the full-screen form; default Background
+	ASCII      bool            // accessible mode on a terminal without UTF-8: transliterate
+	Notices    []error         // shown on the first screen (rejected unattended answers), localized there
+	Ctx        context.Context // cancels the wizard; default Background
 	In         io.Reader       // default os.Stdin
 	Out        io.Writer       // default os.Stdout
 }
@@ -44,7 +45,7 @@ type nic struct {
 	Mode, Addr4, Gw4, Addr6, Gw6, DNS, Search string
 }
 
-// model holds every form value; huh fields point into it. Fields are
+// model holds every form value; fields point into it. Fields are
 // exported only so that huh's change detection (hashstructure skips
 // unexported fields) sees them and refreshes the review screen.
 type model struct {
@@ -61,6 +62,9 @@ func fromAnswers(a answers.Answers, ifnames []string) *model {
 		Hostname: a.Hostname, NTP: strings.Join(a.NTP, ", "), Timezone: a.Timezone,
 		Role: a.Role, Control: a.ControlAddress, Token: a.JoinToken, Key: a.SSHAuthorizedKey,
 		EULA: a.EULAAccepted, KSN: a.KSN, SSH: a.SSHEnabled,
+	}
+	if !i18n.Supported(m.Language) {
+		m.Language = i18n.English
 	}
 	names := append([]string(nil), ifnames...)
 	for _, ifc := range a.Interfaces {
@@ -122,196 +126,114 @@ func (m *model) answers(hash string) answers.Answers {
 	return a
 }
 
-// step is one screen: its group, when it is skipped, and the check that
-// accessible mode re-runs (full-screen mode validates field by field).
-type step struct {
-	group  func() *huh.Group
-	hidden func() bool
-	check  func() error
-}
+// printer is the wizard's current language.
+func (m *model) printer() *message.Printer { return i18n.Printer(m.Language) }
 
-func optional(v func(string) error) func(string) error {
-	return func(s string) error {
-		if strings.TrimSpace(s) == "" {
-			return nil
+// Run shows the wizard prefilled with a and returns the confirmed answers.
+// A password hash given by an unattended source is kept when the admin
+// leaves the password empty; it is never shown.
+func Run(o Options, a answers.Answers) (answers.Answers, error) {
+	if o.In == nil {
+		o.In = os.Stdin
+	}
+	if o.Out == nil {
+		o.Out = os.Stdout
+	}
+	if o.Ctx == nil {
+		o.Ctx = context.Background()
+	}
+	m := fromAnswers(a, o.Interfaces)
+	keepHash := a.AdminPasswordHash != "" && a.AdminPassword == ""
+	m.keepHash, m.accessible = keepHash, o.Accessible
+	var prompt *prompter
+	if o.Accessible {
+		prompt = newPrompter(o)
+	}
+	for {
+		m.Apply = false
+		var err error
+		if o.Accessible {
+			err = m.runAccessible(o, prompt)
+		} else {
+			err = m.runForm(o)
 		}
-		return v(strings.TrimSpace(s))
-	}
-}
-
-func list(v func(string) error) func(string) error {
-	return func(s string) error { return answers.ValidateList(answers.SplitList(s), v) }
-}
-
-func (m *model) steps(o Options, keepHash bool) []step {
-	never := func() bool { return false }
-	var s []step
-	welcome := "Welcome. This wizard sets up the mail gateway appliance.\nenter: next   shift+tab: back   ctrl+c: quit"
-	if len(o.Notices) > 0 {
-		welcome += "\n\nUnattended answers that were rejected (fix them below):\n- " + strings.Join(o.Notices, "\n- ")
-	}
-	s = append(s, step{group: func() *huh.Group {
-		return huh.NewGroup(
-			huh.NewNote().Title("ksmg appliance setup").Description(welcome),
-			huh.NewSelect[string]().Title("Language").Options(
-				huh.NewOption("English", "en"), huh.NewOption("Čeština", "cs"), huh.NewOption("Русский", "ru"),
-			).Value(&m.Language).Validate(answers.ValidateLanguage),
-		)
-	}, hidden: never, check: func() error { return answers.ValidateLanguage(m.Language) }})
-
-	s = append(s, step{group: func() *huh.Group {
-		return huh.NewGroup(
-			huh.NewNote().Title("License agreement").Description(eulaText),
-			huh.NewConfirm().Title("Do you accept the license agreement?").
-				Affirmative("I accept").Negative("I do not accept").
-				Value(&m.EULA).Validate(answers.ValidateEULA),
-		)
-	}, hidden: never, check: func() error { return answers.ValidateEULA(m.EULA) }})
-
-	s = append(s, step{group: func() *huh.Group {
-		return huh.NewGroup(
-			huh.NewNote().Title("Data provision and KSN").Description(ksnText),
-			huh.NewConfirm().Title("Participate in Kaspersky Security Network?").
-				Affirmative("Join KSN").Negative("Do not join").Value(&m.KSN),
-		)
-	}, hidden: never, check: func() error { return nil }})
-
-	// With a hash from an unattended source (or the current one on
-	// --reconfigure), an empty password keeps it.
-	pwRule := answers.ValidatePassword
-	pwDesc := fmt.Sprintf("Account %q. At least %d characters mixing three of: lower, upper, digits, other.", "admin", answers.MinPasswordLen)
-	if keepHash {
-		pwRule = optional(answers.ValidatePassword)
-		pwDesc += " Leave empty to keep the current one."
-	}
-	s = append(s, step{group: func() *huh.Group {
-		return huh.NewGroup(
-			huh.NewInput().Title("Administrator password").Description(pwDesc).
-				EchoMode(huh.EchoModePassword).Value(&m.Password).Validate(pwRule),
-			huh.NewInput().Title("Confirm password").EchoMode(huh.EchoModePassword).Value(&m.Confirm).
-				Validate(func(c string) error { return answers.ValidateConfirm(m.Password, c) }),
-		)
-	}, hidden: never, check: func() error {
-		if err := pwRule(m.Password); err != nil {
-			return err
+		if err != nil {
+			return answers.Answers{}, err
 		}
-		return answers.ValidateConfirm(m.Password, m.Confirm)
-	}})
-
-	s = append(s, step{group: func() *huh.Group {
-		return huh.NewGroup(huh.NewInput().Title("Host name").Description("Fully qualified name, e.g. gw1.example.com").
-			Value(&m.Hostname).Validate(answers.ValidateHostname))
-	}, hidden: never, check: func() error { return answers.ValidateHostname(m.Hostname) }})
-
-	for _, n := range m.Nics {
-		s = append(s, step{group: func() *huh.Group {
-			return huh.NewGroup(huh.NewSelect[string]().Title("Network: interface "+n.Name).Options(
-				huh.NewOption("DHCP (automatic)", answers.ModeDHCP), huh.NewOption("Static IPv4/IPv6", answers.ModeStatic),
-			).Value(&n.Mode).Validate(answers.ValidateMode))
-		}, hidden: never, check: func() error { return answers.ValidateMode(n.Mode) }})
-		static := func() bool { return n.Mode != answers.ModeStatic }
-		s = append(s, step{group: func() *huh.Group {
-			return huh.NewGroup(
-				huh.NewInput().Title(n.Name+": IPv4 address/prefix").Placeholder("192.0.2.10/24 (empty: none)").Value(&n.Addr4).Validate(optional(answers.ValidatePrefix4)),
-				huh.NewInput().Title(n.Name+": IPv4 gateway").Placeholder("192.0.2.1 (optional)").Value(&n.Gw4).Validate(optional(func(g string) error { return answers.ValidateGateway(g, n.Addr4, true) })),
-				huh.NewInput().Title(n.Name+": IPv6 address/prefix").Placeholder("2001:db8::10/64 (empty: none)").Value(&n.Addr6).Validate(func(v string) error {
-					if strings.TrimSpace(v) == "" && strings.TrimSpace(n.Addr4) == "" {
-						return errors.New("a static interface needs an IPv4 or IPv6 address")
-					}
-					return optional(answers.ValidatePrefix6)(v)
-				}),
-				huh.NewInput().Title(n.Name+": IPv6 gateway").Placeholder("optional").Value(&n.Gw6).Validate(optional(func(g string) error { return answers.ValidateGateway(g, n.Addr6, false) })),
-				huh.NewInput().Title(n.Name+": DNS servers").Placeholder("comma separated").Value(&n.DNS).Validate(list(answers.ValidateAddress)),
-				huh.NewInput().Title(n.Name+": search domain").Placeholder("optional").Value(&n.Search).Validate(optional(answers.ValidateDomain)),
-			)
-		}, hidden: static, check: func() error {
-			return errors.Join(answers.ValidateInterface(m.answers("").Interfaces[indexOf(m.Nics, n)])...)
-		}})
-	}
-
-	s = append(s, step{group: func() *huh.Group {
-		return huh.NewGroup(
-			huh.NewInput().Title("NTP servers").Description("Comma separated; empty uses the system defaults.").Value(&m.NTP).Validate(list(answers.ValidateServer)),
-			huh.NewInput().Title("Time zone").Description("IANA name, e.g. Europe/Prague or UTC").Value(&m.Timezone).Validate(answers.ValidateTimezone),
-		)
-	}, hidden: never, check: func() error {
-		return errors.Join(answers.ValidateList(answers.SplitList(m.NTP), answers.ValidateServer), answers.ValidateTimezone(m.Timezone))
-	}})
-
-	s = append(s, step{group: func() *huh.Group {
-		return huh.NewGroup(huh.NewSelect[string]().Title("Node role").Options(
-			huh.NewOption("Control node", answers.RoleControl), huh.NewOption("Secondary node (joins a Control node)", answers.RoleSecondary),
-		).Value(&m.Role).Validate(answers.ValidateRole))
-	}, hidden: never, check: func() error { return answers.ValidateRole(m.Role) }})
-	s = append(s, step{group: func() *huh.Group {
-		return huh.NewGroup(
-			huh.NewInput().Title("Control node address").Placeholder("host[:port]").Value(&m.Control).Validate(answers.ValidateControlAddress),
-			huh.NewInput().Title("Join token").Description("Shown on the Control node when you add a node.").EchoMode(huh.EchoModePassword).Value(&m.Token).Validate(answers.ValidateJoinToken),
-		)
-	}, hidden: func() bool { return m.Role != answers.RoleSecondary }, check: func() error {
-		return errors.Join(answers.ValidateControlAddress(m.Control), answers.ValidateJoinToken(m.Token))
-	}})
-
-	s = append(s, step{group: func() *huh.Group {
-		return huh.NewGroup(huh.NewConfirm().Title("Enable SSH access for the administrator?").
-			Description("Off by default. Key-based login only.").Affirmative("Enable").Negative("Keep off").Value(&m.SSH))
-	}, hidden: never, check: func() error { return nil }})
-	s = append(s, step{group: func() *huh.Group {
-		return huh.NewGroup(huh.NewInput().Title("Authorized public key").Placeholder("ssh-ed25519 AAAA... comment").
-			Value(&m.Key).Validate(answers.ValidateAuthorizedKey))
-	}, hidden: func() bool { return !m.SSH }, check: func() error { return answers.ValidateAuthorizedKey(m.Key) }})
-
-	s = append(s, step{group: func() *huh.Group {
-		review := huh.NewNote().Title("Review").DescriptionFunc(m.summary, m)
-		if m.accessible {
-			review = huh.NewNote().Title("Review").Description(m.summary())
+		if !m.Apply {
+			continue // "Go back": the wizard reopens with everything kept
 		}
-		return huh.NewGroup(
-			review,
-			huh.NewConfirm().Title("Apply these settings?").Affirmative("Apply").Negative("Go back").Value(&m.Apply),
-		)
-	}, hidden: never, check: func() error { return nil }})
-	return s
-}
-
-func indexOf(ns []*nic, n *nic) int {
-	for i, x := range ns {
-		if x == n {
-			return i
+		hash := ""
+		if keepHash && m.Password == "" {
+			hash = a.AdminPasswordHash
 		}
+		res := m.answers(hash)
+		if err := res.Validate(); err != nil {
+			// Cannot normally happen (every field validated), but never
+			// return answers that would fail to apply.
+			o.Notices = []error{err}
+			continue
+		}
+		return res, nil
 	}
-	return 0
 }
 
 // summary is the review screen; secrets are shown only as "set".
-func (m *model) summary() string {
+func (m *model) summary(p *message.Printer) string {
 	var b strings.Builder
-	yn := map[bool]string{true: "on", false: "off"}
-	fmt.Fprintf(&b, "Language %s · EULA accepted: %v · KSN: %s\n", m.Language, m.EULA, yn[m.KSN])
-	fmt.Fprintf(&b, "Host name: %s · admin password: %s\n", m.Hostname, map[bool]string{true: "set", false: "NOT SET"}[m.Password != "" || m.keepHash])
+	onOff := func(v bool) string {
+		if v {
+			return p.Sprintf("on")
+		}
+		return p.Sprintf("off")
+	}
+	yesNo := func(v bool) string {
+		if v {
+			return p.Sprintf("yes")
+		}
+		return p.Sprintf("no")
+	}
+	language, eula, ksn := i18n.Name(m.Language), yesNo(m.EULA), onOff(m.KSN)
+	b.WriteString(p.Sprintf("Language: %s · EULA accepted: %s · KSN: %s", language, eula, ksn) + "\n")
+	pw := p.Sprintf("NOT SET")
+	switch {
+	case m.Password != "":
+		pw = p.Sprintf("set")
+	case m.keepHash:
+		pw = p.Sprintf("kept")
+	}
+	host := dash(m.Hostname)
+	b.WriteString(p.Sprintf("Host name: %s · admin password: %s", host, pw) + "\n")
 	for _, n := range m.Nics {
 		if n.Mode == answers.ModeDHCP {
-			fmt.Fprintf(&b, "%s: DHCP", n.Name)
+			line := p.Sprintf("%s: DHCP", n.Name)
 			if strings.TrimSpace(n.DNS+n.Search) != "" {
-				fmt.Fprintf(&b, ", DNS %s  search %s", dash(n.DNS), dash(n.Search))
+				dns, search := dash(n.DNS), dash(n.Search)
+				line += ", " + p.Sprintf("DNS %s  search %s", dns, search)
 			}
-			b.WriteString("\n")
+			b.WriteString(line + "\n")
 			continue
 		}
-		fmt.Fprintf(&b, "%s: %s gw %s  %s gw %s\n", n.Name, dash(n.Addr4), dash(n.Gw4), dash(n.Addr6), dash(n.Gw6))
-		fmt.Fprintf(&b, "   DNS %s  search %s\n", dash(n.DNS), dash(n.Search))
+		addr4, gw4, addr6, gw6 := dash(n.Addr4), dash(n.Gw4), dash(n.Addr6), dash(n.Gw6)
+		b.WriteString(p.Sprintf("%s: %s gw %s  %s gw %s", n.Name, addr4, gw4, addr6, gw6) + "\n")
+		dns, search := dash(n.DNS), dash(n.Search)
+		b.WriteString("   " + p.Sprintf("DNS %s  search %s", dns, search) + "\n")
 	}
-	fmt.Fprintf(&b, "NTP: %s · time zone: %s\n", dash(m.NTP), m.Timezone)
+	ntp := dash(m.NTP)
+	b.WriteString(p.Sprintf("NTP: %s · time zone: %s", ntp, m.Timezone) + "\n")
 	if m.Role == answers.RoleSecondary {
-		fmt.Fprintf(&b, "Role: Secondary of %s (token set) · KSN follows Control\n", m.Control)
+		b.WriteString(p.Sprintf("Role: Secondary node of %s (token set) · KSN follows the Control node", m.Control) + "\n")
 	} else {
-		fmt.Fprintf(&b, "Role: Control node\n")
+		b.WriteString(p.Sprintf("Role: Control node") + "\n")
 	}
 	if m.SSH {
-		k := strings.Fields(m.Key)
-		fmt.Fprintf(&b, "SSH: on, key %s\n", strings.Join(k[:min(len(k), 1)], " "))
+		keyType := "-"
+		if k := strings.Fields(m.Key); len(k) > 0 {
+			keyType = k[0]
+		}
+		b.WriteString(p.Sprintf("SSH: on, key %s", keyType) + "\n")
 	} else {
-		b.WriteString("SSH: off\n")
+		b.WriteString(p.Sprintf("SSH: off") + "\n")
 	}
 	return b.String()
 }
@@ -323,84 +245,30 @@ func dash(s string) string {
 	return s
 }
 
-// Run shows the wizard prefilled with a and returns the confirmed answers.
-// A password hash given by an unattended source is kept when the admin
-// leaves the password empty... it is never shown.
-func Run(o Options, a answers.Answers) (answers.Answers, error) {
-	if o.In == nil {
-		o.In = os.Stdin
+// localized wraps a validator so that its error is shown in p's language.
+func localized(p *message.Printer, v func(string) error) func(string) error {
+	if v == nil {
+		return nil
 	}
-	if o.Out == nil {
-		o.Out = os.Stdout
-	}
-	m := fromAnswers(a, o.Interfaces)
-	keepHash := a.AdminPasswordHash != "" && a.AdminPassword == ""
-	m.keepHash, m.accessible = keepHash, o.Accessible
-	for {
-		m.Apply = false
-		var err error
-		if o.Accessible {
-			err = m.runAccessible(o, keepHash)
-		} else {
-			err = m.runForm(o, keepHash)
+	return func(s string) error {
+		if err := v(s); err != nil {
+			return errors.New(i18n.Error(p, err))
 		}
-		if err != nil {
-			return answers.Answers{}, err
-		}
-		if !m.Apply {
-			continue // "Go back": the form reopens with everything kept
-		}
-		hash := ""
-		if keepHash && m.Password == "" {
-			hash = a.AdminPasswordHash
-		}
-		res := m.answers(hash)
-		if err := res.Validate(); err != nil {
-			// Cannot normally happen (every field validated), but never
-			// return answers that would fail to apply.
-			o.Notices = []string{err.Error()}
-			continue
-		}
-		return res, nil
+		return nil
 	}
 }
 
-func (m *model) runForm(o Options, keepHash bool) error {
-	var groups []*huh.Group
-	for _, st := range m.steps(o, keepHash) {
-		groups = append(groups, st.group().WithHideFunc(st.hidden))
-	}
-	f := huh.NewForm(groups...).WithWidth(78).WithShowHelp(true).WithInput(o.In).WithOutput(o.Out)
-	ctx := o.Ctx
-	if ctx == nil {
-		ctx = context.Background()
-	}
-	if err := f.RunWithContext(ctx); err != nil {
-		if errors.Is(err, huh.ErrUserAborted) || ctx.Err() != nil {
-			return ErrAborted
-		}
-		return fmt.Errorf("wizard: %w", err)
-	}
-	return nil
-}
-
-func (m *model) runAccessible(o Options, keepHash bool) error {
-	for _, st := range m.steps(o, keepHash) {
-		if st.hidden() {
-			continue
-		}
-		for {
-			g := st.group()
-			f := huh.NewForm(g).WithAccessible(true).WithInput(o.In).WithOutput(o.Out)
-			if err := f.Run(); err != nil {
-				return fmt.Errorf("wizard: %w", err)
-			}
-			err := st.check()
-			if err == nil {
-				break
-			}
-			fmt.Fprintf(o.Out, "Error: %v\nPlease answer this step again.\n\n", err)
+// welcome is the first screen's text, with the rejected unattended
+// answers (if any) told in the current language.
+func welcome(p *message.Printer, notices []error) string {
+	s := p.Sprintf("Welcome. This wizard sets up the mail gateway appliance.") + "\n" +
+		p.Sprintf("enter: next   shift+tab: back   ctrl+c: quit")
+	if len(notices) > 0 {
+		count := len(notices)
+		s += "\n\n" + p.Sprintf("%d unattended answers were rejected; correct them in the steps below:", count)
+		for _, n := range notices {
+			s += "\n- " + strings.ReplaceAll(i18n.Error(p, n), "\n", "\n- ")
 		}
 	}
-	return nil
+	return s
 }

@@ -6,11 +6,13 @@ import (
 	"testing"
 
 	"github.com/ksmg-appliance/ksmg/firstboot/answers"
+	"github.com/ksmg-appliance/ksmg/firstboot/i18n"
 )
 
 // The terminal walk itself is tested in cmd/ksmg-firstboot under tmux;
 // this checks the mapping between answers and form values.
 func TestModelRoundTrip(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name string
 		a    answers.Answers
@@ -28,11 +30,12 @@ func TestModelRoundTrip(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
 			m := fromAnswers(tc.a, []string{"eth0"})
 			if got := m.answers(""); !reflect.DeepEqual(got, tc.a) {
 				t.Fatalf("round trip:\n%+v\nwant\n%+v", got, tc.a)
 			}
-			sum := m.summary()
+			sum := m.summary(i18n.Printer(tc.a.Language))
 			if strings.Contains(sum, "Correct-Horse-9") || strings.Contains(sum, "0123456789abcdef0123") {
 				t.Fatalf("summary shows a secret:\n%s", sum)
 			}
@@ -41,6 +44,7 @@ func TestModelRoundTrip(t *testing.T) {
 }
 
 func TestModelAddsDetectedInterfaces(t *testing.T) {
+	t.Parallel()
 	a := answers.Defaults()
 	a.Interfaces = []answers.Interface{{Name: "eth1", Mode: "static", Address4: "192.0.2.10/24"}}
 	m := fromAnswers(a, []string{"eth0"})
@@ -51,6 +55,7 @@ func TestModelAddsDetectedInterfaces(t *testing.T) {
 }
 
 func TestHashKeptWhenPasswordEmpty(t *testing.T) {
+	t.Parallel()
 	a := answers.Defaults()
 	m := fromAnswers(a, []string{"eth0"})
 	if got := m.answers("$6$x$y"); got.AdminPasswordHash != "$6$x$y" {

@@ -1,0 +1,42 @@
+package main
+
+import (
+	"bytes"
+	"io"
+	"os"
+	"strconv"
+)
+
+// terminalUTF8 decides whether the line prompts may print UTF-8. A serial
+// console's far end may be anything from a modern terminal to a legacy
+// one with an 8-bit character set, and the locale of this side says
+// nothing about it, so "auto" asks the terminal itself (probeUTF8); one
+// that does not answer, or TERM=dumb, gets transliterated ASCII, which
+// every terminal shows.
+func terminalUTF8(mode string, in *os.File, out io.Writer) bool {
+	switch mode {
+	case "utf-8", "utf8", "UTF-8":
+		return true
+	case "ascii":
+		return false
+	}
+	if t := os.Getenv("TERM"); t == "" || t == "dumb" {
+		return false
+	}
+	utf8, known := probeUTF8(in, out)
+	return known && utf8
+}
+
+// parseCPR reads the column out of a cursor position report, ESC [ row ; col R.
+func parseCPR(b []byte) (col int, ok bool) {
+	i := bytes.LastIndex(b, []byte("\x1b["))
+	if i < 0 || !bytes.HasSuffix(b, []byte("R")) {
+		return 0, false
+	}
+	_, c, found := bytes.Cut(b[i+2:len(b)-1], []byte(";"))
+	if !found {
+		return 0, false
+	}
+	n, err := strconv.Atoi(string(c))
+	return n, err == nil
+}
