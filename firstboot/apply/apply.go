@@ -193,6 +193,9 @@ func plan(t *tx, o Options, a answers.Answers, hash string, fingerprints []strin
 	t.mkdir(o.path(filepath.Dir(NTPPath)), 0o755, 0, 0)
 	t.file(o.path(NTPPath), timesyncd(a.NTP), 0o644, 0, 0)
 
+	// Language: system locale and console keyboard (see language.go).
+	planLanguage(t, o, a.Language)
+
 	// SSH: sshd reads the one authorized_keys file of the data contract;
 	// the service is enabled only when asked.
 	t.mkdir(o.path("/etc/ssh"), 0o755, 0, 0)
@@ -401,6 +404,7 @@ func activate(ctx context.Context, o Options, a answers.Answers) error {
 		}
 	}
 	run("daemon-reload")
+	activateLanguage(ctx, o)
 	run("try-restart", "systemd-networkd.service", "systemd-timesyncd.service")
 	if a.SSHEnabled {
 		run("restart", "ssh.service")

@@ -1,0 +1,44 @@
+package apply
+
+import (
+	"bytes"
+	"context"
+	"os/exec"
+	"strings"
+
+	"github.com/ksmg-appliance/ksmg/firstboot/i18n"
+)
+
+// Paths of the language settings (Debian's locale and console-setup files).
+const (
+	LocalePath   = "/etc/default/locale"
+	KeyboardPath = "/etc/default/keyboard"
+	// keymapCache is console-setup's compiled keymap loader for the old
+	// layout. It is removed with the switch, so that even if activation
+	// cannot compile the new one, the next boot's keyboard-setup.sh
+	// compiles it (setupcon -k) rather than loading a stale keymap.
+	keymapCache = "/etc/console-setup/cached_setup_keyboard.sh"
+)
+
+// planLanguage queues the system locale (the image has every product
+// language's locale generated, so nothing is compiled here) and the
+// console keyboard of lang.
+func planLanguage(t *tx, o Options, lang string) {
+	t.mkdir(o.path("/etc/default"), 0o755, 0, 0)
+	t.file(o.path(LocalePath), i18n.LocaleFile(lang), 0o644, 0, 0)
+	t.file(o.path(KeyboardPath), i18n.KeyboardFile(lang), 0o644, 0, 0)
+	t.remove(o.path(keymapCache))
+}
+
+// activateLanguage compiles and caches the new keymap (console-setup's
+// setupcon, as a boot would) and loads it on the consoles now. New login
+// sessions read the locale from /etc/default/locale (pam_env). A failure
+// is only logged: the files are in place, and without the removed cache
+// the next boot's keyboard-setup.sh compiles the keymap itself.
+func activateLanguage(ctx context.Context, o Options) {
+	for _, args := range [][]string{{"--save-only"}, {"--force", "-k"}} {
+		if out, err := exec.CommandContext(ctx, "setupcon", args...).CombinedOutput(); err != nil {
+			o.Log.Warn("console keymap not switched now; the next boot does it", "cmd", "setupcon "+strings.Join(args, " "), "err", err, "output", string(bytes.TrimSpace(out)))
+		}
+	}
+}
