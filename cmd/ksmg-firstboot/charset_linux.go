@@ -31,7 +31,7 @@ func probeUTF8(in *os.File, out io.Writer) (utf8, known bool) {
 	if _, err := io.WriteString(out, "\r\xc3\xa9\x1b[6n"); err != nil {
 		return false, false
 	}
-	defer io.WriteString(out, "\r\x1b[K")
+	defer func() { _, _ = io.WriteString(out, "\r\x1b[K") }()
 	var got []byte
 	buf := make([]byte, 32)
 	for deadline := time.Now().Add(time.Second); time.Now().Before(deadline) && len(got) < 64; {

@@ -54,7 +54,9 @@ func Error(p *message.Printer, err error) string {
 	if err == nil {
 		return ""
 	}
-	switch e := err.(type) {
+	// A type switch, not errors.As: an error that wraps a Localizer has
+	// English text of its own, which must not be dropped.
+	switch e := err.(type) { //nolint:errorlint // see above
 	case Localizer:
 		return e.Localize(p)
 	case interface{ Unwrap() []error }:
@@ -83,7 +85,7 @@ type asciiWriter struct {
 }
 
 func (a *asciiWriter) Write(p []byte) (int, error) {
-	b := append(a.tail, p...)
+	b := append(append([]byte(nil), a.tail...), p...)
 	// Keep an incomplete rune at the end for the next write.
 	cut := len(b)
 	for i := len(b) - 1; i >= 0 && i >= len(b)-utf8.UTFMax; i-- {

@@ -23,10 +23,9 @@ var errBack = errors.New("back")
 // goroutine so that a cancelled context (another console finished the
 // setup, SIGTERM) ends the wizard while it waits for a line.
 type prompter struct {
-	o     Options
-	in    *bufio.Reader
-	fd    int // the input's terminal, for unechoed secrets; -1 if none
-	lines chan lineResult
+	o  Options
+	in *bufio.Reader
+	fd int // the input's terminal, for unechoed secrets; -1 if none
 }
 
 type lineResult struct {
@@ -102,88 +101,98 @@ func (pr *prompter) ask(p *message.Printer, m *model, f field) error {
 		}
 		return nil
 	case choice, confirm:
-		opts := f.options
-		current := 0
+		return pr.askChoice(p, f)
+	}
+	return pr.askLine(p, f)
+}
+
+// askChoice asks for the number of an option (a confirm's are yes, no):
+// numbers can be typed on any keyboard layout and any terminal.
+func (pr *prompter) askChoice(p *message.Printer, f field) error {
+	opts := f.options
+	current := 0
+	if f.kind == confirm {
+		opts = []option{{f.yes, "y"}, {f.no, "n"}}
+		if !*f.b {
+			current = 1
+		}
+	}
+	for i, o := range opts {
+		if f.kind == choice && o.value == *f.str {
+			current = i
+		}
+		pr.say(fmt.Sprintf("  %d) %s\n", i+1, o.label))
+	}
+	for {
+		count, keep := len(opts), current+1
+		pr.say(p.Sprintf("Enter a number from 1 to %d (Enter keeps %d): ", count, keep))
+		line, err := pr.read(false)
+		if err != nil {
+			return err
+		}
+		line = strings.TrimSpace(line)
+		if line == "<" {
+			return errBack
+		}
+		n := keep
+		if line != "" {
+			if n, err = strconv.Atoi(line); err != nil || n < 1 || n > count {
+				pr.fail(p, p.Sprintf("%q is not a number from 1 to %d", line, count))
+				continue
+			}
+		}
+		var verr error
 		if f.kind == confirm {
-			opts = []option{{f.yes, "y"}, {f.no, "n"}}
-			if !*f.b {
-				current = 1
+			*f.b = n == 1
+			if f.validateB != nil {
+				verr = f.validateB(*f.b)
 			}
-		}
-		for i, o := range opts {
-			if f.kind == choice && o.value == *f.str {
-				current = i
-			}
-			pr.say(fmt.Sprintf("  %d) %s\n", i+1, o.label))
-		}
-		for {
-			count, keep := len(opts), current+1
-			pr.say(p.Sprintf("Enter a number from 1 to %d (Enter keeps %d): ", count, keep))
-			line, err := pr.read(false)
-			if err != nil {
-				return err
-			}
-			line = strings.TrimSpace(line)
-			if line == "<" {
-				return errBack
-			}
-			n := current + 1
-			if line != "" {
-				if n, err = strconv.Atoi(line); err != nil || n < 1 || n > len(opts) {
-					pr.fail(p, p.Sprintf("%q is not a number from 1 to %d", line, count))
-					continue
-				}
-			}
-			var verr error
-			if f.kind == confirm {
-				*f.b = n == 1
-				if f.validateB != nil {
-					verr = f.validateB(*f.b)
-				}
-			} else {
-				*f.str = opts[n-1].value
-				if f.validate != nil {
-					verr = f.validate(*f.str)
-				}
-			}
-			if verr == nil {
-				return nil
-			}
-			pr.fail(p, i18n.Error(p, verr))
-		}
-	default: // input, secret
-		for {
-			switch {
-			case f.kind == secret && *f.str != "":
-				pr.say(p.Sprintf("(input hidden; Enter keeps the value given before)") + "\n")
-			case f.kind == secret:
-				pr.say(p.Sprintf("(input hidden)") + "\n")
-			case *f.str != "":
-				pr.say(p.Sprintf("Enter keeps: %s", *f.str) + "\n")
-			case f.placeholder != "":
-				pr.say(p.Sprintf("For example: %s", f.placeholder) + "\n")
-			}
-			pr.say("> ")
-			line, err := pr.read(f.kind == secret)
-			if err != nil {
-				return err
-			}
-			if strings.TrimSpace(line) == "<" {
-				return errBack
-			}
-			v := *f.str
-			if strings.TrimSpace(line) != "" {
-				v = strings.TrimSpace(line)
-			}
+		} else {
+			*f.str = opts[n-1].value
 			if f.validate != nil {
-				if err := f.validate(v); err != nil {
-					pr.fail(p, i18n.Error(p, err))
-					continue
-				}
+				verr = f.validate(*f.str)
 			}
-			*f.str = v
+		}
+		if verr == nil {
 			return nil
 		}
+		pr.fail(p, i18n.Error(p, verr))
+	}
+}
+
+// askLine asks for a line of text; Enter alone keeps the current value.
+func (pr *prompter) askLine(p *message.Printer, f field) error {
+	for {
+		switch {
+		case f.kind == secret && *f.str != "":
+			pr.say(p.Sprintf("(input hidden; Enter keeps the value given before)") + "\n")
+		case f.kind == secret:
+			pr.say(p.Sprintf("(input hidden)") + "\n")
+		case *f.str != "":
+			pr.say(p.Sprintf("Enter keeps: %s", *f.str) + "\n")
+		case f.placeholder != "":
+			pr.say(p.Sprintf("For example: %s", f.placeholder) + "\n")
+		}
+		pr.say("> ")
+		line, err := pr.read(f.kind == secret)
+		if err != nil {
+			return err
+		}
+		if strings.TrimSpace(line) == "<" {
+			return errBack
+		}
+		v := *f.str
+		if strings.TrimSpace(line) != "" {
+			v = strings.TrimSpace(line)
+		}
+		if f.validate != nil {
+			if err := f.validate(v); err != nil {
+				pr.fail(p, i18n.Error(p, err))
+				continue
+			}
+		}
+		*f.str = v
+		return nil
 	}
 }
 

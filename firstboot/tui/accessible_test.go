@@ -3,6 +3,7 @@ package tui
 import (
 	"bytes"
 	"context"
+	"errors"
 	"io"
 	"strings"
 	"testing"
@@ -77,7 +78,7 @@ func TestAccessibleEndsWithContext(t *testing.T) {
 		done <- err
 	}()
 	cancel()
-	if err := <-done; err != ErrAborted {
+	if err := <-done; !errors.Is(err, ErrAborted) {
 		t.Fatalf("got %v, want ErrAborted", err)
 	}
 }
