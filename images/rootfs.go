@@ -154,6 +154,7 @@ func (b *builder) bootstrap(ctx context.Context, repo, dir string) error {
 		filepath.Dir(initramfsModulesFile), modules, filepath.Dir(initramfsModulesFile), filepath.Base(initramfsModulesFile))
 	args := append(mmdebstrapArgs(s),
 		"--setup-hook="+setup,
+		"--customize-hook="+languageHook(),
 		s.Distribution.Suite, dir,
 		// copy://: apt copies the .debs into the chroot; no bind mount
 		// (file://) that a failed run could leave behind.
