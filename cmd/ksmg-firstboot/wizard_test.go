@@ -166,11 +166,12 @@ func wizardWalk(t *testing.T, lang string, menuIndex int) {
 		"/etc/hostname": "gw1.example.com\n",
 		"/etc/timezone": "Europe/Prague\n",
 		"/etc/systemd/network/50-ksmg-eth0.network": "Address=192.0.2.10/24\nGateway=192.0.2.1\nAddress=2001:db8::10/64\nDNS=192.0.2.53\nDNS=192.0.2.54\nDomains=example.com\n",
-		apply.NTPPath:        "NTP=ntp1.example.com\n",
-		apply.NodeConfigPath: "role: secondary\ncontrol_address: ctl.example.com:8443\njoin_token: 0123456789abcdef0123\nlanguage: " + lang + "\n",
-		apply.AuthorizedKeys: testKey + "\n",
-		apply.LocalePath:     "\nLANG=" + sys.Locale + "\n",
-		apply.KeyboardPath:   "XKBLAYOUT=" + strconv.Quote(sys.XKBLayout) + "\n",
+		apply.NTPPath:           "NTP=ntp1.example.com\n",
+		apply.NodeConfigPath:    "role: secondary\ncontrol_address: ctl.example.com:8443\njoin_token: 0123456789abcdef0123\nlanguage: " + lang + "\n",
+		apply.AuthorizedKeys:    testKey + "\n",
+		apply.LocalePath:        "\nLANG=" + sys.Locale + "\n",
+		apply.DefaultLocalePath: "\nLANG=" + sys.Locale + "\n",
+		apply.KeyboardPath:      "XKBLAYOUT=" + strconv.Quote(sys.XKBLayout) + "\n",
 	} {
 		if got := readFile(t, root, p); !strings.Contains(got, want) {
 			t.Errorf("%s:\n%s\nwant:\n%s", p, got, want)

@@ -3,6 +3,7 @@ package apply
 import (
 	"bytes"
 	"context"
+	"os"
 	"os/exec"
 	"strings"
 
@@ -11,7 +12,11 @@ import (
 
 // Paths of the language settings (Debian's locale and console-setup files).
 const (
-	LocalePath   = "/etc/default/locale"
+	// LocalePath is systemd's locale file, which PID 1 (services) and
+	// localectl read; Debian 13 makes /etc/default/locale (pam_env, older
+	// tools) a symbolic link to it.
+	LocalePath        = "/etc/locale.conf"
+	DefaultLocalePath = "/etc/default/locale"
 	KeyboardPath = "/etc/default/keyboard"
 	// keymapCache is console-setup's compiled keymap loader for the old
 	// layout. It is removed with the switch, so that even if activation
@@ -26,6 +31,11 @@ const (
 func planLanguage(t *tx, o Options, lang string) {
 	t.mkdir(o.path("/etc/default"), 0o755, 0, 0)
 	t.file(o.path(LocalePath), i18n.LocaleFile(lang), 0o644, 0, 0)
+	// Replacing Debian's link with a file would leave the two disagreeing
+	// the next time either is written through its own name.
+	if fi, err := os.Lstat(o.path(DefaultLocalePath)); err != nil || fi.Mode()&os.ModeSymlink == 0 {
+		t.file(o.path(DefaultLocalePath), i18n.LocaleFile(lang), 0o644, 0, 0)
+	}
 	t.file(o.path(KeyboardPath), i18n.KeyboardFile(lang), 0o644, 0, 0)
 	t.remove(o.path(keymapCache))
 }

@@ -112,10 +112,11 @@ func unitState(p *message.Printer, s string) string {
 	return p.Sprintf("in an unknown state")
 }
 
-// Language is the system language: the LANG of /etc/default/locale under
-// root (what the wizard wrote), else the process's locale.
+// Language is the system language: the LANG of /etc/locale.conf under
+// root (what the wizard wrote; read from the file because systemd's own
+// environment keeps the locale of the boot), else the process's locale.
 func Language(root string) string {
-	for _, p := range []string{"/etc/default/locale", "/etc/locale.conf"} {
+	for _, p := range []string{"/etc/locale.conf", "/etc/default/locale"} {
 		b, err := os.ReadFile(filepath.Join(root, p))
 		if err != nil {
 			continue
