@@ -500,7 +500,7 @@ func tail(s string) string {
 // TestBootStatusInChosenLanguage: an unattended first boot with
 // ksmg.language=ru makes Russian the system language, and the console
 // status line's sentence for people comes in Russian from the catalog,
-// telling the same facts as the machine-readable line before it.
+// telling the same facts as the machine-readable line after it.
 func TestBootStatusInChosenLanguage(t *testing.T) {
 	raw := testImage(t)
 	creds, _, err := answers.Unattended("ksmg-ru")

@@ -94,12 +94,14 @@ func main() {
 	cmd.AddCommand(&cobra.Command{
 		Use:   "console-status",
 		Short: "Wait for startup to finish, then print the appliance's status lines (ksmg-console-status.service)",
-		Long: "Prints KSMG-STATUS k=v ... (a fixed, untranslated format for boot tests and monitoring)\n" +
-			"and one line for people in the system language (LANG of /etc/default/locale).",
+		Long: "Prints one line for people in the system language (LANG of /etc/locale.conf), then\n" +
+			"KSMG-STATUS k=v ... (a fixed, untranslated format for boot tests and monitoring).",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			facts := status.Gather(cmd.Context())
-			_, err := fmt.Fprintf(os.Stdout, "%s\n%s\n", facts.Line(), facts.Human(i18n.Printer(status.Language("/"))))
+			// The sentence first: readers of the console (boot tests) take
+			// the KSMG-STATUS line as "startup finished" and may stop there.
+			_, err := fmt.Fprintf(os.Stdout, "%s\n%s\n", facts.Human(i18n.Printer(status.Language("/"))), facts.Line())
 			return err
 		},
 	})
