@@ -17,7 +17,7 @@ const (
 	// tools) a symbolic link to it.
 	LocalePath        = "/etc/locale.conf"
 	DefaultLocalePath = "/etc/default/locale"
-	KeyboardPath = "/etc/default/keyboard"
+	KeyboardPath      = "/etc/default/keyboard"
 	// keymapCache is console-setup's compiled keymap loader for the old
 	// layout. It is removed with the switch, so that even if activation
 	// cannot compile the new one, the next boot's keyboard-setup.sh
