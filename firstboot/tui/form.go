@@ -3,6 +3,7 @@ package tui
 import (
 	"errors"
 	"fmt"
+	"strings"
 
 	tea "github.com/charmbracelet/bubbletea"
 	"github.com/charmbracelet/huh"
@@ -20,9 +21,9 @@ func (m *model) huhField(p *message.Printer, f field) huh.Field {
 			n.Next(true).NextLabel(f.next)
 		}
 		if f.review {
-			return n.DescriptionFunc(func() string { return m.summary(p) }, m)
+			return n.DescriptionFunc(func() string { return plainNote(m.summary(p)) }, m)
 		}
-		return n.Description(f.desc)
+		return n.Description(plainNote(f.desc))
 	case choice:
 		var opts []huh.Option[string]
 		for _, o := range f.options {
@@ -167,3 +168,11 @@ func (m *model) runForm(o Options) error {
 	}
 	return nil
 }
+
+// noteMarkup escapes the characters huh's note renders as markup (_ and *
+// for italic and bold, ` for code, \ for an escape): a note shows texts
+// that are not markup, such as a path in a rejected answer
+// ("/var/lib/hyperv/.kvp_pool_0" lost its underscores) or "ksmg.* keys".
+var noteMarkup = strings.NewReplacer(`\`, `\\`, "_", `\_`, "*", `\*`, "`", "\\`")
+
+func plainNote(s string) string { return noteMarkup.Replace(s) }
