@@ -110,10 +110,18 @@ func main() {
 	err := cmd.ExecuteContext(ctx)
 	stop()
 	if err != nil {
-		fmt.Fprintln(os.Stderr, "ksmg-firstboot:", err)
+		if !errors.As(err, new(reported)) {
+			fmt.Fprintln(os.Stderr, "ksmg-firstboot:", err)
+		}
 		os.Exit(1)
 	}
 }
+
+// reported is an error already told on the console (in the reader's
+// language) and in the logs: main only exits with it.
+type reported struct{ error }
+
+func (r reported) Unwrap() error { return r.error }
 
 func newLogger(jsonLogs bool) *slog.Logger {
 	if jsonLogs || !term.IsTerminal(int(os.Stderr.Fd())) {
@@ -191,7 +199,10 @@ func run(ctx context.Context, f flags, in *os.File, out io.Writer) error {
 	}
 
 	if !console {
-		return errors.New("answers are incomplete and there is no console to ask on; pass complete unattended answers (see ksmg-firstboot --help)")
+		// Told like the rejected answers before it: in their language.
+		err := i18n.Errorf("answers are incomplete and there is no console to ask on; pass complete unattended answers (see ksmg-firstboot --help)")
+		report(f, log, out, i18n.Printer(prefill.Language), err)
+		return reported{err}
 	}
 	o := tui.Options{Interfaces: ifnames, Notices: notices, In: in, Out: out, Accessible: lines}
 	for {

@@ -359,8 +359,11 @@ func must1[T any](v T, err error) T {
 }
 
 // TestUnattendedErrorsInChosenLanguage: with ksmg.language given
-// unattended, the rejected answers are told on the console in that
-// language (the important log keeps English), and the wizard opens in it.
+// unattended, every line the console gets about the answers is in that
+// language: a rejected answer and the source it came from, a source that
+// cannot be read (a Hyper-V KVP pool cut short: a number of bytes, in
+// the plural form the number takes) and the closing "no console to ask
+// on"; the important log keeps English, and the wizard opens in it.
 func TestUnattendedErrorsInChosenLanguage(t *testing.T) {
 	t.Parallel()
 	for _, lang := range []string{i18n.Czech, i18n.Russian} {
@@ -371,23 +374,55 @@ func TestUnattendedErrorsInChosenLanguage(t *testing.T) {
 			kv["ksmg.language"] = lang
 			kv["ksmg.timezone"] = "Mars/Olympus"
 			root := scratchRoot(t)
-			args := append(hermetic(t, root), sourceSetups["seed"](t, kv)...)
+			seed := sourceSetups["seed"](t, kv)
+			// A short directory, so the path is not wrapped on the screen.
+			dir, err := os.MkdirTemp("", "k")
+			must(t, err)
+			t.Cleanup(func() { _ = os.RemoveAll(dir) })
+			pool := filepath.Join(dir, ".kvp_pool_0")
+			must(t, os.WriteFile(pool, make([]byte, 100), 0o644))
+			args := append(hermetic(t, root), append(seed, "--kvp-pool", pool)...)
 			out, err := runNoTTY(t, args...)
 			if err == nil {
 				t.Fatalf("incomplete answers applied:\n%s", out)
 			}
 			tz := c.tr("time zone %q is not in the tz database", "Mars/Olympus")
-			prefix := strings.TrimSpace(c.tr("unattended answer rejected: %v", ""))
-			if !strings.Contains(out, "ksmg-firstboot: "+prefix+" ksmg.timezone: "+tz) {
-				t.Errorf("console does not tell the rejected answer in %s (%q):\n%s", lang, prefix+" ksmg.timezone: "+tz, out)
+			rejected := func(s string) string { return "ksmg-firstboot: " + c.tr("unattended answer rejected: %v", s) }
+			want := []string{
+				rejected(c.tr("%s: %v", c.tr("Hyper-V KVP (%s)", pool), c.tr("KVP pool is %d bytes, not a whole number of %d-byte records", 100, sources.KVPRecordSize))),
+				rejected(c.tr("%v (from %s)", "ksmg.timezone: "+tz, c.tr("seed file %s", seed[1]))),
+				"ksmg-firstboot: " + c.tr("answers are incomplete and there is no console to ask on; pass complete unattended answers (see ksmg-firstboot --help)"),
 			}
-			if log := readFile(t, root, apply.ImportantLogPath); !strings.Contains(log, `unattended answer rejected: ksmg.timezone: time zone "Mars/Olympus" is not in the tz database`) {
-				t.Errorf("important log is not in English:\n%s", log)
+			// The console's lines (the JSON log lines are for the journal).
+			var told []string
+			for _, l := range strings.Split(out, "\n") {
+				if strings.HasPrefix(l, "ksmg-firstboot: ") {
+					told = append(told, l)
+				}
+			}
+			if strings.Join(told, "\n") != strings.Join(want, "\n") {
+				t.Errorf("console lines in %s:\n%s\nwant:\n%s\nwhole output:\n%s", lang, strings.Join(told, "\n"), strings.Join(want, "\n"), out)
+			}
+			// Without the names and values that stay as they are, no English.
+			names := strings.NewReplacer(pool, "", seed[1], "", "ksmg-firstboot", "", "--help", "", "Hyper-V", "", "ksmg.timezone", "", "Mars/Olympus", "", "seed", "")
+			for _, l := range told {
+				checkNoEnglish(t, lang, []string{names.Replace(l)})
+			}
+			log := readFile(t, root, apply.ImportantLogPath)
+			for _, w := range []string{
+				`unattended answer rejected: ksmg.timezone: time zone "Mars/Olympus" is not in the tz database (from seed file ` + seed[1] + ")",
+				"unattended answer rejected: Hyper-V KVP (" + pool + "): KVP pool is 100 bytes, not a whole number of 2,560-byte records",
+				"answers are incomplete and there is no console to ask on",
+			} {
+				if !strings.Contains(log, w) {
+					t.Errorf("important log lacks, in English, %q:\n%s", w, log)
+				}
 			}
 
 			tt := startTerm(t, []string{"TERM=xterm-256color"}, args...)
-			s := tt.waitText(c.tr("%d unattended answers were rejected; correct them in the steps below:", 1))
+			s := tt.waitText(c.tr("%d unattended answers were rejected; correct them in the steps below:", 2))
 			tt.wantText(s, "ksmg.timezone: "+tz)
+			tt.wantText(s, "- Hyper-V KVP ("+pool+"): ") // as it is: the note's markup (_) escaped
 			tt.focus(c.tr("Language"))
 			tt.keys("Enter")
 			tt.focus(c.tr("License agreement"))

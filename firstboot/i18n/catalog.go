@@ -40,238 +40,264 @@ func init() {
 }
 
 var messageKeyToIndex = map[string]int{
-	"%d failed units: %s": 66,
-	"%d unattended answers were rejected; correct them in the steps below:": 173,
-	"%q has an invalid prefix length":                                       31,
-	"%q is neither an IP address nor a host name":                           38,
-	"%q is not a number from 1 to %d":                                       83,
-	"%q is not a usable IP address":                                         37,
-	"%q is not a usable host address":                                       30,
-	"%q is not address/prefix (e.g. %s)":                                    28,
-	"%q is not an IPv%s address":                                            29,
-	"%q is not true/false":                                                  59,
-	"%q is the network or broadcast address of its prefix":                  32,
-	"%s: %s gw %s  %s gw %s":                                                166,
-	"%s: DHCP":                                                              164,
-	"%s: DNS servers":                                                       134,
-	"%s: IPv4 address/prefix":                                               126,
-	"%s: IPv4 gateway":                                                      128,
-	"%s: IPv6 address/prefix":                                               130,
-	"%s: IPv6 gateway":                                                      132,
-	"%s: search domain":                                                     136,
+	"%d failed units: %s": 84,
+	"%d unattended answers were rejected; correct them in the steps below:": 191,
+	"%q has an invalid prefix length":                                       32,
+	"%q is neither an IP address nor a host name":                           39,
+	"%q is not a number from 1 to %d":                                       101,
+	"%q is not a usable IP address":                                         38,
+	"%q is not a usable host address":                                       31,
+	"%q is not address/prefix (e.g. %s)":                                    29,
+	"%q is not an IPv%s address":                                            30,
+	"%q is not true/false":                                                  60,
+	"%q is the network or broadcast address of its prefix":                  33,
+	"%s: %s gw %s  %s gw %s":                                                184,
+	"%s: %v":                                                                66,
+	"%s: DHCP":                                                              182,
+	"%s: DNS servers":                                                       152,
+	"%s: IPv4 address/prefix":                                               144,
+	"%s: IPv4 gateway":                                                      146,
+	"%s: IPv6 address/prefix":                                               148,
+	"%s: IPv6 gateway":                                                      150,
+	"%s: search domain":                                                     154,
 	"%v (from %s)":                                                          0,
-	"(input hidden)":                                                        85,
-	"(input hidden; Enter keeps the value given before)":                    84,
-	"/var: %.1f GiB":                                                        71,
-	"192.0.2.1 (optional)":                                                  129,
-	"192.0.2.10/24 (empty: none)":                                           127,
-	"2001:db8::10/64 (empty: none)":                                         131,
-	"Account %q. At least %d characters mixing three of: lower case, upper case, digits, other.": 117,
-	"Address: %s":            11,
-	"Administrator password": 119,
-	"Answer each question and press Enter; type < to go back one step.": 88,
-	"Apply":                 155,
-	"Apply these settings?": 154,
-	"Applying settings...":  5,
-	"Authorized public key": 151,
-	"Comma separated; empty uses the system defaults.": 138,
-	"Confirm password":                     120,
-	"Control node":                         8,
-	"Control node address":                 143,
-	"DHCP (automatic)":                     124,
-	"DNS %s  search %s":                    165,
-	"Data provision and KSN":               112,
-	"Do not join":                          116,
-	"Do you accept the license agreement?": 108,
-	"END USER LICENSE AGREEMENT (summary)\n\nBy accepting, you agree to the license terms of the ksmg mail gateway and to the automatic provision of the data listed in its \"Conditions regarding data processing\" section: application type, version and localization; versions of installed updates; activation code and the unique activation ID of the current license activation code; computer ID and application installation ID; operating system type, version and bitness; virtual environment name; IDs of the application components active when the data is sent.": 106,
-	"Enable": 149,
-	"Enable SSH access for the administrator?":       147,
-	"Enter a number from 1 to %d (Enter keeps %d): ": 82,
-	"Enter keeps: %s": 86,
-	"Error: %s":       81,
-	"For example: %s": 87,
-	"Full text: %s (also in the web interface).": 109,
-	"Fully qualified name, e.g. gw1.example.com": 122,
-	"Go back":                              156,
-	"Host name":                            121,
-	"Host name: %s   Role: %s":             10,
-	"Host name: %s · admin password: %s":   163,
-	"I accept":                             110,
-	"I do not accept":                      111,
-	"IANA name, e.g. Europe/Prague or UTC": 140,
-	"Join KSN":                             115,
-	"Join token":                           145,
-	"Kaspersky Security Network (KSN) is a cloud reputation service. Joining is voluntary and OFF unless you turn it on here; you can change it later in the web interface. If on, the gateway sends: checksums and scan results of checked objects, sender IP addresses and header data of scanned mail, attachment checksums, sizes and types, and license information. The private variant (KPSN) sends nothing. On a Secondary node the Control node's setting applies.": 113,
-	"Keep off": 150,
-	"Language": 104,
-	"Language: %s · EULA accepted: %s · KSN: %s": 159,
-	"Leave empty to keep the current one.":       118,
-	"License agreement":                          105,
-	"NOT SET":                                    160,
-	"NTP servers":                                137,
-	"NTP: %s · time zone: %s":                    167,
-	"Network: interface %s":                      123,
-	"Next":                                       107,
-	"Node role":                                  141,
-	"Off by default. Key-based login only.":      148,
-	"Participate in Kaspersky Security Network?": 114,
-	"Please answer this step again.":             89,
-	"Review":                                     153,
-	"Role: Control node":                         169,
-	"Role: Secondary node of %s (token set) · KSN follows the Control node": 168,
-	"SSH host key fingerprints:":                     14,
-	"SSH: %s":                                        70,
-	"SSH: enabled for user %s":                       12,
-	"SSH: off":                                       13,
-	"SSH: on, key %s":                                170,
-	"Secondary node":                                 9,
-	"Secondary node (joins a Control node)":          142,
-	"Secure Boot off":                                68,
-	"Secure Boot on":                                 67,
-	"Setup was completed on another console.":        3,
-	"Shown on the Control node when you add a node.": 146,
-	"Static IPv4/IPv6":                               125,
-	"Time zone":                                      139,
-	"Welcome. This wizard sets up the mail gateway appliance.": 171,
-	"a static interface needs an IPv4 or IPv6 address":         53,
-	"active":                                             78,
-	"an IPv4 gateway needs an IPv4 address":              54,
-	"an IPv6 gateway needs an IPv6 address":              55,
-	"an authorized public key is required to enable SSH": 49,
-	"at least one interface must be configured":          56,
-	"back":                                   90,
-	"clear filter":                           102,
-	"comma separated":                        135,
-	"complete":                               93,
-	"control node %q has a non-numeric port": 44,
-	"control node %q has a port outside 1-65535":             45,
-	"control node %q has an empty port":                      43,
-	"control node address is required on a Secondary node":   46,
-	"control node: %v":                                       47,
-	"could not remove secrets from an unattended source: %v": 6,
-	"degraded": 73,
-	"down":     99,
-	"enter: next   shift+tab: back   ctrl+c: quit": 172,
-	"failed":                             80,
-	"filter":                             100,
-	"gateway %q is not an IPv%s address": 33,
-	"gateway %q is not inside %s":        36,
-	"gateway %q is the interface's own address":                 35,
-	"gateway %q needs a valid interface address first":          34,
-	"give exactly one public key (one line)":                    50,
-	"host name is required":                                     23,
-	"host name label %q must be 1-63 of a-z, 0-9 and inner '-'": 25,
-	"host name must be a name, not an address":                  26,
-	"host name must be at most 253 characters":                  24,
-	"host[:port]":                   144,
-	"in an unknown state":           77,
-	"in maintenance mode":           75,
-	"inactive":                      79,
-	"interface %q configured twice": 57,
-	"interface name is required":    52,
-	"join token must be 16-512 characters of A-Z a-z 0-9 . _ ~ + / = -": 48,
-	"kept":                         162,
-	"ksmg %s on %s":                63,
-	"ksmg appliance is set up.":    7,
-	"ksmg appliance setup":         103,
-	"language %q is not one of %s": 15,
-	"mail gateway: %s":             69,
-	"needs a prefix length: give address/prefix or ksmg.network.prefix": 61,
-	"network mode %q must be %q or %q":                                  27,
-	"next":                                                              91,
-	"no":                                                                96,
-	"no failed units":                                                   65,
-	"node role %q must be %q or %q":                                     42,
-	"not a valid interface name":                                        60,
-	"not an OpenSSH public key line (ssh-ed25519 AAAA... comment)": 51,
-	"off":      158,
-	"on":       157,
-	"optional": 133,
-	"password hash must be a SHA-512 crypt ($6$...) or yescrypt ($y$...) string":            22,
-	"password is too short: it has %d characters, the minimum is %d":                        17,
-	"password must be at most 256 characters":                                               18,
-	"password must mix at least three of: lower case, upper case, digits, other characters": 20,
-	"password must not contain control characters":                                          19,
-	"prefix length %q must be 1-32":                                                         58,
-	"running":                                                                               72,
-	"search domain: %v":                                                                     39,
-	"select":                                                                                97,
-	"set":                                                                                   161,
-	"set filter":                                                                            101,
-	"setup failed, nothing was changed: %v":                                                 4,
-	"ssh-ed25519 AAAA... comment":                                                           152,
-	"starting":                                                                              74,
-	"stopping":                                                                              76,
-	"submit":                                                                                92,
-	"system: %s":                                                                            64,
-	"the license agreement must be accepted to continue":       16,
-	"the passwords do not match":                               21,
-	"time zone %q is not an IANA zone name like Europe/Prague": 40,
-	"time zone %q is not in the tz database":                   41,
-	"toggle":                                                   94,
+	"(input hidden)":                                                        103,
+	"(input hidden; Enter keeps the value given before)":                    102,
+	"/var: %.1f GiB":                                                        89,
+	"192.0.2.1 (optional)":                                                  147,
+	"192.0.2.10/24 (empty: none)":                                           145,
+	"2001:db8::10/64 (empty: none)":                                         149,
+	"Account %q. At least %d characters mixing three of: lower case, upper case, digits, other.": 135,
+	"Address: %s":            12,
+	"Administrator password": 137,
+	"Answer each question and press Enter; type < to go back one step.": 106,
+	"Apply":                 173,
+	"Apply these settings?": 172,
+	"Applying settings...":  6,
+	"Authorized public key": 169,
+	"Comma separated; empty uses the system defaults.": 156,
+	"Confirm password":                     138,
+	"Control node":                         9,
+	"Control node address":                 161,
+	"DHCP (automatic)":                     142,
+	"DNS %s  search %s":                    183,
+	"Data provision and KSN":               130,
+	"Do not join":                          134,
+	"Do you accept the license agreement?": 126,
+	"END USER LICENSE AGREEMENT (summary)\n\nBy accepting, you agree to the license terms of the ksmg mail gateway and to the automatic provision of the data listed in its \"Conditions regarding data processing\" section: application type, version and localization; versions of installed updates; activation code and the unique activation ID of the current license activation code; computer ID and application installation ID; operating system type, version and bitness; virtual environment name; IDs of the application components active when the data is sent.": 124,
+	"Enable": 167,
+	"Enable SSH access for the administrator?":       165,
+	"Enter a number from 1 to %d (Enter keeps %d): ": 100,
+	"Enter keeps: %s": 104,
+	"Error: %s":       99,
+	"For example: %s": 105,
+	"Full text: %s (also in the web interface).": 127,
+	"Fully qualified name, e.g. gw1.example.com": 140,
+	"Go back":                              174,
+	"Host name":                            139,
+	"Host name: %s   Role: %s":             11,
+	"Host name: %s · admin password: %s":   181,
+	"Hyper-V KVP (%s)":                     68,
+	"I accept":                             128,
+	"I do not accept":                      129,
+	"IANA name, e.g. Europe/Prague or UTC": 158,
+	"Join KSN":                             133,
+	"Join token":                           163,
+	"KVP pool is %d bytes, not a whole number of %d-byte records": 67,
+	"Kaspersky Security Network (KSN) is a cloud reputation service. Joining is voluntary and OFF unless you turn it on here; you can change it later in the web interface. If on, the gateway sends: checksums and scan results of checked objects, sender IP addresses and header data of scanned mail, attachment checksums, sizes and types, and license information. The private variant (KPSN) sends nothing. On a Secondary node the Control node's setting applies.": 131,
+	"Keep off": 168,
+	"Language": 122,
+	"Language: %s · EULA accepted: %s · KSN: %s": 177,
+	"Leave empty to keep the current one.":       136,
+	"License agreement":                          123,
+	"NOT SET":                                    178,
+	"NTP servers":                                155,
+	"NTP: %s · time zone: %s":                    185,
+	"Network: interface %s":                      141,
+	"Next":                                       125,
+	"Node role":                                  159,
+	"OVF environment is not well-formed XML: %v":                            69,
+	"OVF environment: PropertySection/Property[%d] has no oe:key":           71,
+	"OVF environment: property %q appears twice":                            72,
+	"OVF environment: root element is %q, expected Environment in %s":       70,
+	"Off by default. Key-based login only.":                                 166,
+	"Participate in Kaspersky Security Network?":                            132,
+	"Please answer this step again.":                                        107,
+	"Review":                                                                171,
+	"Role: Control node":                                                    187,
+	"Role: Secondary node of %s (token set) · KSN follows the Control node": 186,
+	"SSH host key fingerprints:":                                            15,
+	"SSH: %s":                                                               88,
+	"SSH: enabled for user %s":                                              13,
+	"SSH: off":                                                              14,
+	"SSH: on, key %s":                                                       188,
+	"Secondary node":                                                        10,
+	"Secondary node (joins a Control node)":                                 160,
+	"Secure Boot off":                                                       86,
+	"Secure Boot on":                                                        85,
+	"Setup was completed on another console.":                               4,
+	"Shown on the Control node when you add a node.":                        164,
+	"Static IPv4/IPv6":                                                      143,
+	"Time zone":                                                             157,
+	"VMware OVF environment":                                                73,
+	"Welcome. This wizard sets up the mail gateway appliance.":              189,
+	"a static interface needs an IPv4 or IPv6 address":                      54,
+	"active":                                             96,
+	"an IPv4 gateway needs an IPv4 address":              55,
+	"an IPv6 gateway needs an IPv6 address":              56,
+	"an authorized public key is required to enable SSH": 50,
+	"answers are incomplete and there is no console to ask on; pass complete unattended answers (see ksmg-firstboot --help)": 3,
+	"at least one interface must be configured": 57,
+	"back":                                   108,
+	"clear filter":                           120,
+	"comma separated":                        153,
+	"complete":                               111,
+	"config drive":                           65,
+	"control node %q has a non-numeric port": 45,
+	"control node %q has a port outside 1-65535":             46,
+	"control node %q has an empty port":                      44,
+	"control node address is required on a Secondary node":   47,
+	"control node: %v":                                       48,
+	"could not remove secrets from an unattended source: %v": 7,
+	"degraded": 91,
+	"down":     117,
+	"enter: next   shift+tab: back   ctrl+c: quit": 190,
+	"failed":                             98,
+	"filter":                             118,
+	"gateway %q is not an IPv%s address": 34,
+	"gateway %q is not inside %s":        37,
+	"gateway %q is the interface's own address":                 36,
+	"gateway %q needs a valid interface address first":          35,
+	"give exactly one public key (one line)":                    51,
+	"host name is required":                                     24,
+	"host name label %q must be 1-63 of a-z, 0-9 and inner '-'": 26,
+	"host name must be a name, not an address":                  27,
+	"host name must be at most 253 characters":                  25,
+	"host[:port]":                   162,
+	"in an unknown state":           95,
+	"in maintenance mode":           93,
+	"inactive":                      97,
+	"interface %q configured twice": 58,
+	"interface name is required":    53,
+	"join token must be 16-512 characters of A-Z a-z 0-9 . _ ~ + / = -": 49,
+	"kept":                         180,
+	"ksmg %s on %s":                81,
+	"ksmg appliance is set up.":    8,
+	"ksmg appliance setup":         121,
+	"language %q is not one of %s": 16,
+	"mail gateway: %s":             87,
+	"needs a prefix length: give address/prefix or ksmg.network.prefix": 62,
+	"network mode %q must be %q or %q":                                  28,
+	"next":                                                              109,
+	"no":                                                                114,
+	"no failed units":                                                   83,
+	"node role %q must be %q or %q":                                     43,
+	"not a valid interface name":                                        61,
+	"not an OpenSSH public key line (ssh-ed25519 AAAA... comment)": 52,
+	"off":      176,
+	"on":       175,
+	"optional": 151,
+	"password hash must be a SHA-512 crypt ($6$...) or yescrypt ($y$...) string":            23,
+	"password is too short: it has %d characters, the minimum is %d":                        18,
+	"password must be at most 256 characters":                                               19,
+	"password must mix at least three of: lower case, upper case, digits, other characters": 21,
+	"password must not contain control characters":                                          20,
+	"prefix length %q must be 1-32":                                                         59,
+	"running":                                                                               90,
+	"search domain: %v":                                                                     40,
+	"seed file %s":                                                                          80,
+	"seed file is not valid YAML: %v":                                                       74,
+	"seed file line %d: %s given twice":                                                     79,
+	"seed file line %d: %s: list items must be plain values":                                77,
+	"seed file line %d: %s: unsupported value (aliases are not allowed)":                    78,
+	"seed file line %d: keys must be plain strings":                                         76,
+	"seed file: top level must be a mapping of ksmg.* keys":                                 75,
+	"select":                                115,
+	"set":                                   179,
+	"set filter":                            119,
+	"setup failed, nothing was changed: %v": 5,
+	"ssh-ed25519 AAAA... comment":           170,
+	"starting":                              92,
+	"stopping":                              94,
+	"submit":                                110,
+	"system: %s":                            82,
+	"systemd credentials":                   64,
+	"the license agreement must be accepted to continue":       17,
+	"the passwords do not match":                               22,
+	"time zone %q is not an IANA zone name like Europe/Prague": 41,
+	"time zone %q is not in the tz database":                   42,
+	"toggle":                                                   112,
 	"unattended answer rejected: %v":                           1,
 	"unattended setup failed, nothing was changed: %v":         2,
-	"unknown key": 62,
-	"up":          98,
-	"yes":         95,
+	"unknown key": 63,
+	"up":          116,
+	"yes":         113,
 }
 
-var csIndex = []uint32{ // 175 elements
+var csIndex = []uint32{ // 193 elements
 	// Entry 0 - 1F
 	0x00000000, 0x00000015, 0x0000004c, 0x00000089,
-	0x000000b6, 0x000000e6, 0x00000100, 0x00000152,
-	0x0000016c, 0x0000017b, 0x0000018d, 0x000001b3,
-	0x000001c1, 0x000001e4, 0x000001f1, 0x00000210,
-	0x00000234, 0x0000026e, 0x00000336, 0x0000035b,
-	0x00000382, 0x000003e2, 0x000003f6, 0x00000444,
-	0x00000461, 0x00000491, 0x000004ed, 0x0000051b,
-	0x0000054b, 0x0000057d, 0x00000599, 0x000005c3,
+	0x00000120, 0x0000014d, 0x0000017d, 0x00000197,
+	0x000001e9, 0x00000203, 0x00000212, 0x00000224,
+	0x0000024a, 0x00000258, 0x0000027b, 0x00000288,
+	0x000002a7, 0x000002cb, 0x00000305, 0x000003cd,
+	0x000003f2, 0x00000419, 0x00000479, 0x0000048d,
+	0x000004db, 0x000004f8, 0x00000528, 0x00000584,
+	0x000005b2, 0x000005e2, 0x00000614, 0x00000630,
 	// Entry 20 - 3F
-	0x000005e6, 0x00000626, 0x00000649, 0x00000681,
-	0x000006ab, 0x000006cf, 0x000006f2, 0x0000071d,
-	0x0000073a, 0x0000077b, 0x000007a6, 0x000007d2,
-	0x000007fa, 0x00000825, 0x00000859, 0x00000893,
-	0x000008a9, 0x000008f8, 0x00000933, 0x0000096a,
-	0x000009b8, 0x000009d5, 0x00000a0a, 0x00000a2c,
-	0x00000a4e, 0x00000a7c, 0x00000aa2, 0x00000acb,
-	0x00000ae2, 0x00000afd, 0x00000b43, 0x00000b54,
+	0x0000065a, 0x0000067d, 0x000006bd, 0x000006e0,
+	0x00000718, 0x00000742, 0x00000766, 0x00000789,
+	0x000007b4, 0x000007d1, 0x00000812, 0x0000083d,
+	0x00000869, 0x00000891, 0x000008bc, 0x000008f0,
+	0x0000092a, 0x00000940, 0x0000098f, 0x000009ca,
+	0x00000a01, 0x00000a4f, 0x00000a6c, 0x00000aa1,
+	0x00000ac3, 0x00000ae5, 0x00000b13, 0x00000b39,
+	0x00000b62, 0x00000b79, 0x00000b94, 0x00000bda,
 	// Entry 40 - 5F
-	0x00000b68, 0x00000b77, 0x00000b92, 0x00000bfc,
-	0x00000c0f, 0x00000c22, 0x00000c3b, 0x00000c46,
-	0x00000c58, 0x00000c60, 0x00000c72, 0x00000c7f,
-	0x00000c92, 0x00000c9f, 0x00000cae, 0x00000cb7,
-	0x00000cc2, 0x00000cc8, 0x00000cd5, 0x00000d10,
-	0x00000d32, 0x00000d74, 0x00000d8e, 0x00000da4,
-	0x00000db7, 0x00000e0d, 0x00000e35, 0x00000e3b,
-	0x00000e43, 0x00000e4c, 0x00000e54, 0x00000e5e,
+	0x00000beb, 0x00000bff, 0x00000c13, 0x00000c20,
+	0x00000d61, 0x00000d75, 0x00000dab, 0x00000df7,
+	0x00000e35, 0x00000e6a, 0x00000e81, 0x00000ea7,
+	0x00000eef, 0x00000f30, 0x00000f7f, 0x00000fd2,
+	0x00001007, 0x00001019, 0x0000102d, 0x0000103c,
+	0x00001057, 0x000010c1, 0x000010d4, 0x000010e7,
+	0x00001100, 0x0000110b, 0x0000111d, 0x00001125,
+	0x00001137, 0x00001144, 0x00001157, 0x00001164,
 	// Entry 60 - 7F
-	0x00000e62, 0x00000e65, 0x00000e6c, 0x00000e73,
-	0x00000e79, 0x00000e7f, 0x00000e8e, 0x00000e9c,
-	0x00000eb3, 0x00000eb9, 0x00000ecc, 0x0000111b,
-	0x00001123, 0x00001144, 0x0000117a, 0x00001186,
-	0x00001194, 0x000011b0, 0x000013b6, 0x000013e8,
-	0x000013fa, 0x0000140a, 0x00001564, 0x000015a2,
-	0x000015b1, 0x000015c2, 0x000015d3, 0x00001607,
-	0x0000161e, 0x00001631, 0x00001645, 0x0000165f,
+	0x00001173, 0x0000117c, 0x00001187, 0x0000118d,
+	0x0000119a, 0x000011d5, 0x000011f7, 0x00001239,
+	0x00001253, 0x00001269, 0x0000127c, 0x000012d2,
+	0x000012fa, 0x00001300, 0x00001308, 0x00001311,
+	0x00001319, 0x00001323, 0x00001327, 0x0000132a,
+	0x00001331, 0x00001338, 0x0000133e, 0x00001344,
+	0x00001353, 0x00001361, 0x00001378, 0x0000137e,
+	0x00001391, 0x000015e0, 0x000015e8, 0x00001609,
 	// Entry 80 - 9F
-	0x00001683, 0x00001696, 0x000016ad, 0x000016c7,
-	0x000016ed, 0x00001700, 0x0000170b, 0x0000171e,
-	0x00001733, 0x00001750, 0x0000175c, 0x000017a1,
-	0x000017b1, 0x000017dc, 0x000017e6, 0x0000181a,
-	0x00001832, 0x00001842, 0x00001858, 0x0000188d,
-	0x000018b3, 0x000018f4, 0x000018fc, 0x0000190e,
-	0x0000192d, 0x0000194c, 0x00001955, 0x0000196f,
-	0x00001978, 0x0000197e, 0x00001986, 0x0000198e,
+	0x0000163f, 0x0000164b, 0x00001659, 0x00001675,
+	0x0000187b, 0x000018ad, 0x000018bf, 0x000018cf,
+	0x00001a29, 0x00001a67, 0x00001a76, 0x00001a87,
+	0x00001a98, 0x00001acc, 0x00001ae3, 0x00001af6,
+	0x00001b0a, 0x00001b24, 0x00001b48, 0x00001b5b,
+	0x00001b72, 0x00001b8c, 0x00001bb2, 0x00001bc5,
+	0x00001bd0, 0x00001be3, 0x00001bf8, 0x00001c15,
+	0x00001c21, 0x00001c66, 0x00001c76, 0x00001ca1,
 	// Entry A0 - BF
-	0x000019cf, 0x000019db, 0x000019e5, 0x000019f0,
-	0x00001a21, 0x00001a2d, 0x00001a48, 0x00001a76,
-	0x00001a9b, 0x00001aeb, 0x00001b00, 0x00001b1b,
-	0x00001b51, 0x00001b83, 0x00001cb8,
-} // Size: 724 bytes
+	0x00001cab, 0x00001cdf, 0x00001cf7, 0x00001d07,
+	0x00001d1d, 0x00001d52, 0x00001d78, 0x00001db9,
+	0x00001dc1, 0x00001dd3, 0x00001df2, 0x00001e11,
+	0x00001e1a, 0x00001e34, 0x00001e3d, 0x00001e43,
+	0x00001e4b, 0x00001e53, 0x00001e94, 0x00001ea0,
+	0x00001eaa, 0x00001eb5, 0x00001ee6, 0x00001ef2,
+	0x00001f0d, 0x00001f3b, 0x00001f60, 0x00001fb0,
+	0x00001fc5, 0x00001fe0, 0x00002016, 0x00002048,
+	// Entry C0 - DF
+	0x0000217d,
+} // Size: 796 bytes
 
-const csData string = "" + // Size: 7352 bytes
+const csData string = "" + // Size: 8573 bytes
 	"\x02%[1]v (zdroj: %[2]s)\x02odmítnutá odpověď automatického nastavení: %" +
-	"[1]v\x02automatické nastavení selhalo, nic nebylo změněno: %[1]v\x02Nast" +
+	"[1]v\x02automatické nastavení selhalo, nic nebylo změněno: %[1]v\x02odpo" +
+	"vědi nejsou úplné a není konzole, na které by se dalo zeptat; zadejte úp" +
+	"lné odpovědi automatického nastavení (viz ksmg-firstboot --help)\x02Nast" +
 	"avení bylo dokončeno na jiné konzoli.\x02nastavení selhalo, nic nebylo z" +
 	"měněno: %[1]v\x02Nastavení se použije...\x02tajné údaje se nepodařilo od" +
 	"stranit ze zdroje automatického nastavení: %[1]v\x02Brána ksmg je nastav" +
@@ -310,45 +336,60 @@ const csData string = "" + // Size: 7352 bytes
 	"rozhraní\x02rozhraní %[1]q je nastaveno dvakrát\x02délka prefixu %[1]q m" +
 	"usí být 1 až 32\x02%[1]q není true/false\x02neplatný název rozhraní\x02c" +
 	"hybí délka prefixu: zadejte adresa/prefix nebo ksmg.network.prefix\x02ne" +
-	"známý klíč\x02ksmg %[1]s na %[2]s\x02systém: %[1]s\x02žádné selhané jedn" +
-	"otky\x14\x01\x81\x01\x00\x04\x1f\x02%[1]d selhané jednotky: %[2]s\x02" +
-	"\x1f\x02%[1]d selhaná jednotka: %[2]s\x00!\x02%[1]d selhaných jednotek: " +
-	"%[2]s\x02Secure Boot zapnut\x02Secure Boot vypnut\x02poštovní brána: %[1" +
-	"]s\x02SSH: %[1]s\x02/var: %.1[1]f GiB\x02běží\x02běží s chybami\x02spouš" +
-	"tí se\x02v režimu údržby\x02zastavuje se\x02neznámý stav\x02aktivní\x02n" +
-	"eaktivní\x02chyba\x02Chyba: %[1]s\x04\x00\x01 6\x02Zadejte číslo od 1 do" +
-	" %[1]d (Enter ponechá %[2]d):\x02%[1]q není číslo od 1 do %[2]d\x02(zadá" +
-	"ní se nezobrazuje; Enter ponechá dříve zadanou hodnotu)\x02(zadání se ne" +
-	"zobrazuje)\x02Enter ponechá: %[1]s\x02Například: %[1]s\x02Odpovězte na k" +
-	"aždou otázku a stiskněte Enter; znakem < se vrátíte o krok zpět.\x02Odpo" +
-	"vězte prosím na tento krok znovu.\x02zpět\x02další\x02potvrdit\x02doplni" +
-	"t\x02přepnout\x02ano\x02ne\x02vybrat\x02nahoru\x02dolů\x02filtr\x02použí" +
-	"t filtr\x02zrušit filtr\x02Nastavení brány ksmg\x02Jazyk\x02Licenční sml" +
-	"ouva\x02LICENČNÍ SMLOUVA S KONCOVÝM UŽIVATELEM (souhrn)\x0a\x0aPřijetím " +
-	"souhlasíte s licenčními podmínkami poštovní brány ksmg a s automatickým " +
-	"poskytováním údajů uvedených v její části „Podmínky týkající se zpracová" +
-	"ní dat“: typ, verze a lokalizace aplikace; verze nainstalovaných aktuali" +
-	"zací; aktivační kód a jedinečné aktivační ID aktuálního aktivačního kódu" +
-	" licence; ID počítače a ID instalace aplikace; typ, verze a počet bitů o" +
-	"peračního systému; název virtuálního prostředí; ID složek aplikace, kter" +
-	"é byly aktivní v době odeslání dat.\x02Další\x02Přijímáte licenční smlo" +
-	"uvu?\x02Úplné znění: %[1]s (také ve webovém rozhraní).\x02Přijímám\x02Ne" +
-	"přijímám\x02Poskytování údajů a KSN\x02Kaspersky Security Network (KSN) " +
-	"je cloudová služba reputace. Účast je dobrovolná a VYPNUTÁ, dokud ji zde" +
-	" nezapnete; později ji můžete změnit ve webovém rozhraní. Je-li zapnutá," +
-	" brána odesílá: kontrolní součty a výsledky kontroly kontrolovaných obje" +
-	"ktů, IP adresy odesílatelů a informace ze záhlaví kontrolovaných zpráv, " +
-	"kontrolní součty, velikosti a typy příloh a informace o licenci. Soukrom" +
-	"á varianta (KPSN) neodesílá nic. Na podřízeném uzlu platí nastavení říd" +
-	"icího uzlu.\x02Účastnit se služby Kaspersky Security Network?\x02Účastni" +
-	"t se KSN\x02Neúčastnit se\x14\x02\x80\x01\x04p\x02Účet %[1]q. Alespoň %[" +
-	"2]d znaky, kombinace tří z: malá písmena, velká písmena, číslice, jiné z" +
-	"naky.\x02o\x02Účet %[1]q. Alespoň %[2]d znak, kombinace tří z: malá písm" +
-	"ena, velká písmena, číslice, jiné znaky.\x00q\x02Účet %[1]q. Alespoň %[2" +
-	"]d znaků, kombinace tří z: malá písmena, velká písmena, číslice, jiné zn" +
-	"aky.\x02Ponechte prázdné, pokud chcete zachovat stávající heslo.\x02Hesl" +
-	"o správce\x02Potvrzení hesla\x02Název hostitele\x02Plně kvalifikovaný ná" +
-	"zev, např. gw1.example.com\x02Síť: rozhraní %[1]s\x02DHCP (automaticky)" +
+	"známý klíč\x02pověření systemd\x02konfigurační disk\x02%[1]s: %[2]v\x14" +
+	"\x01\x81\x01\x00\x04M\x02fond KVP má %[1]d bajty, což není celý počet zá" +
+	"znamů po %[2]d bajtech\x05M\x02fond KVP má %[1]d bajtu, což není celý po" +
+	"čet záznamů po %[2]d bajtech\x02L\x02fond KVP má %[1]d bajt, což není c" +
+	"elý počet záznamů po %[2]d bajtech\x00N\x02fond KVP má %[1]d bajtů, což " +
+	"není celý počet záznamů po %[2]d bajtech\x02Hyper-V KVP (%[1]s)\x02prost" +
+	"ředí OVF není správně utvořené XML: %[1]v\x02prostředí OVF: kořenový pr" +
+	"vek je %[1]q, očekáván Environment v %[2]s\x02prostředí OVF: PropertySec" +
+	"tion/Property[%[1]d] nemá oe:key\x02prostředí OVF: vlastnost %[1]q je uv" +
+	"edena dvakrát\x02prostředí OVF VMware\x02soubor seed není platný YAML: %" +
+	"[1]v\x02soubor seed: nejvyšší úroveň musí být mapování klíčů ksmg.*\x02s" +
+	"oubor seed, řádek %[1]d: klíče musí být prosté řetězce\x02soubor seed, ř" +
+	"ádek %[1]d: %[2]s: položky seznamu musí být prosté hodnoty\x02soubor se" +
+	"ed, řádek %[1]d: %[2]s: nepodporovaná hodnota (aliasy nejsou povoleny)" +
+	"\x02soubor seed, řádek %[1]d: %[2]s je uveden dvakrát\x02soubor seed %[1" +
+	"]s\x02ksmg %[1]s na %[2]s\x02systém: %[1]s\x02žádné selhané jednotky\x14" +
+	"\x01\x81\x01\x00\x04\x1f\x02%[1]d selhané jednotky: %[2]s\x02\x1f\x02%[1" +
+	"]d selhaná jednotka: %[2]s\x00!\x02%[1]d selhaných jednotek: %[2]s\x02Se" +
+	"cure Boot zapnut\x02Secure Boot vypnut\x02poštovní brána: %[1]s\x02SSH: " +
+	"%[1]s\x02/var: %.1[1]f GiB\x02běží\x02běží s chybami\x02spouští se\x02v " +
+	"režimu údržby\x02zastavuje se\x02neznámý stav\x02aktivní\x02neaktivní" +
+	"\x02chyba\x02Chyba: %[1]s\x04\x00\x01 6\x02Zadejte číslo od 1 do %[1]d (" +
+	"Enter ponechá %[2]d):\x02%[1]q není číslo od 1 do %[2]d\x02(zadání se ne" +
+	"zobrazuje; Enter ponechá dříve zadanou hodnotu)\x02(zadání se nezobrazuj" +
+	"e)\x02Enter ponechá: %[1]s\x02Například: %[1]s\x02Odpovězte na každou ot" +
+	"ázku a stiskněte Enter; znakem < se vrátíte o krok zpět.\x02Odpovězte p" +
+	"rosím na tento krok znovu.\x02zpět\x02další\x02potvrdit\x02doplnit\x02př" +
+	"epnout\x02ano\x02ne\x02vybrat\x02nahoru\x02dolů\x02filtr\x02použít filtr" +
+	"\x02zrušit filtr\x02Nastavení brány ksmg\x02Jazyk\x02Licenční smlouva" +
+	"\x02LICENČNÍ SMLOUVA S KONCOVÝM UŽIVATELEM (souhrn)\x0a\x0aPřijetím souh" +
+	"lasíte s licenčními podmínkami poštovní brány ksmg a s automatickým posk" +
+	"ytováním údajů uvedených v její části „Podmínky týkající se zpracování d" +
+	"at“: typ, verze a lokalizace aplikace; verze nainstalovaných aktualizací" +
+	"; aktivační kód a jedinečné aktivační ID aktuálního aktivačního kódu lic" +
+	"ence; ID počítače a ID instalace aplikace; typ, verze a počet bitů opera" +
+	"čního systému; název virtuálního prostředí; ID složek aplikace, které b" +
+	"yly aktivní v době odeslání dat.\x02Další\x02Přijímáte licenční smlouvu?" +
+	"\x02Úplné znění: %[1]s (také ve webovém rozhraní).\x02Přijímám\x02Nepřij" +
+	"ímám\x02Poskytování údajů a KSN\x02Kaspersky Security Network (KSN) je " +
+	"cloudová služba reputace. Účast je dobrovolná a VYPNUTÁ, dokud ji zde ne" +
+	"zapnete; později ji můžete změnit ve webovém rozhraní. Je-li zapnutá, br" +
+	"ána odesílá: kontrolní součty a výsledky kontroly kontrolovaných objekt" +
+	"ů, IP adresy odesílatelů a informace ze záhlaví kontrolovaných zpráv, k" +
+	"ontrolní součty, velikosti a typy příloh a informace o licenci. Soukromá" +
+	" varianta (KPSN) neodesílá nic. Na podřízeném uzlu platí nastavení řídic" +
+	"ího uzlu.\x02Účastnit se služby Kaspersky Security Network?\x02Účastnit" +
+	" se KSN\x02Neúčastnit se\x14\x02\x80\x01\x04p\x02Účet %[1]q. Alespoň %[2" +
+	"]d znaky, kombinace tří z: malá písmena, velká písmena, číslice, jiné zn" +
+	"aky.\x02o\x02Účet %[1]q. Alespoň %[2]d znak, kombinace tří z: malá písme" +
+	"na, velká písmena, číslice, jiné znaky.\x00q\x02Účet %[1]q. Alespoň %[2]" +
+	"d znaků, kombinace tří z: malá písmena, velká písmena, číslice, jiné zna" +
+	"ky.\x02Ponechte prázdné, pokud chcete zachovat stávající heslo.\x02Heslo" +
+	" správce\x02Potvrzení hesla\x02Název hostitele\x02Plně kvalifikovaný náz" +
+	"ev, např. gw1.example.com\x02Síť: rozhraní %[1]s\x02DHCP (automaticky)" +
 	"\x02Statická IPv4/IPv6\x02%[1]s: adresa/prefix IPv4\x02192.0.2.10/24 (pr" +
 	"ázdné: žádná)\x02%[1]s: brána IPv4\x02192.0.2.1 (nepovinné)\x02%[1]s: a" +
 	"dresa/prefix IPv6\x022001:db8::10/64 (prázdné: žádná)\x02%[1]s: brána IP" +
@@ -374,228 +415,256 @@ const csData string = "" + // Size: 7352 bytes
 	"ujících krocích:\x00d\x02%[1]d odpovědí automatického nastavení bylo odm" +
 	"ítnuto; opravte je v následujících krocích:"
 
-var enIndex = []uint32{ // 175 elements
+var enIndex = []uint32{ // 193 elements
 	// Entry 0 - 1F
 	0x00000000, 0x00000013, 0x00000035, 0x00000069,
-	0x00000091, 0x000000ba, 0x000000cf, 0x00000109,
-	0x00000123, 0x00000130, 0x0000013f, 0x0000015e,
-	0x0000016d, 0x00000189, 0x00000192, 0x000001ad,
-	0x000001d0, 0x00000203, 0x00000295, 0x000002bd,
-	0x000002ea, 0x00000340, 0x0000035b, 0x000003a6,
-	0x000003bc, 0x000003e5, 0x00000422, 0x0000044b,
-	0x00000475, 0x0000049e, 0x000004bf, 0x000004e2,
+	0x000000e0, 0x00000108, 0x00000131, 0x00000146,
+	0x00000180, 0x0000019a, 0x000001a7, 0x000001b6,
+	0x000001d5, 0x000001e4, 0x00000200, 0x00000209,
+	0x00000224, 0x00000247, 0x0000027a, 0x0000030c,
+	0x00000334, 0x00000361, 0x000003b7, 0x000003d2,
+	0x0000041d, 0x00000433, 0x0000045c, 0x00000499,
+	0x000004c2, 0x000004ec, 0x00000515, 0x00000536,
 	// Entry 20 - 3F
-	0x00000505, 0x0000053d, 0x00000566, 0x0000059a,
-	0x000005c7, 0x000005e9, 0x0000060a, 0x00000639,
-	0x0000064e, 0x0000068a, 0x000006b4, 0x000006db,
-	0x00000700, 0x0000072a, 0x00000758, 0x0000078d,
-	0x000007a1, 0x000007e3, 0x00000816, 0x0000083d,
-	0x0000087a, 0x00000895, 0x000008c6, 0x000008ec,
-	0x00000912, 0x0000093c, 0x0000095d, 0x0000097e,
-	0x00000996, 0x000009b1, 0x000009f3, 0x000009ff,
+	0x00000559, 0x0000057c, 0x000005b4, 0x000005dd,
+	0x00000611, 0x0000063e, 0x00000660, 0x00000681,
+	0x000006b0, 0x000006c5, 0x00000701, 0x0000072b,
+	0x00000752, 0x00000777, 0x000007a1, 0x000007cf,
+	0x00000804, 0x00000818, 0x0000085a, 0x0000088d,
+	0x000008b4, 0x000008f1, 0x0000090c, 0x0000093d,
+	0x00000963, 0x00000989, 0x000009b3, 0x000009d4,
+	0x000009f5, 0x00000a0d, 0x00000a28, 0x00000a6a,
 	// Entry 40 - 5F
-	0x00000a13, 0x00000a21, 0x00000a31, 0x00000a6d,
-	0x00000a7c, 0x00000a8c, 0x00000aa0, 0x00000aab,
-	0x00000abd, 0x00000ac5, 0x00000ace, 0x00000ad7,
-	0x00000aeb, 0x00000af4, 0x00000b08, 0x00000b0f,
-	0x00000b18, 0x00000b1f, 0x00000b2c, 0x00000b65,
-	0x00000b8b, 0x00000bbe, 0x00000bcd, 0x00000be0,
-	0x00000bf3, 0x00000c35, 0x00000c54, 0x00000c59,
-	0x00000c5e, 0x00000c65, 0x00000c6e, 0x00000c75,
+	0x00000a76, 0x00000a8a, 0x00000a97, 0x00000aa4,
+	0x00000b30, 0x00000b44, 0x00000b72, 0x00000bb8,
+	0x00000bf7, 0x00000c25, 0x00000c3c, 0x00000c5f,
+	0x00000c95, 0x00000cc6, 0x00000d03, 0x00000d4c,
+	0x00000d74, 0x00000d84, 0x00000d98, 0x00000da6,
+	0x00000db6, 0x00000df2, 0x00000e01, 0x00000e11,
+	0x00000e25, 0x00000e30, 0x00000e42, 0x00000e4a,
+	0x00000e53, 0x00000e5c, 0x00000e70, 0x00000e79,
 	// Entry 60 - 7F
-	0x00000c79, 0x00000c7c, 0x00000c83, 0x00000c86,
-	0x00000c8b, 0x00000c92, 0x00000c9d, 0x00000caa,
-	0x00000cbf, 0x00000cc8, 0x00000cda, 0x00000f02,
-	0x00000f07, 0x00000f2c, 0x00000f5a, 0x00000f63,
-	0x00000f73, 0x00000f8a, 0x00001151, 0x0000117c,
-	0x00001185, 0x00001191, 0x0000125a, 0x0000127f,
-	0x00001296, 0x000012a7, 0x000012b1, 0x000012dc,
-	0x000012f5, 0x00001306, 0x00001317, 0x00001332,
+	0x00000e8d, 0x00000e94, 0x00000e9d, 0x00000ea4,
+	0x00000eb1, 0x00000eea, 0x00000f10, 0x00000f43,
+	0x00000f52, 0x00000f65, 0x00000f78, 0x00000fba,
+	0x00000fd9, 0x00000fde, 0x00000fe3, 0x00000fea,
+	0x00000ff3, 0x00000ffa, 0x00000ffe, 0x00001001,
+	0x00001008, 0x0000100b, 0x00001010, 0x00001017,
+	0x00001022, 0x0000102f, 0x00001044, 0x0000104d,
+	0x0000105f, 0x00001287, 0x0000128c, 0x000012b1,
 	// Entry 80 - 9F
-	0x0000134e, 0x00001362, 0x00001377, 0x00001392,
-	0x000013b0, 0x000013c4, 0x000013cd, 0x000013e0,
-	0x000013f0, 0x00001405, 0x00001411, 0x00001442,
-	0x0000144c, 0x00001471, 0x0000147b, 0x000014a1,
-	0x000014b6, 0x000014c2, 0x000014cd, 0x000014fc,
-	0x00001525, 0x0000154b, 0x00001552, 0x0000155b,
-	0x00001571, 0x0000158d, 0x00001594, 0x000015aa,
-	0x000015b0, 0x000015b8, 0x000015bb, 0x000015bf,
+	0x000012df, 0x000012e8, 0x000012f8, 0x0000130f,
+	0x000014d6, 0x00001501, 0x0000150a, 0x00001516,
+	0x000015df, 0x00001604, 0x0000161b, 0x0000162c,
+	0x00001636, 0x00001661, 0x0000167a, 0x0000168b,
+	0x0000169c, 0x000016b7, 0x000016d3, 0x000016e7,
+	0x000016fc, 0x00001717, 0x00001735, 0x00001749,
+	0x00001752, 0x00001765, 0x00001775, 0x0000178a,
+	0x00001796, 0x000017c7, 0x000017d1, 0x000017f6,
 	// Entry A0 - BF
-	0x000015f5, 0x000015fd, 0x00001601, 0x00001606,
-	0x00001630, 0x0000163c, 0x00001654, 0x0000167a,
-	0x00001699, 0x000016e3, 0x000016f6, 0x00001709,
-	0x00001742, 0x0000176f, 0x00001806,
-} // Size: 724 bytes
+	0x00001800, 0x00001826, 0x0000183b, 0x00001847,
+	0x00001852, 0x00001881, 0x000018aa, 0x000018d0,
+	0x000018d7, 0x000018e0, 0x000018f6, 0x00001912,
+	0x00001919, 0x0000192f, 0x00001935, 0x0000193d,
+	0x00001940, 0x00001944, 0x0000197a, 0x00001982,
+	0x00001986, 0x0000198b, 0x000019b5, 0x000019c1,
+	0x000019d9, 0x000019ff, 0x00001a1e, 0x00001a68,
+	0x00001a7b, 0x00001a8e, 0x00001ac7, 0x00001af4,
+	// Entry C0 - DF
+	0x00001b8b,
+} // Size: 796 bytes
 
-const enData string = "" + // Size: 6150 bytes
+const enData string = "" + // Size: 7051 bytes
 	"\x02%[1]v (from %[2]s)\x02unattended answer rejected: %[1]v\x02unattende" +
-	"d setup failed, nothing was changed: %[1]v\x02Setup was completed on ano" +
-	"ther console.\x02setup failed, nothing was changed: %[1]v\x02Applying se" +
-	"ttings...\x02could not remove secrets from an unattended source: %[1]v" +
-	"\x02ksmg appliance is set up.\x02Control node\x02Secondary node\x02Host " +
-	"name: %[1]s   Role: %[2]s\x02Address: %[1]s\x02SSH: enabled for user %[1" +
-	"]s\x02SSH: off\x02SSH host key fingerprints:\x02language %[1]q is not on" +
-	"e of %[2]s\x02the license agreement must be accepted to continue\x14\x01" +
-	"\x81\x01\x00\x02D\x02password is too short: it has %[1]d character, the " +
-	"minimum is %[2]d\x00E\x02password is too short: it has %[1]d characters," +
-	" the minimum is %[2]d\x02password must be at most 256 characters\x02pass" +
-	"word must not contain control characters\x02password must mix at least t" +
-	"hree of: lower case, upper case, digits, other characters\x02the passwor" +
-	"ds do not match\x02password hash must be a SHA-512 crypt ($6$...) or yes" +
-	"crypt ($y$...) string\x02host name is required\x02host name must be at m" +
-	"ost 253 characters\x02host name label %[1]q must be 1-63 of a-z, 0-9 and" +
-	" inner '-'\x02host name must be a name, not an address\x02network mode %" +
-	"[1]q must be %[2]q or %[3]q\x02%[1]q is not address/prefix (e.g. %[2]s)" +
-	"\x02%[1]q is not an IPv%[2]s address\x02%[1]q is not a usable host addre" +
-	"ss\x02%[1]q has an invalid prefix length\x02%[1]q is the network or broa" +
-	"dcast address of its prefix\x02gateway %[1]q is not an IPv%[2]s address" +
-	"\x02gateway %[1]q needs a valid interface address first\x02gateway %[1]q" +
-	" is the interface's own address\x02gateway %[1]q is not inside %[2]s\x02" +
-	"%[1]q is not a usable IP address\x02%[1]q is neither an IP address nor a" +
-	" host name\x02search domain: %[1]v\x02time zone %[1]q is not an IANA zon" +
-	"e name like Europe/Prague\x02time zone %[1]q is not in the tz database" +
-	"\x02node role %[1]q must be %[2]q or %[3]q\x02control node %[1]q has an " +
-	"empty port\x02control node %[1]q has a non-numeric port\x02control node " +
-	"%[1]q has a port outside 1-65535\x02control node address is required on " +
-	"a Secondary node\x02control node: %[1]v\x02join token must be 16-512 cha" +
-	"racters of A-Z a-z 0-9 . _ ~ + / = -\x02an authorized public key is requ" +
-	"ired to enable SSH\x02give exactly one public key (one line)\x02not an O" +
-	"penSSH public key line (ssh-ed25519 AAAA... comment)\x02interface name i" +
-	"s required\x02a static interface needs an IPv4 or IPv6 address\x02an IPv" +
-	"4 gateway needs an IPv4 address\x02an IPv6 gateway needs an IPv6 address" +
-	"\x02at least one interface must be configured\x02interface %[1]q configu" +
-	"red twice\x02prefix length %[1]q must be 1-32\x02%[1]q is not true/false" +
-	"\x02not a valid interface name\x02needs a prefix length: give address/pr" +
-	"efix or ksmg.network.prefix\x02unknown key\x02ksmg %[1]s on %[2]s\x02sys" +
-	"tem: %[1]s\x02no failed units\x14\x01\x81\x01\x00\x02\x19\x02%[1]d faile" +
-	"d unit: %[2]s\x00\x1a\x02%[1]d failed units: %[2]s\x02Secure Boot on\x02" +
-	"Secure Boot off\x02mail gateway: %[1]s\x02SSH: %[1]s\x02/var: %.1[1]f Gi" +
-	"B\x02running\x02degraded\x02starting\x02in maintenance mode\x02stopping" +
-	"\x02in an unknown state\x02active\x02inactive\x02failed\x02Error: %[1]s" +
-	"\x04\x00\x01 4\x02Enter a number from 1 to %[1]d (Enter keeps %[2]d):" +
-	"\x02%[1]q is not a number from 1 to %[2]d\x02(input hidden; Enter keeps " +
-	"the value given before)\x02(input hidden)\x02Enter keeps: %[1]s\x02For e" +
-	"xample: %[1]s\x02Answer each question and press Enter; type < to go back" +
-	" one step.\x02Please answer this step again.\x02back\x02next\x02submit" +
-	"\x02complete\x02toggle\x02yes\x02no\x02select\x02up\x02down\x02filter" +
-	"\x02set filter\x02clear filter\x02ksmg appliance setup\x02Language\x02Li" +
-	"cense agreement\x02END USER LICENSE AGREEMENT (summary)\x0a\x0aBy accept" +
-	"ing, you agree to the license terms of the ksmg mail gateway and to the " +
-	"automatic provision of the data listed in its \x22Conditions regarding d" +
-	"ata processing\x22 section: application type, version and localization; " +
-	"versions of installed updates; activation code and the unique activation" +
-	" ID of the current license activation code; computer ID and application " +
-	"installation ID; operating system type, version and bitness; virtual env" +
-	"ironment name; IDs of the application components active when the data is" +
-	" sent.\x02Next\x02Do you accept the license agreement?\x02Full text: %[1" +
-	"]s (also in the web interface).\x02I accept\x02I do not accept\x02Data p" +
-	"rovision and KSN\x02Kaspersky Security Network (KSN) is a cloud reputati" +
-	"on service. Joining is voluntary and OFF unless you turn it on here; you" +
-	" can change it later in the web interface. If on, the gateway sends: che" +
-	"cksums and scan results of checked objects, sender IP addresses and head" +
-	"er data of scanned mail, attachment checksums, sizes and types, and lice" +
-	"nse information. The private variant (KPSN) sends nothing. On a Secondar" +
-	"y node the Control node's setting applies.\x02Participate in Kaspersky S" +
-	"ecurity Network?\x02Join KSN\x02Do not join\x14\x02\x80\x01\x02`\x02Acco" +
-	"unt %[1]q. At least %[2]d character mixing three of: lower case, upper c" +
-	"ase, digits, other.\x00a\x02Account %[1]q. At least %[2]d characters mix" +
-	"ing three of: lower case, upper case, digits, other.\x02Leave empty to k" +
-	"eep the current one.\x02Administrator password\x02Confirm password\x02Ho" +
-	"st name\x02Fully qualified name, e.g. gw1.example.com\x02Network: interf" +
-	"ace %[1]s\x02DHCP (automatic)\x02Static IPv4/IPv6\x02%[1]s: IPv4 address" +
-	"/prefix\x02192.0.2.10/24 (empty: none)\x02%[1]s: IPv4 gateway\x02192.0.2" +
-	".1 (optional)\x02%[1]s: IPv6 address/prefix\x022001:db8::10/64 (empty: n" +
-	"one)\x02%[1]s: IPv6 gateway\x02optional\x02%[1]s: DNS servers\x02comma s" +
-	"eparated\x02%[1]s: search domain\x02NTP servers\x02Comma separated; empt" +
-	"y uses the system defaults.\x02Time zone\x02IANA name, e.g. Europe/Pragu" +
-	"e or UTC\x02Node role\x02Secondary node (joins a Control node)\x02Contro" +
-	"l node address\x02host[:port]\x02Join token\x02Shown on the Control node" +
-	" when you add a node.\x02Enable SSH access for the administrator?\x02Off" +
-	" by default. Key-based login only.\x02Enable\x02Keep off\x02Authorized p" +
-	"ublic key\x02ssh-ed25519 AAAA... comment\x02Review\x02Apply these settin" +
-	"gs?\x02Apply\x02Go back\x02on\x02off\x02Language: %[1]s · EULA accepted:" +
-	" %[2]s · KSN: %[3]s\x02NOT SET\x02set\x02kept\x02Host name: %[1]s · admi" +
-	"n password: %[2]s\x02%[1]s: DHCP\x02DNS %[1]s  search %[2]s\x02%[1]s: %[" +
-	"2]s gw %[3]s  %[4]s gw %[5]s\x02NTP: %[1]s · time zone: %[2]s\x02Role: S" +
-	"econdary node of %[1]s (token set) · KSN follows the Control node\x02Rol" +
-	"e: Control node\x02SSH: on, key %[1]s\x02Welcome. This wizard sets up th" +
-	"e mail gateway appliance.\x02enter: next   shift+tab: back   ctrl+c: qui" +
-	"t\x14\x01\x81\x01\x00\x02E\x02%[1]d unattended answer was rejected; corr" +
-	"ect it in the steps below:\x00I\x02%[1]d unattended answers were rejecte" +
-	"d; correct them in the steps below:"
+	"d setup failed, nothing was changed: %[1]v\x02answers are incomplete and" +
+	" there is no console to ask on; pass complete unattended answers (see ks" +
+	"mg-firstboot --help)\x02Setup was completed on another console.\x02setup" +
+	" failed, nothing was changed: %[1]v\x02Applying settings...\x02could not" +
+	" remove secrets from an unattended source: %[1]v\x02ksmg appliance is se" +
+	"t up.\x02Control node\x02Secondary node\x02Host name: %[1]s   Role: %[2]" +
+	"s\x02Address: %[1]s\x02SSH: enabled for user %[1]s\x02SSH: off\x02SSH ho" +
+	"st key fingerprints:\x02language %[1]q is not one of %[2]s\x02the licens" +
+	"e agreement must be accepted to continue\x14\x01\x81\x01\x00\x02D\x02pas" +
+	"sword is too short: it has %[1]d character, the minimum is %[2]d\x00E" +
+	"\x02password is too short: it has %[1]d characters, the minimum is %[2]d" +
+	"\x02password must be at most 256 characters\x02password must not contain" +
+	" control characters\x02password must mix at least three of: lower case, " +
+	"upper case, digits, other characters\x02the passwords do not match\x02pa" +
+	"ssword hash must be a SHA-512 crypt ($6$...) or yescrypt ($y$...) string" +
+	"\x02host name is required\x02host name must be at most 253 characters" +
+	"\x02host name label %[1]q must be 1-63 of a-z, 0-9 and inner '-'\x02host" +
+	" name must be a name, not an address\x02network mode %[1]q must be %[2]q" +
+	" or %[3]q\x02%[1]q is not address/prefix (e.g. %[2]s)\x02%[1]q is not an" +
+	" IPv%[2]s address\x02%[1]q is not a usable host address\x02%[1]q has an " +
+	"invalid prefix length\x02%[1]q is the network or broadcast address of it" +
+	"s prefix\x02gateway %[1]q is not an IPv%[2]s address\x02gateway %[1]q ne" +
+	"eds a valid interface address first\x02gateway %[1]q is the interface's " +
+	"own address\x02gateway %[1]q is not inside %[2]s\x02%[1]q is not a usabl" +
+	"e IP address\x02%[1]q is neither an IP address nor a host name\x02search" +
+	" domain: %[1]v\x02time zone %[1]q is not an IANA zone name like Europe/P" +
+	"rague\x02time zone %[1]q is not in the tz database\x02node role %[1]q mu" +
+	"st be %[2]q or %[3]q\x02control node %[1]q has an empty port\x02control " +
+	"node %[1]q has a non-numeric port\x02control node %[1]q has a port outsi" +
+	"de 1-65535\x02control node address is required on a Secondary node\x02co" +
+	"ntrol node: %[1]v\x02join token must be 16-512 characters of A-Z a-z 0-9" +
+	" . _ ~ + / = -\x02an authorized public key is required to enable SSH\x02" +
+	"give exactly one public key (one line)\x02not an OpenSSH public key line" +
+	" (ssh-ed25519 AAAA... comment)\x02interface name is required\x02a static" +
+	" interface needs an IPv4 or IPv6 address\x02an IPv4 gateway needs an IPv" +
+	"4 address\x02an IPv6 gateway needs an IPv6 address\x02at least one inter" +
+	"face must be configured\x02interface %[1]q configured twice\x02prefix le" +
+	"ngth %[1]q must be 1-32\x02%[1]q is not true/false\x02not a valid interf" +
+	"ace name\x02needs a prefix length: give address/prefix or ksmg.network.p" +
+	"refix\x02unknown key\x02systemd credentials\x02config drive\x02%[1]s: %[" +
+	"2]v\x14\x01\x81\x01\x00\x02A\x02KVP pool is %[1]d byte, not a whole numb" +
+	"er of %[2]d-byte records\x00B\x02KVP pool is %[1]d bytes, not a whole nu" +
+	"mber of %[2]d-byte records\x02Hyper-V KVP (%[1]s)\x02OVF environment is " +
+	"not well-formed XML: %[1]v\x02OVF environment: root element is %[1]q, ex" +
+	"pected Environment in %[2]s\x02OVF environment: PropertySection/Property" +
+	"[%[1]d] has no oe:key\x02OVF environment: property %[1]q appears twice" +
+	"\x02VMware OVF environment\x02seed file is not valid YAML: %[1]v\x02seed" +
+	" file: top level must be a mapping of ksmg.* keys\x02seed file line %[1]" +
+	"d: keys must be plain strings\x02seed file line %[1]d: %[2]s: list items" +
+	" must be plain values\x02seed file line %[1]d: %[2]s: unsupported value " +
+	"(aliases are not allowed)\x02seed file line %[1]d: %[2]s given twice\x02" +
+	"seed file %[1]s\x02ksmg %[1]s on %[2]s\x02system: %[1]s\x02no failed uni" +
+	"ts\x14\x01\x81\x01\x00\x02\x19\x02%[1]d failed unit: %[2]s\x00\x1a\x02%[" +
+	"1]d failed units: %[2]s\x02Secure Boot on\x02Secure Boot off\x02mail gat" +
+	"eway: %[1]s\x02SSH: %[1]s\x02/var: %.1[1]f GiB\x02running\x02degraded" +
+	"\x02starting\x02in maintenance mode\x02stopping\x02in an unknown state" +
+	"\x02active\x02inactive\x02failed\x02Error: %[1]s\x04\x00\x01 4\x02Enter " +
+	"a number from 1 to %[1]d (Enter keeps %[2]d):\x02%[1]q is not a number f" +
+	"rom 1 to %[2]d\x02(input hidden; Enter keeps the value given before)\x02" +
+	"(input hidden)\x02Enter keeps: %[1]s\x02For example: %[1]s\x02Answer eac" +
+	"h question and press Enter; type < to go back one step.\x02Please answer" +
+	" this step again.\x02back\x02next\x02submit\x02complete\x02toggle\x02yes" +
+	"\x02no\x02select\x02up\x02down\x02filter\x02set filter\x02clear filter" +
+	"\x02ksmg appliance setup\x02Language\x02License agreement\x02END USER LI" +
+	"CENSE AGREEMENT (summary)\x0a\x0aBy accepting, you agree to the license " +
+	"terms of the ksmg mail gateway and to the automatic provision of the dat" +
+	"a listed in its \x22Conditions regarding data processing\x22 section: ap" +
+	"plication type, version and localization; versions of installed updates;" +
+	" activation code and the unique activation ID of the current license act" +
+	"ivation code; computer ID and application installation ID; operating sys" +
+	"tem type, version and bitness; virtual environment name; IDs of the appl" +
+	"ication components active when the data is sent.\x02Next\x02Do you accep" +
+	"t the license agreement?\x02Full text: %[1]s (also in the web interface)" +
+	".\x02I accept\x02I do not accept\x02Data provision and KSN\x02Kaspersky " +
+	"Security Network (KSN) is a cloud reputation service. Joining is volunta" +
+	"ry and OFF unless you turn it on here; you can change it later in the we" +
+	"b interface. If on, the gateway sends: checksums and scan results of che" +
+	"cked objects, sender IP addresses and header data of scanned mail, attac" +
+	"hment checksums, sizes and types, and license information. The private v" +
+	"ariant (KPSN) sends nothing. On a Secondary node the Control node's sett" +
+	"ing applies.\x02Participate in Kaspersky Security Network?\x02Join KSN" +
+	"\x02Do not join\x14\x02\x80\x01\x02`\x02Account %[1]q. At least %[2]d ch" +
+	"aracter mixing three of: lower case, upper case, digits, other.\x00a\x02" +
+	"Account %[1]q. At least %[2]d characters mixing three of: lower case, up" +
+	"per case, digits, other.\x02Leave empty to keep the current one.\x02Admi" +
+	"nistrator password\x02Confirm password\x02Host name\x02Fully qualified n" +
+	"ame, e.g. gw1.example.com\x02Network: interface %[1]s\x02DHCP (automatic" +
+	")\x02Static IPv4/IPv6\x02%[1]s: IPv4 address/prefix\x02192.0.2.10/24 (em" +
+	"pty: none)\x02%[1]s: IPv4 gateway\x02192.0.2.1 (optional)\x02%[1]s: IPv6" +
+	" address/prefix\x022001:db8::10/64 (empty: none)\x02%[1]s: IPv6 gateway" +
+	"\x02optional\x02%[1]s: DNS servers\x02comma separated\x02%[1]s: search d" +
+	"omain\x02NTP servers\x02Comma separated; empty uses the system defaults." +
+	"\x02Time zone\x02IANA name, e.g. Europe/Prague or UTC\x02Node role\x02Se" +
+	"condary node (joins a Control node)\x02Control node address\x02host[:por" +
+	"t]\x02Join token\x02Shown on the Control node when you add a node.\x02En" +
+	"able SSH access for the administrator?\x02Off by default. Key-based logi" +
+	"n only.\x02Enable\x02Keep off\x02Authorized public key\x02ssh-ed25519 AA" +
+	"AA... comment\x02Review\x02Apply these settings?\x02Apply\x02Go back\x02" +
+	"on\x02off\x02Language: %[1]s · EULA accepted: %[2]s · KSN: %[3]s\x02NOT " +
+	"SET\x02set\x02kept\x02Host name: %[1]s · admin password: %[2]s\x02%[1]s:" +
+	" DHCP\x02DNS %[1]s  search %[2]s\x02%[1]s: %[2]s gw %[3]s  %[4]s gw %[5]" +
+	"s\x02NTP: %[1]s · time zone: %[2]s\x02Role: Secondary node of %[1]s (tok" +
+	"en set) · KSN follows the Control node\x02Role: Control node\x02SSH: on," +
+	" key %[1]s\x02Welcome. This wizard sets up the mail gateway appliance." +
+	"\x02enter: next   shift+tab: back   ctrl+c: quit\x14\x01\x81\x01\x00\x02" +
+	"E\x02%[1]d unattended answer was rejected; correct it in the steps below" +
+	":\x00I\x02%[1]d unattended answers were rejected; correct them in the st" +
+	"eps below:"
 
-var ruIndex = []uint32{ // 175 elements
+var ruIndex = []uint32{ // 193 elements
 	// Entry 0 - 1F
 	0x00000000, 0x00000020, 0x00000073, 0x000000e6,
-	0x0000012e, 0x00000184, 0x000001b1, 0x00000243,
-	0x00000263, 0x00000283, 0x000002a3, 0x000002ce,
-	0x000002e0, 0x0000031a, 0x00000330, 0x00000360,
-	0x00000398, 0x0000040b, 0x0000058c, 0x000005de,
-	0x00000636, 0x0000070d, 0x00000732, 0x0000079b,
-	0x000007d1, 0x00000828, 0x000008b6, 0x00000903,
-	0x00000946, 0x00000997, 0x000009cb, 0x00000a14,
+	0x000001cc, 0x00000214, 0x0000026a, 0x00000297,
+	0x00000329, 0x00000349, 0x00000369, 0x00000389,
+	0x000003b4, 0x000003c6, 0x00000400, 0x00000416,
+	0x00000446, 0x0000047e, 0x000004f1, 0x00000672,
+	0x000006c4, 0x0000071c, 0x000007f3, 0x00000818,
+	0x00000881, 0x000008b7, 0x0000090e, 0x0000099c,
+	0x000009e9, 0x00000a2c, 0x00000a7d, 0x00000ab1,
 	// Entry 20 - 3F
-	0x00000a52, 0x00000ac3, 0x00000b00, 0x00000b67,
-	0x00000bbd, 0x00000bf0, 0x00000c31, 0x00000c82,
-	0x00000ca1, 0x00000d10, 0x00000d48, 0x00000d89,
-	0x00000dca, 0x00000e13, 0x00000e6b, 0x00000ee5,
-	0x00000f0c, 0x00000fa0, 0x00001003, 0x00001058,
-	0x000010c4, 0x00001104, 0x00001160, 0x00001192,
-	0x000011c4, 0x00001215, 0x0000124c, 0x00001293,
-	0x000012cd, 0x00001302, 0x00001377, 0x00001397,
+	0x00000afa, 0x00000b38, 0x00000ba9, 0x00000be6,
+	0x00000c4d, 0x00000ca3, 0x00000cd6, 0x00000d17,
+	0x00000d68, 0x00000d87, 0x00000df6, 0x00000e2e,
+	0x00000e6f, 0x00000eb0, 0x00000ef9, 0x00000f51,
+	0x00000fcb, 0x00000ff2, 0x00001086, 0x000010e9,
+	0x0000113e, 0x000011aa, 0x000011ea, 0x00001246,
+	0x00001278, 0x000012aa, 0x000012fb, 0x00001332,
+	0x00001379, 0x000013b3, 0x000013e8, 0x0000145d,
 	// Entry 40 - 5F
-	0x000013ad, 0x000013c3, 0x000013e6, 0x00001491,
-	0x000014ac, 0x000014c9, 0x000014ea, 0x000014f5,
-	0x0000150a, 0x0000151b, 0x00001540, 0x00001557,
-	0x00001580, 0x0000159f, 0x000015c7, 0x000015d8,
-	0x000015ed, 0x000015f6, 0x0000160a, 0x00001659,
-	0x00001694, 0x00001700, 0x00001729, 0x00001745,
-	0x0000175d, 0x000017ee, 0x00001823, 0x0000182e,
-	0x00001839, 0x00001850, 0x00001863, 0x0000187a,
+	0x0000147d, 0x000014a1, 0x000014cb, 0x000014d8,
+	0x0000169d, 0x000016b1, 0x000016f0, 0x00001755,
+	0x0000179e, 0x000017e9, 0x00001807, 0x0000183e,
+	0x000018ae, 0x00001914, 0x00001998, 0x00001a27,
+	0x00001a6a, 0x00001a7e, 0x00001a94, 0x00001aaa,
+	0x00001acd, 0x00001b78, 0x00001b93, 0x00001bb0,
+	0x00001bd1, 0x00001bdc, 0x00001bf1, 0x00001c02,
+	0x00001c27, 0x00001c3e, 0x00001c67, 0x00001c86,
 	// Entry 60 - 7F
-	0x0000187f, 0x00001886, 0x00001895, 0x000018a0,
-	0x000018a9, 0x000018b6, 0x000018d6, 0x000018f4,
-	0x00001917, 0x00001920, 0x0000194e, 0x00001dc6,
-	0x00001dd1, 0x00001e2b, 0x00001e77, 0x00001e88,
-	0x00001e9e, 0x00001ecf, 0x00002259, 0x0000228f,
-	0x000022ad, 0x000022c9, 0x00002635, 0x0000268f,
-	0x000026b9, 0x000026e1, 0x000026f3, 0x0000273a,
-	0x0000275d, 0x0000277f, 0x000027a0, 0x000027c6,
+	0x00001cae, 0x00001cbf, 0x00001cd4, 0x00001cdd,
+	0x00001cf1, 0x00001d40, 0x00001d7b, 0x00001de7,
+	0x00001e10, 0x00001e2c, 0x00001e44, 0x00001ed5,
+	0x00001f0a, 0x00001f15, 0x00001f20, 0x00001f37,
+	0x00001f4a, 0x00001f61, 0x00001f66, 0x00001f6d,
+	0x00001f7c, 0x00001f87, 0x00001f90, 0x00001f9d,
+	0x00001fbd, 0x00001fdb, 0x00001ffe, 0x00002007,
+	0x00002035, 0x000024ad, 0x000024b8, 0x00002512,
 	// Entry 80 - 9F
-	0x000027e9, 0x000027fe, 0x00002825, 0x0000284b,
-	0x00002870, 0x00002885, 0x000028a0, 0x000028ba,
-	0x000028d4, 0x000028f3, 0x00002906, 0x00002977,
-	0x0000298f, 0x000029c6, 0x000029d8, 0x00002a3c,
-	0x00002a69, 0x00002a7d, 0x00002aa3, 0x00002b07,
-	0x00002b4e, 0x00002b9f, 0x00002bb2, 0x00002bda,
-	0x00002c11, 0x00002c3c, 0x00002c4d, 0x00002c7b,
-	0x00002c8e, 0x00002ca1, 0x00002cb2, 0x00002cc5,
+	0x0000255e, 0x0000256f, 0x00002585, 0x000025b6,
+	0x00002940, 0x00002976, 0x00002994, 0x000029b0,
+	0x00002d1c, 0x00002d76, 0x00002da0, 0x00002dc8,
+	0x00002dda, 0x00002e21, 0x00002e44, 0x00002e66,
+	0x00002e87, 0x00002ead, 0x00002ed0, 0x00002ee5,
+	0x00002f0c, 0x00002f32, 0x00002f57, 0x00002f6c,
+	0x00002f87, 0x00002fa1, 0x00002fbb, 0x00002fda,
+	0x00002fed, 0x0000305e, 0x00003076, 0x000030ad,
 	// Entry A0 - BF
-	0x00002d2a, 0x00002d3a, 0x00002d45, 0x00002d56,
-	0x00002da3, 0x00002daf, 0x00002dcb, 0x00002dfd,
-	0x00002e2a, 0x00002ea0, 0x00002eca, 0x00002eee,
-	0x00002f51, 0x00002f90, 0x000031e5,
-} // Size: 724 bytes
+	0x000030bf, 0x00003123, 0x00003150, 0x00003164,
+	0x0000318a, 0x000031ee, 0x00003235, 0x00003286,
+	0x00003299, 0x000032c1, 0x000032f8, 0x00003323,
+	0x00003334, 0x00003362, 0x00003375, 0x00003388,
+	0x00003399, 0x000033ac, 0x00003411, 0x00003421,
+	0x0000342c, 0x0000343d, 0x0000348a, 0x00003496,
+	0x000034b2, 0x000034e4, 0x00003511, 0x00003587,
+	0x000035b1, 0x000035d5, 0x00003638, 0x00003677,
+	// Entry C0 - DF
+	0x000038cc,
+} // Size: 796 bytes
 
-const ruData string = "" + // Size: 12773 bytes
+const ruData string = "" + // Size: 14540 bytes
 	"\x02%[1]v (источник: %[2]s)\x02отклонен ответ автоматической настройки: " +
 	"%[1]v\x02автоматическая настройка не выполнена, ничего не изменено: %[1]" +
-	"v\x02Настройка завершена на другой консоли.\x02настройка не выполнена, н" +
-	"ичего не изменено: %[1]v\x02Применение параметров...\x02не удалось удал" +
-	"ить секретные данные из источника автоматической настройки: %[1]v\x02Шл" +
-	"юз ksmg настроен.\x02Управляющий узел\x02Подчиненный узел\x02Имя хоста:" +
-	" %[1]s   Роль: %[2]s\x02Адрес: %[1]s\x02SSH: включен для пользователя %[" +
-	"1]s\x02SSH: выключен\x02Отпечатки ключей хоста SSH:\x02язык %[1]q не вхо" +
-	"дит в список: %[2]s\x02чтобы продолжить, необходимо принять Лицензионно" +
-	"е соглашение\x14\x01\x81\x01\x00\x04]\x02пароль слишком короткий: %[1]d" +
-	" символа, минимум — %[2]d\x05_\x02пароль слишком короткий: %[1]d символо" +
-	"в, минимум — %[2]d\x02[\x02пароль слишком короткий: %[1]d символ, миним" +
-	"ум — %[2]d\x00]\x02пароль слишком короткий: %[1]d символа, минимум — %[" +
-	"2]d\x02пароль должен содержать не более 256 символов\x02пароль не должен" +
-	" содержать управляющие символы\x02пароль должен содержать символы хотя б" +
-	"ы трех видов из четырех: строчные буквы, прописные буквы, цифры, другие" +
-	" символы\x02пароли не совпадают\x02хеш пароля должен быть строкой SHA-51" +
-	"2 crypt ($6$...) или yescrypt ($y$...)\x02необходимо указать имя хоста" +
+	"v\x02ответы неполные, а консоли, на которой можно спросить, нет; передай" +
+	"те полные ответы автоматической настройки (см. ksmg-firstboot --help)" +
+	"\x02Настройка завершена на другой консоли.\x02настройка не выполнена, ни" +
+	"чего не изменено: %[1]v\x02Применение параметров...\x02не удалось удали" +
+	"ть секретные данные из источника автоматической настройки: %[1]v\x02Шлю" +
+	"з ksmg настроен.\x02Управляющий узел\x02Подчиненный узел\x02Имя хоста: " +
+	"%[1]s   Роль: %[2]s\x02Адрес: %[1]s\x02SSH: включен для пользователя %[1" +
+	"]s\x02SSH: выключен\x02Отпечатки ключей хоста SSH:\x02язык %[1]q не вход" +
+	"ит в список: %[2]s\x02чтобы продолжить, необходимо принять Лицензионное" +
+	" соглашение\x14\x01\x81\x01\x00\x04]\x02пароль слишком короткий: %[1]d с" +
+	"имвола, минимум — %[2]d\x05_\x02пароль слишком короткий: %[1]d символов" +
+	", минимум — %[2]d\x02[\x02пароль слишком короткий: %[1]d символ, минимум" +
+	" — %[2]d\x00]\x02пароль слишком короткий: %[1]d символа, минимум — %[2]d" +
+	"\x02пароль должен содержать не более 256 символов\x02пароль не должен со" +
+	"держать управляющие символы\x02пароль должен содержать символы хотя бы " +
+	"трех видов из четырех: строчные буквы, прописные буквы, цифры, другие с" +
+	"имволы\x02пароли не совпадают\x02хеш пароля должен быть строкой SHA-512" +
+	" crypt ($6$...) или yescrypt ($y$...)\x02необходимо указать имя хоста" +
 	"\x02имя хоста должно содержать не более 253 символов\x02часть имени хост" +
 	"а %[1]q должна содержать от 1 до 63 символов a-z, 0-9 и '-' (не по края" +
 	"м)\x02имя хоста должно быть именем, а не адресом\x02режим сети %[1]q до" +
@@ -623,66 +692,81 @@ const ruData string = "" + // Size: 12773 bytes
 	"ды\x02длина префикса %[1]q должна быть от 1 до 32\x02%[1]q не является " +
 	"значением true/false\x02недопустимое имя интерфейса\x02не указана длина" +
 	" префикса: укажите адрес/префикс или ksmg.network.prefix\x02неизвестный " +
-	"ключ\x02ksmg %[1]s на %[2]s\x02система: %[1]s\x02сбойных юнитов нет\x14" +
-	"\x01\x81\x01\x00\x04'\x02%[1]d сбойных юнита: %[2]s\x05)\x02%[1]d сбойны" +
-	"х юнитов: %[2]s\x02%\x02%[1]d сбойный юнит: %[2]s\x00)\x02%[1]d сбойног" +
-	"о юнита: %[2]s\x02Secure Boot включен\x02Secure Boot выключен\x02почтов" +
-	"ый шлюз: %[1]s\x02SSH: %[1]s\x02/var: %.1[1]f ГиБ\x02работает\x02работа" +
-	"ет с ошибками\x02запускается\x02в режиме обслуживания\x02останавливаетс" +
-	"я\x02состояние неизвестно\x02работает\x02остановлен\x02сбой\x02Ошибка: " +
-	"%[1]s\x04\x00\x01 J\x02Введите число от 1 до %[1]d (Enter оставит %[2]d)" +
-	":\x02%[1]q не является числом от 1 до %[2]d\x02(ввод не отображается; En" +
-	"ter оставит ранее заданное значение)\x02(ввод не отображается)\x02Enter " +
-	"оставит: %[1]s\x02Например: %[1]s\x02Ответьте на каждый вопрос и нажмит" +
-	"е Enter; чтобы вернуться на шаг назад, введите <.\x02Ответьте на этот ш" +
-	"аг еще раз.\x02назад\x02далее\x02подтвердить\x02дополнить\x02переключит" +
-	"ь\x02да\x02нет\x02выбрать\x02вверх\x02вниз\x02фильтр\x02применить фильт" +
-	"р\x02сбросить фильтр\x02Настройка шлюза ksmg\x02Язык\x02Лицензионное со" +
-	"глашение\x02ЛИЦЕНЗИОННОЕ СОГЛАШЕНИЕ (краткое изложение)\x0a\x0aПринимая" +
-	" Лицензионное соглашение, вы соглашаетесь с условиями лицензии почтового" +
-	" шлюза ksmg и с автоматическим предоставлением данных, перечисленных в е" +
-	"го пункте «Условия обработки данных»: тип, версия и локализация приложе" +
-	"ния; версии установленных обновлений; код активации и уникальный иденти" +
-	"фикатор активации текущего лицензионного кода активации; идентификатор " +
-	"компьютера и идентификатор установки приложения; тип, версия и разрядно" +
-	"сть операционной системы; название виртуальной среды; идентификаторы ко" +
-	"мпонентов приложения, активных на момент предоставления данных.\x02Дале" +
-	"е\x02Вы принимаете условия Лицензионного соглашения?\x02Полный текст: %" +
-	"[1]s (также в веб-интерфейсе).\x02Принимаю\x02Не принимаю\x02Предоставле" +
-	"ние данных и KSN\x02Kaspersky Security Network (KSN) — облачная служба " +
-	"репутации. Участие добровольное и ВЫКЛЮЧЕНО, пока вы не включите его зд" +
-	"есь; позже его можно изменить в веб-интерфейсе. Если участие включено, " +
-	"шлюз передает: контрольные суммы и результаты проверки проверяемых объе" +
-	"ктов, IP-адреса отправителей и данные заголовков проверяемых сообщений," +
-	" контрольные суммы, размеры и типы вложений, а также информацию о лиценз" +
-	"ии. Частный вариант (KPSN) ничего не передает. На подчиненном узле дейс" +
-	"твует параметр управляющего узла.\x02Участвовать в Kaspersky Security N" +
-	"etwork?\x02Участвовать в KSN\x02Не участвовать\x14\x02\x80\x01\x04\xd8" +
-	"\x01\x02Учетная запись %[1]q. Не менее %[2]d символов трех видов из четы" +
-	"рех: строчные буквы, прописные буквы, цифры, другие символы.\x05\xd8" +
-	"\x01\x02Учетная запись %[1]q. Не менее %[2]d символов трех видов из четы" +
-	"рех: строчные буквы, прописные буквы, цифры, другие символы.\x02\xd6" +
+	"ключ\x02учётные данные systemd\x02конфигурационный диск\x02%[1]s: %[2]v" +
+	"\x14\x01\x81\x01\x00\x04o\x02пул KVP занимает %[1]d байта — не целое чис" +
+	"ло записей по %[2]d байт\x05m\x02пул KVP занимает %[1]d байт — не целое" +
+	" число записей по %[2]d байт\x02m\x02пул KVP занимает %[1]d байт — не це" +
+	"лое число записей по %[2]d байт\x00o\x02пул KVP занимает %[1]d байта — " +
+	"не целое число записей по %[2]d байт\x02Hyper-V KVP (%[1]s)\x02окружени" +
+	"е OVF — некорректный XML: %[1]v\x02окружение OVF: корневой элемент %[1]" +
+	"q, ожидался Environment в %[2]s\x02окружение OVF: у PropertySection/Prop" +
+	"erty[%[1]d] нет oe:key\x02окружение OVF: свойство %[1]q указано дважды" +
+	"\x02окружение OVF VMware\x02файл seed — некорректный YAML: %[1]v\x02файл" +
+	" seed: верхний уровень должен быть отображением ключей ksmg.*\x02файл se" +
+	"ed, строка %[1]d: ключи должны быть простыми строками\x02файл seed, стро" +
+	"ка %[1]d: %[2]s: элементы списка должны быть простыми значениями\x02фай" +
+	"л seed, строка %[1]d: %[2]s: неподдерживаемое значение (псевдонимы не д" +
+	"опускаются)\x02файл seed, строка %[1]d: %[2]s указан дважды\x02файл see" +
+	"d %[1]s\x02ksmg %[1]s на %[2]s\x02система: %[1]s\x02сбойных юнитов нет" +
+	"\x14\x01\x81\x01\x00\x04'\x02%[1]d сбойных юнита: %[2]s\x05)\x02%[1]d сб" +
+	"ойных юнитов: %[2]s\x02%\x02%[1]d сбойный юнит: %[2]s\x00)\x02%[1]d сбо" +
+	"йного юнита: %[2]s\x02Secure Boot включен\x02Secure Boot выключен\x02по" +
+	"чтовый шлюз: %[1]s\x02SSH: %[1]s\x02/var: %.1[1]f ГиБ\x02работает\x02ра" +
+	"ботает с ошибками\x02запускается\x02в режиме обслуживания\x02останавлив" +
+	"ается\x02состояние неизвестно\x02работает\x02остановлен\x02сбой\x02Ошиб" +
+	"ка: %[1]s\x04\x00\x01 J\x02Введите число от 1 до %[1]d (Enter оставит %" +
+	"[2]d):\x02%[1]q не является числом от 1 до %[2]d\x02(ввод не отображаетс" +
+	"я; Enter оставит ранее заданное значение)\x02(ввод не отображается)\x02" +
+	"Enter оставит: %[1]s\x02Например: %[1]s\x02Ответьте на каждый вопрос и н" +
+	"ажмите Enter; чтобы вернуться на шаг назад, введите <.\x02Ответьте на э" +
+	"тот шаг еще раз.\x02назад\x02далее\x02подтвердить\x02дополнить\x02перек" +
+	"лючить\x02да\x02нет\x02выбрать\x02вверх\x02вниз\x02фильтр\x02применить " +
+	"фильтр\x02сбросить фильтр\x02Настройка шлюза ksmg\x02Язык\x02Лицензионн" +
+	"ое соглашение\x02ЛИЦЕНЗИОННОЕ СОГЛАШЕНИЕ (краткое изложение)\x0a\x0aПри" +
+	"нимая Лицензионное соглашение, вы соглашаетесь с условиями лицензии поч" +
+	"тового шлюза ksmg и с автоматическим предоставлением данных, перечислен" +
+	"ных в его пункте «Условия обработки данных»: тип, версия и локализация " +
+	"приложения; версии установленных обновлений; код активации и уникальный" +
+	" идентификатор активации текущего лицензионного кода активации; идентифи" +
+	"катор компьютера и идентификатор установки приложения; тип, версия и ра" +
+	"зрядность операционной системы; название виртуальной среды; идентификат" +
+	"оры компонентов приложения, активных на момент предоставления данных." +
+	"\x02Далее\x02Вы принимаете условия Лицензионного соглашения?\x02Полный т" +
+	"екст: %[1]s (также в веб-интерфейсе).\x02Принимаю\x02Не принимаю\x02Пре" +
+	"доставление данных и KSN\x02Kaspersky Security Network (KSN) — облачная" +
+	" служба репутации. Участие добровольное и ВЫКЛЮЧЕНО, пока вы не включите" +
+	" его здесь; позже его можно изменить в веб-интерфейсе. Если участие вклю" +
+	"чено, шлюз передает: контрольные суммы и результаты проверки проверяемы" +
+	"х объектов, IP-адреса отправителей и данные заголовков проверяемых сооб" +
+	"щений, контрольные суммы, размеры и типы вложений, а также информацию о" +
+	" лицензии. Частный вариант (KPSN) ничего не передает. На подчиненном узл" +
+	"е действует параметр управляющего узла.\x02Участвовать в Kaspersky Secu" +
+	"rity Network?\x02Участвовать в KSN\x02Не участвовать\x14\x02\x80\x01\x04" +
+	"\xd8\x01\x02Учетная запись %[1]q. Не менее %[2]d символов трех видов из " +
+	"четырех: строчные буквы, прописные буквы, цифры, другие символы.\x05" +
+	"\xd8\x01\x02Учетная запись %[1]q. Не менее %[2]d символов трех видов из " +
+	"четырех: строчные буквы, прописные буквы, цифры, другие символы.\x02" +
+	"\xd6\x01\x02Учетная запись %[1]q. Не менее %[2]d символа трех видов из ч" +
+	"етырех: строчные буквы, прописные буквы, цифры, другие символы.\x00\xd6" +
 	"\x01\x02Учетная запись %[1]q. Не менее %[2]d символа трех видов из четыр" +
-	"ех: строчные буквы, прописные буквы, цифры, другие символы.\x00\xd6\x01" +
-	"\x02Учетная запись %[1]q. Не менее %[2]d символа трех видов из четырех: " +
-	"строчные буквы, прописные буквы, цифры, другие символы.\x02Оставьте пус" +
-	"тым, чтобы сохранить текущий пароль.\x02Пароль администратора\x02Подтве" +
-	"рждение пароля\x02Имя хоста\x02Полное доменное имя, например gw1.exampl" +
-	"e.com\x02Сеть: интерфейс %[1]s\x02DHCP (автоматически)\x02Статический IP" +
-	"v4/IPv6\x02%[1]s: адрес/префикс IPv4\x02192.0.2.10/24 (пусто: нет)\x02%[" +
-	"1]s: шлюз IPv4\x02192.0.2.1 (необязательно)\x02%[1]s: адрес/префикс IPv6" +
-	"\x022001:db8::10/64 (пусто: нет)\x02%[1]s: шлюз IPv6\x02необязательно" +
-	"\x02%[1]s: DNS-серверы\x02через запятую\x02%[1]s: домен поиска\x02NTP-се" +
-	"рверы\x02Через запятую; если пусто, используются серверы по умолчанию." +
-	"\x02Часовой пояс\x02Имя IANA, например Europe/Moscow или UTC\x02Роль узл" +
-	"а\x02Подчиненный узел (присоединяется к управляющему узлу)\x02Адрес упр" +
-	"авляющего узла\x02хост[:порт]\x02Токен присоединения\x02Отображается на" +
-	" управляющем узле при добавлении узла.\x02Разрешить администратору досту" +
-	"п по SSH?\x02По умолчанию выключен. Вход только по ключу.\x02Разрешить" +
-	"\x02Оставить выключенным\x02Авторизованный открытый ключ\x02ssh-ed25519 " +
-	"AAAA... комментарий\x02Проверка\x02Применить эти параметры?\x02Применить" +
-	"\x02Вернуться\x02включено\x02выключено\x02Язык: %[1]s · Лицензионное сог" +
-	"лашение принято: %[2]s · KSN: %[3]s\x02НЕ ЗАДАН\x02задан\x02сохранен" +
+	"ех: строчные буквы, прописные буквы, цифры, другие символы.\x02Оставьте" +
+	" пустым, чтобы сохранить текущий пароль.\x02Пароль администратора\x02Под" +
+	"тверждение пароля\x02Имя хоста\x02Полное доменное имя, например gw1.exa" +
+	"mple.com\x02Сеть: интерфейс %[1]s\x02DHCP (автоматически)\x02Статический" +
+	" IPv4/IPv6\x02%[1]s: адрес/префикс IPv4\x02192.0.2.10/24 (пусто: нет)" +
+	"\x02%[1]s: шлюз IPv4\x02192.0.2.1 (необязательно)\x02%[1]s: адрес/префик" +
+	"с IPv6\x022001:db8::10/64 (пусто: нет)\x02%[1]s: шлюз IPv6\x02необязате" +
+	"льно\x02%[1]s: DNS-серверы\x02через запятую\x02%[1]s: домен поиска\x02N" +
+	"TP-серверы\x02Через запятую; если пусто, используются серверы по умолчан" +
+	"ию.\x02Часовой пояс\x02Имя IANA, например Europe/Moscow или UTC\x02Роль" +
+	" узла\x02Подчиненный узел (присоединяется к управляющему узлу)\x02Адрес " +
+	"управляющего узла\x02хост[:порт]\x02Токен присоединения\x02Отображается" +
+	" на управляющем узле при добавлении узла.\x02Разрешить администратору до" +
+	"ступ по SSH?\x02По умолчанию выключен. Вход только по ключу.\x02Разреши" +
+	"ть\x02Оставить выключенным\x02Авторизованный открытый ключ\x02ssh-ed255" +
+	"19 AAAA... комментарий\x02Проверка\x02Применить эти параметры?\x02Примен" +
+	"ить\x02Вернуться\x02включено\x02выключено\x02Язык: %[1]s · Лицензионное" +
+	" соглашение принято: %[2]s · KSN: %[3]s\x02НЕ ЗАДАН\x02задан\x02сохранен" +
 	"\x02Имя хоста: %[1]s · пароль администратора: %[2]s\x02%[1]s: DHCP\x02DN" +
 	"S %[1]s  поиск %[2]s\x02%[1]s: %[2]s шлюз %[3]s  %[4]s шлюз %[5]s\x02NTP" +
 	": %[1]s · часовой пояс: %[2]s\x02Роль: подчиненный узел %[1]s (токен зад" +
@@ -696,4 +780,4 @@ const ruData string = "" + // Size: 12773 bytes
 	"х:\x00\x91\x01\x02%[1]d ответа автоматической настройки отклонено; испр" +
 	"авьте их в следующих шагах:"
 
-	// Total table size 28447 bytes (27KiB); checksum: 710B0910
+	// Total table size 32552 bytes (31KiB); checksum: 2219B0F4

@@ -14,7 +14,7 @@
 // translation except for plural forms.
 package i18n
 
-//go:generate go tool gotext -srclang=en update -out=catalog.go -lang=en,cs,ru github.com/ksmg-appliance/ksmg/firstboot/answers github.com/ksmg-appliance/ksmg/firstboot/tui github.com/ksmg-appliance/ksmg/firstboot/status github.com/ksmg-appliance/ksmg/cmd/ksmg-firstboot
+//go:generate go tool gotext -srclang=en update -out=catalog.go -lang=en,cs,ru github.com/ksmg-appliance/ksmg/firstboot/answers github.com/ksmg-appliance/ksmg/firstboot/sources github.com/ksmg-appliance/ksmg/firstboot/tui github.com/ksmg-appliance/ksmg/firstboot/status github.com/ksmg-appliance/ksmg/cmd/ksmg-firstboot
 
 import (
 	"os"

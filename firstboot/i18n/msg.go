@@ -14,7 +14,10 @@ var english = Printer(English)
 // Msg is a catalog message kept with its arguments, so that it can be
 // shown in whatever language the reader has chosen by then: Error and
 // String give English (logs, the deployer's error reports), Localize the
-// printer's language. Arguments that are errors are localized too.
+// printer's language. Arguments that are errors or Localizers (another
+// Msg, such as an unattended source's name) are localized too, and the
+// errors among them are what Unwrap returns, so errors.Is and errors.As
+// see through a Msg as through fmt.Errorf's %w.
 type Msg struct {
 	format string
 	args   []any
@@ -30,12 +33,26 @@ func Errorf(format string, args ...any) *Msg {
 func (m *Msg) Error() string  { return m.en }
 func (m *Msg) String() string { return m.en }
 
+// Unwrap returns the message's error arguments.
+func (m *Msg) Unwrap() []error {
+	var errs []error
+	for _, a := range m.args {
+		if e, ok := a.(error); ok {
+			errs = append(errs, e)
+		}
+	}
+	return errs
+}
+
 // Localize formats the message with p.
 func (m *Msg) Localize(p *message.Printer) string {
 	args := make([]any, len(m.args))
 	for i, a := range m.args {
-		if e, ok := a.(error); ok {
-			a = Error(p, e)
+		switch v := a.(type) {
+		case error:
+			a = Error(p, v)
+		case Localizer:
+			a = v.Localize(p)
 		}
 		args[i] = a
 	}

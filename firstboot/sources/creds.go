@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/ksmg-appliance/ksmg/firstboot/answers"
+	"github.com/ksmg-appliance/ksmg/firstboot/i18n"
 )
 
 // Credentials reads systemd credentials from $CREDENTIALS_DIRECTORY: the
@@ -21,7 +22,7 @@ type Credentials struct {
 }
 
 // Name implements Source.
-func (Credentials) Name() string { return "systemd credentials" }
+func (Credentials) Name() *i18n.Msg { return i18n.Errorf("systemd credentials") }
 
 // Read implements Source. One trailing newline is dropped, as a value
 // passed through a file usually has one.

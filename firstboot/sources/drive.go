@@ -8,6 +8,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+
+	"github.com/ksmg-appliance/ksmg/firstboot/i18n"
 )
 
 // SeedDrive finds a config drive by filesystem label, mounts it read-only
@@ -18,7 +20,7 @@ type SeedDrive struct {
 }
 
 // Name implements Source.
-func (SeedDrive) Name() string { return "config drive" }
+func (SeedDrive) Name() *i18n.Msg { return i18n.Errorf("config drive") }
 
 // Read implements Source: absent when no labelled drive exists or the
 // drive has no seed file.
@@ -62,7 +64,8 @@ func readFromDevice(ctx context.Context, dev string) (map[string]string, error) 
 		return nil, ErrAbsent
 	}
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", dev, err)
+		name := dev // one catalog message with Gather's "{Name}: {Err}"
+		return nil, i18n.Errorf("%s: %v", name, err)
 	}
 	return kv, nil
 }

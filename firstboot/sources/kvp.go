@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/ksmg-appliance/ksmg/firstboot/i18n"
 	"github.com/ksmg-appliance/ksmg/internal/atomicfile"
 	"io/fs"
 	"os"
@@ -26,7 +27,7 @@ type KVPRecord struct{ Key, Value string }
 // 512-byte key and a NUL-padded 2048-byte value.
 func ParseKVPPool(data []byte) ([]KVPRecord, error) {
 	if len(data)%KVPRecordSize != 0 {
-		return nil, fmt.Errorf("KVP pool is %d bytes, not a whole number of %d-byte records", len(data), KVPRecordSize)
+		return nil, i18n.Errorf("KVP pool is %d bytes, not a whole number of %d-byte records", len(data), KVPRecordSize)
 	}
 	var recs []KVPRecord
 	for off := 0; off < len(data); off += KVPRecordSize {
@@ -75,7 +76,7 @@ type KVP struct {
 const DefaultKVPPath = "/var/lib/hyperv/.kvp_pool_0"
 
 // Name implements Source.
-func (k KVP) Name() string { return "Hyper-V KVP (" + k.Path + ")" }
+func (k KVP) Name() *i18n.Msg { return i18n.Errorf("Hyper-V KVP (%s)", k.Path) }
 
 // Read implements Source. The last record of a key wins, as in the daemon.
 func (k KVP) Read(ctx context.Context) (map[string]string, error) {
@@ -88,7 +89,7 @@ func (k KVP) Read(ctx context.Context) (map[string]string, error) {
 	}
 	recs, err := ParseKVPPool(data)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", k.Path, err)
+		return nil, err // the source's name has the path
 	}
 	kv := map[string]string{}
 	for _, r := range recs {

@@ -7,6 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"os/exec"
+
+	"github.com/ksmg-appliance/ksmg/firstboot/i18n"
 )
 
 // ovfEnvNS is the OVF environment namespace (DSP0243) of oe:key/oe:value.
@@ -27,10 +29,10 @@ func ParseOVFEnv(doc []byte) (map[string]string, error) {
 	dec := xml.NewDecoder(bytes.NewReader(doc))
 	dec.Strict = true
 	if err := dec.Decode(&e); err != nil {
-		return nil, fmt.Errorf("OVF environment is not well-formed XML: %w", err)
+		return nil, i18n.Errorf("OVF environment is not well-formed XML: %v", err)
 	}
 	if e.XMLName.Local != "Environment" || (e.XMLName.Space != "" && e.XMLName.Space != ovfEnvNS) {
-		return nil, fmt.Errorf("OVF environment: root element is %q, expected Environment in %s", e.XMLName.Local, ovfEnvNS)
+		return nil, i18n.Errorf("OVF environment: root element is %q, expected Environment in %s", e.XMLName.Local, ovfEnvNS)
 	}
 	out := map[string]string{}
 	for i, p := range e.Properties {
@@ -48,10 +50,10 @@ func ParseOVFEnv(doc []byte) (map[string]string, error) {
 			}
 		}
 		if !hasKey || key == "" {
-			return nil, fmt.Errorf("OVF environment: PropertySection/Property[%d] has no oe:key", i+1)
+			return nil, i18n.Errorf("OVF environment: PropertySection/Property[%d] has no oe:key", i+1)
 		}
 		if _, dup := out[key]; dup {
-			return nil, fmt.Errorf("OVF environment: property %q appears twice", key)
+			return nil, i18n.Errorf("OVF environment: property %q appears twice", key)
 		}
 		out[key] = value
 	}
@@ -65,7 +67,7 @@ type OVFEnv struct {
 }
 
 // Name implements Source.
-func (OVFEnv) Name() string { return "VMware OVF environment" }
+func (OVFEnv) Name() *i18n.Msg { return i18n.Errorf("VMware OVF environment") }
 
 // Read implements Source: absent when the tool is missing or the VM has
 // no OVF environment (not deployed from an OVF with properties).

@@ -11,6 +11,8 @@ import (
 	"strings"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/ksmg-appliance/ksmg/firstboot/i18n"
 )
 
 // SeedFileName is the file looked for on a config drive.
@@ -25,14 +27,14 @@ var SeedLabels = []string{"KSMG-SEED", "CIDATA", "cidata"}
 func ParseSeed(doc []byte) (map[string]string, error) {
 	var root yaml.Node
 	if err := yaml.Unmarshal(doc, &root); err != nil {
-		return nil, fmt.Errorf("seed file is not valid YAML: %w", err)
+		return nil, i18n.Errorf("seed file is not valid YAML: %v", err)
 	}
 	out := map[string]string{}
 	if root.Kind == 0 { // empty document
 		return out, nil
 	}
 	if root.Kind != yaml.DocumentNode || len(root.Content) != 1 || root.Content[0].Kind != yaml.MappingNode {
-		return nil, errors.New("seed file: top level must be a mapping of ksmg.* keys")
+		return nil, i18n.Errorf("seed file: top level must be a mapping of ksmg.* keys")
 	}
 	if err := flatten("", root.Content[0], out); err != nil {
 		return nil, err
@@ -44,7 +46,7 @@ func flatten(prefix string, n *yaml.Node, out map[string]string) error {
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		k, v := n.Content[i], n.Content[i+1]
 		if k.Kind != yaml.ScalarNode {
-			return fmt.Errorf("seed file line %d: keys must be plain strings", k.Line)
+			return i18n.Errorf("seed file line %d: keys must be plain strings", k.Line)
 		}
 		key := k.Value
 		if prefix != "" {
@@ -59,7 +61,7 @@ func flatten(prefix string, n *yaml.Node, out map[string]string) error {
 			var items []string
 			for _, it := range v.Content {
 				if it.Kind != yaml.ScalarNode {
-					return fmt.Errorf("seed file line %d: %s: list items must be plain values", it.Line, key)
+					return i18n.Errorf("seed file line %d: %s: list items must be plain values", it.Line, key)
 				}
 				items = append(items, it.Value)
 			}
@@ -71,7 +73,7 @@ func flatten(prefix string, n *yaml.Node, out map[string]string) error {
 				return err
 			}
 		default:
-			return fmt.Errorf("seed file line %d: %s: unsupported value (aliases are not allowed)", v.Line, key)
+			return i18n.Errorf("seed file line %d: %s: unsupported value (aliases are not allowed)", v.Line, key)
 		}
 	}
 	return nil
@@ -79,7 +81,7 @@ func flatten(prefix string, n *yaml.Node, out map[string]string) error {
 
 func put(out map[string]string, key, val string, line int) error {
 	if _, dup := out[key]; dup {
-		return fmt.Errorf("seed file line %d: %s given twice", line, key)
+		return i18n.Errorf("seed file line %d: %s given twice", line, key)
 	}
 	out[key] = val
 	return nil
@@ -92,7 +94,7 @@ type Seed struct {
 }
 
 // Name implements Source.
-func (s Seed) Name() string { return "seed file " + s.Path }
+func (s Seed) Name() *i18n.Msg { return i18n.Errorf("seed file %s", s.Path) }
 
 // Read implements Source.
 func (s Seed) Read(ctx context.Context) (map[string]string, error) {
@@ -103,11 +105,7 @@ func (s Seed) Read(ctx context.Context) (map[string]string, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read seed file: %w", err)
 	}
-	kv, err := ParseSeed(b)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", s.Path, err)
-	}
-	return kv, nil
+	return ParseSeed(b) // the source's name has the path
 }
 
 // FormatSeed renders key/values as a flat seed file (sorted), used for

@@ -11,16 +11,18 @@ package sources
 import (
 	"context"
 	"errors"
-	"fmt"
 	"strings"
 
 	"github.com/ksmg-appliance/ksmg/firstboot/answers"
+	"github.com/ksmg-appliance/ksmg/firstboot/i18n"
 )
 
 // Source is one place unattended answers come from.
 type Source interface {
-	// Name says where the values came from, for messages.
-	Name() string
+	// Name says where the values came from, for messages: a catalog
+	// message, told in the reader's language on the console and in
+	// English (its String) in logs.
+	Name() *i18n.Msg
 	// Read returns the source's key/values; ErrAbsent when the source
 	// does not exist on this machine (not an error worth reporting).
 	Read(ctx context.Context) (map[string]string, error)
@@ -36,27 +38,29 @@ var ErrAbsent = errors.New("source not present")
 
 // Result is the merged view of all sources.
 type Result struct {
-	Values map[string]string // key -> value, highest-precedence source wins
-	Origin map[string]string // key -> source name
-	Found  []string          // names of sources that were present
-	Errors []error           // sources present but unreadable
+	Values map[string]string    // key -> value, highest-precedence source wins
+	Origin map[string]*i18n.Msg // key -> source name
+	Found  []string             // names of sources that were present
+	Errors []error              // sources present but unreadable
 }
 
 // Gather reads sources in order of precedence (first wins per key). Only
 // keys with the ksmg. prefix are kept; a broken source is reported and the
 // others still count.
 func Gather(ctx context.Context, srcs []Source) Result {
-	r := Result{Values: map[string]string{}, Origin: map[string]string{}}
+	r := Result{Values: map[string]string{}, Origin: map[string]*i18n.Msg{}}
 	for _, s := range srcs {
 		kv, err := s.Read(ctx)
 		if errors.Is(err, ErrAbsent) {
 			continue
 		}
 		if err != nil {
-			r.Errors = append(r.Errors, fmt.Errorf("%s: %w", s.Name(), err))
+			// A catalog message, not fmt.Errorf: the console tells it
+			// in the chosen language (the parse errors are messages too).
+			r.Errors = append(r.Errors, i18n.Errorf("%s: %v", s.Name(), err))
 			continue
 		}
-		r.Found = append(r.Found, s.Name())
+		r.Found = append(r.Found, s.Name().String())
 		for k, v := range kv {
 			if !strings.HasPrefix(k, answers.Prefix) {
 				continue
@@ -78,7 +82,7 @@ func ScrubSecrets(ctx context.Context, srcs []Source, secretKeys []string) error
 	for _, s := range srcs {
 		if sc, ok := s.(Scrubber); ok {
 			if err := sc.Scrub(ctx, secretKeys); err != nil {
-				errs = append(errs, fmt.Errorf("%s: scrub: %w", s.Name(), err))
+				errs = append(errs, i18n.Errorf("%s: %v", s.Name(), err))
 			}
 		}
 	}

@@ -10,6 +10,8 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/ksmg-appliance/ksmg/firstboot/i18n"
 )
 
 func TestParseOVFEnv(t *testing.T) {
@@ -154,8 +156,9 @@ func TestKVPReadScrub(t *testing.T) {
 		t.Fatalf("missing pool: %v", err)
 	}
 	os.WriteFile(pool, []byte("garbage"), 0o644)
-	if _, err := src.Read(context.Background()); err == nil || !strings.Contains(err.Error(), pool) {
-		t.Fatalf("corrupt pool error must name the file: %v", err)
+	// Gather names the source (and with it the file) once.
+	if r := Gather(context.Background(), []Source{src}); len(r.Errors) != 1 || strings.Count(r.Errors[0].Error(), pool) != 1 {
+		t.Fatalf("corrupt pool error must name the file once: %v", r.Errors)
 	}
 }
 
@@ -211,7 +214,7 @@ type fixed struct {
 	err  error
 }
 
-func (f fixed) Name() string                                    { return f.name }
+func (f fixed) Name() *i18n.Msg                                 { return i18n.Errorf("%s", f.name) }
 func (f fixed) Read(context.Context) (map[string]string, error) { return f.kv, f.err }
 
 func TestGatherPrecedence(t *testing.T) {
@@ -224,7 +227,7 @@ func TestGatherPrecedence(t *testing.T) {
 	if r.Values["ksmg.hostname"] != "from-ovf" || r.Values["ksmg.timezone"] != "UTC" || len(r.Values) != 2 {
 		t.Fatalf("values %v", r.Values)
 	}
-	if r.Origin["ksmg.timezone"] != "seed" || !reflect.DeepEqual(r.Found, []string{"ovf", "seed"}) {
+	if r.Origin["ksmg.timezone"].String() != "seed" || !reflect.DeepEqual(r.Found, []string{"ovf", "seed"}) {
 		t.Fatalf("origin %v found %v", r.Origin, r.Found)
 	}
 	if len(r.Errors) != 1 || !strings.Contains(r.Errors[0].Error(), "creds: permission denied") {
@@ -301,4 +304,41 @@ func TestKVPSetDone(t *testing.T) {
 	if err := (KVP{Path: filepath.Join(dir, "nohyperv", ".kvp_pool_1")}).Set(ctx, DoneKey, DoneValue); !errors.Is(err, ErrAbsent) {
 		t.Fatalf("Set without the pool directory: %v", err)
 	}
+}
+
+// TestErrorsLocalize: a source's parse errors are catalog messages, told
+// in the reader's language (with the plural form a number of bytes
+// takes), and English as errors (logs).
+func TestErrorsLocalize(t *testing.T) {
+	t.Parallel()
+	_, dup := ParseSeed([]byte("ksmg.hostname: a\nksmg:\n  hostname: b\n"))
+	for _, tc := range []struct {
+		err        error
+		lang, want string
+	}{
+		{dup, i18n.English, "seed file line 3: ksmg.hostname given twice"},
+		{dup, i18n.Russian, "файл seed, строка 3: ksmg.hostname указан дважды"},
+		{kvpError(t, 1), i18n.Czech, "fond KVP má 1 bajt, což není celý počet záznamů po 2\u00a0560 bajtech"},
+		{kvpError(t, 3), i18n.Czech, "fond KVP má 3 bajty, což není celý počet záznamů po 2\u00a0560 bajtech"},
+		{kvpError(t, 5), i18n.Czech, "fond KVP má 5 bajtů, což není celý počet záznamů po 2\u00a0560 bajtech"},
+		{kvpError(t, 21), i18n.Russian, "пул KVP занимает 21 байт — не целое число записей по 2\u00a0560 байт"},
+		{kvpError(t, 22), i18n.Russian, "пул KVP занимает 22 байта — не целое число записей по 2\u00a0560 байт"},
+		{kvpError(t, 1), i18n.English, "KVP pool is 1 byte, not a whole number of 2,560-byte records"},
+	} {
+		if got := i18n.Error(i18n.Printer(tc.lang), tc.err); got != tc.want {
+			t.Errorf("%s: %q, want %q", tc.lang, got, tc.want)
+		}
+	}
+	if !strings.Contains(dup.Error(), "given twice") {
+		t.Errorf("English error: %v", dup)
+	}
+}
+
+func kvpError(t *testing.T, n int) error {
+	t.Helper()
+	_, err := ParseKVPPool(make([]byte, n))
+	if err == nil {
+		t.Fatalf("a %d-byte pool parsed", n)
+	}
+	return err
 }
