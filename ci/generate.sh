@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
-# Regenerates what is generated from the sources: the Packer plugin's HCL2
-# specs (go generate: packer-sdc mapstructure-to-hcl2, pinned by go.mod's
-# tool directive) and its web docs (.web-docs/, compiled from docs/ with
+# Regenerates what is generated from the sources: the first-boot message
+# catalogs (go generate: gotext, firstboot/i18n), the Packer plugin's HCL2
+# specs (go generate: packer-sdc mapstructure-to-hcl2; both pinned by
+# go.mod's tool directive) and its web docs (.web-docs/, compiled from docs/ with
 # packer-sdc renderdocs and the integration template's script).
 # `ci/generate.sh --check` fails if that changed any file (make lint).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 generated() {
-	{ git ls-files -co --exclude-standard -- '*.hcl2spec.go' .web-docs; } | sort -u | while read -r f; do
+	{ git ls-files -co --exclude-standard -- '*.hcl2spec.go' .web-docs firstboot/i18n/catalog.go 'firstboot/i18n/locales/*/out.gotext.json'; } | sort -u | while read -r f; do
 		[ -f "$f" ] && sha256sum "$f"
 	done
 }
