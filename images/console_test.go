@@ -404,17 +404,7 @@ func TestConsoleShowsLanguages(t *testing.T) {
 	f := imageFont(t)
 	dir := t.TempDir()
 	sock := filepath.Join(dir, "qmp.sock")
-	// Kept for a post-mortem when the test fails.
-	serialLog, err := os.CreateTemp("", "ksmg-console-serial-*.log")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer serialLog.Close()
-	t.Cleanup(func() {
-		if !t.Failed() {
-			os.Remove(serialLog.Name())
-		}
-	})
+	serialLog := postMortemLog(t, "ksmg-console-serial-*.log")
 	// The serial wizard's language prompt: the system is up to the wizard.
 	prompt := i18n.Printer(i18n.English).Sprintf("Enter a number from 1 to %d (Enter keeps %d): ", 3, 1)
 	serial := &lineWatcher{want: strings.TrimSpace(prompt), seen: make(chan struct{}), w: serialLog}
@@ -492,6 +482,23 @@ func TestConsoleShowsLanguages(t *testing.T) {
 	}
 }
 
+// postMortemLog is a file for a boot's serial log, kept when the test
+// fails (its name is in the failure) and removed when it passes.
+func postMortemLog(t *testing.T, pattern string) *os.File {
+	t.Helper()
+	f, err := os.CreateTemp("", pattern)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		f.Close()
+		if !t.Failed() {
+			os.Remove(f.Name())
+		}
+	})
+	return f
+}
+
 func tail(s string) string {
 	lines := strings.Split(s, "\n")
 	return strings.Join(lines[max(0, len(lines)-40):], "\n")
@@ -508,16 +515,7 @@ func TestBootStatusInChosenLanguage(t *testing.T) {
 		t.Fatal(err)
 	}
 	creds["ksmg.language"] = i18n.Russian
-	serialLog, err := os.CreateTemp("", "ksmg-status-serial-*.log")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer serialLog.Close()
-	t.Cleanup(func() {
-		if !t.Failed() {
-			os.Remove(serialLog.Name())
-		}
-	})
+	serialLog := postMortemLog(t, "ksmg-status-serial-*.log")
 	serial := &lineWatcher{want: "\x00", seen: make(chan struct{}), w: serialLog}
 	res, err := boottest.Run(context.Background(), boottest.Options{Disk: raw, Credentials: creds, Serial: serial, Timeout: 15 * time.Minute})
 	if err != nil {
