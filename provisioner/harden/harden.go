@@ -1,0 +1,344 @@
+// Package harden is the appliance's OS hardening as provisioning steps on a
+// provisioner.Target: the same steps harden the root file system in
+// `ksmg build` (DirTarget) and a machine behind a Packer communicator
+// (ksmg-harden). Each setting and the rules deliberately not followed are
+// documented with their ANSSI-BP-028 and CIS references in
+// images/HARDENING.md.
+//
+// The steps write the files in files/ (sysctl, module blacklist, nftables,
+// AppArmor profiles, audit rules, sshd, PAM with faillock and pwquality,
+// banners, rsyslog and logrotate for /var/log/secure, resolved, core dumps),
+// edit a few keys of files other packages own (login.defs, auditd.conf),
+// generate the audit rules for every set-uid program the target has, and
+// set unit enablement. They need the packages the appliance spec lists
+// (nftables, auditd, apparmor, libpam-pwquality, rsyslog) and say which is
+// missing otherwise.
+//
+// Configuration-management tools (Ansible's hardening roles, the
+// OpenSCAP-generated remediation scripts) were considered: they are shell
+// or YAML run by another runtime, which the provisioner package rules out
+// (see its documentation); the settings themselves follow those sources.
+package harden
+
+import (
+	"bytes"
+	"context"
+	"embed"
+	"fmt"
+	"io/fs"
+	"regexp"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/ksmg-appliance/ksmg/provisioner"
+)
+
+//go:embed files
+var embedded embed.FS
+
+// File is one file the hardening installs.
+type File struct {
+	Src          string // path inside Files()
+	Dst          string // absolute path in the target
+	Mode         fs.FileMode
+	Owner, Group string // "" means root
+}
+
+// Files is the tree of embedded files, rooted at "files".
+func Files() fs.FS {
+	sub, err := fs.Sub(embedded, "files")
+	if err != nil {
+		panic(err) // embedded at build time
+	}
+	return sub
+}
+
+// Install lists every static file with its place, mode and owner. The
+// firewall rule set is rendered from Options (see Firewall).
+var Install = []File{
+	{Src: "sysctl.conf", Dst: "/etc/sysctl.d/90-ksmg-hardening.conf", Mode: 0o644},
+	{Src: "modprobe.conf", Dst: "/etc/modprobe.d/ksmg-hardening.conf", Mode: 0o644},
+	{Src: "apparmor/usr.sbin.ksmg-gatewayd", Dst: "/etc/apparmor.d/usr.sbin.ksmg-gatewayd", Mode: 0o644},
+	{Src: "apparmor/usr.sbin.ksmg-firstboot", Dst: "/etc/apparmor.d/usr.sbin.ksmg-firstboot", Mode: 0o644},
+	{Src: "audit/50-ksmg.rules", Dst: "/etc/audit/rules.d/50-ksmg.rules", Mode: 0o640},
+	{Src: "audit/99-ksmg-finalize.rules", Dst: "/etc/audit/rules.d/99-ksmg-finalize.rules", Mode: 0o640},
+	{Src: "sshd.conf", Dst: "/etc/ssh/sshd_config.d/50-ksmg-hardening.conf", Mode: 0o600},
+	{Src: "pam/common-auth", Dst: "/etc/pam.d/common-auth", Mode: 0o644},
+	{Src: "pam/common-account", Dst: "/etc/pam.d/common-account", Mode: 0o644},
+	{Src: "pam/common-password", Dst: "/etc/pam.d/common-password", Mode: 0o644},
+	{Src: "faillock.conf", Dst: "/etc/security/faillock.conf", Mode: 0o644},
+	{Src: "pwquality.conf", Dst: "/etc/security/pwquality.conf", Mode: 0o644},
+	{Src: "coredump-limits.conf", Dst: "/etc/security/limits.d/90-ksmg-nocore.conf", Mode: 0o644},
+	{Src: "coredump-system.conf", Dst: "/etc/systemd/system.conf.d/90-ksmg-nocore.conf", Mode: 0o644},
+	{Src: "tmout.sh", Dst: "/etc/profile.d/ksmg-hardening.sh", Mode: 0o644},
+	{Src: "issue", Dst: "/etc/issue", Mode: 0o644},
+	{Src: "issue.net", Dst: "/etc/issue.net", Mode: 0o644},
+	{Src: "motd", Dst: "/etc/motd", Mode: 0o644},
+	{Src: "resolved.conf", Dst: "/etc/systemd/resolved.conf.d/90-ksmg-no-multicast.conf", Mode: 0o644},
+	{Src: "rsyslog.conf", Dst: "/etc/rsyslog.conf", Mode: 0o644},
+	{Src: "logrotate-secure", Dst: "/etc/logrotate.d/ksmg-secure", Mode: 0o644},
+	{Src: "tmpfiles.conf", Dst: "/usr/lib/tmpfiles.d/ksmg-hardening.conf", Mode: 0o644},
+	{Src: "securetty", Dst: "/etc/securetty", Mode: 0o600},
+}
+
+// Paths the firewall and first boot share.
+const (
+	FirewallPath   = "/etc/nftables.conf"
+	FirewallDropIn = "/etc/nftables.d"
+	// SSHDropIn is written by first boot when it enables SSH (see
+	// SSHFirewallRule) and removed when it turns SSH off.
+	SSHDropIn = FirewallDropIn + "/ksmg-ssh.nft"
+)
+
+// SSHFirewallRule opens 22/tcp in the firewall's tcp_open set.
+const SSHFirewallRule = "# Written by ksmg-firstboot: SSH is enabled.\nadd element inet ksmg tcp_open { 22 }\n"
+
+// Options of the hardening.
+type Options struct {
+	// TCPPorts are the TCP ports open to everyone; nil means
+	// DefaultTCPPorts. SSH (22) is opened by first boot when it enables SSH.
+	TCPPorts []int
+}
+
+// DefaultTCPPorts: SMTP (the gateway) and HTTPS (the product's web
+// interface and its cluster traffic between nodes, data contract
+// "Transport security").
+var DefaultTCPPorts = []int{25, 443}
+
+// Units the hardening enables, and masks. systemd-ssh-generator would put
+// sshd on an AF_UNIX socket (/run/ssh-unix-local/socket) and on AF_VSOCK
+// whatever first boot decided about SSH.
+var (
+	EnableUnits    = []string{"nftables.service", "auditd.service", "apparmor.service", "rsyslog.service"}
+	MaskUnits      = []string{"ctrl-alt-del.target", "debug-shell.service"}
+	MaskGenerators = []string{"systemd-ssh-generator"}
+)
+
+// requiredBinaries are checked before anything is written: the packages
+// the hardening configures.
+var requiredBinaries = map[string]string{
+	"/usr/sbin/nft":             "nftables",
+	"/usr/sbin/auditd":          "auditd",
+	"/usr/sbin/apparmor_parser": "apparmor",
+	"/usr/sbin/rsyslogd":        "rsyslog",
+	"/usr/lib/x86_64-linux-gnu/security/pam_pwquality.so": "libpam-pwquality",
+	"/usr/lib/x86_64-linux-gnu/security/pam_faillock.so":  "libpam-modules",
+	"/usr/lib/x86_64-linux-gnu/security/pam_pwhistory.so": "libpam-modules",
+}
+
+// compilers must not exist on the appliance (ANSSI-BP-028 R? / CIS 1.x:
+// no build tools on a production system).
+var compilers = []string{"/usr/bin/cc", "/usr/bin/c++", "/usr/bin/gcc", "/usr/bin/g++", "/usr/bin/clang", "/usr/bin/as", "/usr/bin/tcc", "/usr/bin/go", "/usr/bin/rustc"}
+
+// Steps returns the hardening steps in order.
+func Steps(o Options) []provisioner.Step {
+	return []provisioner.Step{
+		{Name: "hardening: packages present", Do: checkPackages},
+		{Name: "hardening: files", Do: func(ctx context.Context, t provisioner.Target) error { return writeFiles(ctx, t, o) }},
+		{Name: "hardening: login.defs", Do: editLoginDefs},
+		{Name: "hardening: no root login on any terminal", Do: rootTTYLogin},
+		{Name: "hardening: sshd_config mode", Do: func(ctx context.Context, t provisioner.Target) error {
+			_, err := t.Run(ctx, "chmod", "0600", "/etc/ssh/sshd_config")
+			return err
+		}},
+		{Name: "hardening: audit rules for privileged programs", Do: privilegedRules},
+		{Name: "hardening: units", Do: units},
+		{Name: "hardening: no compilers", Do: checkNoCompilers},
+	}
+}
+
+func checkPackages(ctx context.Context, t provisioner.Target) error {
+	paths := make([]string, 0, len(requiredBinaries))
+	for p := range requiredBinaries {
+		paths = append(paths, p)
+	}
+	sort.Strings(paths)
+	var missing []string
+	for _, p := range paths {
+		if _, err := t.Run(ctx, "test", "-e", p); err != nil {
+			missing = append(missing, fmt.Sprintf("%s (package %s)", p, requiredBinaries[p]))
+		}
+	}
+	if len(missing) > 0 {
+		return fmt.Errorf("the target lacks what the hardening configures: %s; add the packages to the spec", strings.Join(missing, ", "))
+	}
+	return nil
+}
+
+// Firewall renders the nftables rule set for the options.
+func Firewall(o Options) ([]byte, error) {
+	ports := o.TCPPorts
+	if ports == nil {
+		ports = DefaultTCPPorts
+	}
+	if len(ports) == 0 {
+		return nil, fmt.Errorf("firewall: no open TCP port (the gateway needs 25)")
+	}
+	seen := map[int]bool{}
+	var s []string
+	for _, p := range ports {
+		if p < 1 || p > 65535 || seen[p] {
+			return nil, fmt.Errorf("firewall: TCP port %d is out of range or repeated", p)
+		}
+		seen[p] = true
+		s = append(s, strconv.Itoa(p))
+	}
+	tmpl, err := fs.ReadFile(Files(), "nftables.conf")
+	if err != nil {
+		return nil, err
+	}
+	return bytes.Replace(tmpl, []byte("@PORTS@"), []byte(strings.Join(s, ", ")), 1), nil
+}
+
+func writeFiles(ctx context.Context, t provisioner.Target, o Options) error {
+	for _, f := range Install {
+		data, err := fs.ReadFile(Files(), f.Src)
+		if err != nil {
+			return err
+		}
+		if err := t.WriteFile(ctx, f.Dst, data, f.Mode, f.Owner, f.Group); err != nil {
+			return err
+		}
+	}
+	fw, err := Firewall(o)
+	if err != nil {
+		return err
+	}
+	if err := t.WriteFile(ctx, FirewallPath, fw, 0o600, "", ""); err != nil {
+		return err
+	}
+	return t.Mkdir(ctx, FirewallDropIn, 0o700, "", "")
+}
+
+// LoginDefs are the keys set in /etc/login.defs (the file belongs to the
+// login package; the other keys stay as Debian ships them).
+var LoginDefs = [][2]string{
+	{"UMASK", "027"},
+	{"HOME_MODE", "0700"},
+	{"ENCRYPT_METHOD", "YESCRYPT"},
+	{"LOG_OK_LOGINS", "yes"},
+	{"LOGIN_RETRIES", "3"},
+	{"LOGIN_TIMEOUT", "60"},
+}
+
+func editLoginDefs(ctx context.Context, t provisioner.Target) error {
+	old, err := t.Run(ctx, "cat", "/etc/login.defs")
+	if err != nil {
+		return err
+	}
+	return t.WriteFile(ctx, "/etc/login.defs", SetKeys(old, LoginDefs, " "), 0o644, "", "")
+}
+
+// SetKeys sets "KEY<sep>VALUE" lines in a configuration file: the first
+// active line of each key is replaced, later ones are commented out, and
+// missing keys are appended.
+func SetKeys(data []byte, kv [][2]string, sep string) []byte {
+	lines := strings.Split(strings.TrimRight(string(data), "\n"), "\n")
+	for _, p := range kv {
+		re := regexp.MustCompile(`^\s*` + regexp.QuoteMeta(p[0]) + `(\s|=|$)`)
+		done := false
+		for i, l := range lines {
+			if !re.MatchString(l) {
+				continue
+			}
+			if done {
+				lines[i] = "# " + l + "  # ksmg: superseded"
+				continue
+			}
+			lines[i] = p[0] + sep + p[1]
+			done = true
+		}
+		if !done {
+			lines = append(lines, p[0]+sep+p[1])
+		}
+	}
+	return []byte(strings.Join(lines, "\n") + "\n")
+}
+
+// SecurettyLine makes login(1) refuse root on every terminal: /etc/securetty
+// is empty. root has no password anyway; this holds even if one is set.
+const SecurettyLine = "auth       requisite  pam_securetty.so"
+
+func rootTTYLogin(ctx context.Context, t provisioner.Target) error {
+	old, err := t.Run(ctx, "cat", "/etc/pam.d/login")
+	if err != nil {
+		return err
+	}
+	return t.WriteFile(ctx, "/etc/pam.d/login", InsertAfter(old, "pam_nologin.so", SecurettyLine), 0o644, "", "")
+}
+
+// InsertAfter inserts line after the first line containing anchor (at the
+// top when none does), unless the file already has it.
+func InsertAfter(data []byte, anchor, line string) []byte {
+	lines := strings.Split(strings.TrimRight(string(data), "\n"), "\n")
+	if slices.Contains(lines, line) {
+		return data
+	}
+	at := 0
+	for i, l := range lines {
+		if strings.Contains(l, anchor) && !strings.HasPrefix(strings.TrimSpace(l), "#") {
+			at = i + 1
+			break
+		}
+	}
+	lines = slices.Insert(lines, at, line)
+	return []byte(strings.Join(lines, "\n") + "\n")
+}
+
+// PrivilegedRulesPath holds one audit rule per set-uid/set-gid program.
+const PrivilegedRulesPath = "/etc/audit/rules.d/55-ksmg-privileged.rules"
+
+func privilegedRules(ctx context.Context, t provisioner.Target) error {
+	out, err := t.Run(ctx, "find", "/", "-xdev", "-type", "f", "(", "-perm", "-4000", "-o", "-perm", "-2000", ")", "-print")
+	if err != nil {
+		return err
+	}
+	return t.WriteFile(ctx, PrivilegedRulesPath, PrivilegedRules(strings.Fields(string(out))), 0o640, "", "")
+}
+
+// PrivilegedRules audits every execution of the given programs by a
+// logged-in user (ANSSI-BP-028 R73, CIS 6.3.3.6).
+func PrivilegedRules(programs []string) []byte {
+	programs = slices.Clone(programs)
+	sort.Strings(programs)
+	var b strings.Builder
+	b.WriteString("## ksmg appliance (provisioner/harden): every set-uid and set-gid program\n## of the image, found at build time.\n")
+	for _, p := range slices.Compact(programs) {
+		fmt.Fprintf(&b, "-a always,exit -F path=%s -F perm=x -F auid>=1000 -F auid!=unset -k privileged\n", p)
+	}
+	return []byte(b.String())
+}
+
+func units(ctx context.Context, t provisioner.Target) error {
+	for _, g := range MaskGenerators {
+		if err := t.Symlink(ctx, "/dev/null", "/etc/systemd/system-generators/"+g); err != nil {
+			return err
+		}
+	}
+	for _, u := range MaskUnits {
+		if err := t.Symlink(ctx, "/dev/null", "/etc/systemd/system/"+u); err != nil {
+			return err
+		}
+	}
+	for _, u := range EnableUnits {
+		if err := t.EnableUnit(ctx, u); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func checkNoCompilers(ctx context.Context, t provisioner.Target) error {
+	var found []string
+	for _, c := range compilers {
+		if _, err := t.Run(ctx, "test", "-e", c); err == nil {
+			found = append(found, c)
+		}
+	}
+	if len(found) > 0 {
+		return fmt.Errorf("the image must not ship compilers or assemblers, found %s (which package pulled them in?)", strings.Join(found, ", "))
+	}
+	return nil
+}
