@@ -42,6 +42,9 @@ const (
 	SSHUnit          = "/usr/lib/systemd/system/ssh.service"
 	ImportantLogPath = "/var/log/ksmg-important"
 	IssuePath        = "/etc/issue.d/ksmg.issue"
+	// SSHFirewallPath opens 22/tcp in the image's firewall (an nftables
+	// drop-in read by /etc/nftables.conf, provisioner/harden) while SSH is on.
+	SSHFirewallPath = "/etc/nftables.d/ksmg-ssh.nft"
 	// AdminUser is the console/SSH administrator the wizard creates;
 	// the image ships no such account and no default password.
 	AdminUser = "admin"
@@ -209,9 +212,12 @@ func plan(t *tx, o Options, a answers.Answers, hash string, fingerprints []strin
 		// not secret.
 		t.file(o.path(AuthorizedKeys), []byte(strings.TrimSpace(a.SSHAuthorizedKey)+"\n"), 0o644, 0, 0)
 		t.symlink(o.path(SSHWantsLink), SSHUnit)
+		t.mkdir(o.path(filepath.Dir(SSHFirewallPath)), 0o700, 0, 0)
+		t.file(o.path(SSHFirewallPath), []byte(SSHFirewallRule), 0o600, 0, 0)
 	} else {
 		t.remove(o.path(AuthorizedKeys))
 		t.remove(o.path(SSHWantsLink))
+		t.remove(o.path(SSHFirewallPath))
 	}
 
 	// Console login banner: agetty shows /etc/issue.d/*.issue and expands
@@ -307,6 +313,9 @@ func timesyncd(ntp []string) []byte {
 	}
 	return []byte(s)
 }
+
+// SSHFirewallRule adds SSH to the firewall's set of open TCP ports.
+const SSHFirewallRule = "# Written by ksmg-firstboot: SSH is enabled.\nadd element inet ksmg tcp_open { 22 }\n"
 
 func sshdConfig() []byte {
 	return []byte(`# Written by ksmg-firstboot. Only the administrator, only with a key.
@@ -406,10 +415,16 @@ func activate(ctx context.Context, o Options, a answers.Answers) error {
 	run("daemon-reload")
 	activateLanguage(ctx, o)
 	run("try-restart", "systemd-networkd.service", "systemd-timesyncd.service")
+	// The firewall first: SSH's port opens before sshd starts and closes
+	// after it stopped.
+	if a.SSHEnabled {
+		run("try-reload-or-restart", "nftables.service")
+	}
 	if a.SSHEnabled {
 		run("restart", "ssh.service")
 	} else {
 		run("stop", "ssh.service")
+		run("try-reload-or-restart", "nftables.service")
 	}
 	// --no-block: the gateway unit is ordered After=ksmg-firstboot.service.
 	run("start", "--no-block", "ksmg-gatewayd.service")

@@ -79,6 +79,7 @@ func TestApplyStatic(t *testing.T) {
 		{NTPPath, "[Time]\nNTP=ntp1.example.com 192.0.2.123\n"},
 		{AuthorizedKeys, testKey + "\n"},
 		{SSHDConfigPath, "AuthorizedKeysFile /etc/ssh/authorized_keys\n"},
+		{SSHFirewallPath, "add element inet ksmg tcp_open { 22 }\n"},
 		{NodeConfigPath, "role: secondary\ncontrol_address: ctl.example.com:8443\njoin_token: 0123456789abcdef0123\nlanguage: en\neula:\n    accepted: true\n    accepted_at: \"2026-11-22T08:00:00Z\"\nksn:\n    enabled: false\n    source: control-node\n"},
 		{StampPath, "2026-11-22T08:00:00Z\n"},
 		{"/etc/passwd", "admin:x:1000:1000:ksmg administrator:/home/admin:/bin/bash\n"},
@@ -120,6 +121,7 @@ func TestApplyStatic(t *testing.T) {
 		{"/home/admin", 0o700, 1000, 1000},
 		{AuthorizedKeys, 0o644, 0, 0},
 		{"/etc/hostname", 0o644, 0, 0},
+		{SSHFirewallPath, 0o600, 0, 0},
 	}
 	for _, m := range modes {
 		mode, uid, gid := statOwner(t, root, m.path)
@@ -190,7 +192,7 @@ func TestReconfigureIsIdempotentAndRemovesStale(t *testing.T) {
 	if got := read(t, root, "/etc/systemd/network/50-ksmg-ens192.network"); !strings.HasSuffix(got, "[Network]\nDHCP=yes\nDNS=192.0.2.53\n") {
 		t.Errorf("dhcp file: %s", got)
 	}
-	for _, p := range []string{AuthorizedKeys, SSHWantsLink} {
+	for _, p := range []string{AuthorizedKeys, SSHWantsLink, SSHFirewallPath} {
 		if _, err := os.Lstat(filepath.Join(root, p)); !os.IsNotExist(err) {
 			t.Errorf("%s kept after SSH was turned off", p)
 		}

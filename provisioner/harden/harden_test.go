@@ -14,6 +14,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/ksmg-appliance/ksmg/firstboot/apply"
 	"github.com/ksmg-appliance/ksmg/provisioner"
 )
 
@@ -87,7 +88,7 @@ func (m *memTarget) Run(_ context.Context, name string, args ...string) ([]byte,
 	return nil, fmt.Errorf("memTarget: unexpected command %s", name)
 }
 
-func apply(t *testing.T, m *memTarget, o Options) error {
+func applySteps(t *testing.T, m *memTarget, o Options) error {
 	t.Helper()
 	return provisioner.Apply(context.Background(), m, discard(), Steps(o)...)
 }
@@ -95,7 +96,7 @@ func apply(t *testing.T, m *memTarget, o Options) error {
 func TestStepsWriteEveryFile(t *testing.T) {
 	t.Parallel()
 	m := newMemTarget()
-	if err := apply(t, m, Options{}); err != nil {
+	if err := applySteps(t, m, Options{}); err != nil {
 		t.Fatal(err)
 	}
 	for _, f := range Install {
@@ -161,7 +162,7 @@ func TestStepsWriteEveryFile(t *testing.T) {
 	for p, b := range m.files {
 		before[p] = string(b)
 	}
-	if err := apply(t, m, Options{}); err != nil {
+	if err := applySteps(t, m, Options{}); err != nil {
 		t.Fatal(err)
 	}
 	for p, b := range m.files {
@@ -190,7 +191,7 @@ func TestStepsRefuse(t *testing.T) {
 			if tc.setup != nil {
 				tc.setup(m)
 			}
-			err := apply(t, m, tc.opts)
+			err := applySteps(t, m, tc.opts)
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("err = %v, want %q", err, tc.want)
 			}
@@ -245,7 +246,10 @@ func TestFirewallRulesValid(t *testing.T) {
 	// First boot's SSH drop-in, and a 587 listener an admin added.
 	withSSH := filepath.Join(base, "ssh")
 	os.Mkdir(withSSH, 0o700)
-	os.WriteFile(filepath.Join(withSSH, filepath.Base(SSHDropIn)), []byte(SSHFirewallRule), 0o600)
+	if filepath.Dir(apply.SSHFirewallPath) != FirewallDropIn {
+		t.Fatalf("first boot writes %s outside the firewall's drop-in directory %s", apply.SSHFirewallPath, FirewallDropIn)
+	}
+	os.WriteFile(filepath.Join(withSSH, filepath.Base(apply.SSHFirewallPath)), []byte(apply.SSHFirewallRule), 0o600)
 	os.WriteFile(filepath.Join(withSSH, "submission.nft"), []byte("add element inet ksmg tcp_open { 587 }\n"), 0o600)
 	if err := nftCheck(t, fw, withSSH); err != nil {
 		t.Fatalf("nft -c with the SSH drop-in: %v", err)
