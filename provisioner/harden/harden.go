@@ -81,19 +81,34 @@ var Install = []File{
 	{Src: "logrotate-secure", Dst: "/etc/logrotate.d/ksmg-secure", Mode: 0o644},
 	{Src: "tmpfiles.conf", Dst: "/usr/lib/tmpfiles.d/ksmg-hardening.conf", Mode: 0o644},
 	{Src: "securetty", Dst: "/etc/securetty", Mode: 0o600},
+	{Src: "apt-var-exec.conf", Dst: "/etc/apt/apt.conf.d/50ksmg-var-exec", Mode: 0o644},
+	{Src: "default-grub", Dst: DefaultGrub, Mode: 0o644},
 }
 
-// Paths the firewall and first boot share.
+// DefaultGrub holds the kernel command line the image build puts into
+// the boot menu (KernelCmdline reads it back).
+const DefaultGrub = "/etc/default/grub"
+
+// KernelCmdline returns GRUB_CMDLINE_LINUX of a /etc/default/grub.
+func KernelCmdline(defaultGrub []byte) (string, error) {
+	for _, l := range strings.Split(string(defaultGrub), "\n") {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(l), "GRUB_CMDLINE_LINUX="); ok {
+			v = strings.TrimSpace(v)
+			if len(v) < 2 || v[0] != '"' || v[len(v)-1] != '"' || strings.ContainsAny(v[1:len(v)-1], "\"$`\\") {
+				return "", fmt.Errorf("%s: GRUB_CMDLINE_LINUX must be one double-quoted string without quotes, $, ` or \\ inside, got %s", DefaultGrub, v)
+			}
+			return strings.Join(strings.Fields(v[1:len(v)-1]), " "), nil
+		}
+	}
+	return "", fmt.Errorf("%s: no GRUB_CMDLINE_LINUX", DefaultGrub)
+}
+
+// The firewall's rule set and its drop-in directory: first boot writes
+// firstboot/apply.SSHFirewallPath there when it enables SSH.
 const (
 	FirewallPath   = "/etc/nftables.conf"
 	FirewallDropIn = "/etc/nftables.d"
-	// SSHDropIn is written by first boot when it enables SSH (see
-	// SSHFirewallRule) and removed when it turns SSH off.
-	SSHDropIn = FirewallDropIn + "/ksmg-ssh.nft"
 )
-
-// SSHFirewallRule opens 22/tcp in the firewall's tcp_open set.
-const SSHFirewallRule = "# Written by ksmg-firstboot: SSH is enabled.\nadd element inet ksmg tcp_open { 22 }\n"
 
 // Options of the hardening.
 type Options struct {
