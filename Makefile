@@ -17,7 +17,7 @@ export KSMG_CACHE := $(CACHE)
 
 CMDS := $(notdir $(wildcard cmd/*))
 
-.PHONY: all deps build images packer generate test test-go lint bench-gateway bench-build bench-formats bench-deploy clean
+.PHONY: all deps build images packer generate test test-go lint audit bench-gateway bench-build bench-formats bench-deploy clean
 
 all: build
 
@@ -56,6 +56,11 @@ test: deps lint images packer test-go
 
 test-go:
 	KSMG_IMAGE_DIR=$(abspath $(OUT)) KSMG_BIN_DIR=$(abspath $(BIN)) KSMG_PACKER=$(PACKER) ci/test.sh
+
+# Measures the built image (out/): OpenSCAP ANSSI-BP-028 intermediary on a
+# copy of its file systems and Lynis inside it booted; builds nothing.
+audit: deps
+	ci/audit.sh
 
 bench-gateway: deps build
 	ci/bench-gateway.sh
