@@ -72,6 +72,7 @@ var Install = []File{
 	{Src: "pwquality.conf", Dst: "/etc/security/pwquality.conf", Mode: 0o644},
 	{Src: "coredump-limits.conf", Dst: "/etc/security/limits.d/90-ksmg-nocore.conf", Mode: 0o644},
 	{Src: "coredump-system.conf", Dst: "/etc/systemd/system.conf.d/90-ksmg-nocore.conf", Mode: 0o644},
+	{Src: "coredump.conf", Dst: "/etc/systemd/coredump.conf.d/90-ksmg-nocore.conf", Mode: 0o644},
 	{Src: "tmout.sh", Dst: "/etc/profile.d/ksmg-hardening.sh", Mode: 0o644},
 	{Src: "issue", Dst: "/etc/issue", Mode: 0o644},
 	{Src: "issue.net", Dst: "/etc/issue.net", Mode: 0o644},
@@ -154,10 +155,7 @@ func Steps(o Options) []provisioner.Step {
 		{Name: "hardening: files", Do: func(ctx context.Context, t provisioner.Target) error { return writeFiles(ctx, t, o) }},
 		{Name: "hardening: login.defs", Do: editLoginDefs},
 		{Name: "hardening: no root login on any terminal", Do: rootTTYLogin},
-		{Name: "hardening: sshd_config mode", Do: func(ctx context.Context, t provisioner.Target) error {
-			_, err := t.Run(ctx, "chmod", "0600", "/etc/ssh/sshd_config")
-			return err
-		}},
+		{Name: "hardening: sshd_config", Do: editSSHDConfig},
 		{Name: "hardening: audit rules for privileged programs", Do: privilegedRules},
 		{Name: "hardening: units", Do: units},
 		{Name: "hardening: no compilers", Do: checkNoCompilers},
@@ -270,6 +268,19 @@ func SetKeys(data []byte, kv [][2]string, sep string) []byte {
 		}
 	}
 	return []byte(strings.Join(lines, "\n") + "\n")
+}
+
+// SSHDConfig are the keys set in the main /etc/ssh/sshd_config (after its
+// Include of the drop-ins, so any drop-in's value comes first and wins).
+var SSHDConfig = [][2]string{{"PermitRootLogin", "no"}}
+
+// editSSHDConfig sets the main file's defaults and makes it private.
+func editSSHDConfig(ctx context.Context, t provisioner.Target) error {
+	old, err := t.Run(ctx, "cat", "/etc/ssh/sshd_config")
+	if err != nil {
+		return err
+	}
+	return t.WriteFile(ctx, "/etc/ssh/sshd_config", SetKeys(old, SSHDConfig, " "), 0o600, "", "")
 }
 
 // SecurettyLine makes login(1) refuse root on every terminal: /etc/securetty

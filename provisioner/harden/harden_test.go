@@ -43,7 +43,7 @@ func newMemTarget() *memTarget {
 	}
 	m.files["/etc/login.defs"] = []byte("# login.defs\nUMASK\t\t022\nHOME_MODE\t0700\nENCRYPT_METHOD SHA512\n#LOG_OK_LOGINS no\nLOGIN_RETRIES 5\nLOGIN_RETRIES 9\n")
 	m.files["/etc/pam.d/login"] = []byte("auth       optional   pam_faildelay.so  delay=3000000\nauth       requisite  pam_nologin.so\n@include common-auth\n")
-	m.files["/etc/ssh/sshd_config"] = []byte("Include /etc/ssh/sshd_config.d/*.conf\n")
+	m.files["/etc/ssh/sshd_config"] = []byte("Include /etc/ssh/sshd_config.d/*.conf\n#PermitRootLogin prohibit-password\n")
 	m.modes["/etc/ssh/sshd_config"] = 0o644
 	m.setuid = []string{"/usr/bin/su", "/usr/bin/passwd", "/usr/bin/mount", "/usr/bin/su"}
 	return m
@@ -121,8 +121,8 @@ func TestStepsWriteEveryFile(t *testing.T) {
 	if m.dirs[FirewallDropIn] != 0o700 {
 		t.Errorf("%s: mode %v", FirewallDropIn, m.dirs[FirewallDropIn])
 	}
-	if m.modes["/etc/ssh/sshd_config"] != 0o600 {
-		t.Errorf("sshd_config not made 0600")
+	if m.modes["/etc/ssh/sshd_config"] != 0o600 || string(m.files["/etc/ssh/sshd_config"]) != "Include /etc/ssh/sshd_config.d/*.conf\n#PermitRootLogin prohibit-password\nPermitRootLogin no\n" {
+		t.Errorf("sshd_config: %v\n%s", m.modes["/etc/ssh/sshd_config"], m.files["/etc/ssh/sshd_config"])
 	}
 	ld := string(m.files["/etc/login.defs"])
 	for _, want := range []string{"UMASK 027\n", "ENCRYPT_METHOD YESCRYPT\n", "LOG_OK_LOGINS yes\n", "LOGIN_RETRIES 3\n", "# LOGIN_RETRIES 9  # ksmg: superseded\n", "#LOG_OK_LOGINS no\n"} {
