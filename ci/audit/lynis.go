@@ -21,33 +21,19 @@ import (
 // results out.
 const auditLabel = "KSMGAUDIT"
 
-// auditUnit runs the audit once startup reached multi-user (first boot
-// applied, the gateway and sshd started). Oneshot and pulled in by
-// multi-user.target, so the appliance's console status line, which waits
-// for startup to finish, is printed only after the results are on the
-// disk: boottest returns on that line.
-const auditUnit = `[Unit]
-Description=ksmg make audit: Lynis as root (this boot only; passed as a credential)
-After=multi-user.target ksmg-gatewayd.service ssh.service
-Before=ksmg-console-status.service
-
-[Service]
-Type=oneshot
-ExecStart=/bin/sh -c 'udevadm wait --timeout=120 /dev/disk/by-label/` + auditLabel + ` && mkdir -p /run/ksmg-audit && mount -t vfat -o nosuid,nodev /dev/disk/by-label/` + auditLabel + ` /run/ksmg-audit && cp /run/ksmg-audit/run.sh /run/ksmg-audit.sh && exec sh /run/ksmg-audit.sh'
-TimeoutStartSec=120min
-StandardOutput=journal+console
-StandardError=journal+console
-`
-
-const auditScript = `#!/bin/sh
-# make audit: runs as root inside the booted appliance, from the audit disk.
-set -u
+// auditScript runs as root inside the booted appliance (boottest.Probe):
+// it mounts the audit disk, runs Lynis from a copy and writes the report
+// and the guest's mount table back to the disk.
+const auditScript = `set -u
 d=/run/ksmg-audit
 w=/run/ksmg-audit-work
+udevadm wait --timeout=120 /dev/disk/by-label/` + auditLabel + ` || exit 1
+mkdir -p "$d" && mount -t vfat -o nosuid,nodev /dev/disk/by-label/` + auditLabel + ` "$d" || exit 1
 # Lynis refuses files that are writable by others or executable data.
 mkdir -p "$w" && cp -R "$d/lynis" "$w/" && chown -R 0:0 "$w" &&
 	find "$w" -type d -exec chmod 0755 {} + && find "$w" -type f -exec chmod 0644 {} + && chmod 0755 "$w/lynis/lynis"
-cat /proc/self/mounts > "$d/results/mounts.txt"
+# The appliance's mount table, without the audit disk itself.
+grep -v " $d " /proc/self/mounts > "$d/results/mounts.txt"
 cd "$w/lynis" || exit 1
 # The output also goes to the console (the serial log shows the progress).
 sh ./lynis audit system --quick --no-colors --logfile "$w/lynis.log" --report-file "$w/report.dat" 2>&1 | tee "$w/output.txt"
@@ -107,16 +93,13 @@ func runLynis(ctx context.Context, image, lynisDeb, work string) (*bootResult, e
 			return nil, fmt.Errorf("lynis package lacks %s: %w: %s", c[0], err, out)
 		}
 	}
-	if err := os.WriteFile(filepath.Join(stage, "run.sh"), []byte(auditScript), 0o755); err != nil {
-		return nil, err
-	}
 	if err := os.MkdirAll(filepath.Join(stage, "results"), 0o755); err != nil {
 		return nil, err
 	}
 	disk := filepath.Join(work, "audit.img")
 	for _, c := range [][]string{
 		{"mkfs.fat", "-C", "-n", auditLabel, disk, "65536"},
-		{"mcopy", "-s", "-i", disk, filepath.Join(stage, "lynis"), filepath.Join(stage, "run.sh"), filepath.Join(stage, "results"), "::/"},
+		{"mcopy", "-s", "-i", disk, filepath.Join(stage, "lynis"), filepath.Join(stage, "results"), "::/"},
 	} {
 		if out, err := exec.CommandContext(ctx, c[0], c[1:]...).CombinedOutput(); err != nil {
 			return nil, fmt.Errorf("audit disk: %s: %w: %s", c[0], err, out)
@@ -133,8 +116,9 @@ func runLynis(ctx context.Context, image, lynisDeb, work string) (*bootResult, e
 	}
 	creds["ksmg.ssh.enabled"] = "true"
 	creds["ksmg.ssh.authorized_key"] = key
-	creds["systemd.extra-unit.ksmg-audit.service"] = auditUnit
-	creds["systemd.unit-dropin.multi-user.target~ksmg-audit"] = "[Unit]\nWants=ksmg-audit.service\n"
+	for k, v := range boottest.Probe("ksmg-audit", auditScript, 120*time.Minute) {
+		creds[k] = v
+	}
 
 	serialPath := filepath.Join(work, "serial.log")
 	f, err := os.Create(serialPath)

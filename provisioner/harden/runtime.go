@@ -1,0 +1,167 @@
+package harden
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"slices"
+	"strconv"
+	"strings"
+)
+
+// RuntimeProbe is a POSIX sh script that prints, as key=value lines, the
+// hardening in force on a running appliance. The boot tests run it as root
+// in the booted image (images/boottest.Probe) and hold the values to
+// CheckRuntime.
+const RuntimeProbe = `gwpid=$(systemctl show -P MainPID ksmg-gatewayd.service)
+echo "firewall=$(systemctl is-active nftables.service)"
+echo "firewall_input_policy=$(nft list chain inet ksmg input 2>/dev/null | sed -n 's/.*policy \([a-z]*\);.*/\1/p')"
+echo "firewall_tcp_open=$(nft list set inet ksmg tcp_open 2>/dev/null | tr -d '\n' | sed -n 's/.*elements = { \([^}]*\) }.*/\1/p' | tr -d ' ')"
+echo "apparmor=$(systemctl is-active apparmor.service)"
+echo "apparmor_profiles=$(grep ksmg /sys/kernel/security/apparmor/profiles | sort | paste -sd, -)"
+echo "gateway_confinement=$(cat /proc/$gwpid/attr/apparmor/current 2>/dev/null)"
+echo "apparmor_denials=$(journalctl -b -k -q --no-pager 2>/dev/null | grep -c 'apparmor="DENIED"')"
+echo "auditd=$(systemctl is-active auditd.service)"
+echo "audit_enabled=$(auditctl -s 2>/dev/null | sed -n 's/^enabled \([0-9]*\).*/\1/p')"
+echo "audit_rules=$(auditctl -l 2>/dev/null | grep -c '^-')"
+diff=
+while read -r key _ want; do
+	case $key in ''|'#'*) continue ;; esac
+	have=$(sysctl -n "$key" 2>/dev/null | tr -s '\t ' ' ')
+	[ "$have" = "$want" ] || diff="${diff:+$diff,}$key=$have"
+done < /etc/sysctl.d/90-ksmg-hardening.conf
+echo "sysctl_diff=${diff:-none}"
+echo "gateway_core_limit=$(awk '/^Max core file size/ {print $5}' /proc/$gwpid/limits)"
+echo "core_pattern=$(cat /proc/sys/kernel/core_pattern)"
+[ -e /run/ssh-unix-local/socket ] && echo "ssh_local_socket=present" || echo "ssh_local_socket=absent"
+echo "listen=$(ss -Hlntu | awk '{n=split($5,a,":"); print $1 ":" a[n]}' | sort -u | paste -sd, -)"
+for m in /tmp /var/tmp /dev/shm /home /var /boot/efi; do
+	echo "mount_options_$m=$(findmnt -no OPTIONS --target "$m" 2>/dev/null | head -n 1)"
+done
+echo "cmdline=$(cat /proc/cmdline)"
+echo "secure_log=$(stat -c '%a:%U:%G' /var/log/secure 2>/dev/null)"
+for u in $(systemctl list-unit-files --no-legend --plain 'ksmg-*.service' | awk '{print $1}'); do
+	case $u in *@.service) u=${u%@.service}@tty1.service ;; esac
+	echo "exposure_$u=$(systemd-analyze security --no-pager "$u" 2>/dev/null | sed -n 's/.*Overall exposure level for [^:]*: \([0-9.]*\).*/\1/p')"
+done
+`
+
+// PendingUnits are sandboxed by another part of issue 14 (the first-boot
+// units); until that lands their online exposure is reported, not failed.
+// TODO(issue 14, first-boot units): empty this once they score <= 2.0.
+var PendingUnits = map[string]bool{"ksmg-firstboot@tty1.service": true, "ksmg-console-status.service": true}
+
+// MaxExposure is the highest systemd-analyze security exposure a ksmg unit
+// may have (the gateway: 1.5).
+func MaxExposure(unit string) float64 {
+	if unit == "ksmg-gatewayd.service" {
+		return 1.5
+	}
+	return 2.0
+}
+
+// CheckRuntime compares RuntimeProbe's values with what the hardening sets
+// (sshEnabled: whether first boot turned SSH on). Pending units' exposure
+// comes back in notes.
+func CheckRuntime(v map[string]string, sshEnabled bool) (notes []string, err error) {
+	var errs []error
+	want := func(key, val string) {
+		if v[key] != val {
+			errs = append(errs, fmt.Errorf("%s=%q, want %q", key, v[key], val))
+		}
+	}
+	want("firewall", "active")
+	want("firewall_input_policy", "drop")
+	open := strings.Split(v["firewall_tcp_open"], ",")
+	for _, p := range DefaultTCPPorts {
+		if !slices.Contains(open, strconv.Itoa(p)) {
+			errs = append(errs, fmt.Errorf("firewall_tcp_open=%q lacks %d", v["firewall_tcp_open"], p))
+		}
+	}
+	if slices.Contains(open, "22") != sshEnabled {
+		errs = append(errs, fmt.Errorf("firewall_tcp_open=%q: 22 must be open exactly when SSH is enabled (%v)", v["firewall_tcp_open"], sshEnabled))
+	}
+	want("apparmor", "active")
+	for _, p := range []string{"ksmg-firstboot (enforce)", "ksmg-gatewayd (enforce)"} {
+		if !strings.Contains(v["apparmor_profiles"], p) {
+			errs = append(errs, fmt.Errorf("apparmor_profiles=%q lacks %q", v["apparmor_profiles"], p))
+		}
+	}
+	want("gateway_confinement", "ksmg-gatewayd (enforce)")
+	want("apparmor_denials", "0")
+	want("auditd", "active")
+	want("audit_enabled", "2")
+	if n, _ := strconv.Atoi(v["audit_rules"]); n < auditRuleCount() {
+		errs = append(errs, fmt.Errorf("audit_rules=%q, want at least the %d of 50-ksmg.rules", v["audit_rules"], auditRuleCount()))
+	}
+	want("sysctl_diff", "none")
+	want("gateway_core_limit", "0")
+	want("core_pattern", "|/bin/false")
+	want("ssh_local_socket", "absent")
+	listen := strings.Split(v["listen"], ",")
+	if !slices.Contains(listen, "tcp:25") {
+		errs = append(errs, fmt.Errorf("listen=%q: nothing on tcp:25", v["listen"]))
+	}
+	if slices.Contains(listen, "tcp:22") != sshEnabled {
+		errs = append(errs, fmt.Errorf("listen=%q: sshd must listen exactly when SSH is enabled (%v)", v["listen"], sshEnabled))
+	}
+	for _, l := range listen {
+		if strings.HasSuffix(l, ":5355") || strings.HasSuffix(l, ":5353") {
+			errs = append(errs, fmt.Errorf("listen=%q: LLMNR/mDNS (%s) listens", v["listen"], l))
+		}
+	}
+	for _, m := range []string{"/tmp", "/var/tmp", "/dev/shm", "/home", "/var"} {
+		opts := strings.Split(v["mount_options_"+m], ",")
+		for _, o := range []string{"nodev", "nosuid", "noexec"} {
+			if !slices.Contains(opts, o) {
+				errs = append(errs, fmt.Errorf("%s is mounted without %s (%q)", m, o, v["mount_options_"+m]))
+			}
+		}
+	}
+	want("secure_log", "640:kluser:kluser")
+	if dg, err := fs.ReadFile(Files(), "default-grub"); err == nil {
+		if cl, err := KernelCmdline(dg); err != nil || !strings.Contains(" "+v["cmdline"]+" ", " "+cl+" ") {
+			errs = append(errs, fmt.Errorf("cmdline=%q lacks the hardening's %q (%v)", v["cmdline"], cl, err))
+		}
+	}
+	var units []string
+	for k := range v {
+		if u, ok := strings.CutPrefix(k, "exposure_"); ok {
+			units = append(units, u)
+		}
+	}
+	slices.Sort(units)
+	if !slices.Contains(units, "ksmg-gatewayd.service") {
+		errs = append(errs, errors.New("no exposure reported for ksmg-gatewayd.service"))
+	}
+	for _, u := range units {
+		e, perr := strconv.ParseFloat(v["exposure_"+u], 64)
+		switch {
+		case perr != nil:
+			errs = append(errs, fmt.Errorf("exposure_%s=%q", u, v["exposure_"+u]))
+		case e > MaxExposure(u) && PendingUnits[u]:
+			notes = append(notes, fmt.Sprintf("TODO(issue 14, first-boot units): %s exposure %.1f > %.1f (pending)", u, e, MaxExposure(u)))
+		case e > MaxExposure(u):
+			errs = append(errs, fmt.Errorf("%s: exposure %.1f, want <= %.1f", u, e, MaxExposure(u)))
+		default:
+			notes = append(notes, fmt.Sprintf("%s exposure %.1f", u, e))
+		}
+	}
+	return notes, errors.Join(errs...)
+}
+
+// auditRuleCount is the number of rules 50-ksmg.rules loads (watches and
+// syscall rules; control lines such as -D, -b, -f do not count).
+func auditRuleCount() int {
+	data, err := fs.ReadFile(Files(), "audit/50-ksmg.rules")
+	if err != nil {
+		return 0
+	}
+	n := 0
+	for _, l := range strings.Split(string(data), "\n") {
+		if strings.HasPrefix(l, "-w ") || strings.HasPrefix(l, "-a ") {
+			n++
+		}
+	}
+	return n
+}

@@ -1,0 +1,89 @@
+package harden
+
+import (
+	"fmt"
+	"io/fs"
+	"maps"
+	"os/exec"
+	"strings"
+	"testing"
+)
+
+func goodRuntime(t *testing.T) map[string]string {
+	dg, _ := fs.ReadFile(Files(), "default-grub")
+	cl, err := KernelCmdline(dg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v := map[string]string{
+		"firewall": "active", "firewall_input_policy": "drop", "firewall_tcp_open": "25,443,22",
+		"apparmor": "active", "apparmor_profiles": "ksmg-firstboot (enforce),ksmg-gatewayd (enforce)",
+		"gateway_confinement": "ksmg-gatewayd (enforce)", "apparmor_denials": "0",
+		"auditd": "active", "audit_enabled": "2", "audit_rules": fmt.Sprint(auditRuleCount() + 30),
+		"sysctl_diff": "none", "gateway_core_limit": "0", "core_pattern": "|/bin/false",
+		"ssh_local_socket": "absent", "listen": "tcp:22,tcp:25,udp:68",
+		"secure_log": "640:kluser:kluser", "cmdline": "BOOT_IMAGE=/vmlinuz root=UUID=x ro " + cl + " console=ttyS0,115200",
+		"exposure_ksmg-gatewayd.service": "1.4", "exposure_ksmg-logrotate.service": "1.2",
+		"exposure_ksmg-firstboot@tty1.service": "9.6",
+	}
+	for _, m := range []string{"/tmp", "/var/tmp", "/dev/shm", "/home", "/var"} {
+		v["mount_options_"+m] = "rw,nosuid,nodev,noexec,relatime"
+	}
+	return v
+}
+
+func TestCheckRuntime(t *testing.T) {
+	t.Parallel()
+	notes, err := CheckRuntime(goodRuntime(t), true)
+	if err != nil {
+		t.Fatalf("good values rejected: %v", err)
+	}
+	if !strings.Contains(strings.Join(notes, "\n"), "TODO(issue 14, first-boot units): ksmg-firstboot@tty1.service exposure 9.6") {
+		t.Errorf("pending unit not reported: %v", notes)
+	}
+	for _, tc := range []struct {
+		key, val string
+		ssh      bool
+		want     string
+	}{
+		{"firewall", "inactive", true, "firewall="},
+		{"firewall_input_policy", "accept", true, "policy"},
+		{"firewall_tcp_open", "25,443", true, "22 must be open"},
+		{"firewall_tcp_open", "25,22", true, "lacks 443"},
+		{"gateway_confinement", "unconfined", true, "gateway_confinement"},
+		{"apparmor_profiles", "ksmg-gatewayd (complain)", true, "ksmg-gatewayd (enforce)"},
+		{"apparmor_denials", "3", true, "apparmor_denials"},
+		{"audit_enabled", "1", true, "audit_enabled"},
+		{"audit_rules", "3", true, "audit_rules"},
+		{"sysctl_diff", "kernel.sysrq=438", true, "sysctl_diff"},
+		{"gateway_core_limit", "unlimited", true, "gateway_core_limit"},
+		{"ssh_local_socket", "present", true, "ssh_local_socket"},
+		{"listen", "tcp:22,tcp:25,udp:5355", true, "LLMNR"},
+		{"listen", "tcp:25", true, "sshd must listen"},
+		{"mount_options_/tmp", "rw,nosuid,nodev", true, "/tmp is mounted without noexec"},
+		{"secure_log", "644:root:root", true, "secure_log"},
+		{"cmdline", "root=UUID=x ro", true, "cmdline"},
+		{"exposure_ksmg-gatewayd.service", "1.6", true, "exposure 1.6"},
+		{"exposure_ksmg-logrotate.service", "2.1", true, "exposure 2.1"},
+		{"firewall_tcp_open", "25,443,22", false, "22 must be open"},
+	} {
+		v := maps.Clone(goodRuntime(t))
+		v[tc.key] = tc.val
+		if !tc.ssh {
+			v["listen"] = "tcp:25"
+		}
+		if _, err := CheckRuntime(v, tc.ssh); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s=%q (ssh %v): err = %v, want %q", tc.key, tc.val, tc.ssh, err, tc.want)
+		}
+	}
+}
+
+// TestRuntimeProbeParses: the probe is valid POSIX sh (dash, the image's sh).
+func TestRuntimeProbeParses(t *testing.T) {
+	t.Parallel()
+	for _, sh := range []string{"dash", "sh"} {
+		if out, err := exec.Command(sh, "-n", "-c", RuntimeProbe).CombinedOutput(); err != nil {
+			t.Errorf("%s -n: %v\n%s", sh, err, out)
+		}
+	}
+}
