@@ -15,6 +15,7 @@ import (
 
 	"github.com/ksmg-appliance/ksmg/firstboot/answers"
 	"github.com/ksmg-appliance/ksmg/images/boottest"
+	"github.com/ksmg-appliance/ksmg/provisioner/harden"
 )
 
 // auditLabel is the FAT label of the disk that carries Lynis in and the
@@ -63,9 +64,10 @@ func (l *lynisReport) print(w io.Writer) {
 }
 
 type bootResult struct {
-	Lynis  lynisReport
-	Mounts []byte   // the guest's /proc/self/mounts
-	Files  []string // report, log, output, serial (kept with -keep)
+	Lynis   lynisReport
+	Runtime map[string]string // harden.RuntimeProbe's values
+	Mounts  []byte            // the guest's /proc/self/mounts
+	Files   []string          // report, log, output, serial (kept with -keep)
 }
 
 // runLynis boots the image with an unattended first boot that enables SSH
@@ -116,7 +118,9 @@ func runLynis(ctx context.Context, image, lynisDeb, work string) (*bootResult, e
 	}
 	creds["ksmg.ssh.enabled"] = "true"
 	creds["ksmg.ssh.authorized_key"] = key
-	for k, v := range boottest.Probe("ksmg-audit", auditScript, 120*time.Minute) {
+	// The hardening in force is printed first (harden.RuntimeProbe), then
+	// Lynis runs.
+	for k, v := range boottest.Probe("ksmg-audit", harden.RuntimeProbe+auditScript, 120*time.Minute) {
 		creds[k] = v
 	}
 
@@ -142,6 +146,9 @@ func runLynis(ctx context.Context, image, lynisDeb, work string) (*bootResult, e
 		return res, fmt.Errorf("boot: %w", err)
 	}
 	fmt.Printf("boot: %s in %s (status: %s)\n", br.SSHBanner, time.Since(start).Round(time.Second), br.StatusLine)
+	if log, err := os.ReadFile(serialPath); err == nil {
+		res.Runtime = boottest.ProbeValues(string(log))
+	}
 	out := filepath.Join(work, "results")
 	if err := os.MkdirAll(out, 0o755); err != nil {
 		return res, err

@@ -29,6 +29,8 @@ import (
 	"sort"
 	"strings"
 	"syscall"
+
+	"github.com/ksmg-appliance/ksmg/provisioner/harden"
 )
 
 func main() {
@@ -69,6 +71,7 @@ func main() {
 	}
 	fmt.Printf("image: %s\n", *image)
 
+	failed := false
 	var boot *bootResult
 	if !*skipBoot {
 		fmt.Println("\n== Lynis (booted image, first boot applied, SSH on) ==")
@@ -78,6 +81,17 @@ func main() {
 		}
 		if err != nil {
 			log.Fatal(err)
+		}
+		fmt.Println("hardening in force (harden.CheckRuntime):")
+		notes, rerr := harden.CheckRuntime(boot.Runtime, true)
+		for _, n := range notes {
+			fmt.Println("  " + n)
+		}
+		if rerr != nil {
+			fmt.Printf("  FAIL: %v\n", strings.ReplaceAll(rerr.Error(), "\n", "\n  FAIL: "))
+			failed = true
+		} else {
+			fmt.Println("  firewall, AppArmor (gateway enforced), auditd (rules locked), sysctl, mounts, sockets: as set")
 		}
 		boot.Lynis.print(os.Stdout)
 	}
@@ -96,7 +110,6 @@ func main() {
 	}
 	scap.print(os.Stdout)
 
-	failed := false
 	var undocumented []string
 	for _, r := range scap.Failed() {
 		if !documented[r] {
