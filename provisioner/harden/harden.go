@@ -156,6 +156,12 @@ func Steps(o Options) []provisioner.Step {
 		{Name: "hardening: login.defs", Do: editLoginDefs},
 		{Name: "hardening: no root login on any terminal", Do: rootTTYLogin},
 		{Name: "hardening: sshd_config", Do: editSSHDConfig},
+		{Name: "hardening: /boot is root's", Do: func(ctx context.Context, t provisioner.Target) error {
+			// ANSSI R29: kernels, initramfs and the boot menu are nobody
+			// else's business.
+			_, err := t.Run(ctx, "chmod", "0700", "/boot")
+			return err
+		}},
 		{Name: "hardening: audit rules for privileged programs", Do: privilegedRules},
 		{Name: "hardening: units", Do: units},
 		{Name: "hardening: no compilers", Do: checkNoCompilers},

@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -82,7 +83,11 @@ func (m *memTarget) Run(_ context.Context, name string, args ...string) ([]byte,
 	case "find":
 		return []byte(strings.Join(m.setuid, "\n") + "\n"), nil
 	case "chmod":
-		m.modes[args[1]] = 0o600
+		mode, err := strconv.ParseUint(args[0], 8, 32)
+		if err != nil {
+			return nil, err
+		}
+		m.modes[args[1]] = fs.FileMode(mode)
 		return nil, nil
 	}
 	return nil, fmt.Errorf("memTarget: unexpected command %s", name)
@@ -123,6 +128,9 @@ func TestStepsWriteEveryFile(t *testing.T) {
 	}
 	if m.modes["/etc/ssh/sshd_config"] != 0o600 || string(m.files["/etc/ssh/sshd_config"]) != "Include /etc/ssh/sshd_config.d/*.conf\n#PermitRootLogin prohibit-password\nPermitRootLogin no\n" {
 		t.Errorf("sshd_config: %v\n%s", m.modes["/etc/ssh/sshd_config"], m.files["/etc/ssh/sshd_config"])
+	}
+	if m.modes["/boot"] != 0o700 {
+		t.Errorf("/boot: %v, want 0700", m.modes["/boot"])
 	}
 	ld := string(m.files["/etc/login.defs"])
 	for _, want := range []string{"UMASK 027\n", "ENCRYPT_METHOD YESCRYPT\n", "LOG_OK_LOGINS yes\n", "LOGIN_RETRIES 3\n", "# LOGIN_RETRIES 9  # ksmg: superseded\n", "#LOG_OK_LOGINS no\n"} {

@@ -145,6 +145,9 @@ func TestImageHardeningFiles(t *testing.T) {
 	if n := stat(t, root, FirewallDropIn); !n.mode.IsDir() || n.mode.Perm() != 0o700 {
 		t.Errorf("%s: %v", FirewallDropIn, n.mode)
 	}
+	if n := stat(t, root, "boot"); n.mode.Perm() != 0o700 || n.uid != 0 {
+		t.Errorf("/boot: %v uid %d, want 0700 root", n.mode, n.uid)
+	}
 	if n := stat(t, root, "etc/ssh/sshd_config"); n.mode.Perm() != 0o600 {
 		t.Errorf("/etc/ssh/sshd_config: %v, want 0600", n.mode)
 	}
