@@ -235,7 +235,7 @@ func TestImageBootLocked(t *testing.T) {
 		t.Errorf("the ESP's grub.cfg must lock GRUB before it reads the menu:\n%s", esp)
 	}
 	fstab, _ := os.ReadFile(filepath.Join(root, "etc/fstab"))
-	for _, mp := range []string{"/var", "/tmp", "/dev/shm", "/var/tmp", "/home", "/boot/efi"} {
+	for _, mp := range []string{"/var", "/tmp", "/dev/shm", "/var/tmp", "/home", "/proc", "/boot/efi"} {
 		re := regexp.MustCompile(`(?m)^\S+\s+` + regexp.QuoteMeta(mp) + `\s+\S+\s+(\S+)`)
 		m := re.FindSubmatch(fstab)
 		if m == nil {

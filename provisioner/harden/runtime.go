@@ -35,7 +35,7 @@ echo "gateway_core_limit=$(awk '/^Max core file size/ {print $5}' /proc/$gwpid/l
 echo "core_pattern=$(cat /proc/sys/kernel/core_pattern)"
 [ -e /run/ssh-unix-local/socket ] && echo "ssh_local_socket=present" || echo "ssh_local_socket=absent"
 echo "listen=$(ss -Hlntu | awk '{n=split($5,a,":"); print $1 ":" a[n]}' | sort -u | paste -sd, -)"
-for m in /tmp /var/tmp /dev/shm /home /var /boot/efi; do
+for m in /tmp /var/tmp /dev/shm /home /var /proc /boot/efi; do
 	echo "mount_options_$m=$(findmnt -no OPTIONS --target "$m" 2>/dev/null | head -n 1)"
 done
 echo "cmdline=$(cat /proc/cmdline)"
@@ -117,6 +117,9 @@ func CheckRuntime(v map[string]string, sshEnabled bool) (notes []string, err err
 				errs = append(errs, fmt.Errorf("%s is mounted without %s (%q)", m, o, v["mount_options_"+m]))
 			}
 		}
+	}
+	if !slices.Contains(strings.Split(v["mount_options_/proc"], ","), "hidepid=invisible") {
+		errs = append(errs, fmt.Errorf("/proc is mounted without hidepid=invisible (%q)", v["mount_options_/proc"]))
 	}
 	want("secure_log", "640:kluser:kluser")
 	if dg, err := fs.ReadFile(Files(), "default-grub"); err == nil {

@@ -29,6 +29,7 @@ func goodRuntime(t *testing.T) map[string]string {
 	for _, m := range []string{"/tmp", "/var/tmp", "/dev/shm", "/home", "/var"} {
 		v["mount_options_"+m] = "rw,nosuid,nodev,noexec,relatime"
 	}
+	v["mount_options_/proc"] = "rw,nosuid,nodev,noexec,relatime,hidepid=invisible"
 	return v
 }
 
@@ -62,6 +63,7 @@ func TestCheckRuntime(t *testing.T) {
 		{"listen", "tcp:25", true, "sshd must listen"},
 		{"mount_options_/tmp", "rw,nosuid,nodev", true, "/tmp is mounted without noexec"},
 		{"secure_log", "644:root:root", true, "secure_log"},
+		{"mount_options_/proc", "rw,nosuid,nodev,noexec", true, "hidepid"},
 		{"cmdline", "root=UUID=x ro", true, "cmdline"},
 		{"exposure_ksmg-gatewayd.service", "1.6", true, "exposure 1.6"},
 		{"exposure_ksmg-logrotate.service", "2.1", true, "exposure 2.1"},
