@@ -33,7 +33,7 @@ Before=ksmg-console-status.service
 [Service]
 Type=oneshot
 ImportCredential=%s
-ExecStart=/bin/sh -c 'sh "$CREDENTIALS_DIRECTORY/%s" 2>&1 | sed "s/^/%s/"'
+ExecStart=/bin/sh -c 'sh "$CREDENTIALS_DIRECTORY/%s" 2>&1 | sed -u "s/^/%s/"'
 TimeoutStartSec=%d
 StandardOutput=journal+console
 StandardError=journal+console
