@@ -349,17 +349,7 @@ func units(ctx context.Context, t provisioner.Target) error {
 			return err
 		}
 	}
-	for _, u := range MaskUnits {
-		if err := t.Symlink(ctx, "/dev/null", "/etc/systemd/system/"+u); err != nil {
-			return err
-		}
-	}
-	for _, u := range EnableUnits {
-		if err := t.EnableUnit(ctx, u); err != nil {
-			return err
-		}
-	}
-	return nil
+	return provisioner.Units(EnableUnits, nil, MaskUnits).Do(ctx, t)
 }
 
 func checkNoCompilers(ctx context.Context, t provisioner.Target) error {
