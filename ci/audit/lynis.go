@@ -120,7 +120,7 @@ func runLynis(ctx context.Context, image, lynisDeb, work string) (*bootResult, e
 	creds["ksmg.ssh.authorized_key"] = key
 	// The hardening in force is printed first (harden.RuntimeProbe), then
 	// Lynis runs.
-	for k, v := range boottest.Probe("ksmg-audit", harden.RuntimeProbe+auditScript, 120*time.Minute) {
+	for k, v := range boottest.Probe("audit-lynis", harden.RuntimeProbe+auditScript, 120*time.Minute) {
 		creds[k] = v
 	}
 

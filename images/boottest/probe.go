@@ -20,6 +20,9 @@ const ProbePrefix = "KSMG-PROBE "
 // generator turns the systemd.extra-unit.* and systemd.unit-dropin.*
 // credentials (SMBIOS type 11, set by whoever runs the hypervisor, which can
 // read the whole disk anyway) into a unit for this boot only.
+//
+// name must not start with "ksmg-": the appliance's own units do, and
+// checks that go over them (e.g. their exposure) must not see the probe.
 func Probe(name, script string, timeout time.Duration) map[string]string {
 	unit := name + ".service"
 	cred := name + ".sh"

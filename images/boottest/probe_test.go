@@ -8,14 +8,14 @@ import (
 
 func TestProbeCredentials(t *testing.T) {
 	t.Parallel()
-	creds := Probe("ksmg-probe", "echo a=1\n", 90*time.Second)
-	unit := creds["systemd.extra-unit.ksmg-probe.service"]
-	for _, want := range []string{"ImportCredential=ksmg-probe.sh", `sh "$CREDENTIALS_DIRECTORY/ksmg-probe.sh"`, "Before=ksmg-console-status.service", "TimeoutStartSec=90", "Type=oneshot"} {
+	creds := Probe("test-probe", "echo a=1\n", 90*time.Second)
+	unit := creds["systemd.extra-unit.test-probe.service"]
+	for _, want := range []string{"ImportCredential=test-probe.sh", `sh "$CREDENTIALS_DIRECTORY/test-probe.sh"`, "Before=ksmg-console-status.service", "TimeoutStartSec=90", "Type=oneshot"} {
 		if !strings.Contains(unit, want) {
 			t.Errorf("unit lacks %q:\n%s", want, unit)
 		}
 	}
-	if creds["systemd.unit-dropin.multi-user.target~ksmg-probe"] != "[Unit]\nWants=ksmg-probe.service\n" || creds["ksmg-probe.sh"] != "echo a=1\n" {
+	if creds["systemd.unit-dropin.multi-user.target~test-probe"] != "[Unit]\nWants=test-probe.service\n" || creds["test-probe.sh"] != "echo a=1\n" {
 		t.Errorf("credentials: %v", creds)
 	}
 	// Every credential passes QEMU's command line (names without '=' or ',').
