@@ -450,7 +450,7 @@ chroot "$1" /usr/sbin/sshd -T -h ` + key + ` -C user=admin,host=client.example,a
 		"maxauthtries":               "3",
 		"logingracetime":             "30",
 		"clientaliveinterval":        "300",
-		"clientalivecountmax":        "3",
+		"clientalivecountmax":        "2",
 		"allowtcpforwarding":         "no",
 		"allowagentforwarding":       "no",
 		"allowstreamlocalforwarding": "no",
