@@ -61,10 +61,45 @@ type Spec struct {
 
 // Distribution is the Debian release the root file system is built from.
 type Distribution struct {
-	Suite      string   `mapstructure:"suite"`
-	Mirror     string   `mapstructure:"mirror"`
-	Components []string `mapstructure:"components"`
-	Variant    string   `mapstructure:"variant"`
+	Suite  string `mapstructure:"suite"`
+	Mirror string `mapstructure:"mirror"`
+	// Updates are further suites of the release the image is built from
+	// and its apt sources name: <suite>-updates (on Mirror) and
+	// <suite>-security (on SecurityMirror).
+	Updates        []string `mapstructure:"updates"`
+	SecurityMirror string   `mapstructure:"security_mirror"`
+	Components     []string `mapstructure:"components"`
+	Variant        string   `mapstructure:"variant"`
+}
+
+// Source is one suite of a Debian archive.
+type Source struct {
+	URI   string
+	Suite string
+}
+
+// Sources lists where the packages come from: the release, then its
+// updates in spec order.
+func (d Distribution) Sources() []Source {
+	out := []Source{{URI: d.Mirror, Suite: d.Suite}}
+	for _, u := range d.Updates {
+		uri := d.Mirror
+		if u == d.Suite+"-security" {
+			uri = d.SecurityMirror
+		}
+		out = append(out, Source{URI: uri, Suite: u})
+	}
+	return out
+}
+
+// SourcesList is the apt sources.list naming every suite (one-line
+// format), signed by the Debian archive keyring.
+func (d Distribution) SourcesList() string {
+	var b strings.Builder
+	for _, src := range d.Sources() {
+		fmt.Fprintf(&b, "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] %s %s %s\n", src.URI, src.Suite, strings.Join(d.Components, " "))
+	}
+	return b.String()
 }
 
 // Account is a system account created in the image (sysusers.d). Accounts
@@ -259,6 +294,24 @@ func (s *Spec) Validate() error {
 	}
 	if u, err := url.Parse(d.Mirror); err != nil || (u.Scheme != "http" && u.Scheme != "https" && u.Scheme != "file") || (u.Scheme != "file" && u.Host == "") {
 		bad("distribution.mirror", "%q: want an http://, https:// or file:// URL of a Debian mirror", d.Mirror)
+	}
+	seenUpdate := map[string]bool{}
+	for i, u := range d.Updates {
+		key := fmt.Sprintf("distribution.updates[%d]", i)
+		switch {
+		case seenUpdate[u]:
+			bad(key, "%q is listed twice", u)
+		case u != d.Suite+"-updates" && u != d.Suite+"-security":
+			bad(key, "%q: want %s-updates or %s-security", u, d.Suite, d.Suite)
+		case u == d.Suite+"-security":
+			if su, err := url.Parse(d.SecurityMirror); err != nil || (su.Scheme != "http" && su.Scheme != "https" && su.Scheme != "file") || (su.Scheme != "file" && su.Host == "") {
+				bad("distribution.security_mirror", "%q: want an http://, https:// or file:// URL of the Debian security archive (%s is listed in updates)", d.SecurityMirror, u)
+			}
+		}
+		seenUpdate[u] = true
+	}
+	if d.SecurityMirror != "" && !seenUpdate[d.Suite+"-security"] {
+		bad("distribution.security_mirror", "set, but %s-security is not in distribution.updates", d.Suite)
 	}
 	if len(d.Components) == 0 {
 		bad("distribution.components", "empty: want at least [main]")

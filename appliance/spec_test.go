@@ -83,6 +83,10 @@ func TestInvalidSpecs(t *testing.T) {
 		{"relative directory", "{path: /etc/opt/kaspersky,", "{path: etc/opt,", []string{"directories[0].path", "absolute"}},
 		{"suite", "suite: trixie", "suite: bookworm", []string{"distribution.suite", "trixie"}},
 		{"mirror", "mirror: http://deb.debian.org/debian", "mirror: deb.debian.org", []string{"distribution.mirror", "URL"}},
+		{"unknown update suite", "updates: [trixie-updates, trixie-security]", "updates: [trixie-updates, trixie-backports]", []string{"distribution.updates[1]", "trixie-security"}},
+		{"update twice", "updates: [trixie-updates, trixie-security]", "updates: [trixie-updates, trixie-updates]", []string{"distribution.updates[1]", "twice"}},
+		{"security mirror", "security_mirror: http://deb.debian.org/debian-security", "security_mirror: security.debian.org", []string{"distribution.security_mirror", "URL"}},
+		{"security mirror unused", "updates: [trixie-updates, trixie-security]", "updates: [trixie-updates]", []string{"distribution.security_mirror", "not in distribution.updates"}},
 		{"package name", "  - less", "  - Less!", []string{"packages[", "Debian package name"}},
 		{"duplicate package", "  - less", "  - less\n  - less", []string{"listed twice"}},
 		{"unit name", "    - ksmg-console-status.service", "    - ksmg console", []string{"services.enable", "unit"}},
@@ -121,5 +125,19 @@ func TestLoadMissingFile(t *testing.T) {
 	_, err := Load(filepath.Join(t.TempDir(), "nope.yaml"))
 	if err == nil || !strings.Contains(err.Error(), "nope.yaml") {
 		t.Fatalf("err = %v", err)
+	}
+}
+
+func TestSources(t *testing.T) {
+	t.Parallel()
+	spec, err := Load("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/debian trixie main\n" +
+		"deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/debian trixie-updates main\n" +
+		"deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/debian-security trixie-security main\n"
+	if got := spec.Distribution.SourcesList(); got != want {
+		t.Errorf("sources.list:\n%s\nwant:\n%s", got, want)
 	}
 }
