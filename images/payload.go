@@ -191,7 +191,7 @@ func imageFiles(s *appliance.Spec, ids diskIDs, sde int64) (provisioner.Step, er
 		{Dst: "/var/.updated", Data: updated, Mode: 0o644},
 		{Dst: "/etc/hostname", Data: []byte(s.Name + "\n"), Mode: 0o644},
 		{Dst: "/etc/hosts", Data: []byte("127.0.0.1\tlocalhost\n127.0.1.1\t" + s.Name + "\n::1\tlocalhost ip6-localhost ip6-loopback\n"), Mode: 0o644},
-		{Dst: "/etc/apt/sources.list", Data: []byte(fmt.Sprintf("deb %s %s %s\n", s.Distribution.Mirror, s.Distribution.Suite, strings.Join(s.Distribution.Components, " "))), Mode: 0o644},
+		{Dst: "/etc/apt/sources.list", Data: []byte(s.Distribution.SourcesList()), Mode: 0o644},
 	}), nil
 }
 
@@ -206,8 +206,9 @@ func (b *builder) provision(ctx context.Context, rootfs, work string, ids diskID
 	if err != nil {
 		return err
 	}
+	steps = append(steps, files)
 	t := &provisioner.DirTarget{Root: rootfs, Env: []string{fmt.Sprintf("SOURCE_DATE_EPOCH=%d", b.sde)}}
-	return provisioner.Apply(ctx, t, b.log, append(steps, files)...)
+	return provisioner.Apply(ctx, t, b.log, steps...)
 }
 
 // PayloadBinaries are the programs PayloadSteps expects in its BinDir.

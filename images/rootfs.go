@@ -31,6 +31,10 @@ func repoKey(s *appliance.Spec) string {
 	pk := append([]string(nil), s.Packages...)
 	sort.Strings(pk)
 	fmt.Fprintf(h, "v1\n%s\n%s\n%s\n%s\n%s\n", d.Suite, d.Mirror, strings.Join(d.Components, ","), d.Variant, strings.Join(pk, ","))
+	if len(d.Updates) > 0 {
+		// Specs without updates keep their cache key (and cache).
+		fmt.Fprintf(h, "updates\n%s\n", d.SourcesList())
+	}
 	return d.Suite + "-amd64-" + hex.EncodeToString(h.Sum(nil))[:16]
 }
 
@@ -74,11 +78,15 @@ func (b *builder) ensureRepo(ctx context.Context) (repo string, fetched bool, er
 		return "", false, err
 	}
 	d := b.spec.Distribution
-	mirror := fmt.Sprintf("deb %s %s %s", d.Mirror, d.Suite, strings.Join(d.Components, " "))
+	// Every suite (release, updates, security): apt takes the newest version
+	// of each package among them, and the cache keeps exactly those.
 	args := append(mmdebstrapArgs(b.spec),
 		"--skip=download/empty", "--skip=essential/unlink", "--skip=cleanup/apt/cache",
 		"--customize-hook=sync-out /var/cache/apt/archives "+pool,
-		d.Suite, "/dev/null", mirror)
+		d.Suite, "/dev/null")
+	for _, src := range d.Sources() {
+		args = append(args, fmt.Sprintf("deb %s %s %s", src.URI, src.Suite, strings.Join(d.Components, " ")))
+	}
 	b.stage("fetch packages", "mirror", d.Mirror)
 	if err := b.run(ctx, nil, "mmdebstrap", args...); err != nil {
 		return "", false, fmt.Errorf("fetch packages from %s: %w", d.Mirror, err)
