@@ -16,6 +16,7 @@ import (
 	"github.com/ksmg-appliance/ksmg/appliance"
 	"github.com/ksmg-appliance/ksmg/firstboot/units"
 	"github.com/ksmg-appliance/ksmg/provisioner"
+	"github.com/ksmg-appliance/ksmg/provisioner/harden"
 	"github.com/ksmg-appliance/ksmg/services"
 )
 
@@ -207,6 +208,9 @@ func (b *builder) provision(ctx context.Context, rootfs, work string, ids diskID
 		return err
 	}
 	steps = append(steps, files)
+	// The OS hardening last: it checks and edits what the packages and the
+	// payload installed (images/HARDENING.md).
+	steps = append(steps, harden.Steps(harden.Options{})...)
 	t := &provisioner.DirTarget{Root: rootfs, Env: []string{fmt.Sprintf("SOURCE_DATE_EPOCH=%d", b.sde)}}
 	return provisioner.Apply(ctx, t, b.log, steps...)
 }
