@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/ksmg-appliance/ksmg/appliance"
+	"github.com/ksmg-appliance/ksmg/provisioner/harden"
 )
 
 // GPT partition type GUIDs (Discoverable Partitions Specification).
@@ -34,7 +35,14 @@ type diskIDs struct {
 	ESPVolID                         string // FAT volume id, 8 hex digits
 	ESPUUID                          string // the same as blkid shows it: XXXX-XXXX
 	Kernel, Title                    string
+	Cmdline                          string // GRUB_CMDLINE_LINUX of the image's /etc/default/grub
+	GrubLock                         string // the GRUB superuser's password hash no password produces
 }
+
+// grubLock is a GRUB PBKDF2 entry whose hash is all zero bits: no password
+// maps to it (that would be a PBKDF2-SHA512 preimage), so GRUB's editor and
+// shell stay closed to everyone.
+var grubLock = "grub.pbkdf2.sha512.10000." + strings.Repeat("00", 64) + "." + strings.Repeat("00", 64)
 
 func newDiskIDs(s *appliance.Spec) diskIDs {
 	id := func(label string) string {
@@ -146,12 +154,13 @@ func planDisk(s *appliance.Spec, ids diskIDs, d diskDirs, sde int64) diskLayout 
 
 // espFiles are the ESP's contents: Debian's signed shim as the
 // removable-media loader, signed GRUB next to it, GRUB's config where its
-// built-in prefix (/EFI/debian) looks. No fbx64.efi: a new VM has no boot
+// built-in prefix (/EFI/debian) looks: it locks GRUB and reads the boot
+// menu, /boot/grub/grub.cfg, from the root file system. No fbx64.efi: a new VM has no boot
 // entries to restore.
 var espFiles = []struct{ src, dst string }{
 	{src: "usr/lib/shim/shimx64.efi.signed", dst: "EFI/BOOT/BOOTX64.EFI"},
 	{src: "usr/lib/grub/x86_64-efi-signed/grubx64.efi.signed", dst: "EFI/BOOT/grubx64.efi"},
-	{dst: "EFI/debian/grub.cfg"}, // rendered from grub.cfg.tmpl
+	{dst: "EFI/debian/grub.cfg"}, // rendered from grub-esp.cfg.tmpl
 }
 
 // assemble turns the scrubbed root file system into the raw disk, written
@@ -162,6 +171,9 @@ func (b *builder) assemble(ctx context.Context, d diskDirs, disk *os.File, ids d
 		return fmt.Errorf("want exactly one kernel in /boot, found %d (spec packages must name one kernel)", len(kernels))
 	}
 	ids.Kernel = strings.TrimPrefix(filepath.Base(kernels[0]), "vmlinuz-")
+	if err := writeBootMenu(d.Rootfs, &ids); err != nil {
+		return err
+	}
 	if err := b.splitVar(d); err != nil {
 		return err
 	}
@@ -175,6 +187,27 @@ func (b *builder) assemble(ctx context.Context, d diskDirs, disk *os.File, ids d
 	}
 	b.stage("partition table")
 	return b.writeDisk(ctx, layout, disk)
+}
+
+// writeBootMenu writes the locked boot menu, /boot/grub/grub.cfg (root's
+// only), with the kernel command line of the image's /etc/default/grub.
+func writeBootMenu(rootfs string, ids *diskIDs) error {
+	dg, err := os.ReadFile(filepath.Join(rootfs, harden.DefaultGrub))
+	if err != nil {
+		return fmt.Errorf("kernel command line: %w", err)
+	}
+	if ids.Cmdline, err = harden.KernelCmdline(dg); err != nil {
+		return err
+	}
+	ids.GrubLock = grubLock
+	menu, err := render("grub.cfg.tmpl", ids)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(filepath.Join(rootfs, "boot/grub"), 0o700); err != nil {
+		return err
+	}
+	return os.WriteFile(filepath.Join(rootfs, "boot/grub/grub.cfg"), menu, 0o600)
 }
 
 // splitVar makes /var its own file system: it moves aside, its mount point
@@ -193,7 +226,7 @@ func (b *builder) splitVar(d diskDirs) error {
 
 // stageESP puts the boot loader and GRUB's configuration into d.ESP.
 func (b *builder) stageESP(d diskDirs, ids diskIDs) error {
-	grubCfg, err := render("grub.cfg.tmpl", ids)
+	grubCfg, err := render("grub-esp.cfg.tmpl", ids)
 	if err != nil {
 		return err
 	}
