@@ -25,6 +25,11 @@ integration {
     slug = "appliance"
   }
   component {
+    type = "provisioner"
+    name = "ksmg-harden"
+    slug = "harden"
+  }
+  component {
     type = "post-processor"
     name = "ksmg-ova"
     slug = "ova"

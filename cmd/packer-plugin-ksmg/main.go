@@ -4,6 +4,7 @@
 //
 //	source "ksmg-rootfs" "appliance" { bin_dir = "bin" }
 //	provisioner "ksmg-appliance" { bin_dir = "bin" }
+//	provisioner "ksmg-harden" {}
 //	post-processor "ksmg-ova" {}
 //	post-processor "ksmg-vhdx" {}
 package main
@@ -22,10 +23,9 @@ import (
 )
 
 // provisioners are the steps components, each registered as ksmg-<name>.
-// The hardening profile (provisioner/harden) joins as one more entry once
-// it is on main: {"harden", steps.Component{Name: "ksmg-harden", Steps: …}}.
 var provisioners = map[string]steps.Component{
 	"appliance": steps.Appliance,
+	"harden":    steps.Harden,
 }
 
 // newSet is the plugin's component set; Packer names each component

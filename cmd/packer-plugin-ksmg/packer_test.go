@@ -236,7 +236,7 @@ func TestPluginDescribe(t *testing.T) {
 		t.Fatalf("describe: %v\n%s", err, out)
 	}
 	got := fmt.Sprintf("%s %s %v %v %v", d.Version, d.SDKVersion, d.Builders, d.Provisioners, d.PostProcessors)
-	if want := ksmg.Version() + " 0.6.10 [rootfs] [appliance] [ova vhdx]"; got != want {
+	if want := ksmg.Version() + " 0.6.10 [rootfs] [appliance harden] [ova vhdx]"; got != want {
 		t.Errorf("describe: %s, want %s", got, want)
 	}
 	sdc := exec.Command("go", "tool", "-n", "packer-sdc")

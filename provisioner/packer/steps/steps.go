@@ -25,6 +25,7 @@ import (
 	"github.com/ksmg-appliance/ksmg/appliance"
 	"github.com/ksmg-appliance/ksmg/images"
 	"github.com/ksmg-appliance/ksmg/provisioner"
+	"github.com/ksmg-appliance/ksmg/provisioner/harden"
 	"github.com/ksmg-appliance/ksmg/provisioner/packer/comm"
 	"github.com/ksmg-appliance/ksmg/provisioner/packer/options"
 )
@@ -73,6 +74,18 @@ var Appliance = Component{
 	NeedsBinaries: true,
 	Steps: func(_ context.Context, in Input) ([]provisioner.Step, error) {
 		return images.PayloadSteps(images.Payload{Spec: in.Spec, BinDir: in.BinDir, SourceDateEpoch: in.SourceDateEpoch, Scratch: in.Scratch})
+	},
+}
+
+// Harden applies the OS hardening (package provisioner/harden,
+// images/HARDENING.md): the steps `ksmg build` runs after the payload. It
+// needs no binaries; the machine needs the packages the hardening
+// configures (nftables, apparmor, auditd, rsyslog, libpam-pwquality), and
+// the first step fails naming any that is missing before anything changes.
+var Harden = Component{
+	Name: "ksmg-harden",
+	Steps: func(context.Context, Input) ([]provisioner.Step, error) {
+		return harden.Steps(harden.Options{}), nil
 	},
 }
 

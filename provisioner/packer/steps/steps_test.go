@@ -14,6 +14,7 @@ import (
 
 	"github.com/ksmg-appliance/ksmg/images"
 	"github.com/ksmg-appliance/ksmg/provisioner"
+	"github.com/ksmg-appliance/ksmg/provisioner/harden"
 	"github.com/ksmg-appliance/ksmg/provisioner/packer/comm"
 	"github.com/ksmg-appliance/ksmg/provisioner/packer/comm/commtest"
 )
@@ -144,5 +145,53 @@ func TestApplianceSteps(t *testing.T) {
 	want := "install ksmg-appliance, accounts (systemd-sysusers), check account ids, directories, units"
 	if strings.Join(names, ", ") != want {
 		t.Errorf("steps %q, want %q", strings.Join(names, ", "), want)
+	}
+}
+
+// TestHardenSteps: ksmg-harden runs the hardening steps `ksmg build` runs
+// after the payload, needs no bin_dir, and on a machine without the packages
+// the hardening configures it fails at its first step, naming them, with
+// nothing changed.
+func TestHardenSteps(t *testing.T) {
+	t.Parallel()
+	p := New(Harden)
+	if err := p.Prepare(map[string]interface{}{}); err != nil {
+		t.Fatalf("without bin_dir: %v", err)
+	}
+	steps, err := Harden.Steps(context.Background(), Input{Spec: p.spec, Scratch: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got, want []string
+	for _, s := range steps {
+		got = append(got, s.Name)
+	}
+	for _, s := range harden.Steps(harden.Options{}) {
+		want = append(want, s.Name)
+	}
+	if strings.Join(got, ", ") != strings.Join(want, ", ") || len(got) < 5 {
+		t.Errorf("steps %q, want ksmg build's %q", got, want)
+	}
+
+	root := commtest.MiniRoot(t)
+	before, err := os.ReadDir(filepath.Join(root, "etc"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = p.Provision(context.Background(), &packersdk.MockUi{}, &comm.Chroot{Root: root}, nil)
+	if err == nil {
+		t.Fatal("hardened a machine without nftables, auditd or AppArmor")
+	}
+	for _, w := range []string{"ksmg-harden: provision hardening: packages present", "package nftables", "package auditd", "package apparmor", "package libpam-pwquality"} {
+		if !strings.Contains(err.Error(), w) {
+			t.Errorf("error %q lacks %q", err, w)
+		}
+	}
+	after, err := os.ReadDir(filepath.Join(root, "etc"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(after) != len(before) {
+		t.Errorf("/etc changed by a refused hardening: %d entries before, %d after", len(before), len(after))
 	}
 }
