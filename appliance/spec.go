@@ -277,6 +277,7 @@ var (
 )
 
 // Validate checks every value; the error names the key and what was expected.
+// Every problem is reported, not only the first.
 func (s *Spec) Validate() error {
 	var errs []error
 	bad := func(key, format string, a ...any) {
@@ -288,11 +289,46 @@ func (s *Spec) Validate() error {
 	if !versionRE.MatchString(s.Version) {
 		bad("version", "%q: want a version starting with a digit (e.g. 0.1.0)", s.Version)
 	}
+	s.validateDistribution(bad)
+	s.validateLists(bad)
+	owners := s.validateAccounts(bad)
+	s.validateDirectories(bad, owners)
+	s.validateDisk(bad)
+	s.validateHardware(bad)
+	s.validateFormats(bad)
+	return errors.Join(errs...)
+}
+
+// badFunc records one problem: the key and what was expected of it.
+type badFunc = func(key, format string, a ...any)
+
+// checkList checks every entry of a list against re and for duplicates.
+func checkList(bad badFunc, key string, list []string, re *regexp.Regexp, what string) {
+	seen := map[string]bool{}
+	for i, p := range list {
+		k := fmt.Sprintf("%s[%d]", key, i)
+		if !re.MatchString(p) {
+			bad(k, "%q: want %s", p, what)
+		}
+		if seen[p] {
+			bad(k, "%q listed twice", p)
+		}
+		seen[p] = true
+	}
+}
+
+// validMirror reports whether m is an http, https or file URL a mirror can have.
+func validMirror(m string) bool {
+	u, err := url.Parse(m)
+	return err == nil && (u.Scheme == "http" || u.Scheme == "https" || u.Scheme == "file") && (u.Scheme == "file" || u.Host != "")
+}
+
+func (s *Spec) validateDistribution(bad badFunc) {
 	d := s.Distribution
 	if d.Suite != "trixie" {
 		bad("distribution.suite", "%q: only trixie (Debian 13) is supported", d.Suite)
 	}
-	if u, err := url.Parse(d.Mirror); err != nil || (u.Scheme != "http" && u.Scheme != "https" && u.Scheme != "file") || (u.Scheme != "file" && u.Host == "") {
+	if !validMirror(d.Mirror) {
 		bad("distribution.mirror", "%q: want an http://, https:// or file:// URL of a Debian mirror", d.Mirror)
 	}
 	seenUpdate := map[string]bool{}
@@ -304,7 +340,7 @@ func (s *Spec) Validate() error {
 		case u != d.Suite+"-updates" && u != d.Suite+"-security":
 			bad(key, "%q: want %s-updates or %s-security", u, d.Suite, d.Suite)
 		case u == d.Suite+"-security":
-			if su, err := url.Parse(d.SecurityMirror); err != nil || (su.Scheme != "http" && su.Scheme != "https" && su.Scheme != "file") || (su.Scheme != "file" && su.Host == "") {
+			if !validMirror(d.SecurityMirror) {
 				bad("distribution.security_mirror", "%q: want an http://, https:// or file:// URL of the Debian security archive (%s is listed in updates)", d.SecurityMirror, u)
 			}
 		}
@@ -321,27 +357,18 @@ func (s *Spec) Validate() error {
 	default:
 		bad("distribution.variant", "%q: want one of minbase, essential, required, important, standard", d.Variant)
 	}
+}
+
+// validateLists checks packages, modules and units.
+func (s *Spec) validateLists(bad badFunc) {
 	if len(s.Packages) == 0 {
 		bad("packages", "empty: the image needs at least a kernel")
 	}
-	checkList := func(key string, list []string, re *regexp.Regexp, what string) {
-		seen := map[string]bool{}
-		for i, p := range list {
-			k := fmt.Sprintf("%s[%d]", key, i)
-			if !re.MatchString(p) {
-				bad(k, "%q: want %s", p, what)
-			}
-			if seen[p] {
-				bad(k, "%q listed twice", p)
-			}
-			seen[p] = true
-		}
-	}
-	checkList("packages", s.Packages, debPkgRE, "a Debian package name")
-	checkList("initramfs_modules", s.InitramfsModules, moduleRE, "a kernel module name")
-	checkList("services.enable", s.Services.Enable, unitRE, "a systemd unit name such as foo.service")
-	checkList("services.disable", s.Services.Disable, unitRE, "a systemd unit name such as foo.service")
-	checkList("services.mask", s.Services.Mask, unitRE, "a systemd unit name such as foo.service")
+	checkList(bad, "packages", s.Packages, debPkgRE, "a Debian package name")
+	checkList(bad, "initramfs_modules", s.InitramfsModules, moduleRE, "a kernel module name")
+	checkList(bad, "services.enable", s.Services.Enable, unitRE, "a systemd unit name such as foo.service")
+	checkList(bad, "services.disable", s.Services.Disable, unitRE, "a systemd unit name such as foo.service")
+	checkList(bad, "services.mask", s.Services.Mask, unitRE, "a systemd unit name such as foo.service")
 	for _, u := range s.Services.Enable {
 		for _, w := range s.Services.Disable {
 			if u == w {
@@ -350,6 +377,11 @@ func (s *Spec) Validate() error {
 		}
 	}
 
+}
+
+// validateAccounts checks the system accounts and returns the names files
+// and directories may be owned by (root and the accounts).
+func (s *Spec) validateAccounts(bad badFunc) map[string]bool {
 	owners := map[string]bool{"root": true}
 	uids := map[int]string{}
 	for i, a := range s.Accounts {
@@ -377,6 +409,10 @@ func (s *Spec) Validate() error {
 			bad(k+".comment", "must not contain quotes or newlines")
 		}
 	}
+	return owners
+}
+
+func (s *Spec) validateDirectories(bad badFunc, owners map[string]bool) {
 	seenDir := map[string]bool{}
 	for i, dir := range s.Directories {
 		k := fmt.Sprintf("directories[%d]", i)
@@ -397,7 +433,16 @@ func (s *Spec) Validate() error {
 			bad(k+".mode", "%04o: world-writable directories need the sticky bit", uint32(dir.Mode))
 		}
 	}
-	s.validateDisk(bad)
+}
+
+func (s *Spec) validateFormats(bad badFunc) {
+	if len(s.Formats) == 0 {
+		bad("formats", "empty: want at least [raw]")
+	}
+	checkList(bad, "formats", s.Formats, nameRE, "a format name such as raw, ova or vhdx")
+}
+
+func (s *Spec) validateHardware(bad badFunc) {
 	h := s.Hardware
 	if h.CPUs < 1 || h.CPUs > 128 {
 		bad("hardware.cpus", "%d: want 1..128", h.CPUs)
@@ -418,14 +463,9 @@ func (s *Spec) Validate() error {
 	default:
 		bad("hardware.network_adapter", "%q: want vmxnet3 or e1000e", h.NetworkAdapter)
 	}
-	if len(s.Formats) == 0 {
-		bad("formats", "empty: want at least [raw]")
-	}
-	checkList("formats", s.Formats, nameRE, "a format name such as raw, ova or vhdx")
-	return errors.Join(errs...)
 }
 
-func (s *Spec) validateDisk(bad func(key, format string, a ...any)) {
+func (s *Spec) validateDisk(bad badFunc) {
 	const mib = 1 << 20
 	if s.Disk.Size < 1<<30 || s.Disk.Size%mib != 0 {
 		bad("disk.size", "%s: want at least 1GiB, a whole number of MiB", s.Disk.Size)
