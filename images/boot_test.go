@@ -22,6 +22,7 @@ import (
 	"github.com/ksmg-appliance/ksmg/appliance"
 	"github.com/ksmg-appliance/ksmg/firstboot/answers"
 	"github.com/ksmg-appliance/ksmg/images/boottest"
+	"github.com/ksmg-appliance/ksmg/images/sparse"
 )
 
 // The image tests need root (mmdebstrap --mode=root) and the network or a
@@ -274,7 +275,7 @@ func fileSHA256(t *testing.T, path string) string {
 		t.Fatal(err)
 	}
 	h := sha256.New()
-	if n, err := hashSparse(context.Background(), h, f, st.Size()); err != nil || n != st.Size() {
+	if n, err := sparse.WriteTo(context.Background(), h, f, st.Size()); err != nil || n != st.Size() {
 		t.Fatalf("hash %s: %d bytes, %v", path, n, err)
 	}
 	return hex.EncodeToString(h.Sum(nil))
