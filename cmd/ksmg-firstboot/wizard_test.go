@@ -73,13 +73,15 @@ func TestWizardWalk(t *testing.T) {
 	tt.focus("Enable SSH access for the administrator?")
 	tt.keys("y")
 	tt.fill("Authorized public key", testKey)
+	tt.focus("Allow this key to log in as root too?")
+	tt.keys("Enter") // default: no root login
 
 	// huh renders the review note's DescriptionFunc asynchronously, so the
 	// confirm field can show a frame before the summary: wait for each line.
 	review := tt.waitFor("Apply these settings?")
 	for _, want := range []string{"Language cs", "KSN: off", "Host name: gw1.example.com", "admin password: set",
 		"eth0: 192.0.2.10/24 gw 192.0.2.1  2001:db8::10/64 gw -", "time zone: Europe/Prague",
-		"Role: Secondary of ctl.example.com:8443", "SSH: on"} {
+		"Role: Secondary of ctl.example.com:8443", "SSH: on", "root login off"} {
 		review = tt.waitFor(want)
 	}
 	for _, line := range strings.Split(review, "\n") {

@@ -50,7 +50,7 @@ type nic struct {
 type model struct {
 	Language, Password, Confirm, Hostname    string
 	NTP, Timezone, Role, Control, Token, Key string
-	EULA, KSN, SSH, Apply                    bool
+	EULA, KSN, SSH, Root, Apply              bool
 	Nics                                     []*nic
 	keepHash, accessible                     bool
 }
@@ -60,7 +60,7 @@ func fromAnswers(a answers.Answers, ifnames []string) *model {
 		Language: a.Language, Password: a.AdminPassword, Confirm: a.AdminPassword,
 		Hostname: a.Hostname, NTP: strings.Join(a.NTP, ", "), Timezone: a.Timezone,
 		Role: a.Role, Control: a.ControlAddress, Token: a.JoinToken, Key: a.SSHAuthorizedKey,
-		EULA: a.EULAAccepted, KSN: a.KSN, SSH: a.SSHEnabled,
+		EULA: a.EULAAccepted, KSN: a.KSN, SSH: a.SSHEnabled, Root: a.SSHRootLogin,
 	}
 	names := append([]string(nil), ifnames...)
 	for _, ifc := range a.Interfaces {
@@ -107,7 +107,7 @@ func (m *model) answers(hash string) answers.Answers {
 		a.ControlAddress, a.JoinToken = strings.TrimSpace(m.Control), strings.TrimSpace(m.Token)
 	}
 	if m.SSH {
-		a.SSHAuthorizedKey = strings.TrimSpace(m.Key)
+		a.SSHAuthorizedKey, a.SSHRootLogin = strings.TrimSpace(m.Key), m.Root
 	}
 	for _, n := range m.Nics {
 		// DNS and search domain also complement DHCP (unattended answers
@@ -258,7 +258,10 @@ func (m *model) steps(o Options, keepHash bool) []step {
 	}, hidden: never, check: func() error { return nil }})
 	s = append(s, step{group: func() *huh.Group {
 		return huh.NewGroup(huh.NewInput().Title("Authorized public key").Placeholder("ssh-ed25519 AAAA... comment").
-			Value(&m.Key).Validate(answers.ValidateAuthorizedKey))
+			Value(&m.Key).Validate(answers.ValidateAuthorizedKey),
+			huh.NewConfirm().Title("Allow this key to log in as root too?").
+				Description("Off by default. The administrator otherwise uses sudo for the product's commands.").
+				Affirmative("Allow").Negative("No").Value(&m.Root))
 	}, hidden: func() bool { return !m.SSH }, check: func() error { return answers.ValidateAuthorizedKey(m.Key) }})
 
 	s = append(s, step{group: func() *huh.Group {
@@ -309,7 +312,7 @@ func (m *model) summary() string {
 	}
 	if m.SSH {
 		k := strings.Fields(m.Key)
-		fmt.Fprintf(&b, "SSH: on, key %s\n", strings.Join(k[:min(len(k), 1)], " "))
+		fmt.Fprintf(&b, "SSH: on, key %s, root login %s\n", strings.Join(k[:min(len(k), 1)], " "), map[bool]string{true: "allowed", false: "off"}[m.Root])
 	} else {
 		b.WriteString("SSH: off\n")
 	}
