@@ -292,7 +292,7 @@ func banner(ctx context.Context, root string, out io.Writer, a answers.Answers) 
 	} else {
 		b.WriteString("  SSH: off\n")
 	}
-	fps, err := apply.HostKeyFingerprints(ctx, root)
+	fps, err := apply.HostKeyFingerprints(root)
 	if err == nil && len(fps) > 0 {
 		b.WriteString("  SSH host key fingerprints:\n")
 		for _, fp := range fps {
