@@ -150,7 +150,7 @@ func PayloadSteps(p Payload) ([]provisioner.Step, error) {
 		Version:     s.Version,
 		Maintainer:  "ksmg-appliance project <ksmg@localhost>",
 		Description: "ksmg mail-security gateway appliance payload",
-		Depends:     []string{"systemd", "logrotate"},
+		Depends:     []string{"systemd", "logrotate", "sudo"},
 		Files:       files,
 		MTime:       time.Unix(p.SourceDateEpoch, 0),
 	}, stage)
@@ -167,6 +167,7 @@ func PayloadSteps(p Payload) ([]provisioner.Step, error) {
 	}
 	return []provisioner.Step{
 		provisioner.InstallDeb(packageName, deb),
+		provisioner.CheckSudoers(),
 		provisioner.CreateAccounts(),
 		provisioner.CheckAccounts(uids),
 		provisioner.MakeDirs(dirs),
