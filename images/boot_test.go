@@ -12,8 +12,10 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -400,9 +402,13 @@ func TestInterruptedBuild(t *testing.T) {
 
 // TestBootUnattendedStatic is the fleet path of first boot (issue: first-boot
 // wizard): answers come as SMBIOS systemd credentials and set a static
-// address and host name and enable SSH with a given key. No wizard may show,
-// the gateway must answer on the new address, and no secret may reach the
-// console.
+// address and host name and enable SSH with a given key, granting root
+// login too; the time zone and NTP server come from a config drive (FAT,
+// label CIDATA), which first boot has systemd mount for it. No wizard may show, the gateway must answer
+// on the new address, no secret may reach the console, and, logged in over
+// SSH: every answer is in effect, the administrator has exactly the
+// product's commands through sudo (with the password first boot hashed),
+// and the first-boot and console units are sandboxed as shipped.
 func TestBootUnattendedStatic(t *testing.T) {
 	raw := testImage(t)
 	const addr = "10.0.2.50" // QEMU user network: 10.0.2.0/24, gateway .2, DNS .3
@@ -410,7 +416,7 @@ func TestBootUnattendedStatic(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pub := sshPublicKey(t)
+	key, pub := sshKeyPair(t)
 	for k, v := range map[string]string{
 		"ksmg.network.mode":       "static",
 		"ksmg.network.address":    addr + "/24",
@@ -418,19 +424,28 @@ func TestBootUnattendedStatic(t *testing.T) {
 		"ksmg.network.dns":        "10.0.2.3",
 		"ksmg.ssh.enabled":        "true",
 		"ksmg.ssh.authorized_key": pub,
+		"ksmg.ssh.root_login":     "true",
 	} {
 		creds[k] = v
 	}
+	delete(creds, "ksmg.timezone")
+	seed := seedDrive(t, "CIDATA", "ksmg:\n  timezone: Europe/Prague\n  network:\n    ntp: [10.0.2.2]\n")
 	var serial strings.Builder
+	var guest guestReport
 	res, err := boottest.Run(context.Background(), boottest.Options{
 		Disk: raw, Format: "raw", Credentials: creds, Serial: &serial,
 		GuestAddr: addr, SSH: true, Timeout: 15 * time.Minute,
+		ExtraArgs: []string{"-drive", "if=none,id=seed,format=raw,readonly=on,file=" + seed, "-device", "ide-hd,drive=seed,bus=ide.1"},
+		SSHKey:    key, Guest: func(ctx context.Context, g *boottest.Guest) error {
+			return guest.collect(ctx, t, g, password)
+		},
 	})
 	if err != nil {
 		t.Fatalf("boot: %v", err)
 	}
 	t.Logf("status: %s", res.StatusLine)
 	t.Logf("SMTP banner on %s: %q; SSH banner: %q; power-on to SMTP banner: %s", addr, res.Banner, res.SSHBanner, res.ToBanner.Round(100*time.Millisecond))
+	t.Logf("in the guest:\n%s", guest.log.String())
 	if res.State() != "running" || res.Status["failed"] != "none" {
 		t.Errorf("systemd state %q, failed units %q; want running, none", res.State(), res.Status["failed"])
 	}
@@ -451,13 +466,138 @@ func TestBootUnattendedStatic(t *testing.T) {
 			t.Errorf("the wizard showed on the console (%q) although the answers were complete", prompt)
 		}
 	}
-	if strings.Contains(console, password) {
-		t.Errorf("the admin password appeared on the serial console")
+	if strings.Contains(console, password) || strings.Contains(guest.journal, password) {
+		t.Errorf("the admin password appeared on the serial console or in the journal")
+	}
+	guest.check(t)
+}
+
+// guestReport is what TestBootUnattendedStatic saw logged in.
+type guestReport struct {
+	log     strings.Builder
+	out     map[string]boottest.CommandResult
+	journal string
+	hostKey string
+}
+
+// collect runs the checks' commands in the guest: as admin (sudo with
+// the password, which PAM checks against the yescrypt hash first boot
+// wrote) and as root (the granted root login).
+func (r *guestReport) collect(ctx context.Context, t *testing.T, g *boottest.Guest, password string) error {
+	r.out = map[string]boottest.CommandResult{}
+	run := func(name, user, cmd, stdin string) error {
+		res, err := g.Run(ctx, user, cmd, stdin)
+		if err != nil {
+			return fmt.Errorf("%s: %w", name, err)
+		}
+		r.out[name] = res
+		fmt.Fprintf(&r.log, "$ %s  (as %s, exit %d)\n%s%s", cmd, map[bool]string{true: "admin", false: user}[user == ""], res.ExitStatus, res.Stdout, res.Stderr)
+		return nil
+	}
+	pw := password + "\n"
+	for _, c := range []struct{ name, user, cmd, stdin string }{
+		{"analyze", "", "systemd-analyze time; systemd-analyze critical-chain ksmg-gatewayd.service", ""},
+		{"security", "", "systemd-analyze security --no-pager ksmg-firstboot@ttyS0.service ksmg-console-status.service", ""},
+		{"sudo-list", "", "sudo -S -k -l", pw},
+		{"sudo-logs", "", "sudo -S -k journalctl --no-pager -u 'ksmg-*'", pw},
+		{"sudo-restart", "", "sudo -S -k systemctl restart ksmg-gatewayd.service && systemctl is-active ksmg-gatewayd.service", pw},
+		{"sudo-other", "", "sudo -S -k id -u", pw},
+		{"sudo-badpw", "", "sudo -S -k systemctl restart ksmg-gatewayd.service", "not-the-password\n"},
+		{"sudo-extra-arg", "", "sudo -S -k journalctl --no-pager -u 'ksmg-*' --file=/etc/shadow", pw},
+		{"root", "root", "id -u; cut -d: -f1-2 /etc/shadow | grep '^admin:' | cut -c1-10; cat /etc/timezone; readlink /etc/localtime; cat /etc/systemd/timesyncd.conf.d/ksmg.conf; " +
+			"ip -4 -o addr show scope global; cat /etc/opt/kaspersky/ksmg-node.yaml; ls /etc/ssh/; sshd -T -C user=root,host=x,addr=10.0.2.2 | grep -E '^(permitrootlogin|passwordauthentication|allowusers) '", ""},
+		{"journal", "root", "journalctl --no-pager -b -o cat _SYSTEMD_UNIT=ksmg-firstboot@ttyS0.service _SYSTEMD_UNIT=ksmg-firstboot@tty1.service", ""},
+	} {
+		if err := run(c.name, c.user, c.cmd, c.stdin); err != nil {
+			return err
+		}
+	}
+	r.journal = r.out["journal"].Stdout
+	r.hostKey = g.HostKey()
+	return nil
+}
+
+func (r *guestReport) check(t *testing.T) {
+	t.Helper()
+	out := func(name string) string { return r.out[name].Stdout + r.out[name].Stderr }
+	// Every answer is in effect.
+	root := out("root")
+	for _, want := range []string{"0\nadmin:$y$", "Europe/Prague\n", "/usr/share/zoneinfo/Europe/Prague\n", "NTP=10.0.2.2\n",
+		"inet 10.0.2.50/24", "role: control\n", "accepted: true\n", "ksn:\n    enabled: false\n",
+		"ssh_host_ed25519_key\n", "permitrootlogin without-password\n", "passwordauthentication no\n"} {
+		if !strings.Contains(root, want) {
+			t.Errorf("as root: output lacks %q", want)
+		}
+	}
+	if strings.Contains(root, "ssh_host_rsa_key") {
+		t.Error("an RSA host key was made; first boot makes one Ed25519 key")
+	}
+	// The first-boot unit ran sandboxed and took its time where we said.
+	for _, want := range []string{"first-boot phase done", "phase\":\"hash password", "phase\":\"activate"} {
+		if !strings.Contains(r.journal, want) {
+			t.Errorf("first-boot journal lacks %q", want)
+		}
+	}
+	// systemd-analyze security, online, in the guest (systemd 257).
+	levels := regexp.MustCompile(`Overall exposure level for (\S+): (\d+\.\d)`).FindAllStringSubmatch(out("security"), -1)
+	if len(levels) != 2 {
+		t.Errorf("systemd-analyze security in the guest:\n%s", out("security"))
+	}
+	for _, m := range levels {
+		if lvl, _ := strconv.ParseFloat(m[2], 64); lvl > 2.0 {
+			t.Errorf("%s: exposure %s in the guest, want <= 2.0", m[1], m[2])
+		}
+	}
+	// sudo: exactly the product's commands, with the password, logged.
+	list := out("sudo-list")
+	for _, want := range []string{"/usr/sbin/ksmg-firstboot --reconfigure", "/usr/bin/systemctl restart ksmg-gatewayd.service", "/usr/bin/journalctl --no-pager -u ksmg-\\*"} {
+		if !strings.Contains(list, want) {
+			t.Errorf("sudo -l lacks %q:\n%s", want, list)
+		}
+	}
+	if strings.Contains(list, "(ALL) ALL") || strings.Contains(list, "NOPASSWD") {
+		t.Errorf("sudo -l grants more:\n%s", list)
+	}
+	if r.out["sudo-restart"].ExitStatus != 0 || !strings.Contains(out("sudo-restart"), "active") {
+		t.Errorf("admin could not restart the gateway through sudo: %s", out("sudo-restart"))
+	}
+	if r.out["sudo-logs"].ExitStatus != 0 || !strings.Contains(out("sudo-logs"), "first-boot") {
+		t.Errorf("admin could not read the ksmg journal through sudo: %.500s", out("sudo-logs"))
+	}
+	for _, name := range []string{"sudo-other", "sudo-badpw", "sudo-extra-arg"} {
+		if r.out[name].ExitStatus == 0 {
+			t.Errorf("%s: sudo allowed it: %s", name, out(name))
+		}
+	}
+	if r.hostKey == "" || !strings.HasPrefix(r.hostKey, "ssh-ed25519 SHA256:") {
+		t.Errorf("host key %q", r.hostKey)
 	}
 }
 
-// sshPublicKey makes a throw-away key pair with the real ssh-keygen.
-func sshPublicKey(t *testing.T) string {
+// seedDrive writes a small FAT file system labelled label with the seed
+// file on it, as a cloud-init NoCloud drive is made: mkfs.fat and mtools,
+// no loop device.
+func seedDrive(t *testing.T, label, seed string) string {
+	t.Helper()
+	dir := t.TempDir()
+	img, file := filepath.Join(dir, "seed.img"), filepath.Join(dir, "ksmg-seed.yaml")
+	if err := os.WriteFile(file, []byte(seed), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range [][]string{
+		{"mkfs.fat", "-n", label, "-C", img, "2048"},
+		{"mcopy", "-i", img, file, "::ksmg-seed.yaml"},
+	} {
+		if out, err := exec.Command(c[0], c[1:]...).CombinedOutput(); err != nil {
+			t.Fatalf("%v: %v\n%s", c, err, out)
+		}
+	}
+	return img
+}
+
+// sshKeyPair makes a throw-away key pair with the real ssh-keygen and
+// returns the private key's path and the public key line.
+func sshKeyPair(t *testing.T) (string, string) {
 	t.Helper()
 	key := filepath.Join(t.TempDir(), "id_ed25519")
 	if out, err := exec.Command("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "ksmg-boot-test", "-f", key).CombinedOutput(); err != nil {
@@ -467,5 +607,5 @@ func sshPublicKey(t *testing.T) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return strings.TrimSpace(string(pub))
+	return key, strings.TrimSpace(string(pub))
 }
