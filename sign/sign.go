@@ -22,7 +22,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
+	"path/filepath"
 	"runtime"
 	"sort"
 	"strings"
@@ -31,6 +33,8 @@ import (
 	"github.com/ProtonMail/go-crypto/openpgp"
 	"github.com/ProtonMail/go-crypto/openpgp/armor"
 	"github.com/ProtonMail/go-crypto/openpgp/packet"
+
+	"github.com/ksmg-appliance/ksmg/internal/atomicfile"
 )
 
 // File names in the output directory.
@@ -234,4 +238,26 @@ func ReadPassphrase(file string) ([]byte, error) {
 		return []byte(v), nil
 	}
 	return nil, nil
+}
+
+// WriteSums publishes sums in dir: with a signer, SHA256SUMS.asc first
+// (signing the exact bytes of the SHA256SUMS to come), then SHA256SUMS,
+// each written atomically; SHA256SUMS last, as the mark of a complete
+// output directory. Without a signer a signature an earlier build left is
+// removed, so it cannot stand next to checksums it did not sign.
+func WriteSums(dir string, sums []Sum, s *Signer) error {
+	data := FormatSums(sums)
+	sigPath := filepath.Join(dir, SignatureName)
+	if s != nil {
+		var sig bytes.Buffer
+		if err := s.Sign(&sig, bytes.NewReader(data)); err != nil {
+			return fmt.Errorf("sign %s: %w", SumsName, err)
+		}
+		if err := atomicfile.WriteFile(sigPath, sig.Bytes(), 0o644); err != nil {
+			return err
+		}
+	} else if err := os.Remove(sigPath); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("remove a stale %s: %w", SignatureName, err)
+	}
+	return atomicfile.WriteFile(filepath.Join(dir, SumsName), data, 0o644)
 }

@@ -1,7 +1,6 @@
 package sign
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"os"
@@ -10,47 +9,11 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/ProtonMail/go-crypto/openpgp"
-	"github.com/ProtonMail/go-crypto/openpgp/armor"
-	"github.com/ProtonMail/go-crypto/openpgp/packet"
+	"github.com/ksmg-appliance/ksmg/sign/signtest"
 )
 
-// throwawayKey writes a fresh Ed25519 key pair: the armoured secret key
-// (protected by passphrase when it is not empty, mode 0600) and the
-// binary public key. It returns their paths.
 func throwawayKey(t *testing.T, passphrase string) (secret, public string) {
-	t.Helper()
-	e, err := openpgp.NewEntity("ksmg test signer", "throwaway", "signer@ksmg.invalid", &packet.Config{Algorithm: packet.PubKeyAlgoEdDSA})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var pub bytes.Buffer
-	if err := e.Serialize(&pub); err != nil {
-		t.Fatal(err)
-	}
-	if passphrase != "" {
-		if err := e.EncryptPrivateKeys([]byte(passphrase), nil); err != nil {
-			t.Fatal(err)
-		}
-	}
-	var sec bytes.Buffer
-	w, err := armor.Encode(&sec, openpgp.PrivateKeyType, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := e.SerializePrivateWithoutSigning(w, nil); err != nil {
-		t.Fatal(err)
-	}
-	w.Close()
-	dir := t.TempDir()
-	secret, public = filepath.Join(dir, "signer.asc"), filepath.Join(dir, "signer.pub.gpg")
-	if err := os.WriteFile(secret, sec.Bytes(), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(public, pub.Bytes(), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	return secret, public
+	return signtest.Key(t, passphrase)
 }
 
 func TestLoadSigner(t *testing.T) {
@@ -139,18 +102,14 @@ func artifacts(t *testing.T, secret, passphrase string) string {
 		}
 		sums = append(sums, Sum{Name: n, SHA256: h})
 	}
-	if err := os.WriteFile(filepath.Join(dir, SumsName), FormatSums(sums), 0o644); err != nil {
-		t.Fatal(err)
+	var s *Signer
+	if secret != "" {
+		var err error
+		if s, err = LoadSigner(secret, []byte(passphrase)); err != nil {
+			t.Fatal(err)
+		}
 	}
-	s, err := LoadSigner(secret, []byte(passphrase))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var sig bytes.Buffer
-	if err := s.Sign(&sig, bytes.NewReader(FormatSums(sums))); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(dir, SignatureName), sig.Bytes(), 0o644); err != nil {
+	if err := WriteSums(dir, sums, s); err != nil {
 		t.Fatal(err)
 	}
 	return dir
@@ -315,5 +274,23 @@ func flip(t *testing.T, p string, off int64) {
 	b[0] ^= 0x01
 	if _, err := f.WriteAt(b, off); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestWriteSumsUnsigned: an unsigned build removes the signature an
+// earlier signed build left, which would otherwise stand next to checksums
+// it never signed.
+func TestWriteSumsUnsigned(t *testing.T) {
+	t.Parallel()
+	secret, _ := throwawayKey(t, "")
+	dir := artifacts(t, secret, "")
+	if _, err := os.Stat(filepath.Join(dir, SignatureName)); err != nil {
+		t.Fatal(err)
+	}
+	if err := WriteSums(dir, []Sum{{Name: "ksmg-0.1.0.ova", SHA256: strings.Repeat("0", 64)}}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, SignatureName)); !os.IsNotExist(err) {
+		t.Errorf("stale signature kept: %v", err)
 	}
 }
