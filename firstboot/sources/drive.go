@@ -35,7 +35,10 @@ func (d SeedDrive) Read(ctx context.Context) (map[string]string, error) {
 	}
 	for _, l := range labels {
 		dev := filepath.Join(dir, l)
-		if _, err := os.Stat(dev); err != nil {
+		// Lstat: in the sandboxed first-boot unit only the label links are
+		// bound into its private /dev, not the devices they point to;
+		// systemd-mount resolves the link in PID 1's namespace.
+		if _, err := os.Lstat(dev); err != nil {
 			continue
 		}
 		return readFromDevice(ctx, dev)
