@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"os"
 	"os/exec"
@@ -23,6 +24,7 @@ import (
 
 	"github.com/ksmg-appliance/ksmg/appliance"
 	"github.com/ksmg-appliance/ksmg/firstboot/answers"
+	"github.com/ksmg-appliance/ksmg/firstboot/units"
 	"github.com/ksmg-appliance/ksmg/images/boottest"
 	"github.com/ksmg-appliance/ksmg/images/sparse"
 )
@@ -373,6 +375,18 @@ func TestImageContents(t *testing.T) {
 	}
 	if strings.Contains(strings.ToLower(string(out)), "fbx64") {
 		t.Errorf("ESP ships the fallback loader:\n%s", out)
+	}
+	// The administrator's sudoers drop-in, as reviewed: root's, 0440
+	// (sudo ignores a drop-in others can write), byte for byte.
+	if st := debugfs(root, "stat "+units.SudoersPath); !strings.Contains(st, "Mode:  0440") || !strings.Contains(st, "User:     0") {
+		t.Errorf("%s: %s", units.SudoersPath, st)
+	}
+	want, _ := fs.ReadFile(units.Files(), "ksmg-admin.sudoers")
+	if got := debugfs(root, "cat "+units.SudoersPath); !strings.Contains(got, string(want)) {
+		t.Errorf("%s in the image differs from firstboot/units:\n%s", units.SudoersPath, got)
+	}
+	if st := debugfs(root, "stat /usr/bin/sudo"); !strings.Contains(st, "Mode:  04755") {
+		t.Errorf("sudo is not installed setuid root: %s", st)
 	}
 }
 
