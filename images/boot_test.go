@@ -3,6 +3,7 @@
 package images
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -26,7 +27,12 @@ import (
 	"github.com/ksmg-appliance/ksmg/firstboot/answers"
 	"github.com/ksmg-appliance/ksmg/firstboot/units"
 	"github.com/ksmg-appliance/ksmg/images/boottest"
+	"github.com/ksmg-appliance/ksmg/images/sbom"
 	"github.com/ksmg-appliance/ksmg/images/sparse"
+	"github.com/ksmg-appliance/ksmg/sign"
+	"github.com/ksmg-appliance/ksmg/sign/signtest"
+	spdxjson "github.com/spdx/tools-golang/json"
+	"github.com/spdx/tools-golang/spdxlib"
 )
 
 // The image tests need root (mmdebstrap --mode=root) and the network or a
@@ -94,13 +100,18 @@ func cacheDir(t *testing.T) string {
 
 func testBuild(t *testing.T, out string) *Result {
 	t.Helper()
+	return testBuildWith(t, out, nil)
+}
+
+func testBuildWith(t *testing.T, out string, signer *sign.Signer) *Result {
+	t.Helper()
 	spec, err := appliance.Load("")
 	if err != nil {
 		t.Fatal(err)
 	}
 	res, err := Build(context.Background(), Options{
 		Spec: spec, OutDir: out, BinDir: testBinDir(t), CacheDir: cacheDir(t),
-		Formats: []string{"raw"}, Log: slog.New(slog.NewTextHandler(testWriter{t}, nil)),
+		Formats: []string{"raw"}, Log: slog.New(slog.NewTextHandler(testWriter{t}, nil)), Signer: signer,
 	})
 	if err != nil {
 		t.Fatalf("build: %v", err)
@@ -220,37 +231,87 @@ func TestBootSecureBootSMTP(t *testing.T) {
 // and one fresh build, or two fresh builds without it. (The Packer plugin's
 // test builds a third from the same inputs through `packer build`.)
 func TestReproducible(t *testing.T) {
-	var sums []string
+	spec, err := appliance.Load("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rawName, bomName := spec.ImageBase()+".raw", sbom.FileName(spec.ImageBase())
+	secret, public := signtest.Key(t, "test passphrase")
+	signer, err := sign.LoadSigner(secret, []byte("test passphrase"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys, err := sign.LoadKeyRing(public)
+	if err != nil {
+		t.Fatal(err)
+	}
+	type build struct{ disk, bom string }
+	var builds []build
 	if d := os.Getenv("KSMG_IMAGE_DIR"); d != "" {
-		spec, err := appliance.Load("")
+		list, err := os.ReadFile(filepath.Join(d, sign.SumsName))
 		if err != nil {
 			t.Fatal(err)
 		}
-		list, err := os.ReadFile(filepath.Join(d, "SHA256SUMS"))
+		sums, err := sign.ParseSums(list)
 		if err != nil {
 			t.Fatal(err)
 		}
-		for _, line := range strings.Split(string(list), "\n") {
-			if sum, name, ok := strings.Cut(line, "  "); ok && name == spec.ImageBase()+".raw" {
-				sums = append(sums, sum)
+		var b build
+		for _, s := range sums {
+			switch s.Name {
+			case rawName:
+				b.disk = s.SHA256
+			case bomName:
+				b.bom = s.SHA256
 			}
 		}
-		if len(sums) != 1 {
-			t.Fatalf("%s/SHA256SUMS has no line for %s.raw:\n%s", d, spec.ImageBase(), list)
+		if b.disk == "" || b.bom == "" {
+			t.Fatalf("%s/%s lacks %s or %s:\n%s", d, sign.SumsName, rawName, bomName, list)
 		}
+		builds = append(builds, b)
 	}
-	for len(sums) < 2 {
+	for signed := true; len(builds) < 2; signed = false {
 		dir := t.TempDir()
 		start := time.Now()
-		res := testBuild(t, dir)
-		t.Logf("build %d: %s", len(sums)+1, time.Since(start).Round(time.Second))
-		sum := res.Outputs[0].SHA256
-		// SHA256SUMS is what was written.
-		if got := fileSHA256(t, res.Outputs[0].Path); got != sum {
-			t.Fatalf("SHA256SUMS says %s, file is %s", sum, got)
+		// The first fresh build is signed: the real path of --sign-key.
+		var s *sign.Signer
+		if signed {
+			s = signer
+		}
+		res := testBuildWith(t, dir, s)
+		t.Logf("build %d (signed %v): %s", len(builds)+1, signed, time.Since(start).Round(time.Second))
+		var b build
+		for _, o := range res.Outputs {
+			switch o.Format {
+			case "raw":
+				b.disk = o.SHA256
+			case "sbom":
+				b.bom = o.SHA256
+			}
+		}
+		if b.disk == "" || b.bom == "" {
+			t.Fatalf("outputs %+v: want the raw disk and the SBOM", res.Outputs)
+		}
+		if signed {
+			// Signature and SHA256SUMS verify, and SHA256SUMS is what the
+			// files are (the disk hashed whole, not from the build's memo).
+			rep, err := sign.VerifyDir(context.Background(), dir, keys)
+			if err != nil || rep.Signer != signer.Fingerprint() || len(rep.Verified) != 2 {
+				t.Fatalf("signed build does not verify: %+v %v", rep, err)
+			}
+		} else {
+			if res.Signature != "" {
+				t.Errorf("unsigned build reports a signature %s", res.Signature)
+			}
+			if _, err := os.Stat(filepath.Join(dir, sign.SignatureName)); !os.IsNotExist(err) {
+				t.Errorf("unsigned build left %s: %v", sign.SignatureName, err)
+			}
+			if got := fileSHA256(t, filepath.Join(dir, rawName)); got != b.disk {
+				t.Fatalf("SHA256SUMS says %s, file is %s", b.disk, got)
+			}
 		}
 		line, err := os.ReadFile(res.SHA256SUM)
-		if err != nil || !strings.Contains(string(line), sum+"  "+filepath.Base(res.Outputs[0].Path)) {
+		if err != nil || !strings.Contains(string(line), b.disk+"  "+rawName) {
 			t.Fatalf("SHA256SUMS: %q %v", line, err)
 		}
 		ents, _ := os.ReadDir(dir)
@@ -259,10 +320,66 @@ func TestReproducible(t *testing.T) {
 				t.Errorf("build left %s in the output directory", e.Name())
 			}
 		}
-		sums = append(sums, sum)
+		builds = append(builds, b)
 	}
-	if sums[0] != sums[1] {
-		t.Fatalf("two builds differ: %s vs %s", sums[0], sums[1])
+	if builds[0].disk != builds[1].disk {
+		t.Fatalf("two builds differ: %s vs %s", builds[0].disk, builds[1].disk)
+	}
+	if builds[0].bom != builds[1].bom {
+		t.Fatalf("two builds' SBOMs differ: %s vs %s", builds[0].bom, builds[1].bom)
+	}
+}
+
+// TestImageSBOM reads the image's SBOM with the SPDX library and holds it
+// against the disk: every package the image's dpkg database lists as
+// installed, with its version, and nothing else; the kernel and our
+// package among them; our programs with their modules.
+func TestImageSBOM(t *testing.T) {
+	raw := testImage(t)
+	spec, _ := appliance.Load("")
+	dir := filepath.Dir(raw)
+	data, err := os.ReadFile(filepath.Join(dir, sbom.FileName(spec.ImageBase())))
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc, err := spdxjson.Read(bytes.NewReader(data))
+	if err != nil {
+		t.Fatalf("the SPDX library cannot read the SBOM: %v", err)
+	}
+	if err := spdxlib.ValidateDocument(doc); err != nil {
+		t.Fatal(err)
+	}
+	if sums, err := os.ReadFile(filepath.Join(dir, sign.SumsName)); err != nil || !strings.Contains(string(sums), "  "+sbom.FileName(spec.ImageBase())+"\n") {
+		t.Errorf("SHA256SUMS does not cover the SBOM: %q %v", sums, err)
+	}
+	inSBOM := map[string]string{}
+	for _, p := range doc.Packages {
+		inSBOM[p.PackageName] = p.PackageVersion
+	}
+	// The dpkg database is on the /var partition: read it with debugfs.
+	varImg := partImage(t, raw, spec, appliance.PartVar)
+	out, err := exec.Command("debugfs", "-R", "cat /lib/dpkg/status", varImg).Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	debs, err := sbom.ReadDpkgStatus(bytes.NewReader(out))
+	if err != nil || len(debs) < 100 {
+		t.Fatalf("image's dpkg status: %d packages, %v", len(debs), err)
+	}
+	kernel := false
+	for _, d := range debs {
+		if v, ok := inSBOM[d.Name]; !ok || v != d.Version {
+			t.Errorf("%s %s installed, SBOM says %q", d.Name, d.Version, v)
+		}
+		kernel = kernel || strings.HasPrefix(d.Name, "linux-image-") && strings.HasSuffix(d.Name, "-cloud-amd64")
+	}
+	if !kernel {
+		t.Error("no cloud kernel package in the image")
+	}
+	for _, want := range []string{"ksmg-appliance", "ksmg-gatewayd", "ksmg-firstboot", "stdlib", "github.com/emersion/go-smtp", "linux-image-cloud-amd64"} {
+		if _, ok := inSBOM[want]; !ok {
+			t.Errorf("SBOM lacks %s", want)
+		}
 	}
 }
 
@@ -291,36 +408,7 @@ func fileSHA256(t *testing.T, path string) string {
 func TestImageContents(t *testing.T) {
 	raw := testImage(t)
 	spec, _ := appliance.Load("")
-	dir := t.TempDir()
-	part := func(typ string) string {
-		var off int64 = 1 << 20
-		for _, p := range spec.Disk.Partitions {
-			if p.Type == typ {
-				img := filepath.Join(dir, p.Name+".img")
-				src, err := os.Open(raw)
-				if err != nil {
-					t.Fatal(err)
-				}
-				defer src.Close()
-				dst, err := os.Create(img)
-				if err != nil {
-					t.Fatal(err)
-				}
-				defer dst.Close()
-				if err := dst.Truncate(int64(p.Size)); err != nil {
-					t.Fatal(err)
-				}
-				sec := io.NewSectionReader(src, off, int64(p.Size))
-				if _, err := io.Copy(dst, sec); err != nil {
-					t.Fatal(err)
-				}
-				return img
-			}
-			off += int64(p.Size)
-		}
-		t.Fatalf("no %s partition", typ)
-		return ""
-	}
+	part := func(typ string) string { return partImage(t, raw, spec, typ) }
 	root := part(appliance.PartRoot)
 	debugfs := func(img, req string) string {
 		out, err := exec.Command("debugfs", "-R", req, img).CombinedOutput()
@@ -388,6 +476,39 @@ func TestImageContents(t *testing.T) {
 	if st := debugfs(root, "stat /usr/bin/sudo"); !strings.Contains(st, "Mode:  04755") {
 		t.Errorf("sudo is not installed setuid root: %s", st)
 	}
+}
+
+// partImage copies the partition of type typ out of the raw disk into a
+// file of its own (debugfs and mtools read images, not offsets).
+func partImage(t *testing.T, raw string, spec *appliance.Spec, typ string) string {
+	t.Helper()
+	var off int64 = 1 << 20
+	for _, p := range spec.Disk.Partitions {
+		if p.Type != typ {
+			off += int64(p.Size)
+			continue
+		}
+		img := filepath.Join(t.TempDir(), p.Name+".img")
+		src, err := os.Open(raw)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer src.Close()
+		dst, err := os.Create(img)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer dst.Close()
+		if err := dst.Truncate(int64(p.Size)); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := io.Copy(dst, io.NewSectionReader(src, off, int64(p.Size))); err != nil {
+			t.Fatal(err)
+		}
+		return img
+	}
+	t.Fatalf("no %s partition", typ)
+	return ""
 }
 
 // TestInterruptedBuild cancels a build in the middle: nothing may appear at

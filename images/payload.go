@@ -15,6 +15,7 @@ import (
 
 	"github.com/ksmg-appliance/ksmg/appliance"
 	"github.com/ksmg-appliance/ksmg/firstboot/units"
+	"github.com/ksmg-appliance/ksmg/images/sbom"
 	"github.com/ksmg-appliance/ksmg/provisioner"
 	"github.com/ksmg-appliance/ksmg/services"
 )
@@ -209,6 +210,20 @@ func (b *builder) provision(ctx context.Context, rootfs, work string, ids diskID
 	}
 	t := &provisioner.DirTarget{Root: rootfs, Env: []string{fmt.Sprintf("SOURCE_DATE_EPOCH=%d", b.sde)}}
 	return provisioner.Apply(ctx, t, b.log, append(steps, files)...)
+}
+
+// sbom describes the finished root file system: every installed Debian
+// package and the Go modules of our programs (images/sbom), dated
+// SOURCE_DATE_EPOCH so that it is as reproducible as the disk.
+func (b *builder) sbom(rootfs string) ([]byte, error) {
+	var bins []string
+	for _, bin := range binaries {
+		bins = append(bins, bin.dst)
+	}
+	return sbom.Build(sbom.Input{
+		Name: b.spec.Name, Version: b.spec.Version, Root: rootfs, Binaries: bins,
+		Created: time.Unix(b.sde, 0), Supplier: "ksmg-appliance project", OwnPackages: []string{packageName},
+	})
 }
 
 // PayloadBinaries are the programs PayloadSteps expects in its BinDir.

@@ -55,7 +55,7 @@ type Input struct {
 	Supplier    string
 	OwnPackages []string
 	// Distro is the purl "distro" qualifier of the Debian packages
-	// ("debian-13").
+	// ("debian-13"); "" reads ID and VERSION_ID from Root's os-release.
 	Distro string
 }
 
@@ -87,6 +87,9 @@ func Generate(in Input) (*spdx.Document, error) {
 	}
 	if len(debs) == 0 {
 		return nil, fmt.Errorf("sbom: %s lists no installed package", filepath.Join(admindir, "status"))
+	}
+	if in.Distro == "" {
+		in.Distro = distro(in.Root)
 	}
 	owners, err := fileOwners(admindir, in.Binaries)
 	if err != nil {
@@ -176,6 +179,27 @@ func Generate(in Input) (*spdx.Document, error) {
 	u := uuid.NewSHA1(uuid.NameSpaceURL, body.Bytes())
 	doc.DocumentNamespace = namespacePrefix + doc.DocumentName + "-" + u.String()
 	return doc, nil
+}
+
+// distro is "<ID>-<VERSION_ID>" from root's os-release ("debian-13"), or
+// "" when it does not say.
+func distro(root string) string {
+	for _, p := range []string{"etc/os-release", "usr/lib/os-release"} {
+		data, err := os.ReadFile(filepath.Join(root, p))
+		if err != nil {
+			continue
+		}
+		kv := map[string]string{}
+		for _, l := range strings.Split(string(data), "\n") {
+			if k, v, ok := strings.Cut(l, "="); ok {
+				kv[k] = strings.Trim(v, `"'`)
+			}
+		}
+		if kv["ID"] != "" && kv["VERSION_ID"] != "" {
+			return kv["ID"] + "-" + kv["VERSION_ID"]
+		}
+	}
+	return ""
 }
 
 // Write encodes doc as indented SPDX JSON.

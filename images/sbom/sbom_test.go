@@ -143,7 +143,7 @@ func fakeRoot(t *testing.T) string {
 	root := t.TempDir()
 	info := filepath.Join(root, "var/lib/dpkg/info")
 	sbin := filepath.Join(root, "usr/sbin")
-	for _, d := range []string{info, sbin} {
+	for _, d := range []string{info, sbin, filepath.Join(root, "etc")} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
 			t.Fatal(err)
 		}
@@ -154,6 +154,7 @@ func fakeRoot(t *testing.T) string {
 		"var/lib/dpkg/info/ksmg-appliance.list":   []byte("/.\n/usr\n/usr/sbin\n/usr/sbin/ksmg-test\n"),
 		"var/lib/dpkg/info/libc6:amd64.list":      []byte("/.\n/usr/lib/x86_64-linux-gnu/libc.so.6\n"),
 		"usr/sbin/ksmg-test":                      bin,
+		"etc/os-release":                          []byte("PRETTY_NAME=\"Debian GNU/Linux 13 (trixie)\"\nID=debian\nVERSION_ID=\"13\"\n"),
 		"var/lib/dpkg/info/old-removed.conffiles": []byte("/etc/old\n"),
 	} {
 		if err := os.WriteFile(filepath.Join(root, p), data, 0o644); err != nil {
@@ -167,7 +168,7 @@ func testInput(root string) Input {
 	return Input{
 		Name: "ksmg", Version: "0.1.0", Root: root, Binaries: []string{"/usr/sbin/ksmg-test"},
 		Created: time.Unix(1735689600, 0), Supplier: "ksmg-appliance project",
-		OwnPackages: []string{"ksmg-appliance"}, Distro: "debian-13",
+		OwnPackages: []string{"ksmg-appliance"},
 	}
 }
 
