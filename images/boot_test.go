@@ -188,6 +188,11 @@ func TestBootSecureBootSMTP(t *testing.T) {
 	if res.Status["gateway"] != "active" {
 		t.Errorf("ksmg-gatewayd.service is %q, want active", res.Status["gateway"])
 	}
+	// First boot applied the answers (its failure would not stop the
+	// gateway, which is only ordered after it).
+	if got := res.Status["hostname"]; got != "ksmg-boot" {
+		t.Errorf("guest host name %q, want ksmg-boot (from the answers)", got)
+	}
 	// SSH stays off until the first-boot wizard turns it on.
 	if res.Status["ssh"] != "inactive" {
 		t.Errorf("ssh.service is %q, want inactive", res.Status["ssh"])
