@@ -66,6 +66,11 @@ type Options struct {
 	Root string // "/" on the appliance; a scratch directory in tests
 	Log  *slog.Logger
 	Now  func() time.Time
+	// Exec runs a command of the live system (systemctl, hostnamectl);
+	// nil runs it. Tests record the calls instead.
+	Exec func(ctx context.Context, name string, args ...string) ([]byte, error)
+	// Hostname is the running host name; nil asks the kernel.
+	Hostname func() (string, error)
 }
 
 func (o *Options) live() bool { return filepath.Clean(o.Root) == "/" }
@@ -458,9 +463,18 @@ func HostKeyFingerprints(root string) ([]string, error) {
 // units involved may be waiting for first boot to finish.
 func activate(ctx context.Context, o Options, a answers.Answers, t *tx) error {
 	var errs []error
+	execute, hostname := o.Exec, o.Hostname
+	if execute == nil {
+		execute = func(ctx context.Context, name string, args ...string) ([]byte, error) {
+			return exec.CommandContext(ctx, name, args...).CombinedOutput()
+		}
+	}
+	if hostname == nil {
+		hostname = os.Hostname
+	}
 	run := func(name string, args ...string) {
 		start := time.Now()
-		out, err := exec.CommandContext(ctx, name, args...).CombinedOutput()
+		out, err := execute(ctx, name, args...)
 		o.Log.Info("activate", "cmd", name+" "+strings.Join(args, " "), "elapsed", time.Since(start).Round(time.Millisecond).String())
 		if err != nil {
 			errs = append(errs, fmt.Errorf("%s %s: %w: %s", name, strings.Join(args, " "), err, bytes.TrimSpace(out)))
@@ -469,7 +483,7 @@ func activate(ctx context.Context, o Options, a answers.Answers, t *tx) error {
 	// hostnamed sets the kernel's name from the /etc/hostname just written
 	// (the static name wins over the transient one asked for), so this
 	// process needs no CAP_SYS_ADMIN.
-	if cur, err := os.Hostname(); err != nil || cur != a.Hostname {
+	if cur, err := hostname(); err != nil || cur != a.Hostname {
 		run("hostnamectl", "--transient", "hostname", a.Hostname)
 	}
 	if networkChanged(t, o, a) {

@@ -4,6 +4,7 @@ package apply
 
 import (
 	"context"
+	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -433,5 +434,77 @@ func TestActivateOnlyWhatChanged(t *testing.T) {
 	off.SSHEnabled, off.SSHAuthorizedKey = false, ""
 	if x = commit(off); !x.changed(o.path(SSHWantsLink)) || x.changed(o.path(HostKeyPath)) {
 		t.Error("turning SSH off: wants link not removed or host key touched")
+	}
+}
+
+// TestActivateCommands: what activate runs for the changes of a first
+// boot and of reconfigurations: nothing that is already in effect, never
+// a daemon-reload, every systemctl call --no-block.
+func TestActivateCommands(t *testing.T) {
+	root := newRoot(t)
+	var calls []string
+	o := Options{Root: root, Now: fixedNow, Log: slog.New(slog.DiscardHandler),
+		Exec: func(_ context.Context, name string, args ...string) ([]byte, error) {
+			calls = append(calls, name+" "+strings.Join(args, " "))
+			return nil, nil
+		},
+		Hostname: func() (string, error) { return "ksmg", nil },
+	}
+	step := func(a answers.Answers) []string {
+		t.Helper()
+		calls = nil
+		var x tx
+		key, err := hostKey(o, &x, a.SSHEnabled)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := plan(&x, o, a, "$y$j9T$x$y", key); err != nil {
+			t.Fatal(err)
+		}
+		if err := x.commit(); err != nil {
+			t.Fatal(err)
+		}
+		if err := activate(context.Background(), o, a, &x); err != nil {
+			t.Fatal(err)
+		}
+		return calls
+	}
+	dhcp := staticAnswers()
+	dhcp.Interfaces = []answers.Interface{{Name: "ens192", Mode: answers.ModeDHCP}}
+	dhcp.NTP = nil
+	dhcp.SSHEnabled, dhcp.SSHAuthorizedKey = false, ""
+	withSSH := dhcp
+	withSSH.SSHEnabled, withSSH.SSHAuthorizedKey = true, testKey
+	static := staticAnswers()
+	static.Hostname = "ksmg"
+	for _, tc := range []struct {
+		name string
+		a    answers.Answers
+		want []string
+	}{
+		{"first boot, defaults", dhcp, []string{
+			"hostnamectl --transient hostname gw1.example.com",
+			"systemctl --no-block start ksmg-gatewayd.service"}},
+		{"SSH turned on", withSSH, []string{
+			"hostnamectl --transient hostname gw1.example.com",
+			"systemctl --no-block restart ssh.service",
+			"systemctl --no-block start ksmg-gatewayd.service"}},
+		{"nothing changed", withSSH, []string{
+			"hostnamectl --transient hostname gw1.example.com",
+			"systemctl --no-block start ksmg-gatewayd.service ssh.service"}},
+		{"static, NTP, same host name", static, []string{
+			"systemctl --no-block try-reload-or-restart systemd-networkd.service",
+			"systemctl --no-block try-restart systemd-timesyncd.service",
+			"systemctl --no-block start ksmg-gatewayd.service ssh.service"}},
+		{"SSH off again", dhcp, []string{
+			"hostnamectl --transient hostname gw1.example.com",
+			"systemctl --no-block try-reload-or-restart systemd-networkd.service",
+			"systemctl --no-block try-restart systemd-timesyncd.service",
+			"systemctl --no-block stop ssh.service",
+			"systemctl --no-block start ksmg-gatewayd.service"}},
+	} {
+		if got := step(tc.a); strings.Join(got, "\n") != strings.Join(tc.want, "\n") {
+			t.Errorf("%s: ran\n%s\nwant\n%s", tc.name, strings.Join(got, "\n"), strings.Join(tc.want, "\n"))
+		}
 	}
 }
