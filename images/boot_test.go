@@ -158,7 +158,11 @@ func testImage(t *testing.T) string {
 func TestBootSecureBootSMTP(t *testing.T) {
 	raw := testImage(t)
 	spec, _ := appliance.Load("")
-	serial, err := os.Create(filepath.Join(t.TempDir(), "serial.log"))
+	serialPath := filepath.Join(t.TempDir(), "serial.log")
+	if p := os.Getenv("KSMG_TEST_SERIAL"); p != "" {
+		serialPath = p
+	}
+	serial, err := os.Create(serialPath)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -575,7 +579,7 @@ func TestBootUnattendedStatic(t *testing.T) {
 	res, err := boottest.Run(context.Background(), boottest.Options{
 		Disk: raw, Format: "raw", Credentials: creds, Serial: &serial,
 		GuestAddr: addr, SSH: true, Timeout: 15 * time.Minute,
-		ExtraArgs: []string{"-drive", "if=none,id=seed,format=raw,readonly=on,file=" + seed, "-device", "ide-hd,drive=seed,bus=ide.1"},
+		ExtraArgs: []string{"-drive", "if=none,id=seed,format=raw,snapshot=on,file=" + seed, "-device", "ide-hd,drive=seed,bus=ide.1"},
 		SSHKey:    key, Guest: func(ctx context.Context, g *boottest.Guest) error {
 			return guest.collect(ctx, t, g, password)
 		},
