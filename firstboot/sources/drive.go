@@ -8,6 +8,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sort"
+	"strings"
 )
 
 // SeedDrive finds a config drive by filesystem label, mounts it read-only,
@@ -17,6 +19,10 @@ import (
 type SeedDrive struct {
 	ByLabel string   // directory of label symlinks; "" means /dev/disk/by-label
 	Labels  []string // "" means SeedLabels
+	// UdevData is udev's database directory ("" means /run/udev/data),
+	// consulted when the label links are not visible: the sandboxed
+	// first-boot unit has a private /dev.
+	UdevData string
 }
 
 // Name implements Source.
@@ -35,15 +41,60 @@ func (d SeedDrive) Read(ctx context.Context) (map[string]string, error) {
 	}
 	for _, l := range labels {
 		dev := filepath.Join(dir, l)
-		// Lstat: in the sandboxed first-boot unit only the label links are
-		// bound into its private /dev, not the devices they point to;
-		// systemd-mount resolves the link in PID 1's namespace.
-		if _, err := os.Lstat(dev); err != nil {
-			continue
+		if _, err := os.Stat(dev); err == nil {
+			return readFromDevice(ctx, dev)
 		}
+	}
+	// No /dev/disk in this namespace: ask udev's database which block
+	// device has the label, and let systemd-mount (PID 1's namespace)
+	// find the device node.
+	if dev := udevDeviceByLabel(d.UdevData, labels); dev != "" {
 		return readFromDevice(ctx, dev)
 	}
 	return nil, ErrAbsent
+}
+
+// udevDeviceByLabel returns /dev/<name> of the first block device whose
+// udev record (b<major>:<minor> in dir) carries one of labels as
+// ID_FS_LABEL, in the order of labels; "" when none does.
+func udevDeviceByLabel(dir string, labels []string) string {
+	if dir == "" {
+		dir = "/run/udev/data"
+	}
+	recs, _ := filepath.Glob(filepath.Join(dir, "b*:*"))
+	sort.Strings(recs)
+	found := map[string]string{}
+	for _, r := range recs {
+		data, err := os.ReadFile(r)
+		if err != nil {
+			continue
+		}
+		for _, line := range strings.Split(string(data), "\n") {
+			label, ok := strings.CutPrefix(line, "E:ID_FS_LABEL=")
+			if !ok {
+				continue
+			}
+			if _, dup := found[label]; dup {
+				continue
+			}
+			// The kernel's name of the device: DEVNAME in sysfs' uevent.
+			uevent, err := os.ReadFile(filepath.Join("/sys/dev/block", strings.TrimPrefix(filepath.Base(r), "b"), "uevent"))
+			if err != nil {
+				continue
+			}
+			for _, u := range strings.Split(string(uevent), "\n") {
+				if name, ok := strings.CutPrefix(u, "DEVNAME="); ok && name != "" && !strings.Contains(name, "..") {
+					found[label] = "/dev/" + name
+				}
+			}
+		}
+	}
+	for _, l := range labels {
+		if dev := found[l]; dev != "" {
+			return dev
+		}
+	}
+	return ""
 }
 
 func readFromDevice(ctx context.Context, dev string) (map[string]string, error) {
