@@ -70,6 +70,8 @@ func TestUnitContract(t *testing.T) {
 		"ExecStart=" + BinaryPath + "\n",
 		"ImportCredential=ksmg.*\n",
 		"TTYPath=/dev/%I\n",
+		// Seen in the booted image: tty-force needs CAP_SYS_ADMIN (208/STDIN).
+		"StandardInput=tty\n",
 		"Before=getty@%i.service serial-getty@%i.service ksmg-gatewayd.service\n",
 		"Type=oneshot\n",
 		"Restart=on-failure\n",
