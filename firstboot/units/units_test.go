@@ -142,6 +142,7 @@ func TestUnitKeepsOnlyWhatFirstBootNeeds(t *testing.T) {
 		"ProtectSystem=strict\n",
 		"IPAddressDeny=any\n",
 		"PrivateDevices=yes\n",
+		"DeviceAllow=/dev/%I rw\n",
 		"ProtectHostname=yes\n",
 		"StateDirectory=ksmg\n",
 		"ReadOnlyPaths=-/etc/sudoers -/etc/sudoers.d -/etc/pam.d",
