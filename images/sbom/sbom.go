@@ -28,6 +28,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"runtime/debug"
 	"sort"
 	"strings"
 	"time"
@@ -306,19 +307,32 @@ func goBinary(in Input, path string) (*spdx.Package, []*spdx.Package, error) {
 	// scanners ("stdlib", the Go version).
 	mods := []*spdx.Package{goModule("stdlib", bi.GoVersion, "", "Go standard library and runtime")}
 	for _, d := range bi.Deps {
-		m := d
-		comment := ""
-		if d.Replace != nil {
-			comment = "replaces " + d.Path + " " + d.Version
-			m = d.Replace
-		}
-		if m.Sum != "" {
-			comment = strings.TrimSpace(comment + " go.sum " + m.Sum)
-		}
-		mods = append(mods, goModule(m.Path, m.Version, comment, ""))
+		path, version, comment := moduleOf(d)
+		mods = append(mods, goModule(path, version, comment, ""))
 	}
 	sort.Slice(mods, func(i, j int) bool { return mods[i].PackageName < mods[j].PackageName })
 	return bin, mods, nil
+}
+
+// moduleOf names a dependency as scanners should see it. A replacement by
+// another module is that module. A replacement by a directory in our tree
+// (third_party/: an upstream release with our patches) has no version of
+// its own; it is named as the upstream module and version it was copied
+// from, so that advisories against that release still match, and the
+// comment says it is a patched copy.
+func moduleOf(d *debug.Module) (path, version, comment string) {
+	m := d
+	if d.Replace != nil {
+		if d.Replace.Version == "" {
+			return d.Path, d.Version, "patched copy in " + d.Replace.Path
+		}
+		comment = "replaces " + d.Path + " " + d.Version
+		m = d.Replace
+	}
+	if m.Sum != "" {
+		comment = strings.TrimSpace(comment + " go.sum " + m.Sum)
+	}
+	return m.Path, m.Version, comment
 }
 
 func goModule(path, version, comment, summary string) *spdx.Package {

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime/debug"
 	"strings"
 	"sync"
 	"testing"
@@ -342,5 +343,31 @@ func TestSBOMErrors(t *testing.T) {
 	in = testInput(t.TempDir())
 	if _, err := Build(in); err == nil || !strings.Contains(err.Error(), "dpkg database") {
 		t.Errorf("no dpkg database: %v", err)
+	}
+}
+
+// TestModuleOf: a replacement by a directory of ours (third_party/) is named
+// as the upstream release it was copied from, so advisories still match; a
+// replacement by another module is that module.
+func TestModuleOf(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name                   string
+		dep                    debug.Module
+		path, version, comment string
+	}{
+		{"plain", debug.Module{Path: "a.example/m", Version: "v1.2.3", Sum: "h1:x"}, "a.example/m", "v1.2.3", "go.sum h1:x"},
+		{"local copy", debug.Module{Path: "github.com/emersion/go-smtp", Version: "v0.26.0", Replace: &debug.Module{Path: "./third_party/go-smtp"}},
+			"github.com/emersion/go-smtp", "v0.26.0", "patched copy in ./third_party/go-smtp"},
+		{"other module", debug.Module{Path: "github.com/zclconf/go-cty", Version: "v1.16.0", Replace: &debug.Module{Path: "github.com/nywilken/go-cty", Version: "v1.13.3", Sum: "h1:y"}},
+			"github.com/nywilken/go-cty", "v1.13.3", "replaces github.com/zclconf/go-cty v1.16.0 go.sum h1:y"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			p, v, c := moduleOf(&tc.dep)
+			if p != tc.path || v != tc.version || c != tc.comment {
+				t.Errorf("moduleOf = %q %q %q, want %q %q %q", p, v, c, tc.path, tc.version, tc.comment)
+			}
+		})
 	}
 }
