@@ -323,7 +323,7 @@ func goBinary(in Input, path string) (*spdx.Package, []*spdx.Package, error) {
 func moduleOf(d *debug.Module) (path, version, comment string) {
 	m := d
 	if d.Replace != nil {
-		if d.Replace.Version == "" {
+		if isDirectory(d.Replace.Path) {
 			return d.Path, d.Version, "patched copy in " + d.Replace.Path
 		}
 		comment = "replaces " + d.Path + " " + d.Version
@@ -333,6 +333,13 @@ func moduleOf(d *debug.Module) (path, version, comment string) {
 		comment = strings.TrimSpace(comment + " go.sum " + m.Sum)
 	}
 	return m.Path, m.Version, comment
+}
+
+// isDirectory says whether a replacement is a directory (go.mod's rule:
+// a relative path starting with ./ or ../, or an absolute one); the build
+// information gives it the version "(devel)".
+func isDirectory(path string) bool {
+	return strings.HasPrefix(path, "./") || strings.HasPrefix(path, "../") || filepath.IsAbs(path)
 }
 
 func goModule(path, version, comment, summary string) *spdx.Package {

@@ -357,7 +357,7 @@ func TestModuleOf(t *testing.T) {
 		path, version, comment string
 	}{
 		{"plain", debug.Module{Path: "a.example/m", Version: "v1.2.3", Sum: "h1:x"}, "a.example/m", "v1.2.3", "go.sum h1:x"},
-		{"local copy", debug.Module{Path: "github.com/emersion/go-smtp", Version: "v0.26.0", Replace: &debug.Module{Path: "./third_party/go-smtp"}},
+		{"local copy", debug.Module{Path: "github.com/emersion/go-smtp", Version: "v0.26.0", Replace: &debug.Module{Path: "./third_party/go-smtp", Version: "(devel)"}},
 			"github.com/emersion/go-smtp", "v0.26.0", "patched copy in ./third_party/go-smtp"},
 		{"other module", debug.Module{Path: "github.com/zclconf/go-cty", Version: "v1.16.0", Replace: &debug.Module{Path: "github.com/nywilken/go-cty", Version: "v1.13.3", Sum: "h1:y"}},
 			"github.com/nywilken/go-cty", "v1.13.3", "replaces github.com/zclconf/go-cty v1.16.0 go.sum h1:y"},
