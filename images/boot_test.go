@@ -3,17 +3,21 @@
 package images
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -21,7 +25,14 @@ import (
 
 	"github.com/ksmg-appliance/ksmg/appliance"
 	"github.com/ksmg-appliance/ksmg/firstboot/answers"
+	"github.com/ksmg-appliance/ksmg/firstboot/units"
 	"github.com/ksmg-appliance/ksmg/images/boottest"
+	"github.com/ksmg-appliance/ksmg/images/sbom"
+	"github.com/ksmg-appliance/ksmg/images/sparse"
+	"github.com/ksmg-appliance/ksmg/sign"
+	"github.com/ksmg-appliance/ksmg/sign/signtest"
+	spdxjson "github.com/spdx/tools-golang/json"
+	"github.com/spdx/tools-golang/spdxlib"
 )
 
 // The image tests need root (mmdebstrap --mode=root) and the network or a
@@ -89,13 +100,18 @@ func cacheDir(t *testing.T) string {
 
 func testBuild(t *testing.T, out string) *Result {
 	t.Helper()
+	return testBuildWith(t, out, nil)
+}
+
+func testBuildWith(t *testing.T, out string, signer *sign.Signer) *Result {
+	t.Helper()
 	spec, err := appliance.Load("")
 	if err != nil {
 		t.Fatal(err)
 	}
 	res, err := Build(context.Background(), Options{
 		Spec: spec, OutDir: out, BinDir: testBinDir(t), CacheDir: cacheDir(t),
-		Formats: []string{"raw"}, Log: slog.New(slog.NewTextHandler(testWriter{t}, nil)),
+		Formats: []string{"raw"}, Log: slog.New(slog.NewTextHandler(testWriter{t}, nil)), Signer: signer,
 	})
 	if err != nil {
 		t.Fatalf("build: %v", err)
@@ -142,7 +158,11 @@ func testImage(t *testing.T) string {
 func TestBootSecureBootSMTP(t *testing.T) {
 	raw := testImage(t)
 	spec, _ := appliance.Load("")
-	serial, err := os.Create(filepath.Join(t.TempDir(), "serial.log"))
+	serialPath := filepath.Join(t.TempDir(), "serial.log")
+	if p := os.Getenv("KSMG_TEST_SERIAL"); p != "" {
+		serialPath = p
+	}
+	serial, err := os.Create(serialPath)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -171,6 +191,11 @@ func TestBootSecureBootSMTP(t *testing.T) {
 	}
 	if res.Status["gateway"] != "active" {
 		t.Errorf("ksmg-gatewayd.service is %q, want active", res.Status["gateway"])
+	}
+	// First boot applied the answers (its failure would not stop the
+	// gateway, which is only ordered after it).
+	if got := res.Status["hostname"]; got != "ksmg-boot" {
+		t.Errorf("guest host name %q, want ksmg-boot (from the answers)", got)
 	}
 	// SSH stays off until the first-boot wizard turns it on.
 	if res.Status["ssh"] != "inactive" {
@@ -215,37 +240,87 @@ func TestBootSecureBootSMTP(t *testing.T) {
 // and one fresh build, or two fresh builds without it. (The Packer plugin's
 // test builds a third from the same inputs through `packer build`.)
 func TestReproducible(t *testing.T) {
-	var sums []string
+	spec, err := appliance.Load("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rawName, bomName := spec.ImageBase()+".raw", sbom.FileName(spec.ImageBase())
+	secret, public := signtest.Key(t, "test passphrase")
+	signer, err := sign.LoadSigner(secret, []byte("test passphrase"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys, err := sign.LoadKeyRing(public)
+	if err != nil {
+		t.Fatal(err)
+	}
+	type build struct{ disk, bom string }
+	var builds []build
 	if d := os.Getenv("KSMG_IMAGE_DIR"); d != "" {
-		spec, err := appliance.Load("")
+		list, err := os.ReadFile(filepath.Join(d, sign.SumsName))
 		if err != nil {
 			t.Fatal(err)
 		}
-		list, err := os.ReadFile(filepath.Join(d, "SHA256SUMS"))
+		sums, err := sign.ParseSums(list)
 		if err != nil {
 			t.Fatal(err)
 		}
-		for _, line := range strings.Split(string(list), "\n") {
-			if sum, name, ok := strings.Cut(line, "  "); ok && name == spec.ImageBase()+".raw" {
-				sums = append(sums, sum)
+		var b build
+		for _, s := range sums {
+			switch s.Name {
+			case rawName:
+				b.disk = s.SHA256
+			case bomName:
+				b.bom = s.SHA256
 			}
 		}
-		if len(sums) != 1 {
-			t.Fatalf("%s/SHA256SUMS has no line for %s.raw:\n%s", d, spec.ImageBase(), list)
+		if b.disk == "" || b.bom == "" {
+			t.Fatalf("%s/%s lacks %s or %s:\n%s", d, sign.SumsName, rawName, bomName, list)
 		}
+		builds = append(builds, b)
 	}
-	for len(sums) < 2 {
+	for signed := true; len(builds) < 2; signed = false {
 		dir := t.TempDir()
 		start := time.Now()
-		res := testBuild(t, dir)
-		t.Logf("build %d: %s", len(sums)+1, time.Since(start).Round(time.Second))
-		sum := res.Outputs[0].SHA256
-		// SHA256SUMS is what was written.
-		if got := fileSHA256(t, res.Outputs[0].Path); got != sum {
-			t.Fatalf("SHA256SUMS says %s, file is %s", sum, got)
+		// The first fresh build is signed: the real path of --sign-key.
+		var s *sign.Signer
+		if signed {
+			s = signer
+		}
+		res := testBuildWith(t, dir, s)
+		t.Logf("build %d (signed %v): %s", len(builds)+1, signed, time.Since(start).Round(time.Second))
+		var b build
+		for _, o := range res.Outputs {
+			switch o.Format {
+			case "raw":
+				b.disk = o.SHA256
+			case "sbom":
+				b.bom = o.SHA256
+			}
+		}
+		if b.disk == "" || b.bom == "" {
+			t.Fatalf("outputs %+v: want the raw disk and the SBOM", res.Outputs)
+		}
+		if signed {
+			// Signature and SHA256SUMS verify, and SHA256SUMS is what the
+			// files are (the disk hashed whole, not from the build's memo).
+			rep, err := sign.VerifyDir(context.Background(), dir, keys)
+			if err != nil || rep.Signer != signer.Fingerprint() || len(rep.Verified) != 2 {
+				t.Fatalf("signed build does not verify: %+v %v", rep, err)
+			}
+		} else {
+			if res.Signature != "" {
+				t.Errorf("unsigned build reports a signature %s", res.Signature)
+			}
+			if _, err := os.Stat(filepath.Join(dir, sign.SignatureName)); !os.IsNotExist(err) {
+				t.Errorf("unsigned build left %s: %v", sign.SignatureName, err)
+			}
+			if got := fileSHA256(t, filepath.Join(dir, rawName)); got != b.disk {
+				t.Fatalf("SHA256SUMS says %s, file is %s", b.disk, got)
+			}
 		}
 		line, err := os.ReadFile(res.SHA256SUM)
-		if err != nil || !strings.Contains(string(line), sum+"  "+filepath.Base(res.Outputs[0].Path)) {
+		if err != nil || !strings.Contains(string(line), b.disk+"  "+rawName) {
 			t.Fatalf("SHA256SUMS: %q %v", line, err)
 		}
 		ents, _ := os.ReadDir(dir)
@@ -254,10 +329,66 @@ func TestReproducible(t *testing.T) {
 				t.Errorf("build left %s in the output directory", e.Name())
 			}
 		}
-		sums = append(sums, sum)
+		builds = append(builds, b)
 	}
-	if sums[0] != sums[1] {
-		t.Fatalf("two builds differ: %s vs %s", sums[0], sums[1])
+	if builds[0].disk != builds[1].disk {
+		t.Fatalf("two builds differ: %s vs %s", builds[0].disk, builds[1].disk)
+	}
+	if builds[0].bom != builds[1].bom {
+		t.Fatalf("two builds' SBOMs differ: %s vs %s", builds[0].bom, builds[1].bom)
+	}
+}
+
+// TestImageSBOM reads the image's SBOM with the SPDX library and holds it
+// against the disk: every package the image's dpkg database lists as
+// installed, with its version, and nothing else; the kernel and our
+// package among them; our programs with their modules.
+func TestImageSBOM(t *testing.T) {
+	raw := testImage(t)
+	spec, _ := appliance.Load("")
+	dir := filepath.Dir(raw)
+	data, err := os.ReadFile(filepath.Join(dir, sbom.FileName(spec.ImageBase())))
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc, err := spdxjson.Read(bytes.NewReader(data))
+	if err != nil {
+		t.Fatalf("the SPDX library cannot read the SBOM: %v", err)
+	}
+	if err := spdxlib.ValidateDocument(doc); err != nil {
+		t.Fatal(err)
+	}
+	if sums, err := os.ReadFile(filepath.Join(dir, sign.SumsName)); err != nil || !strings.Contains(string(sums), "  "+sbom.FileName(spec.ImageBase())+"\n") {
+		t.Errorf("SHA256SUMS does not cover the SBOM: %q %v", sums, err)
+	}
+	inSBOM := map[string]string{}
+	for _, p := range doc.Packages {
+		inSBOM[p.PackageName] = p.PackageVersion
+	}
+	// The dpkg database is on the /var partition: read it with debugfs.
+	varImg := partImage(t, raw, spec, appliance.PartVar)
+	out, err := exec.Command("debugfs", "-R", "cat /lib/dpkg/status", varImg).Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	debs, err := sbom.ReadDpkgStatus(bytes.NewReader(out))
+	if err != nil || len(debs) < 100 {
+		t.Fatalf("image's dpkg status: %d packages, %v", len(debs), err)
+	}
+	kernel := false
+	for _, d := range debs {
+		if v, ok := inSBOM[d.Name]; !ok || v != d.Version {
+			t.Errorf("%s %s installed, SBOM says %q", d.Name, d.Version, v)
+		}
+		kernel = kernel || strings.HasPrefix(d.Name, "linux-image-") && strings.HasSuffix(d.Name, "-cloud-amd64")
+	}
+	if !kernel {
+		t.Error("no cloud kernel package in the image")
+	}
+	for _, want := range []string{"ksmg-appliance", "ksmg-gatewayd", "ksmg-firstboot", "stdlib", "github.com/emersion/go-smtp", "linux-image-cloud-amd64"} {
+		if _, ok := inSBOM[want]; !ok {
+			t.Errorf("SBOM lacks %s", want)
+		}
 	}
 }
 
@@ -274,7 +405,7 @@ func fileSHA256(t *testing.T, path string) string {
 		t.Fatal(err)
 	}
 	h := sha256.New()
-	if n, err := hashSparse(context.Background(), h, f, st.Size()); err != nil || n != st.Size() {
+	if n, err := sparse.WriteTo(context.Background(), h, f, st.Size()); err != nil || n != st.Size() {
 		t.Fatalf("hash %s: %d bytes, %v", path, n, err)
 	}
 	return hex.EncodeToString(h.Sum(nil))
@@ -286,36 +417,7 @@ func fileSHA256(t *testing.T, path string) string {
 func TestImageContents(t *testing.T) {
 	raw := testImage(t)
 	spec, _ := appliance.Load("")
-	dir := t.TempDir()
-	part := func(typ string) string {
-		var off int64 = 1 << 20
-		for _, p := range spec.Disk.Partitions {
-			if p.Type == typ {
-				img := filepath.Join(dir, p.Name+".img")
-				src, err := os.Open(raw)
-				if err != nil {
-					t.Fatal(err)
-				}
-				defer src.Close()
-				dst, err := os.Create(img)
-				if err != nil {
-					t.Fatal(err)
-				}
-				defer dst.Close()
-				if err := dst.Truncate(int64(p.Size)); err != nil {
-					t.Fatal(err)
-				}
-				sec := io.NewSectionReader(src, off, int64(p.Size))
-				if _, err := io.Copy(dst, sec); err != nil {
-					t.Fatal(err)
-				}
-				return img
-			}
-			off += int64(p.Size)
-		}
-		t.Fatalf("no %s partition", typ)
-		return ""
-	}
+	part := func(typ string) string { return partImage(t, raw, spec, typ) }
 	root := part(appliance.PartRoot)
 	debugfs := func(img, req string) string {
 		out, err := exec.Command("debugfs", "-R", req, img).CombinedOutput()
@@ -371,6 +473,51 @@ func TestImageContents(t *testing.T) {
 	if strings.Contains(strings.ToLower(string(out)), "fbx64") {
 		t.Errorf("ESP ships the fallback loader:\n%s", out)
 	}
+	// The administrator's sudoers drop-in, as reviewed: root's, 0440
+	// (sudo ignores a drop-in others can write), byte for byte.
+	if st := debugfs(root, "stat "+units.SudoersPath); !strings.Contains(st, "Mode:  0440") || !strings.Contains(st, "User:     0") {
+		t.Errorf("%s: %s", units.SudoersPath, st)
+	}
+	want, _ := fs.ReadFile(units.Files(), "ksmg-admin.sudoers")
+	if got := debugfs(root, "cat "+units.SudoersPath); !strings.Contains(got, string(want)) {
+		t.Errorf("%s in the image differs from firstboot/units:\n%s", units.SudoersPath, got)
+	}
+	if st := debugfs(root, "stat /usr/bin/sudo"); !strings.Contains(st, "Mode:  04755") {
+		t.Errorf("sudo is not installed setuid root: %s", st)
+	}
+}
+
+// partImage copies the partition of type typ out of the raw disk into a
+// file of its own (debugfs and mtools read images, not offsets).
+func partImage(t *testing.T, raw string, spec *appliance.Spec, typ string) string {
+	t.Helper()
+	var off int64 = 1 << 20
+	for _, p := range spec.Disk.Partitions {
+		if p.Type != typ {
+			off += int64(p.Size)
+			continue
+		}
+		img := filepath.Join(t.TempDir(), p.Name+".img")
+		src, err := os.Open(raw)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer src.Close()
+		dst, err := os.Create(img)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer dst.Close()
+		if err := dst.Truncate(int64(p.Size)); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := io.Copy(dst, io.NewSectionReader(src, off, int64(p.Size))); err != nil {
+			t.Fatal(err)
+		}
+		return img
+	}
+	t.Fatalf("no %s partition", typ)
+	return ""
 }
 
 // TestInterruptedBuild cancels a build in the middle: nothing may appear at
@@ -399,9 +546,13 @@ func TestInterruptedBuild(t *testing.T) {
 
 // TestBootUnattendedStatic is the fleet path of first boot (issue: first-boot
 // wizard): answers come as SMBIOS systemd credentials and set a static
-// address and host name and enable SSH with a given key. No wizard may show,
-// the gateway must answer on the new address, and no secret may reach the
-// console.
+// address and host name and enable SSH with a given key, granting root
+// login too; the time zone and NTP server come from a config drive (FAT,
+// label CIDATA), which first boot has systemd mount for it. No wizard may show, the gateway must answer
+// on the new address, no secret may reach the console, and, logged in over
+// SSH: every answer is in effect, the administrator has exactly the
+// product's commands through sudo (with the password first boot hashed),
+// and the first-boot and console units are sandboxed as shipped.
 func TestBootUnattendedStatic(t *testing.T) {
 	raw := testImage(t)
 	const addr = "10.0.2.50" // QEMU user network: 10.0.2.0/24, gateway .2, DNS .3
@@ -409,7 +560,7 @@ func TestBootUnattendedStatic(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pub := sshPublicKey(t)
+	key, pub := sshKeyPair(t)
 	for k, v := range map[string]string{
 		"ksmg.network.mode":       "static",
 		"ksmg.network.address":    addr + "/24",
@@ -417,19 +568,28 @@ func TestBootUnattendedStatic(t *testing.T) {
 		"ksmg.network.dns":        "10.0.2.3",
 		"ksmg.ssh.enabled":        "true",
 		"ksmg.ssh.authorized_key": pub,
+		"ksmg.ssh.root_login":     "true",
 	} {
 		creds[k] = v
 	}
+	delete(creds, "ksmg.timezone")
+	seed := seedDrive(t, "CIDATA", "ksmg:\n  timezone: Europe/Prague\n  network:\n    ntp: [10.0.2.2]\n")
 	var serial strings.Builder
+	var guest guestReport
 	res, err := boottest.Run(context.Background(), boottest.Options{
 		Disk: raw, Format: "raw", Credentials: creds, Serial: &serial,
 		GuestAddr: addr, SSH: true, Timeout: 15 * time.Minute,
+		ExtraArgs: []string{"-drive", "if=none,id=seed,format=raw,snapshot=on,file=" + seed, "-device", "ide-hd,drive=seed,bus=ide.1"},
+		SSHKey:    key, Guest: func(ctx context.Context, g *boottest.Guest) error {
+			return guest.collect(ctx, t, g, password)
+		},
 	})
 	if err != nil {
 		t.Fatalf("boot: %v", err)
 	}
 	t.Logf("status: %s", res.StatusLine)
 	t.Logf("SMTP banner on %s: %q; SSH banner: %q; power-on to SMTP banner: %s", addr, res.Banner, res.SSHBanner, res.ToBanner.Round(100*time.Millisecond))
+	t.Logf("in the guest:\n%s", guest.log.String())
 	if res.State() != "running" || res.Status["failed"] != "none" {
 		t.Errorf("systemd state %q, failed units %q; want running, none", res.State(), res.Status["failed"])
 	}
@@ -450,13 +610,138 @@ func TestBootUnattendedStatic(t *testing.T) {
 			t.Errorf("the wizard showed on the console (%q) although the answers were complete", prompt)
 		}
 	}
-	if strings.Contains(console, password) {
-		t.Errorf("the admin password appeared on the serial console")
+	if strings.Contains(console, password) || strings.Contains(guest.journal, password) {
+		t.Errorf("the admin password appeared on the serial console or in the journal")
+	}
+	guest.check(t)
+}
+
+// guestReport is what TestBootUnattendedStatic saw logged in.
+type guestReport struct {
+	log     strings.Builder
+	out     map[string]boottest.CommandResult
+	journal string
+	hostKey string
+}
+
+// collect runs the checks' commands in the guest: as admin (sudo with
+// the password, which PAM checks against the yescrypt hash first boot
+// wrote) and as root (the granted root login).
+func (r *guestReport) collect(ctx context.Context, t *testing.T, g *boottest.Guest, password string) error {
+	r.out = map[string]boottest.CommandResult{}
+	run := func(name, user, cmd, stdin string) error {
+		res, err := g.Run(ctx, user, cmd, stdin)
+		if err != nil {
+			return fmt.Errorf("%s: %w", name, err)
+		}
+		r.out[name] = res
+		fmt.Fprintf(&r.log, "$ %s  (as %s, exit %d)\n%s%s", cmd, map[bool]string{true: "admin", false: user}[user == ""], res.ExitStatus, res.Stdout, res.Stderr)
+		return nil
+	}
+	pw := password + "\n"
+	for _, c := range []struct{ name, user, cmd, stdin string }{
+		{"analyze", "", "systemd-analyze time; systemd-analyze critical-chain ksmg-gatewayd.service", ""},
+		{"security", "", "systemd-analyze security --no-pager ksmg-firstboot@ttyS0.service ksmg-console-status.service", ""},
+		{"sudo-list", "", "sudo -S -k -l", pw},
+		{"sudo-logs", "", "sudo -S -k journalctl --no-pager -u 'ksmg-*'", pw},
+		{"sudo-restart", "", "sudo -S -k systemctl restart ksmg-gatewayd.service && systemctl is-active ksmg-gatewayd.service", pw},
+		{"sudo-other", "", "sudo -S -k id -u", pw},
+		{"sudo-badpw", "", "sudo -S -k systemctl restart ksmg-gatewayd.service", "not-the-password\n"},
+		{"sudo-extra-arg", "", "sudo -S -k journalctl --no-pager -u 'ksmg-*' --file=/etc/shadow", pw},
+		{"root", "root", "id -u; cut -d: -f1-2 /etc/shadow | grep '^admin:' | cut -c1-10; cat /etc/timezone; readlink /etc/localtime; cat /etc/systemd/timesyncd.conf.d/ksmg.conf; " +
+			"ip -4 -o addr show scope global; cat /etc/opt/kaspersky/ksmg-node.yaml; ls /etc/ssh/; sshd -T -C user=root,host=x,addr=10.0.2.2 | grep -E '^(permitrootlogin|passwordauthentication|allowusers) '", ""},
+		{"journal", "root", "journalctl --no-pager -b -o cat _SYSTEMD_UNIT=ksmg-firstboot@ttyS0.service _SYSTEMD_UNIT=ksmg-firstboot@tty1.service", ""},
+	} {
+		if err := run(c.name, c.user, c.cmd, c.stdin); err != nil {
+			return err
+		}
+	}
+	r.journal = r.out["journal"].Stdout
+	r.hostKey = g.HostKey()
+	return nil
+}
+
+func (r *guestReport) check(t *testing.T) {
+	t.Helper()
+	out := func(name string) string { return r.out[name].Stdout + r.out[name].Stderr }
+	// Every answer is in effect.
+	root := out("root")
+	for _, want := range []string{"0\nadmin:$y$", "Europe/Prague\n", "/usr/share/zoneinfo/Europe/Prague\n", "NTP=10.0.2.2\n",
+		"inet 10.0.2.50/24", "role: control\n", "accepted: true\n", "ksn:\n    enabled: false\n",
+		"ssh_host_ed25519_key\n", "permitrootlogin without-password\n", "passwordauthentication no\n"} {
+		if !strings.Contains(root, want) {
+			t.Errorf("as root: output lacks %q", want)
+		}
+	}
+	if strings.Contains(root, "ssh_host_rsa_key") {
+		t.Error("an RSA host key was made; first boot makes one Ed25519 key")
+	}
+	// The first-boot unit ran sandboxed and took its time where we said.
+	for _, want := range []string{"first-boot phase done", "phase\":\"hash password", "phase\":\"activate"} {
+		if !strings.Contains(r.journal, want) {
+			t.Errorf("first-boot journal lacks %q", want)
+		}
+	}
+	// systemd-analyze security, online, in the guest (systemd 257).
+	levels := regexp.MustCompile(`Overall exposure level for (\S+): (\d+\.\d)`).FindAllStringSubmatch(out("security"), -1)
+	if len(levels) != 2 {
+		t.Errorf("systemd-analyze security in the guest:\n%s", out("security"))
+	}
+	for _, m := range levels {
+		if lvl, _ := strconv.ParseFloat(m[2], 64); lvl > 2.1 {
+			t.Errorf("%s: exposure %s in the guest, want <= 2.1 (first boot; see its unit)", m[1], m[2])
+		}
+	}
+	// sudo: exactly the product's commands, with the password, logged.
+	list := out("sudo-list")
+	for _, want := range []string{"/usr/sbin/ksmg-firstboot --reconfigure", "/usr/bin/systemctl restart ksmg-gatewayd.service", "/usr/bin/journalctl --no-pager -u ksmg-\\*"} {
+		if !strings.Contains(list, want) {
+			t.Errorf("sudo -l lacks %q:\n%s", want, list)
+		}
+	}
+	if strings.Contains(list, "(ALL) ALL") || strings.Contains(list, "NOPASSWD") {
+		t.Errorf("sudo -l grants more:\n%s", list)
+	}
+	if r.out["sudo-restart"].ExitStatus != 0 || !strings.Contains(out("sudo-restart"), "active") {
+		t.Errorf("admin could not restart the gateway through sudo: %s", out("sudo-restart"))
+	}
+	if r.out["sudo-logs"].ExitStatus != 0 || !strings.Contains(out("sudo-logs"), "first-boot") {
+		t.Errorf("admin could not read the ksmg journal through sudo: %.500s", out("sudo-logs"))
+	}
+	for _, name := range []string{"sudo-other", "sudo-badpw", "sudo-extra-arg"} {
+		if r.out[name].ExitStatus == 0 {
+			t.Errorf("%s: sudo allowed it: %s", name, out(name))
+		}
+	}
+	if r.hostKey == "" || !strings.HasPrefix(r.hostKey, "ssh-ed25519 SHA256:") {
+		t.Errorf("host key %q", r.hostKey)
 	}
 }
 
-// sshPublicKey makes a throw-away key pair with the real ssh-keygen.
-func sshPublicKey(t *testing.T) string {
+// seedDrive writes a small FAT file system labelled label with the seed
+// file on it, as a cloud-init NoCloud drive is made: mkfs.fat and mtools,
+// no loop device.
+func seedDrive(t *testing.T, label, seed string) string {
+	t.Helper()
+	dir := t.TempDir()
+	img, file := filepath.Join(dir, "seed.img"), filepath.Join(dir, "ksmg-seed.yaml")
+	if err := os.WriteFile(file, []byte(seed), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range [][]string{
+		{"mkfs.fat", "-n", label, "-C", img, "2048"},
+		{"mcopy", "-i", img, file, "::ksmg-seed.yaml"},
+	} {
+		if out, err := exec.Command(c[0], c[1:]...).CombinedOutput(); err != nil {
+			t.Fatalf("%v: %v\n%s", c, err, out)
+		}
+	}
+	return img
+}
+
+// sshKeyPair makes a throw-away key pair with the real ssh-keygen and
+// returns the private key's path and the public key line.
+func sshKeyPair(t *testing.T) (string, string) {
 	t.Helper()
 	key := filepath.Join(t.TempDir(), "id_ed25519")
 	if out, err := exec.Command("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "ksmg-boot-test", "-f", key).CombinedOutput(); err != nil {
@@ -466,5 +751,5 @@ func sshPublicKey(t *testing.T) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return strings.TrimSpace(string(pub))
+	return key, strings.TrimSpace(string(pub))
 }

@@ -10,10 +10,12 @@
 // A build is a Pipeline of named stages, run in this order by both front
 // ends (`ksmg build` and the Packer builder):
 //
-//	plan → packages → rootfs → payload → [provision] → scrub → disk → formats → publish
+//	plan → packages → rootfs → payload → [provision] → scrub → sbom → disk → formats → publish
 //
 // provision is the hook where other provisioners (Packer's) work inside the
-// root file system before it is scrubbed and becomes a disk.
+// root file system before it is scrubbed and becomes a disk. sbom describes
+// the scrubbed root file system (images/sbom); publish signs SHA256SUMS when
+// a signer is given (package sign).
 //
 // Image builders of the field were considered: mkosi (needs a newer systemd
 // than the Debian 12 build host, and is Python), debos (fakemachine VMs,
@@ -34,6 +36,8 @@ import (
 	"time"
 
 	"github.com/ksmg-appliance/ksmg/appliance"
+	"github.com/ksmg-appliance/ksmg/images/sbom"
+	"github.com/ksmg-appliance/ksmg/sign"
 )
 
 // DefaultSourceDateEpoch is used when SOURCE_DATE_EPOCH is not set, so that
@@ -57,6 +61,9 @@ type Options struct {
 	// the root file system (the Packer builder runs Packer's provisioners
 	// there). Files it leaves in the root become part of the disk.
 	Provision func(ctx context.Context, root RootFS) error
+	// Signer, if set, signs SHA256SUMS (SHA256SUMS.asc); without it an
+	// earlier build's signature is removed.
+	Signer *sign.Signer
 }
 
 // RootFS is the root file system a Provision hook works in.
@@ -92,6 +99,7 @@ type StageTime struct {
 type Result struct {
 	Outputs   []Output
 	SHA256SUM string // path of SHA256SUMS
+	Signature string // path of SHA256SUMS.asc; "" when unsigned
 	Fetched   bool   // the package cache was filled from the mirror
 	Elapsed   time.Duration
 	Stages    []StageTime // the pipeline's stages in order, with their times
@@ -105,6 +113,7 @@ const (
 	StagePayload   = "payload"
 	StageProvision = "provision"
 	StageScrub     = "scrub"
+	StageSBOM      = "sbom"
 	StageDisk      = "disk"
 	StageFormats   = "formats"
 	StagePublish   = "publish"
@@ -185,6 +194,7 @@ type Pipeline struct {
 	disk    string // the raw disk, in work or staged as the raw output
 	outputs []Output
 	sums    string
+	sig     string
 }
 
 // Plan checks the options and prepares the work directory: nothing else
@@ -234,7 +244,7 @@ func Plan(opts Options) (*Pipeline, error) {
 	p := &Pipeline{
 		b:    builder{opts: opts, spec: opts.Spec, log: opts.Log, start: start, sde: sde},
 		fmts: fmts, work: work,
-		outs: NewOutputs(opts.OutDir, OutputOptions{CacheDir: opts.CacheDir}),
+		outs: NewOutputs(opts.OutDir, OutputOptions{CacheDir: opts.CacheDir, Signer: opts.Signer}),
 	}
 	p.stages = append(p.stages, StageTime{StagePlan, time.Since(start)})
 	return p, nil
@@ -277,6 +287,7 @@ func (p *Pipeline) steps() []step {
 		{StagePayload, p.payload},
 		{StageProvision, p.provision},
 		{StageScrub, p.scrub},
+		{StageSBOM, p.sbom},
 		{StageDisk, p.makeDisk},
 		{StageFormats, p.formats},
 		{StagePublish, p.publish},
@@ -292,7 +303,7 @@ func (p *Pipeline) Run(ctx context.Context) (*Result, error) {
 		}
 		p.stages = append(p.stages, StageTime{s.name, time.Since(start)})
 	}
-	res := &Result{Outputs: p.outputs, SHA256SUM: p.sums, Fetched: p.fetched, Elapsed: time.Since(p.b.start), Stages: p.stages}
+	res := &Result{Outputs: p.outputs, SHA256SUM: p.sums, Signature: p.sig, Fetched: p.fetched, Elapsed: time.Since(p.b.start), Stages: p.stages}
 	p.b.stage("done")
 	return res, nil
 }
@@ -351,6 +362,24 @@ func (p *Pipeline) scrub(context.Context) error {
 	p.b.stage("scrub")
 	if err := p.b.scrub(p.rootfs); err != nil {
 		return fmt.Errorf("scrub: %w", err)
+	}
+	return nil
+}
+
+// sbom stages the SBOM of the scrubbed root file system as an output
+// (<base>.spdx.json, listed in SHA256SUMS like the disk).
+func (p *Pipeline) sbom(context.Context) error {
+	p.b.stage("sbom")
+	bom, err := p.b.sbom(p.rootfs)
+	if err != nil {
+		return err
+	}
+	f, err := p.outs.Create("sbom", sbom.FileName(p.b.spec.ImageBase()))
+	if err != nil {
+		return fmt.Errorf("sbom: %w", err)
+	}
+	if _, err := f.Write(bom); err != nil {
+		return fmt.Errorf("sbom: %w", err)
 	}
 	return nil
 }
@@ -416,6 +445,9 @@ func (p *Pipeline) formats(ctx context.Context) error {
 func (p *Pipeline) publish(ctx context.Context) (err error) {
 	p.b.stage("checksums")
 	p.outputs, p.sums, err = p.outs.Publish(ctx)
+	if err == nil && p.b.opts.Signer != nil {
+		p.sig = filepath.Join(p.b.opts.OutDir, sign.SignatureName)
+	}
 	return err
 }
 

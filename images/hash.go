@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/ksmg-appliance/ksmg/images/sparse"
 	"github.com/ksmg-appliance/ksmg/internal/atomicfile"
 )
 
@@ -43,7 +44,7 @@ func (h hasher) hashFile(ctx context.Context, path string) (string, int64, error
 		}
 	}
 	sha := sha256.New()
-	n, err := hashSparse(ctx, sha, f, st.Size())
+	n, err := sparse.WriteTo(ctx, sha, f, st.Size())
 	if err != nil {
 		return "", 0, err
 	}

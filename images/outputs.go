@@ -1,11 +1,7 @@
 package images
 
 import (
-	"bufio"
-	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"os"
@@ -13,19 +9,21 @@ import (
 	"strings"
 
 	"github.com/ksmg-appliance/ksmg/internal/atomicfile"
+	"github.com/ksmg-appliance/ksmg/sign"
 )
 
 // SumsFile is the checksum list written next to the outputs, in the format
-// of sha256sum(1).
-const SumsFile = "SHA256SUMS"
+// of sha256sum(1), sorted by name (package sign writes and reads it).
+const SumsFile = sign.SumsName
 
 // Outputs stages output files in one directory and switches them into place
 // together. It is the one layer that owns temp-and-rename for the build's
 // outputs (and the Packer post-processors'): each file is written under a
 // temporary name (".tmp-<name>", which a later build removes if this one is
 // interrupted), and Publish hashes them, renames them all and writes
-// SHA256SUMS last, whose directory sync makes every rename durable. The
-// format writers only write into the file they are given.
+// SHA256SUMS last (its signature just before), whose directory sync makes
+// every rename durable. The format writers only write into the file they
+// are given.
 type Outputs struct {
 	dir   string
 	opts  OutputOptions
@@ -42,6 +40,9 @@ type OutputOptions struct {
 	// that still exist (a post-processor adding its output next to a
 	// builder's); otherwise SHA256SUMS lists exactly these outputs.
 	MergeSums bool
+	// Signer, if set, signs SHA256SUMS (SHA256SUMS.asc); without one a
+	// signature left next to it is removed, as it no longer matches.
+	Signer *sign.Signer
 }
 
 type stagedOutput struct {
@@ -58,8 +59,8 @@ func NewOutputs(dir string, opts OutputOptions) *Outputs {
 // given format. The returned file is empty; write it, never close or rename
 // it: Publish and Cleanup do.
 func (o *Outputs) Create(format, name string) (*os.File, error) {
-	if name != filepath.Base(name) || name == SumsFile || strings.HasPrefix(name, ".") {
-		return nil, fmt.Errorf("output name %q: want a plain file name other than %s", name, SumsFile)
+	if name != filepath.Base(name) || name == SumsFile || name == sign.SignatureName || strings.HasPrefix(name, ".") {
+		return nil, fmt.Errorf("output name %q: want a plain file name other than %s and %s", name, SumsFile, sign.SignatureName)
 	}
 	for _, s := range o.files {
 		if s.name == name {
@@ -88,18 +89,18 @@ func (o *Outputs) TempPath(name string) string {
 }
 
 // Publish hashes every staged output, renames them all into place and then
-// writes SHA256SUMS. On an error before the renames nothing appears under a
+// writes SHA256SUMS (signed with OutputOptions.Signer). On an error before the renames nothing appears under a
 // final name; Cleanup removes the staged files.
 func (o *Outputs) Publish(ctx context.Context) ([]Output, string, error) {
 	outs := make([]Output, len(o.files))
-	sums := make([][2]string, 0, len(o.files))
+	sums := make([]sign.Sum, 0, len(o.files))
 	for i, s := range o.files {
 		sum, size, err := o.hash.hashFile(ctx, filepath.Join(o.dir, s.f.TempPath()))
 		if err != nil {
 			return nil, "", fmt.Errorf("checksum %s: %w", filepath.Join(o.dir, s.name), err)
 		}
 		outs[i] = Output{Format: s.format, Path: filepath.Join(o.dir, s.name), Size: size, SHA256: sum}
-		sums = append(sums, [2]string{sum, s.name})
+		sums = append(sums, sign.Sum{Name: s.name, SHA256: sum})
 	}
 	sumsPath := filepath.Join(o.dir, SumsFile)
 	if o.opts.MergeSums {
@@ -114,12 +115,8 @@ func (o *Outputs) Publish(ctx context.Context) ([]Output, string, error) {
 			return nil, "", err
 		}
 	}
-	var text strings.Builder
-	for _, l := range sums {
-		fmt.Fprintf(&text, "%s  %s\n", l[0], l[1])
-	}
 	// Its directory sync makes every rename above durable too.
-	if err := atomicfile.WriteFile(sumsPath, []byte(text.String()), 0o644); err != nil {
+	if err := sign.WriteSums(o.dir, sums, o.opts.Signer); err != nil {
 		return nil, "", err
 	}
 	o.files = nil
@@ -135,36 +132,31 @@ func (o *Outputs) Cleanup() {
 }
 
 // mergeSums returns the lines of an existing SHA256SUMS, each file in ours
-// replacing its old line in place and new ones appended; lines of files
-// that no longer exist are dropped.
-func mergeSums(path string, ours [][2]string) ([][2]string, error) {
+// replacing its old line; lines of files that no longer exist are dropped.
+func mergeSums(path string, ours []sign.Sum) ([]sign.Sum, error) {
 	old, err := readSums(path)
 	if err != nil {
 		return nil, err
 	}
-	idx := map[string]int{}
-	var out [][2]string
-	for _, l := range old {
-		if _, err := os.Stat(filepath.Join(filepath.Dir(path), l[1])); err != nil {
-			continue
-		}
-		idx[l[1]] = len(out)
-		out = append(out, l)
-	}
+	mine := map[string]bool{}
 	for _, l := range ours {
-		if i, ok := idx[l[1]]; ok {
-			out[i] = l
+		mine[l.Name] = true
+	}
+	var out []sign.Sum
+	for _, l := range old {
+		if mine[l.Name] {
 			continue
 		}
-		idx[l[1]] = len(out)
+		if _, err := os.Stat(filepath.Join(filepath.Dir(path), l.Name)); err != nil {
+			continue
+		}
 		out = append(out, l)
 	}
-	return out, nil
+	return append(out, ours...), nil
 }
 
-// readSums parses a SHA256SUMS file ("<64 hex>  <name>" lines); a missing
-// file is empty.
-func readSums(path string) ([][2]string, error) {
+// readSums parses a SHA256SUMS file; a missing file is empty.
+func readSums(path string) ([]sign.Sum, error) {
 	data, err := os.ReadFile(path)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, nil
@@ -172,36 +164,35 @@ func readSums(path string) ([][2]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	var out [][2]string
-	sc := bufio.NewScanner(bytes.NewReader(data))
-	for n := 1; sc.Scan(); n++ {
-		sum, name, ok := strings.Cut(sc.Text(), "  ")
-		if _, herr := hex.DecodeString(sum); !ok || herr != nil || len(sum) != 2*sha256.Size || name == "" {
-			return nil, fmt.Errorf("%s:%d: want \"<sha256 hex>  <file name>\", got %q", path, n, sc.Text())
-		}
-		out = append(out, [2]string{sum, name})
+	sums, err := sign.ParseSums(data)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
 	}
-	return out, sc.Err()
+	return sums, nil
 }
 
 // DropSum removes name's line from dir's SHA256SUMS after its file was
-// deleted; a list left empty is removed.
+// deleted (and the signature, which no longer matches); a list left empty
+// is removed.
 func DropSum(dir, name string) error {
 	path := filepath.Join(dir, SumsFile)
 	old, err := readSums(path)
 	if err != nil || old == nil {
 		return err
 	}
-	var text strings.Builder
+	var keep []sign.Sum
 	for _, l := range old {
-		if l[1] != name {
-			fmt.Fprintf(&text, "%s  %s\n", l[0], l[1])
+		if l.Name != name {
+			keep = append(keep, l)
 		}
 	}
-	if text.Len() == 0 {
+	if len(keep) == 0 {
+		if err := os.Remove(filepath.Join(dir, sign.SignatureName)); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return err
+		}
 		return os.Remove(path)
 	}
-	return atomicfile.WriteFile(path, []byte(text.String()), 0o644)
+	return sign.WriteSums(dir, keep, nil)
 }
 
 // RemoveOutput deletes a published output and its SHA256SUMS line (an

@@ -15,6 +15,7 @@ import (
 
 	"github.com/ksmg-appliance/ksmg/appliance"
 	"github.com/ksmg-appliance/ksmg/firstboot/units"
+	"github.com/ksmg-appliance/ksmg/images/sbom"
 	"github.com/ksmg-appliance/ksmg/provisioner"
 	"github.com/ksmg-appliance/ksmg/provisioner/harden"
 	"github.com/ksmg-appliance/ksmg/services"
@@ -69,6 +70,7 @@ func packageFiles(s *appliance.Spec, binDir string) ([]provisioner.PackageFile, 
 	}
 	add("/usr/lib/ksmg/console-status", embedded("console-status"), 0o755)
 	add("/usr/lib/systemd/system/ksmg-console-status.service", embedded("ksmg-console-status.service"), 0o644)
+	add("/usr/lib/sysusers.d/ksmg-console-status.conf", embedded("ksmg-console-status.sysusers"), 0o644)
 	add("/usr/lib/systemd/network/80-ksmg-dhcp.network", embedded("80-ksmg-dhcp.network"), 0o644)
 	add("/usr/lib/repart.d/50-var.conf", embedded("50-var.conf"), 0o644)
 	for _, u := range []string{"hv-kvp-daemon.service", "hv-vss-daemon.service", "hv-fcopy-daemon.service"} {
@@ -151,7 +153,7 @@ func PayloadSteps(p Payload) ([]provisioner.Step, error) {
 		Version:     s.Version,
 		Maintainer:  "ksmg-appliance project <ksmg@localhost>",
 		Description: "ksmg mail-security gateway appliance payload",
-		Depends:     []string{"systemd", "logrotate"},
+		Depends:     []string{"systemd", "logrotate", "sudo"},
 		Files:       files,
 		MTime:       time.Unix(p.SourceDateEpoch, 0),
 	}, stage)
@@ -168,6 +170,7 @@ func PayloadSteps(p Payload) ([]provisioner.Step, error) {
 	}
 	return []provisioner.Step{
 		provisioner.InstallDeb(packageName, deb),
+		provisioner.CheckSudoers(),
 		provisioner.CreateAccounts(),
 		provisioner.CheckAccounts(uids),
 		provisioner.MakeDirs(dirs),
@@ -213,6 +216,20 @@ func (b *builder) provision(ctx context.Context, rootfs, work string, ids diskID
 	steps = append(steps, harden.Steps(harden.Options{})...)
 	t := &provisioner.DirTarget{Root: rootfs, Env: []string{fmt.Sprintf("SOURCE_DATE_EPOCH=%d", b.sde)}}
 	return provisioner.Apply(ctx, t, b.log, steps...)
+}
+
+// sbom describes the finished root file system: every installed Debian
+// package and the Go modules of our programs (images/sbom), dated
+// SOURCE_DATE_EPOCH so that it is as reproducible as the disk.
+func (b *builder) sbom(rootfs string) ([]byte, error) {
+	var bins []string
+	for _, bin := range binaries {
+		bins = append(bins, bin.dst)
+	}
+	return sbom.Build(sbom.Input{
+		Name: b.spec.Name, Version: b.spec.Version, Root: rootfs, Binaries: bins,
+		Created: time.Unix(b.sde, 0), Supplier: "ksmg-appliance project", OwnPackages: []string{packageName},
+	})
 }
 
 // PayloadBinaries are the programs PayloadSteps expects in its BinDir.

@@ -45,6 +45,7 @@
 //	ksmg.admin.password_hash     password          or its crypt(3) hash
 //	ksmg.ssh.enabled             boolean  False    enable SSH
 //	ksmg.ssh.authorized_key      string            OpenSSH public key line
+//	ksmg.ssh.root_login          boolean  False    the key may log in as root too
 //	ksmg.cluster.role            string   control  "control" or "secondary"
 //	ksmg.cluster.control_address string            Control node address (secondary)
 //	ksmg.cluster.join_token      password          join token (secondary)

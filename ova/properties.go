@@ -59,6 +59,8 @@ func Properties() []Property {
 			Label: "Enable SSH", Description: "SSH is off unless turned on here or later on the console."},
 		{Key: "ksmg.ssh.authorized_key", Type: "string", Category: CategoryAdmin,
 			Label: "SSH public key", Description: "One OpenSSH public key line allowed to log in as the administrator (with SSH enabled)."},
+		{Key: "ksmg.ssh.root_login", Type: "boolean", Default: "False", Category: CategoryAdmin,
+			Label: "Allow root SSH login", Description: "Let the SSH key above log in as root as well (key only, never a password). Off unless granted here or later on the console; needs SSH enabled."},
 		{Key: "ksmg.cluster.role", Type: "string", Default: "control", Qualifiers: `ValueMap{"control","secondary"}`, Category: CategoryCluster,
 			Label: "Node role", Description: "control: this node manages the cluster. secondary: this node joins the Control node below."},
 		{Key: "ksmg.cluster.control_address", Type: "string", Category: CategoryCluster,

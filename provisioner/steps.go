@@ -148,3 +148,14 @@ func CheckAccounts(accounts []Account) Step {
 		return nil
 	}}
 }
+
+// CheckSudoers has the target's own visudo check its sudoers policy,
+// every drop-in included: a syntax error would lock the administrator
+// out of the product's commands (or, worse, be read differently than
+// reviewed).
+func CheckSudoers() Step {
+	return Step{Name: "sudoers (visudo --check)", Do: func(ctx context.Context, t Target) error {
+		_, err := t.Run(ctx, "visudo", "--check", "--strict")
+		return err
+	}}
+}

@@ -7,13 +7,14 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"strconv"
 	"strings"
 	"sync"
 	"testing"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/ksmg-appliance/ksmg/internal/unitcheck"
 )
 
 // writeUnits copies the shipped units into a directory, with edit applied.
@@ -39,28 +40,14 @@ func writeUnits(t *testing.T, edit func(name, text string) string) string {
 	return dir
 }
 
-var exposureRE = regexp.MustCompile(`Overall exposure level for \S+: (\d+\.\d)`)
-
-// exposure runs `systemd-analyze security --offline=yes --threshold=` on a
-// unit file. systemd 252 compares the threshold with the exposure ×10 (the
-// printed 1.5 is 15 internally; checked by the hardening-stripped control
-// below), so a threshold of 15 fails above 1.5.
+// exposure rates a unit file with systemd-analyze security (see unitcheck).
 func exposure(t *testing.T, unitFile string, max float64) (float64, error) {
 	t.Helper()
-	threshold := strconv.Itoa(int(max*10 + 0.5))
-	out, err := run(t, nil, "systemd-analyze", "security", "--offline=yes", "--no-pager", "--threshold="+threshold, unitFile)
-	m := exposureRE.FindStringSubmatch(out)
-	if m == nil {
-		t.Fatalf("systemd-analyze security %s printed no exposure level:\n%s", unitFile, out)
-	}
-	level, perr := strconv.ParseFloat(m[1], 64)
-	if perr != nil {
-		t.Fatal(perr)
-	}
+	level, out, err := unitcheck.Exposure(unitFile, max)
 	if err != nil {
-		return level, fmt.Errorf("systemd-analyze security --threshold=%s: %w\n%s", threshold, err, out)
+		err = fmt.Errorf("%w\n%s", err, out)
 	}
-	return level, nil
+	return level, err
 }
 
 // TestUnitsSecurityExposure: both services must score at most 1.5 (maddy's

@@ -146,7 +146,7 @@ func run(ctx context.Context, f flags, in *os.File, out io.Writer) error {
 	}
 	ifnames := f.interfaces
 	if len(ifnames) == 0 {
-		ifnames = detectNICs()
+		ifnames = detectNICs(log)
 	}
 	primary := "eth0"
 	if len(ifnames) > 0 {
@@ -339,7 +339,7 @@ func banner(ctx context.Context, root string, out io.Writer, p *message.Printer,
 	} else {
 		b.WriteString("  " + p.Sprintf("SSH: off") + "\n")
 	}
-	fps, err := apply.HostKeyFingerprints(ctx, root)
+	fps, err := apply.HostKeyFingerprints(root)
 	if err == nil && len(fps) > 0 {
 		b.WriteString("  " + p.Sprintf("SSH host key fingerprints:") + "\n")
 		for _, fp := range fps {
@@ -374,17 +374,50 @@ func addresses() []string {
 
 // detectNICs lists physical-looking interfaces: not loopback, not
 // virtual (bridges, veth, docker); /sys/class/net/X/device exists only
-// for real (or paravirtual) hardware.
-func detectNICs() []string {
+// for real (or paravirtual) hardware. First boot starts before udev is
+// necessarily done with the NICs (it is not ordered after networkd), so
+// it waits, up to udevWait, until udev has processed every one of them
+// (its database entry exists), which is when a NIC has its final,
+// predictable name (ens192, ...).
+func detectNICs(log *slog.Logger) []string {
+	deadline := time.Now().Add(udevWait)
+	for {
+		out, pending := nics()
+		if len(pending) == 0 || time.Now().After(deadline) {
+			if len(pending) > 0 {
+				log.Warn("udev has not named every network interface yet; using the current names", "interfaces", pending)
+			}
+			return out
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// udevWait bounds detectNICs' wait for udev.
+const udevWait = 15 * time.Second
+
+// nics returns the NICs and those of them udev has not processed yet
+// (none when udev is not running at all).
+func nics() (out, pending []string) {
+	_, err := os.Stat("/run/udev/data")
+	udev := err == nil
 	ents, _ := os.ReadDir("/sys/class/net")
-	var out []string
 	for _, e := range ents {
-		if _, err := os.Stat(filepath.Join("/sys/class/net", e.Name(), "device")); err == nil {
-			out = append(out, e.Name())
+		dir := filepath.Join("/sys/class/net", e.Name())
+		if _, err := os.Stat(filepath.Join(dir, "device")); err != nil {
+			continue
+		}
+		out = append(out, e.Name())
+		idx, err := os.ReadFile(filepath.Join(dir, "ifindex"))
+		if err != nil || !udev {
+			continue
+		}
+		if _, err := os.Stat("/run/udev/data/n" + strings.TrimSpace(string(idx))); err != nil {
+			pending = append(pending, e.Name())
 		}
 	}
 	sort.Strings(out)
-	return out
+	return out, pending
 }
 
 // accessible decides line prompts: forced by the flag, or TERM=dumb, or a

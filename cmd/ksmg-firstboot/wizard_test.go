@@ -128,6 +128,8 @@ func wizardWalk(t *testing.T, lang string, menuIndex int) {
 	tt.focus(c.tr("Enable SSH access for the administrator?"))
 	tt.keys("y")
 	tt.fill(c.tr("Authorized public key"), testKey)
+	tt.focus(c.tr("Allow this key to log in as root too?"))
+	tt.keys("Enter") // default: no root login
 
 	review := checkReview(t, tt, c)
 
@@ -139,7 +141,7 @@ func wizardWalk(t *testing.T, lang string, menuIndex int) {
 		c.tr("%s: IPv4 address/prefix", "eth0"), c.tr("%s: IPv4 gateway", "eth0"), c.tr("%s: IPv6 address/prefix", "eth0"),
 		c.tr("%s: IPv6 gateway", "eth0"), c.tr("%s: DNS servers", "eth0"), c.tr("%s: search domain", "eth0"),
 		c.tr("NTP servers"), c.tr("Time zone"), c.tr("Node role"), c.tr("Control node address"), c.tr("Join token"),
-		c.tr("Enable SSH access for the administrator?"), c.tr("Authorized public key"),
+		c.tr("Enable SSH access for the administrator?"), c.tr("Authorized public key"), c.tr("Allow this key to log in as root too?"),
 	}
 	for i := len(titles) - 1; i >= 0; i-- {
 		tt.keys("BTab")

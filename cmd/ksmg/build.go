@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/ksmg-appliance/ksmg/appliance"
 	"github.com/ksmg-appliance/ksmg/images"
+	"github.com/ksmg-appliance/ksmg/sign"
 )
 
 // newBuildCmd builds `ksmg build`: flags, overridable by environment (KSMG_BIN_DIR, KSMG_CACHE,
@@ -28,8 +30,12 @@ func newBuildCmd(a *app) *cobra.Command {
 		Long: `Build the appliance: a Debian 13 root file system from the package cache
 ($KSMG_CACHE, default ~/.cache/ksmg; filled from the mirror on the first
 build), the ksmg payload, and a sparse GPT disk that boots under UEFI
-Secure Boot. Writes <name>-<version>.<ext> for every format and SHA256SUMS
-into --out, atomically. Needs root.`,
+Secure Boot. Writes <name>-<version>.<ext> for every format, the image's
+SPDX SBOM (<name>-<version>.spdx.json) and SHA256SUMS into --out,
+atomically; with --sign-key also SHA256SUMS.asc, an OpenPGP signature of
+SHA256SUMS (check it with ksmg inspect --verify). The key's passphrase comes
+from $KSMG_SIGN_PASSPHRASE or --sign-passphrase-file, never the command
+line. Needs root.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return runBuild(cmd, a, v) },
 	}
@@ -39,7 +45,10 @@ into --out, atomically. Needs root.`,
 	f.String("out", "out", "output directory")
 	f.String("bin", "bin", "directory with the built binaries (ksmg-gatewayd, ...); env KSMG_BIN_DIR")
 	f.String("cache", "", "package cache directory; env KSMG_CACHE (default ~/.cache/ksmg)")
-	for key, env := range map[string]string{"spec": "KSMG_SPEC", "format": "KSMG_FORMAT", "out": "KSMG_OUT", "bin": "KSMG_BIN_DIR", "cache": "KSMG_CACHE"} {
+	f.String("sign-key", "", "OpenPGP secret key file (mode 0600) that signs SHA256SUMS; env KSMG_SIGN_KEY")
+	f.String("sign-passphrase-file", "", "file whose first line is the signing key's passphrase; env KSMG_SIGN_PASSPHRASE_FILE (or the passphrase itself in KSMG_SIGN_PASSPHRASE)")
+	for key, env := range map[string]string{"spec": "KSMG_SPEC", "format": "KSMG_FORMAT", "out": "KSMG_OUT", "bin": "KSMG_BIN_DIR", "cache": "KSMG_CACHE",
+		"sign-key": "KSMG_SIGN_KEY", "sign-passphrase-file": "KSMG_SIGN_PASSPHRASE_FILE"} {
 		_ = v.BindPFlag(key, f.Lookup(key))
 		_ = v.BindEnv(key, env)
 	}
@@ -80,10 +89,28 @@ func runBuild(cmd *cobra.Command, a *app, v *viper.Viper) error {
 		}
 	}
 
+	// The signing key is unlocked before the build: a wrong passphrase
+	// fails in a second, not after the image is built.
+	var signer *sign.Signer
+	if key := v.GetString("sign-key"); key != "" {
+		pass, err := sign.ReadPassphrase(v.GetString("sign-passphrase-file"))
+		if err != nil {
+			return &exitError{code: 2, err: err}
+		}
+		if signer, err = sign.LoadSigner(key, pass); err != nil {
+			return &exitError{code: 2, err: fmt.Errorf("--sign-key: %w", err)}
+		}
+	} else if v.GetString("sign-passphrase-file") != "" {
+		return &exitError{code: 2, err: errors.New("--sign-passphrase-file without --sign-key")}
+	}
+
 	log := a.logger()
 	opts := images.Options{
 		Spec: spec, OutDir: v.GetString("out"), BinDir: v.GetString("bin"), CacheDir: cache,
-		Formats: formats, Log: log,
+		Formats: formats, Log: log, Signer: signer,
+	}
+	if signer != nil {
+		log.Info("signing SHA256SUMS", "key", signer.Fingerprint())
 	}
 	var prog *progress
 	if a.interactive() {
@@ -106,7 +133,11 @@ func runBuild(cmd *cobra.Command, a *app, v *viper.Viper) error {
 	for _, o := range res.Outputs {
 		fmt.Fprintf(os.Stdout, "%s  %s  (%s)\n", o.SHA256, o.Path, humanBytes(o.Size))
 	}
-	fmt.Fprintf(os.Stdout, "%s\nbuilt in %s\n", res.SHA256SUM, res.Elapsed.Round(100*time.Millisecond))
+	fmt.Fprintln(os.Stdout, res.SHA256SUM)
+	if res.Signature != "" {
+		fmt.Fprintln(os.Stdout, res.Signature)
+	}
+	fmt.Fprintf(os.Stdout, "built in %s\n", res.Elapsed.Round(100*time.Millisecond))
 	return nil
 }
 

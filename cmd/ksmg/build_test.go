@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/ksmg-appliance/ksmg/sign/signtest"
 )
 
 // TestBuildRejectsBadInput: a bad spec or an unknown format is a clear
@@ -19,12 +21,21 @@ func TestBuildRejectsBadInput(t *testing.T) {
 		t.Fatal(err)
 	}
 	out := filepath.Join(dir, "out")
+	key, _ := signtest.Key(t, "the passphrase")
+	wrong := filepath.Join(dir, "wrong-pass")
+	if err := os.WriteFile(wrong, []byte("not the passphrase\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	for _, tc := range []struct {
 		args []string
 		want []string
 	}{
 		{[]string{"build", "--spec", bad, "--out", out}, []string{bad, "vesion"}},
 		{[]string{"build", "--spec=", "--format", "raw,qcow9", "--out", out}, []string{`"qcow9"`, "unknown format", "raw"}},
+		// The signing key is unlocked before anything is built.
+		{[]string{"build", "--spec=", "--out", out, "--sign-key", filepath.Join(dir, "missing.asc")}, []string{"--sign-key", "missing.asc"}},
+		{[]string{"build", "--spec=", "--out", out, "--sign-key", key, "--sign-passphrase-file", wrong}, []string{key, "wrong passphrase"}},
+		{[]string{"build", "--spec=", "--out", out, "--sign-passphrase-file", wrong}, []string{"without --sign-key"}},
 	} {
 		root := newRootCmd(newApp())
 		root.SetArgs(tc.args)

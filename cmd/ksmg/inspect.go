@@ -19,19 +19,36 @@ import (
 const exitDamaged = 2
 
 func newInspectCmd(a *app) *cobra.Command {
-	return &cobra.Command{
-		Use:   "inspect FILE",
-		Short: "Check an OVA or VHDX image and summarise what it contains",
+	var verify bool
+	var key string
+	cmd := &cobra.Command{
+		Use:   "inspect FILE | inspect --verify --key KEY DIR",
+		Short: "Check an OVA or VHDX image, or verify a build's signed checksums",
 		Long: `inspect reads an OVA or a VHDX (told apart by content, not name) and checks it
 front to back. For an OVA: member order (.ovf, .mf, disks), manifest digests, the
 OVF descriptor mapped to a vSphere ConfigSpec (firmware, controller, NIC,
 properties) and every VMDK's stream structure, with every grain decompressed.
-A damaged image exits with status 2, naming the failing member and check.`,
+A damaged image exits with status 2, naming the failing member and check.
+
+With --verify, DIR is a build's output directory (or its SHA256SUMS): the
+OpenPGP signature SHA256SUMS.asc must verify with the public key in --key
+(env KSMG_VERIFY_KEY), and every artifact SHA256SUMS lists must be there
+with that SHA-256. A missing or changed artifact, or a bad signature,
+exits 2 naming the file.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if verify {
+				if key == "" {
+					key = os.Getenv("KSMG_VERIFY_KEY")
+				}
+				return runVerify(cmd.Context(), args[0], key, cmd.OutOrStdout(), a.json)
+			}
 			return runInspect(cmd.Context(), args[0], cmd.OutOrStdout(), a.json)
 		},
 	}
+	cmd.Flags().BoolVar(&verify, "verify", false, "verify DIR's SHA256SUMS signature and every artifact's checksum")
+	cmd.Flags().StringVar(&key, "key", "", "OpenPGP public key (file) that signed the build; env KSMG_VERIFY_KEY")
+	return cmd
 }
 
 // inspectResult is the --json output.

@@ -63,6 +63,10 @@ type Answers struct {
 	JoinToken         string      `yaml:"-"` // secret
 	SSHEnabled        bool        `yaml:"ssh_enabled"`
 	SSHAuthorizedKey  string      `yaml:"ssh_authorized_key"`
+	// SSHRootLogin lets the authorized key log in as root as well: the
+	// vendor's documentation has the local administrator grant root SSH
+	// access explicitly; it is off unless asked for, and needs SSH on.
+	SSHRootLogin bool `yaml:"ssh_root_login"`
 }
 
 // Defaults are the answers before anyone says anything: consent and SSH
@@ -496,6 +500,8 @@ func (a *Answers) Validate() error {
 	}
 	if a.SSHEnabled {
 		add("ssh.authorized_key", ValidateAuthorizedKey(a.SSHAuthorizedKey))
+	} else if a.SSHRootLogin {
+		add("ssh.root_login", errors.New("root login over SSH needs SSH enabled (ksmg.ssh.enabled=true)"))
 	}
 	return errors.Join(errs...)
 }

@@ -180,6 +180,13 @@ func TestFromKeys(t *testing.T) {
 			m["ksmg.ssh.enabled"] = "yes"
 			m["ksmg.ssh.authorized_key"] = testKey
 		}, true, nil},
+		{"ssh root login with ssh", func(m map[string]string) {
+			m["ksmg.ssh.enabled"] = "true"
+			m["ksmg.ssh.authorized_key"] = testKey
+			m["ksmg.ssh.root_login"] = "true"
+		}, true, nil},
+		// Root login is a grant on top of SSH, never a way to turn it on.
+		{"root login without ssh", func(m map[string]string) { m["ksmg.ssh.root_login"] = "true" }, false, nil},
 		{"bad bool", func(m map[string]string) { m["ksmg.ksn.consent"] = "maybe" }, true, []string{"ksmg.ksn.consent"}},
 		{"named interface", func(m map[string]string) { m["ksmg.network.interface"] = "ens192" }, true, nil},
 	}
@@ -207,6 +214,9 @@ func TestFromKeys(t *testing.T) {
 			}
 			if a.KSN || a.EULAAccepted && strings.HasPrefix(tc.name, "eula") || (a.SSHEnabled && !strings.HasPrefix(tc.name, "ssh")) {
 				t.Fatal("KSN and SSH must stay off unless asked")
+			}
+			if a.SSHRootLogin != strings.Contains(tc.name, "root login") {
+				t.Fatal("root login over SSH must stay off unless asked")
 			}
 		})
 	}

@@ -114,6 +114,10 @@ var Keys = []Key{
 		a.SSHAuthorizedKey = strings.TrimSpace(v)
 		return ValidateAuthorizedKey(v)
 	}},
+	{Name: "ksmg.ssh.root_login", Help: "true to let the authorized key log in as root too (off by default; needs ksmg.ssh.enabled)", set: func(a *Answers, _, v string) (err error) {
+		a.SSHRootLogin, err = parseBool(v)
+		return err
+	}},
 }
 
 // Prefix starts every key; other keys in a shared source (KVP pool, OVF

@@ -13,6 +13,9 @@ package apply
 import (
 	"bytes"
 	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -24,6 +27,7 @@ import (
 	"strings"
 	"time"
 
+	"golang.org/x/crypto/ssh"
 	"gopkg.in/yaml.v3"
 
 	"github.com/ksmg-appliance/ksmg/firstboot/answers"
@@ -32,11 +36,15 @@ import (
 
 // Paths, relative to the root.
 const (
-	StampPath        = "/var/lib/ksmg/firstboot.done"
-	NodeConfigPath   = "/etc/opt/kaspersky/ksmg-node.yaml"
-	NetworkDir       = "/etc/systemd/network"
-	NTPPath          = "/etc/systemd/timesyncd.conf.d/ksmg.conf"
-	SSHDConfigPath   = "/etc/ssh/sshd_config.d/ksmg.conf"
+	StampPath      = "/var/lib/ksmg/firstboot.done"
+	NodeConfigPath = "/etc/opt/kaspersky/ksmg-node.yaml"
+	NetworkDir     = "/etc/systemd/network"
+	NTPPath        = "/etc/systemd/timesyncd.conf.d/ksmg.conf"
+	// SSHDConfigPath sorts first among sshd's drop-ins ("10-"): sshd keeps
+	// the first value of a keyword, so a hardening drop-in after it cannot
+	// undo the administrator's own choices (root login, allowed users).
+	SSHDConfigPath   = "/etc/ssh/sshd_config.d/10-ksmg-firstboot.conf"
+	HostKeyPath      = "/etc/ssh/ssh_host_ed25519_key"
 	AuthorizedKeys   = "/etc/ssh/authorized_keys"
 	SSHWantsLink     = "/etc/systemd/system/multi-user.target.wants/ssh.service"
 	SSHUnit          = "/usr/lib/systemd/system/ssh.service"
@@ -61,8 +69,11 @@ type Options struct {
 	Root string // "/" on the appliance; a scratch directory in tests
 	Log  *slog.Logger
 	Now  func() time.Time
-	// SSHKeygen is the ssh-keygen binary ("" = from PATH).
-	SSHKeygen string
+	// Exec runs a command of the live system (systemctl, hostnamectl);
+	// nil runs it. Tests record the calls instead.
+	Exec func(ctx context.Context, name string, args ...string) ([]byte, error)
+	// Hostname is the running host name; nil asks the kernel.
+	Hostname func() (string, error)
 }
 
 func (o *Options) live() bool { return filepath.Clean(o.Root) == "/" }
@@ -70,7 +81,9 @@ func (o *Options) live() bool { return filepath.Clean(o.Root) == "/" }
 func (o *Options) path(p string) string { return filepath.Join(o.Root, p) }
 
 // Apply validates a, then writes everything and marks first boot done.
-// Services are only touched (systemctl, sethostname) when Root is "/".
+// Services are only touched (systemctl, hostnamectl) when Root is "/",
+// and only those whose configuration changed. Each phase's duration is
+// logged: first boot is on the critical path of the appliance's start.
 func Apply(ctx context.Context, o Options, a answers.Answers) error {
 	if o.Root == "" {
 		o.Root = "/"
@@ -84,41 +97,46 @@ func Apply(ctx context.Context, o Options, a answers.Answers) error {
 	if err := a.Validate(); err != nil {
 		return fmt.Errorf("answers are not valid: %w", err)
 	}
+	phase := time.Now()
+	took := func(name string) {
+		o.Log.Info("first-boot phase done", "phase", name, "elapsed", time.Since(phase).Round(time.Millisecond).String())
+		phase = time.Now()
+	}
 	hash := a.AdminPasswordHash
 	if hash == "" {
 		var err error
 		if hash, err = crypt.Hash(a.AdminPassword); err != nil {
 			return fmt.Errorf("hash admin password: %w", err)
 		}
+		took("hash password")
 	}
-
-	// Host keys are generated before anything is switched: if ssh-keygen
-	// fails, nothing has changed. Generating missing keys is idempotent.
-	if err := hostKeys(ctx, o); err != nil {
-		return err
-	}
-	fps, err := HostKeyFingerprints(ctx, o.Root)
+	var t tx
+	// A host key only when SSH is on (it is off by default): one Ed25519
+	// key, made here in-process, switched in with everything else.
+	hostKey, err := hostKey(o, &t, a.SSHEnabled)
 	if err != nil {
 		return err
 	}
-	var t tx
-	if err := plan(&t, o, a, hash, fps); err != nil {
+	if err := plan(&t, o, a, hash, hostKey); err != nil {
 		return err
 	}
 	if err := t.commit(); err != nil {
 		return err
 	}
+	took("write configuration")
 	o.Log.Info("first-boot configuration written", "root", o.Root, "files", len(t.changes))
-	if o.live() {
-		return activate(ctx, o, a)
+	if !o.live() {
+		o.Log.Info("scratch root: services not touched", "root", o.Root)
+		return nil
 	}
-	o.Log.Info("scratch root: services not touched", "root", o.Root)
-	return nil
+	err = activate(ctx, o, a, &t)
+	took("activate")
+	return err
 }
 
 // plan reads what it needs from the root and queues every change; the
 // stamp is queued last so it only appears once all else is in place.
-func plan(t *tx, o Options, a answers.Answers, hash string, fingerprints []string) error {
+func plan(t *tx, o Options, a answers.Answers, hash string, hostKey string) error {
 	passwd, err := readColonFile(o.path("/etc/passwd"))
 	if err != nil {
 		return err
@@ -203,7 +221,7 @@ func plan(t *tx, o Options, a answers.Answers, hash string, fingerprints []strin
 	// the service is enabled only when asked.
 	t.mkdir(o.path("/etc/ssh"), 0o755, 0, 0)
 	t.mkdir(o.path("/etc/ssh/sshd_config.d"), 0o755, 0, 0)
-	t.file(o.path(SSHDConfigPath), sshdConfig(), 0o644, 0, 0)
+	t.file(o.path(SSHDConfigPath), sshdConfig(a), 0o644, 0, 0)
 	t.mkdir(o.path("/etc/systemd/system"), 0o755, 0, 0)
 	t.mkdir(o.path(filepath.Dir(SSHWantsLink)), 0o755, 0, 0)
 	if a.SSHEnabled {
@@ -223,7 +241,7 @@ func plan(t *tx, o Options, a answers.Answers, hash string, fingerprints []strin
 	// Console login banner: agetty shows /etc/issue.d/*.issue and expands
 	// \4 and \6 to the current addresses, so it stays right under DHCP.
 	t.mkdir(o.path("/etc/issue.d"), 0o755, 0, 0)
-	t.file(o.path(IssuePath), issue(a, fingerprints), 0o644, 0, 0)
+	t.file(o.path(IssuePath), issue(a, hostKey), 0o644, 0, 0)
 
 	// Node role and consent.
 	t.mkdir(o.path("/etc/opt"), 0o755, 0, 0)
@@ -244,16 +262,17 @@ func plan(t *tx, o Options, a answers.Answers, hash string, fingerprints []strin
 	return nil
 }
 
-func issue(a answers.Answers, fingerprints []string) []byte {
+func issue(a answers.Answers, hostKey string) []byte {
 	var b strings.Builder
 	fmt.Fprintf(&b, "ksmg mail gateway %s (%s node)\n  IPv4: \\4  IPv6: \\6\n", a.Hostname, a.Role)
 	if a.SSHEnabled {
-		b.WriteString("  SSH: enabled for " + AdminUser + "; host key fingerprints:\n")
+		who := AdminUser
+		if a.SSHRootLogin {
+			who += " and root"
+		}
+		fmt.Fprintf(&b, "  SSH: enabled for %s; host key %s\n", who, hostKey)
 	} else {
-		b.WriteString("  SSH: off; host key fingerprints:\n")
-	}
-	for _, fp := range fingerprints {
-		b.WriteString("    " + fp + "\n")
+		b.WriteString("  SSH: off\n")
 	}
 	b.WriteString("\n")
 	return []byte(b.String())
@@ -317,13 +336,22 @@ func timesyncd(ntp []string) []byte {
 // SSHFirewallRule adds SSH to the firewall's set of open TCP ports.
 const SSHFirewallRule = "# Written by ksmg-firstboot: SSH is enabled.\nadd element inet ksmg tcp_open { 22 }\n"
 
-func sshdConfig() []byte {
-	return []byte(`# Written by ksmg-firstboot. Only the administrator, only with a key.
+func sshdConfig(a answers.Answers) []byte {
+	users, root := AdminUser, "no"
+	if a.SSHRootLogin {
+		// Granted explicitly at first boot or by --reconfigure: the same
+		// authorized key, never a password.
+		users, root = AdminUser+" root", "prohibit-password"
+	}
+	return []byte(`# Written by ksmg-firstboot; change with ksmg-firstboot --reconfigure.
+# Only the administrator (and root when granted), only with a key.
 AuthorizedKeysFile /etc/ssh/authorized_keys
-AllowUsers ` + AdminUser + `
-PermitRootLogin no
+AllowUsers ` + users + `
+PermitRootLogin ` + root + `
 PasswordAuthentication no
 KbdInteractiveAuthentication no
+# The one host key first boot makes.
+HostKey ` + HostKeyPath + `
 `)
 }
 
@@ -380,74 +408,152 @@ func ReadNodeConfig(root string) (NodeConfig, error) {
 	return n, nil
 }
 
-func hostKeys(ctx context.Context, o Options) error {
-	if err := os.MkdirAll(o.path("/etc/ssh"), 0o755); err != nil {
-		return fmt.Errorf("create %s: %w", o.path("/etc/ssh"), err)
+// hostKey returns the fingerprint of the root's Ed25519 host key and, when
+// SSH is on and there is none yet, queues a new one in t. An existing key
+// is kept (its fingerprint is what clients pinned); with SSH off and no
+// key, it returns "".
+func hostKey(o Options, t *tx, want bool) (string, error) {
+	p := o.path(HostKeyPath)
+	if pub, err := os.ReadFile(p + ".pub"); err == nil {
+		k, _, _, _, err := ssh.ParseAuthorizedKey(pub)
+		if err != nil {
+			return "", fmt.Errorf("%s: %w", p+".pub", err)
+		}
+		return Fingerprint(k), nil
 	}
-	bin := o.SSHKeygen
-	if bin == "" {
-		bin = "ssh-keygen"
+	if !want {
+		return "", nil
 	}
-	args := []string{"-A"}
-	if !o.live() {
-		args = append(args, "-f", o.Root)
-	}
-	out, err := exec.CommandContext(ctx, bin, args...).CombinedOutput()
+	pub, priv, err := ed25519.GenerateKey(rand.Reader)
 	if err != nil {
-		return fmt.Errorf("generate SSH host keys (%s %s): %w: %s", bin, strings.Join(args, " "), err, bytes.TrimSpace(out))
+		return "", fmt.Errorf("generate SSH host key: %w", err)
 	}
-	return nil
+	block, err := ssh.MarshalPrivateKey(priv, "root@ksmg")
+	if err != nil {
+		return "", fmt.Errorf("encode SSH host key: %w", err)
+	}
+	sshPub, err := ssh.NewPublicKey(pub)
+	if err != nil {
+		return "", err
+	}
+	t.mkdir(o.path("/etc/ssh"), 0o755, 0, 0) // before the files in it
+	t.file(p, pem.EncodeToMemory(block), 0o600, 0, 0)
+	t.file(p+".pub", append(bytes.TrimSpace(ssh.MarshalAuthorizedKey(sshPub)), []byte(" root@ksmg\n")...), 0o644, 0, 0)
+	return Fingerprint(sshPub), nil
 }
 
-// activate makes the running system use the new configuration. The files
-// are already in place and valid, so failures here are reported but do
-// not undo them: the next boot applies them anyway.
-func activate(ctx context.Context, o Options, a answers.Answers) error {
-	var errs []error
-	if err := setHostname(a.Hostname); err != nil {
-		errs = append(errs, fmt.Errorf("set host name: %w", err))
-	}
-	run := func(args ...string) {
-		if out, err := exec.CommandContext(ctx, "systemctl", args...).CombinedOutput(); err != nil {
-			errs = append(errs, fmt.Errorf("systemctl %s: %w: %s", strings.Join(args, " "), err, bytes.TrimSpace(out)))
-		}
-	}
-	run("daemon-reload")
-	activateLanguage(ctx, o)
-	run("try-restart", "systemd-networkd.service", "systemd-timesyncd.service")
-	// The firewall first: SSH's port opens before sshd starts and closes
-	// after it stopped.
-	if a.SSHEnabled {
-		run("try-reload-or-restart", "nftables.service")
-	}
-	if a.SSHEnabled {
-		run("restart", "ssh.service")
-	} else {
-		run("stop", "ssh.service")
-		run("try-reload-or-restart", "nftables.service")
-	}
-	// --no-block: the gateway unit is ordered After=ksmg-firstboot.service.
-	run("start", "--no-block", "ksmg-gatewayd.service")
-	return errors.Join(errs...)
+// Fingerprint is "TYPE SHA256:..." as ssh-keygen -l shows it.
+func Fingerprint(k ssh.PublicKey) string {
+	typ := strings.ToUpper(strings.TrimPrefix(k.Type(), "ssh-"))
+	return typ + " " + ssh.FingerprintSHA256(k)
 }
 
 // HostKeyFingerprints lists "TYPE SHA256:..." of the root's SSH host keys.
-func HostKeyFingerprints(ctx context.Context, root string) ([]string, error) {
+func HostKeyFingerprints(root string) ([]string, error) {
 	pubs, _ := filepath.Glob(filepath.Join(root, "/etc/ssh/ssh_host_*_key.pub"))
 	sort.Strings(pubs)
 	var out []string
 	for _, p := range pubs {
-		b, err := exec.CommandContext(ctx, "ssh-keygen", "-l", "-f", p).Output()
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return nil, err
+		}
+		k, _, _, _, err := ssh.ParseAuthorizedKey(b)
 		if err != nil {
 			return nil, fmt.Errorf("fingerprint %s: %w", p, err)
 		}
-		// "256 SHA256:xxx root@host (ED25519)"
-		f := strings.Fields(string(b))
-		if len(f) >= 2 {
-			out = append(out, strings.Trim(f[len(f)-1], "()")+" "+f[1])
-		}
+		out = append(out, Fingerprint(k))
 	}
 	return out, nil
+}
+
+// activate makes the running system use what changed. The files are
+// already in place and valid, so failures here are reported but do not
+// undo them: the next boot applies them anyway. Nothing that is already
+// in effect is reloaded or restarted (first boot is on the critical path
+// of the gateway's start), and every systemctl call is --no-block: the
+// units involved may be waiting for first boot to finish.
+func activate(ctx context.Context, o Options, a answers.Answers, t *tx) error {
+	var errs []error
+	execute, hostname := o.Exec, o.Hostname
+	if execute == nil {
+		execute = func(ctx context.Context, name string, args ...string) ([]byte, error) {
+			return exec.CommandContext(ctx, name, args...).CombinedOutput()
+		}
+	}
+	if hostname == nil {
+		hostname = os.Hostname
+	}
+	run := func(name string, args ...string) {
+		start := time.Now()
+		out, err := execute(ctx, name, args...)
+		o.Log.Info("activate", "cmd", name+" "+strings.Join(args, " "), "elapsed", time.Since(start).Round(time.Millisecond).String())
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s %s: %w: %s", name, strings.Join(args, " "), err, bytes.TrimSpace(out)))
+		}
+	}
+	// hostnamed sets the kernel's name from the /etc/hostname just written
+	// (the static name wins over the transient one asked for), so this
+	// process needs no CAP_SYS_ADMIN.
+	if cur, err := hostname(); err != nil || cur != a.Hostname {
+		run("hostnamectl", "--transient", "hostname", a.Hostname)
+	}
+	if networkChanged(t, o, a) {
+		run("systemctl", "--no-block", "try-reload-or-restart", "systemd-networkd.service")
+	}
+	if t.changed(o.path(NTPPath)) && (len(a.NTP) > 0 || t.hadContent(o.path(NTPPath), "NTP=")) {
+		run("systemctl", "--no-block", "try-restart", "systemd-timesyncd.service")
+	}
+	if t.changed(o.path(KeyboardPath)) {
+		activateLanguage(ctx, o, execute)
+	}
+	// The firewall opens SSH's port before sshd (re)starts and closes it
+	// after sshd stops (the jobs are queued in this order).
+	firewall := t.changed(o.path(SSHFirewallPath))
+	if firewall && a.SSHEnabled {
+		run("systemctl", "--no-block", "try-reload-or-restart", "nftables.service")
+	}
+	start := []string{"ksmg-gatewayd.service"}
+	switch {
+	case a.SSHEnabled && t.changed(o.path(SSHDConfigPath), o.path(AuthorizedKeys), o.path(HostKeyPath)):
+		run("systemctl", "--no-block", "restart", "ssh.service")
+	case a.SSHEnabled:
+		start = append(start, "ssh.service")
+	case t.changed(o.path(SSHWantsLink)):
+		run("systemctl", "--no-block", "stop", "ssh.service")
+	}
+	if firewall && !a.SSHEnabled {
+		run("systemctl", "--no-block", "try-reload-or-restart", "nftables.service")
+	}
+	run("systemctl", append([]string{"--no-block", "start"}, start...)...)
+	return errors.Join(errs...)
+}
+
+// networkChanged: the network files changed in a way networkd has not
+// applied yet. Until first boot writes its files, the image's default
+// (80-ksmg-dhcp.network) runs DHCP on every Ethernet interface, so plain
+// DHCP answers on a system without files of ours change nothing.
+func networkChanged(t *tx, o Options, a answers.Answers) bool {
+	var ours []string
+	hadOurs := false
+	for _, c := range t.changes {
+		if strings.HasPrefix(c.path, o.path(NetworkDir)+"/50-ksmg-") {
+			ours = append(ours, c.path)
+			hadOurs = hadOurs || c.before.exists
+		}
+	}
+	if !t.changed(ours...) {
+		return false
+	}
+	if hadOurs {
+		return true
+	}
+	for _, ifc := range a.Interfaces {
+		if ifc.Mode != answers.ModeDHCP || len(ifc.DNS) > 0 || ifc.SearchDomain != "" {
+			return true
+		}
+	}
+	return false
 }
 
 // Done reports whether first boot was completed in root.

@@ -4,6 +4,7 @@ package apply
 
 import (
 	"context"
+	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -78,13 +79,13 @@ func TestApplyStatic(t *testing.T) {
 		{"/etc/systemd/network/50-ksmg-eth0.network", "[Match]\nName=eth0\n\n[Network]\nAddress=192.0.2.10/24\nGateway=192.0.2.1\nAddress=2001:db8::10/64\nGateway=fe80::1\nDNS=192.0.2.53\nDNS=2001:db8::53\nDomains=example.com\n"},
 		{NTPPath, "[Time]\nNTP=ntp1.example.com 192.0.2.123\n"},
 		{AuthorizedKeys, testKey + "\n"},
-		{SSHDConfigPath, "AuthorizedKeysFile /etc/ssh/authorized_keys\n"},
+		{SSHDConfigPath, "AuthorizedKeysFile /etc/ssh/authorized_keys\nAllowUsers admin\nPermitRootLogin no\n"},
 		{SSHFirewallPath, "add element inet ksmg tcp_open { 22 }\n"},
 		{NodeConfigPath, "role: secondary\ncontrol_address: ctl.example.com:8443\njoin_token: 0123456789abcdef0123\nlanguage: en\neula:\n    accepted: true\n    accepted_at: \"2026-11-22T08:00:00Z\"\nksn:\n    enabled: false\n    source: control-node\n"},
 		{StampPath, "2026-11-22T08:00:00Z\n"},
 		{"/etc/passwd", "admin:x:1000:1000:ksmg administrator:/home/admin:/bin/bash\n"},
 		{"/etc/group", "admin:x:1000:\n"},
-		{IssuePath, "ksmg mail gateway gw1.example.com (secondary node)\n  IPv4: \\4  IPv6: \\6\n  SSH: enabled for admin; host key fingerprints:\n    ECDSA SHA256:"},
+		{IssuePath, "ksmg mail gateway gw1.example.com (secondary node)\n  IPv4: \\4  IPv6: \\6\n  SSH: enabled for admin; host key ED25519 SHA256:"},
 	}
 	for _, c := range checks {
 		if got := read(t, root, c.path); !strings.Contains(got, c.want) {
@@ -129,12 +130,28 @@ func TestApplyStatic(t *testing.T) {
 			t.Errorf("%s: %v %d:%d, want %v %d:%d", m.path, mode, uid, gid, m.mode, m.uid, m.gid)
 		}
 	}
-	if keys, _ := filepath.Glob(filepath.Join(root, "/etc/ssh/ssh_host_*_key")); len(keys) < 2 {
-		t.Errorf("host keys not generated: %v", keys)
+	// One Ed25519 host key, private part 0600; ssh-keygen (the real peer)
+	// reads it and agrees on the fingerprint the console shows.
+	if keys, _ := filepath.Glob(filepath.Join(root, "/etc/ssh/ssh_host_*_key")); len(keys) != 1 || keys[0] != filepath.Join(root, HostKeyPath) {
+		t.Errorf("host keys: %v, want only %s", keys, HostKeyPath)
 	}
-	fps, err := HostKeyFingerprints(ctx, root)
-	if err != nil || len(fps) < 2 || !strings.Contains(strings.Join(fps, " "), "ED25519 SHA256:") {
-		t.Errorf("fingerprints %v %v", fps, err)
+	if mode, uid, _ := statOwner(t, root, HostKeyPath); mode != 0o600 || uid != 0 {
+		t.Errorf("host key mode %v owner %d", mode, uid)
+	}
+	fps, err := HostKeyFingerprints(root)
+	if err != nil || len(fps) != 1 || !strings.HasPrefix(fps[0], "ED25519 SHA256:") {
+		t.Fatalf("fingerprints %v %v", fps, err)
+	}
+	out, err := exec.Command("ssh-keygen", "-y", "-f", filepath.Join(root, HostKeyPath)).Output()
+	if err != nil || !strings.HasPrefix(read(t, root, HostKeyPath+".pub"), strings.TrimSpace(string(out))) {
+		t.Errorf("ssh-keygen -y on the private key: %q %v; .pub is %q", out, err, read(t, root, HostKeyPath+".pub"))
+	}
+	out, err = exec.Command("ssh-keygen", "-l", "-f", filepath.Join(root, HostKeyPath+".pub")).Output()
+	if f := strings.Fields(string(out)); err != nil || len(f) < 2 || !strings.HasSuffix(fps[0], " "+f[1]) {
+		t.Errorf("ssh-keygen -l: %q %v; we show %s", out, err, fps[0])
+	}
+	if !strings.Contains(read(t, root, IssuePath), fps[0]+"\n") {
+		t.Errorf("issue does not show %s", fps[0])
 	}
 	if !Done(root) {
 		t.Error("not marked done")
@@ -142,11 +159,12 @@ func TestApplyStatic(t *testing.T) {
 	if tmp, _ := exec.Command("find", root, "-name", "*.ksmg-*").Output(); len(tmp) != 0 {
 		t.Errorf("temporary files left: %s", tmp)
 	}
-	sshdCheck(t, root)
+	sshdCheck(t, root, "admin", "permitrootlogin no", "allowusers admin")
 }
 
-// sshdCheck has the real sshd parse our drop-in.
-func sshdCheck(t *testing.T, root string) {
+// sshdCheck has the real sshd parse our drop-in and checks the effective
+// configuration for user.
+func sshdCheck(t *testing.T, root, user string, wants ...string) {
 	t.Helper()
 	// sshd -t insists on its privilege-separation directory, which the
 	// openssh-server package's tmpfiles.d creates at boot.
@@ -158,11 +176,11 @@ func sshdCheck(t *testing.T, root string) {
 	if out, err := exec.Command("/usr/sbin/sshd", "-t", "-f", cfg).CombinedOutput(); err != nil {
 		t.Fatalf("sshd -t rejects the config: %v\n%s", err, out)
 	}
-	out, err := exec.Command("/usr/sbin/sshd", "-T", "-f", cfg, "-C", "user=admin,host=x,addr=192.0.2.9").Output()
+	out, err := exec.Command("/usr/sbin/sshd", "-T", "-f", cfg, "-C", "user="+user+",host=x,addr=192.0.2.9").Output()
 	if err != nil {
 		t.Fatalf("sshd -T: %v", err)
 	}
-	for _, want := range []string{"authorizedkeysfile /etc/ssh/authorized_keys", "passwordauthentication no", "permitrootlogin no", "allowusers admin"} {
+	for _, want := range append([]string{"authorizedkeysfile /etc/ssh/authorized_keys", "passwordauthentication no", "hostkey /etc/ssh/ssh_host_ed25519_key"}, wants...) {
 		if !strings.Contains(string(out), want+"\n") {
 			t.Errorf("sshd effective config lacks %q", want)
 		}
@@ -196,6 +214,9 @@ func TestReconfigureIsIdempotentAndRemovesStale(t *testing.T) {
 		if _, err := os.Lstat(filepath.Join(root, p)); !os.IsNotExist(err) {
 			t.Errorf("%s kept after SSH was turned off", p)
 		}
+	}
+	if got := read(t, root, IssuePath); !strings.Contains(got, "SSH: off\n") {
+		t.Errorf("issue after SSH was turned off: %s", got)
 	}
 	if n := strings.Count(read(t, root, "/etc/passwd"), "\nadmin:"); n != 1 {
 		t.Errorf("admin appears %d times in passwd", n)
@@ -300,5 +321,201 @@ func TestCurrentReadsBackWhatApplyWrote(t *testing.T) {
 	}
 	if !reflect.DeepEqual(got, in) {
 		t.Fatalf("read back:\n%+v\nwant\n%+v", got, in)
+	}
+}
+
+// TestSSHOffMakesNoHostKey: SSH is off by default, and then there is no
+// host key at all (nothing to leak, nothing to generate at first boot).
+func TestSSHOffMakesNoHostKey(t *testing.T) {
+	root := newRoot(t)
+	a := staticAnswers()
+	a.SSHEnabled, a.SSHAuthorizedKey = false, ""
+	if err := Apply(context.Background(), Options{Root: root, Now: fixedNow}, a); err != nil {
+		t.Fatal(err)
+	}
+	if keys, _ := filepath.Glob(filepath.Join(root, "/etc/ssh/ssh_host_*")); len(keys) != 0 {
+		t.Errorf("host keys made with SSH off: %v", keys)
+	}
+	if got := read(t, root, IssuePath); !strings.Contains(got, "SSH: off\n") || strings.Contains(got, "SHA256") {
+		t.Errorf("issue: %s", got)
+	}
+	if got := read(t, root, SSHDConfigPath); !strings.Contains(got, "PermitRootLogin no\n") {
+		t.Errorf("sshd drop-in: %s", got)
+	}
+}
+
+// TestRootLogin: granting root SSH access lets the same key log in as
+// root, by key only; taking it back (reconfigure) closes it again, and the
+// host key survives the reconfiguration.
+func TestRootLogin(t *testing.T) {
+	root := newRoot(t)
+	ctx := context.Background()
+	a := staticAnswers()
+	a.SSHRootLogin = true
+	if err := Apply(ctx, Options{Root: root, Now: fixedNow}, a); err != nil {
+		t.Fatal(err)
+	}
+	key := read(t, root, HostKeyPath)
+	sshdCheck(t, root, "root", "permitrootlogin without-password", "allowusers admin", "allowusers root")
+	if got := read(t, root, IssuePath); !strings.Contains(got, "SSH: enabled for admin and root;") {
+		t.Errorf("issue: %s", got)
+	}
+	a.SSHRootLogin = false
+	if err := Apply(ctx, Options{Root: root, Now: fixedNow}, a); err != nil {
+		t.Fatal(err)
+	}
+	sshdCheck(t, root, "root", "permitrootlogin no")
+	if got := read(t, root, SSHDConfigPath); strings.Contains(got, "root\n") && strings.Contains(got, "AllowUsers admin root") {
+		t.Errorf("root still allowed: %s", got)
+	}
+	if read(t, root, HostKeyPath) != key {
+		t.Error("reconfiguration replaced the host key clients pinned")
+	}
+	a.SSHEnabled = false
+	a.SSHRootLogin = true
+	if err := Apply(ctx, Options{Root: root, Now: fixedNow}, a); err == nil || !strings.Contains(err.Error(), "ssh.root_login") {
+		t.Fatalf("root login without SSH: %v", err)
+	}
+}
+
+// TestActivateOnlyWhatChanged: the change tracking that decides which
+// services activate touches.
+func TestActivateOnlyWhatChanged(t *testing.T) {
+	root := newRoot(t)
+	o := Options{Root: root, Now: fixedNow}
+	dhcp := staticAnswers()
+	dhcp.Interfaces = []answers.Interface{{Name: "ens192", Mode: answers.ModeDHCP}}
+	dhcp.NTP = nil
+	commit := func(a answers.Answers) *tx {
+		t.Helper()
+		var x tx
+		if _, err := hostKey(o, &x, a.SSHEnabled); err != nil {
+			t.Fatal(err)
+		}
+		if err := plan(&x, o, a, "$y$j9T$x$y", "ED25519 SHA256:x"); err != nil {
+			t.Fatal(err)
+		}
+		if err := x.commit(); err != nil {
+			t.Fatal(err)
+		}
+		return &x
+	}
+	// First boot, plain DHCP: the image's default already does that; no
+	// NTP servers: timesyncd's defaults stay.
+	x := commit(dhcp)
+	if networkChanged(x, o, dhcp) {
+		t.Error("plain DHCP on a fresh image counted as a network change")
+	}
+	if !x.changed(o.path(NTPPath)) || x.hadContent(o.path(NTPPath), "NTP=") {
+		t.Error("NTP file tracking")
+	}
+	if !x.changed(o.path(SSHDConfigPath), o.path(HostKeyPath)) {
+		t.Error("new sshd drop-in and host key not seen as changes")
+	}
+	// The same again: nothing changed at all.
+	x = commit(dhcp)
+	for _, p := range []string{NTPPath, SSHDConfigPath, AuthorizedKeys, HostKeyPath, "/etc/hostname", SSHWantsLink} {
+		if x.changed(o.path(p)) {
+			t.Errorf("%s counted as changed on an identical re-apply", p)
+		}
+	}
+	if networkChanged(x, o, dhcp) {
+		t.Error("identical re-apply counted as a network change")
+	}
+	// Static: a change networkd must pick up; then back to DHCP: also one
+	// (the static file of ours is replaced).
+	st := staticAnswers()
+	if x = commit(st); !networkChanged(x, o, st) || !x.changed(o.path(NTPPath)) {
+		t.Error("static network and NTP servers not seen as changes")
+	}
+	if x = commit(dhcp); !networkChanged(x, o, dhcp) || !x.hadContent(o.path(NTPPath), "NTP=") {
+		t.Error("back to DHCP (and no NTP servers) not seen as changes")
+	}
+	// SSH off: the wants link goes, which activate turns into a stop.
+	off := dhcp
+	off.SSHEnabled, off.SSHAuthorizedKey = false, ""
+	if x = commit(off); !x.changed(o.path(SSHWantsLink)) || x.changed(o.path(HostKeyPath)) {
+		t.Error("turning SSH off: wants link not removed or host key touched")
+	}
+}
+
+// TestActivateCommands: what activate runs for the changes of a first
+// boot and of reconfigurations: nothing that is already in effect, never
+// a daemon-reload, every systemctl call --no-block.
+func TestActivateCommands(t *testing.T) {
+	root := newRoot(t)
+	var calls []string
+	o := Options{Root: root, Now: fixedNow, Log: slog.New(slog.DiscardHandler),
+		Exec: func(_ context.Context, name string, args ...string) ([]byte, error) {
+			calls = append(calls, name+" "+strings.Join(args, " "))
+			return nil, nil
+		},
+		Hostname: func() (string, error) { return "ksmg", nil },
+	}
+	step := func(a answers.Answers) []string {
+		t.Helper()
+		calls = nil
+		var x tx
+		key, err := hostKey(o, &x, a.SSHEnabled)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := plan(&x, o, a, "$y$j9T$x$y", key); err != nil {
+			t.Fatal(err)
+		}
+		if err := x.commit(); err != nil {
+			t.Fatal(err)
+		}
+		if err := activate(context.Background(), o, a, &x); err != nil {
+			t.Fatal(err)
+		}
+		return calls
+	}
+	dhcp := staticAnswers()
+	dhcp.Interfaces = []answers.Interface{{Name: "ens192", Mode: answers.ModeDHCP}}
+	dhcp.NTP = nil
+	dhcp.SSHEnabled, dhcp.SSHAuthorizedKey = false, ""
+	withSSH := dhcp
+	withSSH.SSHEnabled, withSSH.SSHAuthorizedKey = true, testKey
+	static := staticAnswers()
+	static.Hostname = "ksmg"
+	for _, tc := range []struct {
+		name string
+		a    answers.Answers
+		want []string
+	}{
+		// The test root's keyboard is not the language's: the console
+		// keymap is switched now (in the image, English is already in
+		// effect and nothing runs).
+		{"first boot, defaults", dhcp, []string{
+			"hostnamectl --transient hostname gw1.example.com",
+			"setupcon --save-only",
+			"setupcon --force -k",
+			"systemctl --no-block start ksmg-gatewayd.service"}},
+		// The firewall opens SSH's port before sshd restarts, and closes
+		// it after sshd stopped.
+		{"SSH turned on", withSSH, []string{
+			"hostnamectl --transient hostname gw1.example.com",
+			"systemctl --no-block try-reload-or-restart nftables.service",
+			"systemctl --no-block restart ssh.service",
+			"systemctl --no-block start ksmg-gatewayd.service"}},
+		{"nothing changed", withSSH, []string{
+			"hostnamectl --transient hostname gw1.example.com",
+			"systemctl --no-block start ksmg-gatewayd.service ssh.service"}},
+		{"static, NTP, same host name", static, []string{
+			"systemctl --no-block try-reload-or-restart systemd-networkd.service",
+			"systemctl --no-block try-restart systemd-timesyncd.service",
+			"systemctl --no-block start ksmg-gatewayd.service ssh.service"}},
+		{"SSH off again", dhcp, []string{
+			"hostnamectl --transient hostname gw1.example.com",
+			"systemctl --no-block try-reload-or-restart systemd-networkd.service",
+			"systemctl --no-block try-restart systemd-timesyncd.service",
+			"systemctl --no-block stop ssh.service",
+			"systemctl --no-block try-reload-or-restart nftables.service",
+			"systemctl --no-block start ksmg-gatewayd.service"}},
+	} {
+		if got := step(tc.a); strings.Join(got, "\n") != strings.Join(tc.want, "\n") {
+			t.Errorf("%s: ran\n%s\nwant\n%s", tc.name, strings.Join(got, "\n"), strings.Join(tc.want, "\n"))
+		}
 	}
 }

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"os"
-	"os/exec"
 	"strings"
 
 	"github.com/ksmg-appliance/ksmg/firstboot/i18n"
@@ -45,9 +44,9 @@ func planLanguage(t *tx, o Options, lang string) {
 // sessions read the locale from /etc/default/locale (pam_env). A failure
 // is only logged: the files are in place, and without the removed cache
 // the next boot's keyboard-setup.sh compiles the keymap itself.
-func activateLanguage(ctx context.Context, o Options) {
+func activateLanguage(ctx context.Context, o Options, execute func(ctx context.Context, name string, args ...string) ([]byte, error)) {
 	for _, args := range [][]string{{"--save-only"}, {"--force", "-k"}} {
-		if out, err := exec.CommandContext(ctx, "setupcon", args...).CombinedOutput(); err != nil {
+		if out, err := execute(ctx, "setupcon", args...); err != nil {
 			o.Log.Warn("console keymap not switched now; the next boot does it", "cmd", "setupcon "+strings.Join(args, " "), "err", err, "output", string(bytes.TrimSpace(out)))
 		}
 	}

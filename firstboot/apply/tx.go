@@ -1,6 +1,7 @@
 package apply
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -75,6 +76,11 @@ func (t *tx) symlink(path, target string) {
 }
 
 func (t *tx) mkdir(path string, mode fs.FileMode, uid, gid int) {
+	for _, c := range t.changes {
+		if c.dir && c.path == path {
+			return // queued already
+		}
+	}
 	t.changes = append(t.changes, &change{path: path, dir: true, mode: mode, uid: uid, gid: gid})
 }
 
@@ -247,4 +253,43 @@ func syncDirs(changes []*change) {
 			f.Close()
 		}
 	}
+}
+
+// changed reports whether committing switched any of paths to something
+// other than what was there before (content, link target, existence).
+// Only valid after commit; paths tx did not touch are unchanged.
+func (t *tx) changed(paths ...string) bool {
+	for _, p := range paths {
+		for _, c := range t.changes {
+			if c.path == p && c.before != nil && c.differs() {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func (c *change) differs() bool {
+	b := c.before
+	switch {
+	case c.remove:
+		return b.exists
+	case c.dir:
+		return !b.exists
+	case c.link != "":
+		return !b.isLink || b.link != c.link
+	default:
+		return !b.exists || b.isLink || b.isDir || !bytes.Equal(b.data, c.data)
+	}
+}
+
+// hadContent reports whether path existed before the commit with substr
+// in it.
+func (t *tx) hadContent(path, substr string) bool {
+	for _, c := range t.changes {
+		if c.path == path && c.before != nil && c.before.exists {
+			return bytes.Contains(c.before.data, []byte(substr))
+		}
+	}
+	return false
 }

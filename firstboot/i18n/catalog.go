@@ -41,7 +41,7 @@ func init() {
 
 var messageKeyToIndex = map[string]int{
 	"%d failed units: %s": 84,
-	"%d unattended answers were rejected; correct them in the steps below:": 191,
+	"%d unattended answers were rejected; correct them in the steps below:": 196,
 	"%q has an invalid prefix length":                                       32,
 	"%q is neither an IP address nor a host name":                           39,
 	"%q is not a number from 1 to %d":                                       101,
@@ -51,9 +51,9 @@ var messageKeyToIndex = map[string]int{
 	"%q is not an IPv%s address":                                            30,
 	"%q is not true/false":                                                  60,
 	"%q is the network or broadcast address of its prefix":                  33,
-	"%s: %s gw %s  %s gw %s":                                                184,
+	"%s: %s gw %s  %s gw %s":                                                188,
 	"%s: %v":                                                                66,
-	"%s: DHCP":                                                              182,
+	"%s: DHCP":                                                              186,
 	"%s: DNS servers":                                                       152,
 	"%s: IPv4 address/prefix":                                               144,
 	"%s: IPv4 gateway":                                                      146,
@@ -68,11 +68,13 @@ var messageKeyToIndex = map[string]int{
 	"192.0.2.10/24 (empty: none)":                                           145,
 	"2001:db8::10/64 (empty: none)":                                         149,
 	"Account %q. At least %d characters mixing three of: lower case, upper case, digits, other.": 135,
-	"Address: %s":            12,
-	"Administrator password": 137,
+	"Address: %s":                           12,
+	"Administrator password":                137,
+	"Allow":                                 173,
+	"Allow this key to log in as root too?": 171,
 	"Answer each question and press Enter; type < to go back one step.": 106,
-	"Apply":                 173,
-	"Apply these settings?": 172,
+	"Apply":                 177,
+	"Apply these settings?": 176,
 	"Applying settings...":  6,
 	"Authorized public key": 169,
 	"Comma separated; empty uses the system defaults.": 156,
@@ -80,7 +82,7 @@ var messageKeyToIndex = map[string]int{
 	"Control node":                         9,
 	"Control node address":                 161,
 	"DHCP (automatic)":                     142,
-	"DNS %s  search %s":                    183,
+	"DNS %s  search %s":                    187,
 	"Data provision and KSN":               130,
 	"Do not join":                          134,
 	"Do you accept the license agreement?": 126,
@@ -93,10 +95,10 @@ var messageKeyToIndex = map[string]int{
 	"For example: %s": 105,
 	"Full text: %s (also in the web interface).": 127,
 	"Fully qualified name, e.g. gw1.example.com": 140,
-	"Go back":                              174,
+	"Go back":                              178,
 	"Host name":                            139,
 	"Host name: %s   Role: %s":             11,
-	"Host name: %s · admin password: %s":   181,
+	"Host name: %s · admin password: %s":   185,
 	"Hyper-V KVP (%s)":                     68,
 	"I accept":                             128,
 	"I do not accept":                      129,
@@ -107,41 +109,44 @@ var messageKeyToIndex = map[string]int{
 	"Kaspersky Security Network (KSN) is a cloud reputation service. Joining is voluntary and OFF unless you turn it on here; you can change it later in the web interface. If on, the gateway sends: checksums and scan results of checked objects, sender IP addresses and header data of scanned mail, attachment checksums, sizes and types, and license information. The private variant (KPSN) sends nothing. On a Secondary node the Control node's setting applies.": 131,
 	"Keep off": 168,
 	"Language": 122,
-	"Language: %s · EULA accepted: %s · KSN: %s": 177,
+	"Language: %s · EULA accepted: %s · KSN: %s": 181,
 	"Leave empty to keep the current one.":       136,
 	"License agreement":                          123,
-	"NOT SET":                                    178,
+	"NOT SET":                                    182,
 	"NTP servers":                                155,
-	"NTP: %s · time zone: %s":                    185,
+	"NTP: %s · time zone: %s":                    189,
 	"Network: interface %s":                      141,
 	"Next":                                       125,
+	"No":                                         174,
 	"Node role":                                  159,
-	"OVF environment is not well-formed XML: %v":                            69,
-	"OVF environment: PropertySection/Property[%d] has no oe:key":           71,
-	"OVF environment: property %q appears twice":                            72,
-	"OVF environment: root element is %q, expected Environment in %s":       70,
-	"Off by default. Key-based login only.":                                 166,
-	"Participate in Kaspersky Security Network?":                            132,
-	"Please answer this step again.":                                        107,
-	"Review":                                                                171,
-	"Role: Control node":                                                    187,
-	"Role: Secondary node of %s (token set) · KSN follows the Control node": 186,
-	"SSH host key fingerprints:":                                            15,
-	"SSH: %s":                                                               88,
-	"SSH: enabled for user %s":                                              13,
-	"SSH: off":                                                              14,
-	"SSH: on, key %s":                                                       188,
-	"Secondary node":                                                        10,
-	"Secondary node (joins a Control node)":                                 160,
-	"Secure Boot off":                                                       86,
-	"Secure Boot on":                                                        85,
-	"Setup was completed on another console.":                               4,
-	"Shown on the Control node when you add a node.":                        164,
-	"Static IPv4/IPv6":                                                      143,
-	"Time zone":                                                             157,
-	"VMware OVF environment":                                                73,
-	"Welcome. This wizard sets up the mail gateway appliance.":              189,
-	"a static interface needs an IPv4 or IPv6 address":                      54,
+	"OVF environment is not well-formed XML: %v":                                        69,
+	"OVF environment: PropertySection/Property[%d] has no oe:key":                       71,
+	"OVF environment: property %q appears twice":                                        72,
+	"OVF environment: root element is %q, expected Environment in %s":                   70,
+	"Off by default. Key-based login only.":                                             166,
+	"Off by default. The administrator otherwise uses sudo for the product's commands.": 172,
+	"Participate in Kaspersky Security Network?":                                        132,
+	"Please answer this step again.":                                                    107,
+	"Review":                                                                            175,
+	"Role: Control node":                                                                191,
+	"Role: Secondary node of %s (token set) · KSN follows the Control node":             190,
+	"SSH host key fingerprints:":                                                        15,
+	"SSH: %s":                                                                           88,
+	"SSH: enabled for user %s":                                                          13,
+	"SSH: off":                                                                          14,
+	"SSH: on, key %s":                                                                   193,
+	"SSH: on, key %s, root login allowed":                                               192,
+	"Secondary node":                                                                    10,
+	"Secondary node (joins a Control node)":                                             160,
+	"Secure Boot off":                                                                   86,
+	"Secure Boot on":                                                                    85,
+	"Setup was completed on another console.":                                           4,
+	"Shown on the Control node when you add a node.":                                    164,
+	"Static IPv4/IPv6":                                                                  143,
+	"Time zone":                                                                         157,
+	"VMware OVF environment":                                                            73,
+	"Welcome. This wizard sets up the mail gateway appliance.":                          194,
+	"a static interface needs an IPv4 or IPv6 address":                                  54,
 	"active":                                             96,
 	"an IPv4 gateway needs an IPv4 address":              55,
 	"an IPv6 gateway needs an IPv6 address":              56,
@@ -161,7 +166,7 @@ var messageKeyToIndex = map[string]int{
 	"could not remove secrets from an unattended source: %v": 7,
 	"degraded": 91,
 	"down":     117,
-	"enter: next   shift+tab: back   ctrl+c: quit": 190,
+	"enter: next   shift+tab: back   ctrl+c: quit": 195,
 	"failed":                             98,
 	"filter":                             118,
 	"gateway %q is not an IPv%s address": 34,
@@ -180,7 +185,7 @@ var messageKeyToIndex = map[string]int{
 	"interface %q configured twice": 58,
 	"interface name is required":    53,
 	"join token must be 16-512 characters of A-Z a-z 0-9 . _ ~ + / = -": 49,
-	"kept":                         180,
+	"kept":                         184,
 	"ksmg %s on %s":                81,
 	"ksmg appliance is set up.":    8,
 	"ksmg appliance setup":         121,
@@ -194,8 +199,8 @@ var messageKeyToIndex = map[string]int{
 	"node role %q must be %q or %q":                                     43,
 	"not a valid interface name":                                        61,
 	"not an OpenSSH public key line (ssh-ed25519 AAAA... comment)": 52,
-	"off":      176,
-	"on":       175,
+	"off":      180,
+	"on":       179,
 	"optional": 151,
 	"password hash must be a SHA-512 crypt ($6$...) or yescrypt ($y$...) string":            23,
 	"password is too short: it has %d characters, the minimum is %d":                        18,
@@ -213,7 +218,7 @@ var messageKeyToIndex = map[string]int{
 	"seed file line %d: keys must be plain strings":                                         76,
 	"seed file: top level must be a mapping of ksmg.* keys":                                 75,
 	"select":                                115,
-	"set":                                   179,
+	"set":                                   183,
 	"set filter":                            119,
 	"setup failed, nothing was changed: %v": 5,
 	"ssh-ed25519 AAAA... comment":           170,
@@ -234,7 +239,7 @@ var messageKeyToIndex = map[string]int{
 	"yes":         113,
 }
 
-var csIndex = []uint32{ // 193 elements
+var csIndex = []uint32{ // 198 elements
 	// Entry 0 - 1F
 	0x00000000, 0x00000015, 0x0000004c, 0x00000089,
 	0x00000120, 0x0000014d, 0x0000017d, 0x00000197,
@@ -284,16 +289,17 @@ var csIndex = []uint32{ // 193 elements
 	0x00001cab, 0x00001cdf, 0x00001cf7, 0x00001d07,
 	0x00001d1d, 0x00001d52, 0x00001d78, 0x00001db9,
 	0x00001dc1, 0x00001dd3, 0x00001df2, 0x00001e11,
-	0x00001e1a, 0x00001e34, 0x00001e3d, 0x00001e43,
-	0x00001e4b, 0x00001e53, 0x00001e94, 0x00001ea0,
-	0x00001eaa, 0x00001eb5, 0x00001ee6, 0x00001ef2,
-	0x00001f0d, 0x00001f3b, 0x00001f60, 0x00001fb0,
-	0x00001fc5, 0x00001fe0, 0x00002016, 0x00002048,
+	0x00001e44, 0x00001eaa, 0x00001eb2, 0x00001eb5,
+	0x00001ebe, 0x00001ed8, 0x00001ee1, 0x00001ee7,
+	0x00001eef, 0x00001ef7, 0x00001f38, 0x00001f44,
+	0x00001f4e, 0x00001f59, 0x00001f8a, 0x00001f96,
+	0x00001fb1, 0x00001fdf, 0x00002004, 0x00002054,
 	// Entry C0 - DF
-	0x0000217d,
-} // Size: 796 bytes
+	0x00002069, 0x000020a3, 0x000020be, 0x000020f4,
+	0x00002126, 0x0000225b,
+} // Size: 816 bytes
 
-const csData string = "" + // Size: 8573 bytes
+const csData string = "" + // Size: 8795 bytes
 	"\x02%[1]v (zdroj: %[2]s)\x02odmítnutá odpověď automatického nastavení: %" +
 	"[1]v\x02automatické nastavení selhalo, nic nebylo změněno: %[1]v\x02odpo" +
 	"vědi nejsou úplné a není konzole, na které by se dalo zeptat; zadejte úp" +
@@ -401,13 +407,16 @@ const csData string = "" + // Size: 8573 bytes
 	" se na řídicím uzlu při přidání uzlu.\x02Povolit správci přístup přes SS" +
 	"H?\x02Ve výchozím nastavení vypnuto. Přihlášení pouze klíčem.\x02Povolit" +
 	"\x02Ponechat vypnuté\x02Autorizovaný veřejný klíč\x02ssh-ed25519 AAAA..." +
-	" komentář\x02Kontrola\x02Použít toto nastavení?\x02Použít\x02Zpět\x02zap" +
-	"nuto\x02vypnuto\x02Jazyk: %[1]s · licenční smlouva přijata: %[2]s · KSN:" +
-	" %[3]s\x02NENASTAVENO\x02nastaveno\x02ponecháno\x02Název hostitele: %[1]" +
-	"s · heslo správce: %[2]s\x02%[1]s: DHCP\x02DNS %[1]s  hledání %[2]s\x02%" +
-	"[1]s: %[2]s brána %[3]s  %[4]s brána %[5]s\x02NTP: %[1]s · časové pásmo:" +
-	" %[2]s\x02Role: podřízený uzel uzlu %[1]s (token zadán) · KSN podle řídi" +
-	"cího uzlu\x02Role: řídicí uzel\x02SSH: zapnuto, klíč %[1]s\x02Vítejte. T" +
+	" komentář\x02Povolit tomuto klíči přihlášení i jako root?\x02Ve výchozím" +
+	" nastavení vypnuto. Jinak správce spouští příkazy produktu se zvýšenými " +
+	"právy.\x02Povolit\x02Ne\x02Kontrola\x02Použít toto nastavení?\x02Použít" +
+	"\x02Zpět\x02zapnuto\x02vypnuto\x02Jazyk: %[1]s · licenční smlouva přijat" +
+	"a: %[2]s · KSN: %[3]s\x02NENASTAVENO\x02nastaveno\x02ponecháno\x02Název " +
+	"hostitele: %[1]s · heslo správce: %[2]s\x02%[1]s: DHCP\x02DNS %[1]s  hle" +
+	"dání %[2]s\x02%[1]s: %[2]s brána %[3]s  %[4]s brána %[5]s\x02NTP: %[1]s " +
+	"· časové pásmo: %[2]s\x02Role: podřízený uzel uzlu %[1]s (token zadán) " +
+	"· KSN podle řídicího uzlu\x02Role: řídicí uzel\x02SSH: zapnuto, klíč %[" +
+	"1]s, přihlášení roota povoleno\x02SSH: zapnuto, klíč %[1]s\x02Vítejte. T" +
 	"ento průvodce nastaví poštovní bránu.\x02enter: další   shift+tab: zpět " +
 	"  ctrl+c: konec\x14\x01\x81\x01\x00\x04c\x02%[1]d odpovědi automatického" +
 	" nastavení byly odmítnuty; opravte je v následujících krocích:\x02c\x02%" +
@@ -415,7 +424,7 @@ const csData string = "" + // Size: 8573 bytes
 	"ujících krocích:\x00d\x02%[1]d odpovědí automatického nastavení bylo odm" +
 	"ítnuto; opravte je v následujících krocích:"
 
-var enIndex = []uint32{ // 193 elements
+var enIndex = []uint32{ // 198 elements
 	// Entry 0 - 1F
 	0x00000000, 0x00000013, 0x00000035, 0x00000069,
 	0x000000e0, 0x00000108, 0x00000131, 0x00000146,
@@ -465,16 +474,17 @@ var enIndex = []uint32{ // 193 elements
 	0x00001800, 0x00001826, 0x0000183b, 0x00001847,
 	0x00001852, 0x00001881, 0x000018aa, 0x000018d0,
 	0x000018d7, 0x000018e0, 0x000018f6, 0x00001912,
-	0x00001919, 0x0000192f, 0x00001935, 0x0000193d,
-	0x00001940, 0x00001944, 0x0000197a, 0x00001982,
-	0x00001986, 0x0000198b, 0x000019b5, 0x000019c1,
-	0x000019d9, 0x000019ff, 0x00001a1e, 0x00001a68,
-	0x00001a7b, 0x00001a8e, 0x00001ac7, 0x00001af4,
+	0x00001938, 0x0000198a, 0x00001990, 0x00001993,
+	0x0000199a, 0x000019b0, 0x000019b6, 0x000019be,
+	0x000019c1, 0x000019c5, 0x000019fb, 0x00001a03,
+	0x00001a07, 0x00001a0c, 0x00001a36, 0x00001a42,
+	0x00001a5a, 0x00001a80, 0x00001a9f, 0x00001ae9,
 	// Entry C0 - DF
-	0x00001b8b,
-} // Size: 796 bytes
+	0x00001afc, 0x00001b23, 0x00001b36, 0x00001b6f,
+	0x00001b9c, 0x00001c33,
+} // Size: 816 bytes
 
-const enData string = "" + // Size: 7051 bytes
+const enData string = "" + // Size: 7219 bytes
 	"\x02%[1]v (from %[2]s)\x02unattended answer rejected: %[1]v\x02unattende" +
 	"d setup failed, nothing was changed: %[1]v\x02answers are incomplete and" +
 	" there is no console to ask on; pass complete unattended answers (see ks" +
@@ -573,19 +583,21 @@ const enData string = "" + // Size: 7051 bytes
 	"t]\x02Join token\x02Shown on the Control node when you add a node.\x02En" +
 	"able SSH access for the administrator?\x02Off by default. Key-based logi" +
 	"n only.\x02Enable\x02Keep off\x02Authorized public key\x02ssh-ed25519 AA" +
-	"AA... comment\x02Review\x02Apply these settings?\x02Apply\x02Go back\x02" +
-	"on\x02off\x02Language: %[1]s · EULA accepted: %[2]s · KSN: %[3]s\x02NOT " +
-	"SET\x02set\x02kept\x02Host name: %[1]s · admin password: %[2]s\x02%[1]s:" +
-	" DHCP\x02DNS %[1]s  search %[2]s\x02%[1]s: %[2]s gw %[3]s  %[4]s gw %[5]" +
-	"s\x02NTP: %[1]s · time zone: %[2]s\x02Role: Secondary node of %[1]s (tok" +
-	"en set) · KSN follows the Control node\x02Role: Control node\x02SSH: on," +
-	" key %[1]s\x02Welcome. This wizard sets up the mail gateway appliance." +
-	"\x02enter: next   shift+tab: back   ctrl+c: quit\x14\x01\x81\x01\x00\x02" +
-	"E\x02%[1]d unattended answer was rejected; correct it in the steps below" +
-	":\x00I\x02%[1]d unattended answers were rejected; correct them in the st" +
-	"eps below:"
+	"AA... comment\x02Allow this key to log in as root too?\x02Off by default" +
+	". The administrator otherwise uses sudo for the product's commands.\x02A" +
+	"llow\x02No\x02Review\x02Apply these settings?\x02Apply\x02Go back\x02on" +
+	"\x02off\x02Language: %[1]s · EULA accepted: %[2]s · KSN: %[3]s\x02NOT SE" +
+	"T\x02set\x02kept\x02Host name: %[1]s · admin password: %[2]s\x02%[1]s: D" +
+	"HCP\x02DNS %[1]s  search %[2]s\x02%[1]s: %[2]s gw %[3]s  %[4]s gw %[5]s" +
+	"\x02NTP: %[1]s · time zone: %[2]s\x02Role: Secondary node of %[1]s (toke" +
+	"n set) · KSN follows the Control node\x02Role: Control node\x02SSH: on, " +
+	"key %[1]s, root login allowed\x02SSH: on, key %[1]s\x02Welcome. This wiz" +
+	"ard sets up the mail gateway appliance.\x02enter: next   shift+tab: back" +
+	"   ctrl+c: quit\x14\x01\x81\x01\x00\x02E\x02%[1]d unattended answer was " +
+	"rejected; correct it in the steps below:\x00I\x02%[1]d unattended answer" +
+	"s were rejected; correct them in the steps below:"
 
-var ruIndex = []uint32{ // 193 elements
+var ruIndex = []uint32{ // 198 elements
 	// Entry 0 - 1F
 	0x00000000, 0x00000020, 0x00000073, 0x000000e6,
 	0x000001cc, 0x00000214, 0x0000026a, 0x00000297,
@@ -635,16 +647,17 @@ var ruIndex = []uint32{ // 193 elements
 	0x000030bf, 0x00003123, 0x00003150, 0x00003164,
 	0x0000318a, 0x000031ee, 0x00003235, 0x00003286,
 	0x00003299, 0x000032c1, 0x000032f8, 0x00003323,
-	0x00003334, 0x00003362, 0x00003375, 0x00003388,
-	0x00003399, 0x000033ac, 0x00003411, 0x00003421,
-	0x0000342c, 0x0000343d, 0x0000348a, 0x00003496,
-	0x000034b2, 0x000034e4, 0x00003511, 0x00003587,
-	0x000035b1, 0x000035d5, 0x00003638, 0x00003677,
+	0x0000338c, 0x00003433, 0x00003446, 0x0000344d,
+	0x0000345e, 0x0000348c, 0x0000349f, 0x000034b2,
+	0x000034c3, 0x000034d6, 0x0000353b, 0x0000354b,
+	0x00003556, 0x00003567, 0x000035b4, 0x000035c0,
+	0x000035dc, 0x0000360e, 0x0000363b, 0x000036b1,
 	// Entry C0 - DF
-	0x000038cc,
-} // Size: 796 bytes
+	0x000036db, 0x0000373d, 0x00003761, 0x000037c4,
+	0x00003803, 0x00003a58,
+} // Size: 816 bytes
 
-const ruData string = "" + // Size: 14540 bytes
+const ruData string = "" + // Size: 14936 bytes
 	"\x02%[1]v (источник: %[2]s)\x02отклонен ответ автоматической настройки: " +
 	"%[1]v\x02автоматическая настройка не выполнена, ничего не изменено: %[1]" +
 	"v\x02ответы неполные, а консоли, на которой можно спросить, нет; передай" +
@@ -764,20 +777,23 @@ const ruData string = "" + // Size: 14540 bytes
 	" на управляющем узле при добавлении узла.\x02Разрешить администратору до" +
 	"ступ по SSH?\x02По умолчанию выключен. Вход только по ключу.\x02Разреши" +
 	"ть\x02Оставить выключенным\x02Авторизованный открытый ключ\x02ssh-ed255" +
-	"19 AAAA... комментарий\x02Проверка\x02Применить эти параметры?\x02Примен" +
-	"ить\x02Вернуться\x02включено\x02выключено\x02Язык: %[1]s · Лицензионное" +
-	" соглашение принято: %[2]s · KSN: %[3]s\x02НЕ ЗАДАН\x02задан\x02сохранен" +
-	"\x02Имя хоста: %[1]s · пароль администратора: %[2]s\x02%[1]s: DHCP\x02DN" +
-	"S %[1]s  поиск %[2]s\x02%[1]s: %[2]s шлюз %[3]s  %[4]s шлюз %[5]s\x02NTP" +
-	": %[1]s · часовой пояс: %[2]s\x02Роль: подчиненный узел %[1]s (токен зад" +
-	"ан) · KSN по управляющему узлу\x02Роль: управляющий узел\x02SSH: включе" +
-	"н, ключ %[1]s\x02Добро пожаловать. Этот мастер настроит почтовый шлюз." +
-	"\x02enter: далее   shift+tab: назад   ctrl+c: выход\x14\x01\x81\x01\x00" +
-	"\x04\x91\x01\x02%[1]d ответа автоматической настройки отклонены; исправь" +
-	"те их в следующих шагах:\x05\x93\x01\x02%[1]d ответов автоматической на" +
-	"стройки отклонено; исправьте их в следующих шагах:\x02\x8f\x01\x02%[1]d" +
-	" ответ автоматической настройки отклонен; исправьте его в следующих шага" +
-	"х:\x00\x91\x01\x02%[1]d ответа автоматической настройки отклонено; испр" +
-	"авьте их в следующих шагах:"
+	"19 AAAA... комментарий\x02Разрешить этому ключу вход и от имени суперпол" +
+	"ьзователя?\x02По умолчанию выключено. Иначе администратор выполняет ком" +
+	"анды продукта с повышением прав.\x02Разрешить\x02Нет\x02Проверка\x02При" +
+	"менить эти параметры?\x02Применить\x02Вернуться\x02включено\x02выключен" +
+	"о\x02Язык: %[1]s · Лицензионное соглашение принято: %[2]s · KSN: %[3]s" +
+	"\x02НЕ ЗАДАН\x02задан\x02сохранен\x02Имя хоста: %[1]s · пароль администр" +
+	"атора: %[2]s\x02%[1]s: DHCP\x02DNS %[1]s  поиск %[2]s\x02%[1]s: %[2]s ш" +
+	"люз %[3]s  %[4]s шлюз %[5]s\x02NTP: %[1]s · часовой пояс: %[2]s\x02Роль" +
+	": подчиненный узел %[1]s (токен задан) · KSN по управляющему узлу\x02Рол" +
+	"ь: управляющий узел\x02SSH: включён, ключ %[1]s, вход суперпользователя" +
+	" разрешён\x02SSH: включен, ключ %[1]s\x02Добро пожаловать. Этот мастер н" +
+	"астроит почтовый шлюз.\x02enter: далее   shift+tab: назад   ctrl+c: вых" +
+	"од\x14\x01\x81\x01\x00\x04\x91\x01\x02%[1]d ответа автоматической настр" +
+	"ойки отклонены; исправьте их в следующих шагах:\x05\x93\x01\x02%[1]d от" +
+	"ветов автоматической настройки отклонено; исправьте их в следующих шага" +
+	"х:\x02\x8f\x01\x02%[1]d ответ автоматической настройки отклонен; исправ" +
+	"ьте его в следующих шагах:\x00\x91\x01\x02%[1]d ответа автоматической н" +
+	"астройки отклонено; исправьте их в следующих шагах:"
 
-	// Total table size 32552 bytes (31KiB); checksum: 2219B0F4
+	// Total table size 33398 bytes (32KiB); checksum: 5186706A

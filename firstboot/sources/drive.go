@@ -8,15 +8,23 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sort"
+	"strings"
 
 	"github.com/ksmg-appliance/ksmg/firstboot/i18n"
 )
 
-// SeedDrive finds a config drive by filesystem label, mounts it read-only
-// in a private temporary directory, reads SeedFileName and unmounts it.
+// SeedDrive finds a config drive by filesystem label, mounts it read-only,
+// reads SeedFileName and unmounts it. Under systemd the mount is asked of
+// systemd (systemd-mount, over D-Bus), so the sandboxed first-boot unit
+// needs no CAP_SYS_ADMIN; elsewhere (tests as root) mount(8) does it.
 type SeedDrive struct {
 	ByLabel string   // directory of label symlinks; "" means /dev/disk/by-label
 	Labels  []string // "" means SeedLabels
+	// UdevData is udev's database directory ("" means /run/udev/data),
+	// consulted when the label links are not visible: the sandboxed
+	// first-boot unit has a private /dev.
+	UdevData string
 }
 
 // Name implements Source.
@@ -35,30 +43,68 @@ func (d SeedDrive) Read(ctx context.Context) (map[string]string, error) {
 	}
 	for _, l := range labels {
 		dev := filepath.Join(dir, l)
-		if _, err := os.Stat(dev); err != nil {
-			continue
+		if _, err := os.Stat(dev); err == nil {
+			return readFromDevice(ctx, dev)
 		}
+	}
+	// No /dev/disk in this namespace: ask udev's database which block
+	// device has the label, and let systemd-mount (PID 1's namespace)
+	// find the device node.
+	if dev := udevDeviceByLabel(d.UdevData, labels); dev != "" {
 		return readFromDevice(ctx, dev)
 	}
 	return nil, ErrAbsent
 }
 
+// udevDeviceByLabel returns /dev/<name> of the first block device whose
+// udev record (b<major>:<minor> in dir) carries one of labels as
+// ID_FS_LABEL, in the order of labels; "" when none does.
+func udevDeviceByLabel(dir string, labels []string) string {
+	if dir == "" {
+		dir = "/run/udev/data"
+	}
+	recs, _ := filepath.Glob(filepath.Join(dir, "b*:*"))
+	sort.Strings(recs)
+	found := map[string]string{}
+	for _, r := range recs {
+		data, err := os.ReadFile(r)
+		if err != nil {
+			continue
+		}
+		for _, line := range strings.Split(string(data), "\n") {
+			label, ok := strings.CutPrefix(line, "E:ID_FS_LABEL=")
+			if !ok {
+				continue
+			}
+			if _, dup := found[label]; dup {
+				continue
+			}
+			// The kernel's name of the device: DEVNAME in sysfs' uevent.
+			uevent, err := os.ReadFile(filepath.Join("/sys/dev/block", strings.TrimPrefix(filepath.Base(r), "b"), "uevent"))
+			if err != nil {
+				continue
+			}
+			for _, u := range strings.Split(string(uevent), "\n") {
+				if name, ok := strings.CutPrefix(u, "DEVNAME="); ok && name != "" && !strings.Contains(name, "..") {
+					found[label] = "/dev/" + name
+				}
+			}
+		}
+	}
+	for _, l := range labels {
+		if dev := found[l]; dev != "" {
+			return dev
+		}
+	}
+	return ""
+}
+
 func readFromDevice(ctx context.Context, dev string) (map[string]string, error) {
-	mnt, err := os.MkdirTemp("", "ksmg-seed-")
+	mnt, unmount, err := mountReadOnly(ctx, dev)
 	if err != nil {
-		return nil, fmt.Errorf("mount point: %w", err)
+		return nil, err
 	}
-	defer os.Remove(mnt)
-	var stderr bytes.Buffer
-	mount := exec.CommandContext(ctx, "mount", "-o", "ro,nosuid,nodev,noexec", dev, mnt)
-	mount.Stderr = &stderr
-	if err := mount.Run(); err != nil {
-		return nil, fmt.Errorf("mount %s: %w: %s", dev, err, bytes.TrimSpace(stderr.Bytes()))
-	}
-	defer func() {
-		// A fresh context: unmount even when ctx was cancelled.
-		_ = exec.Command("umount", mnt).Run()
-	}()
+	defer unmount()
 	kv, err := Seed{Path: filepath.Join(mnt, SeedFileName)}.Read(ctx)
 	if errors.Is(err, ErrAbsent) {
 		return nil, ErrAbsent
@@ -68,4 +114,44 @@ func readFromDevice(ctx context.Context, dev string) (map[string]string, error) 
 		return nil, i18n.Errorf("%s: %v", name, err)
 	}
 	return kv, nil
+}
+
+// mountOptions: a config drive is data, never code or devices.
+const mountOptions = "ro,nosuid,nodev,noexec"
+
+// mountReadOnly mounts dev and returns where, and how to unmount it.
+func mountReadOnly(ctx context.Context, dev string) (string, func(), error) {
+	if _, err := os.Stat("/run/systemd/system"); err == nil {
+		// PID 1 mounts it in the host's namespace (propagated into the
+		// caller's); one mount point per process, as both consoles'
+		// first-boot instances read the drive at the same time.
+		mnt := fmt.Sprintf("/run/ksmg-seed-%d", os.Getpid())
+		if err := runQuiet(ctx, "systemd-mount", "--no-ask-password", "--collect", "--fsck=no", "-o", mountOptions, dev, mnt); err != nil {
+			return "", nil, fmt.Errorf("mount %s: %w", dev, err)
+		}
+		// A fresh context: unmount even when ctx was cancelled.
+		return mnt, func() { _ = runQuiet(context.Background(), "systemd-umount", mnt) }, nil
+	}
+	mnt, err := os.MkdirTemp("", "ksmg-seed-")
+	if err != nil {
+		return "", nil, fmt.Errorf("mount point: %w", err)
+	}
+	if err := runQuiet(ctx, "mount", "-o", mountOptions, dev, mnt); err != nil {
+		os.Remove(mnt)
+		return "", nil, fmt.Errorf("mount %s: %w", dev, err)
+	}
+	return mnt, func() {
+		_ = exec.Command("umount", mnt).Run()
+		os.Remove(mnt)
+	}, nil
+}
+
+func runQuiet(ctx context.Context, name string, args ...string) error {
+	var stderr bytes.Buffer
+	cmd := exec.CommandContext(ctx, name, args...)
+	cmd.Stderr = &stderr
+	if err := cmd.Run(); err != nil {
+		return fmt.Errorf("%s: %w: %s", name, err, bytes.TrimSpace(stderr.Bytes()))
+	}
+	return nil
 }

@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"reflect"
+	"sort"
 	"strings"
 	"testing"
 
@@ -265,7 +266,7 @@ func TestSeedDrive(t *testing.T) {
 	if err != nil || kv["ksmg.hostname"] != "gw-seed" {
 		t.Fatalf("kv=%v err=%v", kv, err)
 	}
-	if _, err := (SeedDrive{ByLabel: filepath.Join(dir, "none")}).Read(context.Background()); !errors.Is(err, ErrAbsent) {
+	if _, err := (SeedDrive{ByLabel: filepath.Join(dir, "none"), UdevData: t.TempDir()}).Read(context.Background()); !errors.Is(err, ErrAbsent) {
 		t.Fatalf("no drive: %v", err)
 	}
 }
@@ -341,4 +342,35 @@ func kvpError(t *testing.T, n int) error {
 		t.Fatalf("a %d-byte pool parsed", n)
 	}
 	return err
+}
+
+// TestUdevDeviceByLabel: without /dev/disk (the first-boot unit's private
+// /dev) the drive is found in udev's database, named as the kernel names
+// it (the host's first block device stands in, read from the real sysfs).
+func TestUdevDeviceByLabel(t *testing.T) {
+	devs, err := filepath.Glob("/sys/dev/block/*")
+	if err != nil || len(devs) == 0 {
+		t.Skip("no block devices in this host's sysfs")
+	}
+	sort.Strings(devs)
+	uevent, err := os.ReadFile(filepath.Join(devs[0], "uevent"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var name string
+	for _, l := range strings.Split(string(uevent), "\n") {
+		if v, ok := strings.CutPrefix(l, "DEVNAME="); ok {
+			name = v
+		}
+	}
+	udev := t.TempDir()
+	os.WriteFile(filepath.Join(udev, "b"+filepath.Base(devs[0])), []byte("S:disk/by-label/CIDATA\nE:ID_FS_TYPE=vfat\nE:ID_FS_LABEL=CIDATA\n"), 0o644)
+	os.WriteFile(filepath.Join(udev, "b999:999"), []byte("E:ID_FS_LABEL=KSMG-SEED\n"), 0o644) // no such device
+	os.WriteFile(filepath.Join(udev, "n2"), []byte("E:ID_FS_LABEL=CIDATA\n"), 0o644)          // a NIC, not a block device
+	if got := udevDeviceByLabel(udev, SeedLabels); got != "/dev/"+name {
+		t.Errorf("got %q, want /dev/%s", got, name)
+	}
+	if got := udevDeviceByLabel(udev, []string{"OTHER"}); got != "" {
+		t.Errorf("unknown label found: %q", got)
+	}
 }

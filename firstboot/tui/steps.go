@@ -178,8 +178,13 @@ func (m *model) steps(o Options) []step {
 			yes: p.Sprintf("Enable"), no: p.Sprintf("Keep off"), b: &m.SSH}}
 	}, hidden: never, check: func() error { return nil }})
 	s = append(s, step{fields: func(p *message.Printer) []field {
-		return []field{{kind: input, title: p.Sprintf("Authorized public key"), placeholder: p.Sprintf("ssh-ed25519 AAAA... comment"),
-			str: &m.Key, validate: answers.ValidateAuthorizedKey}}
+		return []field{
+			{kind: input, title: p.Sprintf("Authorized public key"), placeholder: p.Sprintf("ssh-ed25519 AAAA... comment"),
+				str: &m.Key, validate: answers.ValidateAuthorizedKey},
+			{kind: confirm, title: p.Sprintf("Allow this key to log in as root too?"),
+				desc: p.Sprintf("Off by default. The administrator otherwise uses sudo for the product's commands."),
+				yes: p.Sprintf("Allow"), no: p.Sprintf("No"), b: &m.Root},
+		}
 	}, hidden: func() bool { return !m.SSH }, check: func() error { return answers.ValidateAuthorizedKey(m.Key) }})
 
 	s = append(s, step{fields: func(p *message.Printer) []field {

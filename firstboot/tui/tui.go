@@ -51,7 +51,7 @@ type nic struct {
 type model struct {
 	Language, Password, Confirm, Hostname    string
 	NTP, Timezone, Role, Control, Token, Key string
-	EULA, KSN, SSH, Apply                    bool
+	EULA, KSN, SSH, Root, Apply              bool
 	Nics                                     []*nic
 	keepHash, accessible                     bool
 }
@@ -61,7 +61,7 @@ func fromAnswers(a answers.Answers, ifnames []string) *model {
 		Language: a.Language, Password: a.AdminPassword, Confirm: a.AdminPassword,
 		Hostname: a.Hostname, NTP: strings.Join(a.NTP, ", "), Timezone: a.Timezone,
 		Role: a.Role, Control: a.ControlAddress, Token: a.JoinToken, Key: a.SSHAuthorizedKey,
-		EULA: a.EULAAccepted, KSN: a.KSN, SSH: a.SSHEnabled,
+		EULA: a.EULAAccepted, KSN: a.KSN, SSH: a.SSHEnabled, Root: a.SSHRootLogin,
 	}
 	if !i18n.Supported(m.Language) {
 		m.Language = i18n.English
@@ -111,7 +111,7 @@ func (m *model) answers(hash string) answers.Answers {
 		a.ControlAddress, a.JoinToken = strings.TrimSpace(m.Control), strings.TrimSpace(m.Token)
 	}
 	if m.SSH {
-		a.SSHAuthorizedKey = strings.TrimSpace(m.Key)
+		a.SSHAuthorizedKey, a.SSHRootLogin = strings.TrimSpace(m.Key), m.Root
 	}
 	for _, n := range m.Nics {
 		// DNS and search domain also complement DHCP (unattended answers
@@ -231,7 +231,11 @@ func (m *model) summary(p *message.Printer) string {
 		if k := strings.Fields(m.Key); len(k) > 0 {
 			keyType = k[0]
 		}
-		b.WriteString(p.Sprintf("SSH: on, key %s", keyType) + "\n")
+		if m.Root {
+			b.WriteString(p.Sprintf("SSH: on, key %s, root login allowed", keyType) + "\n")
+		} else {
+			b.WriteString(p.Sprintf("SSH: on, key %s", keyType) + "\n")
+		}
 	} else {
 		b.WriteString(p.Sprintf("SSH: off") + "\n")
 	}

@@ -1,6 +1,8 @@
 // Package units holds the systemd unit that runs ksmg-firstboot at the
-// first boot, embedded so that the image installs exactly the file the
-// tests checked (same pattern as services.Install).
+// first boot and the administrator's sudoers drop-in (the product's
+// administrative commands, nothing else), embedded so that the image
+// installs exactly the files the tests checked (same pattern as
+// services.Install).
 package units
 
 import (
@@ -29,7 +31,11 @@ func Files() fs.FS {
 // Install lists every embedded file with its destination in the image.
 var Install = []services.File{
 	{Src: "ksmg-firstboot@.service", Dst: "/usr/lib/systemd/system/ksmg-firstboot@.service", Mode: 0o644},
+	{Src: "ksmg-admin.sudoers", Dst: SudoersPath, Mode: 0o440},
 }
+
+// SudoersPath is the administrator's sudoers drop-in in the image.
+const SudoersPath = "/etc/sudoers.d/ksmg-admin"
 
 // Enable names the unit instances the image enables: the wizard on the VM
 // console and on the first serial port.

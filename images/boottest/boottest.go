@@ -79,6 +79,12 @@ type Options struct {
 	GuestAddr string
 	// SSH also waits for the SSH server's banner on guest port 22.
 	SSH bool
+	// SSHKey is a private key file whose public half the first-boot
+	// answers authorize; with it and Guest, Run logs in once the banners
+	// are up and calls Guest while the VM runs (SSHUser, default admin).
+	SSHKey  string
+	SSHUser string
+	Guest   func(ctx context.Context, g *Guest) error
 	// Persist lets the guest write to Disk; by default writes go to a
 	// throw-away overlay so a test never changes a built image.
 	Persist bool
@@ -365,6 +371,9 @@ func runOnce(ctx context.Context, opts Options) (*Result, error) {
 			}
 		}
 		bcancel()
+		if err == nil && opts.Guest != nil {
+			err = guest(ctx, opts, sshPort)
+		}
 	}
 	if err == nil && opts.Hold != nil {
 		err = hold(parent, opts.Hold, exited, func() Result {
@@ -407,6 +416,21 @@ func hold(ctx context.Context, fn func(context.Context, Result) error, exited ch
 		return fmt.Errorf("boottest: qemu exited (%v) while the guest was held: %w", qemuErr, err)
 	}
 	return err
+}
+
+// guest logs in and hands the running guest to opts.Guest.
+func guest(ctx context.Context, opts Options, port int) error {
+	if !opts.SSH || opts.SSHKey == "" {
+		return errors.New("boottest: Guest needs SSH and SSHKey")
+	}
+	g, err := newGuest(opts, port)
+	if err != nil {
+		return err
+	}
+	if err := opts.Guest(ctx, g); err != nil {
+		return fmt.Errorf("boottest: in the guest: %w", err)
+	}
+	return nil
 }
 
 func qemuArgs(opts Options, format, vars string, port, sshPort int) ([]string, error) {

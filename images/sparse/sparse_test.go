@@ -1,6 +1,10 @@
 package sparse
 
 import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"io"
 	"os"
 	"path/filepath"
 	"testing"
@@ -60,5 +64,45 @@ func TestRanges(t *testing.T) {
 				t.Errorf("ranges cover %d of %d bytes with 4 bytes of data: holes not skipped", covered, size)
 			}
 		})
+	}
+}
+
+// WriteTo of a sparse file gives the same bytes, and so the same SHA-256,
+// as reading it whole; a size past the end is zeros.
+func TestWriteTo(t *testing.T) {
+	const mib = 1 << 20
+	p := filepath.Join(t.TempDir(), "disk.raw")
+	f, err := os.Create(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if err := f.Truncate(24 * mib); err != nil {
+		t.Fatal(err)
+	}
+	for _, off := range []int64{1, 5*mib + 7, 24*mib - 1} {
+		if _, err := f.WriteAt([]byte("ksmg"[:1+off%3]), off); err != nil {
+			t.Fatal(err)
+		}
+	}
+	whole, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, size := range []int64{24 * mib, 6 * mib, 30 * mib} {
+		var got bytes.Buffer
+		n, err := WriteTo(context.Background(), &got, f, size)
+		if err != nil || n != size {
+			t.Fatalf("size %d: wrote %d, %v", size, n, err)
+		}
+		want := append(whole[:min(size, int64(len(whole))):min(size, int64(len(whole)))], make([]byte, max(0, size-int64(len(whole))))...)
+		if sha256.Sum256(got.Bytes()) != sha256.Sum256(want) {
+			t.Errorf("size %d: content differs from a plain read", size)
+		}
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := WriteTo(ctx, io.Discard, f, 24*mib); err == nil {
+		t.Error("cancelled WriteTo succeeded")
 	}
 }

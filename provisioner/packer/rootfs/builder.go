@@ -5,7 +5,7 @@
 // It runs the pipeline's stages packages → rootfs → payload, hands Packer a
 // communicator into the root file system (comm.Chroot) so that any
 // provisioner (stock shell and file, ours) works inside it, and then runs
-// scrub → disk → publish. Its artifact is the raw disk; ksmg-ova and
+// scrub → sbom → disk → publish. Its artifact is the raw disk; ksmg-ova and
 // ksmg-vhdx turn it into the OVA and VHDX.
 package rootfs
 
@@ -163,8 +163,19 @@ func (b *Builder) Run(ctx context.Context, ui packersdk.Ui, hook packersdk.Hook)
 	if err != nil {
 		return nil, err
 	}
-	if len(res.Outputs) != 1 || res.Outputs[0].Format != "raw" {
-		return nil, errors.New("the build did not produce exactly one raw disk")
+	var raw, bom *images.Output
+	for i, o := range res.Outputs {
+		switch o.Format {
+		case "raw":
+			raw = &res.Outputs[i]
+		case "sbom":
+			bom = &res.Outputs[i]
+		default:
+			return nil, fmt.Errorf("the build produced an unexpected %s output %s", o.Format, o.Path)
+		}
+	}
+	if raw == nil {
+		return nil, errors.New("the build produced no raw disk")
 	}
 	var timings strings.Builder
 	for _, s := range res.Stages {
@@ -175,12 +186,18 @@ func (b *Builder) Run(ctx context.Context, ui packersdk.Ui, hook packersdk.Hook)
 	if c.Spec != "" {
 		specPath, _ = filepath.Abs(c.Spec)
 	}
-	return &Artifact{Path: res.Outputs[0].Path, SHA256: res.Outputs[0].SHA256, SumsPath: res.SHA256SUM, SpecPath: specPath, Elapsed: res.Elapsed}, nil
+	art := &Artifact{Path: raw.Path, SHA256: raw.SHA256, SumsPath: res.SHA256SUM, SpecPath: specPath, Elapsed: res.Elapsed}
+	if bom != nil {
+		art.SBOMPath = bom.Path
+	}
+	return art, nil
 }
 
-// Artifact is the raw disk.
+// Artifact is the raw disk (with the SBOM of its root file system next to
+// it).
 type Artifact struct {
 	Path     string
+	SBOMPath string // "" when the build wrote none
 	SHA256   string
 	SumsPath string
 	SpecPath string // "" for the embedded spec
@@ -212,5 +229,12 @@ func (a *Artifact) State(name string) interface{} {
 	return nil
 }
 
-// Destroy removes the disk and its SHA256SUMS line.
-func (a *Artifact) Destroy() error { return images.RemoveOutput(a.Path) }
+// Destroy removes the disk, its SBOM and their SHA256SUMS lines.
+func (a *Artifact) Destroy() error {
+	if a.SBOMPath != "" {
+		if err := images.RemoveOutput(a.SBOMPath); err != nil {
+			return err
+		}
+	}
+	return images.RemoveOutput(a.Path)
+}
