@@ -90,7 +90,7 @@ func TestVSpherePreflight(t *testing.T) {
 			{[]string{"--prop", "ksmg.network.mode=bogus"}, "ksmg.network.mode"},
 			{[]string{"--prop", "ksmg.eula.accepted=maybe"}, "ksmg.eula.accepted"},
 			{[]string{"--prop", "ksmg.hostname=bad_host!"}, "ksmg.hostname"},
-			{[]string{"--props-file", secretProps(t, "ksmg.admin.password", "abc")}, "at least 12 characters"},
+			{[]string{"--props-file", secretProps(t, "ksmg.admin.password", "abc")}, "the minimum is 12"},
 			{[]string{"--prop", "ksmg.timezone=Mars/Olympus"}, "ksmg.timezone"},
 			{[]string{"--prop", "ksmg.network.interface=ens192"}, "not declared by the OVA"},
 			{[]string{"--network-map", "Management=VM Network"}, "network_map[Management]: the OVA"},

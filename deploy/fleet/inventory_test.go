@@ -64,7 +64,7 @@ func TestInventoryErrors(t *testing.T) {
 		{"unknown node key", strings.Replace(validInventory, "  - name: sec-1\n", "  - name: sec-1\n    hostnme: x  # ERR: nodes[1] (sec-1): unknown key \"hostnme\"\n", 1)},
 		{"type error", strings.Replace(validInventory, "  - name: sec-1\n", "  - name: sec-1\n    cpus: many  # ERR: nodes[1] (sec-1).cpus: cannot unmarshal !!str `many` into int\n", 1)},
 		{"unknown defaults key", "defaults:\n  colour: red  # ERR: defaults: unknown key \"colour\"\n" + validInventory},
-		{"weak admin password, said once", strings.Replace(validInventory, "cluster:\n", "cluster:\n  admin_password: {env: FLEET_TEST_WEAK}  # ERR: cluster.admin_password: ksmg.admin.password: password must be at least 12 characters\n", 1)},
+		{"weak admin password, said once", strings.Replace(validInventory, "cluster:\n", "cluster:\n  admin_password: {env: FLEET_TEST_WEAK}  # ERR: cluster.admin_password: ksmg.admin.password: password is too short: it has 3 characters, the minimum is 12\n", 1)},
 		{"unknown target", strings.Replace(validInventory, "    target: site-a\n    role: secondary", "    target: nowhere  # ERR: target \"nowhere\" is not defined under targets (defined: site-a)\n    role: secondary", 1)},
 		{"unknown kind", strings.Replace(validInventory, "kind: fake", "kind: xen  # ERR: kind \"xen\" is not a known driver", 1)},
 		{"missing kind", strings.Replace(validInventory, "    kind: fake\n    instance: a\n", "    instance: a\n", 1) + "# ERR@2: kind is required\n"},

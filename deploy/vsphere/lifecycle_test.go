@@ -422,7 +422,7 @@ func TestPreflightRejects(t *testing.T) {
 			{"network mode", ok, func(n *deploy.Node) { n.Properties["ksmg.network.mode"] = "bogus" }, "ksmg.network.mode"},
 			{"eula", ok, func(n *deploy.Node) { n.Properties["ksmg.eula.accepted"] = "maybe" }, "ksmg.eula.accepted"},
 			{"hostname", ok, func(n *deploy.Node) { n.Properties["ksmg.hostname"] = "bad_host!" }, "ksmg.hostname"},
-			{"short password", ok, func(n *deploy.Node) { n.Properties["ksmg.admin.password"] = "abc" }, "at least 12 characters"},
+			{"short password", ok, func(n *deploy.Node) { n.Properties["ksmg.admin.password"] = "abc" }, "the minimum is 12"},
 			{"time zone", ok, func(n *deploy.Node) { n.Properties["ksmg.timezone"] = "Mars/Olympus" }, "ksmg.timezone"},
 			{"undeclared", ok, func(n *deploy.Node) { n.Properties["ksmg.network.interface"] = "ens192" }, "not declared by the OVA"},
 			{"disk", ok, func(n *deploy.Node) { n.Image = vspheretest.Rewritten(t, ovaPath, bigDisk) }, "smaller than the image"},
