@@ -183,7 +183,7 @@ func (m *model) steps(o Options) []step {
 				str: &m.Key, validate: answers.ValidateAuthorizedKey},
 			{kind: confirm, title: p.Sprintf("Allow this key to log in as root too?"),
 				desc: p.Sprintf("Off by default. The administrator otherwise uses sudo for the product's commands."),
-				yes: p.Sprintf("Allow"), no: p.Sprintf("No"), b: &m.Root},
+				yes:  p.Sprintf("Allow"), no: p.Sprintf("No"), b: &m.Root},
 		}
 	}, hidden: func() bool { return !m.SSH }, check: func() error { return answers.ValidateAuthorizedKey(m.Key) }})
 
