@@ -16,7 +16,7 @@ import (
 
 // SeedDrive finds a config drive by filesystem label, mounts it read-only,
 // reads SeedFileName and unmounts it. Under systemd the mount is asked of
-// systemd (systemd-mount, over D-Bus), so the sandboxed first-boot unit
+// PID 1 (a transient mount unit, over D-Bus), so the sandboxed first-boot unit
 // needs no CAP_SYS_ADMIN; elsewhere (tests as root) mount(8) does it.
 type SeedDrive struct {
 	ByLabel string   // directory of label symlinks; "" means /dev/disk/by-label
@@ -48,7 +48,7 @@ func (d SeedDrive) Read(ctx context.Context) (map[string]string, error) {
 		}
 	}
 	// No /dev/disk in this namespace: ask udev's database which block
-	// device has the label, and let systemd-mount (PID 1's namespace)
+	// device has the label, and let PID 1 (in its namespace)
 	// find the device node.
 	if dev := udevDeviceByLabel(d.UdevData, labels); dev != "" {
 		return readFromDevice(ctx, dev)
@@ -126,11 +126,11 @@ func mountReadOnly(ctx context.Context, dev string) (string, func(), error) {
 		// caller's); one mount point per process, as both consoles'
 		// first-boot instances read the drive at the same time.
 		mnt := fmt.Sprintf("/run/ksmg-seed-%d", os.Getpid())
-		if err := runQuiet(ctx, "systemd-mount", "--no-ask-password", "--collect", "--fsck=no", "-o", mountOptions, dev, mnt); err != nil {
-			return "", nil, fmt.Errorf("mount %s: %w", dev, err)
+		unmount, err := systemdMount(ctx, dev, mnt)
+		if err != nil {
+			return "", nil, err
 		}
-		// A fresh context: unmount even when ctx was cancelled.
-		return mnt, func() { _ = runQuiet(context.Background(), "systemd-umount", mnt) }, nil
+		return mnt, unmount, nil
 	}
 	mnt, err := os.MkdirTemp("", "ksmg-seed-")
 	if err != nil {
