@@ -18,6 +18,10 @@ import (
 // the drive, and systemd-mount(1) looks the node up in the caller's
 // namespace first ("Failed to make path /dev/sdc absolute", seen in the
 // booted image). The mount propagates into the caller's namespace.
+//
+// The request goes over systemd's private socket, as systemctl does for
+// root: on the bus, a caller without CAP_SYS_ADMIN is sent to polkit,
+// which the image does not have.
 func systemdMount(ctx context.Context, dev, where string) (func(), error) {
 	conn, err := sddbus.NewSystemdConnectionContext(ctx)
 	if err != nil {
