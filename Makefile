@@ -50,6 +50,8 @@ lint:
 	GOOS=windows $(GO) vet ./...
 	@# Generated files (HCL2 specs, .web-docs) must be what go generate makes.
 	ci/generate.sh --check
+	@# golangci-lint (pinned, built once into the tool cache): zero findings.
+	ci/golangci-lint.sh ./...
 
 # Everything CI runs: lint, the images (the boot tests use them), all Go tests.
 test: deps lint images packer test-go

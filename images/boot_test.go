@@ -239,6 +239,8 @@ func TestBootSecureBootSMTP(t *testing.T) {
 // and SOURCE_DATE_EPOCH: the image `make images` built (KSMG_IMAGE_DIR)
 // and one fresh build, or two fresh builds without it. (The Packer plugin's
 // test builds a third from the same inputs through `packer build`.)
+//
+//nolint:gocyclo // a linear comparison of every artifact of two builds (raw, OVA, VHDX, SBOM, sums, signature)
 func TestReproducible(t *testing.T) {
 	spec, err := appliance.Load("")
 	if err != nil {

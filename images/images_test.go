@@ -37,9 +37,15 @@ func TestWriteSparseAt(t *testing.T) {
 	}
 	defer src.Close()
 	// data at 0, a hole, an explicit zero block, data near the end.
-	src.WriteAt([]byte("hello"), 0)
-	src.WriteAt(make([]byte, 1<<20), 3<<20)
-	src.WriteAt([]byte("tail"), 8<<20-4)
+	if _, err := src.WriteAt([]byte("hello"), 0); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := src.WriteAt(make([]byte, 1<<20), 3<<20); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := src.WriteAt([]byte("tail"), 8<<20-4); err != nil {
+		t.Fatal(err)
+	}
 	dst, err := os.Create(filepath.Join(dir, "dst"))
 	if err != nil {
 		t.Fatal(err)
@@ -99,8 +105,12 @@ func TestCheckNoCredentials(t *testing.T) {
 		{"root::20000:0:99999:7:::\n", false},
 	} {
 		dir := t.TempDir()
-		os.MkdirAll(filepath.Join(dir, "etc"), 0o755)
-		os.WriteFile(filepath.Join(dir, "etc/shadow"), []byte(tc.shadow), 0o600)
+		if err := os.MkdirAll(filepath.Join(dir, "etc"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, "etc/shadow"), []byte(tc.shadow), 0o600); err != nil {
+			t.Fatal(err)
+		}
 		if err := checkNoCredentials(dir); (err == nil) != tc.ok {
 			t.Errorf("%q: err = %v", tc.shadow, err)
 		}
@@ -126,9 +136,15 @@ func TestHashMemo(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f.WriteAt([]byte("gpt"), 512)
-	f.WriteAt([]byte("data"), 16<<20)
-	f.Truncate(64 << 20)
+	if _, err := f.WriteAt([]byte("gpt"), 512); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.WriteAt([]byte("data"), 16<<20); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Truncate(64 << 20); err != nil {
+		t.Fatal(err)
+	}
 	f.Close()
 	b := hasher{cacheDir: filepath.Join(dir, "cache"), memoMin: 1 << 20}
 	ctx := context.Background()
@@ -145,7 +161,9 @@ func TestHashMemo(t *testing.T) {
 	}
 	// Same extents, different byte: new fingerprint, correct new hash.
 	f, _ = os.OpenFile(p, os.O_RDWR, 0)
-	f.WriteAt([]byte("dbta"), 16<<20)
+	if _, err := f.WriteAt([]byte("dbta"), 16<<20); err != nil {
+		t.Fatal(err)
+	}
 	f.Close()
 	got, _, err := b.hashFile(ctx, p)
 	if want2 := fileSHA256(t, p); err != nil || got != want2 || got == want {

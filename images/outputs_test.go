@@ -15,6 +15,8 @@ import (
 // all at once, with SHA256SUMS (sorted by name); merged lists keep other
 // files' lines; a signature is written with a signer and removed by any
 // later unsigned change of the list.
+//
+//nolint:gocyclo // a linear list of checks on one published directory
 func TestOutputsPublish(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()

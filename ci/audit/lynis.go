@@ -168,7 +168,7 @@ func runLynis(ctx context.Context, image, lynisDeb, work string) (*bootResult, e
 	}
 	report, err := os.ReadFile(filepath.Join(dir, "report.dat"))
 	if err != nil {
-		return res, fmt.Errorf("Lynis wrote no report (see the serial log): %w", err)
+		return res, fmt.Errorf("no Lynis report (see the serial log): %w", err)
 	}
 	res.Lynis, err = parseLynis(report)
 	return res, err

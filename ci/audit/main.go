@@ -33,6 +33,7 @@ import (
 	"github.com/ksmg-appliance/ksmg/provisioner/harden"
 )
 
+//nolint:gocyclo // one linear report: flags, boot and Lynis, OpenSCAP, verdict
 func main() {
 	var (
 		image     = flag.String("image", "", "raw disk to audit (default: the newest out/ksmg-*.raw)")
@@ -62,12 +63,19 @@ func main() {
 	defer stop()
 	work, err := os.MkdirTemp("", "ksmg-audit-")
 	if err != nil {
-		log.Fatal(err)
+		stop()
+		log.Fatal(err) //nolint:gocritic // exitAfterDefer: stop() was called just above
 	}
 	defer os.RemoveAll(work)
+	// log.Fatal skips deferred calls: fatal cleans up first.
+	fatal := func(err error) {
+		stop()
+		os.RemoveAll(work)
+		log.Fatal(err)
+	}
 	documented, err := documentedFailures(*hardening)
 	if err != nil {
-		log.Fatal(err)
+		fatal(err)
 	}
 	fmt.Printf("image: %s\n", *image)
 
@@ -80,7 +88,7 @@ func main() {
 			keepFiles(*keep, boot.Files...)
 		}
 		if err != nil {
-			log.Fatal(err)
+			fatal(err)
 		}
 		fmt.Println("hardening in force (harden.CheckRuntime):")
 		notes, rerr := harden.CheckRuntime(boot.Runtime, true)
@@ -106,7 +114,7 @@ func main() {
 		keepFiles(*keep, scap.ResultsFile)
 	}
 	if err != nil {
-		log.Fatal(err)
+		fatal(err)
 	}
 	scap.print(os.Stdout)
 

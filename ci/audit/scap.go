@@ -153,7 +153,7 @@ func parseResults(path string) (*scapResult, error) {
 	var rule, elem string
 	for {
 		tok, err := dec.Token()
-		if err == io.EOF {
+		if errors.Is(err, io.EOF) {
 			break
 		}
 		if err != nil {

@@ -1,10 +1,8 @@
 package main
 
 import (
-	"bytes"
 	"io"
 	"os"
-	"strconv"
 )
 
 // terminalUTF8 decides whether the line prompts may print UTF-8. A serial
@@ -25,18 +23,4 @@ func terminalUTF8(mode string, in *os.File, out io.Writer) bool {
 	}
 	utf8, known := probeUTF8(in, out)
 	return known && utf8
-}
-
-// parseCPR reads the column out of a cursor position report, ESC [ row ; col R.
-func parseCPR(b []byte) (col int, ok bool) {
-	i := bytes.LastIndex(b, []byte("\x1b["))
-	if i < 0 || !bytes.HasSuffix(b, []byte("R")) {
-		return 0, false
-	}
-	_, c, found := bytes.Cut(b[i+2:len(b)-1], []byte(";"))
-	if !found {
-		return 0, false
-	}
-	n, err := strconv.Atoi(string(c))
-	return n, err == nil
 }

@@ -1,8 +1,10 @@
 package main
 
 import (
+	"bytes"
 	"io"
 	"os"
+	"strconv"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -45,4 +47,18 @@ func probeUTF8(in *os.File, out io.Writer) (utf8, known bool) {
 		}
 	}
 	return false, false
+}
+
+// parseCPR reads the column out of a cursor position report, ESC [ row ; col R.
+func parseCPR(b []byte) (col int, ok bool) {
+	i := bytes.LastIndex(b, []byte("\x1b["))
+	if i < 0 || !bytes.HasSuffix(b, []byte("R")) {
+		return 0, false
+	}
+	_, c, found := bytes.Cut(b[i+2:len(b)-1], []byte(";"))
+	if !found {
+		return 0, false
+	}
+	n, err := strconv.Atoi(string(c))
+	return n, err == nil
 }

@@ -172,7 +172,9 @@ func sshdCheck(t *testing.T, root, user string, wants ...string) {
 		t.Fatal(err)
 	}
 	cfg := filepath.Join(t.TempDir(), "sshd_config")
-	os.WriteFile(cfg, []byte("Include "+filepath.Join(root, SSHDConfigPath)+"\nHostKey "+filepath.Join(root, "/etc/ssh/ssh_host_ed25519_key")+"\n"), 0o600)
+	if err := os.WriteFile(cfg, []byte("Include "+filepath.Join(root, SSHDConfigPath)+"\nHostKey "+filepath.Join(root, "/etc/ssh/ssh_host_ed25519_key")+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	if out, err := exec.Command("/usr/sbin/sshd", "-t", "-f", cfg).CombinedOutput(); err != nil {
 		t.Fatalf("sshd -t rejects the config: %v\n%s", err, out)
 	}
@@ -268,7 +270,9 @@ func TestApplyRefusesBadInput(t *testing.T) {
 	}{
 		{"invalid answers", func(a *answers.Answers, _ string) { a.Hostname = "bad_host" }, "hostname"},
 		{"no kluser group", func(_ *answers.Answers, root string) {
-			os.WriteFile(filepath.Join(root, "/etc/group"), []byte("root:x:0:\n"), 0o644)
+			if err := os.WriteFile(filepath.Join(root, "/etc/group"), []byte("root:x:0:\n"), 0o644); err != nil {
+				t.Fatal(err)
+			}
 		}, `group "kluser" is missing`},
 		{"no passwd", func(_ *answers.Answers, root string) { os.Remove(filepath.Join(root, "/etc/passwd")) }, "/etc/passwd"},
 	}
@@ -294,7 +298,9 @@ func TestImportant(t *testing.T) {
 	if err := Important(root, now, "unattended answer ksmg.hostname from seed file: invalid"); err != nil {
 		t.Fatal(err)
 	}
-	Important(root, now, "second")
+	if err := Important(root, now, "second"); err != nil {
+		t.Fatal(err)
+	}
 	got := read(t, root, ImportantLogPath)
 	if got != "2026-11-22T08:00:00Z ksmg-firstboot: unattended answer ksmg.hostname from seed file: invalid\n2026-11-22T08:00:00Z ksmg-firstboot: second\n" {
 		t.Fatalf("log: %q", got)

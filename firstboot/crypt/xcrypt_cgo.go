@@ -46,9 +46,6 @@ import (
 	"unsafe"
 )
 
-// libxcrypt is linked: the image's own libcrypt.so.1 does the work.
-const haveLibxcrypt = true
-
 // xcrypt is crypt(3) from libxcrypt: a fresh salt for prefix and cost
 // (0: libxcrypt's default) when setting is empty, else the given setting
 // (to verify). The C copy of the password is wiped before it is freed.

@@ -7,8 +7,6 @@ import "errors"
 // Without cgo on Linux there is no libxcrypt to call (ksmg-firstboot is
 // only built for the Linux appliance, with cgo; this keeps the package
 // compiling elsewhere).
-const haveLibxcrypt = false
-
 func xcrypt(password, prefix string, cost int, setting string) (string, error) {
 	return "", errors.New("libxcrypt is not linked (build with cgo on Linux)")
 }

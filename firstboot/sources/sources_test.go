@@ -77,7 +77,9 @@ func TestOVFEnvTool(t *testing.T) {
 		t.Fatalf("kv=%v err=%v", kv, err)
 	}
 	none := filepath.Join(dir, "none")
-	os.WriteFile(none, []byte("#!/bin/sh\necho 'No value found' >&2\nexit 1\n"), 0o755)
+	if err := os.WriteFile(none, []byte("#!/bin/sh\necho 'No value found' >&2\nexit 1\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
 	if _, err := (OVFEnv{Tool: none}).Read(context.Background()); !errors.Is(err, ErrAbsent) {
 		t.Fatalf("no value: err = %v, want ErrAbsent", err)
 	}
@@ -156,7 +158,9 @@ func TestKVPReadScrub(t *testing.T) {
 	if _, err := (KVP{Path: pool + ".missing"}).Read(context.Background()); !errors.Is(err, ErrAbsent) {
 		t.Fatalf("missing pool: %v", err)
 	}
-	os.WriteFile(pool, []byte("garbage"), 0o644)
+	if err := os.WriteFile(pool, []byte("garbage"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	// Gather names the source (and with it the file) once.
 	if r := Gather(context.Background(), []Source{src}); len(r.Errors) != 1 || strings.Count(r.Errors[0].Error(), pool) != 1 {
 		t.Fatalf("corrupt pool error must name the file once: %v", r.Errors)
@@ -165,9 +169,15 @@ func TestKVPReadScrub(t *testing.T) {
 
 func TestCredentials(t *testing.T) {
 	dir := t.TempDir()
-	os.WriteFile(filepath.Join(dir, "ksmg.hostname"), []byte("gw1\n"), 0o400)
-	os.WriteFile(filepath.Join(dir, "ksmg.admin.password"), []byte("pw with trailing space \n"), 0o400)
-	os.WriteFile(filepath.Join(dir, "unrelated"), []byte("x"), 0o400)
+	if err := os.WriteFile(filepath.Join(dir, "ksmg.hostname"), []byte("gw1\n"), 0o400); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "ksmg.admin.password"), []byte("pw with trailing space \n"), 0o400); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "unrelated"), []byte("x"), 0o400); err != nil {
+		t.Fatal(err)
+	}
 	kv, err := Credentials{Dir: dir}.Read(context.Background())
 	want := map[string]string{"ksmg.hostname": "gw1", "ksmg.admin.password": "pw with trailing space "}
 	if err != nil || !reflect.DeepEqual(kv, want) {
@@ -247,8 +257,12 @@ func TestSeedDrive(t *testing.T) {
 	dir := t.TempDir()
 	img := filepath.Join(dir, "seed.img")
 	content := filepath.Join(dir, "content")
-	os.Mkdir(content, 0o755)
-	os.WriteFile(filepath.Join(content, SeedFileName), []byte("ksmg:\n  hostname: gw-seed\n"), 0o644)
+	if err := os.Mkdir(content, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(content, SeedFileName), []byte("ksmg:\n  hostname: gw-seed\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	for _, c := range [][]string{
 		{"truncate", "-s", "4M", img},
 		{"mkfs.ext4", "-q", "-L", "KSMG-SEED", "-d", content, img},
@@ -258,10 +272,14 @@ func TestSeedDrive(t *testing.T) {
 		}
 	}
 	byLabel := filepath.Join(dir, "by-label")
-	os.Mkdir(byLabel, 0o755)
+	if err := os.Mkdir(byLabel, 0o755); err != nil {
+		t.Fatal(err)
+	}
 	// mount(8) sets up a loop device for an image file, as udev's
 	// by-label link would point at the block device on the appliance.
-	os.Symlink(img, filepath.Join(byLabel, "KSMG-SEED"))
+	if err := os.Symlink(img, filepath.Join(byLabel, "KSMG-SEED")); err != nil {
+		t.Fatal(err)
+	}
 	kv, err := SeedDrive{ByLabel: byLabel}.Read(context.Background())
 	if err != nil || kv["ksmg.hostname"] != "gw-seed" {
 		t.Fatalf("kv=%v err=%v", kv, err)
@@ -364,9 +382,15 @@ func TestUdevDeviceByLabel(t *testing.T) {
 		}
 	}
 	udev := t.TempDir()
-	os.WriteFile(filepath.Join(udev, "b"+filepath.Base(devs[0])), []byte("S:disk/by-label/CIDATA\nE:ID_FS_TYPE=vfat\nE:ID_FS_LABEL=CIDATA\n"), 0o644)
-	os.WriteFile(filepath.Join(udev, "b999:999"), []byte("E:ID_FS_LABEL=KSMG-SEED\n"), 0o644) // no such device
-	os.WriteFile(filepath.Join(udev, "n2"), []byte("E:ID_FS_LABEL=CIDATA\n"), 0o644)          // a NIC, not a block device
+	if err := os.WriteFile(filepath.Join(udev, "b"+filepath.Base(devs[0])), []byte("S:disk/by-label/CIDATA\nE:ID_FS_TYPE=vfat\nE:ID_FS_LABEL=CIDATA\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(udev, "b999:999"), []byte("E:ID_FS_LABEL=KSMG-SEED\n"), 0o644); err != nil { // no such device
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(udev, "n2"), []byte("E:ID_FS_LABEL=CIDATA\n"), 0o644); err != nil { // a NIC, not a block device
+		t.Fatal(err)
+	}
 	if got := udevDeviceByLabel(udev, SeedLabels); got != "/dev/"+name {
 		t.Errorf("got %q, want /dev/%s", got, name)
 	}

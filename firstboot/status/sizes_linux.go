@@ -3,6 +3,7 @@ package status
 import (
 	"fmt"
 	"path/filepath"
+	"strconv"
 
 	"golang.org/x/sys/unix"
 )
@@ -23,4 +24,13 @@ func varSizes(path string) (fs, part, disk int64) {
 		return fs, 0, 0
 	}
 	return fs, blockBytes(dev), blockBytes(filepath.Dir(dev))
+}
+
+// blockBytes reads a /sys/class/block size file (512-byte sectors).
+func blockBytes(dir string) int64 {
+	n, err := strconv.ParseInt(readTrim(filepath.Join(dir, "size")), 10, 64)
+	if err != nil {
+		return 0
+	}
+	return n * 512
 }

@@ -16,7 +16,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 
 	"golang.org/x/text/message"
@@ -178,13 +177,4 @@ func readTrim(p string) string {
 		return ""
 	}
 	return strings.TrimSpace(string(b))
-}
-
-// blockBytes reads a /sys/class/block size file (512-byte sectors).
-func blockBytes(dir string) int64 {
-	n, err := strconv.ParseInt(readTrim(filepath.Join(dir, "size")), 10, 64)
-	if err != nil {
-		return 0
-	}
-	return n * 512
 }

@@ -186,6 +186,8 @@ func TestUnitKeepsOnlyWhatFirstBootNeeds(t *testing.T) {
 // tools: visudo parses it, and cvtsudoers' JSON form of the parsed policy
 // grants exactly the product's commands to group admin, as root, with a
 // password, the log readers without exec.
+//
+//nolint:gocyclo // one table of what the sudoers drop-in admits and refuses, checked with visudo and cvtsudoers in turn
 func TestSudoers(t *testing.T) {
 	for _, tool := range []string{"visudo", "cvtsudoers"} {
 		if _, err := exec.LookPath(tool); err != nil {

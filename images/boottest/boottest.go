@@ -184,6 +184,7 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	return res, err
 }
 
+//nolint:gocyclo // one QEMU run: start, watch the serial console, hold, stop; its state (process, channels, timers) is shared by every step
 func runOnce(ctx context.Context, opts Options) (*Result, error) {
 	res := &Result{}
 	if opts.Disk == "" {
@@ -299,7 +300,8 @@ func runOnce(ctx context.Context, opts Options) (*Result, error) {
 				close(panicked)
 			}
 			if m, ok := ParseStatus(line); ok && !res.statusParsed {
-				res.Status, res.StatusLine, res.statusParsed = m, strings.TrimSpace(line[strings.Index(line, StatusPrefix):]), true
+				_, rest, _ := strings.Cut(line, StatusPrefix)
+				res.Status, res.StatusLine, res.statusParsed = m, strings.TrimSpace(StatusPrefix+rest), true
 				res.ToStatus = time.Since(start)
 				once.Do(func() { close(statusSeen) })
 			}
@@ -331,7 +333,7 @@ func runOnce(ctx context.Context, opts Options) (*Result, error) {
 		if cmd.Process != nil {
 			_ = cmd.Process.Kill()
 		}
-		<-exited
+		<-exited //nolint:errcheck // after a kill, the exit status says nothing
 	}
 	waitFor := func(ch chan struct{}, what string) error {
 		select {
@@ -341,7 +343,7 @@ func runOnce(ctx context.Context, opts Options) (*Result, error) {
 			return fmt.Errorf("boottest: guest kernel panicked before %s", what)
 		case err := <-exited:
 			exited <- err // let stop() see it
-			return fmt.Errorf("boottest: qemu exited before %s: %v: %s", what, err, strings.TrimSpace(stderr.String()))
+			return fmt.Errorf("boottest: qemu exited before %s: %w: %s", what, err, strings.TrimSpace(stderr.String()))
 		case <-ctx.Done():
 			return fmt.Errorf("boottest: no %s within %s: %w", what, opts.Timeout, ctx.Err())
 		}
@@ -357,7 +359,7 @@ func runOnce(ctx context.Context, opts Options) (*Result, error) {
 		case <-bannerSeen:
 		case e := <-exited:
 			exited <- e
-			err = fmt.Errorf("boottest: qemu exited before the SMTP banner: %v: %s", e, strings.TrimSpace(stderr.String()))
+			err = fmt.Errorf("boottest: qemu exited before the SMTP banner: %w: %s", e, strings.TrimSpace(stderr.String()))
 		case <-bctx.Done():
 			err = fmt.Errorf("boottest: no SMTP banner on guest port 25 within %s after startup finished (status: %s)", opts.BannerGrace, res.StatusLine)
 		}
@@ -413,7 +415,7 @@ func hold(ctx context.Context, fn func(context.Context, Result) error, exited ch
 	close(done)
 	<-finished
 	if exitedEarly {
-		return fmt.Errorf("boottest: qemu exited (%v) while the guest was held: %w", qemuErr, err)
+		return fmt.Errorf("boottest: qemu exited (%w) while the guest was held: %w", qemuErr, err)
 	}
 	return err
 }

@@ -35,17 +35,39 @@ func testDisk(t *testing.T) string {
 			t.Fatal(err)
 		}
 	}
-	os.WriteFile(root+"/usr/bin/su", []byte("su"), 0o755)
-	os.Chmod(root+"/usr/bin/su", 0o755|fs.ModeSetuid)
-	os.WriteFile(root+"/usr/bin/wall", []byte("wall"), 0o755)
-	os.Chmod(root+"/usr/bin/wall", 0o755|fs.ModeSetgid)
-	os.Chmod(root+"/tmp", 0o777|fs.ModeSticky)
-	os.WriteFile(root+"/etc/fstab", []byte("UUID=X /boot/efi vfat umask=0077 0 2\n"), 0o644)
-	os.WriteFile(varfs+"/opt/app/data", []byte("data"), 0o640)
-	os.Chown(varfs+"/opt/app/data", 950, 950)
-	os.Chown(varfs+"/opt/app", 950, 950)
-	os.Chmod(varfs+"/opt/app", 0o750)
-	os.WriteFile(esp+"/EFI/BOOT/BOOTX64.EFI", []byte("shim"), 0o644)
+	if err := os.WriteFile(root+"/usr/bin/su", []byte("su"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(root+"/usr/bin/su", 0o755|fs.ModeSetuid); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(root+"/usr/bin/wall", []byte("wall"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(root+"/usr/bin/wall", 0o755|fs.ModeSetgid); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(root+"/tmp", 0o777|fs.ModeSticky); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(root+"/etc/fstab", []byte("UUID=X /boot/efi vfat umask=0077 0 2\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(varfs+"/opt/app/data", []byte("data"), 0o640); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chown(varfs+"/opt/app/data", 950, 950); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chown(varfs+"/opt/app", 950, 950); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(varfs+"/opt/app", 0o750); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(esp+"/EFI/BOOT/BOOTX64.EFI", []byte("shim"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 
 	esp1, root1, var1 := filepath.Join(dir, "esp.img"), filepath.Join(dir, "root.img"), filepath.Join(dir, "var.img")
 	run(t, "mkfs.fat", "-C", "-F", "32", "-n", "ESP", esp1, strconv.Itoa(34*1024))
@@ -57,7 +79,9 @@ func testDisk(t *testing.T) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f.Truncate(80 << 20)
+	if err := f.Truncate(80 << 20); err != nil {
+		t.Fatal(err)
+	}
 	f.Close()
 	run(t, "sgdisk",
 		"--new=1:2048:+34M", "--typecode=1:"+TypeESP, "--change-name=1:esp",
@@ -97,7 +121,9 @@ func TestPartitions(t *testing.T) {
 		t.Error("no error for a missing disk")
 	}
 	empty := filepath.Join(t.TempDir(), "empty.raw")
-	os.WriteFile(empty, make([]byte, 4096), 0o644)
+	if err := os.WriteFile(empty, make([]byte, 4096), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	if _, err := Partitions(empty); err == nil {
 		t.Error("no error for a disk without GPT")
 	}

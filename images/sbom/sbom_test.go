@@ -176,6 +176,8 @@ func testInput(root string) Input {
 // TestSBOM generates the document for a small root and reads it back with
 // the SPDX library: the image, every installed Debian package with version
 // and source, the Go program and its modules, all related.
+//
+//nolint:gocyclo // a linear list of checks on one SBOM document
 func TestSBOM(t *testing.T) {
 	t.Parallel()
 	root := fakeRoot(t)

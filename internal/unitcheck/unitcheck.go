@@ -22,7 +22,7 @@ func Exposure(unitFile string, max float64) (float64, string, error) {
 	out, err := exec.Command("systemd-analyze", "security", "--offline=yes", "--no-pager", "--threshold="+threshold, unitFile).CombinedOutput()
 	m := exposureRE.FindStringSubmatch(string(out))
 	if m == nil {
-		return 0, string(out), fmt.Errorf("systemd-analyze security %s printed no exposure level: %v\n%s", unitFile, err, out)
+		return 0, string(out), fmt.Errorf("systemd-analyze security %s printed no exposure level: %w\n%s", unitFile, err, out)
 	}
 	level, perr := strconv.ParseFloat(m[1], 64)
 	if perr != nil {

@@ -98,6 +98,7 @@ func applySteps(t *testing.T, m *memTarget, o Options) error {
 	return provisioner.Apply(context.Background(), m, discard(), Steps(o)...)
 }
 
+//nolint:gocyclo // a linear list of checks, one per hardening file
 func TestStepsWriteEveryFile(t *testing.T) {
 	t.Parallel()
 	m := newMemTarget()
@@ -247,25 +248,37 @@ func TestFirewallRulesValid(t *testing.T) {
 	base := t.TempDir()
 	// No drop-in: the include glob matches nothing.
 	empty := filepath.Join(base, "empty")
-	os.Mkdir(empty, 0o700)
+	if err := os.Mkdir(empty, 0o700); err != nil {
+		t.Fatal(err)
+	}
 	if err := nftCheck(t, fw, empty); err != nil {
 		t.Fatalf("nft -c without drop-ins: %v", err)
 	}
 	// First boot's SSH drop-in, and a 587 listener an admin added.
 	withSSH := filepath.Join(base, "ssh")
-	os.Mkdir(withSSH, 0o700)
+	if err := os.Mkdir(withSSH, 0o700); err != nil {
+		t.Fatal(err)
+	}
 	if filepath.Dir(apply.SSHFirewallPath) != FirewallDropIn {
 		t.Fatalf("first boot writes %s outside the firewall's drop-in directory %s", apply.SSHFirewallPath, FirewallDropIn)
 	}
-	os.WriteFile(filepath.Join(withSSH, filepath.Base(apply.SSHFirewallPath)), []byte(apply.SSHFirewallRule), 0o600)
-	os.WriteFile(filepath.Join(withSSH, "submission.nft"), []byte("add element inet ksmg tcp_open { 587 }\n"), 0o600)
+	if err := os.WriteFile(filepath.Join(withSSH, filepath.Base(apply.SSHFirewallPath)), []byte(apply.SSHFirewallRule), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(withSSH, "submission.nft"), []byte("add element inet ksmg tcp_open { 587 }\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	if err := nftCheck(t, fw, withSSH); err != nil {
 		t.Fatalf("nft -c with the SSH drop-in: %v", err)
 	}
 	// Control: nft -c does reject a broken rule set, so the checks above mean something.
 	broken := filepath.Join(base, "broken")
-	os.Mkdir(broken, 0o700)
-	os.WriteFile(filepath.Join(broken, "bad.nft"), []byte("add element inet ksmg no_such_set { 22 }\n"), 0o600)
+	if err := os.Mkdir(broken, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(broken, "bad.nft"), []byte("add element inet ksmg no_such_set { 22 }\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	if err := nftCheck(t, fw, broken); err == nil {
 		t.Fatal("nft -c accepted a drop-in naming a set that does not exist")
 	}
@@ -327,7 +340,9 @@ func TestAppArmorProfilesParse(t *testing.T) {
 		}
 		data, _ := fs.ReadFile(Files(), f.Src)
 		p := filepath.Join(dir, filepath.Base(f.Dst))
-		os.WriteFile(p, data, 0o644)
+		if err := os.WriteFile(p, data, 0o644); err != nil {
+			t.Fatal(err)
+		}
 		if err := parse(p); err != nil {
 			t.Errorf("%s: %v", f.Dst, err)
 		}
@@ -341,7 +356,9 @@ func TestAppArmorProfilesParse(t *testing.T) {
 		}
 		// Control: a syntax error is reported.
 		bad := filepath.Join(dir, "bad-"+filepath.Base(f.Dst))
-		os.WriteFile(bad, bytes.Replace(data, []byte(bin+" {\n"), []byte(bin+" {\n  capabilty sys_admin,\n"), 1), 0o644)
+		if err := os.WriteFile(bad, bytes.Replace(data, []byte(bin+" {\n"), []byte(bin+" {\n  capabilty sys_admin,\n"), 1), 0o644); err != nil {
+			t.Fatal(err)
+		}
 		if parse(bad) == nil {
 			t.Errorf("apparmor_parser accepted a broken copy of %s", f.Dst)
 		}

@@ -106,6 +106,7 @@ func stat(t *testing.T, root, p string) node {
 	return node{st.Mode(), int(sys.Uid), int(sys.Gid)}
 }
 
+//nolint:gocyclo // a linear list of checks, one per hardening file in the built image
 func TestImageHardeningFiles(t *testing.T) {
 	root := imageTree(t)
 	users, groups := ids(t, root, "etc/passwd"), ids(t, root, "etc/group")
@@ -162,7 +163,7 @@ func TestImageHardeningFiles(t *testing.T) {
 	}
 	// Every set-id program of the image has its audit rule, and only those.
 	var setid []string
-	filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+	if err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
 		}
@@ -172,7 +173,9 @@ func TestImageHardeningFiles(t *testing.T) {
 			}
 		}
 		return nil
-	})
+	}); err != nil {
+		t.Fatal(err)
+	}
 	rules, _ := os.ReadFile(filepath.Join(root, PrivilegedRulesPath))
 	if want := PrivilegedRules(setid); !bytes.Equal(rules, want) {
 		t.Errorf("%s does not cover exactly the image's set-id programs %v:\n%s", PrivilegedRulesPath, setid, rules)
@@ -314,7 +317,7 @@ func TestImageDataPermissions(t *testing.T) {
 	}
 	// The whole tree.
 	var worldWritable, unowned []string
-	filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+	if err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
 		if err != nil || d.Type()&fs.ModeSymlink != 0 {
 			return err
 		}
@@ -331,7 +334,9 @@ func TestImageDataPermissions(t *testing.T) {
 			unowned = append(unowned, fmt.Sprintf("%s (%d:%d)", rel, sys.Uid, sys.Gid))
 		}
 		return nil
-	})
+	}); err != nil {
+		t.Fatal(err)
+	}
 	if len(worldWritable) > 0 {
 		t.Errorf("writable by everyone (without sticky bit): %v", worldWritable)
 	}

@@ -126,7 +126,7 @@ func CheckRuntime(v map[string]string, sshEnabled bool) (notes []string, err err
 	want("secure_log", "640:kluser:kluser")
 	if dg, err := fs.ReadFile(Files(), "default-grub"); err == nil {
 		if cl, err := KernelCmdline(dg); err != nil || !strings.Contains(" "+v["cmdline"]+" ", " "+cl+" ") {
-			errs = append(errs, fmt.Errorf("cmdline=%q lacks the hardening's %q (%v)", v["cmdline"], cl, err))
+			errs = append(errs, fmt.Errorf("cmdline=%q lacks the hardening's %q (%w)", v["cmdline"], cl, err))
 		}
 	}
 	var units []string
