@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -22,6 +23,7 @@ import (
 	"github.com/ksmg-appliance/ksmg/appliance"
 	"github.com/ksmg-appliance/ksmg/firstboot/answers"
 	"github.com/ksmg-appliance/ksmg/images/boottest"
+	"github.com/ksmg-appliance/ksmg/provisioner/harden"
 )
 
 // The image tests need root (mmdebstrap --mode=root) and the network or a
@@ -153,10 +155,12 @@ func TestBootSecureBootSMTP(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	maps.Copy(creds, boottest.Probe("boot-hardening", harden.RuntimeProbe, 10*time.Minute))
 	res, err := boottest.Run(context.Background(), boottest.Options{Disk: raw, Format: "raw", Credentials: creds, Serial: serial, Timeout: 15 * time.Minute})
 	if err != nil {
 		t.Fatalf("boot: %v", err)
 	}
+	checkHardening(t, serial.Name(), false)
 	t.Logf("status: %s", res.StatusLine)
 	t.Logf("banner: %q", res.Banner)
 	t.Logf("power-on to console status: %s; power-on to SMTP banner: %s", res.ToStatus.Round(100*time.Millisecond), res.ToBanner.Round(100*time.Millisecond))
@@ -420,6 +424,7 @@ func TestBootUnattendedStatic(t *testing.T) {
 	} {
 		creds[k] = v
 	}
+	maps.Copy(creds, boottest.Probe("boot-hardening", harden.RuntimeProbe, 10*time.Minute))
 	var serial strings.Builder
 	res, err := boottest.Run(context.Background(), boottest.Options{
 		Disk: raw, Format: "raw", Credentials: creds, Serial: &serial,
@@ -428,6 +433,7 @@ func TestBootUnattendedStatic(t *testing.T) {
 	if err != nil {
 		t.Fatalf("boot: %v", err)
 	}
+	checkRuntime(t, serial.String(), true)
 	t.Logf("status: %s", res.StatusLine)
 	t.Logf("SMTP banner on %s: %q; SSH banner: %q; power-on to SMTP banner: %s", addr, res.Banner, res.SSHBanner, res.ToBanner.Round(100*time.Millisecond))
 	if res.State() != "running" || res.Status["failed"] != "none" {
@@ -452,6 +458,33 @@ func TestBootUnattendedStatic(t *testing.T) {
 	}
 	if strings.Contains(console, password) {
 		t.Errorf("the admin password appeared on the serial console")
+	}
+}
+
+// checkHardening holds the serial log's harden.RuntimeProbe values to
+// harden.CheckRuntime (a failed or restarting unit among them).
+func checkHardening(t *testing.T, serialPath string, ssh bool) {
+	t.Helper()
+	b, err := os.ReadFile(serialPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkRuntime(t, string(b), ssh)
+}
+
+func checkRuntime(t *testing.T, serial string, ssh bool) {
+	t.Helper()
+	v := boottest.ProbeValues(serial)
+	if len(v) == 0 {
+		t.Errorf("the hardening probe printed nothing on the console")
+		return
+	}
+	notes, err := harden.CheckRuntime(v, ssh)
+	for _, n := range notes {
+		t.Log(n)
+	}
+	if err != nil {
+		t.Errorf("running appliance: %v", err)
 	}
 }
 
