@@ -11,6 +11,7 @@ import (
 	"io"
 	"io/fs"
 	"log/slog"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -33,6 +34,7 @@ import (
 	"github.com/ksmg-appliance/ksmg/sign/signtest"
 	spdxjson "github.com/spdx/tools-golang/json"
 	"github.com/spdx/tools-golang/spdxlib"
+	"github.com/ksmg-appliance/ksmg/provisioner/harden"
 )
 
 // The image tests need root (mmdebstrap --mode=root) and the network or a
@@ -173,10 +175,12 @@ func TestBootSecureBootSMTP(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	maps.Copy(creds, boottest.Probe("boot-hardening", harden.RuntimeProbe, 10*time.Minute))
 	res, err := boottest.Run(context.Background(), boottest.Options{Disk: raw, Format: "raw", Credentials: creds, Serial: serial, Timeout: 15 * time.Minute})
 	if err != nil {
 		t.Fatalf("boot: %v", err)
 	}
+	checkHardening(t, serial.Name(), false)
 	t.Logf("status: %s", res.StatusLine)
 	t.Logf("banner: %q", res.Banner)
 	t.Logf("power-on to console status: %s; power-on to SMTP banner: %s", res.ToStatus.Round(100*time.Millisecond), res.ToBanner.Round(100*time.Millisecond))
@@ -576,6 +580,7 @@ func TestBootUnattendedStatic(t *testing.T) {
 	}
 	delete(creds, "ksmg.timezone")
 	seed := seedDrive(t, "CIDATA", "ksmg:\n  timezone: Europe/Prague\n  network:\n    ntp: [10.0.2.2]\n")
+	maps.Copy(creds, boottest.Probe("boot-hardening", harden.RuntimeProbe, 10*time.Minute))
 	var serial strings.Builder
 	var guest guestReport
 	res, err := boottest.Run(context.Background(), boottest.Options{
@@ -589,6 +594,7 @@ func TestBootUnattendedStatic(t *testing.T) {
 	if err != nil {
 		t.Fatalf("boot: %v", err)
 	}
+	checkRuntime(t, serial.String(), true)
 	t.Logf("status: %s", res.StatusLine)
 	t.Logf("SMTP banner on %s: %q; SSH banner: %q; power-on to SMTP banner: %s", addr, res.Banner, res.SSHBanner, res.ToBanner.Round(100*time.Millisecond))
 	t.Logf("in the guest:\n%s", guest.log.String())
@@ -739,6 +745,33 @@ func seedDrive(t *testing.T, label, seed string) string {
 		}
 	}
 	return img
+}
+
+// checkHardening holds the serial log's harden.RuntimeProbe values to
+// harden.CheckRuntime (a failed or restarting unit among them).
+func checkHardening(t *testing.T, serialPath string, ssh bool) {
+	t.Helper()
+	b, err := os.ReadFile(serialPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkRuntime(t, string(b), ssh)
+}
+
+func checkRuntime(t *testing.T, serial string, ssh bool) {
+	t.Helper()
+	v := boottest.ProbeValues(serial)
+	if len(v) == 0 {
+		t.Errorf("the hardening probe printed nothing on the console")
+		return
+	}
+	notes, err := harden.CheckRuntime(v, ssh)
+	for _, n := range notes {
+		t.Log(n)
+	}
+	if err != nil {
+		t.Errorf("running appliance: %v", err)
+	}
 }
 
 // sshKeyPair makes a throw-away key pair with the real ssh-keygen and

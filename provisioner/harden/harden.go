@@ -11,7 +11,7 @@
 // edit a few keys of files other packages own (login.defs, auditd.conf),
 // generate the audit rules for every set-uid program the target has, and
 // set unit enablement. They need the packages the appliance spec lists
-// (nftables, auditd, apparmor, libpam-pwquality, rsyslog, usbguard) and say which is
+// (nftables, auditd, apparmor, libpam-pwquality, rsyslog) and say which is
 // missing otherwise.
 //
 // Configuration-management tools (Ansible's hardening roles, the
@@ -84,7 +84,6 @@ var Install = []File{
 	{Src: "securetty", Dst: "/etc/securetty", Mode: 0o600},
 	{Src: "apt-var-exec.conf", Dst: "/etc/apt/apt.conf.d/50ksmg-var-exec", Mode: 0o644},
 	{Src: "default-grub", Dst: DefaultGrub, Mode: 0o644},
-	{Src: "usbguard-daemon.conf", Dst: "/etc/usbguard/usbguard-daemon.conf", Mode: 0o600},
 }
 
 // DefaultGrub holds the kernel command line the image build puts into

@@ -253,6 +253,36 @@ func TestImageBootLocked(t *testing.T) {
 	}
 }
 
+// TestImageNoUSB: no USB device can reach the appliance because its kernel
+// (Debian's cloud flavour) has no USB stack at all. USBGuard was dropped for
+// that reason: usbguard-daemon 1.1.3 exits when /sys/bus/usb/devices is
+// absent (USBGuard issue #693) and systemd restarted it until it gave up,
+// leaving the appliance degraded.
+func TestImageNoUSB(t *testing.T) {
+	root := imageTree(t)
+	configs, _ := filepath.Glob(filepath.Join(root, "boot/config-*"))
+	if len(configs) == 0 {
+		t.Fatal("no /boot/config-* in the image: cannot tell whether the kernel has USB support")
+	}
+	for _, c := range configs {
+		b, err := os.ReadFile(c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Contains(b, []byte("\n# CONFIG_USB_SUPPORT is not set\n")) {
+			t.Errorf("%s: the kernel has USB support; USB devices need a guard again (images/HARDENING.md, Devices: usbcore.authorized_default=0 is on the command line, USBGuard needs ConditionPathIsDirectory=/sys/bus/usb/devices)", strings.TrimPrefix(c, root))
+		}
+	}
+	if usb, _ := filepath.Glob(filepath.Join(root, "usr/lib/modules/*/kernel/drivers/usb")); len(usb) > 0 {
+		t.Errorf("USB drivers in the image: %v", usb)
+	}
+	for _, p := range []string{"usr/sbin/usbguard-daemon", "etc/usbguard"} {
+		if _, err := os.Lstat(filepath.Join(root, p)); err == nil {
+			t.Errorf("/%s is in the image: USBGuard has nothing to guard without a USB stack and fails to start", p)
+		}
+	}
+}
+
 func stripComments(b []byte) []byte {
 	var out []string
 	for _, l := range strings.Split(string(b), "\n") {
