@@ -30,11 +30,11 @@ import (
 	"github.com/ksmg-appliance/ksmg/images/boottest"
 	"github.com/ksmg-appliance/ksmg/images/sbom"
 	"github.com/ksmg-appliance/ksmg/images/sparse"
+	"github.com/ksmg-appliance/ksmg/provisioner/harden"
 	"github.com/ksmg-appliance/ksmg/sign"
 	"github.com/ksmg-appliance/ksmg/sign/signtest"
 	spdxjson "github.com/spdx/tools-golang/json"
 	"github.com/spdx/tools-golang/spdxlib"
-	"github.com/ksmg-appliance/ksmg/provisioner/harden"
 )
 
 // The image tests need root (mmdebstrap --mode=root) and the network or a
