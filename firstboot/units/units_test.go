@@ -158,26 +158,30 @@ func TestUnitKeepsOnlyWhatFirstBootNeeds(t *testing.T) {
 		}
 	}
 	// Everything Apply writes lies under a ReadWritePaths= entry or the
-	// state directory.
-	var rw []string
+	// state directory, and not under a more specific ReadOnlyPaths= entry
+	// (systemd lets the longest path win).
+	writable := map[string]bool{"/var/lib/ksmg": true}
 	for _, l := range strings.Split(text, "\n") {
-		if v, ok := strings.CutPrefix(l, "ReadWritePaths="); ok {
-			for _, p := range strings.Fields(v) {
-				rw = append(rw, strings.TrimPrefix(p, "-"))
+		for key, w := range map[string]bool{"ReadWritePaths=": true, "ReadOnlyPaths=": false} {
+			if v, ok := strings.CutPrefix(l, key); ok {
+				for _, p := range strings.Fields(v) {
+					writable[strings.TrimPrefix(p, "-")] = w
+				}
 			}
 		}
 	}
-	rw = append(rw, "/var/lib/ksmg")
 	for _, p := range []string{apply.StampPath, apply.NodeConfigPath, apply.SSHDConfigPath, apply.AuthorizedKeys, apply.HostKeyPath,
-		apply.SSHWantsLink, apply.NTPPath, apply.IssuePath, apply.ImportantLogPath, "/etc/shadow", "/home/admin", "/run/lock/ksmg-firstboot.lock"} {
-		ok := false
-		for _, d := range rw {
-			if p == d || strings.HasPrefix(p, d+"/") {
-				ok = true
+		apply.SSHWantsLink, apply.SSHFirewallPath, apply.NTPPath, apply.IssuePath, apply.ImportantLogPath,
+		apply.LocalePath, apply.DefaultLocalePath, apply.KeyboardPath,
+		"/etc/shadow", "/home/admin", "/run/lock/ksmg-firstboot.lock"} {
+		best, ok := "", false
+		for d, w := range writable {
+			if (p == d || strings.HasPrefix(p, d+"/")) && len(d) > len(best) {
+				best, ok = d, w
 			}
 		}
 		if !ok {
-			t.Errorf("Apply writes %s, which the unit keeps read-only (ReadWritePaths: %v)", p, rw)
+			t.Errorf("Apply writes %s, which the unit keeps read-only (longest entry: %q)", p, best)
 		}
 	}
 }
