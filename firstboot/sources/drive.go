@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -50,7 +51,11 @@ func (d SeedDrive) Read(ctx context.Context) (map[string]string, error) {
 	// No /dev/disk in this namespace: ask udev's database which block
 	// device has the label, and let PID 1 (in its namespace)
 	// find the device node.
-	if dev := udevDeviceByLabel(d.UdevData, labels); dev != "" {
+	dev, err := udevDeviceByLabel(d.UdevData, labels)
+	if err != nil {
+		return nil, err
+	}
+	if dev != "" {
 		return readFromDevice(ctx, dev)
 	}
 	return nil, ErrAbsent
@@ -58,18 +63,35 @@ func (d SeedDrive) Read(ctx context.Context) (map[string]string, error) {
 
 // udevDeviceByLabel returns /dev/<name> of the first block device whose
 // udev record (b<major>:<minor> in dir) carries one of labels as
-// ID_FS_LABEL, in the order of labels; "" when none does.
-func udevDeviceByLabel(dir string, labels []string) string {
+// ID_FS_LABEL, in the order of labels; "" when none does. A database
+// it may not read is an error, not "no drive": a denied read (AppArmor, a
+// sandbox) once made a present config drive silently absent.
+func udevDeviceByLabel(dir string, labels []string) (string, error) {
 	if dir == "" {
 		dir = "/run/udev/data"
 	}
-	recs, _ := filepath.Glob(filepath.Join(dir, "b*:*"))
+	ents, err := os.ReadDir(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return "", nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("udev database: %w", err)
+	}
+	var recs []string
+	for _, e := range ents {
+		if n := e.Name(); strings.HasPrefix(n, "b") && strings.Contains(n, ":") {
+			recs = append(recs, filepath.Join(dir, n))
+		}
+	}
 	sort.Strings(recs)
 	found := map[string]string{}
 	for _, r := range recs {
 		data, err := os.ReadFile(r)
+		if errors.Is(err, fs.ErrNotExist) {
+			continue // the device went away meanwhile
+		}
 		if err != nil {
-			continue
+			return "", fmt.Errorf("udev database: %w", err)
 		}
 		for _, line := range strings.Split(string(data), "\n") {
 			label, ok := strings.CutPrefix(line, "E:ID_FS_LABEL=")
@@ -93,10 +115,10 @@ func udevDeviceByLabel(dir string, labels []string) string {
 	}
 	for _, l := range labels {
 		if dev := found[l]; dev != "" {
-			return dev
+			return dev, nil
 		}
 	}
-	return ""
+	return "", nil
 }
 
 func readFromDevice(ctx context.Context, dev string) (map[string]string, error) {

@@ -391,10 +391,33 @@ func TestUdevDeviceByLabel(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(udev, "n2"), []byte("E:ID_FS_LABEL=CIDATA\n"), 0o644); err != nil { // a NIC, not a block device
 		t.Fatal(err)
 	}
-	if got := udevDeviceByLabel(udev, SeedLabels); got != "/dev/"+name {
-		t.Errorf("got %q, want /dev/%s", got, name)
+	if got, err := udevDeviceByLabel(udev, SeedLabels); got != "/dev/"+name || err != nil {
+		t.Errorf("got %q, %v, want /dev/%s", got, err, name)
 	}
-	if got := udevDeviceByLabel(udev, []string{"OTHER"}); got != "" {
-		t.Errorf("unknown label found: %q", got)
+	if got, err := udevDeviceByLabel(udev, []string{"OTHER"}); got != "" || err != nil {
+		t.Errorf("unknown label found: %q, %v", got, err)
+	}
+	if got, err := udevDeviceByLabel(filepath.Join(udev, "none"), SeedLabels); got != "" || err != nil {
+		t.Errorf("no udev database: %q, %v; want absent", got, err)
+	}
+	// A database it may not read is an error, not an absent drive.
+	if os.Geteuid() != 0 {
+		if err := os.Chmod(udev, 0); err != nil {
+			t.Fatal(err)
+		}
+		defer os.Chmod(udev, 0o755)
+		if got, err := udevDeviceByLabel(udev, SeedLabels); err == nil {
+			t.Errorf("unreadable udev database: %q, no error", got)
+		}
+	} else {
+		if err := os.WriteFile(filepath.Join(udev, "b1:1"), nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Mkdir(filepath.Join(udev, "b1:2"), 0o755); err != nil { // reading it fails: EISDIR
+			t.Fatal(err)
+		}
+		if got, err := udevDeviceByLabel(udev, SeedLabels); err == nil || !strings.Contains(err.Error(), "udev database") {
+			t.Errorf("unreadable udev record: %q, %v; want an error", got, err)
+		}
 	}
 }

@@ -125,10 +125,13 @@ var DefaultTCPPorts = []int{25, 443}
 
 // Units the hardening enables, and masks. systemd-ssh-generator would put
 // sshd on an AF_UNIX socket (/run/ssh-unix-local/socket) and on AF_VSOCK
-// whatever first boot decided about SSH.
+// whatever first boot decided about SSH. sshd-keygen.service (Debian's
+// openssh 1:10.0p1-7+deb13u4) runs ssh-keygen -A on first boot, making RSA
+// and ECDSA keys beside the one Ed25519 key first boot makes and sshd is
+// configured for (seen in the booted image).
 var (
 	EnableUnits    = []string{"nftables.service", "auditd.service", "apparmor.service", "rsyslog.service"}
-	MaskUnits      = []string{"ctrl-alt-del.target", "debug-shell.service"}
+	MaskUnits      = []string{"ctrl-alt-del.target", "debug-shell.service", "sshd-keygen.service"}
 	MaskGenerators = []string{"systemd-ssh-generator"}
 )
 
