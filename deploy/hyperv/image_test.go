@@ -285,7 +285,9 @@ func TestBuiltVHDXOverSMB(t *testing.T) {
 		if !sawRemove || len(atRemove) != 0 {
 			t.Errorf("cleanup ran: %v; node folder then held %v, want nothing", sawRemove, atRemove)
 		}
-		if got, want := f.Steps(), []string{"find-vm", "remove-vm"}; !reflect.DeepEqual(got, want) {
+		// Two look-ups (the name, then the name an interrupted replace
+		// leaves) before the copy; nothing is created.
+		if got, want := f.Steps(), []string{"find-vm", "find-vm", "remove-vm"}; !reflect.DeepEqual(got, want) {
 			t.Errorf("steps %v, want %v", got, want)
 		}
 		if _, err := os.Stat(nodeDir); !errors.Is(err, fs.ErrNotExist) {

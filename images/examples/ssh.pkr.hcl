@@ -52,8 +52,10 @@ build {
     sudo = var.username != "root"
   }
 
-  # What the machine now has, in the build log.
+  # What the machine now has, in the build log. The appliance mounts /tmp
+  # noexec (ANSSI R28), so the script is run by sh rather than executed.
   provisioner "shell" {
+    execute_command = "{{ .Vars }} sh '{{ .Path }}'"
     inline = [
       "dpkg-query -W -f='installed $${Package} $${Version}\\n' ksmg-appliance",
       "find /var/opt/kaspersky -maxdepth 2 -type d -printf 'directory %p %u:%g %m\\n'",

@@ -235,6 +235,7 @@ func EnvName(key string) string {
 var OtherVariables = []string{
 	"KSMG_CACHE", "KSMG_BIN_DIR", "KSMG_IMAGE_DIR", "KSMG_OUT", "KSMG_SPEC", "KSMG_FORMAT",
 	"KSMG_VSPHERE_PASSWORD", "KSMG_HYPERV_PASSWORD", "KSMG_SCVMM_PASSWORD",
+	"KSMG_JOIN_TOKEN", "KSMG_PACKER", "KSMG_AUDIT_MIRROR",
 }
 
 // checkVariables refuses a KSMG_ variable that names no key (a typo such as
