@@ -18,6 +18,9 @@ func TestProjectVariablesKnown(t *testing.T) {
 	t.Parallel()
 	root := filepath.Join("..", "..")
 	goUse := regexp.MustCompile(`(?:Getenv|LookupEnv|Setenv|Unsetenv)\("(KSMG_[A-Z0-9_]+)"`)
+	// Outside tests, a whole string literal naming a variable (a constant
+	// passed to Getenv, a flag's environment fallback).
+	goLiteral := regexp.MustCompile(`"(KSMG_[A-Z0-9_]+)"`)
 	shUse := regexp.MustCompile(`(?:\$\{|\$\(|\b)(KSMG_[A-Z0-9_]+)(?:=|:-|\}|\))`)
 	seen := map[string]string{}
 	err := filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
@@ -46,6 +49,11 @@ func TestProjectVariablesKnown(t *testing.T) {
 		}
 		for _, m := range re.FindAllStringSubmatch(string(data), -1) {
 			seen[m[1]] = path
+		}
+		if re == goUse && !strings.HasSuffix(name, "_test.go") {
+			for _, m := range goLiteral.FindAllStringSubmatch(string(data), -1) {
+				seen[m[1]] = path
+			}
 		}
 		return nil
 	})
