@@ -495,8 +495,7 @@ func TestActivateCommands(t *testing.T) {
 		// effect and nothing runs).
 		{"first boot, defaults", dhcp, []string{
 			"hostnamectl --transient hostname gw1.example.com",
-			"setupcon --save-only",
-			"setupcon --force -k",
+			"systemctl --no-block restart console-setup.service",
 			"systemctl --no-block start ksmg-gatewayd.service"}},
 		// The firewall opens SSH's port before sshd restarts, and closes
 		// it after sshd stopped.

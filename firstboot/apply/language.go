@@ -39,15 +39,18 @@ func planLanguage(t *tx, o Options, lang string) {
 	t.remove(o.path(keymapCache))
 }
 
-// activateLanguage compiles and caches the new keymap (console-setup's
-// setupcon, as a boot would) and loads it on the consoles now. New login
-// sessions read the locale from /etc/default/locale (pam_env). A failure
-// is only logged: the files are in place, and without the removed cache
-// the next boot's keyboard-setup.sh compiles the keymap itself.
+// activateLanguage has console-setup apply the new keymap and font now, as
+// a boot would: restarting console-setup.service runs its `setupcon
+// --save` (compile, cache, load on the consoles) in PID 1's context. Run
+// from first boot itself, setupcon could reach no console (the unit's
+// private /dev holds only its own terminal) and is no program its AppArmor
+// profile may run. New login sessions read the locale from
+// /etc/default/locale (pam_env). A failure is only logged: the files are
+// in place, and without the removed cache the next boot's
+// keyboard-setup.sh compiles the keymap itself.
 func activateLanguage(ctx context.Context, o Options, execute func(ctx context.Context, name string, args ...string) ([]byte, error)) {
-	for _, args := range [][]string{{"--save-only"}, {"--force", "-k"}} {
-		if out, err := execute(ctx, "setupcon", args...); err != nil {
-			o.Log.Warn("console keymap not switched now; the next boot does it", "cmd", "setupcon "+strings.Join(args, " "), "err", err, "output", string(bytes.TrimSpace(out)))
-		}
+	args := []string{"--no-block", "restart", "console-setup.service"}
+	if out, err := execute(ctx, "systemctl", args...); err != nil {
+		o.Log.Warn("console keymap not switched now; the next boot does it", "cmd", "systemctl "+strings.Join(args, " "), "err", err, "output", string(bytes.TrimSpace(out)))
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -366,3 +367,53 @@ func TestAppArmorProfilesParse(t *testing.T) {
 }
 
 func discard() *slog.Logger { return slog.New(slog.DiscardHandler) }
+
+// First boot's AppArmor profile lets it run every program its code runs
+// (a rule dropped with others once made the OVF environment unreadable and
+// the wizard came up on an unattended deploy). The names come from the
+// code: run("x", ...), execute(ctx, "x", ...), exec.Command[Context](ctx,
+// "x", ...), runQuiet(ctx, "x", ...) and tool = "x".
+func TestFirstbootProfileRunsItsPrograms(t *testing.T) {
+	t.Parallel()
+	profile, err := os.ReadFile("files/apparmor/usr.sbin.ksmg-firstboot")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Only where no systemd runs (the tests, as root): in the image PID 1
+	// mounts the config drive.
+	notInImage := map[string]bool{"mount": true, "umount": true}
+	call := regexp.MustCompile(`(?:\brun\(|execute\(ctx, |exec\.Command(?:Context)?\((?:ctx, )?|runQuiet\(ctx, |\btool = )"([a-z][a-z0-9_-]*)"`)
+	progs := map[string]string{}
+	for _, dir := range []string{"../../firstboot", "../../cmd/ksmg-firstboot"} {
+		err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+			if err != nil || d.IsDir() || !strings.HasSuffix(path, ".go") || strings.HasSuffix(path, "_test.go") {
+				return err
+			}
+			data, err := os.ReadFile(path)
+			if err != nil {
+				return err
+			}
+			for _, m := range call.FindAllStringSubmatch(string(data), -1) {
+				progs[m[1]] = path
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, want := range []string{"systemctl", "hostnamectl", "vmware-rpctool"} {
+		if _, ok := progs[want]; !ok {
+			t.Errorf("the scan missed %s, which first boot runs; found %v", want, progs)
+		}
+	}
+	for name, path := range progs {
+		if notInImage[name] {
+			continue
+		}
+		rule := regexp.MustCompile(`(?m)^\s*/usr/s?bin/` + regexp.QuoteMeta(name) + `\s+[a-zA-Z]*x,`)
+		if !rule.Match(profile) {
+			t.Errorf("%s runs %s; the ksmg-firstboot profile has no exec rule for it", path, name)
+		}
+	}
+}
