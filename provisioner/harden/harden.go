@@ -235,11 +235,18 @@ func writeFiles(ctx context.Context, t provisioner.Target, o Options) error {
 }
 
 // LoginDefs are the keys set in /etc/login.defs (the file belongs to the
-// login package; the other keys stay as Debian ships them).
+// login package; the other keys stay as Debian ships them). Passwords are
+// hashed with yescrypt at libxcrypt's cost 5 (as first boot does; see R68
+// in images/HARDENING.md); a tool told to use SHA-512 crypt instead
+// (chpasswd -c SHA512) gets 500,000 rounds, not the 5,000 default
+// (Lynis AUTH-9230).
 var LoginDefs = [][2]string{
 	{"UMASK", "027"},
 	{"HOME_MODE", "0700"},
 	{"ENCRYPT_METHOD", "YESCRYPT"},
+	{"YESCRYPT_COST_FACTOR", "5"},
+	{"SHA_CRYPT_MIN_ROUNDS", "500000"},
+	{"SHA_CRYPT_MAX_ROUNDS", "500000"},
 	{"LOG_OK_LOGINS", "yes"},
 	{"LOGIN_RETRIES", "3"},
 	{"LOGIN_TIMEOUT", "60"},
