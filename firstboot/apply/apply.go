@@ -485,6 +485,11 @@ func activate(ctx context.Context, o Options, a answers.Answers, t *tx) error {
 		hostname = os.Hostname
 	}
 	run := func(name string, args ...string) {
+		// Nothing is ever asked: without the flag systemctl starts
+		// systemd-tty-ask-password-agent on first boot's terminal, a
+		// program first boot's AppArmor profile does not allow (seen
+		// denied in the booted image).
+		args = append([]string{"--no-ask-password"}, args...)
 		start := time.Now()
 		out, err := execute(ctx, name, args...)
 		o.Log.Info("activate", "cmd", name+" "+strings.Join(args, " "), "elapsed", time.Since(start).Round(time.Millisecond).String())

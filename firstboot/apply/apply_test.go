@@ -494,30 +494,30 @@ func TestActivateCommands(t *testing.T) {
 		// keymap is switched now (in the image, English is already in
 		// effect and nothing runs).
 		{"first boot, defaults", dhcp, []string{
-			"hostnamectl --transient hostname gw1.example.com",
-			"systemctl --no-block restart console-setup.service",
-			"systemctl --no-block start ksmg-gatewayd.service"}},
+			"hostnamectl --no-ask-password --transient hostname gw1.example.com",
+			"systemctl --no-ask-password --no-block restart console-setup.service",
+			"systemctl --no-ask-password --no-block start ksmg-gatewayd.service"}},
 		// The firewall opens SSH's port before sshd restarts, and closes
 		// it after sshd stopped.
 		{"SSH turned on", withSSH, []string{
-			"hostnamectl --transient hostname gw1.example.com",
-			"systemctl --no-block try-reload-or-restart nftables.service",
-			"systemctl --no-block restart ssh.service",
-			"systemctl --no-block start ksmg-gatewayd.service"}},
+			"hostnamectl --no-ask-password --transient hostname gw1.example.com",
+			"systemctl --no-ask-password --no-block try-reload-or-restart nftables.service",
+			"systemctl --no-ask-password --no-block restart ssh.service",
+			"systemctl --no-ask-password --no-block start ksmg-gatewayd.service"}},
 		{"nothing changed", withSSH, []string{
-			"hostnamectl --transient hostname gw1.example.com",
-			"systemctl --no-block start ksmg-gatewayd.service ssh.service"}},
+			"hostnamectl --no-ask-password --transient hostname gw1.example.com",
+			"systemctl --no-ask-password --no-block start ksmg-gatewayd.service ssh.service"}},
 		{"static, NTP, same host name", static, []string{
-			"systemctl --no-block try-reload-or-restart systemd-networkd.service",
-			"systemctl --no-block try-restart systemd-timesyncd.service",
-			"systemctl --no-block start ksmg-gatewayd.service ssh.service"}},
+			"systemctl --no-ask-password --no-block try-reload-or-restart systemd-networkd.service",
+			"systemctl --no-ask-password --no-block try-restart systemd-timesyncd.service",
+			"systemctl --no-ask-password --no-block start ksmg-gatewayd.service ssh.service"}},
 		{"SSH off again", dhcp, []string{
-			"hostnamectl --transient hostname gw1.example.com",
-			"systemctl --no-block try-reload-or-restart systemd-networkd.service",
-			"systemctl --no-block try-restart systemd-timesyncd.service",
-			"systemctl --no-block stop ssh.service",
-			"systemctl --no-block try-reload-or-restart nftables.service",
-			"systemctl --no-block start ksmg-gatewayd.service"}},
+			"hostnamectl --no-ask-password --transient hostname gw1.example.com",
+			"systemctl --no-ask-password --no-block try-reload-or-restart systemd-networkd.service",
+			"systemctl --no-ask-password --no-block try-restart systemd-timesyncd.service",
+			"systemctl --no-ask-password --no-block stop ssh.service",
+			"systemctl --no-ask-password --no-block try-reload-or-restart nftables.service",
+			"systemctl --no-ask-password --no-block start ksmg-gatewayd.service"}},
 	} {
 		if got := step(tc.a); strings.Join(got, "\n") != strings.Join(tc.want, "\n") {
 			t.Errorf("%s: ran\n%s\nwant\n%s", tc.name, strings.Join(got, "\n"), strings.Join(tc.want, "\n"))

@@ -49,7 +49,7 @@ func planLanguage(t *tx, o Options, lang string) {
 // in place, and without the removed cache the next boot's
 // keyboard-setup.sh compiles the keymap itself.
 func activateLanguage(ctx context.Context, o Options, execute func(ctx context.Context, name string, args ...string) ([]byte, error)) {
-	args := []string{"--no-block", "restart", "console-setup.service"}
+	args := []string{"--no-ask-password", "--no-block", "restart", "console-setup.service"}
 	if out, err := execute(ctx, "systemctl", args...); err != nil {
 		o.Log.Warn("console keymap not switched now; the next boot does it", "cmd", "systemctl "+strings.Join(args, " "), "err", err, "output", string(bytes.TrimSpace(out)))
 	}

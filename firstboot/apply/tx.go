@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 )
 
 // change is one path to switch into place. Exactly one of data (a file),
@@ -241,18 +242,30 @@ func (t *tx) cleanup() {
 }
 
 func syncDirs(changes []*change) {
-	seen := map[string]bool{}
-	for _, c := range changes {
-		d := filepath.Dir(c.path)
-		if seen[d] {
-			continue
-		}
-		seen[d] = true
+	for _, d := range dirsToSync(changes) {
 		if f, err := os.Open(d); err == nil {
 			_ = f.Sync()
 			f.Close()
 		}
 	}
+}
+
+// dirsToSync are the directories whose entries commit changed: the parent
+// of each file switched in or removed and of each directory created. A
+// directory that already existed changed nothing in its parent (opening
+// those parents, /, /var and /var/lib, was denied by first boot's AppArmor
+// profile in the booted image, and synced nothing).
+func dirsToSync(changes []*change) []string {
+	var dirs []string
+	for _, c := range changes {
+		if !c.done || (c.dir && c.before.exists) || (c.remove && !c.before.exists) {
+			continue
+		}
+		if d := filepath.Dir(c.path); !slices.Contains(dirs, d) {
+			dirs = append(dirs, d)
+		}
+	}
+	return dirs
 }
 
 // changed reports whether committing switched any of paths to something
