@@ -648,7 +648,7 @@ func (r *guestReport) collect(ctx context.Context, t *testing.T, g *boottest.Gue
 	}
 	pw := password + "\n"
 	for _, c := range []struct{ name, user, cmd, stdin string }{
-		{"analyze", "", "systemd-analyze time; systemd-analyze critical-chain ksmg-gatewayd.service", ""},
+		{"analyze", "", "systemd-analyze time; systemd-analyze critical-chain ksmg-gatewayd.service var.mount; systemd-analyze blame --no-pager | head -n 25", ""},
 		{"security", "", "systemd-analyze security --no-pager ksmg-firstboot@ttyS0.service ksmg-console-status.service", ""},
 		{"sudo-list", "", "sudo -S -k -l", pw},
 		{"sudo-logs", "", "sudo -S -k journalctl --no-pager -u 'ksmg-*'", pw},
