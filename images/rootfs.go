@@ -54,6 +54,19 @@ func mmdebstrapArgs(s *appliance.Spec) []string {
 		"--dpkgopt=path-include=/usr/share/doc/*/copyright",
 		"--dpkgopt=path-exclude=/usr/share/locale/*",
 		"--dpkgopt=path-exclude=/usr/share/info/*",
+		// AppArmor 4.1 ships ~95 profiles for programs the appliance does
+		// not have (browsers, chat clients, sbuild, lxc...). apparmor.service
+		// compiles every one at first boot, before sysinit.target: ~10 s
+		// under TCG on first boot's critical path. The policy language
+		// (abi, abstractions, tunables, local) and the profile of a
+		// program the image runs (unix_chkpwd, PAM's helper) stay;
+		// ours come from the hardening.
+		"--dpkgopt=path-exclude=/etc/apparmor.d/*",
+		"--dpkgopt=path-include=/etc/apparmor.d/abi/*",
+		"--dpkgopt=path-include=/etc/apparmor.d/abstractions/*",
+		"--dpkgopt=path-include=/etc/apparmor.d/tunables/*",
+		"--dpkgopt=path-include=/etc/apparmor.d/local/*",
+		"--dpkgopt=path-include=/etc/apparmor.d/unix-chkpwd",
 	}
 }
 

@@ -517,3 +517,36 @@ chroot "$1" /usr/sbin/sshd -T -h ` + key + ` -C user=admin,host=client.example,a
 		}
 	}
 }
+
+// The image's AppArmor policy is ours and unix_chkpwd's: every profile
+// file apparmor.service compiles at first boot (on its critical path) is
+// for a program the appliance runs. Debian's ~95 others are left out by
+// the rootfs build (images/rootfs.go).
+func TestImageAppArmorProfiles(t *testing.T) {
+	root := imageTree(t)
+	ents, err := os.ReadDir(filepath.Join(root, "etc/apparmor.d"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"unix-chkpwd"}
+	for _, f := range Install {
+		if d, name := filepath.Split(f.Dst); d == "/etc/apparmor.d/" {
+			want = append(want, name)
+		}
+	}
+	var got []string
+	for _, e := range ents {
+		if !e.IsDir() {
+			got = append(got, e.Name())
+		}
+	}
+	slices.Sort(want)
+	if !slices.Equal(got, want) {
+		t.Errorf("/etc/apparmor.d profiles %v, want %v", got, want)
+	}
+	for _, dir := range []string{"abi", "abstractions", "tunables"} {
+		if ents, err := os.ReadDir(filepath.Join(root, "etc/apparmor.d", dir)); err != nil || len(ents) == 0 {
+			t.Errorf("/etc/apparmor.d/%s: %d entries, %v; the policy language must stay", dir, len(ents), err)
+		}
+	}
+}
