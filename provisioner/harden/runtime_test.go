@@ -24,7 +24,7 @@ func goodRuntime(t *testing.T) map[string]string {
 		"ssh_local_socket": "absent", "listen": "tcp:22,tcp:25,udp:68",
 		"secure_log": "640:kluser:kluser", "cmdline": "BOOT_IMAGE=/vmlinuz root=UUID=x ro " + cl + " console=ttyS0,115200",
 		"exposure_ksmg-gatewayd.service": "1.4", "exposure_ksmg-logrotate.service": "1.2",
-		"exposure_ksmg-firstboot@tty1.service": "9.6",
+		"exposure_ksmg-firstboot@tty1.service": "2.1",
 	}
 	for _, m := range []string{"/tmp", "/var/tmp", "/dev/shm", "/home", "/var"} {
 		v["mount_options_"+m] = "rw,nosuid,nodev,noexec,relatime"
@@ -39,8 +39,8 @@ func TestCheckRuntime(t *testing.T) {
 	if err != nil {
 		t.Fatalf("good values rejected: %v", err)
 	}
-	if !strings.Contains(strings.Join(notes, "\n"), "TODO(issue 14, first-boot units): ksmg-firstboot@tty1.service exposure 9.6") {
-		t.Errorf("pending unit not reported: %v", notes)
+	if !strings.Contains(strings.Join(notes, "\n"), "ksmg-firstboot@tty1.service exposure 2.1") {
+		t.Errorf("first boot's exposure not reported: %v", notes)
 	}
 	for _, tc := range []struct {
 		key, val string
@@ -71,6 +71,8 @@ func TestCheckRuntime(t *testing.T) {
 		{"cmdline", "root=UUID=x ro", true, "cmdline"},
 		{"exposure_ksmg-gatewayd.service", "1.6", true, "exposure 1.6"},
 		{"exposure_ksmg-logrotate.service", "2.1", true, "exposure 2.1"},
+		{"exposure_ksmg-firstboot@tty1.service", "2.2", true, "exposure 2.2, want <= 2.1"},
+		{"exposure_ksmg-console-status.service", "2.1", true, "exposure 2.1, want <= 2.0"},
 		{"firewall_tcp_open", "25,443,22", false, "22 must be open"},
 	} {
 		v := maps.Clone(goodRuntime(t))
