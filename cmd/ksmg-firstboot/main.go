@@ -166,6 +166,7 @@ func run(ctx context.Context, f flags, in *os.File, out io.Writer) error {
 		prefill = answers.Defaults()
 	default:
 		srcs = unattendedSources(f)
+		gatherStart := time.Now()
 		res := sources.Gather(ctx, srcs)
 		notices = append(notices, res.Errors...)
 		var errs []error
@@ -177,7 +178,8 @@ func run(ctx context.Context, f flags, in *os.File, out io.Writer) error {
 			}
 			notices = append(notices, err)
 		}
-		log.Info("unattended answers", "sources", res.Found, "keys", keysOf(res.Values), "rejected", len(notices))
+		log.Info("unattended answers", "sources", res.Found, "keys", keysOf(res.Values), "rejected", len(notices),
+			"elapsed", time.Since(gatherStart).Round(time.Millisecond).String())
 		// Told in the language given unattended (ksmg.language), if any.
 		p := i18n.Printer(prefill.Language)
 		for _, n := range notices {
@@ -380,13 +382,15 @@ func addresses() []string {
 // (its database entry exists), which is when a NIC has its final,
 // predictable name (ens192, ...).
 func detectNICs(log *slog.Logger) []string {
-	deadline := time.Now().Add(udevWait)
+	start := time.Now()
+	deadline := start.Add(udevWait)
 	for {
 		out, pending := nics()
 		if len(pending) == 0 || time.Now().After(deadline) {
 			if len(pending) > 0 {
 				log.Warn("udev has not named every network interface yet; using the current names", "interfaces", pending)
 			}
+			log.Info("network interfaces", "names", out, "elapsed", time.Since(start).Round(time.Millisecond).String())
 			return out
 		}
 		time.Sleep(100 * time.Millisecond)
