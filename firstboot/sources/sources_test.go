@@ -405,7 +405,7 @@ func TestUdevDeviceByLabel(t *testing.T) {
 		if err := os.Chmod(udev, 0); err != nil {
 			t.Fatal(err)
 		}
-		defer os.Chmod(udev, 0o755)
+		defer func() { _ = os.Chmod(udev, 0o755) }()
 		if got, err := udevDeviceByLabel(udev, SeedLabels); err == nil {
 			t.Errorf("unreadable udev database: %q, no error", got)
 		}
