@@ -329,7 +329,9 @@ func TestPackerBuildMatchesKsmgBuild(t *testing.T) {
 		if sum := fileSHA256(t, filepath.Join(out, name)); sum != exp[name] {
 			t.Errorf("%s hashes to %s, SHA256SUMS of ksmg build says %s", name, sum, exp[name])
 		}
-		inspect(t, filepath.Join(out, name))
+		if strings.HasSuffix(name, ".ova") || strings.HasSuffix(name, ".vhdx") {
+			inspect(t, filepath.Join(out, name)) // the SBOM is checked by its hash above
+		}
 	}
 	ents, _ := os.ReadDir(out)
 	for _, e := range ents {
