@@ -102,17 +102,31 @@ lists:
 			t.Logf("events:\n%s\nimportant:\n%s\nstderr:\n%s", g.read("log/ksmg-messages"), g.read("log/ksmg-important"), g.stderrText())
 		}
 	}()
+	wants := []string{"Subject: plain", "Subject: tls", "Subject: allowed", "by gw.test (ksmg-gatewayd) with ESMTPS id", "X-Rcpt-Args: <carol@example.com>"}
+	var ents []os.DirEntry
+	var all string
+	read := func() {
+		ents, _ = os.ReadDir(dump)
+		all = ""
+		for _, e := range ents {
+			b, _ := os.ReadFile(filepath.Join(dump, e.Name()))
+			all += string(b)
+		}
+	}
+	// smtp-sink creates a dump file before it has written it: wait for
+	// the contents, not only the files (a read between the two once
+	// missed the last message's Subject).
 	waitFor(t, 60*time.Second, "3 messages at smtp-sink", func() bool {
-		ents, _ := os.ReadDir(dump)
+		read()
+		for _, w := range wants {
+			if !strings.Contains(all, w) {
+				return false
+			}
+		}
 		return len(ents) >= 3
 	})
-	ents, _ := os.ReadDir(dump)
-	var all string
-	for _, e := range ents {
-		b, _ := os.ReadFile(filepath.Join(dump, e.Name()))
-		all += string(b)
-	}
-	for _, want := range []string{"Subject: plain", "Subject: tls", "Subject: allowed", "by gw.test (ksmg-gatewayd) with ESMTPS id", "X-Rcpt-Args: <carol@example.com>"} {
+	read()
+	for _, want := range wants {
 		if !strings.Contains(all, want) {
 			t.Errorf("delivered mail lacks %q", want)
 		}
