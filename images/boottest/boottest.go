@@ -24,6 +24,7 @@ package boottest
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/base64"
 	"errors"
@@ -65,7 +66,9 @@ type Options struct {
 	// Credentials are passed as SMBIOS type 11 io.systemd.credential strings,
 	// the way systemd reads them at boot (names must not contain '=').
 	Credentials map[string]string
-	Serial      io.Writer // receives the guest's serial console; may be nil
+	// Serial receives the guest's serial console as it arrives (carriage
+	// returns dropped; a prompt without a newline too); may be nil.
+	Serial io.Writer
 
 	Memory  int           // MiB; 0 means 2048
 	CPUs    int           // 0 means 2
@@ -279,15 +282,10 @@ func runOnce(ctx context.Context, opts Options) (*Result, error) {
 	serialDone := make(chan struct{})
 	go func() {
 		defer close(serialDone)
-		sc := bufio.NewScanner(stdout)
-		sc.Buffer(make([]byte, 64*1024), 1024*1024)
 		once := sync.Once{}
-		for sc.Scan() {
-			line := strings.TrimRight(sc.Text(), "\r")
-			if opts.Serial != nil {
-				fmt.Fprintln(opts.Serial, line)
-			}
+		copySerial(stdout, opts.Serial, func(line string) {
 			mu.Lock()
+			defer mu.Unlock()
 			res.SerialTail = append(res.SerialTail, line)
 			if len(res.SerialTail) > 60 {
 				res.SerialTail = res.SerialTail[len(res.SerialTail)-60:]
@@ -305,8 +303,7 @@ func runOnce(ctx context.Context, opts Options) (*Result, error) {
 				res.ToStatus = time.Since(start)
 				once.Do(func() { close(statusSeen) })
 			}
-			mu.Unlock()
-		}
+		})
 	}()
 	go func() {
 		<-serialDone
@@ -559,4 +556,40 @@ func copyFile(src, dst string) error {
 		return err
 	}
 	return out.Close()
+}
+
+// copySerial copies the serial console from r to w (if not nil) as the
+// bytes arrive, not line by line: a prompt that waits for an answer ends
+// without a newline, and a line reader would hold it back until the guest
+// printed its next line (minutes on a quiet console: that timed out a CI
+// run). Carriage returns are dropped. onLine sees every whole line, and
+// the unterminated last one at the end.
+func copySerial(r io.Reader, w io.Writer, onLine func(string)) {
+	var partial []byte
+	buf := make([]byte, 32*1024)
+	for {
+		n, rerr := r.Read(buf)
+		chunk := bytes.ReplaceAll(buf[:n], []byte("\r"), nil)
+		if w != nil && len(chunk) > 0 {
+			_, _ = w.Write(chunk)
+		}
+		partial = append(partial, chunk...)
+		for {
+			i := bytes.IndexByte(partial, '\n')
+			if i < 0 {
+				break
+			}
+			onLine(string(partial[:i]))
+			partial = partial[i+1:]
+		}
+		if len(partial) > 1024*1024 {
+			partial = partial[len(partial)-64*1024:] // a runaway line: keep its end
+		}
+		if rerr != nil {
+			if len(partial) > 0 {
+				onLine(string(partial))
+			}
+			return
+		}
+	}
 }
