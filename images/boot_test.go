@@ -659,6 +659,11 @@ func (r *guestReport) collect(ctx context.Context, t *testing.T, g *boottest.Gue
 		{"root", "root", "id -u; cut -d: -f1-2 /etc/shadow | grep '^admin:' | cut -c1-10; cat /etc/timezone; readlink /etc/localtime; cat /etc/systemd/timesyncd.conf.d/ksmg.conf; " +
 			"ip -4 -o addr show scope global; cat /etc/opt/kaspersky/ksmg-node.yaml; ls /etc/ssh/; sshd -T -C user=root,host=x,addr=10.0.2.2 | grep -E '^(permitrootlogin|passwordauthentication|allowusers) '", ""},
 		{"journal", "root", "journalctl --no-pager -b -o cat _SYSTEMD_UNIT=ksmg-firstboot@ttyS0.service _SYSTEMD_UNIT=ksmg-firstboot@tty1.service", ""},
+		// The daily integrity check, run now in its sandbox: the database
+		// made in the build tree must hold for the disk after first boot.
+		{"integrity", "root", "systemctl start ksmg-integrity.service; systemctl show -p Result -p ExecMainStatus ksmg-integrity.service; " +
+			"journalctl --no-pager -b -o cat -u ksmg-integrity.service | grep -v '^ ' | head -n 60; systemctl is-enabled ksmg-integrity.timer; " +
+			"systemctl is-active acct.service; test -s /var/log/account/pacct && echo pacct=written", ""},
 	} {
 		if err := run(c.name, c.user, c.cmd, c.stdin); err != nil {
 			return err
@@ -719,6 +724,14 @@ func (r *guestReport) check(t *testing.T) {
 	for _, name := range []string{"sudo-other", "sudo-badpw", "sudo-extra-arg"} {
 		if r.out[name].ExitStatus == 0 {
 			t.Errorf("%s: sudo allowed it: %s", name, out(name))
+		}
+	}
+	// AIDE found nothing changed but first boot's own files (its config
+	// excludes them), and process accounting writes.
+	integ := out("integrity")
+	for _, want := range []string{"Result=success\n", "ExecMainStatus=0\n", "enabled\nactive\n", "pacct=written"} {
+		if !strings.Contains(integ, want) {
+			t.Errorf("integrity check and accounting: output lacks %q:\n%s", want, integ)
 		}
 	}
 	if r.hostKey == "" || !strings.HasPrefix(r.hostKey, "ssh-ed25519 SHA256:") {

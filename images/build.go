@@ -31,12 +31,15 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/ksmg-appliance/ksmg/appliance"
 	"github.com/ksmg-appliance/ksmg/images/sbom"
+	"github.com/ksmg-appliance/ksmg/provisioner"
+	"github.com/ksmg-appliance/ksmg/provisioner/harden"
 	"github.com/ksmg-appliance/ksmg/sign"
 )
 
@@ -113,6 +116,8 @@ const (
 	StagePayload   = "payload"
 	StageProvision = "provision"
 	StageScrub     = "scrub"
+	StageBoot      = "boot menu"
+	StageIntegrity = "integrity"
 	StageSBOM      = "sbom"
 	StageDisk      = "disk"
 	StageFormats   = "formats"
@@ -287,6 +292,8 @@ func (p *Pipeline) steps() []step {
 		{StagePayload, p.payload},
 		{StageProvision, p.provision},
 		{StageScrub, p.scrub},
+		{StageBoot, p.bootMenu},
+		{StageIntegrity, p.integrity},
 		{StageSBOM, p.sbom},
 		{StageDisk, p.makeDisk},
 		{StageFormats, p.formats},
@@ -364,6 +371,70 @@ func (p *Pipeline) scrub(context.Context) error {
 		return fmt.Errorf("scrub: %w", err)
 	}
 	return nil
+}
+
+// bootMenu writes /boot/grub/grub.cfg for the disk's ids, dated
+// SOURCE_DATE_EPOCH like the rest of the tree.
+func (p *Pipeline) bootMenu(context.Context) error {
+	p.b.stage("boot menu")
+	if err := bootMenu(p.rootfs, &p.ids); err != nil {
+		return fmt.Errorf("boot menu: %w", err)
+	}
+	return clampTimes(filepath.Join(p.rootfs, "boot"), p.b.sde)
+}
+
+// integrity records the finished root file system in AIDE's database
+// (harden.IntegrityDatabase): after scrub, so that the database holds the
+// files as they ship, with their clamped times. The database file itself
+// then gets SOURCE_DATE_EPOCH too.
+func (p *Pipeline) integrity(ctx context.Context) error {
+	p.b.stage("integrity")
+	t := &provisioner.DirTarget{Root: p.rootfs, Env: []string{"SOURCE_DATE_EPOCH=" + strconv.FormatInt(p.b.sde, 10)}}
+	if err := provisioner.Apply(ctx, t, p.b.log, harden.IntegrityDatabase); err != nil {
+		return fmt.Errorf("integrity: %w", err)
+	}
+	if err := zeroAIDEInodes(filepath.Join(p.rootfs, harden.AIDEDatabase)); err != nil {
+		return fmt.Errorf("integrity: %w", err)
+	}
+	if err := clampTimes(filepath.Join(p.rootfs, filepath.Dir(harden.AIDEDatabase)), p.b.sde); err != nil {
+		return fmt.Errorf("integrity: %w", err)
+	}
+	return nil
+}
+
+// zeroAIDEInodes sets the inode column of an AIDE database to 0. AIDE
+// stores every file's inode number whether its rules check it or not; the
+// numbers are the build tree's, differ from build to build and mean
+// nothing on the disk made from it (the appliance's rules leave inodes
+// out), so without this the image would not be reproducible.
+func zeroAIDEInodes(path string) error {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	lines := strings.Split(string(data), "\n")
+	col := -1
+	for i, l := range lines {
+		f := strings.Fields(l)
+		switch {
+		case len(f) > 0 && f[0] == "@@db_spec":
+			col = slices.Index(f, "inode") - 1 // the columns after the marker
+		case col >= 0 && strings.HasPrefix(l, "/"):
+			if len(f) <= col {
+				return fmt.Errorf("%s line %d: %d columns, the spec has an inode column at %d", path, i+1, len(f), col+1)
+			}
+			f[col] = "0"
+			lines[i] = strings.Join(f, " ")
+		}
+	}
+	if col < 0 {
+		return fmt.Errorf("%s: no @@db_spec with an inode column", path)
+	}
+	fi, err := os.Stat(path)
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(path, []byte(strings.Join(lines, "\n")), fi.Mode().Perm())
 }
 
 // sbom stages the SBOM of the scrubbed root file system as an output

@@ -3,6 +3,7 @@ package images
 import (
 	"context"
 	"crypto/sha256"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -166,13 +167,8 @@ var espFiles = []struct{ src, dst string }{
 // assemble turns the scrubbed root file system into the raw disk, written
 // into disk (an empty file at d.Disk that the caller owns and commits).
 func (b *builder) assemble(ctx context.Context, d diskDirs, disk *os.File, ids diskIDs) error {
-	kernels, _ := filepath.Glob(filepath.Join(d.Rootfs, "boot", "vmlinuz-*"))
-	if len(kernels) != 1 {
-		return fmt.Errorf("want exactly one kernel in /boot, found %d (spec packages must name one kernel)", len(kernels))
-	}
-	ids.Kernel = strings.TrimPrefix(filepath.Base(kernels[0]), "vmlinuz-")
-	if err := writeBootMenu(d.Rootfs, &ids); err != nil {
-		return err
+	if ids.Kernel == "" {
+		return errors.New("no boot menu: the boot stage did not run")
 	}
 	if err := b.splitVar(d); err != nil {
 		return err
@@ -187,6 +183,18 @@ func (b *builder) assemble(ctx context.Context, d diskDirs, disk *os.File, ids d
 	}
 	b.stage("partition table")
 	return b.writeDisk(ctx, layout, disk)
+}
+
+// bootMenu finds the kernel and writes the boot menu into the finished
+// root file system (before its integrity database is made, which then
+// covers the menu too), and notes both in ids for the ESP.
+func bootMenu(rootfs string, ids *diskIDs) error {
+	kernels, _ := filepath.Glob(filepath.Join(rootfs, "boot", "vmlinuz-*"))
+	if len(kernels) != 1 {
+		return fmt.Errorf("want exactly one kernel in /boot, found %d (spec packages must name one kernel)", len(kernels))
+	}
+	ids.Kernel = strings.TrimPrefix(filepath.Base(kernels[0]), "vmlinuz-")
+	return writeBootMenu(rootfs, ids)
 }
 
 // writeBootMenu writes the locked boot menu, /boot/grub/grub.cfg (root's

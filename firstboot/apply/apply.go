@@ -175,7 +175,9 @@ func plan(t *tx, o Options, a answers.Answers, hash string, hostKey string) erro
 	passwd.set(AdminUser, []string{AdminUser, "x", strconv.Itoa(uid), strconv.Itoa(gid), "ksmg administrator", home, "/bin/bash"})
 	group.set(AdminUser, []string{AdminUser, "x", strconv.Itoa(gid), ""})
 	days := strconv.FormatInt(o.Now().Unix()/86400, 10)
-	shadow.set(AdminUser, []string{AdminUser, hash, days, "0", "99999", "7", "", "", ""})
+	// Minimum age 1 day, as login.defs says (provisioner/harden); no
+	// maximum: passwords do not expire by time (images/HARDENING.md).
+	shadow.set(AdminUser, []string{AdminUser, hash, days, "1", "99999", "7", "", "", ""})
 	t.file(o.path("/etc/passwd"), passwd.bytes(), 0o644, 0, 0)
 	t.file(o.path("/etc/group"), group.bytes(), 0o644, 0, 0)
 	t.file(o.path("/etc/shadow"), shadow.bytes(), 0o640, 0, shadowGID)

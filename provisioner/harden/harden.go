@@ -26,6 +26,7 @@ import (
 	"embed"
 	"fmt"
 	"io/fs"
+	"path"
 	"regexp"
 	"slices"
 	"sort"
@@ -80,6 +81,10 @@ var Install = []File{
 	{Src: "resolved.conf", Dst: "/etc/systemd/resolved.conf.d/90-ksmg-no-multicast.conf", Mode: 0o644},
 	{Src: "rsyslog.conf", Dst: "/etc/rsyslog.conf", Mode: 0o644},
 	{Src: "logrotate-secure", Dst: "/etc/logrotate.d/ksmg-secure", Mode: 0o644},
+	{Src: "logrotate-acct", Dst: "/etc/logrotate.d/ksmg-acct", Mode: 0o644},
+	{Src: "aide/aide.conf", Dst: AIDEConfig, Mode: 0o644},
+	{Src: "units/ksmg-integrity.service", Dst: "/usr/lib/systemd/system/ksmg-integrity.service", Mode: 0o644},
+	{Src: "units/ksmg-integrity.timer", Dst: "/usr/lib/systemd/system/ksmg-integrity.timer", Mode: 0o644},
 	{Src: "tmpfiles.conf", Dst: "/usr/lib/tmpfiles.d/ksmg-hardening.conf", Mode: 0o644},
 	{Src: "securetty", Dst: "/etc/securetty", Mode: 0o600},
 	{Src: "apt-var-exec.conf", Dst: "/etc/apt/apt.conf.d/50ksmg-var-exec", Mode: 0o644},
@@ -130,7 +135,7 @@ var DefaultTCPPorts = []int{25, 443}
 // and ECDSA keys beside the one Ed25519 key first boot makes and sshd is
 // configured for (seen in the booted image).
 var (
-	EnableUnits    = []string{"nftables.service", "auditd.service", "apparmor.service", "rsyslog.service"}
+	EnableUnits    = []string{"nftables.service", "auditd.service", "apparmor.service", "rsyslog.service", "acct.service", "ksmg-integrity.timer"}
 	MaskUnits      = []string{"ctrl-alt-del.target", "debug-shell.service", "sshd-keygen.service"}
 	MaskGenerators = []string{"systemd-ssh-generator"}
 )
@@ -142,6 +147,8 @@ var requiredBinaries = map[string]string{
 	"/usr/sbin/auditd":          "auditd",
 	"/usr/sbin/apparmor_parser": "apparmor",
 	"/usr/sbin/rsyslogd":        "rsyslog",
+	"/usr/bin/aide":             "aide",
+	"/usr/sbin/accton":          "acct",
 	"/usr/lib/x86_64-linux-gnu/security/pam_pwquality.so": "libpam-pwquality",
 	"/usr/lib/x86_64-linux-gnu/security/pam_faillock.so":  "libpam-modules",
 	"/usr/lib/x86_64-linux-gnu/security/pam_pwhistory.so": "libpam-modules",
@@ -247,6 +254,7 @@ var LoginDefs = [][2]string{
 	{"YESCRYPT_COST_FACTOR", "5"},
 	{"SHA_CRYPT_MIN_ROUNDS", "500000"},
 	{"SHA_CRYPT_MAX_ROUNDS", "500000"},
+	{"PASS_MIN_DAYS", "1"},
 	{"LOG_OK_LOGINS", "yes"},
 	{"LOGIN_RETRIES", "3"},
 	{"LOGIN_TIMEOUT", "60"},
@@ -360,6 +368,34 @@ func units(ctx context.Context, t provisioner.Target) error {
 		}
 	}
 	return provisioner.Units(EnableUnits, nil, MaskUnits).Do(ctx, t)
+}
+
+// AIDE's configuration and database (R76/R77 in images/HARDENING.md).
+const (
+	AIDEConfig   = "/etc/aide/aide.conf"
+	AIDEDatabase = "/var/lib/aide/aide.db"
+)
+
+// IntegrityDatabase records the target's system files in AIDE's database.
+// It is not one of Steps: it must see the files as they ship, so `ksmg
+// build` runs it after the scrub (images, stage "integrity") and the Packer
+// provisioner ksmg-harden as its last step. The rules (files/aide/aide.conf)
+// leave out inode numbers and change times, so the database made in the
+// build tree holds for the disk made from it.
+var IntegrityDatabase = provisioner.Step{Name: "hardening: file integrity database", Do: integrityDatabase}
+
+func integrityDatabase(ctx context.Context, t provisioner.Target) error {
+	if err := t.Mkdir(ctx, path.Dir(AIDEDatabase), 0o700, "", ""); err != nil {
+		return err
+	}
+	if _, err := t.Run(ctx, "aide", "--init", "--config="+AIDEConfig); err != nil {
+		return fmt.Errorf("aide --init: %w", err)
+	}
+	if _, err := t.Run(ctx, "chmod", "0600", AIDEDatabase+".new"); err != nil {
+		return err
+	}
+	_, err := t.Run(ctx, "mv", "-f", AIDEDatabase+".new", AIDEDatabase)
+	return err
 }
 
 func checkNoCompilers(ctx context.Context, t provisioner.Target) error {

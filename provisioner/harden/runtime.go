@@ -65,7 +65,7 @@ echo "gateway_core_limit=$(awk '/^Max core file size/ {print $5}' /proc/$gwpid/l
 echo "core_pattern=$(cat /proc/sys/kernel/core_pattern)"
 [ -e /run/ssh-unix-local/socket ] && echo "ssh_local_socket=present" || echo "ssh_local_socket=absent"
 echo "listen=$(ss -Hlntu | awk '{n=split($5,a,":"); print $1 ":" a[n]}' | sort -u | paste -sd, -)"
-for m in /tmp /var/tmp /dev/shm /home /var /proc /boot/efi; do
+for m in /tmp /var/tmp /dev/shm /home /var /proc /boot/efi /dev; do
 	echo "mount_options_$m=$(findmnt -no OPTIONS --target "$m" 2>/dev/null | head -n 1)"
 done
 echo "cmdline=$(cat /proc/cmdline)"
@@ -154,17 +154,7 @@ func CheckRuntime(v map[string]string, sshEnabled bool) (notes []string, err err
 			errs = append(errs, fmt.Errorf("listen=%q: LLMNR/mDNS (%s) listens", v["listen"], l))
 		}
 	}
-	for _, m := range []string{"/tmp", "/var/tmp", "/dev/shm", "/home", "/var"} {
-		opts := strings.Split(v["mount_options_"+m], ",")
-		for _, o := range []string{"nodev", "nosuid", "noexec"} {
-			if !slices.Contains(opts, o) {
-				errs = append(errs, fmt.Errorf("%s is mounted without %s (%q)", m, o, v["mount_options_"+m]))
-			}
-		}
-	}
-	if !slices.Contains(strings.Split(v["mount_options_/proc"], ","), "hidepid=invisible") {
-		errs = append(errs, fmt.Errorf("/proc is mounted without hidepid=invisible (%q)", v["mount_options_/proc"]))
-	}
+	errs = append(errs, checkMounts(v)...)
 	want("secure_log", "640:kluser:kluser")
 	if dg, err := fs.ReadFile(Files(), "default-grub"); err == nil {
 		if cl, err := KernelCmdline(dg); err != nil || !strings.Contains(" "+v["cmdline"]+" ", " "+cl+" ") {
@@ -193,6 +183,28 @@ func CheckRuntime(v map[string]string, sshEnabled bool) (notes []string, err err
 		}
 	}
 	return notes, errors.Join(errs...)
+}
+
+// checkMounts holds the mount options RuntimeProbe read to the fstab's.
+func checkMounts(v map[string]string) []error {
+	var errs []error
+	for _, m := range []string{"/tmp", "/var/tmp", "/dev/shm", "/home", "/var"} {
+		opts := strings.Split(v["mount_options_"+m], ",")
+		for _, o := range []string{"nodev", "nosuid", "noexec"} {
+			if !slices.Contains(opts, o) {
+				errs = append(errs, fmt.Errorf("%s is mounted without %s (%q)", m, o, v["mount_options_"+m]))
+			}
+		}
+	}
+	for _, o := range []string{"nosuid", "noexec"} {
+		if !slices.Contains(strings.Split(v["mount_options_/dev"], ","), o) {
+			errs = append(errs, fmt.Errorf("/dev is mounted without %s (%q)", o, v["mount_options_/dev"]))
+		}
+	}
+	if !slices.Contains(strings.Split(v["mount_options_/proc"], ","), "hidepid=invisible") {
+		errs = append(errs, fmt.Errorf("/proc is mounted without hidepid=invisible (%q)", v["mount_options_/proc"]))
+	}
+	return errs
 }
 
 // auditRuleCount is the number of rules 50-ksmg.rules loads (watches and

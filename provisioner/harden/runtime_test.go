@@ -30,6 +30,7 @@ func goodRuntime(t *testing.T) map[string]string {
 		v["mount_options_"+m] = "rw,nosuid,nodev,noexec,relatime"
 	}
 	v["mount_options_/proc"] = "rw,nosuid,nodev,noexec,relatime,hidepid=invisible"
+	v["mount_options_/dev"] = "rw,nosuid,noexec,relatime,size=965544k,nr_inodes=241386,mode=755,inode64"
 	return v
 }
 
@@ -68,6 +69,7 @@ func TestCheckRuntime(t *testing.T) {
 		{"mount_options_/tmp", "rw,nosuid,nodev", true, "/tmp is mounted without noexec"},
 		{"secure_log", "644:root:root", true, "secure_log"},
 		{"mount_options_/proc", "rw,nosuid,nodev,noexec", true, "hidepid"},
+		{"mount_options_/dev", "rw,nosuid,relatime,mode=755", true, "/dev is mounted without noexec"},
 		{"cmdline", "root=UUID=x ro", true, "cmdline"},
 		{"exposure_ksmg-gatewayd.service", "1.6", true, "exposure 1.6"},
 		{"exposure_ksmg-logrotate.service", "2.1", true, "exposure 2.1"},

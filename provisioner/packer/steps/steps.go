@@ -80,12 +80,15 @@ var Appliance = Component{
 // Harden applies the OS hardening (package provisioner/harden,
 // images/HARDENING.md): the steps `ksmg build` runs after the payload. It
 // needs no binaries; the machine needs the packages the hardening
-// configures (nftables, apparmor, auditd, rsyslog, libpam-pwquality), and
-// the first step fails naming any that is missing before anything changes.
+// configures (nftables, apparmor, auditd, rsyslog, libpam-pwquality, aide,
+// acct), and the first step fails naming any that is missing before
+// anything changes. Its last step records the machine in AIDE's database:
+// a provisioner that changes system files after it should run
+// `aide --update` (images/HARDENING.md, R76/R77).
 var Harden = Component{
 	Name: "ksmg-harden",
 	Steps: func(context.Context, Input) ([]provisioner.Step, error) {
-		return harden.Steps(harden.Options{}), nil
+		return append(harden.Steps(harden.Options{}), harden.IntegrityDatabase), nil
 	},
 }
 

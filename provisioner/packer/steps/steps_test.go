@@ -169,6 +169,8 @@ func TestHardenSteps(t *testing.T) {
 	for _, s := range harden.Steps(harden.Options{}) {
 		want = append(want, s.Name)
 	}
+	// and last the integrity database, which ksmg build makes after its scrub
+	want = append(want, harden.IntegrityDatabase.Name)
 	if strings.Join(got, ", ") != strings.Join(want, ", ") || len(got) < 5 {
 		t.Errorf("steps %q, want ksmg build's %q", got, want)
 	}
@@ -182,7 +184,7 @@ func TestHardenSteps(t *testing.T) {
 	if err == nil {
 		t.Fatal("hardened a machine without nftables, auditd or AppArmor")
 	}
-	for _, w := range []string{"ksmg-harden: provision hardening: packages present", "package nftables", "package auditd", "package apparmor", "package libpam-pwquality"} {
+	for _, w := range []string{"ksmg-harden: provision hardening: packages present", "package nftables", "package auditd", "package apparmor", "package libpam-pwquality", "package aide", "package acct"} {
 		if !strings.Contains(err.Error(), w) {
 			t.Errorf("error %q lacks %q", err, w)
 		}
