@@ -432,8 +432,20 @@ func TestImageContents(t *testing.T) {
 		}
 		return string(out)
 	}
-	if got := debugfs(root, "cat /etc/machine-id"); !strings.Contains(got, "uninitialized") {
-		t.Errorf("/etc/machine-id: %q, want uninitialized", got)
+	if got := debugfs(root, "stat /etc/machine-id"); !regexp.MustCompile(`Project: +\d+ +Size: 0\n`).MatchString(got) {
+		t.Errorf("/etc/machine-id is not empty (each VM makes its own, and no boot is a preset-all first boot):\n%s", got)
+	}
+	// console-setup's cache must be newer than its configuration, or the
+	// first boot rebuilds it (TestClampTimesKeepsCachesNewer).
+	mtime := func(p string) string {
+		m := regexp.MustCompile(`(?m)^ *mtime: (0x[0-9a-f]+)`).FindStringSubmatch(debugfs(root, "stat "+p))
+		if m == nil {
+			t.Fatalf("debugfs stat %s: no mtime", p)
+		}
+		return m[1]
+	}
+	if c, k := mtime("/etc/console-setup/cached_setup_terminal.sh"), mtime("/etc/default/keyboard"); c <= k {
+		t.Errorf("console-setup's cache (mtime %s) is not newer than /etc/default/keyboard (%s)", c, k)
 	}
 	for _, line := range strings.Split(debugfs(root, "cat /etc/shadow"), "\n") {
 		f := strings.Split(line, ":")

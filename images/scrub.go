@@ -64,9 +64,14 @@ func (b *builder) scrub(rootfs string) error {
 	}); err != nil {
 		return err
 	}
-	// "uninitialized": systemd treats the boot as the first boot
-	// (ConditionFirstBoot=yes units run) and commits a new id per VM.
-	if err := os.WriteFile(filepath.Join(rootfs, "etc/machine-id"), []byte("uninitialized\n"), 0o444); err != nil {
+	// Empty: systemd makes a new id for each VM and commits it once /etc
+	// is writable (machine-id(5)), but the boot is not a "first boot".
+	// With "uninitialized" PID 1 first computes every unit's preset
+	// (7 s under TCG, on the critical path) only to fail writing them
+	// to the read-only root, and the image's enablement is final anyway;
+	// the ConditionFirstBoot= units (systemd-firstboot, sshd-keygen) are
+	// masked: ksmg-firstboot does their work.
+	if err := os.WriteFile(filepath.Join(rootfs, "etc/machine-id"), nil, 0o444); err != nil {
 		return err
 	}
 	if err := os.Chmod(filepath.Join(rootfs, "etc/machine-id"), 0o444); err != nil {

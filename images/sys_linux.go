@@ -3,6 +3,7 @@
 package images
 
 import (
+	"errors"
 	"fmt"
 	"io/fs"
 	"os"
@@ -13,10 +14,11 @@ import (
 )
 
 // clampTimes sets every file's access and modification time to the source
-// date (mkfs.ext4 -d and mcopy copy them into the images).
+// date (mkfs.ext4 -d and mcopy copy them into the images), except the
+// files of olderThanCaches, which get one second less.
 func clampTimes(root string, sde int64) error {
 	ts := []unix.Timespec{{Sec: sde}, {Sec: sde}}
-	return filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+	if err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
 		}
@@ -24,7 +26,20 @@ func clampTimes(root string, sde int64) error {
 			return fmt.Errorf("set time of %s: %w", p, err)
 		}
 		return nil
-	})
+	}); err != nil {
+		return err
+	}
+	older := []unix.Timespec{{Sec: sde - 1}, {Sec: sde - 1}}
+	for _, rel := range olderThanCaches {
+		p := filepath.Join(root, rel)
+		if _, err := os.Lstat(p); errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+		if err := unix.UtimesNanoAt(unix.AT_FDCWD, p, older, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+			return fmt.Errorf("set time of %s: %w", p, err)
+		}
+	}
+	return nil
 }
 
 // removeWork deletes the work directory. A failed mmdebstrap can leave
