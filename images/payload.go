@@ -24,7 +24,10 @@ import (
 //go:embed files
 var applianceFiles embed.FS
 
-const initramfsModulesFile = "/usr/share/initramfs-tools/modules.d/ksmg-hypervisors"
+const (
+	initramfsModulesFile = "/usr/share/initramfs-tools/modules.d/ksmg-hypervisors"
+	initramfsSystemdHook = "/usr/share/initramfs-tools/hooks/ksmg-systemd-block"
+)
 
 // packageName is our Debian package in the image.
 const packageName = "ksmg-appliance"
@@ -80,6 +83,7 @@ func packageFiles(s *appliance.Spec, binDir string) ([]provisioner.PackageFile, 
 		add("/usr/lib/systemd/system/"+u+".d/ksmg-vmware-only.conf", embedded("vmware-only.conf"), 0o644)
 	}
 	add(initramfsModulesFile, []byte(strings.Join(s.InitramfsModules, "\n")+"\n"), 0o644)
+	add(initramfsSystemdHook, embedded("initramfs-hook-systemd-block"), 0o755)
 	add("/usr/lib/ksmg/image-version", []byte(s.Version+"\n"), 0o644)
 	var sysusers strings.Builder
 	sysusers.WriteString("# Service accounts of the ksmg appliance (from the appliance spec). No passwords.\n")

@@ -168,13 +168,23 @@ func writeRepoIndex(ctx context.Context, repo, suite string) error {
 // bootstrap builds the root file system in dir from the local repository.
 func (b *builder) bootstrap(ctx context.Context, repo, dir string) error {
 	s := b.spec
-	modules := strings.Join(s.InitramfsModules, "\n") + "\n"
-	// The driver list must be in place before the kernel package builds the
-	// initramfs; our package ships the same file later, so dpkg owns it.
-	setup := fmt.Sprintf(`mkdir -p "$1%s" && printf '%%s' '%s' > "$1%s/%s"`,
-		filepath.Dir(initramfsModulesFile), modules, filepath.Dir(initramfsModulesFile), filepath.Base(initramfsModulesFile))
+	// The driver list and our hook must be in place before the kernel
+	// package builds the initramfs; our package ships the same files
+	// later, so dpkg owns them.
+	var setup strings.Builder
+	for _, f := range []struct {
+		path string
+		data []byte
+		mode string
+	}{
+		{initramfsModulesFile, []byte(strings.Join(s.InitramfsModules, "\n") + "\n"), "644"},
+		{initramfsSystemdHook, embedded("initramfs-hook-systemd-block"), "755"},
+	} {
+		fmt.Fprintf(&setup, "mkdir -p \"$1%s\" && printf '%%s' %s > \"$1%s\" && chmod %s \"$1%s\"\n",
+			filepath.Dir(f.path), shellQuote(string(f.data)), f.path, f.mode, f.path)
+	}
 	args := append(mmdebstrapArgs(s),
-		"--setup-hook="+setup,
+		"--setup-hook="+setup.String(),
 		"--customize-hook="+languageHook(),
 		s.Distribution.Suite, dir,
 		// copy://: apt copies the .debs into the chroot; no bind mount
