@@ -17,6 +17,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 	_ "time/tzdata" // time-zone validation must not depend on the host's tzdata
@@ -49,6 +50,8 @@ type flags struct {
 	pollInterval time.Duration
 	listKeys     bool
 	charset      string
+	stdinConsole bool
+	hostnameUnit bool
 }
 
 func main() {
@@ -70,7 +73,11 @@ func main() {
 				}
 				return nil
 			}
-			return run(cmd.Context(), f, os.Stdin, os.Stdout)
+			var out io.Writer = os.Stdout
+			if f.stdinConsole {
+				out = os.Stdin
+			}
+			return run(cmd.Context(), f, os.Stdin, out)
 		},
 	}
 	fl := cmd.Flags()
@@ -89,6 +96,8 @@ func main() {
 	fl.BoolVar(&f.json, "json", false, "JSON logs on stderr")
 	fl.DurationVar(&f.pollInterval, "poll", 2*time.Second, "how often a waiting console checks whether another console finished setup")
 	_ = fl.MarkHidden("poll")
+	fl.BoolVar(&f.stdinConsole, "console-on-stdin", false, "write the wizard to the terminal on standard input (opened read-write), not to standard output (ksmg-firstboot@.service)")
+	fl.BoolVar(&f.hostnameUnit, "hostname-by-unit", false, "do not ask hostnamed to set the running host name: the unit sets it from /etc/hostname when this exits (ksmg-firstboot@.service)")
 	fl.BoolVar(&f.listKeys, "list-keys", false, "list the unattended answer keys (OVF properties, KVP items, credentials, seed file) and exit")
 
 	cmd.AddCommand(&cobra.Command{
@@ -165,6 +174,20 @@ func run(ctx context.Context, f flags, in *os.File, out io.Writer) error {
 	case f.noSources:
 		prefill = answers.Defaults()
 	default:
+		// One console's instance at a time reads and applies the
+		// unattended answers; the other waits here and then finds setup
+		// done, rather than reading the same sources (mounting the same
+		// config drive) in parallel while the gateway waits for both.
+		unlock, err := lock(f.root)
+		if err != nil {
+			return err
+		}
+		release := sync.OnceFunc(unlock)
+		defer release()
+		if apply.Done(f.root) {
+			log.Info("first boot was done on another console", "stamp", filepath.Join(f.root, apply.StampPath))
+			return nil
+		}
 		srcs = unattendedSources(f)
 		gatherStart := time.Now()
 		res := sources.Gather(ctx, srcs)
@@ -195,6 +218,7 @@ func run(ctx context.Context, f flags, in *os.File, out io.Writer) error {
 			report(f, log, out, p, failed)
 			notices = append(notices, failed)
 		}
+		release() // both consoles may open the wizard
 	}
 	if len(prefill.Interfaces) == 0 && len(ifnames) == 0 {
 		prefill.Interface(primary)
@@ -218,7 +242,7 @@ func run(ctx context.Context, f flags, in *os.File, out io.Writer) error {
 		}
 		// Secrets from sources are scrubbed only once applied: a wizard
 		// quit and restarted still finds them.
-		err = applyAndFinish(ctx, f, log, out, a, srcs, used)
+		err = applyLocked(ctx, f, log, out, a, srcs, used)
 		if err == nil {
 			return nil
 		}
@@ -273,19 +297,26 @@ func unattendedSources(f flags) []sources.Source {
 	return srcs
 }
 
-func applyAndFinish(ctx context.Context, f flags, log *slog.Logger, out io.Writer, a answers.Answers, srcs []sources.Source, used map[string]string) error {
-	p := i18n.Printer(a.Language)
+// applyLocked applies the wizard's answers under the consoles' lock,
+// unless another console completed setup meanwhile.
+func applyLocked(ctx context.Context, f flags, log *slog.Logger, out io.Writer, a answers.Answers, srcs []sources.Source, used map[string]string) error {
 	unlock, err := lock(f.root)
 	if err != nil {
 		return err
 	}
 	defer unlock()
 	if apply.Done(f.root) && !f.reconfigure {
-		fmt.Fprintln(out, p.Sprintf("Setup was completed on another console."))
+		fmt.Fprintln(out, i18n.Printer(a.Language).Sprintf("Setup was completed on another console."))
 		return nil
 	}
+	return applyAndFinish(ctx, f, log, out, a, srcs, used)
+}
+
+// applyAndFinish applies a; the caller holds the consoles' lock.
+func applyAndFinish(ctx context.Context, f flags, log *slog.Logger, out io.Writer, a answers.Answers, srcs []sources.Source, used map[string]string) error {
+	p := i18n.Printer(a.Language)
 	fmt.Fprintln(out, p.Sprintf("Applying settings..."))
-	if err := apply.Apply(ctx, apply.Options{Root: f.root, Log: log}, a); err != nil {
+	if err := apply.Apply(ctx, apply.Options{Root: f.root, Log: log, HostnameByCaller: f.hostnameUnit}, a); err != nil {
 		return err
 	}
 	// Secrets are used: remove them from guest-side sources.

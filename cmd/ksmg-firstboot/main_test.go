@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -86,7 +87,11 @@ func startTerm(t *testing.T, env []string, args ...string) *tmuxTerm {
 	for i, a := range args {
 		quoted[i] = "'" + strings.ReplaceAll(a, "'", `'\''`) + "'"
 	}
-	shell := "env -u CREDENTIALS_DIRECTORY " + strings.Join(env, " ") + " " + binary + " " + strings.Join(quoted, " ") + "; echo EXIT=$?; sleep 600"
+	redirect := ""
+	if slices.Contains(args, "--console-on-stdin") {
+		redirect = " >/dev/null" // as the unit: stdout is not the terminal
+	}
+	shell := "env -u CREDENTIALS_DIRECTORY " + strings.Join(env, " ") + " " + binary + " " + strings.Join(quoted, " ") + redirect + "; echo EXIT=$?; sleep 600"
 	cmd := exec.Command("tmux", "-L", tt.socket, "-f", "/dev/null", "new-session", "-d", "-x", "80", "-y", "24", "-s", "fb", shell)
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("tmux: %v\n%s", err, out)

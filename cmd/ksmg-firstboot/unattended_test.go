@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/ksmg-appliance/ksmg/firstboot/apply"
@@ -429,5 +430,47 @@ func TestUnattendedErrorsInChosenLanguage(t *testing.T) {
 			tt.keys("C-c")
 			tt.waitFor("EXIT=")
 		})
+	}
+}
+
+// TestUnattendedTwoConsolesReadOnce starts first boot on two consoles at
+// once, as the image does (tty1 and ttyS0), with complete answers from
+// the VMware OVF environment: one instance reads and applies them, the
+// other waits and finds setup done, without reading the sources again.
+func TestUnattendedTwoConsolesReadOnce(t *testing.T) {
+	t.Parallel()
+	root := scratchRoot(t)
+	dir := t.TempDir()
+	doc := filepath.Join(dir, "ovfenv.xml")
+	must(t, os.WriteFile(doc, []byte(ovfEnvDoc(completeKV("gw-two"))), 0o644))
+	reads := filepath.Join(dir, "reads")
+	tool := filepath.Join(dir, "vmware-rpctool")
+	must(t, os.WriteFile(tool, []byte("#!/bin/sh\n[ \"$1\" = 'info-set guestinfo.ksmg.firstboot done' ] && exit 0\n"+
+		"[ \"$1\" = 'info-get guestinfo.ovfEnv' ] || exit 2\necho read >> '"+reads+"'\nsleep 0.3\ncat '"+doc+"'\n"), 0o755))
+	args := append(hermetic(t, root), "--vmware-rpctool", tool)
+	outs := make([]string, 2)
+	errs := make([]error, 2)
+	var wg sync.WaitGroup
+	for i := range 2 {
+		wg.Go(func() { outs[i], errs[i] = runNoTTY(t, args...) })
+	}
+	wg.Wait()
+	setUp, waited := 0, 0
+	for i := range 2 {
+		if errs[i] != nil {
+			t.Fatalf("instance %d: %v\n%s", i, errs[i], outs[i])
+		}
+		if strings.Contains(outs[i], "ksmg appliance is set up") {
+			setUp++
+		}
+		if strings.Contains(outs[i], "first boot was done on another console") {
+			waited++
+		}
+	}
+	if setUp != 1 || waited != 1 {
+		t.Errorf("want one instance that set up and one that found it done:\n--- 1:\n%s\n--- 2:\n%s", outs[0], outs[1])
+	}
+	if got, err := os.ReadFile(reads); err != nil || string(got) != "read\n" {
+		t.Errorf("the OVF environment was read %d times, want once (%v)", strings.Count(string(got), "read"), err)
 	}
 }

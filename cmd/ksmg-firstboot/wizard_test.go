@@ -56,6 +56,24 @@ func TestWizardWalk(t *testing.T) {
 	}
 }
 
+// TestWizardOnStdinConsole runs the full-screen wizard as the unit does
+// (--console-on-stdin, standard output not a terminal): it draws on the
+// terminal it reads from, and a choice made there takes effect.
+func TestWizardOnStdinConsole(t *testing.T) {
+	t.Parallel()
+	root := scratchRoot(t)
+	tt := startTerm(t, []string{"TERM=xterm-256color"}, append(hermetic(t, root), "--no-unattended", "--console-on-stdin")...)
+	en := catalogOf(t, i18n.English)
+	s := tt.focus(en.tr("Language"))
+	for _, l := range i18n.Languages {
+		if !strings.Contains(s, i18n.Name(l)) {
+			t.Fatalf("language menu lacks %q:\n%s", i18n.Name(l), s)
+		}
+	}
+	tt.keys("Enter")
+	tt.focus(en.tr("License agreement"))
+}
+
 func wizardWalk(t *testing.T, lang string, menuIndex int) {
 	root := scratchRoot(t)
 	tt := startTerm(t, []string{"TERM=xterm-256color"}, append(hermetic(t, root), "--no-unattended")...)

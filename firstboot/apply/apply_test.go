@@ -523,4 +523,16 @@ func TestActivateCommands(t *testing.T) {
 			t.Errorf("%s: ran\n%s\nwant\n%s", tc.name, strings.Join(got, "\n"), strings.Join(tc.want, "\n"))
 		}
 	}
+	// Run by the unit, which sets the running host name itself
+	// (ExecStartPost): a new name does not ask hostnamed.
+	o.HostnameByCaller = true
+	renamed := dhcp
+	renamed.Hostname = "gw2.example.com"
+	want := "systemctl --no-ask-password --no-block start ksmg-gatewayd.service"
+	if got := step(renamed); strings.Join(got, "\n") != want {
+		t.Errorf("host name set by the caller: ran\n%s\nwant\n%s", strings.Join(got, "\n"), want)
+	}
+	if got := read(t, root, "/etc/hostname"); got != "gw2.example.com\n" {
+		t.Errorf("/etc/hostname = %q", got)
+	}
 }

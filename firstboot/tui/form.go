@@ -3,10 +3,13 @@ package tui
 import (
 	"errors"
 	"fmt"
+	"io"
+	"os"
 	"strings"
 
 	tea "github.com/charmbracelet/bubbletea"
 	"github.com/charmbracelet/huh"
+	"github.com/charmbracelet/lipgloss"
 	"golang.org/x/text/message"
 
 	"github.com/ksmg-appliance/ksmg/firstboot/i18n"
@@ -156,6 +159,7 @@ func (h *host) View() string { return h.form.View() }
 
 func (m *model) runForm(o Options) error {
 	h := &host{m: m, o: o}
+	useRenderer(o.Out)
 	prog := tea.NewProgram(h, tea.WithInput(o.In), tea.WithOutput(o.Out), tea.WithContext(o.Ctx))
 	_, err := prog.Run()
 	switch {
@@ -167,6 +171,21 @@ func (m *model) runForm(o Options) error {
 		return ErrAborted
 	}
 	return nil
+}
+
+// useRenderer has lipgloss (huh's styles) render for the wizard's
+// terminal when that is not standard output (ksmg-firstboot
+// --console-on-stdin): colour support and background are then the
+// console's. The background is asked now, before bubbletea takes the
+// terminal and would swallow the answer (what bubbletea's own init does
+// for standard output).
+func useRenderer(out io.Writer) {
+	if out == io.Writer(os.Stdout) {
+		return
+	}
+	r := lipgloss.NewRenderer(out)
+	_ = r.HasDarkBackground()
+	lipgloss.SetDefaultRenderer(r)
 }
 
 // noteMarkup escapes the characters huh's note renders as markup (_ and *

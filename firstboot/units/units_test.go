@@ -67,7 +67,8 @@ func TestUnitContract(t *testing.T) {
 	text := unitText(t)
 	for _, want := range []string{
 		"ConditionPathExists=!" + apply.StampPath + "\n",
-		"ExecStart=" + BinaryPath + "\n",
+		"ExecStart=" + BinaryPath + " --console-on-stdin --hostname-by-unit\n",
+		"ExecStartPost=+/usr/bin/hostname --file /etc/hostname\n",
 		"ImportCredential=ksmg.*\n",
 		"TTYPath=/dev/%I\n",
 		// Seen in the booted image: tty-force needs CAP_SYS_ADMIN (208/STDIN).
