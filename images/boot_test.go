@@ -670,6 +670,11 @@ func (r *guestReport) collect(ctx context.Context, t *testing.T, g *boottest.Gue
 		{"sudo-extra-arg", "", "sudo -S -k journalctl --no-pager -u 'ksmg-*' --file=/etc/shadow", pw},
 		{"root", "root", "id -u; cut -d: -f1-2 /etc/shadow | grep '^admin:' | cut -c1-10; cat /etc/timezone; readlink /etc/localtime; cat /etc/systemd/timesyncd.conf.d/ksmg.conf; " +
 			"ip -4 -o addr show scope global; cat /etc/opt/kaspersky/ksmg-node.yaml; ls /etc/ssh/; sshd -T -C user=root,host=x,addr=10.0.2.2 | grep -E '^(permitrootlogin|passwordauthentication|allowusers) '", ""},
+		// The AppArmor policy compiled at build time was the one loaded:
+		// the running kernel's cache directory is the shipped one, which
+		// nothing wrote to since (its time is still the image's).
+		{"apparmor-cache", "root", `d=$(apparmor_parser --print-cache-dir); echo "dirs=$(ls /var/cache/apparmor | wc -l) $d"; ls -A "$d"; ` +
+			`echo "cache=$(stat -c %Y "$d") profile=$(stat -c %Y /etc/apparmor.d/usr.sbin.ksmg-gatewayd)"`, ""},
 		{"journal", "root", "journalctl --no-pager -b -o cat _SYSTEMD_UNIT=ksmg-firstboot@ttyS0.service _SYSTEMD_UNIT=ksmg-firstboot@tty1.service", ""},
 		// The daily integrity check, run now in its sandbox: the database
 		// made in the build tree must hold for the disk after first boot.
@@ -700,6 +705,12 @@ func (r *guestReport) check(t *testing.T) {
 	}
 	if strings.Contains(root, "ssh_host_rsa_key") {
 		t.Error("an RSA host key was made; first boot makes one Ed25519 key")
+	}
+	aa := out("apparmor-cache")
+	if m := regexp.MustCompile(`cache=(\d+) profile=(\d+)`).FindStringSubmatch(aa); m == nil || m[1] != m[2] ||
+		!strings.Contains(aa, "usr.sbin.ksmg-gatewayd\n") || !strings.HasPrefix(aa, "dirs=1 ") {
+		t.Errorf("apparmor.service did not load the policy compiled into the image (kernel features changed? refresh %s from the guest's %s/<hash>/.features):\n%s",
+			harden.AppArmorKernelFeatures, harden.AppArmorCache, aa)
 	}
 	// The first-boot unit ran sandboxed and took its time where we said.
 	for _, want := range []string{"first-boot phase done", "phase\":\"hash password", "phase\":\"activate"} {

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"os/exec"
+	"path"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -82,7 +83,33 @@ func (m *memTarget) Run(_ context.Context, name string, args ...string) ([]byte,
 		}
 		return nil, errors.New("exit status 1")
 	case "find":
+		if args[0] == "/etc/apparmor.d" {
+			var profiles []string
+			for p := range m.files {
+				if path.Dir(p) == "/etc/apparmor.d" {
+					profiles = append(profiles, p)
+				}
+			}
+			return []byte(strings.Join(profiles, "\n") + "\n"), nil
+		}
 		return []byte(strings.Join(m.setuid, "\n") + "\n"), nil
+	case "apparmor_parser": // compiles what the profiles say: they must be there
+		for _, a := range args {
+			if strings.HasPrefix(a, "/etc/apparmor.d/") {
+				if _, ok := m.files[a]; !ok {
+					return nil, fmt.Errorf("apparmor_parser: %s: no such file", a)
+				}
+			}
+		}
+		if _, ok := m.files[AppArmorKernelFeatures]; !ok {
+			return nil, errors.New("apparmor_parser: no kernel features file")
+		}
+		return nil, nil
+	case "augenrules": // compiles rules.d: every rule file must be there
+		if _, ok := m.files[PrivilegedRulesPath]; !ok {
+			return nil, errors.New("augenrules ran before the privileged programs' rules were written")
+		}
+		return nil, nil
 	case "chmod":
 		mode, err := strconv.ParseUint(args[0], 8, 32)
 		if err != nil {
@@ -133,6 +160,20 @@ func TestStepsWriteEveryFile(t *testing.T) {
 	}
 	if m.modes["/boot"] != 0o700 {
 		t.Errorf("/boot: %v, want 0700", m.modes["/boot"])
+	}
+	// Both of our profiles are compiled into the cache, for the appliance
+	// kernel's features, without loading them into the build host's kernel.
+	compiled := ""
+	for _, r := range m.runs {
+		if strings.HasPrefix(r, "apparmor_parser ") {
+			compiled = r
+		}
+	}
+	for _, want := range []string{"--kernel-features=" + AppArmorKernelFeatures, "--cache-loc=" + AppArmorCache, "--write-cache", "--skip-kernel-load",
+		"/etc/apparmor.d/usr.sbin.ksmg-firstboot", "/etc/apparmor.d/usr.sbin.ksmg-gatewayd"} {
+		if !strings.Contains(compiled, want) {
+			t.Errorf("apparmor_parser run %q lacks %q", compiled, want)
+		}
 	}
 	ld := string(m.files["/etc/login.defs"])
 	for _, want := range []string{"UMASK 027\n", "ENCRYPT_METHOD YESCRYPT\n", "LOG_OK_LOGINS yes\n", "LOGIN_RETRIES 3\n", "# LOGIN_RETRIES 9  # ksmg: superseded\n", "#LOG_OK_LOGINS no\n"} {
