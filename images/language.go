@@ -41,14 +41,6 @@ func languageHook() string {
 	return b.String()
 }
 
-// olderThanCaches are configuration files that programs compare with the
-// caches built from them: clampTimes dates them a second before the rest
-// of the tree. With equal times, console-setup.service takes its cache
-// for stale ("cached_setup_terminal.sh -nt /etc/default/keyboard") and
-// rebuilds it on every boot until it writes one: setupcon --save, about
-// 20 s of ckbcomp (Perl) under TCG on first boot's critical path.
-var olderThanCaches = []string{"etc/default/keyboard", "etc/default/console-setup"}
-
 // shellQuote quotes each word for sh (single quotes).
 func shellQuote(words ...string) string {
 	q := make([]string, len(words))
