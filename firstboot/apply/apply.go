@@ -507,8 +507,10 @@ func activate(ctx context.Context, o Options, a answers.Answers, t *tx) error {
 	// hostnamed sets the kernel's name from the /etc/hostname just written
 	// (the static name wins over the transient one asked for), so this
 	// process needs no CAP_SYS_ADMIN.
-	if cur, err := hostname(); !o.HostnameByCaller && (err != nil || cur != a.Hostname) {
-		run("hostnamectl", "--transient", "hostname", a.Hostname)
+	if !o.HostnameByCaller {
+		if cur, err := hostname(); err != nil || cur != a.Hostname {
+			run("hostnamectl", "--transient", "hostname", a.Hostname)
+		}
 	}
 	if networkChanged(t, o, a) {
 		run("systemctl", "--no-block", "try-reload-or-restart", "systemd-networkd.service")

@@ -159,7 +159,6 @@ func (h *host) View() string { return h.form.View() }
 
 func (m *model) runForm(o Options) error {
 	h := &host{m: m, o: o}
-	useRenderer(o.Out)
 	prog := tea.NewProgram(h, tea.WithInput(o.In), tea.WithOutput(o.Out), tea.WithContext(o.Ctx))
 	_, err := prog.Run()
 	switch {

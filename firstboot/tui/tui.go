@@ -148,6 +148,8 @@ func Run(o Options, a answers.Answers) (answers.Answers, error) {
 	var prompt *prompter
 	if o.Accessible {
 		prompt = newPrompter(o)
+	} else {
+		useRenderer(o.Out) // once: "Go back" reopens the form, not the terminal
 	}
 	for {
 		m.Apply = false
