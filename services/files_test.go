@@ -128,7 +128,10 @@ func TestGatewayUnitContract(t *testing.T) {
 	for _, c := range []struct{ key, want string }{
 		{"Type", "notify"},
 		{"WatchdogSec", "30s"},
-		{"ExecStart", "/usr/sbin/ksmg-gatewayd --config /etc/opt/kaspersky/ksmg-gateway.yaml"},
+		{"ExecStart", "/usr/sbin/ksmg-gatewayd --config /etc/opt/kaspersky/ksmg-gateway.yaml --temp-dir /tmp/ksmgtmp --temp-dir /tmp/klms_filter"},
+		// Deleted log files are put back after every stop (kluser cannot
+		// create them in /var/log).
+		{"ExecStopPost", "+/usr/bin/systemd-tmpfiles --create /usr/lib/tmpfiles.d/ksmg.conf"},
 		{"ExecReload", `/bin/sh -c 'kill -HUP "$MAINPID"'`},
 		{"KillSignal", "SIGTERM"},
 		{"RestartPreventExitStatus", "2"},

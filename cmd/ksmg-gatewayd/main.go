@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"path/filepath"
 
 	"github.com/ksmg-appliance/ksmg/services/config"
 	"github.com/ksmg-appliance/ksmg/services/gatewayd"
@@ -28,6 +29,14 @@ func run(args []string) int {
 	path := fs.String("config", "", "configuration file (default "+config.DefaultPath+")")
 	check := fs.Bool("check-config", false, "validate the configuration and exit")
 	printDefault := fs.Bool("print-default-config", false, "print the documented default configuration and exit")
+	var tempDirs []string
+	fs.Func("temp-dir", "create this directory (mode 0750) before starting, e.g. the filter's temporary directories in the unit's private /tmp; repeatable", func(s string) error {
+		if !filepath.IsAbs(s) {
+			return fmt.Errorf("%q is not an absolute path", s)
+		}
+		tempDirs = append(tempDirs, s)
+		return nil
+	})
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -53,9 +62,24 @@ func run(args []string) int {
 		return 0
 	}
 	jl := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	if err := makeDirs(tempDirs); err != nil {
+		jl.Error("ksmg-gatewayd failed", "err", err)
+		return 1
+	}
 	if err := gatewayd.Run(context.Background(), gatewayd.Options{ConfigPath: *path, Config: cfg, Stderr: jl}); err != nil {
 		jl.Error("ksmg-gatewayd failed", "err", err)
 		return 1
 	}
 	return 0
+}
+
+// makeDirs creates each directory with mode 0750 (an existing one is
+// left as it is).
+func makeDirs(dirs []string) error {
+	for _, d := range dirs {
+		if err := os.MkdirAll(d, 0o750); err != nil {
+			return fmt.Errorf("temporary directory: %w", err)
+		}
+	}
+	return nil
 }
