@@ -142,16 +142,21 @@ func newLogger(jsonLogs bool) *slog.Logger {
 
 func run(ctx context.Context, f flags, in *os.File, out io.Writer) error {
 	log := newLogger(f.json)
-	// A serial console gets line prompts, and transliterated text if its
-	// terminal cannot show UTF-8: everything this command prints there.
-	console := term.IsTerminal(int(in.Fd()))
-	lines := console && accessible(f.accessible, in)
-	if lines && !terminalUTF8(f.charset, in, out) {
-		out = i18n.ASCIIWriter(out)
-	}
 	if apply.Done(f.root) && !f.reconfigure {
 		log.Info("first boot already done; use --reconfigure to change settings", "stamp", filepath.Join(f.root, apply.StampPath))
 		return nil
+	}
+	// A serial console gets line prompts, and transliterated text if its
+	// terminal cannot show UTF-8: everything this command prints there.
+	// The terminal is asked while unattended answers are read and applied.
+	console := term.IsTerminal(int(in.Fd()))
+	lines := console && accessible(f.accessible, in)
+	waitTerminal := func() {}
+	if lines {
+		raw := out
+		held := holdOutput(raw, func() bool { return terminalUTF8(f.charset, in, raw) })
+		defer held.Wait() // the held output is on the console before exit
+		out, waitTerminal = held, held.Wait
 	}
 	ifnames := f.interfaces
 	if len(ifnames) == 0 {
@@ -230,6 +235,8 @@ func run(ctx context.Context, f flags, in *os.File, out io.Writer) error {
 		report(f, log, out, i18n.Printer(prefill.Language), err)
 		return reported{err}
 	}
+	// The terminal's answer about UTF-8 is read before the wizard reads it.
+	waitTerminal()
 	o := tui.Options{Interfaces: ifnames, Notices: notices, In: in, Out: out, Accessible: lines}
 	for {
 		a, err := wizard(ctx, f, o, prefill)
