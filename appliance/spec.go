@@ -48,6 +48,7 @@ type Spec struct {
 	Distribution     Distribution `mapstructure:"distribution"`
 	Packages         []string     `mapstructure:"packages"`
 	InitramfsModules []string     `mapstructure:"initramfs_modules"`
+	InitramfsDrivers []string     `mapstructure:"initramfs_drivers"`
 	Accounts         []Account    `mapstructure:"accounts"`
 	Directories      []Directory  `mapstructure:"directories"`
 	Services         Services     `mapstructure:"services"`
@@ -366,6 +367,7 @@ func (s *Spec) validateLists(bad badFunc) {
 	}
 	checkList(bad, "packages", s.Packages, debPkgRE, "a Debian package name")
 	checkList(bad, "initramfs_modules", s.InitramfsModules, moduleRE, "a kernel module name")
+	checkList(bad, "initramfs_drivers", s.InitramfsDrivers, moduleRE, "a kernel module name")
 	checkList(bad, "services.enable", s.Services.Enable, unitRE, "a systemd unit name such as foo.service")
 	checkList(bad, "services.disable", s.Services.Disable, unitRE, "a systemd unit name such as foo.service")
 	checkList(bad, "services.mask", s.Services.Mask, unitRE, "a systemd unit name such as foo.service")

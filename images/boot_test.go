@@ -4,6 +4,7 @@ package images
 
 import (
 	"bytes"
+	"compress/gzip"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -14,6 +15,7 @@ import (
 	"maps"
 	"os"
 	"os/exec"
+	"path"
 	"path/filepath"
 	"regexp"
 	"runtime"
@@ -447,6 +449,17 @@ func TestImageContents(t *testing.T) {
 	if c, k := mtime("/etc/console-setup/cached_setup_terminal.sh"), mtime("/etc/default/keyboard"); c <= k {
 		t.Errorf("console-setup's cache (mtime %s) is not newer than /etc/default/keyboard (%s)", c, k)
 	}
+	kver := regexp.MustCompile(`initrd\.img-(\S+)`).FindStringSubmatch(debugfs(root, "ls /boot"))
+	if kver == nil {
+		t.Fatal("no initramfs in /boot")
+	}
+	initrd := filepath.Join(t.TempDir(), "initrd.img")
+	debugfs(root, "dump /boot/initrd.img-"+kver[1]+" "+initrd)
+	img, err := os.ReadFile(initrd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkInitramfs(t, spec, img)
 	for _, line := range strings.Split(debugfs(root, "cat /etc/shadow"), "\n") {
 		f := strings.Split(line, ":")
 		if len(f) > 2 && !strings.HasPrefix(f[1], "*") && !strings.HasPrefix(f[1], "!") {
@@ -681,6 +694,12 @@ func (r *guestReport) collect(ctx context.Context, t *testing.T, g *boottest.Gue
 		{"integrity", "root", "systemctl start ksmg-integrity.service; systemctl show -p Result -p ExecMainStatus ksmg-integrity.service; " +
 			"journalctl --no-pager -b -o cat -u ksmg-integrity.service | grep -v '^ ' | head -n 60; systemctl is-enabled ksmg-integrity.timer; " +
 			"systemctl is-active acct.service; test -s /var/log/account/pacct && echo pacct=written", ""},
+		// Day two: an admin deleted the gateway's logs (in /var/log, where
+		// kluser cannot create files). A restart puts them back; so does
+		// the unit's Restart= after a start that failed on them.
+		{"logs-deleted", "root", "rm /var/log/ksmg-messages /var/log/ksmg-important; systemctl restart ksmg-gatewayd.service; systemctl is-active ksmg-gatewayd.service; " +
+			"stat -c '%n %a %U' /var/log/ksmg-messages /var/log/ksmg-important; systemctl stop ksmg-gatewayd.service; rm /var/log/ksmg-messages; " +
+			"systemctl start ksmg-gatewayd.service || echo start=failed; sleep 8; systemctl is-active ksmg-gatewayd.service; stat -c '%n %a %U' /var/log/ksmg-messages", ""},
 	} {
 		if err := run(c.name, c.user, c.cmd, c.stdin); err != nil {
 			return err
@@ -748,6 +767,12 @@ func (r *guestReport) check(t *testing.T) {
 		if r.out[name].ExitStatus == 0 {
 			t.Errorf("%s: sudo allowed it: %s", name, out(name))
 		}
+	}
+	// The start after the deletion fails (kluser cannot create the file);
+	// the stop that follows puts it back and Restart= starts the gateway.
+	if got, want := r.out["logs-deleted"].Stdout, "active\n/var/log/ksmg-messages 640 kluser\n/var/log/ksmg-important 640 kluser\n"+
+		"start=failed\nactive\n/var/log/ksmg-messages 640 kluser\n"; got != want {
+		t.Errorf("deleted gateway logs were not put back (by a restart; after a failed start by Restart=):\ngot  %q\nwant %q\n%s", got, want, out("logs-deleted"))
 	}
 	// AIDE found nothing changed but first boot's own files (its config
 	// excludes them), and process accounting writes.
@@ -823,4 +848,82 @@ func sshKeyPair(t *testing.T) (string, string) {
 		t.Fatal(err)
 	}
 	return key, strings.TrimSpace(string(pub))
+}
+
+// checkInitramfs: the initramfs holds the spec's modules and drivers and
+// what they depend on, not MODULES=most's 260 (TestImageContents), and no
+// copy of udev's hardware database.
+func checkInitramfs(t *testing.T, spec *appliance.Spec, img []byte) {
+	t.Helper()
+	// initramfs-tools writes the (already xz-compressed) modules as a
+	// first, uncompressed cpio archive, then the rest gzip-compressed.
+	first, rest, err := cpioNames(img)
+	if err != nil {
+		t.Fatalf("initramfs: %v", err)
+	}
+	mods := map[string]bool{}
+	for _, n := range first {
+		if b := path.Base(n); strings.Contains(b, ".ko") {
+			mods[strings.ReplaceAll(b[:strings.Index(b, ".ko")], "-", "_")] = true
+		}
+	}
+	for _, m := range append(append([]string(nil), spec.InitramfsModules...), spec.InitramfsDrivers...) {
+		if !mods[strings.ReplaceAll(m, "-", "_")] {
+			t.Errorf("initramfs lacks module %s (of the spec)", m)
+		}
+	}
+	if len(mods) > 30 {
+		t.Errorf("initramfs holds %d modules, want the spec's and their dependencies only (MODULES=list)", len(mods))
+	}
+	zr, err := gzip.NewReader(bytes.NewReader(bytes.TrimLeft(rest, "\x00")))
+	if err != nil {
+		t.Fatalf("initramfs main archive (gzip expected): %v", err)
+	}
+	unpacked, err := io.ReadAll(zr)
+	if err != nil {
+		t.Fatalf("initramfs main archive: %v", err)
+	}
+	names, _, err := cpioNames(unpacked)
+	if err != nil {
+		t.Fatalf("initramfs main archive: %v", err)
+	}
+	var conf bool
+	for _, n := range names {
+		switch n {
+		case "usr/lib/udev/hwdb.bin":
+			t.Error("initramfs holds udev's hardware database")
+		case "conf/conf.d/ksmg-modules":
+			conf = true
+		}
+	}
+	if !conf {
+		t.Error("initramfs lacks conf/conf.d/ksmg-modules (MODULES=list, RESUME=none)")
+	}
+	t.Logf("initramfs: %d bytes, %d modules, %d files in the main archive", len(img), len(mods), len(names))
+}
+
+// cpioNames lists one "newc" cpio archive at the start of b and returns
+// the bytes after its trailer.
+func cpioNames(b []byte) (names []string, rest []byte, err error) {
+	off := 0
+	for {
+		if off+110 > len(b) || string(b[off:off+6]) != "070701" {
+			return nil, nil, fmt.Errorf("no cpio header at offset %d", off)
+		}
+		hex := func(i int) int {
+			v, _ := strconv.ParseUint(string(b[off+i:off+i+8]), 16, 32)
+			return int(v)
+		}
+		size, nameSize := hex(54), hex(94)
+		if off+110+nameSize > len(b) {
+			return nil, nil, fmt.Errorf("cpio name past the end at offset %d", off)
+		}
+		name := string(b[off+110 : off+110+nameSize-1])
+		off = (off + 110 + nameSize + 3) &^ 3
+		off = (off + size + 3) &^ 3
+		if name == "TRAILER!!!" {
+			return names, b[min(off, len(b)):], nil
+		}
+		names = append(names, name)
+	}
 }

@@ -27,7 +27,36 @@ var applianceFiles embed.FS
 const (
 	initramfsModulesFile = "/usr/share/initramfs-tools/modules.d/ksmg-hypervisors"
 	initramfsSystemdHook = "/usr/share/initramfs-tools/hooks/ksmg-systemd-block"
+	initramfsListConf    = "/usr/share/initramfs-tools/conf.d/ksmg-modules"
+	initramfsDriversHook = "/usr/share/initramfs-tools/hooks/ksmg-drivers"
 )
+
+// initramfsFile is a file that shapes the kernel's initramfs.
+type initramfsFile struct {
+	path string
+	data []byte
+	mode fs.FileMode
+}
+
+// initramfsFiles are our initramfs-tools settings: the modules loaded at
+// its start (initramfs_modules), the systemd tags for block devices, and,
+// when the spec lists initramfs_drivers, MODULES=list with exactly those
+// drivers besides (udev loads them when their device is there). MODULES=most
+// put 260 modules (7.6 MB) into an 18 MB initramfs that the firmware reads
+// and the kernel unpacks at every boot; the appliance's disks need a handful.
+func initramfsFiles(s *appliance.Spec) []initramfsFile {
+	files := []initramfsFile{
+		{initramfsModulesFile, []byte(strings.Join(s.InitramfsModules, "\n") + "\n"), 0o644},
+		{initramfsSystemdHook, embedded("initramfs-hook-systemd-block"), 0o755},
+	}
+	if len(s.InitramfsDrivers) > 0 {
+		files = append(files,
+			initramfsFile{initramfsListConf, []byte("# ksmg-appliance: only the modules the appliance spec lists (initramfs_modules,\n# initramfs_drivers); no resume from hibernation (no swap; lockdown forbids it).\nMODULES=list\nRESUME=none\n"), 0o644},
+			initramfsFile{initramfsDriversHook, []byte("#!/bin/sh\n# ksmg-appliance initramfs hook (written by ksmg build from the spec's\n# initramfs_drivers): the storage and console drivers of the supported\n# hypervisors, loaded by udev when their device is present.\nset -e\n" +
+				"[ \"$1\" = prereqs ] && exit 0\n. /usr/share/initramfs-tools/hook-functions\nmanual_add_modules " + strings.Join(s.InitramfsDrivers, " ") + "\n"), 0o755})
+	}
+	return files
+}
 
 // packageName is our Debian package in the image.
 const packageName = "ksmg-appliance"
@@ -83,8 +112,12 @@ func packageFiles(s *appliance.Spec, binDir string) ([]provisioner.PackageFile, 
 	for _, u := range []string{"open-vm-tools.service", "vgauth.service"} {
 		add("/usr/lib/systemd/system/"+u+".d/ksmg-vmware-only.conf", embedded("vmware-only.conf"), 0o644)
 	}
-	add(initramfsModulesFile, []byte(strings.Join(s.InitramfsModules, "\n")+"\n"), 0o644)
-	add(initramfsSystemdHook, embedded("initramfs-hook-systemd-block"), 0o755)
+	for _, u := range []string{"systemd-user-sessions.service", "acct.service"} {
+		add("/usr/lib/systemd/system/"+u+".d/ksmg-after-firstboot.conf", embedded("after-firstboot.conf"), 0o644)
+	}
+	for _, f := range initramfsFiles(s) {
+		add(f.path, f.data, f.mode)
+	}
 	add("/usr/lib/ksmg/image-version", []byte(s.Version+"\n"), 0o644)
 	var sysusers strings.Builder
 	sysusers.WriteString("# Service accounts of the ksmg appliance (from the appliance spec). No passwords.\n")

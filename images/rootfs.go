@@ -172,15 +172,8 @@ func (b *builder) bootstrap(ctx context.Context, repo, dir string) error {
 	// package builds the initramfs; our package ships the same files
 	// later, so dpkg owns them.
 	var setup strings.Builder
-	for _, f := range []struct {
-		path string
-		data []byte
-		mode string
-	}{
-		{initramfsModulesFile, []byte(strings.Join(s.InitramfsModules, "\n") + "\n"), "644"},
-		{initramfsSystemdHook, embedded("initramfs-hook-systemd-block"), "755"},
-	} {
-		fmt.Fprintf(&setup, "mkdir -p \"$1%s\" && printf '%%s' %s > \"$1%s\" && chmod %s \"$1%s\"\n",
+	for _, f := range initramfsFiles(s) {
+		fmt.Fprintf(&setup, "mkdir -p \"$1%s\" && printf '%%s' %s > \"$1%s\" && chmod %o \"$1%s\"\n",
 			filepath.Dir(f.path), shellQuote(string(f.data)), f.path, f.mode, f.path)
 	}
 	args := append(mmdebstrapArgs(s),
