@@ -863,8 +863,8 @@ func checkInitramfs(t *testing.T, spec *appliance.Spec, img []byte) {
 	}
 	mods := map[string]bool{}
 	for _, n := range first {
-		if b := path.Base(n); strings.Contains(b, ".ko") {
-			mods[strings.ReplaceAll(b[:strings.Index(b, ".ko")], "-", "_")] = true
+		if name, _, ko := strings.Cut(path.Base(n), ".ko"); ko {
+			mods[strings.ReplaceAll(name, "-", "_")] = true
 		}
 	}
 	for _, m := range append(append([]string(nil), spec.InitramfsModules...), spec.InitramfsDrivers...) {
