@@ -694,6 +694,10 @@ func (r *guestReport) collect(ctx context.Context, t *testing.T, g *boottest.Gue
 		{"integrity", "root", "systemctl start ksmg-integrity.service; systemctl show -p Result -p ExecMainStatus ksmg-integrity.service; " +
 			"journalctl --no-pager -b -o cat -u ksmg-integrity.service | grep -v '^ ' | head -n 60; systemctl is-enabled ksmg-integrity.timer; " +
 			"systemctl is-active acct.service; test -s /var/log/account/pacct && echo pacct=written", ""},
+		// First boot starts beside auditd (not after it): the kernel holds
+		// its records until auditd reads them, so its changes to the
+		// identity files are in the audit log all the same.
+		{"audit-firstboot", "root", `grep 'key="identity"' /var/log/audit/audit.log | grep -c 'exe="/usr/sbin/ksmg-firstboot"'`, ""},
 		// Day two: an admin deleted the gateway's logs (in /var/log, where
 		// kluser cannot create files). A restart puts them back; so does
 		// the unit's Restart= after a start that failed on them.
@@ -767,6 +771,9 @@ func (r *guestReport) check(t *testing.T) {
 		if r.out[name].ExitStatus == 0 {
 			t.Errorf("%s: sudo allowed it: %s", name, out(name))
 		}
+	}
+	if n, _ := strconv.Atoi(strings.TrimSpace(r.out["audit-firstboot"].Stdout)); n == 0 {
+		t.Errorf("the audit log has no record of first boot changing the identity files: %s", out("audit-firstboot"))
 	}
 	// The start after the deletion fails (kluser cannot create the file);
 	// the stop that follows puts it back and Restart= starts the gateway.

@@ -73,7 +73,12 @@ func TestUnitContract(t *testing.T) {
 		"TTYPath=/dev/%I\n",
 		// Seen in the booted image: tty-force needs CAP_SYS_ADMIN (208/STDIN).
 		"StandardInput=tty\n",
-		"Before=getty@%i.service serial-getty@%i.service ksmg-gatewayd.service\n",
+		"Before=shutdown.target getty@%i.service serial-getty@%i.service ksmg-gatewayd.service\n",
+		// Without default dependencies, still after what it needs: its
+		// AppArmor profile, the audit rules, the file systems.
+		"DefaultDependencies=no\n",
+		"After=local-fs.target systemd-tmpfiles-setup.service systemd-udev-trigger.service apparmor.service audit-rules.service systemd-sysusers.service hv-kvp-daemon.service\n",
+		"Conflicts=shutdown.target\n",
 		"Type=oneshot\n",
 		"Restart=on-failure\n",
 	} {
