@@ -75,9 +75,10 @@ func TestUnitContract(t *testing.T) {
 		"StandardInput=tty\n",
 		"Before=shutdown.target getty@%i.service serial-getty@%i.service ksmg-gatewayd.service\n",
 		// Without default dependencies, still after what it needs: its
-		// AppArmor profile, the audit rules, the file systems.
+		// AppArmor profile, the audit rules, the file systems, the
+		// console font the wizard draws with.
 		"DefaultDependencies=no\n",
-		"After=local-fs.target systemd-tmpfiles-setup.service systemd-udev-trigger.service apparmor.service audit-rules.service systemd-sysusers.service hv-kvp-daemon.service\n",
+		"After=local-fs.target systemd-tmpfiles-setup.service systemd-udev-trigger.service apparmor.service audit-rules.service systemd-sysusers.service hv-kvp-daemon.service console-setup.service\n",
 		"Conflicts=shutdown.target\n",
 		"Type=oneshot\n",
 		"Restart=on-failure\n",
