@@ -1,29 +1,11 @@
 package main
 
 import (
-	"bytes"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/ksmg-appliance/ksmg/internal/testsync"
 )
-
-// syncBuffer is a bytes.Buffer safe for the probe's goroutine.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // TestHeldOutput: writes made while the terminal is being asked return at
 // once (unattended setup goes on) and reach the terminal only after the
@@ -37,7 +19,7 @@ func TestHeldOutput(t *testing.T) {
 		{true, "Použití...\nHotovo\n"},
 		{false, "Pouziti...\nHotovo\n"},
 	} {
-		var out syncBuffer
+		var out testsync.Buffer
 		answer := make(chan bool)
 		h := holdOutput(&out, func() bool { return <-answer })
 		wrote := make(chan struct{})

@@ -1,7 +1,6 @@
 package scvmm
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"log/slog"
@@ -17,6 +16,7 @@ import (
 
 	"github.com/ksmg-appliance/ksmg/deploy"
 	"github.com/ksmg-appliance/ksmg/deploy/pwsh"
+	"github.com/ksmg-appliance/ksmg/internal/testsync"
 	"github.com/ksmg-appliance/ksmg/ova/ovatest"
 	"github.com/ksmg-appliance/ksmg/vhdx"
 )
@@ -62,30 +62,13 @@ type rig struct {
 	f    *fakeVMM
 	cp   *fakeCopier
 	d    *Deployer
-	logs *syncBuffer
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
+	logs *testsync.Buffer
 }
 
 func newRig(t *testing.T, r func(f *fakeVMM) pwsh.Runner) *rig {
 	f := newFakeVMM(t)
 	cp := &fakeCopier{f: f}
-	logs := &syncBuffer{}
+	logs := &testsync.Buffer{}
 	var run pwsh.Runner = runner{f}
 	if r != nil {
 		run = r(f)

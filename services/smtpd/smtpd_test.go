@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ksmg-appliance/ksmg/internal/testsync"
 	"github.com/ksmg-appliance/ksmg/services/address"
 	"github.com/ksmg-appliance/ksmg/services/config"
 	"github.com/ksmg-appliance/ksmg/services/eventlog"
@@ -36,25 +37,8 @@ type harness struct {
 	addr  string
 	queue *memQueue
 	sp    *spool.Spool
-	imp   *syncBuffer // the important log
-	diag  *syncBuffer // the journal at debug level
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
+	imp   *testsync.Buffer // the important log
+	diag  *testsync.Buffer // the journal at debug level
 }
 
 // start serves on loopback. The loopback client is NOT trusted here, so the
@@ -86,7 +70,7 @@ func startWith(t testing.TB, yaml string, tc *tls.Config, opts ...spool.Option) 
 		t.Fatal(err)
 	}
 	t.Cleanup(sp.Close)
-	h := &harness{queue: &memQueue{}, sp: sp, imp: &syncBuffer{}, diag: &syncBuffer{}}
+	h := &harness{queue: &memQueue{}, sp: sp, imp: &testsync.Buffer{}, diag: &testsync.Buffer{}}
 	srv := New(Options{Config: func() *config.Config { return cfg }, Spool: sp, Queue: h.queue, Events: &memEvents{},
 		Log:  slog.New(slog.NewTextHandler(h.imp, nil)),
 		Diag: slog.New(slog.NewTextHandler(h.diag, &slog.HandlerOptions{Level: slog.LevelDebug})), TLS: tc})
