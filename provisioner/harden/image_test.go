@@ -224,7 +224,7 @@ func TestImageBootLocked(t *testing.T) {
 	if !lock.Match(stripComments(menu)) {
 		t.Errorf("/boot/grub/grub.cfg does not start with the superuser lock:\n%s", menu)
 	}
-	if !bytes.Contains(menu, []byte(" ro "+cmdline+" ")) || !bytes.Contains(menu, []byte("--unrestricted {")) {
+	if !bytes.Contains(menu, []byte(" rw "+cmdline+" ")) || !bytes.Contains(menu, []byte("--unrestricted {")) {
 		t.Errorf("/boot/grub/grub.cfg lacks the command line %q or the unrestricted entry:\n%s", cmdline, menu)
 	}
 	if n := stat(t, root, "boot/grub/grub.cfg"); n.mode.Perm() != 0o600 || n.uid != 0 {
