@@ -70,7 +70,8 @@ type Options struct {
 	Log  *slog.Logger
 	Now  func() time.Time
 	// Exec runs a command of the live system (systemctl, hostnamectl);
-	// nil runs it. Tests record the calls instead.
+	// nil runs it, except that systemctl's --no-block jobs are queued over
+	// systemd's private socket (jobs_linux.go). Tests record the calls.
 	Exec func(ctx context.Context, name string, args ...string) ([]byte, error)
 	// Hostname is the running host name; nil asks the kernel.
 	Hostname func() (string, error)
@@ -484,7 +485,14 @@ func activate(ctx context.Context, o Options, a answers.Answers, t *tx) error {
 	var errs []error
 	execute, hostname := o.Exec, o.Hostname
 	if execute == nil {
+		var jobs bus
+		defer jobs.close()
 		execute = func(ctx context.Context, name string, args ...string) ([]byte, error) {
+			if name == "systemctl" {
+				if handled, err := jobs.run(ctx, args); handled {
+					return nil, err
+				}
+			}
 			return exec.CommandContext(ctx, name, args...).CombinedOutput()
 		}
 	}
