@@ -46,6 +46,7 @@ type flags struct {
 	seed         string
 	labelsDir    string
 	rpctool      string
+	dmiVendor    string
 	json         bool
 	pollInterval time.Duration
 	listKeys     bool
@@ -93,6 +94,8 @@ func main() {
 	fl.StringVar(&f.seed, "seed", "", "seed YAML file to read (in addition to a KSMG-SEED/CIDATA config drive)")
 	fl.StringVar(&f.labelsDir, "by-label", "/dev/disk/by-label", "where to look for a config drive by filesystem label")
 	fl.StringVar(&f.rpctool, "vmware-rpctool", "vmware-rpctool", "VMware Tools' rpctool, to read guestinfo.ovfEnv")
+	fl.StringVar(&f.dmiVendor, "dmi-vendor", sources.DMIVendorPath, "the machine's DMI vendor: vmware-rpctool is run only on a VMware VM (or when this cannot be read)")
+	_ = fl.MarkHidden("dmi-vendor")
 	fl.BoolVar(&f.json, "json", false, "JSON logs on stderr")
 	fl.DurationVar(&f.pollInterval, "poll", 2*time.Second, "how often a waiting console checks whether another console finished setup")
 	_ = fl.MarkHidden("poll")
@@ -293,7 +296,7 @@ func unattendedSources(f flags) []sources.Source {
 	// Precedence: hypervisor first (what the deployer set for this VM),
 	// then the guest's credentials, then a seed drive or file.
 	srcs := []sources.Source{
-		sources.OVFEnv{Tool: f.rpctool},
+		sources.OVFEnv{Tool: f.rpctool, Vendor: f.dmiVendor},
 		sources.KVP{Path: f.kvpPool},
 		sources.Credentials{Dir: f.credsDir},
 		sources.SeedDrive{ByLabel: f.labelsDir},
@@ -336,7 +339,7 @@ func applyAndFinish(ctx context.Context, f flags, log *slog.Logger, out io.Write
 		log.Warn("could not signal completion to the Hyper-V host", "err", err)
 	}
 	// The same for a vSphere deployer, through VMware Tools.
-	if err := (sources.GuestInfo{Tool: f.rpctool}).Set(ctx, sources.GuestInfoDoneKey, sources.DoneValue); err != nil && !errors.Is(err, sources.ErrAbsent) {
+	if err := (sources.GuestInfo{Tool: f.rpctool, Vendor: f.dmiVendor}).Set(ctx, sources.GuestInfoDoneKey, sources.DoneValue); err != nil && !errors.Is(err, sources.ErrAbsent) {
 		log.Warn("could not signal completion to the vSphere host", "err", err)
 	}
 	_ = apply.Important(f.root, time.Now(), "first-boot setup completed (host "+a.Hostname+", role "+a.Role+")")

@@ -63,7 +63,7 @@ var sourceSetups = map[string]func(t *testing.T, kv map[string]string) []string{
 		tool := filepath.Join(dir, "vmware-rpctool")
 		// First boot's completion signal (info-set) leaves a file.
 		must(t, os.WriteFile(tool, []byte("#!/bin/sh\n[ \"$1\" = 'info-set guestinfo.ksmg.firstboot done' ] && { touch '"+doc+".signalled'; exit 0; }\n[ \"$1\" = 'info-get guestinfo.ovfEnv' ] || exit 2\ncat '"+doc+"'\n"), 0o755))
-		return []string{"--vmware-rpctool", tool}
+		return []string{"--vmware-rpctool", tool, "--dmi-vendor", vmwareVendor(t)}
 	},
 	"kvp": func(t *testing.T, kv map[string]string) []string {
 		pool := filepath.Join(t.TempDir(), ".kvp_pool_0")
@@ -447,7 +447,7 @@ func TestUnattendedTwoConsolesReadOnce(t *testing.T) {
 	tool := filepath.Join(dir, "vmware-rpctool")
 	must(t, os.WriteFile(tool, []byte("#!/bin/sh\n[ \"$1\" = 'info-set guestinfo.ksmg.firstboot done' ] && exit 0\n"+
 		"[ \"$1\" = 'info-get guestinfo.ovfEnv' ] || exit 2\necho read >> '"+reads+"'\nsleep 0.3\ncat '"+doc+"'\n"), 0o755))
-	args := append(hermetic(t, root), "--vmware-rpctool", tool)
+	args := append(hermetic(t, root), "--vmware-rpctool", tool, "--dmi-vendor", vmwareVendor(t))
 	outs := make([]string, 2)
 	errs := make([]error, 2)
 	var wg sync.WaitGroup
@@ -473,4 +473,13 @@ func TestUnattendedTwoConsolesReadOnce(t *testing.T) {
 	if got, err := os.ReadFile(reads); err != nil || string(got) != "read\n" {
 		t.Errorf("the OVF environment was read %d times, want once (%v)", strings.Count(string(got), "read"), err)
 	}
+}
+
+// vmwareVendor is a stand-in for /sys/class/dmi/id/sys_vendor of a VMware
+// VM: first boot runs vmware-rpctool only there.
+func vmwareVendor(t *testing.T) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "sys_vendor")
+	must(t, os.WriteFile(p, []byte("VMware, Inc.\n"), 0o644))
+	return p
 }

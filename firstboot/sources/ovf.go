@@ -64,14 +64,21 @@ func ParseOVFEnv(doc []byte) (map[string]string, error) {
 type OVFEnv struct {
 	// Tool is the rpctool binary; "" means vmware-rpctool from PATH.
 	Tool string
+	// Vendor is the DMI system vendor file; "" means DMIVendorPath. On a
+	// machine of another maker the tool is not run.
+	Vendor string
 }
 
 // Name implements Source.
 func (OVFEnv) Name() *i18n.Msg { return i18n.Errorf("VMware OVF environment") }
 
-// Read implements Source: absent when the tool is missing or the VM has
-// no OVF environment (not deployed from an OVF with properties).
+// Read implements Source: absent when the machine is not a VMware VM, the
+// tool is missing or the VM has no OVF environment (not deployed from an
+// OVF with properties).
 func (o OVFEnv) Read(ctx context.Context) (map[string]string, error) {
+	if notVMware(o.Vendor) {
+		return nil, ErrAbsent
+	}
 	tool := o.Tool
 	if tool == "" {
 		tool = "vmware-rpctool"

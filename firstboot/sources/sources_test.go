@@ -72,18 +72,23 @@ func TestOVFEnvTool(t *testing.T) {
 	if err := os.WriteFile(tool, []byte(script), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	kv, err := OVFEnv{Tool: tool}.Read(context.Background())
+	vmware := vendorFile(t, dir, "vmware", "VMware, Inc.\n")
+	kv, err := OVFEnv{Tool: tool, Vendor: vmware}.Read(context.Background())
 	if err != nil || kv["ksmg.hostname"] != "gw1.example.com" {
 		t.Fatalf("kv=%v err=%v", kv, err)
+	}
+	// Not run on another maker's machine (Hyper-V says Microsoft).
+	if kv, err := (OVFEnv{Tool: tool, Vendor: vendorFile(t, dir, "hyperv", "Microsoft Corporation\n")}).Read(context.Background()); !errors.Is(err, ErrAbsent) || kv != nil {
+		t.Fatalf("Hyper-V: kv=%v err=%v, want ErrAbsent", kv, err)
 	}
 	none := filepath.Join(dir, "none")
 	if err := os.WriteFile(none, []byte("#!/bin/sh\necho 'No value found' >&2\nexit 1\n"), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := (OVFEnv{Tool: none}).Read(context.Background()); !errors.Is(err, ErrAbsent) {
+	if _, err := (OVFEnv{Tool: none, Vendor: vmware}).Read(context.Background()); !errors.Is(err, ErrAbsent) {
 		t.Fatalf("no value: err = %v, want ErrAbsent", err)
 	}
-	if _, err := (OVFEnv{Tool: filepath.Join(dir, "missing")}).Read(context.Background()); !errors.Is(err, ErrAbsent) {
+	if _, err := (OVFEnv{Tool: filepath.Join(dir, "missing"), Vendor: vmware}).Read(context.Background()); !errors.Is(err, ErrAbsent) {
 		t.Fatalf("missing tool: err = %v, want ErrAbsent", err)
 	}
 }
