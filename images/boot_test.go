@@ -736,7 +736,7 @@ func (r *guestReport) check(t *testing.T) {
 			harden.AppArmorKernelFeatures, harden.AppArmorCache, aa)
 	}
 	// The first-boot unit ran sandboxed and took its time where we said.
-	for _, want := range []string{"first-boot phase done", "phase\":\"hash password", "phase\":\"activate"} {
+	for _, want := range []string{"first-boot phase done", "admin password hashed", "phase\":\"activate"} {
 		if !strings.Contains(r.journal, want) {
 			t.Errorf("first-boot journal lacks %q", want)
 		}

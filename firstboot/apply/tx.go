@@ -15,6 +15,7 @@ import (
 type change struct {
 	path     string // absolute, under the root
 	data     []byte
+	dataFn   func() ([]byte, error) // data made at staging time (fileFunc)
 	link     string
 	dir      bool
 	remove   bool
@@ -72,6 +73,13 @@ func (t *tx) file(path string, data []byte, mode fs.FileMode, uid, gid int) {
 	t.changes = append(t.changes, &change{path: path, data: data, mode: mode, uid: uid, gid: gid})
 }
 
+// fileFunc is file with data that fn makes when the file is staged, after
+// every other file (it may wait for work done meanwhile, such as a password
+// hash); an error from fn fails the commit before anything is switched.
+func (t *tx) fileFunc(path string, fn func() ([]byte, error), mode fs.FileMode, uid, gid int) {
+	t.changes = append(t.changes, &change{path: path, dataFn: fn, mode: mode, uid: uid, gid: gid})
+}
+
 func (t *tx) symlink(path, target string) {
 	t.changes = append(t.changes, &change{path: path, link: target})
 }
@@ -113,9 +121,15 @@ func (t *tx) commit() (err error) {
 			c.done = true
 		}
 	}
-	for _, c := range t.changes {
-		if err := c.stage(); err != nil {
-			return fail(fmt.Errorf("stage %s: %w", c.path, err))
+	// Files whose data is made at staging time come last.
+	for _, late := range []bool{false, true} {
+		for _, c := range t.changes {
+			if (c.dataFn != nil) != late {
+				continue
+			}
+			if err := c.stage(); err != nil {
+				return fail(fmt.Errorf("stage %s: %w", c.path, err))
+			}
 		}
 	}
 	for _, c := range t.changes {
@@ -134,6 +148,13 @@ func (t *tx) commit() (err error) {
 func (c *change) stage() error {
 	if c.remove || c.dir {
 		return nil
+	}
+	if c.dataFn != nil {
+		data, err := c.dataFn()
+		if err != nil {
+			return err
+		}
+		c.data = data
 	}
 	dir := filepath.Dir(c.path)
 	if c.link != "" {

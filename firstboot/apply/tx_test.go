@@ -1,9 +1,11 @@
 package apply
 
 import (
+	"errors"
 	"os"
 	"path/filepath"
 	"reflect"
+	"strings"
 	"testing"
 )
 
@@ -35,5 +37,56 @@ func TestDirsToSync(t *testing.T) {
 	want := []string{p("var/lib/ksmg"), root, p("etc")}
 	if got := dirsToSync(tx.changes); !reflect.DeepEqual(got, want) {
 		t.Errorf("synced %v, want %v", got, want)
+	}
+}
+
+// TestTxFileFunc: a file whose data is made at staging time is staged
+// after every other file (so that work such as the password hash runs
+// while they are written), and its error fails the commit with nothing
+// switched and no temporary file left.
+func TestTxFileFunc(t *testing.T) {
+	t.Parallel()
+	root := t.TempDir()
+	p := func(s string) string { return filepath.Join(root, s) }
+	if err := os.WriteFile(p("passwd"), []byte("old\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	uid, gid := os.Getuid(), os.Getgid()
+	staged := func() []string {
+		m, _ := filepath.Glob(p(".*.ksmg-*"))
+		return m
+	}
+
+	var ok tx
+	var seen []string
+	ok.fileFunc(p("shadow"), func() ([]byte, error) {
+		seen = staged()
+		return []byte("hashed\n"), nil
+	}, 0o640, uid, gid)
+	ok.file(p("passwd"), []byte("new\n"), 0o644, uid, gid)
+	if err := ok.commit(); err != nil {
+		t.Fatal(err)
+	}
+	if len(seen) != 1 || !strings.HasPrefix(filepath.Base(seen[0]), ".passwd.ksmg-") {
+		t.Errorf("when shadow's data was made, staged files were %v; want passwd's alone", seen)
+	}
+	for f, want := range map[string]string{"shadow": "hashed\n", "passwd": "new\n"} {
+		if got, _ := os.ReadFile(p(f)); string(got) != want {
+			t.Errorf("%s = %q, want %q", f, got, want)
+		}
+	}
+
+	var bad tx
+	bad.file(p("passwd"), []byte("newer\n"), 0o644, uid, gid)
+	bad.fileFunc(p("shadow"), func() ([]byte, error) { return nil, errors.New("no hash") }, 0o640, uid, gid)
+	err := bad.commit()
+	if err == nil || !strings.Contains(err.Error(), "no hash") {
+		t.Fatalf("commit = %v, want the data's error", err)
+	}
+	if got, _ := os.ReadFile(p("passwd")); string(got) != "new\n" {
+		t.Errorf("passwd = %q after a failed commit, want it unchanged", got)
+	}
+	if left := staged(); len(left) != 0 {
+		t.Errorf("temporary files left: %v", left)
 	}
 }
