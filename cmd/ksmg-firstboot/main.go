@@ -53,6 +53,7 @@ type flags struct {
 	charset      string
 	stdinConsole bool
 	hostnameUnit bool
+	gatewayUnit  bool
 }
 
 func main() {
@@ -101,6 +102,7 @@ func main() {
 	_ = fl.MarkHidden("poll")
 	fl.BoolVar(&f.stdinConsole, "console-on-stdin", false, "write the wizard to the terminal on standard input (opened read-write), not to standard output (ksmg-firstboot@.service)")
 	fl.BoolVar(&f.hostnameUnit, "hostname-by-unit", false, "do not ask hostnamed to set the running host name: the unit sets it from /etc/hostname when this exits (ksmg-firstboot@.service)")
+	fl.BoolVar(&f.gatewayUnit, "gateway-by-unit", false, "do not ask systemd to start the gateway: the unit running this is ordered before it, and the boot starts it next (ksmg-firstboot@.service)")
 	fl.BoolVar(&f.listKeys, "list-keys", false, "list the unattended answer keys (OVF properties, KVP items, credentials, seed file) and exit")
 
 	cmd.AddCommand(&cobra.Command{
@@ -326,7 +328,7 @@ func applyLocked(ctx context.Context, f flags, log *slog.Logger, out io.Writer, 
 func applyAndFinish(ctx context.Context, f flags, log *slog.Logger, out io.Writer, a answers.Answers, srcs []sources.Source, used map[string]string) error {
 	p := i18n.Printer(a.Language)
 	fmt.Fprintln(out, p.Sprintf("Applying settings..."))
-	if err := apply.Apply(ctx, apply.Options{Root: f.root, Log: log, HostnameByCaller: f.hostnameUnit}, a); err != nil {
+	if err := apply.Apply(ctx, apply.Options{Root: f.root, Log: log, HostnameByCaller: f.hostnameUnit, GatewayStartedByCaller: f.gatewayUnit && !f.reconfigure}, a); err != nil {
 		return err
 	}
 	// Secrets are used: remove them from guest-side sources.

@@ -81,6 +81,12 @@ type Options struct {
 	// ExecStartPost), so hostnamed is not asked. Starting hostnamed for
 	// hostnamectl took 2.6 s of first boot under TCG.
 	HostnameByCaller bool
+	// GatewayStartedByCaller: the caller's unit is ordered before the
+	// gateway, which the boot transaction starts once it is done
+	// (ksmg-firstboot@.service), so no start is queued for it. The request
+	// waits for PID 1, busy starting the system: 0.8 s under TCG, on the
+	// gateway's path.
+	GatewayStartedByCaller bool
 }
 
 func (o *Options) live() bool { return filepath.Clean(o.Root) == "/" }
@@ -558,7 +564,10 @@ func activate(ctx context.Context, o Options, a answers.Answers, t *tx) error {
 	if firewall && a.SSHEnabled {
 		run("systemctl", "--no-block", "try-reload-or-restart", "nftables.service")
 	}
-	start := []string{"ksmg-gatewayd.service"}
+	var start []string
+	if !o.GatewayStartedByCaller {
+		start = append(start, "ksmg-gatewayd.service")
+	}
 	switch {
 	case a.SSHEnabled && t.changed(o.path(SSHDConfigPath), o.path(AuthorizedKeys), o.path(HostKeyPath)):
 		run("systemctl", "--no-block", "restart", "ssh.service")
@@ -570,7 +579,9 @@ func activate(ctx context.Context, o Options, a answers.Answers, t *tx) error {
 	if firewall && !a.SSHEnabled {
 		run("systemctl", "--no-block", "try-reload-or-restart", "nftables.service")
 	}
-	run("systemctl", append([]string{"--no-block", "start"}, start...)...)
+	if len(start) > 0 {
+		run("systemctl", append([]string{"--no-block", "start"}, start...)...)
+	}
 	return errors.Join(errs...)
 }
 

@@ -535,6 +535,20 @@ func TestActivateCommands(t *testing.T) {
 	if got := read(t, root, "/etc/hostname"); got != "gw2.example.com\n" {
 		t.Errorf("/etc/hostname = %q", got)
 	}
+	// Run by the unit at boot, which the gateway's start follows: no start
+	// is queued for the gateway, but SSH, not in the boot's transaction,
+	// is still started.
+	o.GatewayStartedByCaller = true
+	if got := step(renamed); len(got) != 0 {
+		t.Errorf("gateway started by the caller, nothing changed: ran\n%s\nwant nothing", strings.Join(got, "\n"))
+	}
+	sshOn := withSSH
+	sshOn.Hostname = renamed.Hostname
+	want = "systemctl --no-ask-password --no-block try-reload-or-restart nftables.service\n" +
+		"systemctl --no-ask-password --no-block restart ssh.service"
+	if got := step(sshOn); strings.Join(got, "\n") != want {
+		t.Errorf("gateway started by the caller, SSH on: ran\n%s\nwant\n%s", strings.Join(got, "\n"), want)
+	}
 }
 
 // fixedHash stands in for the password hash in plan's tests.

@@ -67,7 +67,7 @@ func TestUnitContract(t *testing.T) {
 	text := unitText(t)
 	for _, want := range []string{
 		"ConditionPathExists=!" + apply.StampPath + "\n",
-		"ExecStart=" + BinaryPath + " --console-on-stdin --hostname-by-unit\n",
+		"ExecStart=" + BinaryPath + " --console-on-stdin --hostname-by-unit --gateway-by-unit\n",
 		"ExecStartPost=+/usr/bin/hostname --file /etc/hostname\n",
 		"ImportCredential=ksmg.*\n",
 		"TTYPath=/dev/%I\n",
