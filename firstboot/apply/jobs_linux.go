@@ -10,9 +10,10 @@ import (
 )
 
 // bus queues activate's systemctl jobs over systemd's private socket, as
-// systemctl itself does for root, on one connection. A systemctl process
-// cost first boot 0.7 s under TCG on the way to the gateway's start
-// (images/HARDENING.md, "First boot").
+// systemctl itself does for root, on one connection: no systemctl process
+// (and its start under TCG) on first boot's way to the gateway's start.
+// The call still waits for PID 1 to queue the job (images/HARDENING.md,
+// "First boot").
 type bus struct {
 	conn *sddbus.Conn
 	err  error
