@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/ksmg-appliance/ksmg/deploy"
+	"github.com/ksmg-appliance/ksmg/internal/testsync"
 )
 
 // TestOrphansPruneOnly: a node that left the inventory is an orphan in the
@@ -118,7 +119,7 @@ func TestRemoveNodes(t *testing.T) {
 func TestTargetDown(t *testing.T) {
 	t.Parallel()
 	newFake(t, "a") // b does not answer yet
-	var logs syncBuf
+	var logs testsync.Buffer
 	log := slog.New(slog.NewJSONHandler(&logs, nil))
 	f := openFleetLog(t, fleetYAML(4, true, ""), log)
 	opt := fastRetry
@@ -199,23 +200,6 @@ func TestResultsJSONSchema(t *testing.T) {
 			t.Errorf("plan JSON lacks %s:\n%s", w, buf.String())
 		}
 	}
-}
-
-type syncBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuf) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuf) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // TestOnlySecondaryDHCPControl: --only a secondary node of a cluster whose
@@ -460,7 +444,7 @@ func TestReplaceControlMovesWarns(t *testing.T) {
 	a.mu.Lock()
 	a.newIP = map[string]string{"ctl": "198.51.100.99"}
 	a.mu.Unlock()
-	var logs syncBuf
+	var logs testsync.Buffer
 	opt := fastRetry
 	opt.Only, opt.Replace = []string{"ctl"}, true
 	opt.Logger = slog.New(slog.NewTextHandler(&logs, nil))

@@ -4,7 +4,6 @@ package gatewayd_test
 
 import (
 	"bufio"
-	"bytes"
 	"crypto/tls"
 	"encoding/json"
 	"fmt"
@@ -20,6 +19,8 @@ import (
 	"time"
 
 	"github.com/emersion/go-smtp"
+
+	"github.com/ksmg-appliance/ksmg/internal/testsync"
 )
 
 var (
@@ -82,7 +83,7 @@ type gw struct {
 	cfg    string
 	port   int
 	cmd    *exec.Cmd
-	stderr *bytes.Buffer
+	stderr *testsync.Buffer // the daemon's stderr, written by exec's copier
 	notify *net.UnixConn
 	exited chan error
 	prefix []string // e.g. systemd-socket-activate and its options
@@ -145,11 +146,11 @@ func (g *gw) launch() {
 		g.t.Fatal(err)
 	}
 	g.notify = nc
-	g.stderr = &bytes.Buffer{}
+	g.stderr = &testsync.Buffer{}
 	args := append(append([]string(nil), g.prefix...), daemonBin(g.t), "--config", g.cfg)
 	g.cmd = exec.Command(args[0], args[1:]...)
 	g.cmd.Env = append(append(os.Environ(), "NOTIFY_SOCKET="+sock), g.env...)
-	g.cmd.Stderr = &lockedWriter{w: g.stderr}
+	g.cmd.Stderr = g.stderr
 	if err := g.cmd.Start(); err != nil {
 		g.t.Fatal(err)
 	}
@@ -223,24 +224,7 @@ func (g *gw) stop() error {
 	}
 }
 
-type lockedWriter struct {
-	mu sync.Mutex
-	w  io.Writer
-}
-
-func (l *lockedWriter) Write(b []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.w.Write(b)
-}
-
-func (g *gw) stderrText() string {
-	if lw, ok := g.cmd.Stderr.(*lockedWriter); ok {
-		lw.mu.Lock()
-		defer lw.mu.Unlock()
-	}
-	return g.stderr.String()
-}
+func (g *gw) stderrText() string { return g.stderr.String() }
 
 func (g *gw) read(rel string) string {
 	b, _ := os.ReadFile(filepath.Join(g.dir, rel))
