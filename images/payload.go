@@ -95,10 +95,17 @@ func render(name string, data any) ([]byte, error) {
 // with a small weight.
 var backgroundAtBoot = []string{"rsyslog.service", "systemd-logind.service"}
 
-// foregroundAtBoot are on the gateway's way to network-online.target: under
-// TCG networkd took 5-6 s to start and wait-online as long again once first
-// boot had become quick.
-var foregroundAtBoot = []string{"systemd-networkd.service", "systemd-networkd-wait-online.service"}
+// foregroundAtBoot are on the gateway's way, through first boot or
+// network-online.target: the chain keyboard-setup (local-fs-pre.target
+// waits for it), tmpfiles' device nodes, var.mount, the journal's flush
+// (journald), tmpfiles, AppArmor and the console font, then first boot;
+// and networkd and wait-online (under TCG networkd took 5-6 s to start and
+// wait-online as long again once first boot had become quick).
+var foregroundAtBoot = []string{
+	"keyboard-setup.service", "systemd-tmpfiles-setup-dev-early.service", "systemd-tmpfiles-setup-dev.service",
+	"systemd-journald.service", "systemd-tmpfiles-setup.service", "apparmor.service", "console-setup.service",
+	"systemd-networkd.service", "systemd-networkd-wait-online.service",
+}
 
 // packageFiles is everything our Debian package ships.
 func packageFiles(s *appliance.Spec, binDir string) ([]provisioner.PackageFile, []string, error) {
@@ -125,6 +132,7 @@ func packageFiles(s *appliance.Spec, binDir string) ([]provisioner.PackageFile, 
 	for _, u := range []string{"open-vm-tools.service", "vgauth.service"} {
 		add("/usr/lib/systemd/system/"+u+".d/ksmg-vmware-only.conf", embedded("vmware-only.conf"), 0o644)
 	}
+	add("/usr/lib/systemd/system/console-setup.service.d/ksmg-font.conf", embedded("console-font.conf"), 0o644)
 	for _, u := range backgroundAtBoot {
 		add("/usr/lib/systemd/system/"+u+".d/ksmg-boot-weight.conf", embedded("boot-background.conf"), 0o644)
 	}
