@@ -47,6 +47,10 @@ func (b *bus) run(ctx context.Context, args []string) (handled bool, err error) 
 			_, err = b.conn.TryRestartUnitContext(ctx, u, "replace", nil)
 		case "try-reload-or-restart":
 			_, err = b.conn.ReloadOrTryRestartUnitContext(ctx, u, "replace", nil)
+		default:
+			// busVerbs and this switch must name the same verbs: a verb
+			// without a method is an error, never a silent no-op.
+			err = fmt.Errorf("no D-Bus method for systemctl %s", verb)
 		}
 		if err != nil {
 			return true, fmt.Errorf("%s %s: %w", verb, u, err)
