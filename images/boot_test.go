@@ -578,8 +578,10 @@ func TestInterruptedBuild(t *testing.T) {
 // TestBootUnattendedStatic is the fleet path of first boot (issue: first-boot
 // wizard): answers come as SMBIOS systemd credentials and set a static
 // address and host name and enable SSH with a given key, granting root
-// login too; the time zone and NTP server come from a config drive (FAT,
-// label CIDATA), which first boot has systemd mount for it. No wizard may show, the gateway must answer
+// login too; the time zone and NTP server come from a config drive (an
+// ISO 9660 image labelled CIDATA on the VM's CD-ROM drive, as a NoCloud seed
+// is attached on VMware and Hyper-V), which first boot has systemd mount
+// for it. No wizard may show, the gateway must answer
 // on the new address, no secret may reach the console, and, logged in over
 // SSH: every answer is in effect, the administrator has exactly the
 // product's commands through sudo (with the password first boot hashed),
@@ -611,7 +613,7 @@ func TestBootUnattendedStatic(t *testing.T) {
 	res, err := boottest.Run(context.Background(), boottest.Options{
 		Disk: raw, Format: "raw", Credentials: creds, Serial: &serial,
 		GuestAddr: addr, SSH: true, Timeout: 15 * time.Minute,
-		ExtraArgs: []string{"-drive", "if=none,id=seed,format=raw,snapshot=on,file=" + seed, "-device", "ide-hd,drive=seed,bus=ide.1"},
+		ExtraArgs: []string{"-drive", "if=none,id=seed,format=raw,readonly=on,file=" + seed, "-device", "ide-cd,drive=seed,bus=ide.1"},
 		SSHKey:    key, Guest: func(ctx context.Context, g *boottest.Guest) error {
 			return guest.collect(ctx, t, g, password)
 		},
@@ -794,23 +796,21 @@ func (r *guestReport) check(t *testing.T) {
 	}
 }
 
-// seedDrive writes a small FAT file system labelled label with the seed
-// file on it, as a cloud-init NoCloud drive is made: mkfs.fat and mtools,
-// no loop device.
+// seedDrive writes an ISO 9660 image (Rock Ridge, Joliet) labelled label
+// with the seed file on it, as a cloud-init NoCloud seed is made (xorriso's
+// mkisofs mode), for the VM's CD-ROM drive.
 func seedDrive(t *testing.T, label, seed string) string {
 	t.Helper()
 	dir := t.TempDir()
-	img, file := filepath.Join(dir, "seed.img"), filepath.Join(dir, "ksmg-seed.yaml")
-	if err := os.WriteFile(file, []byte(seed), 0o600); err != nil {
+	img, src := filepath.Join(dir, "seed.iso"), filepath.Join(dir, "seed")
+	if err := os.Mkdir(src, 0o700); err != nil {
 		t.Fatal(err)
 	}
-	for _, c := range [][]string{
-		{"mkfs.fat", "-n", label, "-C", img, "2048"},
-		{"mcopy", "-i", img, file, "::ksmg-seed.yaml"},
-	} {
-		if out, err := exec.Command(c[0], c[1:]...).CombinedOutput(); err != nil {
-			t.Fatalf("%v: %v\n%s", c, err, out)
-		}
+	if err := os.WriteFile(filepath.Join(src, "ksmg-seed.yaml"), []byte(seed), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command("xorriso", "-as", "mkisofs", "-quiet", "-V", label, "-J", "-r", "-o", img, src).CombinedOutput(); err != nil {
+		t.Fatalf("xorriso: %v\n%s", err, out)
 	}
 	return img
 }
@@ -895,6 +895,8 @@ func checkInitramfs(t *testing.T, spec *appliance.Spec, img []byte) {
 		t.Fatalf("initramfs main archive: %v", err)
 	}
 	var conf bool
+	// A CD's label (a config drive) needs cdrom_id and its rules.
+	cdrom := map[string]bool{"usr/lib/udev/cdrom_id": false, "usr/lib/udev/rules.d/60-cdrom_id.rules": false}
 	for _, n := range names {
 		switch n {
 		case "usr/lib/udev/hwdb.bin":
@@ -902,9 +904,17 @@ func checkInitramfs(t *testing.T, spec *appliance.Spec, img []byte) {
 		case "conf/conf.d/ksmg-modules":
 			conf = true
 		}
+		if _, ok := cdrom[n]; ok {
+			cdrom[n] = true
+		}
 	}
 	if !conf {
 		t.Error("initramfs lacks conf/conf.d/ksmg-modules (MODULES=list, RESUME=none)")
+	}
+	for n, ok := range cdrom {
+		if !ok {
+			t.Errorf("initramfs lacks %s", n)
+		}
 	}
 	t.Logf("initramfs: %d bytes, %d modules, %d files in the main archive", len(img), len(mods), len(names))
 }
