@@ -78,7 +78,7 @@ func TestUnitContract(t *testing.T) {
 		// AppArmor profile, the audit rules, the file systems, the
 		// console font the wizard draws with.
 		"DefaultDependencies=no\n",
-		"After=local-fs.target systemd-tmpfiles-setup.service systemd-udev-trigger.service apparmor.service audit-rules.service systemd-sysusers.service hv-kvp-daemon.service console-setup.service\n",
+		"After=local-fs.target systemd-tmpfiles-setup.service apparmor.service audit-rules.service systemd-sysusers.service hv-kvp-daemon.service console-setup.service\n",
 		"Conflicts=shutdown.target\n",
 		"Type=oneshot\n",
 		"Restart=on-failure\n",
