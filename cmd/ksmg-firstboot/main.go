@@ -423,15 +423,22 @@ func addresses() []string {
 // necessarily done with the NICs (it is not ordered after networkd), so
 // it waits, up to udevWait, until udev has processed every one of them
 // (its database entry exists), which is when a NIC has its final,
-// predictable name (ens192, ...).
+// predictable name (ens192, ...). The initramfs's udev has named the NICs
+// of the supported hypervisors (vmxnet3, hv_netvsc) before first boot
+// starts; a NIC whose driver only the root's coldplug loads (an E1000 a
+// VMware admin chose) may not exist yet, so no NIC at all means waiting
+// too, up to udevWait, not configuring a guessed eth0.
 func detectNICs(log *slog.Logger) []string {
 	start := time.Now()
 	deadline := start.Add(udevWait)
 	for {
 		out, pending := nics()
-		if len(pending) == 0 || time.Now().After(deadline) {
+		if (len(out) > 0 && len(pending) == 0) || time.Now().After(deadline) {
 			if len(pending) > 0 {
 				log.Warn("udev has not named every network interface yet; using the current names", "interfaces", pending)
+			}
+			if len(out) == 0 {
+				log.Warn("no network interface found")
 			}
 			log.Info("network interfaces", "names", out, "elapsed", time.Since(start).Round(time.Millisecond).String())
 			return out
