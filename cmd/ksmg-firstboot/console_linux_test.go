@@ -6,6 +6,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -109,4 +110,68 @@ func TestConsoleOnStdinAsksTheTerminalNothing(t *testing.T) {
 	if !bytes.Contains(written, []byte(query)) || took < 4*time.Second {
 		t.Errorf("control: expected the background query and a 5 s wait on stdout, got %q after %s", written, took)
 	}
+}
+
+// TestSerialConsoleFindingSetupDoneAsksNothing is the boot's usual race:
+// ksmg-firstboot@ttyS0 starts while the tty1 instance holds the consoles'
+// lock and applies the answers. When it gets the lock, setup is done and
+// it has nothing to print, so it must not ask its terminal whether it
+// shows UTF-8: a serial port nobody answers held it (and the gateway,
+// which waits for both consoles) up to a second, and the question's
+// "é" would be left on a console someone does watch.
+func TestSerialConsoleFindingSetupDoneAsksNothing(t *testing.T) {
+	t.Parallel()
+	root := scratchRoot(t)
+	lockDir := filepath.Join(root, "run", "lock")
+	must(t, os.MkdirAll(lockDir, 0o755))
+	unlock, err := flock(filepath.Join(lockDir, "ksmg-firstboot.lock")) // the applying console
+	must(t, err)
+	tty, written := silentTerminal(t)
+	// Line prompts with the character set asked of the terminal ("auto"):
+	// what a vt220 on ttyS0 gets in the image.
+	cmd := exec.Command(binary, append(hermetic(t, root), "--console-on-stdin", "--accessible", "on", "--json")...)
+	cmd.Stdin = tty
+	cmd.Env = []string{"TERM=vt220", "PATH=" + os.Getenv("PATH"), "CREDENTIALS_DIRECTORY="}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Setctty: true, Ctty: 0}
+	var logs bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &logs, &logs
+	must(t, cmd.Start())
+	// It has passed its "already done?" check when it waits for the lock.
+	deadline := time.Now().Add(30 * time.Second)
+	for !waitsForLock(t, cmd.Process.Pid) {
+		if time.Now().After(deadline) {
+			t.Fatalf("ksmg-firstboot never waited for the consoles' lock:\n%s", logs.Bytes())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	must(t, os.MkdirAll(filepath.Join(root, filepath.Dir(apply.StampPath)), 0o755))
+	must(t, os.WriteFile(filepath.Join(root, apply.StampPath), nil, 0o644))
+	unlock()
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("ksmg-firstboot: %v\n%s", err, logs.Bytes())
+	}
+	if !bytes.Contains(logs.Bytes(), []byte("first boot was done on another console")) {
+		t.Fatalf("expected it to find setup done by the other console:\n%s", logs.Bytes())
+	}
+	time.Sleep(100 * time.Millisecond) // the reader drains the terminal
+	if got := written(); len(got) > 0 {
+		t.Errorf("the console that found setup done wrote to its terminal (want nothing, not even the UTF-8 question): %q", got)
+	}
+}
+
+// waitsForLock tells whether process pid is blocked in flock(2): the
+// kernel lists a waiting request in /proc/locks as "N: -> FLOCK ...".
+func waitsForLock(t *testing.T, pid int) bool {
+	t.Helper()
+	b, err := os.ReadFile("/proc/locks")
+	if err != nil {
+		t.Skipf("cannot see lock waiters here: %v", err)
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		f := strings.Fields(l)
+		if len(f) > 5 && f[1] == "->" && f[2] == "FLOCK" && f[5] == strconv.Itoa(pid) {
+			return true
+		}
+	}
+	return false
 }

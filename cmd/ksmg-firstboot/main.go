@@ -153,16 +153,28 @@ func run(ctx context.Context, f flags, in *os.File, out io.Writer) error {
 	}
 	// A serial console gets line prompts, and transliterated text if its
 	// terminal cannot show UTF-8: everything this command prints there.
-	// The terminal is asked while unattended answers are read and applied.
+	// The terminal is asked while unattended answers are read and applied,
+	// and only once this instance knows it will print: a console that finds
+	// setup done by another one exits without asking. A terminal nobody
+	// answers holds the asking instance up to a second (probeUTF8), and
+	// the gateway waits for both consoles' instances.
 	console := term.IsTerminal(int(in.Fd()))
 	lines := console && accessible(f.accessible, in)
 	waitTerminal := func() {}
-	if lines {
+	var held *heldOutput
+	askTerminal := func() {
+		if !lines || held != nil {
+			return
+		}
 		raw := out
-		held := holdOutput(raw, func() bool { return terminalUTF8(f.charset, in, raw) })
-		defer held.Wait() // the held output is on the console before exit
+		held = holdOutput(raw, func() bool { return terminalUTF8(f.charset, in, raw) })
 		out, waitTerminal = held, held.Wait
 	}
+	defer func() {
+		if held != nil {
+			held.Wait() // the held output is on the console before exit
+		}
+	}()
 	ifnames := f.interfaces
 	if len(ifnames) == 0 {
 		ifnames = detectNICs(log)
@@ -180,8 +192,10 @@ func run(ctx context.Context, f flags, in *os.File, out io.Writer) error {
 	)
 	switch {
 	case f.reconfigure:
+		askTerminal()
 		prefill = apply.Current(f.root)
 	case f.noSources:
+		askTerminal()
 		prefill = answers.Defaults()
 	default:
 		// One console's instance at a time reads and applies the
@@ -198,6 +212,7 @@ func run(ctx context.Context, f flags, in *os.File, out io.Writer) error {
 			log.Info("first boot was done on another console", "stamp", filepath.Join(f.root, apply.StampPath))
 			return nil
 		}
+		askTerminal()
 		srcs = unattendedSources(f)
 		gatherStart := time.Now()
 		res := sources.Gather(ctx, srcs)
