@@ -677,6 +677,10 @@ func (r *guestReport) collect(ctx context.Context, t *testing.T, g *boottest.Gue
 	for _, c := range []struct{ name, user, cmd, stdin string }{
 		{"analyze", "", "systemd-analyze time; systemd-analyze critical-chain ksmg-gatewayd.service var.mount; systemd-analyze blame --no-pager | head -n 25", ""},
 		{"security", "", "systemd-analyze security --no-pager ksmg-firstboot@ttyS0.service ksmg-console-status.service", ""},
+		// /var grows to the disk after the gateway is up, not on the way
+		// to it (images/files/growfs-after-gateway.conf). Asked before the
+		// commands below restart the gateway.
+		{"growfs-order", "root", "systemctl show -P ActiveEnterTimestampMonotonic ksmg-gatewayd.service; systemctl show -P InactiveExitTimestampMonotonic systemd-growfs@var.service", ""},
 		{"sudo-list", "", "sudo -S -k -l", pw},
 		{"sudo-logs", "", "sudo -S -k journalctl --no-pager -u 'ksmg-*'", pw},
 		{"sudo-restart", "", "sudo -S -k systemctl restart ksmg-gatewayd.service && systemctl is-active ksmg-gatewayd.service", pw},
@@ -730,6 +734,13 @@ func (r *guestReport) check(t *testing.T) {
 	}
 	if strings.Contains(root, "ssh_host_rsa_key") {
 		t.Error("an RSA host key was made; first boot makes one Ed25519 key")
+	}
+	if f := strings.Fields(out("growfs-order")); len(f) != 2 {
+		t.Errorf("growfs order: want two monotonic times, got %q", out("growfs-order"))
+	} else if gw, err1 := strconv.ParseInt(f[0], 10, 64); err1 != nil || gw == 0 {
+		t.Errorf("gateway's active time %q: %v", f[0], err1)
+	} else if gr, err2 := strconv.ParseInt(f[1], 10, 64); err2 != nil || gr == 0 || gr < gw {
+		t.Errorf("systemd-growfs@var started at %s µs, the gateway was active at %d µs: want the resize after the gateway (%v)", f[1], gw, err2)
 	}
 	aa := out("apparmor-cache")
 	if m := regexp.MustCompile(`cache=(\d+) profile=(\d+)`).FindStringSubmatch(aa); m == nil || m[1] != m[2] ||

@@ -128,6 +128,7 @@ func packageFiles(s *appliance.Spec, binDir string) ([]provisioner.PackageFile, 
 	add("/usr/lib/systemd/network/80-ksmg-dhcp.network", embedded("80-ksmg-dhcp.network"), 0o644)
 	add("/usr/lib/repart.d/50-var.conf", embedded("50-var.conf"), 0o644)
 	add("/usr/lib/systemd/system/var.mount.d/ksmg-growfs.conf", embedded("var-growfs.conf"), 0o644)
+	add("/usr/lib/systemd/system/systemd-growfs@var.service.d/ksmg-after-gateway.conf", embedded("growfs-after-gateway.conf"), 0o644)
 	for _, u := range []string{"hv-kvp-daemon.service", "hv-vss-daemon.service", "hv-fcopy-daemon.service"} {
 		add("/usr/lib/systemd/system/"+u+".d/ksmg-hyperv-only.conf", embedded("hyperv-only.conf"), 0o644)
 	}
