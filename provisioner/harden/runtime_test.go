@@ -23,6 +23,7 @@ func goodRuntime(t *testing.T) map[string]string {
 		"sysctl_diff": "none", "failed_units": "none", "unsettled_units": "none", "gateway_core_limit": "0", "core_pattern": "|/bin/false",
 		"ssh_local_socket": "absent", "listen": "tcp:22,tcp:25,udp:68",
 		"secure_log": "640:kluser:kluser", "cmdline": "BOOT_IMAGE=/vmlinuz root=UUID=x ro " + cl + " console=ttyS0,115200",
+		"cmdline_unknown":                "spectre_v2=on spec_store_bypass_disable=seccomp",
 		"exposure_ksmg-gatewayd.service": "1.4", "exposure_ksmg-logrotate.service": "1.2",
 		"exposure_ksmg-firstboot@tty1.service": "2.1",
 	}
@@ -71,6 +72,7 @@ func TestCheckRuntime(t *testing.T) {
 		{"mount_options_/proc", "rw,nosuid,nodev,noexec", true, "hidepid"},
 		{"mount_options_/dev", "rw,nosuid,relatime,mode=755", true, "/dev is mounted without noexec"},
 		{"cmdline", "root=UUID=x ro", true, "cmdline"},
+		{"cmdline_unknown", "spectre_v2=on page_poison=1", true, `does not know "page_poison=1"`},
 		{"exposure_ksmg-gatewayd.service", "1.6", true, "exposure 1.6"},
 		{"exposure_ksmg-logrotate.service", "2.1", true, "exposure 2.1"},
 		{"exposure_ksmg-firstboot@tty1.service", "2.2", true, "exposure 2.2, want <= 2.1"},
