@@ -279,19 +279,27 @@ func TestSudoers(t *testing.T) {
 		}
 	}
 	noexec := false
+	umask := false
 	for _, d := range policy.Defaults {
-		for _, b := range d.Binding {
-			for _, o := range d.Options {
+		// Global defaults (no binding) count as much as bound ones.
+		for _, o := range d.Options {
+			for _, b := range d.Binding {
 				if b["cmndalias"] == "KSMG_LOGS" && o["noexec"] == true {
 					noexec = true
 				}
-				for _, bad := range []string{"authenticate", "env_keep", "setenv", "!env_reset"} {
-					if _, ok := o[bad]; ok {
-						t.Errorf("default %v weakens the policy", o)
-					}
+			}
+			if len(d.Binding) == 0 && o["umask"] == "0077" {
+				umask = true
+			}
+			for _, bad := range []string{"authenticate", "env_keep", "setenv", "!env_reset"} {
+				if _, ok := o[bad]; ok {
+					t.Errorf("default %v weakens the policy", o)
 				}
 			}
 		}
+	}
+	if !umask {
+		t.Error("no global umask=0077: files a sudo command creates are readable by others")
 	}
 	if !noexec {
 		t.Error("the log readers may exec other programs (pager shell escapes)")

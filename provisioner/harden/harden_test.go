@@ -458,3 +458,26 @@ func TestFirstbootProfileRunsItsPrograms(t *testing.T) {
 		}
 	}
 }
+
+// TestKernelCmdlineMeansWhatItSays: parameters whose meaning the kernel
+// changed under ANSSI's list. mce=<n> was R8's tolerance level; Linux
+// removed the level in 2022 and reads the number as the machine-check
+// rendezvous timeout (booted with an Intel CPU model, mce=0 gave
+// monarch_timeout=0 against the kernel's 1000000). A parameter the kernel
+// does not know at all is caught at boot (CheckRuntime, cmdline_unknown).
+func TestKernelCmdlineMeansWhatItSays(t *testing.T) {
+	t.Parallel()
+	dg, err := fs.ReadFile(Files(), "default-grub")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cl, err := KernelCmdline(dg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range strings.Fields(cl) {
+		if v, ok := strings.CutPrefix(p, "mce="); ok && v != "" && v[0] >= '0' && v[0] <= '9' {
+			t.Errorf("%s: %q sets the machine-check rendezvous timeout on this kernel, not a tolerance level", DefaultGrub, p)
+		}
+	}
+}
