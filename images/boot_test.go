@@ -720,6 +720,25 @@ func (r *guestReport) collect(ctx context.Context, t *testing.T, g *boottest.Gue
 	return nil
 }
 
+// checkGrowfsOrder reads the gateway's active time and systemd-growfs@var's
+// start (monotonic µs, one per line): /var must grow after the gateway is up.
+func checkGrowfsOrder(t *testing.T, out string) {
+	t.Helper()
+	f := strings.Fields(out)
+	if len(f) != 2 {
+		t.Errorf("growfs order: want two monotonic times, got %q", out)
+		return
+	}
+	gw, err1 := strconv.ParseInt(f[0], 10, 64)
+	gr, err2 := strconv.ParseInt(f[1], 10, 64)
+	switch {
+	case err1 != nil || gw == 0:
+		t.Errorf("gateway's active time %q: %v", f[0], err1)
+	case err2 != nil || gr == 0 || gr < gw:
+		t.Errorf("systemd-growfs@var started at %s µs, the gateway was active at %d µs: want the resize after the gateway (%v)", f[1], gw, err2)
+	}
+}
+
 func (r *guestReport) check(t *testing.T) {
 	t.Helper()
 	out := func(name string) string { return r.out[name].Stdout + r.out[name].Stderr }
@@ -735,13 +754,7 @@ func (r *guestReport) check(t *testing.T) {
 	if strings.Contains(root, "ssh_host_rsa_key") {
 		t.Error("an RSA host key was made; first boot makes one Ed25519 key")
 	}
-	if f := strings.Fields(out("growfs-order")); len(f) != 2 {
-		t.Errorf("growfs order: want two monotonic times, got %q", out("growfs-order"))
-	} else if gw, err1 := strconv.ParseInt(f[0], 10, 64); err1 != nil || gw == 0 {
-		t.Errorf("gateway's active time %q: %v", f[0], err1)
-	} else if gr, err2 := strconv.ParseInt(f[1], 10, 64); err2 != nil || gr == 0 || gr < gw {
-		t.Errorf("systemd-growfs@var started at %s µs, the gateway was active at %d µs: want the resize after the gateway (%v)", f[1], gw, err2)
-	}
+	checkGrowfsOrder(t, out("growfs-order"))
 	aa := out("apparmor-cache")
 	if m := regexp.MustCompile(`cache=(\d+) profile=(\d+)`).FindStringSubmatch(aa); m == nil || m[1] != m[2] ||
 		!strings.Contains(aa, "usr.sbin.ksmg-gatewayd\n") || !strings.HasPrefix(aa, "dirs=1 ") {
