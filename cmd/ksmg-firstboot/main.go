@@ -160,7 +160,6 @@ func run(ctx context.Context, f flags, in *os.File, out io.Writer) error {
 	// the gateway waits for both consoles' instances.
 	console := term.IsTerminal(int(in.Fd()))
 	lines := console && accessible(f.accessible, in)
-	waitTerminal := func() {}
 	var held *heldOutput
 	askTerminal := func() {
 		if !lines || held != nil {
@@ -168,13 +167,14 @@ func run(ctx context.Context, f flags, in *os.File, out io.Writer) error {
 		}
 		raw := out
 		held = holdOutput(raw, func() bool { return terminalUTF8(f.charset, in, raw) })
-		out, waitTerminal = held, held.Wait
+		out = held
 	}
-	defer func() {
+	waitTerminal := func() {
 		if held != nil {
-			held.Wait() // the held output is on the console before exit
+			held.Wait()
 		}
-	}()
+	}
+	defer waitTerminal() // the held output is on the console before exit
 	ifnames := f.interfaces
 	if len(ifnames) == 0 {
 		ifnames = detectNICs(log)
