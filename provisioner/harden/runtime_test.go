@@ -73,6 +73,7 @@ func TestCheckRuntime(t *testing.T) {
 		{"mount_options_/dev", "rw,nosuid,relatime,mode=755", true, "/dev is mounted without noexec"},
 		{"cmdline", "root=UUID=x ro", true, "cmdline"},
 		{"cmdline_unknown", "spectre_v2=on page_poison=1", true, `does not know "page_poison=1"`},
+		{"cmdline_unknown", "", true, "was not read"},
 		{"exposure_ksmg-gatewayd.service", "1.6", true, "exposure 1.6"},
 		{"exposure_ksmg-logrotate.service", "2.1", true, "exposure 2.1"},
 		{"exposure_ksmg-firstboot@tty1.service", "2.2", true, "exposure 2.2, want <= 2.1"},
