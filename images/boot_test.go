@@ -681,6 +681,7 @@ func (r *guestReport) collect(ctx context.Context, t *testing.T, g *boottest.Gue
 		// to it (images/files/growfs-after-gateway.conf). Asked before the
 		// commands below restart the gateway.
 		{"growfs-order", "root", "systemctl show -P ActiveEnterTimestampMonotonic ksmg-gatewayd.service; systemctl show -P InactiveExitTimestampMonotonic systemd-growfs@var.service", ""},
+		{"boot-weights", "root", bootWeightsCommand(), ""},
 		{"sudo-list", "", "sudo -S -k -l", pw},
 		{"sudo-logs", "", "sudo -S -k journalctl --no-pager -u 'ksmg-*'", pw},
 		{"sudo-restart", "", "sudo -S -k systemctl restart ksmg-gatewayd.service && systemctl is-active ksmg-gatewayd.service", pw},
@@ -739,6 +740,41 @@ func checkGrowfsOrder(t *testing.T, out string) {
 	}
 }
 
+// bootWeights are the startup CPU weights our drop-ins give (payload.go).
+func bootWeights() map[string]string {
+	w := map[string]string{}
+	for _, u := range foregroundAtBoot {
+		w[u] = "1000"
+	}
+	for _, u := range backgroundAtBoot {
+		w[u] = "10"
+	}
+	return w
+}
+
+// bootWeightsCommand prints "unit weight" for every unit bootWeights names.
+func bootWeightsCommand() string {
+	units := slices.Sorted(maps.Keys(bootWeights()))
+	return `for u in ` + strings.Join(units, " ") + `; do echo "$u $(systemctl show -P StartupCPUWeight "$u")"; done`
+}
+
+// checkBootWeights checks that each drop-in took effect in the guest: for
+// a misnamed unit or drop-in systemd reports no error, only the default.
+func checkBootWeights(t *testing.T, out string) {
+	t.Helper()
+	got := map[string]string{}
+	for _, l := range strings.Split(strings.TrimSpace(out), "\n") {
+		if u, w, ok := strings.Cut(l, " "); ok {
+			got[u] = w
+		}
+	}
+	for u, want := range bootWeights() {
+		if got[u] != want {
+			t.Errorf("%s: StartupCPUWeight %q, want %s (drop-in not in effect)", u, got[u], want)
+		}
+	}
+}
+
 func (r *guestReport) check(t *testing.T) {
 	t.Helper()
 	out := func(name string) string { return r.out[name].Stdout + r.out[name].Stderr }
@@ -755,6 +791,7 @@ func (r *guestReport) check(t *testing.T) {
 		t.Error("an RSA host key was made; first boot makes one Ed25519 key")
 	}
 	checkGrowfsOrder(t, out("growfs-order"))
+	checkBootWeights(t, out("boot-weights"))
 	aa := out("apparmor-cache")
 	if m := regexp.MustCompile(`cache=(\d+) profile=(\d+)`).FindStringSubmatch(aa); m == nil || m[1] != m[2] ||
 		!strings.Contains(aa, "usr.sbin.ksmg-gatewayd\n") || !strings.HasPrefix(aa, "dirs=1 ") {

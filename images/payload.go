@@ -99,14 +99,16 @@ var backgroundAtBoot = []string{"rsyslog.service", "systemd-logind.service"}
 // network-online.target: the chain keyboard-setup (local-fs-pre.target
 // waits for it), tmpfiles' device nodes, var.mount, the journal's flush
 // (journald), tmpfiles, AppArmor, the audit rules (auditctl took 1.8-2.3 s
-// of wall time for 0.3-0.6 s of CPU under TCG at the default weight, 0.9-1.1 s
-// at this one) and the console font, then first boot;
+// of wall time for 0.3-0.6 s of CPU under TCG at the default weight,
+// 0.9-1.1 s at this one) and the console font, then first boot;
 // networkd and wait-online (under TCG networkd took 5-6 s to start and
 // wait-online as long again once first boot had become quick); and
 // resolved and timesyncd, which sysinit.target (so basic.target and the
 // gateway) waits for: at the default weight they took 4-6 s of wall time
 // for about 1 s of CPU and were the last of sysinit.target, at 1000
-// 0.7-1.6 s.
+// 0.7-1.6 s. Tried and dropped: systemd-fsck@ (/var's check) and
+// systemd-journal-flush, also on the chain: no difference in alternating
+// boots (images/HARDENING.md).
 var foregroundAtBoot = []string{
 	"keyboard-setup.service", "systemd-tmpfiles-setup-dev-early.service", "systemd-tmpfiles-setup-dev.service",
 	"systemd-journald.service", "systemd-tmpfiles-setup.service", "apparmor.service", "audit-rules.service", "console-setup.service",
