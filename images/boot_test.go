@@ -516,6 +516,43 @@ func TestImageContents(t *testing.T) {
 	if st := debugfs(root, "stat /usr/bin/sudo"); !strings.Contains(st, "Mode:  04755") {
 		t.Errorf("sudo is not installed setuid root: %s", st)
 	}
+	checkColdplug(t, func(req string) string { return debugfs(root, req) })
+}
+
+// checkColdplug holds udev's trimmed coldplug to the image: the drop-in
+// replaces Debian's command as shipped (a changed command in a new systemd
+// package fails here), and no udev rule of the image acts on what it
+// leaves out.
+func checkColdplug(t *testing.T, debugfs func(req string) string) {
+	t.Helper()
+	unit := debugfs("cat /usr/lib/systemd/system/systemd-udev-trigger.service")
+	if !strings.Contains(unit, "\nExecStart=-"+udevTriggerCommand+"\n") {
+		t.Errorf("systemd-udev-trigger.service's command is no longer %q (udevTriggerCommand):\n%s", udevTriggerCommand, unit)
+	}
+	// debugfs's output starts with its version line.
+	if got := debugfs("cat /usr/lib/systemd/system/systemd-udev-trigger.service.d/ksmg-coldplug.conf"); !strings.HasSuffix(got, "\n"+string(udevColdplugDropIn())) {
+		t.Errorf("coldplug drop-in in the image:\n%s\nwant:\n%s", got, udevColdplugDropIn())
+	}
+	dir := t.TempDir()
+	rules := map[string]string{}
+	for _, d := range []string{"/usr/lib/udev/rules.d", "/etc/udev/rules.d"} {
+		debugfs("rdump " + d + " " + dir)
+		files, _ := filepath.Glob(filepath.Join(dir, filepath.Base(d), "*.rules"))
+		for _, f := range files {
+			b, err := os.ReadFile(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			rules[d+"/"+filepath.Base(f)] = string(b)
+		}
+		os.RemoveAll(filepath.Join(dir, filepath.Base(d)))
+	}
+	if len(rules) < 20 {
+		t.Fatalf("only %d udev rules files read from the image", len(rules))
+	}
+	for _, c := range coldplugConflicts(rules) {
+		t.Errorf("a udev rule acts on what the coldplug leaves out (images/payload.go, coldplugSkip): %s", c)
+	}
 }
 
 // partImage copies the partition of type typ out of the raw disk into a

@@ -95,6 +95,63 @@ func render(name string, data any) ([]byte, error) {
 // with a small weight.
 var backgroundAtBoot = []string{"rsyslog.service", "systemd-logind.service"}
 
+// Coldplug: at boot, systemd-udev-trigger.service replays an "add" event
+// for every device, module, bus and driver in /sys (492 on QEMU's q35
+// machine), most of them already handled by the initramfs's udev. Under
+// TCG that took udevd 10-15 s of CPU time while first boot and the
+// gateway start. The drop-in (udevColdplugDropIn) keeps Debian's command
+// but leaves out what no rule of the image acts on at boot;
+// TestImageContents holds every udev rule of the built image to these
+// lists.
+const udevTriggerCommand = "udevadm trigger --type=all --action=add --prioritized-subsystem=module,block,tpmrm,net,tty,input"
+
+// coldplugSkip are the subsystems the coldplug leaves out, with why; a
+// rules file named in "covered" acts on the subsystem, but what it does at
+// boot is done otherwise, as the reason says.
+var coldplugSkip = []struct{ name, why, covered string }{
+	{"subsystem", "bus objects (/sys/bus/*): no rule matches them", ""},
+	{"drivers", "driver objects (/sys/bus/*/drivers/*): no rule matches them", ""},
+	{"module", "kernel modules: only those in coldplugModules have rules; modules loaded later announce themselves", ""},
+	{"memory", "memory blocks: no rule, no module alias", ""},
+	{"workqueue", "no rule, no module alias", ""},
+	{"wakeup", "no rule, no module alias", ""},
+	{"event_source", "no rule, no module alias", ""},
+	{"serial-base", "no rule, no module alias", ""},
+	{"ata_port", "no rule, no module alias", ""},
+	{"ata_link", "no rule, no module alias", ""},
+	{"ata_device", "no rule, no module alias", ""},
+	{"scsi_host", "no rule, no module alias", ""},
+	{"bdi", "no rule, no module alias", ""},
+	{"vtconsole", "console-setup's rule would load the console font again: console-setup.service did it at boot (console-font.conf)", "90-console-setup.rules"},
+}
+
+// coldplugModules are the kernel modules udev rules of the image act on
+// (60-block.rules: the disk event poll interval, which notices a config
+// drive's ejection; 99-systemd.rules: fusectl and configfs mounts;
+// 80-drivers.rules: ppdev with parport_pc): their events are still
+// replayed.
+var coldplugModules = []string{"block", "configfs", "fuse", "parport_pc"}
+
+// udevColdplugDropIn is systemd-udev-trigger.service's drop-in.
+func udevColdplugDropIn() []byte {
+	var b strings.Builder
+	b.WriteString("# ksmg-appliance: udev's coldplug without the objects no rule of this image\n# acts on at boot (images/payload.go, coldplugSkip), under TCG 10-15 s of\n# udevd's CPU time while first boot and the gateway start. Left out:\n")
+	for _, s := range coldplugSkip {
+		fmt.Fprintf(&b, "#  %s: %s\n", s.name, s.why)
+	}
+	b.WriteString("[Service]\nExecStart=\n")
+	b.WriteString("ExecStart=-udevadm trigger --type=subsystems --action=add --subsystem-match=module")
+	for _, m := range coldplugModules {
+		b.WriteString(" --sysname-match=" + m)
+	}
+	b.WriteString("\nExecStart=-" + udevTriggerCommand)
+	for _, s := range coldplugSkip {
+		b.WriteString(" --subsystem-nomatch=" + s.name)
+	}
+	b.WriteString("\n")
+	return []byte(b.String())
+}
+
 // foregroundAtBoot are on the gateway's way, through first boot or
 // network-online.target: the chain keyboard-setup (local-fs-pre.target
 // waits for it), tmpfiles' device nodes, var.mount, the journal's flush
@@ -143,6 +200,7 @@ func packageFiles(s *appliance.Spec, binDir string) ([]provisioner.PackageFile, 
 		add("/usr/lib/systemd/system/"+u+".d/ksmg-vmware-only.conf", embedded("vmware-only.conf"), 0o644)
 	}
 	add("/usr/lib/systemd/system/console-setup.service.d/ksmg-font.conf", embedded("console-font.conf"), 0o644)
+	add("/usr/lib/systemd/system/systemd-udev-trigger.service.d/ksmg-coldplug.conf", udevColdplugDropIn(), 0o644)
 	for _, u := range backgroundAtBoot {
 		add("/usr/lib/systemd/system/"+u+".d/ksmg-boot-weight.conf", embedded("boot-background.conf"), 0o644)
 	}
