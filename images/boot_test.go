@@ -988,9 +988,21 @@ func checkInitramfs(t *testing.T, spec *appliance.Spec, img []byte) {
 	if err != nil {
 		t.Fatalf("initramfs main archive: %v", err)
 	}
-	names, _, err := cpioNames(unpacked)
+	var names []string
+	var udevScript string
+	_, err = cpioWalk(unpacked, func(name string, data []byte) {
+		names = append(names, name)
+		if name == "scripts/init-top/udev" {
+			udevScript = string(data)
+		}
+	})
 	if err != nil {
 		t.Fatalf("initramfs main archive: %v", err)
+	}
+	// The initramfs's udev replays only what the initramfs needs
+	// (images/payload.go, initramfsTriggerHookScript).
+	if !strings.Contains(udevScript, "\n"+initramfsDevicesTrigger+" "+initramfsTriggerArgs()+"\n") || strings.Contains(udevScript, initramfsSubsystemsTrigger) {
+		t.Errorf("initramfs's scripts/init-top/udev does not trigger devices with %q only:\n%s", initramfsTriggerArgs(), udevScript)
 	}
 	var conf bool
 	// A CD's label (a config drive) needs cdrom_id and its rules.
@@ -1018,12 +1030,19 @@ func checkInitramfs(t *testing.T, spec *appliance.Spec, img []byte) {
 }
 
 // cpioNames lists one "newc" cpio archive at the start of b and returns
-// the bytes after its trailer.
+// what follows it (initramfs-tools concatenates archives).
 func cpioNames(b []byte) (names []string, rest []byte, err error) {
+	rest, err = cpioWalk(b, func(name string, _ []byte) { names = append(names, name) })
+	return names, rest, err
+}
+
+// cpioWalk calls fn with each file's name and contents of one "newc" cpio
+// archive at the start of b and returns what follows the archive.
+func cpioWalk(b []byte, fn func(name string, data []byte)) (rest []byte, err error) {
 	off := 0
 	for {
 		if off+110 > len(b) || string(b[off:off+6]) != "070701" {
-			return nil, nil, fmt.Errorf("no cpio header at offset %d", off)
+			return nil, fmt.Errorf("no cpio header at offset %d", off)
 		}
 		hex := func(i int) int {
 			v, _ := strconv.ParseUint(string(b[off+i:off+i+8]), 16, 32)
@@ -1031,14 +1050,18 @@ func cpioNames(b []byte) (names []string, rest []byte, err error) {
 		}
 		size, nameSize := hex(54), hex(94)
 		if off+110+nameSize > len(b) {
-			return nil, nil, fmt.Errorf("cpio name past the end at offset %d", off)
+			return nil, fmt.Errorf("cpio name past the end at offset %d", off)
 		}
 		name := string(b[off+110 : off+110+nameSize-1])
 		off = (off + 110 + nameSize + 3) &^ 3
+		if off+size > len(b) {
+			return nil, fmt.Errorf("cpio file %s past the end", name)
+		}
+		data := b[off : off+size]
 		off = (off + size + 3) &^ 3
 		if name == "TRAILER!!!" {
-			return names, b[min(off, len(b)):], nil
+			return b[min(off, len(b)):], nil
 		}
-		names = append(names, name)
+		fn(name, data)
 	}
 }

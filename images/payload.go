@@ -29,6 +29,7 @@ const (
 	initramfsSystemdHook = "/usr/share/initramfs-tools/hooks/ksmg-systemd-block"
 	initramfsListConf    = "/usr/share/initramfs-tools/conf.d/ksmg-modules"
 	initramfsDriversHook = "/usr/share/initramfs-tools/hooks/ksmg-drivers"
+	initramfsTriggerHook = "/usr/share/initramfs-tools/hooks/ksmg-udev-trigger"
 )
 
 // initramfsFile is a file that shapes the kernel's initramfs.
@@ -48,6 +49,7 @@ func initramfsFiles(s *appliance.Spec) []initramfsFile {
 	files := []initramfsFile{
 		{initramfsModulesFile, []byte(strings.Join(s.InitramfsModules, "\n") + "\n"), 0o644},
 		{initramfsSystemdHook, embedded("initramfs-hook-systemd-block"), 0o755},
+		{initramfsTriggerHook, initramfsTriggerHookScript(), 0o755},
 	}
 	if len(s.InitramfsDrivers) > 0 {
 		files = append(files,
@@ -56,6 +58,64 @@ func initramfsFiles(s *appliance.Spec) []initramfsFile {
 				"[ \"$1\" = prereqs ] && exit 0\n. /usr/share/initramfs-tools/hook-functions\nmanual_add_modules " + strings.Join(s.InitramfsDrivers, " ") + "\n"), 0o755})
 	}
 	return files
+}
+
+// The initramfs's udev (initramfs-tools' scripts/init-top/udev) replays
+// an "add" event for every object in /sys, like the coldplug at boot, and
+// the root file system is mounted only once all are handled (udevadm
+// settle). What the initramfs needs are the disks, CD-ROMs and NICs, their
+// buses and the module aliases that load their drivers; the coldplug after
+// the switch to the root file system replays the rest (udevColdplugDropIn).
+// So the initramfs leaves out the bus, driver and module objects, the
+// coldplug's own omissions, and the consoles (tty, vc: their permissions
+// and tags are set by the coldplug).
+const (
+	initramfsSubsystemsTrigger = "udevadm trigger --type=subsystems --action=add"
+	initramfsDevicesTrigger    = "udevadm trigger --type=devices --action=add"
+)
+
+// initramfsTriggerSkip are the device subsystems the initramfs's udev
+// leaves out besides coldplugSkip.
+var initramfsTriggerSkip = []string{"tty", "vc"}
+
+// initramfsTriggerArgs are the options added to the initramfs's device
+// trigger.
+func initramfsTriggerArgs() string {
+	var args []string
+	for _, s := range coldplugSkip {
+		switch s.name {
+		case "subsystem", "drivers", "module": // not devices
+			continue
+		}
+		args = append(args, "--subsystem-nomatch="+s.name)
+	}
+	for _, s := range initramfsTriggerSkip {
+		args = append(args, "--subsystem-nomatch="+s)
+	}
+	return strings.Join(args, " ")
+}
+
+// initramfsTriggerHookScript edits the copy of Debian's udev script in the
+// initramfs being built (hooks run after the scripts are copied), and
+// fails the build if the script no longer has the two trigger lines.
+func initramfsTriggerHookScript() []byte {
+	return []byte(`#!/bin/sh
+# ksmg-appliance initramfs hook (written by ksmg build, images/payload.go):
+# the initramfs's udev replays events only for what the initramfs needs
+# (disks, CD-ROMs, NICs, their buses and drivers' module aliases); the
+# coldplug after the switch to the root file system replays the rest.
+set -e
+[ "$1" = prereqs ] && exit 0
+script="${DESTDIR}/scripts/init-top/udev"
+subsystems='` + initramfsSubsystemsTrigger + `'
+devices='` + initramfsDevicesTrigger + `'
+if ! grep -qx "$subsystems" "$script" || ! grep -qx "$devices" "$script"; then
+	echo "ksmg-udev-trigger: $script no longer has the lines \"$subsystems\" and \"$devices\"" >&2
+	exit 1
+fi
+sed -i -e "s|^$subsystems\$|# ksmg-appliance: no bus, driver or module events in the initramfs|" \
+	-e "s|^$devices\$|$devices ` + initramfsTriggerArgs() + `|" "$script"
+`)
 }
 
 // packageName is our Debian package in the image.
