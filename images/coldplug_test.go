@@ -117,4 +117,10 @@ func TestColdplugDropIn(t *testing.T) {
 	if main != strings.Join(want, " ") {
 		t.Errorf("main command's options %q, want %q", main, strings.Join(want, " "))
 	}
+	// What the initramfs leaves out besides, the coldplug must replay.
+	for _, s := range initramfsTriggerSkip {
+		if strings.Contains(" "+main+" ", " --subsystem-nomatch="+s+" ") {
+			t.Errorf("%s is left out by the initramfs and by the coldplug: nothing sets its permissions and tags", s)
+		}
+	}
 }
