@@ -777,14 +777,22 @@ func checkGrowfsOrder(t *testing.T, out string) {
 	}
 }
 
-// bootWeights are the startup CPU weights our drop-ins give (payload.go).
+// bootWeights are the startup CPU weights our drop-ins give (payload.go),
+// read from the drop-ins themselves.
 func bootWeights() map[string]string {
+	weight := func(dropIn string) string {
+		m := regexp.MustCompile(`(?m)^StartupCPUWeight=(\d+)$`).FindSubmatch(embedded(dropIn))
+		if m == nil {
+			panic("no StartupCPUWeight= in " + dropIn)
+		}
+		return string(m[1])
+	}
 	w := map[string]string{}
 	for _, u := range foregroundAtBoot {
-		w[u] = "1000"
+		w[u] = weight("boot-foreground.conf")
 	}
 	for _, u := range backgroundAtBoot {
-		w[u] = "10"
+		w[u] = weight("boot-background.conf")
 	}
 	return w
 }
