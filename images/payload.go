@@ -223,12 +223,20 @@ func udevColdplugDropIn() []byte {
 // resolved and timesyncd, which sysinit.target (so basic.target and the
 // gateway) waits for: at the default weight they took 4-6 s of wall time
 // for about 1 s of CPU and were the last of sysinit.target, at 1000
-// 0.7-1.6 s. Tried and dropped: systemd-fsck@ (/var's check) and
-// systemd-journal-flush, also on the chain: no difference in alternating
-// boots (images/HARDENING.md).
+// 0.7-1.6 s. Also systemd-remount-fs (local-fs-pre.target waits for it)
+// and the journal's flush (tmpfiles waits for it): at the default weight
+// they took 3.2-3.5 s and 2.2-3.0 s of wall time in a slow host period,
+// at 1000 1.7-2.0 s and 0.7-1.0 s. Tried and dropped: systemd-fsck@
+// (/var's check: the same 1.9-2.5 s at either weight); the bind and tmpfs
+// mounts local-fs.target waits for, systemd-modules-load and nftables:
+// each took less time, local-fs.target came 1.5 s earlier, but the gateway
+// then waited for network-online.target instead (networkd waits for
+// udevd's start, at the default weight) and was no earlier in the runs
+// measured (images/HARDENING.md).
 var foregroundAtBoot = []string{
 	"keyboard-setup.service", "systemd-tmpfiles-setup-dev-early.service", "systemd-tmpfiles-setup-dev.service",
-	"systemd-journald.service", "systemd-tmpfiles-setup.service", "apparmor.service", "audit-rules.service", "console-setup.service",
+	"systemd-remount-fs.service", "systemd-journald.service", "systemd-journal-flush.service",
+	"systemd-tmpfiles-setup.service", "apparmor.service", "audit-rules.service", "console-setup.service",
 	"systemd-networkd.service", "systemd-networkd-wait-online.service",
 	"systemd-resolved.service", "systemd-timesyncd.service",
 }
