@@ -183,6 +183,7 @@ func TestBootSecureBootSMTP(t *testing.T) {
 		t.Fatalf("boot: %v", err)
 	}
 	checkHardening(t, serial.Name(), false)
+	checkNoSizeQueryBeforeSetup(t, serial.Name())
 	t.Logf("status: %s", res.StatusLine)
 	t.Logf("banner: %q", res.Banner)
 	t.Logf("power-on to console status: %s; power-on to SMTP banner: %s", res.ToStatus.Round(100*time.Millisecond), res.ToBanner.Round(100*time.Millisecond))
@@ -923,6 +924,32 @@ func seedDrive(t *testing.T, label, seed string) string {
 
 // checkHardening holds the serial log's harden.RuntimeProbe values to
 // harden.CheckRuntime (a failed or restarting unit among them).
+// sizeQuery is what systemd writes to a unit's terminal to learn its size
+// (cursor far to the bottom right, then a cursor position report).
+const sizeQuery = "\x1b[32766;32766H\x1b[6n"
+
+// checkNoSizeQueryBeforeSetup: the serial console's first-boot instance
+// has a fixed terminal size (firstboot/units), so systemd does not ask the
+// serial port for one before its commands and wait 333 ms each for an
+// answer nobody gives, on the gateway's way. The serial getty still asks,
+// after first boot.
+func checkNoSizeQueryBeforeSetup(t *testing.T, serialPath string) {
+	t.Helper()
+	b, err := os.ReadFile(serialPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	serial := string(b)
+	done := regexp.MustCompile(`Finished .*ksmg first-boot setup on ttyS0`).FindStringIndex(serial)
+	if done == nil {
+		t.Errorf("no systemd status line \"Finished ... ksmg first-boot setup on ttyS0\" on the serial console")
+		return
+	}
+	if n := strings.Count(serial[:done[0]], sizeQuery); n != 0 {
+		t.Errorf("the serial console was asked for its size %d times before first boot finished there, want none", n)
+	}
+}
+
 func checkHardening(t *testing.T, serialPath string, ssh bool) {
 	t.Helper()
 	b, err := os.ReadFile(serialPath)

@@ -31,6 +31,7 @@ func Files() fs.FS {
 // Install lists every embedded file with its destination in the image.
 var Install = []services.File{
 	{Src: "ksmg-firstboot@.service", Dst: "/usr/lib/systemd/system/ksmg-firstboot@.service", Mode: 0o644},
+	{Src: "ksmg-firstboot-serial.conf", Dst: "/usr/lib/systemd/system/ksmg-firstboot@ttyS0.service.d/ksmg-serial.conf", Mode: 0o644},
 	{Src: "ksmg-admin.sudoers", Dst: SudoersPath, Mode: 0o440},
 }
 

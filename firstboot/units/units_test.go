@@ -311,3 +311,45 @@ func TestSudoers(t *testing.T) {
 		}
 	}
 }
+
+// TestSerialInstanceTerminalSize: the serial console's instance gets a
+// fixed terminal size, so systemd does not ask the terminal for one and
+// wait 333 ms per command for a reply a serial port nobody listens on
+// never sends; the VM console's instance does not (a VT knows its size,
+// and setting one would resize the console).
+func TestSerialInstanceTerminalSize(t *testing.T) {
+	var dropIns []string
+	for _, f := range Install {
+		if strings.HasPrefix(f.Dst, "/usr/lib/systemd/system/ksmg-firstboot@") && strings.Contains(f.Dst, ".service.d/") {
+			dropIns = append(dropIns, f.Dst)
+			b, err := fs.ReadFile(Files(), f.Src)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, want := range []string{"[Service]\n", "TTYRows=24\n", "TTYColumns=80\n"} {
+				if !strings.Contains(string(b), want) {
+					t.Errorf("%s lacks %q", f.Dst, want)
+				}
+			}
+			// The drop-in's keys are valid where the unit's are.
+			body := string(b)[strings.Index(string(b), "[Service]\n")+len("[Service]\n"):]
+			if c := verify(t, unitText(t)+"\n[Service]\n"+body); len(c) != 0 {
+				t.Errorf("unit with %s: systemd-analyze verify complains:\n%s", f.Dst, strings.Join(c, "\n"))
+			}
+		}
+	}
+	want := []string{"/usr/lib/systemd/system/ksmg-firstboot@ttyS0.service.d/ksmg-serial.conf"}
+	if strings.Join(dropIns, " ") != strings.Join(want, " ") {
+		t.Errorf("first-boot drop-ins %v, want %v", dropIns, want)
+	}
+	for _, e := range Enable {
+		serial := strings.HasPrefix(e, "ksmg-firstboot@ttyS")
+		has := false
+		for _, d := range dropIns {
+			has = has || strings.HasPrefix(d, "/usr/lib/systemd/system/"+e+".d/")
+		}
+		if serial != has {
+			t.Errorf("%s: terminal-size drop-in %v, want %v", e, has, serial)
+		}
+	}
+}
