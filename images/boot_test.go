@@ -922,8 +922,6 @@ func seedDrive(t *testing.T, label, seed string) string {
 	return img
 }
 
-// checkHardening holds the serial log's harden.RuntimeProbe values to
-// harden.CheckRuntime (a failed or restarting unit among them).
 // sizeQuery is what systemd writes to a unit's terminal to learn its size
 // (cursor far to the bottom right, then a cursor position report).
 const sizeQuery = "\x1b[32766;32766H\x1b[6n"
@@ -950,6 +948,8 @@ func checkNoSizeQueryBeforeSetup(t *testing.T, serialPath string) {
 	}
 }
 
+// checkHardening holds the serial log's harden.RuntimeProbe values to
+// harden.CheckRuntime (a failed or restarting unit among them).
 func checkHardening(t *testing.T, serialPath string, ssh bool) {
 	t.Helper()
 	b, err := os.ReadFile(serialPath)
