@@ -332,7 +332,7 @@ func TestSerialInstanceTerminalSize(t *testing.T) {
 				}
 			}
 			// The drop-in's keys are valid where the unit's are.
-			body := string(b)[strings.Index(string(b), "[Service]\n")+len("[Service]\n"):]
+			_, body, _ := strings.Cut(string(b), "[Service]\n")
 			if c := verify(t, unitText(t)+"\n[Service]\n"+body); len(c) != 0 {
 				t.Errorf("unit with %s: systemd-analyze verify complains:\n%s", f.Dst, strings.Join(c, "\n"))
 			}
