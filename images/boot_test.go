@@ -184,6 +184,7 @@ func TestBootSecureBootSMTP(t *testing.T) {
 	}
 	checkHardening(t, serial.Name(), false)
 	checkNoSizeQueryBeforeSetup(t, serial.Name())
+	checkRootChecked(t, serial.Name())
 	t.Logf("status: %s", res.StatusLine)
 	t.Logf("banner: %q", res.Banner)
 	t.Logf("power-on to console status: %s; power-on to SMTP banner: %s", res.ToStatus.Round(100*time.Millisecond), res.ToBanner.Round(100*time.Millisecond))
@@ -948,6 +949,25 @@ func checkNoSizeQueryBeforeSetup(t *testing.T, serialPath string) {
 	}
 }
 
+// checkRootChecked: the initramfs checked the root file system before it
+// mounted it writable (systemd does not check a / that is already
+// writable, so this is the only check / gets).
+func checkRootChecked(t *testing.T, serialPath string) {
+	t.Helper()
+	b, err := os.ReadFile(serialPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	serial := string(b)
+	if strings.Contains(serial, "fsck not present") || strings.Contains(serial, "skipping root file system") {
+		t.Error("the initramfs skipped the root file system's check (\"fsck not present\")")
+	}
+	if !regexp.MustCompile(`Will now check root file system`).MatchString(serial) ||
+		!regexp.MustCompile(`\S+: clean, \d+/\d+ files`).MatchString(serial) {
+		t.Error("no check of the root file system in the serial log (\"Will now check root file system\" and e2fsck's \"clean\" line)")
+	}
+}
+
 // checkHardening holds the serial log's harden.RuntimeProbe values to
 // harden.CheckRuntime (a failed or restarting unit among them).
 func checkHardening(t *testing.T, serialPath string, ssh bool) {
@@ -1040,6 +1060,8 @@ func checkInitramfs(t *testing.T, spec *appliance.Spec, img []byte) {
 		t.Errorf("initramfs's scripts/init-top/udev does not trigger devices with %q only:\n%s", initramfsTriggerArgs(), udevScript)
 	}
 	var conf bool
+	// fsck and e2fsck: the initramfs checks / before mounting it writable.
+	fsck := map[string]bool{"fsck": false, "fsck.ext4": false}
 	// A CD's label (a config drive) needs cdrom_id and its rules.
 	cdrom := map[string]bool{"usr/lib/udev/cdrom_id": false, "usr/lib/udev/rules.d/60-cdrom_id.rules": false}
 	for _, n := range names {
@@ -1051,6 +1073,14 @@ func checkInitramfs(t *testing.T, spec *appliance.Spec, img []byte) {
 		}
 		if _, ok := cdrom[n]; ok {
 			cdrom[n] = true
+		}
+		if _, ok := fsck[path.Base(n)]; ok && strings.Contains(n, "sbin/") {
+			fsck[path.Base(n)] = true
+		}
+	}
+	for n, ok := range fsck {
+		if !ok {
+			t.Errorf("initramfs lacks %s: it cannot check the root file system", n)
 		}
 	}
 	if !conf {

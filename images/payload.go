@@ -40,21 +40,36 @@ type initramfsFile struct {
 }
 
 // initramfsFiles are our initramfs-tools settings: the modules loaded at
-// its start (initramfs_modules), the systemd tags for block devices, and,
-// when the spec lists initramfs_drivers, MODULES=list with exactly those
-// drivers besides (udev loads them when their device is there). MODULES=most
-// put 260 modules (7.6 MB) into an 18 MB initramfs that the firmware reads
-// and the kernel unpacks at every boot; the appliance's disks need a handful.
+// its start whatever the hardware (initramfs_modules, if any), the systemd
+// tags for block devices, the root file system's type and, when the spec
+// lists initramfs_drivers, MODULES=list with exactly those drivers besides
+// (udev loads them when their device is there). MODULES=most put 260
+// modules (7.6 MB) into an 18 MB initramfs that the firmware reads and the
+// kernel unpacks at every boot; the appliance's disks need a handful.
+//
+// FSTYPE: initramfs-tools' fsck hook takes the root file system's type
+// from the device it finds at build time. An image built from a directory
+// has none, so the hook left fsck out, the initramfs printed "fsck not
+// present, so skipping root file system", and with / mounted writable
+// systemd does not check it either: nothing ever checked /.
 func initramfsFiles(s *appliance.Spec) []initramfsFile {
+	conf := "# ksmg-appliance: the root file system is ext4 (so fsck and e2fsck are in the\n" +
+		"# initramfs, which checks / before mounting it writable); no resume from\n" +
+		"# hibernation (no swap; lockdown forbids it).\nFSTYPE=ext4\nRESUME=none\n"
+	if len(s.InitramfsDrivers) > 0 {
+		conf += "# Only the modules the appliance spec lists (initramfs_modules, initramfs_drivers).\nMODULES=list\n"
+	}
 	files := []initramfsFile{
-		{initramfsModulesFile, []byte(strings.Join(s.InitramfsModules, "\n") + "\n"), 0o644},
+		{initramfsListConf, []byte(conf), 0o644},
 		{initramfsSystemdHook, embedded("initramfs-hook-systemd-block"), 0o755},
 		{initramfsTriggerHook, initramfsTriggerHookScript(), 0o755},
 	}
+	if len(s.InitramfsModules) > 0 {
+		files = append(files, initramfsFile{initramfsModulesFile, []byte(strings.Join(s.InitramfsModules, "\n") + "\n"), 0o644})
+	}
 	if len(s.InitramfsDrivers) > 0 {
 		files = append(files,
-			initramfsFile{initramfsListConf, []byte("# ksmg-appliance: only the modules the appliance spec lists (initramfs_modules,\n# initramfs_drivers); no resume from hibernation (no swap; lockdown forbids it).\nMODULES=list\nRESUME=none\n"), 0o644},
-			initramfsFile{initramfsDriversHook, []byte("#!/bin/sh\n# ksmg-appliance initramfs hook (written by ksmg build from the spec's\n# initramfs_drivers): the storage and console drivers of the supported\n# hypervisors, loaded by udev when their device is present.\nset -e\n" +
+			initramfsFile{initramfsDriversHook, []byte("#!/bin/sh\n# ksmg-appliance initramfs hook (written by ksmg build from the spec's\n# initramfs_drivers): the storage, network and console drivers of the\n# supported hypervisors, loaded by udev when their device is present.\nset -e\n" +
 				"[ \"$1\" = prereqs ] && exit 0\n. /usr/share/initramfs-tools/hook-functions\nmanual_add_modules " + strings.Join(s.InitramfsDrivers, " ") + "\n"), 0o755})
 	}
 	return files
