@@ -68,6 +68,7 @@ echo "listen=$(ss -Hlntu | awk '{n=split($5,a,":"); print $1 ":" a[n]}' | sort -
 for m in /tmp /var/tmp /dev/shm /home /var /proc /boot/efi /dev; do
 	echo "mount_options_$m=$(findmnt -no OPTIONS --target "$m" 2>/dev/null | head -n 1)"
 done
+echo "modules_loaded=$(cut -d' ' -f1 /proc/modules | sort | paste -sd, -)"
 echo "cmdline=$(cat /proc/cmdline)"
 echo "cmdline_unknown=$(journalctl -b -k -q --no-pager -o cat | sed -n 's/.*parameters "\(.*\)", will be passed.*/\1/p' | head -n 1)"
 echo "secure_log=$(stat -c '%a:%U:%G' /var/log/secure 2>/dev/null)"
@@ -193,6 +194,7 @@ func CheckRuntime(v map[string]string, sshEnabled bool) (notes []string, err err
 		}
 	}
 	errs = append(errs, checkUnknownParams(v)...)
+	errs = append(errs, checkBlockedModules(v)...)
 	var units []string
 	for k := range v {
 		if u, ok := strings.CutPrefix(k, "exposure_"); ok {
@@ -215,6 +217,40 @@ func CheckRuntime(v map[string]string, sshEnabled bool) (notes []string, err err
 		}
 	}
 	return notes, errors.Join(errs...)
+}
+
+// BlockedModules are the modules modprobe.conf keeps from loading
+// ("blacklist M" lines), with dashes as underscores, as /proc/modules
+// names them.
+func BlockedModules() []string {
+	b, err := fs.ReadFile(Files(), "modprobe.conf")
+	if err != nil {
+		panic(err) // embedded at build time
+	}
+	var mods []string
+	for _, l := range strings.Split(string(b), "\n") {
+		if m, ok := strings.CutPrefix(strings.TrimSpace(l), "blacklist "); ok {
+			mods = append(mods, strings.ReplaceAll(strings.TrimSpace(m), "-", "_"))
+		}
+	}
+	return mods
+}
+
+// checkBlockedModules: none of the modules modprobe.conf blocks is loaded
+// (an empty list means the probe did not read /proc/modules: the appliance
+// always has some).
+func checkBlockedModules(v map[string]string) []error {
+	loaded := strings.Split(v["modules_loaded"], ",")
+	if v["modules_loaded"] == "" {
+		return []error{errors.New("modules_loaded is empty: the probe did not read /proc/modules")}
+	}
+	var errs []error
+	for _, m := range BlockedModules() {
+		if slices.Contains(loaded, m) {
+			errs = append(errs, fmt.Errorf("module %s is loaded, but modprobe.conf blocks it (modules_loaded=%q)", m, v["modules_loaded"]))
+		}
+	}
+	return errs
 }
 
 // checkMounts holds the mount options RuntimeProbe read to the fstab's.

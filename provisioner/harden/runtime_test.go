@@ -26,6 +26,7 @@ func goodRuntime(t *testing.T) map[string]string {
 		"cmdline_unknown":                "spectre_v2=on spec_store_bypass_disable=seccomp",
 		"exposure_ksmg-gatewayd.service": "1.4", "exposure_ksmg-logrotate.service": "1.2",
 		"exposure_ksmg-firstboot@tty1.service": "2.1",
+		"modules_loaded":                       "ahci,autofs4,button,evdev,libahci,libata,nf_tables,scsi_common,scsi_mod,sd_mod,vmw_pvscsi,vmxnet3",
 	}
 	for _, m := range []string{"/tmp", "/var/tmp", "/dev/shm", "/home", "/var"} {
 		v["mount_options_"+m] = "rw,nosuid,nodev,noexec,relatime"
@@ -79,6 +80,10 @@ func TestCheckRuntime(t *testing.T) {
 		{"exposure_ksmg-firstboot@tty1.service", "2.2", true, "exposure 2.2, want <= 2.1"},
 		{"exposure_ksmg-console-status.service", "2.1", true, "exposure 2.1, want <= 2.0"},
 		{"firewall_tcp_open", "25,443,22", false, "22 must be open"},
+		{"modules_loaded", "autofs4,ip_tables,x_tables", true, "module ip_tables is loaded"},
+		{"modules_loaded", "autofs4,kvm_amd,kvm", true, "module kvm_amd is loaded"},
+		{"modules_loaded", "sg,usb_storage", true, "module usb_storage is loaded"},
+		{"modules_loaded", "", true, "did not read /proc/modules"},
 	} {
 		v := maps.Clone(goodRuntime(t))
 		v[tc.key] = tc.val
