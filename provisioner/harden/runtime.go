@@ -194,7 +194,7 @@ func CheckRuntime(v map[string]string, sshEnabled bool) (notes []string, err err
 		}
 	}
 	errs = append(errs, checkUnknownParams(v)...)
-	errs = append(errs, checkBlockedModules(v)...)
+	errs = append(errs, checkblockedModules(v)...)
 	var units []string
 	for k := range v {
 		if u, ok := strings.CutPrefix(k, "exposure_"); ok {
@@ -219,10 +219,10 @@ func CheckRuntime(v map[string]string, sshEnabled bool) (notes []string, err err
 	return notes, errors.Join(errs...)
 }
 
-// BlockedModules are the modules modprobe.conf keeps from loading
+// blockedModules are the modules modprobe.conf keeps from loading
 // ("blacklist M" lines), with dashes as underscores, as /proc/modules
 // names them.
-func BlockedModules() []string {
+func blockedModules() []string {
 	b, err := fs.ReadFile(Files(), "modprobe.conf")
 	if err != nil {
 		panic(err) // embedded at build time
@@ -236,16 +236,16 @@ func BlockedModules() []string {
 	return mods
 }
 
-// checkBlockedModules: none of the modules modprobe.conf blocks is loaded
+// checkblockedModules: none of the modules modprobe.conf blocks is loaded
 // (an empty list means the probe did not read /proc/modules: the appliance
 // always has some).
-func checkBlockedModules(v map[string]string) []error {
-	loaded := strings.Split(v["modules_loaded"], ",")
+func checkblockedModules(v map[string]string) []error {
 	if v["modules_loaded"] == "" {
 		return []error{errors.New("modules_loaded is empty: the probe did not read /proc/modules")}
 	}
+	loaded := strings.Split(v["modules_loaded"], ",")
 	var errs []error
-	for _, m := range BlockedModules() {
+	for _, m := range blockedModules() {
 		if slices.Contains(loaded, m) {
 			errs = append(errs, fmt.Errorf("module %s is loaded, but modprobe.conf blocks it (modules_loaded=%q)", m, v["modules_loaded"]))
 		}
