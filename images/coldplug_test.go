@@ -1,6 +1,7 @@
 package images
 
 import (
+	"fmt"
 	"maps"
 	"path"
 	"regexp"
@@ -17,19 +18,29 @@ var (
 // coldplugConflicts returns the udev rules (file: line) that act on
 // objects the coldplug drop-in leaves out: a SUBSYSTEM match (== or !=,
 // each alternative of a pattern, globs both ways) naming a skipped
-// subsystem, or a module rule for a module not in coldplugModules. Rules
-// without a SUBSYSTEM key act on any object they otherwise match; those
-// of the image key on a module alias (MODALIAS), a tag or a device name,
-// which the skipped kinds of object do not have (checked in a booted
-// guest when the list was made).
+// subsystem, a module rule for a module not in coldplugModules, or a rule
+// whose KERNEL pattern matches a virtual console (tty0-tty63, left out of
+// the terminals' command, coldplugTTY), with or without a SUBSYSTEM key.
+// Other rules without a SUBSYSTEM key act on any object they otherwise
+// match; those of the image key on a module alias (MODALIAS), a tag or a
+// device name, which the skipped kinds of object do not have (checked in
+// a booted guest when the list was made).
 func coldplugConflicts(rules map[string]string) []string {
 	var out []string
+	covered := func(s string, file string) bool {
+		for _, c := range coldplugSkip {
+			if c.name == s {
+				return slices.Contains(c.covered, path.Base(file))
+			}
+		}
+		return false
+	}
 	skipped := func(file, pat string) (string, bool) {
 		for _, alt := range strings.Split(pat, "|") {
 			for _, s := range coldplugSkip {
 				a, _ := path.Match(alt, s.name)
 				b, _ := path.Match(s.name, alt)
-				if (a || b) && s.covered != path.Base(file) {
+				if (a || b) && !covered(s.name, file) {
 					return s.name, true
 				}
 			}
@@ -44,13 +55,23 @@ func coldplugConflicts(rules map[string]string) []string {
 			if line == "" || strings.HasPrefix(line, "#") {
 				continue
 			}
+			k := ruleKernel.FindStringSubmatch(line)
+			if k != nil && !covered("tty", file) && slices.ContainsFunc(strings.Split(k[1], "|"), matchesVirtualConsole) {
+				out = append(out, file+": "+line)
+				continue
+			}
 			for _, m := range ruleSubsystem.FindAllStringSubmatch(line, -1) {
 				name, ok := skipped(file, m[2])
 				if !ok {
 					continue
 				}
+				// The terminals' command replays every name but the
+				// virtual consoles' (checked above); a jump past the
+				// terminal rules does nothing to any.
+				if name == "tty" && (k != nil || ruleOnlyJumps.MatchString(line)) {
+					continue
+				}
 				if name == "module" && m[1] == "==" {
-					k := ruleKernel.FindStringSubmatch(line)
 					if k != nil && slices.ContainsFunc(strings.Split(k[1], "|"), func(mod string) bool { return slices.Contains(coldplugModules, mod) }) {
 						continue
 					}
@@ -60,6 +81,20 @@ func coldplugConflicts(rules map[string]string) []string {
 		}
 	}
 	return out
+}
+
+// ruleOnlyJumps is a rule whose one action is a GOTO.
+var ruleOnlyJumps = regexp.MustCompile(`^([A-Z]+(\{[^}]*\})?(==|!=)"[^"]*",\s*)+GOTO="[^"]*"$`)
+
+// matchesVirtualConsole: the KERNEL pattern alt matches a virtual
+// console's name (tty0-tty63), which the coldplug does not replay.
+func matchesVirtualConsole(alt string) bool {
+	for n := range 64 {
+		if ok, _ := path.Match(alt, fmt.Sprintf("tty%d", n)); ok {
+			return true
+		}
+	}
+	return false
 }
 
 func TestColdplugConflicts(t *testing.T) {
@@ -80,6 +115,12 @@ func TestColdplugConflicts(t *testing.T) {
 		{"a module with a kept event", `SUBSYSTEM=="module", KERNEL=="fuse", TAG+="systemd"`, 0},
 		{"a module whose event is left out", `SUBSYSTEM=="module", KERNEL=="loop", RUN+="x"`, 1},
 		{"a module rule for any module", `SUBSYSTEM=="module", RUN+="x"`, 1},
+		{"a serial port", `SUBSYSTEM=="tty", KERNEL=="ttyS*", TAG+="systemd"`, 0},
+		{"a virtual console", `SUBSYSTEM=="tty", KERNEL=="tty[0-9]*|hvc[0-9]*", GROUP="tty"`, 1},
+		{"a virtual console without SUBSYSTEM", `KERNEL=="tty*", MODE="0666"`, 1},
+		{"any terminal", `SUBSYSTEM=="tty", RUN+="x"`, 1},
+		{"a jump past the terminal rules", `SUBSYSTEM!="tty", GOTO="serial_end"`, 0},
+		{"a console's screen buffer", `SUBSYSTEM=="vc", KERNEL=="vcs*", GROUP="tty"`, 1},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -94,8 +135,8 @@ func TestColdplugConflicts(t *testing.T) {
 func TestColdplugDropIn(t *testing.T) {
 	in := string(udevColdplugDropIn())
 	lines := regexp.MustCompile(`(?m)^ExecStart=(.*)$`).FindAllStringSubmatch(in, -1)
-	if len(lines) != 3 || lines[0][1] != "" {
-		t.Fatalf("want ExecStart= reset and two commands:\n%s", in)
+	if len(lines) != 4 || lines[0][1] != "" {
+		t.Fatalf("want ExecStart= reset and three commands:\n%s", in)
 	}
 	mods := lines[1][1]
 	if !strings.HasPrefix(mods, "-udevadm trigger --type=subsystems --action=add --subsystem-match=module ") {
@@ -106,9 +147,21 @@ func TestColdplugDropIn(t *testing.T) {
 			t.Errorf("module command lacks %s: %s", m, mods)
 		}
 	}
-	main, ok := strings.CutPrefix(lines[2][1], "-"+udevTriggerCommand+" ")
+	ttys := lines[2][1]
+	if !strings.HasPrefix(ttys, "-udevadm trigger --type=devices --action=add --subsystem-match=tty ") {
+		t.Errorf("terminals' command: %s", ttys)
+	}
+	for _, n := range coldplugTTY {
+		if !strings.Contains(ttys, " --sysname-match="+n) {
+			t.Errorf("terminals' command lacks %s: %s", n, ttys)
+		}
+		if matchesVirtualConsole(n) {
+			t.Errorf("terminals' command replays the virtual consoles (%s)", n)
+		}
+	}
+	main, ok := strings.CutPrefix(lines[3][1], "-"+udevTriggerCommand+" ")
 	if !ok {
-		t.Fatalf("main command is not Debian's plus options: %s", lines[2][1])
+		t.Fatalf("main command is not Debian's plus options: %s", lines[3][1])
 	}
 	var want []string
 	for _, s := range coldplugSkip {
@@ -116,11 +169,5 @@ func TestColdplugDropIn(t *testing.T) {
 	}
 	if main != strings.Join(want, " ") {
 		t.Errorf("main command's options %q, want %q", main, strings.Join(want, " "))
-	}
-	// What the initramfs leaves out besides, the coldplug must replay.
-	for _, s := range initramfsTriggerSkip {
-		if strings.Contains(" "+main+" ", " --subsystem-nomatch="+s+" ") {
-			t.Errorf("%s is left out by the initramfs and by the coldplug: nothing sets its permissions and tags", s)
-		}
 	}
 }
