@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"syscall"
 	"testing"
@@ -190,6 +191,33 @@ func TestConsoleStatusExposure(t *testing.T) {
 		// verify wants ExecStart to exist on the host; only that may be said.
 		if !strings.Contains(string(out), "/usr/lib/ksmg/console-status") {
 			t.Errorf("systemd-analyze verify: %v\n%s", err, out)
+		}
+	}
+}
+
+func TestKeyboardSetupOverride(t *testing.T) {
+	// Debian's console-setup 1.242 unit.
+	debian := "[Unit]\nDescription=Set the console keyboard layout\nDefaultDependencies=no\nBefore=local-fs-pre.target\nWants=local-fs-pre.target\nConditionPathExists=/bin/setupcon\n\n[Service]\nType=oneshot\nExecStart=/lib/console-setup/keyboard-setup.sh\nRemainAfterExit=yes\n\n[Install]\nWantedBy=sysinit.target\n"
+	got, err := keyboardSetupUnitOverride(debian)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range keyboardSetupDropped {
+		if strings.Contains(string(got), l) {
+			t.Errorf("override keeps %q:\n%s", l, got)
+		}
+	}
+	rest := regexp.MustCompile(`(?m)^(#.*|Before=getty@tty1\.service)\n`).ReplaceAllString(string(got), "")
+	if want := strings.NewReplacer("Before=local-fs-pre.target\n", "", "Wants=local-fs-pre.target\n", "").Replace(debian); rest != want {
+		t.Errorf("override changes more than the ordering:\n%s", got)
+	}
+	if !strings.Contains(string(got), "[Unit]\n#") || !strings.Contains(string(got), "\nBefore=getty@tty1.service\n") {
+		t.Errorf("override is not ordered before the console's login:\n%s", got)
+	}
+	// A Debian unit that no longer has the ordering fails the build.
+	for _, l := range keyboardSetupDropped {
+		if _, err := keyboardSetupUnitOverride(strings.Replace(debian, l+"\n", "", 1)); err == nil {
+			t.Errorf("a unit without %q was accepted", l)
 		}
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"text/template"
@@ -241,8 +242,7 @@ func udevColdplugDropIn() []byte {
 }
 
 // foregroundAtBoot are on the gateway's way, through first boot or
-// network-online.target: the chain keyboard-setup (local-fs-pre.target
-// waits for it), tmpfiles' device nodes, var.mount, the journal's flush
+// network-online.target: the chain tmpfiles' device nodes, var.mount, the journal's flush
 // (journald), tmpfiles, AppArmor, the audit rules (auditctl took 1.8-2.3 s
 // of wall time for 0.3-0.6 s of CPU under TCG at the default weight,
 // 0.9-1.1 s at this one) and the console font, then first boot;
@@ -260,9 +260,11 @@ func udevColdplugDropIn() []byte {
 // each took less time, local-fs.target came 1.5 s earlier, but the gateway
 // then waited for network-online.target instead (networkd waits for
 // udevd's start, at the default weight) and was no earlier in the runs
-// measured (images/HARDENING.md).
+// measured (images/HARDENING.md). keyboard-setup, which first boot waits
+// for too, is not on the chain (keyboardSetupOverride): it starts with the
+// system, at the default weight, and is done long before first boot.
 var foregroundAtBoot = []string{
-	"keyboard-setup.service", "systemd-tmpfiles-setup-dev-early.service", "systemd-tmpfiles-setup-dev.service",
+	"systemd-tmpfiles-setup-dev-early.service", "systemd-tmpfiles-setup-dev.service",
 	"systemd-remount-fs.service", "systemd-journald.service", "systemd-journal-flush.service",
 	"systemd-tmpfiles-setup.service", "apparmor.service", "audit-rules.service", "console-setup.service",
 	"systemd-networkd.service", "systemd-networkd-wait-online.service",
@@ -404,7 +406,65 @@ func PayloadSteps(p Payload) ([]provisioner.Step, error) {
 		provisioner.CheckAccounts(uids),
 		provisioner.MakeDirs(dirs),
 		provisioner.Units(enable, s.Services.Disable, s.Services.Mask),
+		keyboardSetupOverride(),
 	}, nil
+}
+
+// Debian's keyboard-setup.service loads the console keymap before
+// local-fs-pre.target, so that a passphrase or an interactive fsck can be
+// typed in the admin's layout. The appliance has neither (no encrypted
+// disk; fsck runs unattended, and root, the only account an emergency
+// shell would take, is locked), yet /var's check and mount, and so first
+// boot, waited for the keymap: 3.8 s of wall time (1.9 s of CPU: kbd_mode,
+// loadkeys) in a slow boot under TCG. The override is Debian's unit without
+// that ordering, derived from the unit installed: a Debian unit without
+// the two lines fails the build. The keymap is still loaded before anyone
+// types: first boot's wizard and the console's login are ordered after it
+// (ksmg-firstboot@.service; getty@tty1 below).
+const (
+	keyboardSetupUnit         = "/usr/lib/systemd/system/keyboard-setup.service"
+	keyboardSetupOverridePath = "/etc/systemd/system/keyboard-setup.service"
+)
+
+var keyboardSetupDropped = []string{"Before=local-fs-pre.target", "Wants=local-fs-pre.target"}
+
+// keyboardSetupUnitOverride is Debian's unit text without the lines in
+// keyboardSetupDropped, ordered before the console's login instead.
+func keyboardSetupUnitOverride(debian string) ([]byte, error) {
+	lines := strings.Split(debian, "\n")
+	var out []string
+	dropped := 0
+	for _, l := range lines {
+		if slices.Contains(keyboardSetupDropped, strings.TrimSpace(l)) {
+			dropped++
+			continue
+		}
+		out = append(out, l)
+		if strings.TrimSpace(l) == "[Unit]" {
+			out = append(out, "# ksmg-appliance (images/payload.go): Debian's unit without its ordering",
+				"# before local-fs-pre.target; the keymap is loaded before the console's",
+				"# login and first boot's wizard, not before the file systems.",
+				"Before=getty@tty1.service")
+		}
+	}
+	if dropped != len(keyboardSetupDropped) || !slices.Contains(out, "Before=getty@tty1.service") {
+		return nil, fmt.Errorf("%s: want a [Unit] section with the lines %q", keyboardSetupUnit, keyboardSetupDropped)
+	}
+	return []byte(strings.Join(out, "\n")), nil
+}
+
+func keyboardSetupOverride() provisioner.Step {
+	return provisioner.Step{Name: "keyboard-setup ordering", Do: func(ctx context.Context, t provisioner.Target) error {
+		debian, err := t.Run(ctx, "cat", keyboardSetupUnit)
+		if err != nil {
+			return err
+		}
+		unit, err := keyboardSetupUnitOverride(string(debian))
+		if err != nil {
+			return err
+		}
+		return t.WriteFile(ctx, keyboardSetupOverridePath, unit, 0o644, "root", "root")
+	}}
 }
 
 // imageFiles are the files that belong to this disk image rather than to

@@ -76,9 +76,9 @@ func TestUnitContract(t *testing.T) {
 		"Before=shutdown.target getty@%i.service serial-getty@%i.service ksmg-gatewayd.service\n",
 		// Without default dependencies, still after what it needs: its
 		// AppArmor profile, the audit rules, the file systems, the
-		// console font the wizard draws with.
+		// console font the wizard draws with, the keymap it reads with.
 		"DefaultDependencies=no\n",
-		"After=local-fs.target systemd-tmpfiles-setup.service apparmor.service audit-rules.service systemd-sysusers.service hv-kvp-daemon.service console-setup.service\n",
+		"After=local-fs.target systemd-tmpfiles-setup.service apparmor.service audit-rules.service systemd-sysusers.service hv-kvp-daemon.service console-setup.service keyboard-setup.service\n",
 		"Conflicts=shutdown.target\n",
 		"Type=oneshot\n",
 		"Restart=on-failure\n",
