@@ -455,8 +455,9 @@ func keyboardSetupUnitOverride(debian string) ([]byte, error) {
 
 func keyboardSetupOverride() provisioner.Step {
 	return provisioner.Step{Name: "keyboard-setup ordering", Do: func(ctx context.Context, t provisioner.Target) error {
-		debian, err := t.Run(ctx, "cat", keyboardSetupUnit)
-		if err != nil {
+		// A spec without console-setup has no unit to override.
+		debian, err := t.Run(ctx, "sh", "-c", `if [ -e "$1" ]; then cat "$1"; fi`, "sh", keyboardSetupUnit)
+		if err != nil || len(debian) == 0 {
 			return err
 		}
 		unit, err := keyboardSetupUnitOverride(string(debian))
