@@ -523,10 +523,16 @@ func TestImageContents(t *testing.T) {
 		t.Errorf("sudo is not installed setuid root: %s", st)
 	}
 	checkColdplug(t, func(req string) string { return debugfs(root, req) })
-	// keyboard-setup: Debian's unit as installed, without its ordering
-	// before the file systems (debugfs's output starts with its version).
-	_, debian, _ := strings.Cut(debugfs(root, "cat "+keyboardSetupUnit), "\n")
-	_, override, _ := strings.Cut(debugfs(root, "cat "+keyboardSetupOverridePath), "\n")
+	checkKeyboardSetup(t, func(req string) string { return debugfs(root, req) })
+}
+
+// checkKeyboardSetup: the image's keyboard-setup.service is Debian's unit
+// as installed, without its ordering before the file systems.
+func checkKeyboardSetup(t *testing.T, debugfs func(req string) string) {
+	t.Helper()
+	// debugfs's output starts with its version line.
+	_, debian, _ := strings.Cut(debugfs("cat "+keyboardSetupUnit), "\n")
+	_, override, _ := strings.Cut(debugfs("cat "+keyboardSetupOverridePath), "\n")
 	if want, err := keyboardSetupUnitOverride(debian); err != nil || override != string(want) {
 		t.Errorf("%s in the image:\n%s\nwant (%v):\n%s", keyboardSetupOverridePath, override, err, want)
 	}

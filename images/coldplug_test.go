@@ -138,26 +138,21 @@ func TestColdplugDropIn(t *testing.T) {
 	if len(lines) != 4 || lines[0][1] != "" {
 		t.Fatalf("want ExecStart= reset and three commands:\n%s", in)
 	}
-	mods := lines[1][1]
-	if !strings.HasPrefix(mods, "-udevadm trigger --type=subsystems --action=add --subsystem-match=module ") {
-		t.Errorf("module command: %s", mods)
-	}
-	for _, m := range coldplugModules {
-		if !strings.Contains(mods, " --sysname-match="+m) {
-			t.Errorf("module command lacks %s: %s", m, mods)
+	// The modules' and the terminals' commands: one subsystem, these names.
+	sysnames := func(what, cmd, prefix string, names []string) {
+		if !strings.HasPrefix(cmd, prefix+" ") {
+			t.Errorf("%s command: %s", what, cmd)
+		}
+		for _, n := range names {
+			if !strings.Contains(cmd, " --sysname-match="+n) {
+				t.Errorf("%s command lacks %s: %s", what, n, cmd)
+			}
 		}
 	}
-	ttys := lines[2][1]
-	if !strings.HasPrefix(ttys, "-udevadm trigger --type=devices --action=add --subsystem-match=tty ") {
-		t.Errorf("terminals' command: %s", ttys)
-	}
-	for _, n := range coldplugTTY {
-		if !strings.Contains(ttys, " --sysname-match="+n) {
-			t.Errorf("terminals' command lacks %s: %s", n, ttys)
-		}
-		if matchesVirtualConsole(n) {
-			t.Errorf("terminals' command replays the virtual consoles (%s)", n)
-		}
+	sysnames("module", lines[1][1], "-udevadm trigger --type=subsystems --action=add --subsystem-match=module", coldplugModules)
+	sysnames("terminals'", lines[2][1], "-udevadm trigger --type=devices --action=add --subsystem-match=tty", coldplugTTY)
+	if i := slices.IndexFunc(coldplugTTY, matchesVirtualConsole); i >= 0 {
+		t.Errorf("terminals' command replays the virtual consoles (%s)", coldplugTTY[i])
 	}
 	main, ok := strings.CutPrefix(lines[3][1], "-"+udevTriggerCommand+" ")
 	if !ok {
