@@ -523,18 +523,20 @@ func TestImageContents(t *testing.T) {
 		t.Errorf("sudo is not installed setuid root: %s", st)
 	}
 	checkColdplug(t, func(req string) string { return debugfs(root, req) })
-	checkKeyboardSetup(t, func(req string) string { return debugfs(root, req) })
+	checkUnitOrderings(t, func(req string) string { return debugfs(root, req) })
 }
 
-// checkKeyboardSetup: the image's keyboard-setup.service is Debian's unit
-// as installed, without its ordering before the file systems.
-func checkKeyboardSetup(t *testing.T, debugfs func(req string) string) {
+// checkUnitOrderings: the image's overrides are Debian's units as
+// installed, with the ordering unitOrderings changes.
+func checkUnitOrderings(t *testing.T, debugfs func(req string) string) {
 	t.Helper()
-	// debugfs's output starts with its version line.
-	_, debian, _ := strings.Cut(debugfs("cat "+keyboardSetupUnit), "\n")
-	_, override, _ := strings.Cut(debugfs("cat "+keyboardSetupOverridePath), "\n")
-	if want, err := keyboardSetupUnitOverride(debian); err != nil || override != string(want) {
-		t.Errorf("%s in the image:\n%s\nwant (%v):\n%s", keyboardSetupOverridePath, override, err, want)
+	for _, u := range unitOrderings {
+		// debugfs's output starts with its version line.
+		_, debian, _ := strings.Cut(debugfs("cat "+u.debianPath()), "\n")
+		_, override, _ := strings.Cut(debugfs("cat "+u.overridePath()), "\n")
+		if want, err := u.override(debian); err != nil || override != string(want) {
+			t.Errorf("%s in the image:\n%s\nwant (%v):\n%s", u.overridePath(), override, err, want)
+		}
 	}
 }
 

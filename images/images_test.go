@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -195,29 +196,83 @@ func TestConsoleStatusExposure(t *testing.T) {
 	}
 }
 
-func TestKeyboardSetupOverride(t *testing.T) {
-	// Debian's console-setup 1.242 unit.
-	debian := "[Unit]\nDescription=Set the console keyboard layout\nDefaultDependencies=no\nBefore=local-fs-pre.target\nWants=local-fs-pre.target\nConditionPathExists=/bin/setupcon\n\n[Service]\nType=oneshot\nExecStart=/lib/console-setup/keyboard-setup.sh\nRemainAfterExit=yes\n\n[Install]\nWantedBy=sysinit.target\n"
-	got, err := keyboardSetupUnitOverride(debian)
-	if err != nil {
-		t.Fatal(err)
+// debianUnits are the units of unitOrderings as Debian 13 installs them
+// (console-setup 1.242, auditd 4.0.2, apparmor 4.1.0).
+var debianUnits = map[string]string{
+	"keyboard-setup.service": "[Unit]\nDescription=Set the console keyboard layout\nDefaultDependencies=no\nBefore=local-fs-pre.target\nWants=local-fs-pre.target\nConditionPathExists=/bin/setupcon\n\n[Service]\nType=oneshot\nExecStart=/lib/console-setup/keyboard-setup.sh\nRemainAfterExit=yes\n\n[Install]\nWantedBy=sysinit.target\n",
+	"audit-rules.service":    "[Unit]\nDescription=Load Audit Rules\nConditionKernelCommandLine=!audit=0\nConditionKernelCommandLine=!audit=off\nDefaultDependencies=no\n# We need the local file system for the rules. Augenrules uses /tmp while\n# constructing rules, so we have to wait for that to be available, too.\nAfter=local-fs.target systemd-tmpfiles-setup.service\n\nDocumentation=man:auditctl(8) https://github.com/linux-audit/audit-documentation\n\n[Service]\nType=oneshot\nExecStart=/usr/sbin/augenrules --load\n\n[Install]\nWantedBy=multi-user.target\n\n",
+	"apparmor.service":       "[Unit]\nDescription=Load AppArmor profiles\nDefaultDependencies=no\nBefore=sysinit.target\nAfter=local-fs.target\nAfter=systemd-journald-audit.socket\nRequiresMountsFor=/var/cache/apparmor\nAssertPathIsReadWrite=/sys/kernel/security/apparmor/.load\nConditionSecurity=apparmor\n\n[Service]\nType=oneshot\nExecStart=/lib/apparmor/apparmor.systemd reload\nExecReload=/lib/apparmor/apparmor.systemd reload\nExecStop=/bin/true\nRemainAfterExit=yes\n\n[Install]\nWantedBy=sysinit.target\n",
+	"console-setup.service":  "[Unit]\nDescription=Set console font and keymap\nDefaultDependencies=no\nAfter=console-screen.service kbd.service local-fs.target\nBefore=display-manager.service\nRequiresMountsFor=/usr\nConditionPathExists=/bin/setupcon\n\n[Service]\nType=oneshot\nExecStart=/lib/console-setup/console-setup.sh\nRemainAfterExit=yes\n\n[Install]\nWantedBy=multi-user.target\n",
+}
+
+func TestUnitOrderings(t *testing.T) {
+	// What each override must order differently, spelled out here rather
+	// than taken from unitOrderings.
+	want := map[string]struct{ gone, has []string }{
+		"keyboard-setup.service": {gone: []string{"local-fs-pre.target"}, has: []string{"Before=getty@tty1.service"}},
+		"audit-rules.service":    {gone: []string{"local-fs.target", "systemd-tmpfiles-setup.service"}, has: []string{"RequiresMountsFor=/var/log /tmp"}},
+		"apparmor.service":       {gone: []string{"local-fs.target"}, has: []string{"RequiresMountsFor=/var/cache/apparmor", "Before=sysinit.target"}},
+		"console-setup.service":  {gone: []string{"local-fs.target"}, has: []string{"After=console-screen.service kbd.service"}},
 	}
-	for _, l := range keyboardSetupDropped {
-		if strings.Contains(string(got), l) {
-			t.Errorf("override keeps %q:\n%s", l, got)
-		}
+	if len(unitOrderings) != len(want) {
+		t.Fatalf("%d unit orderings, want %d", len(unitOrderings), len(want))
 	}
-	rest := regexp.MustCompile(`(?m)^(#.*|Before=getty@tty1\.service)\n`).ReplaceAllString(string(got), "")
-	if want := strings.NewReplacer("Before=local-fs-pre.target\n", "", "Wants=local-fs-pre.target\n", "").Replace(debian); rest != want {
-		t.Errorf("override changes more than the ordering:\n%s", got)
-	}
-	if !strings.Contains(string(got), "[Unit]\n#") || !strings.Contains(string(got), "\nBefore=getty@tty1.service\n") {
-		t.Errorf("override is not ordered before the console's login:\n%s", got)
-	}
-	// A Debian unit that no longer has the ordering fails the build.
-	for _, l := range keyboardSetupDropped {
-		if _, err := keyboardSetupUnitOverride(strings.Replace(debian, l+"\n", "", 1)); err == nil {
-			t.Errorf("a unit without %q was accepted", l)
-		}
+	for _, u := range unitOrderings {
+		t.Run(u.Unit, func(t *testing.T) {
+			debian, ok := debianUnits[u.Unit]
+			if !ok {
+				t.Fatalf("no Debian text for %s", u.Unit)
+			}
+			got, err := u.override(debian)
+			if err != nil {
+				t.Fatal(err)
+			}
+			code := regexp.MustCompile(`(?m)^#.*\n`).ReplaceAllString(string(got), "")
+			for _, g := range want[u.Unit].gone {
+				if strings.Contains(code, g) {
+					t.Errorf("override still names %s:\n%s", g, got)
+				}
+			}
+			for _, h := range want[u.Unit].has {
+				if !strings.Contains(code, "\n"+h+"\n") {
+					t.Errorf("override lacks %q:\n%s", h, got)
+				}
+			}
+			for _, l := range strings.Split(code, "\n") {
+				if !strings.Contains(debian, l) && !slices.Contains(want[u.Unit].has, l) {
+					t.Errorf("override adds %q", l)
+				}
+			}
+			if !strings.Contains(string(got), "[Unit]\n# ksmg-appliance") {
+				t.Errorf("override does not say why, after [Unit]:\n%s", got)
+			}
+			// Nothing else changes: without the lines the override adds,
+			// Debian's lines are there in order, less the replaced ones.
+			debianLines := strings.Split(debian, "\n")
+			var rest []string
+			for _, l := range strings.Split(string(got), "\n") {
+				added := slices.Contains(u.Add, l) || (strings.HasPrefix(l, "#") && !slices.Contains(debianLines, l)) ||
+					slices.ContainsFunc(u.Replace, func(r [2]string) bool { return r[1] != "" && r[1] == l })
+				if !added {
+					rest = append(rest, l)
+				}
+			}
+			kept := slices.DeleteFunc(debianLines, func(l string) bool {
+				return slices.ContainsFunc(u.Replace, func(r [2]string) bool { return r[0] == l })
+			})
+			if !slices.Equal(rest, kept) {
+				t.Errorf("override changes more than the ordering:\n%s", got)
+			}
+			// A Debian unit without one of the lines, or with one twice,
+			// fails the build.
+			for _, r := range u.Replace {
+				if _, err := u.override(strings.Replace(debian, r[0]+"\n", "", 1)); err == nil {
+					t.Errorf("a unit without %q was accepted", r[0])
+				}
+				if _, err := u.override(strings.Replace(debian, r[0]+"\n", r[0]+"\n"+r[0]+"\n", 1)); err == nil {
+					t.Errorf("a unit with %q twice was accepted", r[0])
+				}
+			}
+		})
 	}
 }

@@ -261,7 +261,7 @@ func udevColdplugDropIn() []byte {
 // then waited for network-online.target instead (networkd waits for
 // udevd's start, at the default weight) and was no earlier in the runs
 // measured (images/HARDENING.md). keyboard-setup, which first boot waits
-// for too, is not on the chain (keyboardSetupOverride): it starts with the
+// for too, is not on the chain (unitOrderings): it starts with the
 // system, at the default weight, and is done long before first boot.
 var foregroundAtBoot = []string{
 	"systemd-tmpfiles-setup-dev-early.service", "systemd-tmpfiles-setup-dev.service",
@@ -406,65 +406,136 @@ func PayloadSteps(p Payload) ([]provisioner.Step, error) {
 		provisioner.CheckAccounts(uids),
 		provisioner.MakeDirs(dirs),
 		provisioner.Units(enable, s.Services.Disable, s.Services.Mask),
-		keyboardSetupOverride(),
+		unitOrderingOverrides(),
 	}, nil
 }
 
-// Debian's keyboard-setup.service loads the console keymap before
-// local-fs-pre.target, so that a passphrase or an interactive fsck can be
-// typed in the admin's layout. The appliance has neither (no encrypted
-// disk; fsck runs unattended, and root, the only account an emergency
-// shell would take, is locked), yet /var's check and mount, and so first
-// boot, waited for the keymap: 3.8 s of wall time (1.9 s of CPU: kbd_mode,
-// loadkeys) in a slow boot under TCG. The override is Debian's unit without
-// that ordering, derived from the unit installed: a Debian unit without
-// the two lines fails the build. The keymap is still loaded before anyone
-// types: first boot's wizard and the console's login are ordered after it
-// (ksmg-firstboot@.service; getty@tty1 below).
-const (
-	keyboardSetupUnit         = "/usr/lib/systemd/system/keyboard-setup.service"
-	keyboardSetupOverridePath = "/etc/systemd/system/keyboard-setup.service"
-)
+// unitOrdering is a Debian unit the image ships with other ordering: the
+// unit as installed (Unit, under /usr/lib/systemd/system), with each line
+// of Replace swapped for its replacement ("" drops it) and the lines of Add
+// put after [Unit], written to /etc/systemd/system, which wins. Derived from
+// the unit installed, so Debian's other lines and later fixes are kept; a
+// unit without one of the lines to replace fails the build (a new package
+// has changed the ordering: look again).
+type unitOrdering struct {
+	Unit    string
+	Why     []string // comment lines, after [Unit]
+	Replace [][2]string
+	Add     []string
+}
 
-var keyboardSetupDropped = []string{"Before=local-fs-pre.target", "Wants=local-fs-pre.target"}
+// unitOrderings take units first boot waits for off the file systems' way
+// (images/HARDENING.md, "First boot"). Under TCG, with the guest's two CPUs
+// saturated, local-fs.target came only when /var had been checked and
+// mounted and /var/tmp bind-mounted on it, and four units of first boot's
+// chain started there together: tmpfiles, AppArmor, the console font and,
+// after tmpfiles, the audit rules.
+var unitOrderings = []unitOrdering{{
+	// Debian loads the keymap before local-fs-pre.target, so that a
+	// passphrase or an interactive fsck can be typed in the admin's layout.
+	// The appliance has neither (no encrypted disk; fsck runs unattended,
+	// and root, the only account an emergency shell would take, is locked),
+	// yet /var's check and mount, and so first boot, waited for the keymap:
+	// 3.8 s of wall time (1.9 s of CPU: kbd_mode, loadkeys) in a slow boot.
+	// The keymap is still loaded before anyone types: first boot's wizard
+	// and the console's login are ordered after it.
+	Unit: "keyboard-setup.service",
+	Why: []string{"Debian's unit without its ordering before local-fs-pre.target; the keymap",
+		"is loaded before the console's login and first boot's wizard, not before",
+		"the file systems."},
+	Replace: [][2]string{{"Before=local-fs-pre.target", ""}, {"Wants=local-fs-pre.target", ""}},
+	Add:     []string{"Before=getty@tty1.service"},
+}, {
+	// Debian's waits for local-fs.target and tmpfiles because augenrules
+	// builds the rules in /tmp. The image loads rules compiled at build time
+	// with auditctl (provisioner/harden, audit-rules-compiled.conf), which
+	// needs only the watched paths' directories: /etc and /usr on the root
+	// file system, /var/log on /var (/tmp is kept for augenrules, should an
+	// admin put it back). The rules are still in place before first boot,
+	// which is ordered after this unit, changes an account.
+	Unit: "audit-rules.service",
+	Why: []string{"Debian's unit without its ordering after local-fs.target and tmpfiles: the",
+		"rules compiled at build time are loaded by auditctl (audit-rules.service.d),",
+		"which needs only the file systems of the watched paths."},
+	Replace: [][2]string{{"After=local-fs.target systemd-tmpfiles-setup.service", ""}},
+	Add:     []string{"RequiresMountsFor=/var/log /tmp"},
+}, {
+	// The profiles are read from /etc and their cache from
+	// /var/cache/apparmor, which Debian's unit already requires mounted;
+	// nothing else of local-fs.target (/var/tmp, /home, /tmp) is read.
+	// Every confined service starts after this unit, as before.
+	Unit: "apparmor.service",
+	Why: []string{"Debian's unit without its ordering after local-fs.target: the profiles",
+		"(/etc) and their cache (/var/cache/apparmor, RequiresMountsFor=) are all",
+		"it reads."},
+	Replace: [][2]string{{"After=local-fs.target", ""}},
+}, {
+	// At boot console-setup.sh only marks /run/console-setup (its cache is
+	// current, clampTimes) and the image's drop-in loads the cached font
+	// from /etc/console-setup (console-font.conf): nothing on /var, /tmp or
+	// /home.
+	Unit: "console-setup.service",
+	Why: []string{"Debian's unit without its ordering after local-fs.target: at boot it marks",
+		"/run/console-setup and loads the font cached in /etc/console-setup."},
+	Replace: [][2]string{{"After=console-screen.service kbd.service local-fs.target", "After=console-screen.service kbd.service"}},
+}}
 
-// keyboardSetupUnitOverride is Debian's unit text without the lines in
-// keyboardSetupDropped, ordered before the console's login instead.
-func keyboardSetupUnitOverride(debian string) ([]byte, error) {
-	lines := strings.Split(debian, "\n")
+func (u unitOrdering) debianPath() string   { return "/usr/lib/systemd/system/" + u.Unit }
+func (u unitOrdering) overridePath() string { return "/etc/systemd/system/" + u.Unit }
+
+// override is the unit text for /etc/systemd/system, from Debian's text.
+func (u unitOrdering) override(debian string) ([]byte, error) {
 	var out []string
-	dropped := 0
-	for _, l := range lines {
-		if slices.Contains(keyboardSetupDropped, strings.TrimSpace(l)) {
-			dropped++
+	replaced, unitSection := make([]int, len(u.Replace)), false
+	for _, l := range strings.Split(debian, "\n") {
+		i := slices.IndexFunc(u.Replace, func(r [2]string) bool { return r[0] == strings.TrimSpace(l) })
+		if i >= 0 {
+			replaced[i]++
+			if u.Replace[i][1] != "" {
+				out = append(out, u.Replace[i][1])
+			}
 			continue
 		}
 		out = append(out, l)
-		if strings.TrimSpace(l) == "[Unit]" {
-			out = append(out, "# ksmg-appliance (images/payload.go): Debian's unit without its ordering",
-				"# before local-fs-pre.target; the keymap is loaded before the console's",
-				"# login and first boot's wizard, not before the file systems.",
-				"Before=getty@tty1.service")
+		if strings.TrimSpace(l) == "[Unit]" && !unitSection {
+			unitSection = true
+			out = append(out, "# ksmg-appliance (images/payload.go, unitOrderings):")
+			for _, w := range u.Why {
+				out = append(out, "# "+w)
+			}
+			out = append(out, u.Add...)
 		}
 	}
-	if dropped != len(keyboardSetupDropped) || !slices.Contains(out, "Before=getty@tty1.service") {
-		return nil, fmt.Errorf("%s: want a [Unit] section with the lines %q", keyboardSetupUnit, keyboardSetupDropped)
+	if slices.ContainsFunc(replaced, func(n int) bool { return n != 1 }) || !unitSection {
+		want := make([]string, len(u.Replace))
+		for i, r := range u.Replace {
+			want[i] = r[0]
+		}
+		return nil, fmt.Errorf("%s: want a [Unit] section with the lines %q, each once", u.debianPath(), want)
 	}
 	return []byte(strings.Join(out, "\n")), nil
 }
 
-func keyboardSetupOverride() provisioner.Step {
-	return provisioner.Step{Name: "keyboard-setup ordering", Do: func(ctx context.Context, t provisioner.Target) error {
-		// A spec without console-setup has no unit to override.
-		debian, err := t.Run(ctx, "sh", "-c", `if [ -e "$1" ]; then cat "$1"; fi`, "sh", keyboardSetupUnit)
-		if err != nil || len(debian) == 0 {
-			return err
+func unitOrderingOverrides() provisioner.Step {
+	return provisioner.Step{Name: "unit ordering", Do: func(ctx context.Context, t provisioner.Target) error {
+		for _, u := range unitOrderings {
+			// A spec without the package has no unit to override.
+			debian, err := t.Run(ctx, "sh", "-c", `if [ -e "$1" ]; then cat "$1"; fi`, "sh", u.debianPath())
+			if err != nil {
+				return err
+			}
+			if len(debian) == 0 {
+				continue
+			}
+			unit, err := u.override(string(debian))
+			if err != nil {
+				return err
+			}
+			if err := t.WriteFile(ctx, u.overridePath(), unit, 0o644, "root", "root"); err != nil {
+				return err
+			}
 		}
-		unit, err := keyboardSetupUnitOverride(string(debian))
-		if err != nil {
-			return err
-		}
-		return t.WriteFile(ctx, keyboardSetupOverridePath, unit, 0o644, "root", "root")
+		return nil
 	}}
 }
 
