@@ -376,12 +376,16 @@ func splitHostPort(s string) (host, port string, err error) {
 	return "", "", errors.New("no port")
 }
 
-var tokenRE = regexp.MustCompile(`^[A-Za-z0-9._~+/=-]{16,512}$`)
+// tokenRE is the alphabet only: with the length as a repeat count
+// ({16,512}), compiling it took 5.7 ms and 330 kB at every start of
+// ksmg-firstboot (the expression is unrolled), about a third of the
+// program's initialisation (GODEBUG=inittrace=1).
+var tokenRE = regexp.MustCompile(`^[A-Za-z0-9._~+/=-]+$`)
 
 // ValidateJoinToken accepts the control node's join token: 16-512
 // characters of a URL/base64 alphabet.
 func ValidateJoinToken(t string) error {
-	if !tokenRE.MatchString(t) {
+	if len(t) < 16 || len(t) > 512 || !tokenRE.MatchString(t) {
 		return i18n.Errorf("join token must be 16-512 characters of A-Z a-z 0-9 . _ ~ + / = -")
 	}
 	return nil
