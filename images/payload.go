@@ -242,33 +242,43 @@ func udevColdplugDropIn() []byte {
 }
 
 // foregroundAtBoot are on the gateway's way, through first boot or
-// network-online.target: the chain tmpfiles' device nodes, var.mount, the journal's flush
-// (journald), tmpfiles, AppArmor, the audit rules (auditctl took 1.8-2.3 s
-// of wall time for 0.3-0.6 s of CPU under TCG at the default weight,
-// 0.9-1.1 s at this one) and the console font, then first boot;
-// networkd and wait-online (under TCG networkd took 5-6 s to start and
-// wait-online as long again once first boot had become quick); and
-// resolved and timesyncd, which sysinit.target (so basic.target and the
-// gateway) waits for: at the default weight they took 4-6 s of wall time
-// for about 1 s of CPU and were the last of sysinit.target, at 1000
-// 0.7-1.6 s. Also systemd-remount-fs (local-fs-pre.target waits for it)
-// and the journal's flush (tmpfiles waits for it): at the default weight
-// they took 3.2-3.5 s and 2.2-3.0 s of wall time in a slow host period,
-// at 1000 1.7-2.0 s and 0.7-1.0 s. Tried and dropped: systemd-fsck@
-// (/var's check: the same 1.9-2.5 s at either weight); the bind and tmpfs
-// mounts local-fs.target waits for, systemd-modules-load and nftables:
-// each took less time, local-fs.target came 1.5 s earlier, but the gateway
-// then waited for network-online.target instead (networkd waits for
-// udevd's start, at the default weight) and was no earlier in the runs
-// measured (images/HARDENING.md). keyboard-setup, which first boot waits
-// for too, is not on the chain (unitOrderings): it starts with the
-// system, at the default weight, and is done long before first boot.
+// network-online.target (images/HARDENING.md, "First boot", has the runs):
+//   - first boot's chain: tmpfiles' device nodes, systemd-remount-fs
+//     (local-fs-pre.target waits for it), the journal (the flush, which
+//     tmpfiles waits for), tmpfiles, AppArmor and the audit rules (auditctl
+//     took 1.8-2.3 s of wall time for 0.3-0.6 s of CPU under TCG at the
+//     default weight, 0.9-1.1 s at this one; once off local-fs.target's
+//     way, unitOrderings, both had to finish beside /var's mounts and
+//     tmpfiles, which they did only at this weight: at the default, 2.7 and
+//     4.0 s, the last units first boot waited for);
+//   - the network's chain: nftables (network-pre.target, so networkd,
+//     waits for it: 3.3-5.6 s of wall time for 0.4-0.6 s of CPU at the
+//     default weight, 0.6-1.5 s at this one), networkd and wait-online
+//     (under TCG networkd took 5-6 s to start at the default weight);
+//   - what sysinit.target (so basic.target and the gateway) waits for:
+//     resolved and timesyncd (4-6 s of wall time for about 1 s of CPU at the
+//     default weight, the last of sysinit.target; 0.7-1.6 s at this one) and
+//     auditd (3.6-4.9 s for 0.8-1.0 s of CPU at the default weight, started
+//     beside first boot and the last unit sysinit.target waited for; 1.4-1.5
+//     s at this one).
+//
+// Left at the default: keyboard-setup and the console font
+// (unitOrderings: both start with the system and are done before first
+// boot, which waits for them, in all but one of 31 timeline boots: 0.1 s
+// after tmpfiles there); /var's check (systemd-fsck@: 1.9-2.5 s at either
+// weight); systemd-modules-load: at this weight it took 2.1-2.7 s instead
+// of 4.2-5.7 s, but it starts in the first second beside the chain's first
+// units, which then came later (tmpfiles' device nodes, then udevd, which
+// networkd waits for, 3.4 s later); the mounts local-fs.target waits for:
+// at this weight local-fs.target came up to 4 s earlier, but first boot
+// then waited for keyboard-setup (2.2 s after tmpfiles in one boot) or the
+// gateway for network-online.target, and the banner was no earlier.
 var foregroundAtBoot = []string{
 	"systemd-tmpfiles-setup-dev-early.service", "systemd-tmpfiles-setup-dev.service",
 	"systemd-remount-fs.service", "systemd-journald.service", "systemd-journal-flush.service",
-	"systemd-tmpfiles-setup.service", "apparmor.service", "audit-rules.service", "console-setup.service",
-	"systemd-networkd.service", "systemd-networkd-wait-online.service",
-	"systemd-resolved.service", "systemd-timesyncd.service",
+	"systemd-tmpfiles-setup.service", "apparmor.service", "audit-rules.service",
+	"nftables.service", "systemd-networkd.service", "systemd-networkd-wait-online.service",
+	"systemd-resolved.service", "systemd-timesyncd.service", "auditd.service",
 }
 
 // packageFiles is everything our Debian package ships.
