@@ -812,6 +812,9 @@ func bootWeights() map[string]string {
 	for _, u := range foregroundAtBoot {
 		w[u] = weight("boot-foreground.conf")
 	}
+	for _, u := range foregroundMountsAtBoot {
+		w[u] = weight("boot-foreground-mount.conf")
+	}
 	for _, u := range backgroundAtBoot {
 		w[u] = weight("boot-background.conf")
 	}

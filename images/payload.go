@@ -260,26 +260,32 @@ func udevColdplugDropIn() []byte {
 //     default weight, the last of sysinit.target; 0.7-1.6 s at this one) and
 //     auditd (3.6-4.9 s for 0.8-1.0 s of CPU at the default weight, started
 //     beside first boot and the last unit sysinit.target waited for; 1.4-1.5
-//     s at this one).
+//     s at this one);
+//   - keyboard-setup, which first boot waits for (the wizard reads keys):
+//     off local-fs.target's way (unitOrderings), but at the default weight
+//     it took up to 11.7 s and, once /var's mounts were quick, came after
+//     tmpfiles (2.2 s in one boot).
 //
-// Left at the default: keyboard-setup and the console font
-// (unitOrderings: both start with the system and are done before first
-// boot, which waits for them, in all but one of 31 timeline boots: 0.1 s
-// after tmpfiles there); /var's check (systemd-fsck@: 1.9-2.5 s at either
-// weight); systemd-modules-load: at this weight it took 2.1-2.7 s instead
-// of 4.2-5.7 s, but it starts in the first second beside the chain's first
-// units, which then came later (tmpfiles' device nodes, then udevd, which
-// networkd waits for, 3.4 s later); the mounts local-fs.target waits for:
-// at this weight local-fs.target came up to 4 s earlier, but first boot
-// then waited for keyboard-setup (2.2 s after tmpfiles in one boot) or the
-// gateway for network-online.target, and the banner was no earlier.
+// foregroundMountsAtBoot, /var and the /var/tmp bind mount, are the mounts
+// local-fs.target (so tmpfiles and first boot) waits for last: with
+// AppArmor and the audit rules beside them at 1000 (unitOrderings), the
+// bind mount took 2-4.6 s of wall time for 0.3 s of CPU at the default.
+//
+// Left at the default: the console font (it starts with the system and is
+// done long before first boot); /var's check (systemd-fsck@: 1.9-2.5 s at
+// either weight); systemd-modules-load: at this weight it took 2.1-2.7 s
+// instead of 4.2-5.7 s, but it starts in the first second beside the
+// chain's first units, which then came later (tmpfiles' device nodes, then
+// udevd, which networkd waits for, 3.4 s later).
 var foregroundAtBoot = []string{
 	"systemd-tmpfiles-setup-dev-early.service", "systemd-tmpfiles-setup-dev.service",
 	"systemd-remount-fs.service", "systemd-journald.service", "systemd-journal-flush.service",
-	"systemd-tmpfiles-setup.service", "apparmor.service", "audit-rules.service",
+	"systemd-tmpfiles-setup.service", "apparmor.service", "audit-rules.service", "keyboard-setup.service",
 	"nftables.service", "systemd-networkd.service", "systemd-networkd-wait-online.service",
 	"systemd-resolved.service", "systemd-timesyncd.service", "auditd.service",
 }
+
+var foregroundMountsAtBoot = []string{"var.mount", "var-tmp.mount"}
 
 // packageFiles is everything our Debian package ships.
 func packageFiles(s *appliance.Spec, binDir string) ([]provisioner.PackageFile, []string, error) {
@@ -314,6 +320,9 @@ func packageFiles(s *appliance.Spec, binDir string) ([]provisioner.PackageFile, 
 	}
 	for _, u := range foregroundAtBoot {
 		add("/usr/lib/systemd/system/"+u+".d/ksmg-boot-weight.conf", embedded("boot-foreground.conf"), 0o644)
+	}
+	for _, u := range foregroundMountsAtBoot {
+		add("/usr/lib/systemd/system/"+u+".d/ksmg-boot-weight.conf", embedded("boot-foreground-mount.conf"), 0o644)
 	}
 	for _, u := range []string{"systemd-user-sessions.service", "acct.service"} {
 		add("/usr/lib/systemd/system/"+u+".d/ksmg-after-firstboot.conf", embedded("after-firstboot.conf"), 0o644)
