@@ -54,6 +54,7 @@ type flags struct {
 	stdinConsole bool
 	hostnameUnit bool
 	gatewayUnit  bool
+	wizardUnits  []string
 }
 
 func main() {
@@ -103,6 +104,7 @@ func main() {
 	fl.BoolVar(&f.stdinConsole, "console-on-stdin", false, "write the wizard to the terminal on standard input (opened read-write), not to standard output (ksmg-firstboot@.service)")
 	fl.BoolVar(&f.hostnameUnit, "hostname-by-unit", false, "do not ask hostnamed to set the running host name: the unit sets it from /etc/hostname when this exits (ksmg-firstboot@.service)")
 	fl.BoolVar(&f.gatewayUnit, "gateway-by-unit", false, "do not ask systemd to start the gateway: the unit running this is ordered before it, and the boot starts it next (ksmg-firstboot@.service)")
+	fl.StringSliceVar(&f.wizardUnits, "wizard-units", nil, "units to start when setup needs the wizard: the consoles' instances of ksmg-firstboot@.service, of which the boot starts only tty1's")
 	fl.BoolVar(&f.listKeys, "list-keys", false, "list the unattended answer keys (OVF properties, KVP items, credentials, seed file) and exit")
 
 	cmd.AddCommand(&cobra.Command{
@@ -157,7 +159,7 @@ func run(ctx context.Context, f flags, in *os.File, out io.Writer) error {
 	// and only once this instance knows it will print: a console that finds
 	// setup done by another one exits without asking. A terminal nobody
 	// answers holds the asking instance up to a second (probeUTF8), and
-	// the gateway waits for both consoles' instances.
+	// the gateway waits for the consoles' instances.
 	console := term.IsTerminal(int(in.Fd()))
 	lines := console && accessible(f.accessible, in)
 	var held *heldOutput
@@ -245,10 +247,32 @@ func run(ctx context.Context, f flags, in *os.File, out io.Writer) error {
 		}
 		release() // both consoles may open the wizard
 	}
+	if !f.reconfigure && len(f.wizardUnits) > 0 {
+		// Setup needs a person, so every console offers the wizard. The
+		// boot starts the first-boot unit on tty1 only: an unattended
+		// first boot then runs one first-boot process, not one per
+		// console that waits for the other's lock and exits (1.7 s of CPU
+		// time under TCG on the gateway's way). A unit already running is
+		// left as it is.
+		if err := apply.StartUnits(ctx, f.wizardUnits...); err != nil {
+			log.Warn("could not start the wizard on the other consoles", "units", f.wizardUnits, "err", err)
+		}
+	}
 	if len(prefill.Interfaces) == 0 && len(ifnames) == 0 {
 		prefill.Interface(primary)
 	}
 
+	if !console && f.stdinConsole && !f.reconfigure {
+		// The unit's console device has no terminal behind it: ttyS0 on a
+		// VM without a serial port (the OVA's, and Hyper-V's default) is a
+		// node whose reads and writes fail (EIO). Failing here restarted
+		// the unit every 2 s while a person set up the appliance on tty1,
+		// each time with an error in the important-events log; the
+		// gateway and the getty are ordered after this unit, so it waits
+		// for setup on another console instead.
+		log.Info("no terminal on this console: waiting for setup on another one")
+		return waitDone(ctx, f.root, f.pollInterval)
+	}
 	if !console {
 		// Told like the rejected answers before it: in their language.
 		err := i18n.Errorf("answers are incomplete and there is no console to ask on; pass complete unattended answers (see ksmg-firstboot --help)")
@@ -286,27 +310,30 @@ func wizard(ctx context.Context, f flags, o tui.Options, prefill answers.Answers
 	defer cancel()
 	o.Ctx = wctx
 	if !f.reconfigure {
-		go watchStamp(wctx, cancel, f.root, f.pollInterval)
+		// Another console (the wizard runs on tty1 and the serial port)
+		// completing setup ends this console's wizard.
+		go func() {
+			if waitDone(wctx, f.root, f.pollInterval) == nil {
+				cancel()
+			}
+		}()
 	}
 	return tui.Run(o, prefill)
 }
 
-// watchStamp ends this console's wizard when another console (the wizard
-// runs on tty1 and the serial port) completes setup.
-func watchStamp(ctx context.Context, cancel func(), root string, every time.Duration) {
+// waitDone returns when first boot is done in root (checked every
+// interval), or with ctx's error.
+func waitDone(ctx context.Context, root string, every time.Duration) error {
 	t := time.NewTicker(every)
 	defer t.Stop()
-	for {
+	for !apply.Done(root) {
 		select {
 		case <-ctx.Done():
-			return
+			return ctx.Err()
 		case <-t.C:
-			if apply.Done(root) {
-				cancel()
-				return
-			}
 		}
 	}
+	return nil
 }
 
 func unattendedSources(f flags) []sources.Source {

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/ksmg-appliance/ksmg/firstboot/apply"
 	"github.com/ksmg-appliance/ksmg/firstboot/i18n"
@@ -482,4 +483,94 @@ func vmwareVendor(t *testing.T) string {
 	p := filepath.Join(t.TempDir(), "sys_vendor")
 	must(t, os.WriteFile(p, []byte("VMware, Inc.\n"), 0o644))
 	return p
+}
+
+// fakeSystemctl puts a systemctl on PATH that records its arguments, one
+// line per call, in the returned file. Without systemd to reach, first
+// boot runs systemctl for its jobs; with it, the jobs would go to this
+// machine's systemd, so the test is skipped there.
+func fakeSystemctl(t *testing.T) (path, calls string) {
+	t.Helper()
+	if _, err := os.Stat("/run/systemd/private"); err == nil {
+		t.Skip("systemd runs here: first boot would queue its jobs with it, not with a systemctl on PATH")
+	}
+	dir := t.TempDir()
+	calls = filepath.Join(dir, "calls")
+	must(t, os.WriteFile(filepath.Join(dir, "systemctl"), []byte("#!/bin/sh\necho \"$*\" >> '"+calls+"'\n"), 0o755))
+	return dir + string(os.PathListSeparator) + os.Getenv("PATH"), calls
+}
+
+// TestWizardUnitsStartWhenSetupNeedsAPerson: the boot starts first boot
+// on tty1 only; when the answers cannot complete setup, that instance
+// starts the other consoles' (--wizard-units), and when they do, nothing.
+func TestWizardUnitsStartWhenSetupNeedsAPerson(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		name  string
+		kv    map[string]string
+		calls string
+	}{
+		{"complete", completeKV("gw-complete"), ""},
+		{"partial", map[string]string{"ksmg.hostname": "gw-partial"}, "--no-ask-password --no-block start ksmg-firstboot@tty1.service ksmg-firstboot@ttyS0.service\n"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			path, calls := fakeSystemctl(t)
+			root := scratchRoot(t)
+			args := append(hermetic(t, root), sourceSetups["credentials"](t, tt.kv)...)
+			cmd := exec.Command(binary, append(args, "--wizard-units=ksmg-firstboot@tty1.service,ksmg-firstboot@ttyS0.service")...)
+			cmd.Env = []string{"PATH=" + path, "CREDENTIALS_DIRECTORY="}
+			out, err := cmd.CombinedOutput()
+			// Without a console, partial answers still fail (after the
+			// other consoles were asked to open the wizard).
+			if (err == nil) != (tt.calls == "") {
+				t.Fatalf("exit: %v\n%s", err, out)
+			}
+			got, _ := os.ReadFile(calls)
+			if string(got) != tt.calls {
+				t.Errorf("systemctl calls %q, want %q\n%s", got, tt.calls, out)
+			}
+		})
+	}
+}
+
+// TestConsoleWithoutTerminalWaitsForSetup: the unit's console can be a
+// device without a terminal behind it (ttyS0 on a VM with no serial port:
+// reads and writes fail). The instance there must neither fail (Restart=
+// ran it again every 2 s, logging an error each time, while a person set
+// the appliance up on tty1) nor end before setup is done (the gateway is
+// ordered after it).
+func TestConsoleWithoutTerminalWaitsForSetup(t *testing.T) {
+	t.Parallel()
+	root := scratchRoot(t)
+	args := append(hermetic(t, root), sourceSetups["credentials"](t, map[string]string{"ksmg.hostname": "gw-partial"})...)
+	cmd := exec.Command(binary, append(args, "--console-on-stdin", "--poll", "50ms", "--json")...)
+	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "CREDENTIALS_DIRECTORY="}
+	var logs bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &logs, &logs // stdin: /dev/null, not a terminal
+	must(t, cmd.Start())
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	select {
+	case err := <-exited:
+		t.Fatalf("exited (%v) before setup was done:\n%s", err, logs.Bytes())
+	case <-time.After(2 * time.Second):
+	}
+	must(t, os.MkdirAll(filepath.Join(root, filepath.Dir(apply.StampPath)), 0o755))
+	must(t, os.WriteFile(filepath.Join(root, apply.StampPath), nil, 0o644))
+	select {
+	case err := <-exited:
+		if err != nil {
+			t.Fatalf("exit once setup was done: %v\n%s", err, logs.Bytes())
+		}
+	case <-time.After(30 * time.Second):
+		_ = cmd.Process.Kill()
+		t.Fatalf("still waiting 30 s after setup was done:\n%s", logs.Bytes())
+	}
+	if !bytes.Contains(logs.Bytes(), []byte("no terminal on this console")) {
+		t.Errorf("the wait is not logged:\n%s", logs.Bytes())
+	}
+	if b, _ := os.ReadFile(filepath.Join(root, apply.ImportantLogPath)); bytes.Contains(b, []byte("no console to ask on")) {
+		t.Errorf("important-events log has a failure for a console that waited:\n%s", b)
+	}
 }

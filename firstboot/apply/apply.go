@@ -516,14 +516,7 @@ func activate(ctx context.Context, o Options, a answers.Answers, t *tx) error {
 	if execute == nil {
 		var jobs bus
 		defer jobs.close()
-		execute = func(ctx context.Context, name string, args ...string) ([]byte, error) {
-			if name == "systemctl" {
-				if handled, err := jobs.run(ctx, args); handled {
-					return nil, err
-				}
-			}
-			return exec.CommandContext(ctx, name, args...).CombinedOutput()
-		}
+		execute = jobs.execute
 	}
 	if hostname == nil {
 		hostname = os.Hostname
@@ -583,6 +576,30 @@ func activate(ctx context.Context, o Options, a answers.Answers, t *tx) error {
 		run("systemctl", append([]string{"--no-block", "start"}, start...)...)
 	}
 	return errors.Join(errs...)
+}
+
+// execute runs a command of the live system, queueing systemctl's
+// --no-block jobs over systemd's private socket when it can be reached.
+func (b *bus) execute(ctx context.Context, name string, args ...string) ([]byte, error) {
+	if name == "systemctl" {
+		if handled, err := b.run(ctx, args); handled {
+			return nil, err
+		}
+	}
+	return exec.CommandContext(ctx, name, args...).CombinedOutput()
+}
+
+// StartUnits queues start jobs for units without waiting for them
+// (systemctl --no-block start), over systemd's private socket when it can
+// be reached, else by running systemctl.
+func StartUnits(ctx context.Context, units ...string) error {
+	var jobs bus
+	defer jobs.close()
+	args := append([]string{"--no-ask-password", "--no-block", "start"}, units...)
+	if out, err := jobs.execute(ctx, "systemctl", args...); err != nil {
+		return fmt.Errorf("systemctl %s: %w: %s", strings.Join(args, " "), err, bytes.TrimSpace(out))
+	}
+	return nil
 }
 
 // networkChanged: the network files changed in a way networkd has not

@@ -32,15 +32,22 @@ func Files() fs.FS {
 var Install = []services.File{
 	{Src: "ksmg-firstboot@.service", Dst: "/usr/lib/systemd/system/ksmg-firstboot@.service", Mode: 0o644},
 	{Src: "ksmg-firstboot-serial.conf", Dst: "/usr/lib/systemd/system/ksmg-firstboot@ttyS0.service.d/ksmg-serial.conf", Mode: 0o644},
+	{Src: "ksmg-firstboot-getty.conf", Dst: "/usr/lib/systemd/system/serial-getty@ttyS0.service.d/ksmg-after-firstboot.conf", Mode: 0o644},
 	{Src: "ksmg-admin.sudoers", Dst: SudoersPath, Mode: 0o440},
 }
 
 // SudoersPath is the administrator's sudoers drop-in in the image.
 const SudoersPath = "/etc/sudoers.d/ksmg-admin"
 
-// Enable names the unit instances the image enables: the wizard on the VM
-// console and on the first serial port.
-var Enable = []string{
+// Consoles are the unit's instances, one per console the wizard runs on:
+// the VM console and the first serial port. The unit starts them all
+// (--wizard-units) when setup needs a person.
+var Consoles = []string{
 	"ksmg-firstboot@tty1.service",
 	"ksmg-firstboot@ttyS0.service",
 }
+
+// Enable names the instances the image enables, which the boot starts:
+// the VM console's only, so an unattended first boot runs one first-boot
+// process (ksmg-firstboot@.service).
+var Enable = []string{Consoles[0]}

@@ -67,7 +67,8 @@ func TestUnitContract(t *testing.T) {
 	text := unitText(t)
 	for _, want := range []string{
 		"ConditionPathExists=!" + apply.StampPath + "\n",
-		"ExecStart=" + BinaryPath + " --console-on-stdin --hostname-by-unit --gateway-by-unit\n",
+		// Setup that needs a person starts the wizard on every console.
+		"ExecStart=" + BinaryPath + " --console-on-stdin --hostname-by-unit --gateway-by-unit --wizard-units=" + strings.Join(Consoles, ",") + "\n",
 		"ExecStartPost=+/usr/bin/hostname --file /etc/hostname\n",
 		"ImportCredential=ksmg.*\n",
 		"TTYPath=/dev/%I\n",
@@ -92,10 +93,39 @@ func TestUnitContract(t *testing.T) {
 			t.Errorf("install entry %+v: %v", f, err)
 		}
 	}
-	for _, e := range Enable {
+	for _, e := range Consoles {
 		if !strings.HasPrefix(e, "ksmg-firstboot@") || !strings.HasSuffix(e, ".service") {
-			t.Errorf("enable entry %q is not an instance of the template", e)
+			t.Errorf("console entry %q is not an instance of the template", e)
 		}
+	}
+	// The boot starts the VM console's instance only; the others start
+	// when it finds that setup needs a person.
+	if strings.Join(Enable, " ") != "ksmg-firstboot@tty1.service" {
+		t.Errorf("enabled instances %v, want the VM console's only", Enable)
+	}
+}
+
+// TestSerialGettyWaitsForSetup: the boot does not start the serial
+// console's instance, whose ordering held the serial login until setup
+// was done; its drop-in orders the serial getty after the instance the
+// boot does start.
+func TestSerialGettyWaitsForSetup(t *testing.T) {
+	var found bool
+	for _, f := range Install {
+		if !strings.HasPrefix(f.Dst, "/usr/lib/systemd/system/serial-getty@") {
+			continue
+		}
+		found = true
+		b, err := fs.ReadFile(Files(), f.Src)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := "[Unit]\nAfter=" + strings.Join(Enable, " ") + "\n"; !strings.HasSuffix(string(b), want) || f.Dst != "/usr/lib/systemd/system/serial-getty@ttyS0.service.d/ksmg-after-firstboot.conf" {
+			t.Errorf("%s:\n%s\nwant it to end in %q", f.Dst, b, want)
+		}
+	}
+	if !found {
+		t.Error("no drop-in orders the serial console's getty after first boot")
 	}
 }
 
@@ -342,7 +372,7 @@ func TestSerialInstanceTerminalSize(t *testing.T) {
 	if strings.Join(dropIns, " ") != strings.Join(want, " ") {
 		t.Errorf("first-boot drop-ins %v, want %v", dropIns, want)
 	}
-	for _, e := range Enable {
+	for _, e := range Consoles {
 		serial := strings.HasPrefix(e, "ksmg-firstboot@ttyS")
 		has := false
 		for _, d := range dropIns {
