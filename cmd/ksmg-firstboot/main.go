@@ -247,37 +247,15 @@ func run(ctx context.Context, f flags, in *os.File, out io.Writer) error {
 		}
 		release() // both consoles may open the wizard
 	}
-	if !f.reconfigure && len(f.wizardUnits) > 0 {
-		// Setup needs a person, so every console offers the wizard. The
-		// boot starts the first-boot unit on tty1 only: an unattended
-		// first boot then runs one first-boot process, not one per
-		// console that waits for the other's lock and exits (1.7 s of CPU
-		// time under TCG on the gateway's way). A unit already running is
-		// left as it is.
-		if err := apply.StartUnits(ctx, f.wizardUnits...); err != nil {
-			log.Warn("could not start the wizard on the other consoles", "units", f.wizardUnits, "err", err)
-		}
+	if !f.reconfigure {
+		startWizards(ctx, f, log)
 	}
 	if len(prefill.Interfaces) == 0 && len(ifnames) == 0 {
 		prefill.Interface(primary)
 	}
 
-	if !console && f.stdinConsole && !f.reconfigure {
-		// The unit's console device has no terminal behind it: ttyS0 on a
-		// VM without a serial port (the OVA's, and Hyper-V's default) is a
-		// node whose reads and writes fail (EIO). Failing here restarted
-		// the unit every 2 s while a person set up the appliance on tty1,
-		// each time with an error in the important-events log; the
-		// gateway and the getty are ordered after this unit, so it waits
-		// for setup on another console instead.
-		log.Info("no terminal on this console: waiting for setup on another one")
-		return waitDone(ctx, f.root, f.pollInterval)
-	}
 	if !console {
-		// Told like the rejected answers before it: in their language.
-		err := i18n.Errorf("answers are incomplete and there is no console to ask on; pass complete unattended answers (see ksmg-firstboot --help)")
-		report(f, log, out, i18n.Printer(prefill.Language), err)
-		return reported{err}
+		return noConsole(ctx, f, log, out, prefill.Language)
 	}
 	// The terminal's answer about UTF-8 is read before the wizard reads it.
 	waitTerminal()
@@ -301,6 +279,38 @@ func run(ctx context.Context, f flags, in *os.File, out io.Writer) error {
 		report(f, log, out, i18n.Printer(a.Language), failed)
 		prefill, o.Notices = a, []error{failed}
 	}
+}
+
+// startWizards starts the wizard on every console (--wizard-units): setup
+// needs a person. The boot starts the first-boot unit on tty1 only, so an
+// unattended first boot runs one first-boot process, not one per console
+// that waits for the other's lock and exits (1.7 s of CPU time under TCG
+// on the gateway's way). A unit already running is left as it is.
+func startWizards(ctx context.Context, f flags, log *slog.Logger) {
+	if len(f.wizardUnits) == 0 {
+		return
+	}
+	if err := apply.StartUnits(ctx, f.wizardUnits...); err != nil {
+		log.Warn("could not start the wizard on the other consoles", "units", f.wizardUnits, "err", err)
+	}
+}
+
+// noConsole ends a first boot that needs a person where none can be
+// asked. The unit's console device may have no terminal behind it: ttyS0
+// on a VM without a serial port (the OVA's, and Hyper-V's default) is a
+// node whose reads and writes fail (EIO). Failing there restarted the unit
+// every 2 s while a person set up the appliance on tty1, each time with an
+// error in the important-events log; the gateway and the getty are
+// ordered after the unit, so it waits for setup on another console.
+func noConsole(ctx context.Context, f flags, log *slog.Logger, out io.Writer, language string) error {
+	if f.stdinConsole && !f.reconfigure {
+		log.Info("no terminal on this console: waiting for setup on another one")
+		return waitDone(ctx, f.root, f.pollInterval)
+	}
+	// Told like the rejected answers before it: in their language.
+	err := i18n.Errorf("answers are incomplete and there is no console to ask on; pass complete unattended answers (see ksmg-firstboot --help)")
+	report(f, log, out, i18n.Printer(language), err)
+	return reported{err}
 }
 
 // wizard runs the console wizard once, ended early if another console
