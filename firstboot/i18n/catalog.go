@@ -140,7 +140,7 @@ var messageKeyToIndex = map[string]int{
 	"Secondary node (joins a Control node)":                                             160,
 	"Secure Boot off":                                                                   86,
 	"Secure Boot on":                                                                    85,
-	"Setup was completed on another console.":                                           4,
+	"Setup was completed on another console.":                                           3,
 	"Shown on the Control node when you add a node.":                                    164,
 	"Static IPv4/IPv6":                                                                  143,
 	"Time zone":                                                                         157,
@@ -151,7 +151,7 @@ var messageKeyToIndex = map[string]int{
 	"an IPv4 gateway needs an IPv4 address":              55,
 	"an IPv6 gateway needs an IPv6 address":              56,
 	"an authorized public key is required to enable SSH": 50,
-	"answers are incomplete and there is no console to ask on; pass complete unattended answers (see ksmg-firstboot --help)": 3,
+	"answers are incomplete and there is no console to ask on; pass complete unattended answers (see ksmg-firstboot --help)": 5,
 	"at least one interface must be configured": 57,
 	"back":                                   108,
 	"clear filter":                           120,
@@ -220,7 +220,7 @@ var messageKeyToIndex = map[string]int{
 	"select":                                115,
 	"set":                                   183,
 	"set filter":                            119,
-	"setup failed, nothing was changed: %v": 5,
+	"setup failed, nothing was changed: %v": 4,
 	"ssh-ed25519 AAAA... comment":           170,
 	"starting":                              92,
 	"stopping":                              94,
@@ -242,7 +242,7 @@ var messageKeyToIndex = map[string]int{
 var csIndex = []uint32{ // 198 elements
 	// Entry 0 - 1F
 	0x00000000, 0x00000015, 0x0000004c, 0x00000089,
-	0x00000120, 0x0000014d, 0x0000017d, 0x00000197,
+	0x000000b6, 0x000000e6, 0x0000017d, 0x00000197,
 	0x000001e9, 0x00000203, 0x00000212, 0x00000224,
 	0x0000024a, 0x00000258, 0x0000027b, 0x00000288,
 	0x000002a7, 0x000002cb, 0x00000305, 0x000003cd,
@@ -301,11 +301,11 @@ var csIndex = []uint32{ // 198 elements
 
 const csData string = "" + // Size: 8795 bytes
 	"\x02%[1]v (zdroj: %[2]s)\x02odmítnutá odpověď automatického nastavení: %" +
-	"[1]v\x02automatické nastavení selhalo, nic nebylo změněno: %[1]v\x02odpo" +
-	"vědi nejsou úplné a není konzole, na které by se dalo zeptat; zadejte úp" +
-	"lné odpovědi automatického nastavení (viz ksmg-firstboot --help)\x02Nast" +
+	"[1]v\x02automatické nastavení selhalo, nic nebylo změněno: %[1]v\x02Nast" +
 	"avení bylo dokončeno na jiné konzoli.\x02nastavení selhalo, nic nebylo z" +
-	"měněno: %[1]v\x02Nastavení se použije...\x02tajné údaje se nepodařilo od" +
+	"měněno: %[1]v\x02odpovědi nejsou úplné a není konzole, na které by se da" +
+	"lo zeptat; zadejte úplné odpovědi automatického nastavení (viz ksmg-firs" +
+	"tboot --help)\x02Nastavení se použije...\x02tajné údaje se nepodařilo od" +
 	"stranit ze zdroje automatického nastavení: %[1]v\x02Brána ksmg je nastav" +
 	"ena.\x02Řídicí uzel\x02Podřízený uzel\x02Název hostitele: %[1]s   Role: " +
 	"%[2]s\x02Adresa: %[1]s\x02SSH: povoleno pro uživatele %[1]s\x02SSH: vypn" +
@@ -427,7 +427,7 @@ const csData string = "" + // Size: 8795 bytes
 var enIndex = []uint32{ // 198 elements
 	// Entry 0 - 1F
 	0x00000000, 0x00000013, 0x00000035, 0x00000069,
-	0x000000e0, 0x00000108, 0x00000131, 0x00000146,
+	0x00000091, 0x000000ba, 0x00000131, 0x00000146,
 	0x00000180, 0x0000019a, 0x000001a7, 0x000001b6,
 	0x000001d5, 0x000001e4, 0x00000200, 0x00000209,
 	0x00000224, 0x00000247, 0x0000027a, 0x0000030c,
@@ -486,10 +486,10 @@ var enIndex = []uint32{ // 198 elements
 
 const enData string = "" + // Size: 7219 bytes
 	"\x02%[1]v (from %[2]s)\x02unattended answer rejected: %[1]v\x02unattende" +
-	"d setup failed, nothing was changed: %[1]v\x02answers are incomplete and" +
-	" there is no console to ask on; pass complete unattended answers (see ks" +
-	"mg-firstboot --help)\x02Setup was completed on another console.\x02setup" +
-	" failed, nothing was changed: %[1]v\x02Applying settings...\x02could not" +
+	"d setup failed, nothing was changed: %[1]v\x02Setup was completed on ano" +
+	"ther console.\x02setup failed, nothing was changed: %[1]v\x02answers are" +
+	" incomplete and there is no console to ask on; pass complete unattended " +
+	"answers (see ksmg-firstboot --help)\x02Applying settings...\x02could not" +
 	" remove secrets from an unattended source: %[1]v\x02ksmg appliance is se" +
 	"t up.\x02Control node\x02Secondary node\x02Host name: %[1]s   Role: %[2]" +
 	"s\x02Address: %[1]s\x02SSH: enabled for user %[1]s\x02SSH: off\x02SSH ho" +
@@ -600,7 +600,7 @@ const enData string = "" + // Size: 7219 bytes
 var ruIndex = []uint32{ // 198 elements
 	// Entry 0 - 1F
 	0x00000000, 0x00000020, 0x00000073, 0x000000e6,
-	0x000001cc, 0x00000214, 0x0000026a, 0x00000297,
+	0x0000012e, 0x00000184, 0x0000026a, 0x00000297,
 	0x00000329, 0x00000349, 0x00000369, 0x00000389,
 	0x000003b4, 0x000003c6, 0x00000400, 0x00000416,
 	0x00000446, 0x0000047e, 0x000004f1, 0x00000672,
@@ -660,22 +660,22 @@ var ruIndex = []uint32{ // 198 elements
 const ruData string = "" + // Size: 14936 bytes
 	"\x02%[1]v (источник: %[2]s)\x02отклонен ответ автоматической настройки: " +
 	"%[1]v\x02автоматическая настройка не выполнена, ничего не изменено: %[1]" +
-	"v\x02ответы неполные, а консоли, на которой можно спросить, нет; передай" +
-	"те полные ответы автоматической настройки (см. ksmg-firstboot --help)" +
-	"\x02Настройка завершена на другой консоли.\x02настройка не выполнена, ни" +
-	"чего не изменено: %[1]v\x02Применение параметров...\x02не удалось удали" +
-	"ть секретные данные из источника автоматической настройки: %[1]v\x02Шлю" +
-	"з ksmg настроен.\x02Управляющий узел\x02Подчиненный узел\x02Имя хоста: " +
-	"%[1]s   Роль: %[2]s\x02Адрес: %[1]s\x02SSH: включен для пользователя %[1" +
-	"]s\x02SSH: выключен\x02Отпечатки ключей хоста SSH:\x02язык %[1]q не вход" +
-	"ит в список: %[2]s\x02чтобы продолжить, необходимо принять Лицензионное" +
-	" соглашение\x14\x01\x81\x01\x00\x04]\x02пароль слишком короткий: %[1]d с" +
-	"имвола, минимум — %[2]d\x05_\x02пароль слишком короткий: %[1]d символов" +
-	", минимум — %[2]d\x02[\x02пароль слишком короткий: %[1]d символ, минимум" +
-	" — %[2]d\x00]\x02пароль слишком короткий: %[1]d символа, минимум — %[2]d" +
-	"\x02пароль должен содержать не более 256 символов\x02пароль не должен со" +
-	"держать управляющие символы\x02пароль должен содержать символы хотя бы " +
-	"трех видов из четырех: строчные буквы, прописные буквы, цифры, другие с" +
+	"v\x02Настройка завершена на другой консоли.\x02настройка не выполнена, н" +
+	"ичего не изменено: %[1]v\x02ответы неполные, а консоли, на которой можн" +
+	"о спросить, нет; передайте полные ответы автоматической настройки (см. " +
+	"ksmg-firstboot --help)\x02Применение параметров...\x02не удалось удалить" +
+	" секретные данные из источника автоматической настройки: %[1]v\x02Шлюз k" +
+	"smg настроен.\x02Управляющий узел\x02Подчиненный узел\x02Имя хоста: %[1]" +
+	"s   Роль: %[2]s\x02Адрес: %[1]s\x02SSH: включен для пользователя %[1]s" +
+	"\x02SSH: выключен\x02Отпечатки ключей хоста SSH:\x02язык %[1]q не входит" +
+	" в список: %[2]s\x02чтобы продолжить, необходимо принять Лицензионное со" +
+	"глашение\x14\x01\x81\x01\x00\x04]\x02пароль слишком короткий: %[1]d сим" +
+	"вола, минимум — %[2]d\x05_\x02пароль слишком короткий: %[1]d символов, " +
+	"минимум — %[2]d\x02[\x02пароль слишком короткий: %[1]d символ, минимум " +
+	"— %[2]d\x00]\x02пароль слишком короткий: %[1]d символа, минимум — %[2]" +
+	"d\x02пароль должен содержать не более 256 символов\x02пароль не должен с" +
+	"одержать управляющие символы\x02пароль должен содержать символы хотя бы" +
+	" трех видов из четырех: строчные буквы, прописные буквы, цифры, другие с" +
 	"имволы\x02пароли не совпадают\x02хеш пароля должен быть строкой SHA-512" +
 	" crypt ($6$...) или yescrypt ($y$...)\x02необходимо указать имя хоста" +
 	"\x02имя хоста должно содержать не более 253 символов\x02часть имени хост" +
@@ -796,4 +796,4 @@ const ruData string = "" + // Size: 14936 bytes
 	"ьте его в следующих шагах:\x00\x91\x01\x02%[1]d ответа автоматической н" +
 	"астройки отклонено; исправьте их в следующих шагах:"
 
-	// Total table size 33398 bytes (32KiB); checksum: 5186706A
+	// Total table size 33398 bytes (32KiB); checksum: A51BEBE6
