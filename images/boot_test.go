@@ -178,6 +178,7 @@ func TestBootSecureBootSMTP(t *testing.T) {
 		t.Fatal(err)
 	}
 	maps.Copy(creds, boottest.Probe("boot-hardening", harden.RuntimeProbe, 10*time.Minute))
+	maps.Copy(creds, boottest.Probe("boot-coldplug", coldplugProbe(), 2*time.Minute))
 	res, err := boottest.Run(context.Background(), boottest.Options{Disk: raw, Format: "raw", Credentials: creds, Serial: serial, Timeout: 15 * time.Minute})
 	if err != nil {
 		t.Fatalf("boot: %v", err)
@@ -187,6 +188,7 @@ func TestBootSecureBootSMTP(t *testing.T) {
 		t.Fatal(err)
 	}
 	checkRuntime(t, string(log), false)
+	checkColdplugGuest(t, string(log))
 	checkFirstBootOnTTY1Only(t, string(log))
 	checkRootChecked(t, string(log))
 	t.Logf("status: %s", res.StatusLine)
@@ -1135,5 +1137,54 @@ func cpioWalk(b []byte, fn func(name string, data []byte)) (rest []byte, err err
 			return b[min(off, len(b)):], nil
 		}
 		fn(name, data)
+	}
+}
+
+// coldplugProbe is a probe script (boottest.Probe) that checks in the
+// booted guest what coldplugSkip says of the kinds of object it leaves
+// out with "no module alias": none has a module alias or a device node,
+// else udev's MODALIAS and device-name rules would have acted on it. It
+// also reports the DMI device's properties: the vendor of 60-dmi-id.rules
+// kept, the memory inventory of 70-memory.rules gone
+// (udevMemoryRulesOverride).
+func coldplugProbe() string {
+	var names []string
+	for _, s := range coldplugSkip {
+		switch {
+		case s.covered != nil, s.name == "subsystem", s.name == "drivers", s.name == "module", s.name == "tty":
+			continue
+		}
+		names = append(names, s.name)
+	}
+	return `n=0; bad=""
+for s in ` + strings.Join(names, " ") + `; do
+  for d in /sys/class/$s/* /sys/bus/$s/devices/*; do
+    [ -f "$d/uevent" ] || continue
+    n=$((n+1))
+    if grep -qE '^(MODALIAS|DEVNAME)=' "$d/uevent"; then bad="$bad $s:${d##*/}"; fi
+  done
+done
+echo "coldplug_skipped_objects=$n"
+echo "coldplug_skipped_with_alias_or_node=${bad:- none}"
+echo "dmi_vendor=$(udevadm info -q property -p /sys/class/dmi/id | sed -n 's/^ID_VENDOR=//p')"
+echo "dmi_memory_properties=$(udevadm info -q property -p /sys/class/dmi/id | grep -c '^MEMORY_')"
+`
+}
+
+// checkColdplugGuest reads coldplugProbe's lines from a serial log.
+func checkColdplugGuest(t *testing.T, serial string) {
+	t.Helper()
+	v := boottest.ProbeValues(serial)
+	if n, err := strconv.Atoi(v["coldplug_skipped_objects"]); err != nil || n == 0 {
+		t.Errorf("coldplug probe: coldplug_skipped_objects=%q, want a number > 0 (the probe looked at nothing)", v["coldplug_skipped_objects"])
+	}
+	if got := strings.TrimSpace(v["coldplug_skipped_with_alias_or_node"]); got != "none" {
+		t.Errorf("objects of subsystems the coldplug leaves out (coldplugSkip) have a module alias or device node: %s", got)
+	}
+	if v["dmi_vendor"] == "" {
+		t.Errorf("DMI device without ID_VENDOR: 60-dmi-id.rules did not run on it")
+	}
+	if got := v["dmi_memory_properties"]; got != "0" {
+		t.Errorf("DMI device has %s MEMORY_* properties: 70-memory.rules still runs (udevMemoryRulesOverride)", got)
 	}
 }

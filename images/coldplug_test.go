@@ -23,8 +23,8 @@ var (
 // the terminals' command, coldplugTTY), with or without a SUBSYSTEM key.
 // Other rules without a SUBSYSTEM key act on any object they otherwise
 // match; those of the image key on a module alias (MODALIAS), a tag or a
-// device name, which the skipped kinds of object do not have (checked in
-// a booted guest when the list was made).
+// device name, which the skipped kinds of object do not have
+// (TestBootSecureBootSMTP checks it in the booted guest: coldplugProbe).
 func coldplugConflicts(rules map[string]string) []string {
 	var out []string
 	covered := func(s string, file string) bool {

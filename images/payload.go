@@ -194,10 +194,26 @@ var coldplugSkip = []struct {
 	{"ata_device", "no rule, no module alias", nil},
 	{"scsi_host", "no rule, no module alias", nil},
 	{"bdi", "no rule, no module alias", nil},
+	{"clockevents", "no rule, no module alias", nil},
+	{"clocksource", "no rule, no module alias", nil},
+	{"container", "ACPI containers: no rule, no module alias", nil},
+	{"devlink", "links between devices: no rule, no module alias", nil},
+	{"machinecheck", "no rule, no module alias", nil},
+	{"memory_tiering", "no rule, no module alias", nil},
+	{"node", "NUMA nodes: no rule, no module alias", nil},
+	{"pci_bus", "no rule, no module alias (the PCI devices, subsystem pci, carry theirs)", nil},
+	{"pnp", "no rule, no module alias (their ACPI objects, subsystem acpi, carry theirs)", nil},
+	{"scsi_device", "no rule, no module alias (the SCSI devices, subsystem scsi, carry theirs)", nil},
+	{"scsi_disk", "no rule, no module alias", nil},
+	{"thermal", "cooling devices and thermal zones: no rule, no module alias", nil},
 	{"vtconsole", "console-setup's rule would load the console font again: console-setup.service did it at boot (console-font.conf)", []string{"90-console-setup.rules"}},
 	{"vc", "the consoles' screen buffers (/dev/vcs*): console-setup's rule switches each console to UTF-8, which console-setup.service's font script did at boot for every console (console-font.conf); the default rule would give group tty read access to what the consoles show, and without it the nodes stay root's alone (mode 0600)", []string{"90-console-setup.rules", "50-udev-default.rules"}},
 	{"tty", "replayed by its own command without the 64 virtual consoles (coldplugTTY), whose one rule gives group tty to nodes it makes mode 0600", []string{"50-udev-default.rules"}},
 }
+
+// udevMemoryRulesOverride takes the place of systemd's 70-memory.rules
+// (a file of the same name in /etc wins; one without rules disables it).
+const udevMemoryRulesOverride = "/etc/udev/rules.d/70-memory.rules"
 
 // coldplugTTY are the terminals the coldplug replays (tty is left out of
 // the main command): the names the rules of 99-systemd.rules tag for
@@ -318,6 +334,7 @@ func packageFiles(s *appliance.Spec, binDir string) ([]provisioner.PackageFile, 
 	}
 	add("/usr/lib/systemd/system/console-setup.service.d/ksmg-font.conf", embedded("console-font.conf"), 0o644)
 	add("/usr/lib/systemd/system/systemd-udev-trigger.service.d/ksmg-coldplug.conf", udevColdplugDropIn(), 0o644)
+	add(udevMemoryRulesOverride, embedded("udev-memory-off.rules"), 0o644)
 	for _, u := range backgroundAtBoot {
 		add("/usr/lib/systemd/system/"+u+".d/ksmg-boot-weight.conf", embedded("boot-background.conf"), 0o644)
 	}
