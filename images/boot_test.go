@@ -1149,9 +1149,8 @@ func cpioWalk(b []byte, fn func(name string, data []byte)) (rest []byte, err err
 // (udevMemoryRulesOverride).
 func coldplugProbe() string {
 	var names []string
-	for _, s := range coldplugSkip {
-		switch {
-		case s.covered != nil, s.name == "subsystem", s.name == "drivers", s.name == "module", s.name == "tty":
+	for _, s := range coldplugSkippedDevices() {
+		if s.covered != nil { // rules act on them (tty, vc, vtconsole)
 			continue
 		}
 		names = append(names, s.name)

@@ -94,14 +94,24 @@ const (
 // trigger.
 func initramfsTriggerArgs() string {
 	var args []string
-	for _, s := range coldplugSkip {
-		switch s.name {
-		case "subsystem", "drivers", "module": // not devices
-			continue
-		}
+	for _, s := range coldplugSkippedDevices() {
 		args = append(args, "--subsystem-nomatch="+s.name)
 	}
 	return strings.Join(args, " ")
+}
+
+// coldplugSkippedDevices are the entries of coldplugSkip that are device
+// subsystems: all but the bus, driver and module objects.
+func coldplugSkippedDevices() []coldplugSkipped {
+	var devs []coldplugSkipped
+	for _, s := range coldplugSkip {
+		switch s.name {
+		case "subsystem", "drivers", "module":
+			continue
+		}
+		devs = append(devs, s)
+	}
+	return devs
 }
 
 // initramfsTriggerHookScript edits the copy of Debian's udev script in the
@@ -174,13 +184,17 @@ var backgroundAtBoot = []string{"rsyslog.service", "systemd-logind.service"}
 // lists.
 const udevTriggerCommand = "udevadm trigger --type=all --action=add --prioritized-subsystem=module,block,tpmrm,net,tty,input"
 
+// coldplugSkipped is a subsystem the coldplug leaves out: why, and the
+// rules files that act on it (covered).
+type coldplugSkipped struct {
+	name, why string
+	covered   []string
+}
+
 // coldplugSkip are the subsystems the coldplug leaves out, with why; the
 // rules files named in "covered" act on the subsystem, but what they do at
 // boot is done otherwise or has no effect, as the reason says.
-var coldplugSkip = []struct {
-	name, why string
-	covered   []string
-}{
+var coldplugSkip = []coldplugSkipped{
 	{"subsystem", "bus objects (/sys/bus/*): no rule matches them", nil},
 	{"drivers", "driver objects (/sys/bus/*/drivers/*): no rule matches them", nil},
 	{"module", "kernel modules: only those in coldplugModules have rules; modules loaded later announce themselves", nil},
