@@ -525,6 +525,7 @@ func TestImageContents(t *testing.T) {
 		t.Errorf("sudo is not installed setuid root: %s", st)
 	}
 	checkColdplug(t, func(req string) string { return debugfs(root, req) })
+	checkUnitsWithoutBPFLSM(t, func(req string) string { return debugfs(root, req) })
 	checkUnitOrderings(t, func(req string) string { return debugfs(root, req) })
 }
 
@@ -575,6 +576,39 @@ func checkColdplug(t *testing.T, debugfs func(req string) string) {
 	}
 	for _, c := range coldplugConflicts(rules) {
 		t.Errorf("a udev rule acts on what the coldplug leaves out (images/payload.go, coldplugSkip): %s", c)
+	}
+}
+
+// checkUnitsWithoutBPFLSM: no unit of the image asks for
+// RestrictFileSystems=, which needs the BPF LSM; the kernel command line
+// leaves it out (lsm=, provisioner/harden/files/default-grub), and systemd
+// would run such a unit without the restriction, logging a warning.
+func checkUnitsWithoutBPFLSM(t *testing.T, debugfs func(req string) string) {
+	t.Helper()
+	n := 0
+	for _, d := range []string{"/usr/lib/systemd/system", "/etc/systemd/system"} {
+		dir := t.TempDir()
+		debugfs("rdump " + d + " " + dir)
+		err := filepath.WalkDir(filepath.Join(dir, filepath.Base(d)), func(p string, e fs.DirEntry, err error) error {
+			if err != nil || !e.Type().IsRegular() {
+				return err
+			}
+			b, err := os.ReadFile(p)
+			if err != nil {
+				return err
+			}
+			n++
+			if regexp.MustCompile(`(?m)^\s*RestrictFileSystems\s*=`).Match(b) {
+				t.Errorf("%s%s asks for RestrictFileSystems=, which needs the BPF LSM the kernel command line leaves out (lsm=)", d, strings.TrimPrefix(p, filepath.Join(dir, filepath.Base(d))))
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n < 100 {
+		t.Fatalf("only %d unit files read from the image", n)
 	}
 }
 
@@ -1146,7 +1180,7 @@ func cpioWalk(b []byte, fn func(name string, data []byte)) (rest []byte, err err
 // else udev's MODALIAS and device-name rules would have acted on it. It
 // also reports the DMI device's properties: the vendor of 60-dmi-id.rules
 // kept, the memory inventory of 70-memory.rules gone
-// (udevMemoryRulesOverride).
+// (udevMemoryRulesOverride), and whether PID 1 loaded autofs4 itself.
 func coldplugProbe() string {
 	var names []string
 	for _, s := range coldplugSkippedDevices() {
@@ -1167,6 +1201,8 @@ echo "coldplug_skipped_objects=$n"
 echo "coldplug_skipped_with_alias_or_node=${bad:- none}"
 echo "dmi_vendor=$(udevadm info -q property -p /sys/class/dmi/id | sed -n 's/^ID_VENDOR=//p')"
 echo "dmi_memory_properties=$(udevadm info -q property -p /sys/class/dmi/id | grep -c '^MEMORY_')"
+echo "autofs4_loaded=$(grep -c '^autofs4 ' /proc/modules)"
+echo "autofs4_loaded_by_pid1=$(journalctl -b -k -q -o cat --no-pager | grep -c "Inserted module 'autofs4'")"
 `
 }
 
@@ -1185,5 +1221,10 @@ func checkColdplugGuest(t *testing.T, serial string) {
 	}
 	if got := v["dmi_memory_properties"]; got != "0" {
 		t.Errorf("DMI device has %s MEMORY_* properties: 70-memory.rules still runs (udevMemoryRulesOverride)", got)
+	}
+	// The initramfs loads autofs4 (appliance.yaml, initramfs_modules), so
+	// that PID 1 does not load it from the root file system at its start.
+	if v["autofs4_loaded"] != "1" || v["autofs4_loaded_by_pid1"] != "0" {
+		t.Errorf("autofs4: loaded %q, by PID 1 %q; want 1 and 0 (the initramfs loads it)", v["autofs4_loaded"], v["autofs4_loaded_by_pid1"])
 	}
 }

@@ -70,6 +70,7 @@ for m in /tmp /var/tmp /dev/shm /home /var /proc /boot/efi /dev; do
 done
 echo "modules_loaded=$(cut -d' ' -f1 /proc/modules | sort | paste -sd, -)"
 echo "cmdline=$(cat /proc/cmdline)"
+echo "lsm=$(cat /sys/kernel/security/lsm)"
 echo "cmdline_unknown=$(journalctl -b -k -q --no-pager -o cat | sed -n 's/.*parameters "\(.*\)", will be passed.*/\1/p' | head -n 1)"
 echo "secure_log=$(stat -c '%a:%U:%G' /var/log/secure 2>/dev/null)"
 for u in $(systemctl list-unit-files --no-legend --plain 'ksmg-*.service' | awk '{print $1}'); do
@@ -121,6 +122,27 @@ func checkUnknownParams(v map[string]string) []error {
 		}
 	}
 	return errs
+}
+
+// checkLSM: the security modules in force are those lsm= on the command
+// line names, in its order (the kernel skips a name it was built without
+// and adds none), and AppArmor is among them.
+func checkLSM(v map[string]string) []error {
+	var want string
+	for _, p := range strings.Fields(v["cmdline"]) {
+		if l, ok := strings.CutPrefix(p, "lsm="); ok {
+			want = l
+		}
+	}
+	switch {
+	case want == "":
+		return []error{fmt.Errorf("cmdline=%q has no lsm=", v["cmdline"])}
+	case v["lsm"] != want:
+		return []error{fmt.Errorf("lsm=%q (/sys/kernel/security/lsm), want %q as the command line's lsm= says", v["lsm"], want)}
+	case !slices.Contains(strings.Split(v["lsm"], ","), "apparmor"):
+		return []error{fmt.Errorf("lsm=%q: AppArmor is not among the security modules", v["lsm"])}
+	}
+	return nil
 }
 
 // CheckRuntime compares RuntimeProbe's values with what the hardening sets
@@ -194,6 +216,7 @@ func CheckRuntime(v map[string]string, sshEnabled bool) (notes []string, err err
 		}
 	}
 	errs = append(errs, checkUnknownParams(v)...)
+	errs = append(errs, checkLSM(v)...)
 	errs = append(errs, checkblockedModules(v)...)
 	var units []string
 	for k := range v {

@@ -23,6 +23,7 @@ func goodRuntime(t *testing.T) map[string]string {
 		"sysctl_diff": "none", "failed_units": "none", "unsettled_units": "none", "gateway_core_limit": "0", "core_pattern": "|/bin/false",
 		"ssh_local_socket": "absent", "listen": "tcp:22,tcp:25,udp:68",
 		"secure_log": "640:kluser:kluser", "cmdline": "BOOT_IMAGE=/vmlinuz root=UUID=x ro " + cl + " console=ttyS0,115200",
+		"lsm":                            "lockdown,capability,landlock,yama,apparmor,ima,evm",
 		"cmdline_unknown":                "spectre_v2=on spec_store_bypass_disable=seccomp",
 		"exposure_ksmg-gatewayd.service": "1.4", "exposure_ksmg-logrotate.service": "1.2",
 		"exposure_ksmg-firstboot@tty1.service": "2.1",
@@ -75,6 +76,8 @@ func TestCheckRuntime(t *testing.T) {
 		{"cmdline", "root=UUID=x ro", true, "cmdline"},
 		{"cmdline_unknown", "spectre_v2=on page_poison=1", true, `does not know "page_poison=1"`},
 		{"cmdline_unknown", "", true, "was not read"},
+		{"lsm", "lockdown,capability,landlock,yama,apparmor,tomoyo,bpf,ipe,ima,evm", true, "as the command line's lsm= says"},
+		{"lsm", "", true, "as the command line's lsm= says"},
 		{"exposure_ksmg-gatewayd.service", "1.6", true, "exposure 1.6"},
 		{"exposure_ksmg-logrotate.service", "2.1", true, "exposure 2.1"},
 		{"exposure_ksmg-firstboot@tty1.service", "2.2", true, "exposure 2.2, want <= 2.1"},
@@ -102,6 +105,26 @@ func TestRuntimeProbeParses(t *testing.T) {
 	for _, sh := range []string{"dash", "sh"} {
 		if out, err := exec.Command(sh, "-n", "-c", RuntimeProbe).CombinedOutput(); err != nil {
 			t.Errorf("%s -n: %v\n%s", sh, err, out)
+		}
+	}
+}
+
+func TestCheckLSM(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		cmdline, lsm, want string
+	}{
+		{"root=UUID=x lsm=lockdown,capability,apparmor", "lockdown,capability,apparmor", ""},
+		{"root=UUID=x lsm=lockdown,capability,yama", "lockdown,capability,yama", "AppArmor is not among"},
+		{"root=UUID=x", "lockdown,capability,apparmor", "has no lsm="},
+		{"root=UUID=x lsm=lockdown,capability,apparmor", "lockdown,capability,apparmor,bpf", "want \"lockdown,capability,apparmor\""},
+	} {
+		errs := checkLSM(map[string]string{"cmdline": tc.cmdline, "lsm": tc.lsm})
+		switch {
+		case tc.want == "" && len(errs) > 0:
+			t.Errorf("%q, %q: %v", tc.cmdline, tc.lsm, errs)
+		case tc.want != "" && (len(errs) == 0 || !strings.Contains(errs[0].Error(), tc.want)):
+			t.Errorf("%q, %q: %v, want an error with %q", tc.cmdline, tc.lsm, errs, tc.want)
 		}
 	}
 }
