@@ -125,8 +125,9 @@ func checkUnknownParams(v map[string]string) []error {
 }
 
 // checkLSM: the security modules in force are those lsm= on the command
-// line names, in its order (the kernel skips a name it was built without
-// and adds none), and AppArmor is among them.
+// line names, in its order (the list names every module the kernel always
+// runs, so any difference means lsm= did not take effect as written), and
+// AppArmor is among them.
 func checkLSM(v map[string]string) []error {
 	var want string
 	for _, p := range strings.Fields(v["cmdline"]) {
