@@ -557,19 +557,13 @@ func checkColdplug(t *testing.T, debugfs func(req string) string) {
 	if got := debugfs("cat /usr/lib/systemd/system/systemd-udev-trigger.service.d/ksmg-coldplug.conf"); !strings.HasSuffix(got, "\n"+string(udevColdplugDropIn())) {
 		t.Errorf("coldplug drop-in in the image:\n%s\nwant:\n%s", got, udevColdplugDropIn())
 	}
-	dir := t.TempDir()
 	rules := map[string]string{}
 	for _, d := range []string{"/usr/lib/udev/rules.d", "/etc/udev/rules.d"} {
-		debugfs("rdump " + d + " " + dir)
-		files, _ := filepath.Glob(filepath.Join(dir, filepath.Base(d), "*.rules"))
-		for _, f := range files {
-			b, err := os.ReadFile(f)
-			if err != nil {
-				t.Fatal(err)
+		for p, b := range dumpedFiles(t, debugfs, d) {
+			if strings.HasSuffix(p, ".rules") && !strings.Contains(strings.TrimPrefix(p, d+"/"), "/") {
+				rules[p] = b
 			}
-			rules[d+"/"+filepath.Base(f)] = string(b)
 		}
-		os.RemoveAll(filepath.Join(dir, filepath.Base(d)))
 	}
 	if len(rules) < 20 {
 		t.Fatalf("only %d udev rules files read from the image", len(rules))
@@ -585,31 +579,54 @@ func checkColdplug(t *testing.T, debugfs func(req string) string) {
 // would run such a unit without the restriction, logging a warning.
 func checkUnitsWithoutBPFLSM(t *testing.T, debugfs func(req string) string) {
 	t.Helper()
-	n := 0
+	units := map[string]string{}
 	for _, d := range []string{"/usr/lib/systemd/system", "/etc/systemd/system"} {
-		dir := t.TempDir()
-		debugfs("rdump " + d + " " + dir)
-		err := filepath.WalkDir(filepath.Join(dir, filepath.Base(d)), func(p string, e fs.DirEntry, err error) error {
-			if err != nil || !e.Type().IsRegular() {
-				return err
-			}
-			b, err := os.ReadFile(p)
-			if err != nil {
-				return err
-			}
-			n++
-			if regexp.MustCompile(`(?m)^\s*RestrictFileSystems\s*=`).Match(b) {
-				t.Errorf("%s%s asks for RestrictFileSystems=, which needs the BPF LSM the kernel command line leaves out (lsm=)", d, strings.TrimPrefix(p, filepath.Join(dir, filepath.Base(d))))
-			}
-			return nil
-		})
-		if err != nil {
-			t.Fatal(err)
+		maps.Copy(units, dumpedFiles(t, debugfs, d))
+	}
+	if len(units) < 100 {
+		t.Fatalf("only %d unit files read from the image", len(units))
+	}
+	for _, u := range unitsWith(units, "RestrictFileSystems") {
+		t.Errorf("%s asks for RestrictFileSystems=, which needs the BPF LSM the kernel command line leaves out (lsm=)", u)
+	}
+}
+
+// unitsWith returns the paths of the unit files that set directive, sorted.
+func unitsWith(units map[string]string, directive string) []string {
+	re := regexp.MustCompile(`(?m)^\s*` + regexp.QuoteMeta(directive) + `\s*=`)
+	var found []string
+	for p, b := range units {
+		if re.MatchString(b) {
+			found = append(found, p)
 		}
 	}
-	if n < 100 {
-		t.Fatalf("only %d unit files read from the image", n)
+	slices.Sort(found)
+	return found
+}
+
+// dumpedFiles reads the regular files under dir of an image's file system
+// (debugfs's rdump), keyed by their path in the image.
+func dumpedFiles(t *testing.T, debugfs func(req string) string, dir string) map[string]string {
+	t.Helper()
+	tmp := t.TempDir()
+	debugfs("rdump " + dir + " " + tmp)
+	top := filepath.Join(tmp, filepath.Base(dir))
+	files := map[string]string{}
+	err := filepath.WalkDir(top, func(p string, e fs.DirEntry, err error) error {
+		if err != nil || !e.Type().IsRegular() {
+			return err
+		}
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		files[dir+strings.TrimPrefix(p, top)] = string(b)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
+	return files
 }
 
 // partImage copies the partition of type typ out of the raw disk into a
@@ -1226,5 +1243,21 @@ func checkColdplugGuest(t *testing.T, serial string) {
 	// that PID 1 does not load it from the root file system at its start.
 	if v["autofs4_loaded"] != "1" || v["autofs4_loaded_by_pid1"] != "0" {
 		t.Errorf("autofs4: loaded %q, by PID 1 %q; want 1 and 0 (the initramfs loads it)", v["autofs4_loaded"], v["autofs4_loaded_by_pid1"])
+	}
+}
+
+func TestUnitsWith(t *testing.T) {
+	t.Parallel()
+	units := map[string]string{
+		"/usr/lib/systemd/system/a.service":                "[Service]\nRestrictFileSystems=ext4\n",
+		"/etc/systemd/system/b.service.d/x.conf":           "[Service]\n  RestrictFileSystems = ~tmpfs\n",
+		"/usr/lib/systemd/system/c.service":                "[Service]\n# RestrictFileSystems=ext4\nProtectSystem=strict\n",
+		"/usr/lib/systemd/system/d.service":                "[Service]\nExecStart=/bin/echo RestrictFileSystems=ext4\n",
+		"/usr/lib/systemd/system/systemd-journald.service": "[Service]\nIPAddressDeny=any\n",
+	}
+	got := unitsWith(units, "RestrictFileSystems")
+	want := []string{"/etc/systemd/system/b.service.d/x.conf", "/usr/lib/systemd/system/a.service"}
+	if !slices.Equal(got, want) {
+		t.Errorf("unitsWith = %q, want %q", got, want)
 	}
 }
