@@ -179,6 +179,7 @@ func TestBootSecureBootSMTP(t *testing.T) {
 	}
 	maps.Copy(creds, boottest.Probe("boot-hardening", harden.RuntimeProbe, 10*time.Minute))
 	maps.Copy(creds, boottest.Probe("boot-coldplug", coldplugProbe(), 2*time.Minute))
+	maps.Copy(creds, boottest.Probe("boot-autofs", autofsProbe, 2*time.Minute))
 	res, err := boottest.Run(context.Background(), boottest.Options{Disk: raw, Format: "raw", Credentials: creds, Serial: serial, Timeout: 15 * time.Minute})
 	if err != nil {
 		t.Fatalf("boot: %v", err)
@@ -189,6 +190,7 @@ func TestBootSecureBootSMTP(t *testing.T) {
 	}
 	checkRuntime(t, string(log), false)
 	checkColdplugGuest(t, string(log))
+	checkAutofsGuest(t, string(log))
 	checkFirstBootOnTTY1Only(t, string(log))
 	checkRootChecked(t, string(log))
 	t.Logf("status: %s", res.StatusLine)
@@ -1197,7 +1199,7 @@ func cpioWalk(b []byte, fn func(name string, data []byte)) (rest []byte, err err
 // else udev's MODALIAS and device-name rules would have acted on it. It
 // also reports the DMI device's properties: the vendor of 60-dmi-id.rules
 // kept, the memory inventory of 70-memory.rules gone
-// (udevMemoryRulesOverride), and whether PID 1 loaded autofs4 itself.
+// (udevMemoryRulesOverride).
 func coldplugProbe() string {
 	var names []string
 	for _, s := range coldplugSkippedDevices() {
@@ -1218,8 +1220,6 @@ echo "coldplug_skipped_objects=$n"
 echo "coldplug_skipped_with_alias_or_node=${bad:- none}"
 echo "dmi_vendor=$(udevadm info -q property -p /sys/class/dmi/id | sed -n 's/^ID_VENDOR=//p')"
 echo "dmi_memory_properties=$(udevadm info -q property -p /sys/class/dmi/id | grep -c '^MEMORY_')"
-echo "autofs4_loaded=$(grep -c '^autofs4 ' /proc/modules)"
-echo "autofs4_loaded_by_pid1=$(journalctl -b -k -q -o cat --no-pager | grep -c "Inserted module 'autofs4'")"
 `
 }
 
@@ -1239,8 +1239,20 @@ func checkColdplugGuest(t *testing.T, serial string) {
 	if got := v["dmi_memory_properties"]; got != "0" {
 		t.Errorf("DMI device has %s MEMORY_* properties: 70-memory.rules still runs (udevMemoryRulesOverride)", got)
 	}
-	// The initramfs loads autofs4 (appliance.yaml, initramfs_modules), so
-	// that PID 1 does not load it from the root file system at its start.
+}
+
+// autofsProbe is a probe script (boottest.Probe) that reports whether
+// autofs4 is loaded and whether PID 1 loaded it itself.
+const autofsProbe = `echo "autofs4_loaded=$(grep -c '^autofs4 ' /proc/modules)"
+echo "autofs4_loaded_by_pid1=$(journalctl -b -k -q -o cat --no-pager | grep -c "Inserted module 'autofs4'")"
+`
+
+// checkAutofsGuest reads autofsProbe's lines from a serial log: the
+// initramfs loads autofs4 (appliance.yaml, initramfs_modules), so that
+// PID 1 does not load it from the root file system at its start.
+func checkAutofsGuest(t *testing.T, serial string) {
+	t.Helper()
+	v := boottest.ProbeValues(serial)
 	if v["autofs4_loaded"] != "1" || v["autofs4_loaded_by_pid1"] != "0" {
 		t.Errorf("autofs4: loaded %q, by PID 1 %q; want 1 and 0 (the initramfs loads it)", v["autofs4_loaded"], v["autofs4_loaded_by_pid1"])
 	}
