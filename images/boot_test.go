@@ -528,6 +528,7 @@ func TestImageContents(t *testing.T) {
 	}
 	checkColdplug(t, func(req string) string { return debugfs(root, req) })
 	checkUnitsWithoutBPFLSM(t, func(req string) string { return debugfs(root, req) })
+	checkDevTmpfiles(t, func(req string) string { return debugfs(root, req) })
 	checkUnitOrderings(t, func(req string) string { return debugfs(root, req) })
 }
 
@@ -591,6 +592,46 @@ func checkUnitsWithoutBPFLSM(t *testing.T, debugfs func(req string) string) {
 	for _, u := range unitsWith(units, "RestrictFileSystems") {
 		t.Errorf("%s asks for RestrictFileSystems=, which needs the BPF LSM the kernel command line leaves out (lsm=)", u)
 	}
+}
+
+// checkDevTmpfiles: the image masks the two units that apply the tmpfiles
+// lines for /dev (appliance.yaml), so every such line of the image must be
+// one that only adjusts a node that exists (z, Z): none may create one.
+func checkDevTmpfiles(t *testing.T, debugfs func(req string) string) {
+	t.Helper()
+	conf := map[string]string{}
+	for _, d := range []string{"/usr/lib/tmpfiles.d", "/etc/tmpfiles.d"} {
+		maps.Copy(conf, dumpedFiles(t, debugfs, d))
+	}
+	if len(conf) < 10 {
+		t.Fatalf("only %d tmpfiles.d files read from the image", len(conf))
+	}
+	for _, l := range devTmpfilesCreating(conf) {
+		t.Errorf("%s: a tmpfiles line for /dev that creates or changes more than a node's owner and mode; systemd-tmpfiles-setup-dev is masked", l)
+	}
+}
+
+// devTmpfilesCreating returns the tmpfiles.d lines ("file: line", sorted)
+// for a path in /dev whose type is not z or Z.
+func devTmpfilesCreating(conf map[string]string) []string {
+	var found []string
+	for p, b := range conf {
+		if !strings.HasSuffix(p, ".conf") {
+			continue
+		}
+		for _, line := range strings.Split(b, "\n") {
+			f := strings.Fields(line)
+			if len(f) < 2 || strings.HasPrefix(f[0], "#") || f[1] != "/dev" && !strings.HasPrefix(f[1], "/dev/") {
+				continue
+			}
+			// The type's first letter; modifiers (!, -, =, ~, ^, +) follow it.
+			if typ := f[0][:1]; typ != "z" && typ != "Z" {
+				found = append(found, p+": "+strings.TrimSpace(line))
+			}
+		}
+	}
+	slices.Sort(found)
+	return found
 }
 
 // unitsWith returns the paths of the unit files that set directive, sorted.
@@ -1255,6 +1296,22 @@ func checkAutofsGuest(t *testing.T, serial string) {
 	v := boottest.ProbeValues(serial)
 	if v["autofs4_loaded"] != "1" || v["autofs4_loaded_by_pid1"] != "0" {
 		t.Errorf("autofs4: loaded %q, by PID 1 %q; want 1 and 0 (the initramfs loads it)", v["autofs4_loaded"], v["autofs4_loaded_by_pid1"])
+	}
+}
+
+func TestDevTmpfilesCreating(t *testing.T) {
+	t.Parallel()
+	conf := map[string]string{
+		"/usr/lib/tmpfiles.d/static-nodes-permissions.conf": "# comment /dev/x\nz /dev/snd/seq      0660 - audio -\nZ! /dev/vfio 0666 - - -\n",
+		"/usr/lib/tmpfiles.d/debian.conf":                   "L /run/shm     -    -    -    -   /dev/shm\n",
+		"/etc/tmpfiles.d/a.conf":                            "c! /dev/fuse 0666 - - - 10:229\n",
+		"/etc/tmpfiles.d/b.conf":                            "d /dev/net 0755\nL+ /dev 0 - - - /x\n",
+		"/etc/tmpfiles.d/README":                            "d /dev/ignored\n",
+	}
+	got := devTmpfilesCreating(conf)
+	want := []string{"/etc/tmpfiles.d/a.conf: c! /dev/fuse 0666 - - - 10:229", "/etc/tmpfiles.d/b.conf: L+ /dev 0 - - - /x", "/etc/tmpfiles.d/b.conf: d /dev/net 0755"}
+	if !slices.Equal(got, want) {
+		t.Errorf("devTmpfilesCreating = %q, want %q", got, want)
 	}
 }
 

@@ -273,8 +273,8 @@ func udevColdplugDropIn() []byte {
 
 // foregroundAtBoot are on the gateway's way, through first boot or
 // network-online.target (images/HARDENING.md, "First boot", has the runs):
-//   - first boot's chain: tmpfiles' device nodes, systemd-remount-fs
-//     (local-fs-pre.target waits for it), the journal (the flush, which
+//   - first boot's chain: systemd-remount-fs (local-fs-pre.target waits
+//     for it), the journal (the flush, which
 //     tmpfiles waits for), tmpfiles, AppArmor and the audit rules (auditctl
 //     took 1.8-2.3 s of wall time for 0.3-0.6 s of CPU under TCG at the
 //     default weight, 0.9-1.1 s at this one; once off local-fs.target's
@@ -308,10 +308,9 @@ func udevColdplugDropIn() []byte {
 // done long before first boot); /var's check (systemd-fsck@: 1.9-2.5 s at
 // either weight); systemd-modules-load: at this weight it took 2.1-2.7 s
 // instead of 4.2-5.7 s, but it starts in the first second beside the
-// chain's first units, which then came later (tmpfiles' device nodes, then
-// udevd, which networkd waits for, 3.4 s later).
+// chain's first units, which then came later (tmpfiles' device nodes,
+// masked since, then udevd, which networkd waits for, 3.4 s later).
 var foregroundAtBoot = []string{
-	"systemd-tmpfiles-setup-dev-early.service", "systemd-tmpfiles-setup-dev.service",
 	"systemd-remount-fs.service", "systemd-journald.service", "systemd-journal-flush.service",
 	"systemd-tmpfiles-setup.service", "apparmor.service", "audit-rules.service", "keyboard-setup.service",
 	"nftables.service", "systemd-sysctl.service", "systemd-networkd.service", "systemd-networkd-wait-online.service",
