@@ -251,6 +251,67 @@ func TestBootSecureBootSMTP(t *testing.T) {
 	}
 }
 
+// TestBootBadVarRestarts: a /var that e2fsck cannot repair unattended
+// (two files claiming the same blocks, the file system marked as not
+// cleanly unmounted) stops the boot in the initramfs, which checks /var
+// (initramfs-fsck-var). It says why and restarts 10 s later (panic= on the
+// command line); it must not open its shell, a root shell on the console
+// that asks for no password.
+func TestBootBadVarRestarts(t *testing.T) {
+	raw := testImage(t)
+	spec, _ := appliance.Load("")
+	bad := filepath.Join(t.TempDir(), "bad-var.raw")
+	if out, err := exec.Command("cp", "--sparse=always", raw, bad).CombinedOutput(); err != nil {
+		t.Fatalf("copy the disk: %v\n%s", err, out)
+	}
+	off, _ := partOffset(t, spec, appliance.PartVar)
+	fsys := fmt.Sprintf("%s?offset=%d", bad, off)
+	debugfs := func(req string) string {
+		out, err := exec.Command("debugfs", "-w", "-R", req, fsys).CombinedOutput()
+		if err != nil {
+			t.Fatalf("debugfs %s: %v\n%s", req, err, out)
+		}
+		return string(out)
+	}
+	data := filepath.Join(t.TempDir(), "data")
+	if err := os.WriteFile(data, bytes.Repeat([]byte("ksmg"), 2048), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	debugfs("write " + data + " ksmg-test-a")
+	debugfs("write " + data + " ksmg-test-b")
+	m := regexp.MustCompile(`\(0(?:-\d+)?\):(\d+)`).FindStringSubmatch(debugfs("stat ksmg-test-a"))
+	if m == nil {
+		t.Fatal("debugfs: no extent for ksmg-test-a")
+	}
+	// i_block[5] holds the first extent's physical start (low 32 bits).
+	debugfs("sif ksmg-test-b block[5] " + m[1])
+	debugfs("ssv state 0")
+
+	var serial bytes.Buffer
+	// -no-reboot: QEMU exits when the guest restarts.
+	_, err := boottest.Run(context.Background(), boottest.Options{Disk: bad, Format: "raw", NoSMTP: true, Serial: &serial, Timeout: 5 * time.Minute, ExtraArgs: []string{"-no-reboot"}})
+	log := serial.String()
+	if err == nil {
+		t.Fatalf("the appliance started with a /var that needs a manual check; console:\n%s", log)
+	}
+	if p := os.Getenv("KSMG_TEST_SERIAL"); p != "" {
+		_ = os.WriteFile(p, serial.Bytes(), 0o644)
+	}
+	for _, want := range []string{"UNEXPECTED INCONSISTENCY", "The /var filesystem on ", "requires a manual fsck", "Rebooting automatically due to panic= boot argument"} {
+		if !strings.Contains(log, want) {
+			t.Errorf("console lacks %q", want)
+		}
+	}
+	for _, shell := range []string{"(initramfs)", "BusyBox", "Dropping to a shell"} {
+		if strings.Contains(log, shell) {
+			t.Errorf("console shows %q: the initramfs opened its shell", shell)
+		}
+	}
+	if t.Failed() {
+		t.Logf("boot: %v", err)
+	}
+}
+
 // TestReproducible compares two builds from the same spec, package cache
 // and SOURCE_DATE_EPOCH: the image `make images` built (KSMG_IMAGE_DIR)
 // and one fresh build, or two fresh builds without it. (The Packer plugin's
@@ -676,33 +737,40 @@ func dumpedFiles(t *testing.T, debugfs func(req string) string, dir string) map[
 // file of its own (debugfs and mtools read images, not offsets).
 func partImage(t *testing.T, raw string, spec *appliance.Spec, typ string) string {
 	t.Helper()
+	off, p := partOffset(t, spec, typ)
+	img := filepath.Join(t.TempDir(), p.Name+".img")
+	src, err := os.Open(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+	dst, err := os.Create(img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dst.Close()
+	if err := dst.Truncate(int64(p.Size)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.Copy(dst, io.NewSectionReader(src, off, int64(p.Size))); err != nil {
+		t.Fatal(err)
+	}
+	return img
+}
+
+// partOffset returns where the partition of type typ starts in the raw
+// disk (the first at 1 MiB, the others packed behind it), and the partition.
+func partOffset(t *testing.T, spec *appliance.Spec, typ string) (int64, appliance.Partition) {
+	t.Helper()
 	var off int64 = 1 << 20
 	for _, p := range spec.Disk.Partitions {
-		if p.Type != typ {
-			off += int64(p.Size)
-			continue
+		if p.Type == typ {
+			return off, p
 		}
-		img := filepath.Join(t.TempDir(), p.Name+".img")
-		src, err := os.Open(raw)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer src.Close()
-		dst, err := os.Create(img)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer dst.Close()
-		if err := dst.Truncate(int64(p.Size)); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := io.Copy(dst, io.NewSectionReader(src, off, int64(p.Size))); err != nil {
-			t.Fatal(err)
-		}
-		return img
+		off += int64(p.Size)
 	}
 	t.Fatalf("no %s partition", typ)
-	return ""
+	return 0, appliance.Partition{}
 }
 
 // TestInterruptedBuild cancels a build in the middle: nothing may appear at
@@ -1068,15 +1136,24 @@ func checkFirstBootOnTTY1Only(t *testing.T, serial string) {
 
 // checkRootChecked: the initramfs checked the root file system before it
 // mounted it writable (systemd does not check a / that is already
-// writable, so this is the only check / gets).
+// writable, so this is the only check / gets), then /var, which systemd
+// does not check again (pass number 0 in the image's fstab).
 func checkRootChecked(t *testing.T, serial string) {
 	t.Helper()
 	if strings.Contains(serial, "fsck not present") || strings.Contains(serial, "skipping root file system") {
 		t.Error("the initramfs skipped the root file system's check (\"fsck not present\")")
 	}
-	if !strings.Contains(serial, "Will now check root file system") ||
-		!regexp.MustCompile(`\S+: clean, \d+/\d+ files`).MatchString(serial) {
-		t.Error("no check of the root file system in the serial log (\"Will now check root file system\" and e2fsck's \"clean\" line)")
+	// The "Begin:" line, fsck's command line, then e2fsck's verdict.
+	for _, fs := range []string{"root", "/var"} {
+		if !regexp.MustCompile(`Will now check ` + regexp.QuoteMeta(fs) + ` file system.*\n(?:.*\n)?\S+: clean, \d+/\d+ files`).MatchString(serial) {
+			t.Errorf("no check of the %s file system by the initramfs in the serial log (\"Will now check %[1]s file system\" and e2fsck's \"clean\" line)", fs)
+		}
+	}
+	if strings.Contains(serial, "so it is not checked here") {
+		t.Error("the initramfs did not check /var (its ksmg-fsck-var script gave up)")
+	}
+	if strings.Contains(serial, "systemd-fsck@") {
+		t.Error("systemd checked a file system the initramfs had checked (systemd-fsck@ in the serial log)")
 	}
 }
 
@@ -1147,11 +1224,14 @@ func checkInitramfs(t *testing.T, spec *appliance.Spec, img []byte) {
 		t.Fatalf("initramfs main archive: %v", err)
 	}
 	var names []string
-	var udevScript string
+	var udevScript, bottomOrder string
 	_, err = cpioWalk(unpacked, func(name string, data []byte) {
 		names = append(names, name)
-		if name == "scripts/init-top/udev" {
+		switch name {
+		case "scripts/init-top/udev":
 			udevScript = string(data)
+		case "scripts/local-bottom/ORDER":
+			bottomOrder = string(data)
 		}
 	})
 	if err != nil {
@@ -1161,6 +1241,10 @@ func checkInitramfs(t *testing.T, spec *appliance.Spec, img []byte) {
 	// (images/payload.go, initramfsTriggerHookScript).
 	if !strings.Contains(udevScript, "\n"+initramfsDevicesTrigger+" "+initramfsTriggerArgs()+"\n") || strings.Contains(udevScript, initramfsSubsystemsTrigger) {
 		t.Errorf("initramfs's scripts/init-top/udev does not trigger devices with %q only:\n%s", initramfsTriggerArgs(), udevScript)
+	}
+	// /var is checked by the initramfs too, once / is mounted.
+	if script := strings.TrimPrefix(initramfsFsckVar, "/usr/share/initramfs-tools/"); !strings.Contains(bottomOrder, "/"+script+" ") {
+		t.Errorf("initramfs's scripts/local-bottom/ORDER does not run %s:\n%s", script, bottomOrder)
 	}
 	var conf bool
 	// fsck and e2fsck: the initramfs checks / before mounting it writable.

@@ -31,6 +31,7 @@ const (
 	initramfsListConf    = "/usr/share/initramfs-tools/conf.d/ksmg-modules"
 	initramfsDriversHook = "/usr/share/initramfs-tools/hooks/ksmg-drivers"
 	initramfsTriggerHook = "/usr/share/initramfs-tools/hooks/ksmg-udev-trigger"
+	initramfsFsckVar     = "/usr/share/initramfs-tools/scripts/local-bottom/ksmg-fsck-var"
 )
 
 // initramfsFile is a file that shapes the kernel's initramfs.
@@ -53,6 +54,9 @@ type initramfsFile struct {
 // has none, so the hook left fsck out, the initramfs printed "fsck not
 // present, so skipping root file system", and with / mounted writable
 // systemd does not check it either: nothing ever checked /.
+//
+// /var is checked there too (initramfs-fsck-var says why), and the image's
+// fstab gives it pass number 0 so that systemd does not check it again.
 func initramfsFiles(s *appliance.Spec) []initramfsFile {
 	conf := "# ksmg-appliance: the root file system is ext4 (so fsck and e2fsck are in the\n" +
 		"# initramfs, which checks / before mounting it writable); no resume from\n" +
@@ -64,6 +68,7 @@ func initramfsFiles(s *appliance.Spec) []initramfsFile {
 		{initramfsListConf, []byte(conf), 0o644},
 		{initramfsSystemdHook, embedded("initramfs-hook-systemd-block"), 0o755},
 		{initramfsTriggerHook, initramfsTriggerHookScript(), 0o755},
+		{initramfsFsckVar, embedded("initramfs-fsck-var"), 0o755},
 	}
 	if len(s.InitramfsModules) > 0 {
 		files = append(files, initramfsFile{initramfsModulesFile, []byte(strings.Join(s.InitramfsModules, "\n") + "\n"), 0o644})
@@ -305,8 +310,7 @@ func udevColdplugDropIn() []byte {
 // bind mount took 2-4.6 s of wall time for 0.3 s of CPU at the default.
 //
 // Left at the default: the console font (it starts with the system and is
-// done long before first boot); /var's check (systemd-fsck@: 1.9-2.5 s at
-// either weight); systemd-modules-load: at this weight it took 2.1-2.7 s
+// done long before first boot); systemd-modules-load: at this weight it took 2.1-2.7 s
 // instead of 4.2-5.7 s, but it starts in the first second beside the
 // chain's first units, which then came later (tmpfiles' device nodes,
 // masked since, then udevd, which networkd waits for, 3.4 s later).
