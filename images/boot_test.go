@@ -643,13 +643,7 @@ func checkColdplug(t *testing.T, debugfs func(req string) string) {
 // would run such a unit without the restriction, logging a warning.
 func checkUnitsWithoutBPFLSM(t *testing.T, debugfs func(req string) string) {
 	t.Helper()
-	units := map[string]string{}
-	for _, d := range []string{"/usr/lib/systemd/system", "/etc/systemd/system"} {
-		maps.Copy(units, dumpedFiles(t, debugfs, d))
-	}
-	if len(units) < 100 {
-		t.Fatalf("only %d unit files read from the image", len(units))
-	}
+	units := dumpedDirs(t, debugfs, "unit files", 100, "/usr/lib/systemd/system", "/etc/systemd/system")
 	for _, u := range unitsWith(units, "RestrictFileSystems") {
 		t.Errorf("%s asks for RestrictFileSystems=, which needs the BPF LSM the kernel command line leaves out (lsm=)", u)
 	}
@@ -660,13 +654,7 @@ func checkUnitsWithoutBPFLSM(t *testing.T, debugfs func(req string) string) {
 // one that only adjusts a node that exists (z, Z): none may create one.
 func checkDevTmpfiles(t *testing.T, debugfs func(req string) string) {
 	t.Helper()
-	conf := map[string]string{}
-	for _, d := range []string{"/usr/lib/tmpfiles.d", "/etc/tmpfiles.d"} {
-		maps.Copy(conf, dumpedFiles(t, debugfs, d))
-	}
-	if len(conf) < 10 {
-		t.Fatalf("only %d tmpfiles.d files read from the image", len(conf))
-	}
+	conf := dumpedDirs(t, debugfs, "tmpfiles.d files", 10, "/usr/lib/tmpfiles.d", "/etc/tmpfiles.d")
 	for _, l := range devTmpfilesCreating(conf) {
 		t.Errorf("%s: a tmpfiles line for /dev that creates or changes more than a node's owner and mode; systemd-tmpfiles-setup-dev is masked", l)
 	}
@@ -706,6 +694,20 @@ func unitsWith(units map[string]string, directive string) []string {
 	}
 	slices.Sort(found)
 	return found
+}
+
+// dumpedDirs is dumpedFiles of each of dirs, in one map; fewer than atLeast
+// files (what they are) means the image was not read as it should be.
+func dumpedDirs(t *testing.T, debugfs func(req string) string, what string, atLeast int, dirs ...string) map[string]string {
+	t.Helper()
+	files := map[string]string{}
+	for _, d := range dirs {
+		maps.Copy(files, dumpedFiles(t, debugfs, d))
+	}
+	if len(files) < atLeast {
+		t.Fatalf("only %d %s read from the image", len(files), what)
+	}
+	return files
 }
 
 // dumpedFiles reads the regular files under dir of an image's file system
