@@ -485,8 +485,7 @@ type unitOrdering struct {
 // saturated, local-fs.target came only when /var had been checked and
 // mounted and /var/tmp bind-mounted on it, and four units of first boot's
 // chain started there together: tmpfiles, AppArmor, the console font and,
-// after tmpfiles, the audit rules. And networkd, which the gateway waits
-// for through network-online.target, off udevd's way.
+// after tmpfiles, the audit rules.
 var unitOrderings = []unitOrdering{{
 	// Debian loads the keymap before local-fs-pre.target, so that a
 	// passphrase or an interactive fsck can be typed in the admin's layout.
@@ -535,21 +534,6 @@ var unitOrderings = []unitOrdering{{
 	Why: []string{"Debian's unit without its ordering after local-fs.target: at boot it marks",
 		"/run/console-setup and loads the font cached in /etc/console-setup."},
 	Replace: [][2]string{{"After=console-screen.service kbd.service local-fs.target", "After=console-screen.service kbd.service"}},
-}, {
-	// Debian's comment on the ordering: it is for tuntap devices, which the
-	// appliance has none of. The NICs' udev records come from the
-	// initramfs's udev and survive the switch to the root file system; a NIC
-	// udev has not handled yet is one networkd waits for by itself. With
-	// /var checked by the initramfs, the gateway waited for
-	// network-online.target, 2-6 s after first boot: networkd started only
-	// when udevd was ready, 10-12 s after udevd's start under TCG, 1.5-3 s
-	// after network-pre.target.
-	Unit: "systemd-networkd.service",
-	Why: []string{"Debian's unit without its ordering after systemd-udevd.service, which is",
-		"for tuntap devices (none here): networkd waits for udev's record of a NIC",
-		"by itself, and the initramfs's udev has made it for the NICs present at boot."},
-	Replace: [][2]string{{"After=systemd-networkd.socket systemd-udevd.service network-pre.target systemd-sysusers.service systemd-sysctl.service",
-		"After=systemd-networkd.socket network-pre.target systemd-sysusers.service systemd-sysctl.service"}},
 }}
 
 func (u unitOrdering) debianPath() string   { return "/usr/lib/systemd/system/" + u.Unit }
