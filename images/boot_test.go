@@ -605,6 +605,24 @@ func checkUnitOrderings(t *testing.T, debugfs func(req string) string) {
 			t.Errorf("%s in the image:\n%s\nwant (%v):\n%s", u.overridePath(), override, err, want)
 		}
 	}
+	// Enablement links follow the override, or Debian 13's systemctl
+	// refuses to enable the unit again (re-provisioning).
+	_, links := dumped(t, debugfs, "/etc/systemd/system")
+	found := 0
+	for l, target := range links {
+		for _, u := range unitOrderings {
+			if path.Base(target) != u.Unit {
+				continue
+			}
+			found++
+			if target != u.overridePath() {
+				t.Errorf("%s -> %s: want the override, %s", l, target, u.overridePath())
+			}
+		}
+	}
+	if found == 0 {
+		t.Error("no enablement link of an overridden unit read from /etc/systemd/system")
+	}
 }
 
 // checkColdplug holds udev's trimmed coldplug to the image: the drop-in
@@ -714,25 +732,40 @@ func dumpedDirs(t *testing.T, debugfs func(req string) string, what string, atLe
 // (debugfs's rdump), keyed by their path in the image.
 func dumpedFiles(t *testing.T, debugfs func(req string) string, dir string) map[string]string {
 	t.Helper()
+	files, _ := dumped(t, debugfs, dir)
+	return files
+}
+
+// dumped reads the tree under dir of an image's file system (debugfs's
+// rdump): the regular files' contents and the symlinks' targets, keyed by
+// their path in the image.
+func dumped(t *testing.T, debugfs func(req string) string, dir string) (files, links map[string]string) {
+	t.Helper()
 	tmp := t.TempDir()
 	debugfs("rdump " + dir + " " + tmp)
 	top := filepath.Join(tmp, filepath.Base(dir))
-	files := map[string]string{}
+	files, links = map[string]string{}, map[string]string{}
 	err := filepath.WalkDir(top, func(p string, e fs.DirEntry, err error) error {
-		if err != nil || !e.Type().IsRegular() {
-			return err
-		}
-		b, err := os.ReadFile(p)
 		if err != nil {
 			return err
 		}
-		files[dir+strings.TrimPrefix(p, top)] = string(b)
+		key := dir + strings.TrimPrefix(p, top)
+		switch {
+		case e.Type()&fs.ModeSymlink != 0:
+			l, err := os.Readlink(p)
+			links[key] = l
+			return err
+		case e.Type().IsRegular():
+			b, err := os.ReadFile(p)
+			files[key] = string(b)
+			return err
+		}
 		return nil
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	return files
+	return files, links
 }
 
 // partImage copies the partition of type typ out of the raw disk into a

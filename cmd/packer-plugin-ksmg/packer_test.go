@@ -480,9 +480,28 @@ func TestPackerApplianceOverSSH(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	// An appliance an older build made: its networkd links point at
+	// Debian's unit through /lib, as Debian's postinst left them, while the
+	// image now overrides the unit in /etc. Debian 13's systemctl refused
+	// to enable it then (images/payload.go, relink).
+	const networkd = "/etc/systemd/system/dbus-org.freedesktop.network1.service /etc/systemd/system/multi-user.target.wants/systemd-networkd.service"
+	var guest *boottest.Guest
+	run := func(ctx context.Context, cmd string) (string, error) {
+		r, err := guest.Run(ctx, "", cmd, "")
+		if err == nil && r.ExitStatus != 0 {
+			err = fmt.Errorf("%s: exit %d: %s", cmd, r.ExitStatus, r.Stderr)
+		}
+		return r.Stdout, err
+	}
 	var log string
 	res, err := boottest.Run(context.Background(), boottest.Options{
 		Disk: raw, Format: "raw", Credentials: creds, SSH: true, Timeout: 15 * time.Minute,
+		SSHKey: key, SSHUser: "root",
+		Guest: func(ctx context.Context, g *boottest.Guest) error {
+			guest = g
+			_, err := run(ctx, "for l in "+networkd+"; do ln -sfn /lib/systemd/system/systemd-networkd.service $l; done")
+			return err
+		},
 		Hold: func(ctx context.Context, res boottest.Result) error {
 			start := time.Now()
 			out, err := p.try(ctx, "build",
@@ -497,6 +516,13 @@ func TestPackerApplianceOverSSH(t *testing.T) {
 					plog = plog[len(plog)-6000:]
 				}
 				return fmt.Errorf("packer build: %w\n%s\n--- packer.log (tail) ---\n%s", err, out, plog)
+			}
+			links, err := run(ctx, "readlink "+networkd+" && systemctl is-enabled systemd-networkd.service")
+			if err != nil {
+				return fmt.Errorf("networkd after provisioning: %w", err)
+			}
+			if want := strings.Repeat("/etc/systemd/system/systemd-networkd.service\n", 2) + "enabled\n"; links != want {
+				return fmt.Errorf("networkd after provisioning: %q, want %q", links, want)
 			}
 			return nil
 		},

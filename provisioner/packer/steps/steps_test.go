@@ -142,7 +142,7 @@ func TestApplianceSteps(t *testing.T) {
 	for _, s := range steps {
 		names = append(names, s.Name)
 	}
-	want := "install ksmg-appliance, sudoers (visudo --check), accounts (systemd-sysusers), check account ids, directories, units, unit ordering"
+	want := "install ksmg-appliance, sudoers (visudo --check), accounts (systemd-sysusers), check account ids, directories, unit ordering, units"
 	if strings.Join(names, ", ") != want {
 		t.Errorf("steps %q, want %q", strings.Join(names, ", "), want)
 	}
