@@ -173,10 +173,10 @@ func render(name string, data any) ([]byte, error) {
 
 // backgroundAtBoot are daemons that neither first boot nor the gateway
 // waits for: they start after basic.target, while first boot runs, and
-// took 3-4 s of CPU time then under TCG. Not udevd, whose readiness
-// systemd-networkd (and so network-online.target) waits for, nor
-// timesyncd, which sysinit.target waits for: both slowed the gateway down
-// with a small weight.
+// took 3-4 s of CPU time then under TCG. Not udevd, whose readiness the
+// coldplug's unit, and so sysinit.target, waits for, nor timesyncd, which
+// sysinit.target waits for: both slowed the gateway down with a small
+// weight (then networkd also waited for udevd; unitOrderings).
 var backgroundAtBoot = []string{"rsyslog.service", "systemd-logind.service"}
 
 // Coldplug: at boot, systemd-udev-trigger.service replays an "add" event
@@ -310,10 +310,11 @@ func udevColdplugDropIn() []byte {
 // bind mount took 2-4.6 s of wall time for 0.3 s of CPU at the default.
 //
 // Left at the default: the console font (it starts with the system and is
-// done long before first boot); systemd-modules-load: at this weight it took 2.1-2.7 s
-// instead of 4.2-5.7 s, but it starts in the first second beside the
-// chain's first units, which then came later (tmpfiles' device nodes,
-// masked since, then udevd, which networkd waits for, 3.4 s later).
+// done long before first boot); systemd-modules-load, which nftables and
+// so networkd wait for: at this weight the network's chain ends seconds
+// earlier, but first boot's later (the /tmp, /home and /run/lock mounts
+// starve at the default; with them and the console font at this weight
+// too, no gain above the host's noise: HARDENING.md, 2026-12-05 evening).
 var foregroundAtBoot = []string{
 	"systemd-remount-fs.service", "systemd-journald.service", "systemd-journal-flush.service",
 	"systemd-tmpfiles-setup.service", "apparmor.service", "audit-rules.service", "keyboard-setup.service",
