@@ -179,7 +179,7 @@ func TestBootSecureBootSMTP(t *testing.T) {
 	}
 	maps.Copy(creds, boottest.Probe("boot-hardening", harden.RuntimeProbe, 10*time.Minute))
 	maps.Copy(creds, boottest.Probe("boot-coldplug", coldplugProbe(), 2*time.Minute))
-	maps.Copy(creds, boottest.Probe("boot-autofs", autofsProbe, 2*time.Minute))
+	maps.Copy(creds, boottest.Probe("boot-modules", earlyModulesProbe, 2*time.Minute))
 	res, err := boottest.Run(context.Background(), boottest.Options{Disk: raw, Format: "raw", Credentials: creds, Serial: serial, Timeout: 15 * time.Minute})
 	if err != nil {
 		t.Fatalf("boot: %v", err)
@@ -190,7 +190,7 @@ func TestBootSecureBootSMTP(t *testing.T) {
 	}
 	checkRuntime(t, string(log), false)
 	checkColdplugGuest(t, string(log))
-	checkAutofsGuest(t, string(log))
+	checkEarlyModulesGuest(t, string(log))
 	checkFirstBootOnTTY1Only(t, string(log))
 	checkRootChecked(t, string(log))
 	t.Logf("status: %s", res.StatusLine)
@@ -1259,7 +1259,7 @@ func checkInitramfs(t *testing.T, spec *appliance.Spec, img []byte) {
 		t.Fatalf("initramfs main archive: %v", err)
 	}
 	var names []string
-	var udevScript, bottomOrder string
+	var udevScript, bottomOrder, startModules string
 	_, err = cpioWalk(unpacked, func(name string, data []byte) {
 		names = append(names, name)
 		switch name {
@@ -1267,6 +1267,8 @@ func checkInitramfs(t *testing.T, spec *appliance.Spec, img []byte) {
 			udevScript = string(data)
 		case "scripts/local-bottom/ORDER":
 			bottomOrder = string(data)
+		case "conf/modules":
+			startModules = string(data)
 		}
 	})
 	if err != nil {
@@ -1276,6 +1278,13 @@ func checkInitramfs(t *testing.T, spec *appliance.Spec, img []byte) {
 	// (images/payload.go, initramfsTriggerHookScript).
 	if !strings.Contains(udevScript, "\n"+initramfsDevicesTrigger+" "+initramfsTriggerArgs()+"\n") || strings.Contains(udevScript, initramfsSubsystemsTrigger) {
 		t.Errorf("initramfs's scripts/init-top/udev does not trigger devices with %q only:\n%s", initramfsTriggerArgs(), udevScript)
+	}
+	// initramfs_modules are loaded at the initramfs's start (conf/modules),
+	// so that PID 1 finds them loaded (checkEarlyModulesGuest).
+	for _, m := range spec.InitramfsModules {
+		if !slices.Contains(strings.Fields(startModules), m) {
+			t.Errorf("initramfs's conf/modules does not load %s at its start:\n%s", m, startModules)
+		}
 	}
 	// /var is checked by the initramfs too, once / is mounted.
 	if script := strings.TrimPrefix(initramfsFsckVar, "/usr/share/initramfs-tools/"); !strings.Contains(bottomOrder, "/"+script+" ") {
@@ -1401,20 +1410,38 @@ func checkColdplugGuest(t *testing.T, serial string) {
 	}
 }
 
-// autofsProbe is a probe script (boottest.Probe) that reports whether
-// autofs4 is loaded and whether PID 1 loaded it itself.
-const autofsProbe = `echo "autofs4_loaded=$(grep -c '^autofs4 ' /proc/modules)"
+// earlyModulesProbe is a probe script (boottest.Probe) that reports the
+// loaded modules, newest first (the kernel's order in /proc/modules), and
+// whether PID 1 logged inserting autofs4 itself.
+const earlyModulesProbe = `echo "modules_newest_first=$(cut -d' ' -f1 /proc/modules | tr '\n' ',')"
 echo "autofs4_loaded_by_pid1=$(journalctl -b -k -q -o cat --no-pager | grep -c "Inserted module 'autofs4'")"
 `
 
-// checkAutofsGuest reads autofsProbe's lines from a serial log: the
-// initramfs loads autofs4 (appliance.yaml, initramfs_modules), so that
-// PID 1 does not load it from the root file system at its start.
-func checkAutofsGuest(t *testing.T, serial string) {
+// checkEarlyModulesGuest reads earlyModulesProbe's lines from a serial log.
+// At its start systemd loads autofs4 on every machine and qemu_fw_cfg under
+// QEMU, and the kernel loads efivarfs when systemd mounts the EFI variables;
+// whichever of them came first from the root file system held PID 1 for
+// about 1 s under TCG. The initramfs loads autofs4 and efivarfs after udev
+// has settled (appliance.yaml, initramfs_modules; checkInitramfs wants them
+// in its conf/modules), and udev loads qemu_fw_cfg there for QEMU's firmware
+// configuration device (initramfs_drivers). So qemu_fw_cfg is older than
+// autofs4; had PID 1 loaded it (systemd logs that at debug level only), it
+// would be newer. PID 1 logs loading autofs4 itself. efivarfs's loader
+// cannot be told from the guest (it is next to autofs4 either way): it is
+// wanted loaded here, and in conf/modules by checkInitramfs.
+func checkEarlyModulesGuest(t *testing.T, serial string) {
 	t.Helper()
 	v := boottest.ProbeValues(serial)
-	if v["autofs4_loaded"] != "1" || v["autofs4_loaded_by_pid1"] != "0" {
-		t.Errorf("autofs4: loaded %q, by PID 1 %q; want 1 and 0 (the initramfs loads it)", v["autofs4_loaded"], v["autofs4_loaded_by_pid1"])
+	mods := strings.Split(strings.TrimSuffix(v["modules_newest_first"], ","), ",")
+	autofs, fwcfg := slices.Index(mods, "autofs4"), slices.Index(mods, "qemu_fw_cfg")
+	switch {
+	case autofs < 0 || fwcfg < 0 || !slices.Contains(mods, "efivarfs"):
+		t.Errorf("modules %q: want autofs4, efivarfs and qemu_fw_cfg loaded", v["modules_newest_first"])
+	case fwcfg < autofs:
+		t.Errorf("qemu_fw_cfg was loaded after autofs4 (modules, newest first: %q): PID 1 loaded it, not the initramfs's udev", v["modules_newest_first"])
+	}
+	if v["autofs4_loaded_by_pid1"] != "0" {
+		t.Errorf("autofs4 loaded by PID 1 %q times; want 0 (the initramfs loads it)", v["autofs4_loaded_by_pid1"])
 	}
 }
 
