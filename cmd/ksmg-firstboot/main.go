@@ -102,7 +102,7 @@ func main() {
 	fl.DurationVar(&f.pollInterval, "poll", 2*time.Second, "how often a waiting console checks whether another console finished setup")
 	_ = fl.MarkHidden("poll")
 	fl.BoolVar(&f.stdinConsole, "console-on-stdin", false, "write the wizard to the terminal on standard input (opened read-write), not to standard output (ksmg-firstboot@.service)")
-	fl.BoolVar(&f.hostnameUnit, "hostname-by-unit", false, "do not ask hostnamed to set the running host name: the unit sets it from /etc/hostname when this exits (ksmg-firstboot@.service)")
+	fl.BoolVar(&f.hostnameUnit, "hostname-by-unit", false, "set a new running host name by queueing ksmg-hostname.service (from /etc/hostname) instead of asking hostnamed (ksmg-firstboot@.service)")
 	fl.BoolVar(&f.gatewayUnit, "gateway-by-unit", false, "do not ask systemd to start the gateway: the unit running this is ordered before it, and the boot starts it next (ksmg-firstboot@.service)")
 	fl.StringSliceVar(&f.wizardUnits, "wizard-units", nil, "units to start when setup needs the wizard: the consoles' instances of ksmg-firstboot@.service, of which the boot starts only tty1's")
 	fl.BoolVar(&f.listKeys, "list-keys", false, "list the unattended answer keys (OVF properties, KVP items, credentials, seed file) and exit")

@@ -35,6 +35,10 @@ import (
 	"github.com/ksmg-appliance/ksmg/firstboot/crypt"
 )
 
+// HostnameUnit sets the running host name from /etc/hostname
+// (firstboot/units); first boot's unit queues it (HostnameByCaller).
+const HostnameUnit = "ksmg-hostname.service"
+
 // Paths, relative to the root.
 const (
 	StampPath      = "/var/lib/ksmg/firstboot.done"
@@ -76,10 +80,12 @@ type Options struct {
 	Exec func(ctx context.Context, name string, args ...string) ([]byte, error)
 	// Hostname is the running host name; nil asks the kernel.
 	Hostname func() (string, error)
-	// HostnameByCaller: the caller sets the running host name from the
-	// /etc/hostname written here (ksmg-firstboot@.service does, in its
-	// ExecStartPost), so hostnamed is not asked. Starting hostnamed for
-	// hostnamectl took 2.6 s of first boot under TCG.
+	// HostnameByCaller: first boot's unit runs this, and a new name is set
+	// by queueing HostnameUnit, which sets the running name from the
+	// /etc/hostname written here, instead of asking hostnamed (starting
+	// hostnamed for hostnamectl took 2.6 s of first boot under TCG). The
+	// gateway takes its name from /etc/hostname (services/routing), so it
+	// does not wait for that unit.
 	HostnameByCaller bool
 	// GatewayStartedByCaller: the caller's unit is ordered before the
 	// gateway, which the boot transaction starts once it is done
@@ -534,11 +540,13 @@ func activate(ctx context.Context, o Options, a answers.Answers, t *tx) error {
 			errs = append(errs, fmt.Errorf("%s %s: %w: %s", name, strings.Join(args, " "), err, bytes.TrimSpace(out)))
 		}
 	}
-	// hostnamed sets the kernel's name from the /etc/hostname just written
-	// (the static name wins over the transient one asked for), so this
-	// process needs no CAP_SYS_ADMIN.
-	if !o.HostnameByCaller {
-		if cur, err := hostname(); err != nil || cur != a.Hostname {
+	// hostnamed, or HostnameUnit at boot, sets the kernel's name from the
+	// /etc/hostname just written (the static name wins over the transient
+	// one asked for), so this process needs no CAP_SYS_ADMIN.
+	if cur, err := hostname(); err != nil || cur != a.Hostname {
+		if o.HostnameByCaller {
+			run("systemctl", "--no-block", "start", HostnameUnit)
+		} else {
 			run("hostnamectl", "--transient", "hostname", a.Hostname)
 		}
 	}

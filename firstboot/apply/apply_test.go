@@ -523,12 +523,13 @@ func TestActivateCommands(t *testing.T) {
 			t.Errorf("%s: ran\n%s\nwant\n%s", tc.name, strings.Join(got, "\n"), strings.Join(tc.want, "\n"))
 		}
 	}
-	// Run by the unit, which sets the running host name itself
-	// (ExecStartPost): a new name does not ask hostnamed.
+	// Run by the unit: a new name does not ask hostnamed but queues
+	// HostnameUnit, which sets it from /etc/hostname.
 	o.HostnameByCaller = true
 	renamed := dhcp
 	renamed.Hostname = "gw2.example.com"
-	want := "systemctl --no-ask-password --no-block start ksmg-gatewayd.service"
+	want := "systemctl --no-ask-password --no-block start ksmg-hostname.service\n" +
+		"systemctl --no-ask-password --no-block start ksmg-gatewayd.service"
 	if got := step(renamed); strings.Join(got, "\n") != want {
 		t.Errorf("host name set by the caller: ran\n%s\nwant\n%s", strings.Join(got, "\n"), want)
 	}
@@ -539,11 +540,17 @@ func TestActivateCommands(t *testing.T) {
 	// is queued for the gateway, but SSH, not in the boot's transaction,
 	// is still started.
 	o.GatewayStartedByCaller = true
-	if got := step(renamed); len(got) != 0 {
-		t.Errorf("gateway started by the caller, nothing changed: ran\n%s\nwant nothing", strings.Join(got, "\n"))
+	if got := step(renamed); strings.Join(got, "\n") != "systemctl --no-ask-password --no-block start "+HostnameUnit {
+		t.Errorf("gateway started by the caller, the running name still the old one: ran\n%s\nwant the host name unit only", strings.Join(got, "\n"))
+	}
+	// The running name (o.Hostname: "ksmg") is the one answered.
+	sameName := renamed
+	sameName.Hostname = "ksmg"
+	if got := step(sameName); len(got) != 0 {
+		t.Errorf("gateway started by the caller, the running name answered: ran\n%s\nwant nothing", strings.Join(got, "\n"))
 	}
 	sshOn := withSSH
-	sshOn.Hostname = renamed.Hostname
+	sshOn.Hostname = sameName.Hostname
 	want = "systemctl --no-ask-password --no-block try-reload-or-restart nftables.service\n" +
 		"systemctl --no-ask-password --no-block restart ssh.service"
 	if got := step(sshOn); strings.Join(got, "\n") != want {

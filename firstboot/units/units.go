@@ -34,6 +34,8 @@ var Install = []services.File{
 	{Src: "ksmg-firstboot-serial.conf", Dst: "/usr/lib/systemd/system/ksmg-firstboot@ttyS0.service.d/ksmg-serial.conf", Mode: 0o644},
 	{Src: "ksmg-firstboot-getty.conf", Dst: "/usr/lib/systemd/system/serial-getty@ttyS0.service.d/ksmg-after-firstboot.conf", Mode: 0o644},
 	{Src: "ksmg-admin.sudoers", Dst: SudoersPath, Mode: 0o440},
+	// Started by first boot (apply.HostnameUnit), never enabled.
+	{Src: "ksmg-hostname.service", Dst: "/usr/lib/systemd/system/ksmg-hostname.service", Mode: 0o644},
 }
 
 // SudoersPath is the administrator's sudoers drop-in in the image.

@@ -34,14 +34,45 @@ func For(c *config.Config, domain string) (r Route, protected, ok bool) {
 	return r, protected, r.Addr != ""
 }
 
+// staticHostnamePath is the machine's configured (static) host name.
+var staticHostnamePath = "/etc/hostname"
+
 // Hostname is the banner, EHLO and DSN name: hostname from the
-// configuration, else the machine's.
+// configuration, else the machine's static name (/etc/hostname), else the
+// running one. The static name comes first because on the appliance's
+// first boot the gateway starts once first boot has written /etc/hostname
+// but without waiting for the running name to follow it
+// (ksmg-hostname.service); at any other time the two are the same.
 func Hostname(c *config.Config) string {
 	if c.Hostname != "" {
 		return c.Hostname
+	}
+	if h := staticHostname(staticHostnamePath); h != "" {
+		return h
 	}
 	if h, err := os.Hostname(); err == nil && h != "" {
 		return h
 	}
 	return "localhost"
+}
+
+// staticHostname reads a host name file as hostname(5) defines it: the
+// first line that is not empty and not a comment; "" if there is none or it
+// is not a host name.
+func staticHostname(path string) string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return ""
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		l = strings.TrimSpace(l)
+		if l == "" || strings.HasPrefix(l, "#") {
+			continue
+		}
+		if len(l) > 253 || strings.ContainsAny(l, " \t/\\") {
+			return ""
+		}
+		return l
+	}
+	return ""
 }

@@ -1,6 +1,9 @@
 package routing
 
 import (
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/ksmg-appliance/ksmg/services/config"
@@ -39,11 +42,40 @@ relay: {default_route: "smarthost:2525", default_tls: none}
 }
 
 func TestHostname(t *testing.T) {
-	t.Parallel()
 	if h := Hostname(&config.Config{Hostname: "gw.example.com"}); h != "gw.example.com" {
 		t.Errorf("Hostname = %q", h)
 	}
 	if h := Hostname(&config.Config{}); h == "" {
 		t.Error("empty host name without a configured one")
+	}
+	running, err := os.Hostname()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	t.Cleanup(func() { staticHostnamePath = "/etc/hostname" })
+	for _, tc := range []struct {
+		name, file, want string
+	}{
+		{"static name", "gw2.example.com\n", "gw2.example.com"},
+		{"comments and blank lines first", "# set by first boot\n\n  gw3  \n", "gw3"},
+		{"no name in the file", "# nothing\n\n", running},
+		{"not a host name", "gw 4\n", running},
+		{"no file", "", running},
+	} {
+		path := filepath.Join(dir, strings.ReplaceAll(tc.name, " ", "-"))
+		if tc.file != "" {
+			if err := os.WriteFile(path, []byte(tc.file), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+		staticHostnamePath = path
+		if h := Hostname(&config.Config{}); h != tc.want {
+			t.Errorf("%s: Hostname = %q, want %q", tc.name, h, tc.want)
+		}
+		// The configuration's name still comes first.
+		if h := Hostname(&config.Config{Hostname: "gw.example.com"}); h != "gw.example.com" {
+			t.Errorf("%s: Hostname with a configured name = %q", tc.name, h)
+		}
 	}
 }
