@@ -299,10 +299,6 @@ func udevColdplugDropIn() []byte {
 //     auditd (3.6-4.9 s for 0.8-1.0 s of CPU at the default weight, started
 //     beside first boot and the last unit sysinit.target waited for; 1.4-1.5
 //     s at this one);
-//   - udev's coldplug (systemd-udev-trigger), the last unit sysinit.target
-//     waited for in 12 of 12 timeline boots (2026-12-05): three udevadm
-//     processes, 2.2-3.1 s of CPU spread over 13-19 s at the default
-//     weight, ending 1.0-6.5 s after udevd was ready;
 //   - keyboard-setup, which first boot waits for (the wizard reads keys):
 //     off local-fs.target's way (unitOrderings), but at the default weight
 //     it took up to 11.7 s and, once /var's mounts were quick, came after
@@ -323,7 +319,7 @@ var foregroundAtBoot = []string{
 	"systemd-remount-fs.service", "systemd-journald.service", "systemd-journal-flush.service",
 	"systemd-tmpfiles-setup.service", "apparmor.service", "audit-rules.service", "keyboard-setup.service",
 	"nftables.service", "systemd-sysctl.service", "systemd-networkd.service", "systemd-networkd-wait-online.service",
-	"systemd-resolved.service", "systemd-timesyncd.service", "auditd.service", "systemd-udev-trigger.service",
+	"systemd-resolved.service", "systemd-timesyncd.service", "auditd.service",
 }
 
 var foregroundMountsAtBoot = []string{"var.mount", "var-tmp.mount"}
