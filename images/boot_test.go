@@ -1389,6 +1389,14 @@ echo "coldplug_skipped_objects=$n"
 echo "coldplug_skipped_with_alias_or_node=${bad:- none}"
 echo "dmi_vendor=$(udevadm info -q property -p /sys/class/dmi/id | sed -n 's/^ID_VENDOR=//p')"
 echo "dmi_memory_properties=$(udevadm info -q property -p /sys/class/dmi/id | grep -c '^MEMORY_')"
+echo "udev_before=[$(systemctl show -p Before --value systemd-udevd.service systemd-udev-trigger.service | grep . | tr ' \n' ',,')]"
+echo "udev_fragments=$(systemctl show -p FragmentPath --value systemd-udevd.service udev.service systemd-udev-trigger.service | grep . | tr '\n' ',')"
+# The coldplug is off the gateway's way (unitOrderings): wait for it here.
+while [ "$(systemctl show -p ActiveState --value systemd-udev-trigger.service)" = activating ]; do sleep 1; done
+udevadm settle --timeout=120
+echo "coldplug_result=$(systemctl show -p ActiveState --value systemd-udev-trigger.service)/$(systemctl show -p Result --value systemd-udev-trigger.service)"
+echo "ttyS0_tags=$(udevadm info -q property -p /sys/class/tty/ttyS0 | sed -n 's/^CURRENT_TAGS=//p')"
+echo "ttyS0_device=$(systemctl is-active dev-ttyS0.device)"
 `
 }
 
@@ -1407,6 +1415,22 @@ func checkColdplugGuest(t *testing.T, serial string) {
 	}
 	if got := v["dmi_memory_properties"]; got != "0" {
 		t.Errorf("DMI device has %s MEMORY_* properties: 70-memory.rules still runs (udevMemoryRulesOverride)", got)
+	}
+	// udevd and the coldplug run beside sysinit.target, not before it
+	// (unitOrderings), from the overrides, and the coldplug still did its
+	// work: the serial console, which only it replays, has its systemd tag
+	// and device unit.
+	if got := v["udev_before"]; !strings.HasPrefix(got, "[") || strings.Contains(got, "sysinit.target") {
+		t.Errorf("udevd and the coldplug are ordered before %q: want them off sysinit.target's way", got)
+	}
+	if got, want := v["udev_fragments"], "/etc/systemd/system/systemd-udevd.service,/etc/systemd/system/systemd-udevd.service,/etc/systemd/system/systemd-udev-trigger.service,"; got != want {
+		t.Errorf("udev's units are loaded from %q, want %q", got, want)
+	}
+	if got := v["coldplug_result"]; got != "active/success" {
+		t.Errorf("systemd-udev-trigger.service: %q, want active/success", got)
+	}
+	if got := v["ttyS0_tags"]; !strings.Contains(got, ":systemd:") || v["ttyS0_device"] != "active" {
+		t.Errorf("ttyS0: tags %q, device unit %q; want the systemd tag and an active unit (the coldplug replays it)", got, v["ttyS0_device"])
 	}
 }
 

@@ -552,6 +552,29 @@ var unitOrderings = []unitOrdering{{
 		"by itself, and the initramfs's udev has made it for the NICs present at boot."},
 	Replace: [][2]string{{"After=systemd-networkd.socket systemd-udevd.service network-pre.target systemd-sysusers.service systemd-sysctl.service",
 		"After=systemd-networkd.socket network-pre.target systemd-sysusers.service systemd-sysctl.service"}},
+}, {
+	// udev at boot replays the devices the initramfs's udev has already
+	// handled (the coldplug): its records, so the device units and the
+	// NICs' names, are there before PID 1 starts. sysinit.target, so
+	// basic.target and the gateway, waited for udevd's readiness and the
+	// coldplug's end: under TCG udevd was ready 11-12 s after its start and
+	// the coldplug ended 0.9-1.3 s after first boot and the network (4
+	// timeline boots, 2026-12-05), its 8 s of udevd's CPU time on the
+	// gateway's way. Nothing the gateway runs needs an event of the
+	// coldplug: what it starts (serial-port gettys, Hyper-V's daemons)
+	// waits for its device unit by itself, as with any device that appears
+	// later.
+	Unit: "systemd-udevd.service",
+	Why: []string{"Debian's unit without its ordering before sysinit.target: the initramfs's",
+		"udev has made the records of the devices present at boot; what waits for a",
+		"device waits for its device unit."},
+	Replace: [][2]string{{"Before=sysinit.target", ""}},
+}, {
+	Unit: "systemd-udev-trigger.service",
+	Why: []string{"Debian's unit without its ordering before sysinit.target: the coldplug",
+		"replays devices the initramfs's udev has handled; what waits for a device",
+		"waits for its device unit (systemd-udevd.service's override)."},
+	Replace: [][2]string{{"Before=sysinit.target", ""}},
 }}
 
 func (u unitOrdering) debianPath() string   { return "/usr/lib/systemd/system/" + u.Unit }
