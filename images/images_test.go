@@ -215,7 +215,7 @@ func TestUnitOrderings(t *testing.T) {
 		"keyboard-setup.service": {gone: []string{"local-fs-pre.target"}, has: []string{"Before=getty@tty1.service"}},
 		"audit-rules.service":    {gone: []string{"local-fs.target", "systemd-tmpfiles-setup.service"}, has: []string{"RequiresMountsFor=/var/log /tmp"}},
 		"apparmor.service":       {gone: []string{"local-fs.target"}, has: []string{"RequiresMountsFor=/var/cache/apparmor", "Before=sysinit.target"}},
-		"console-setup.service":  {gone: []string{"local-fs.target"}, has: []string{"After=console-screen.service kbd.service"}},
+		"console-setup.service":  {gone: []string{"local-fs.target"}, has: []string{"After=console-screen.service kbd.service", "Before=getty@tty1.service"}},
 		"systemd-networkd.service": {gone: []string{"systemd-udevd.service"},
 			has: []string{"After=systemd-networkd.socket network-pre.target systemd-sysusers.service systemd-sysctl.service", "Before=network.target multi-user.target shutdown.target initrd-switch-root.target"}},
 		"systemd-udevd.service":        {gone: []string{"sysinit.target"}, has: []string{"After=systemd-sysusers.service systemd-hwdb-update.service"}},

@@ -299,25 +299,27 @@ func udevColdplugDropIn() []byte {
 //     auditd (3.6-4.9 s for 0.8-1.0 s of CPU at the default weight, started
 //     beside first boot and the last unit sysinit.target waited for; 1.4-1.5
 //     s at this one);
-//   - keyboard-setup, which first boot waits for (the wizard reads keys):
-//     off local-fs.target's way (unitOrderings), but at the default weight
-//     it took up to 11.7 s and, once /var's mounts were quick, came after
-//     tmpfiles (2.2 s in one boot).
+//
+// keyboard-setup left this list when first boot stopped waiting for it
+// (ksmg-firstboot@.service, --console-units): at this weight its 1-2 s of
+// CPU (kbd_mode, loadkeys) came off the gateway's chains.
 //
 // foregroundMountsAtBoot, /var and the /var/tmp bind mount, are the mounts
 // local-fs.target (so tmpfiles and first boot) waits for last: with
 // AppArmor and the audit rules beside them at 1000 (unitOrderings), the
 // bind mount took 2-4.6 s of wall time for 0.3 s of CPU at the default.
 //
-// Left at the default: the console font (it starts with the system and is
-// done long before first boot); systemd-modules-load, which nftables and
-// so networkd wait for: at this weight the network's chain ends seconds
-// earlier, but first boot's later (the /tmp, /home and /run/lock mounts
-// starve at the default; with them and the console font at this weight
-// too, no gain above the host's noise: HARDENING.md, 2026-12-05 evening).
+// Left at the default: the console font, which first boot waits for only
+// before its wizard or text beyond ASCII (--console-units);
+// systemd-modules-load, the firewall's modules, which nftables and so
+// networkd wait for (8-13.5 s of wall time at the default weight, 2.8-3.9
+// s at this one), with the /tmp, /home and /run/lock mounts, which starve
+// at the default beside it: the network's chain then ends seconds earlier,
+// first boot's later, and the banner did not come earlier (HARDENING.md,
+// 2026-12-05 evening and night).
 var foregroundAtBoot = []string{
 	"systemd-remount-fs.service", "systemd-journald.service", "systemd-journal-flush.service",
-	"systemd-tmpfiles-setup.service", "apparmor.service", "audit-rules.service", "keyboard-setup.service",
+	"systemd-tmpfiles-setup.service", "apparmor.service", "audit-rules.service",
 	"nftables.service", "systemd-sysctl.service", "systemd-networkd.service", "systemd-networkd-wait-online.service",
 	"systemd-resolved.service", "systemd-timesyncd.service", "auditd.service",
 }
@@ -497,7 +499,8 @@ var unitOrderings = []unitOrdering{{
 	// yet /var's check and mount, and so first boot, waited for the keymap:
 	// 3.8 s of wall time (1.9 s of CPU: kbd_mode, loadkeys) in a slow boot.
 	// The keymap is still loaded before anyone types: first boot's wizard
-	// and the console's login are ordered after it.
+	// waits for it (ksmg-firstboot@.service, --console-units) and the
+	// console's login is ordered after it.
 	Unit: "keyboard-setup.service",
 	Why: []string{"Debian's unit without its ordering before local-fs-pre.target; the keymap",
 		"is loaded before the console's login and first boot's wizard, not before",
@@ -535,8 +538,12 @@ var unitOrderings = []unitOrdering{{
 	// /home.
 	Unit: "console-setup.service",
 	Why: []string{"Debian's unit without its ordering after local-fs.target: at boot it marks",
-		"/run/console-setup and loads the font cached in /etc/console-setup."},
+		"/run/console-setup and loads the font cached in /etc/console-setup; before",
+		"tty1's login prompt, which no longer waits for it through first boot."},
 	Replace: [][2]string{{"After=console-screen.service kbd.service local-fs.target", "After=console-screen.service kbd.service"}},
+	// First boot no longer waits for the font (it does so itself before
+	// the wizard, --console-units); the console's login prompt still does.
+	Add: []string{"Before=getty@tty1.service"},
 }, {
 	// Debian's comment on the ordering: it is for tuntap devices, which the
 	// appliance has none of. The NICs' udev records come from the

@@ -55,6 +55,7 @@ type flags struct {
 	hostnameUnit bool
 	gatewayUnit  bool
 	wizardUnits  []string
+	consoleUnits []string
 }
 
 func main() {
@@ -105,6 +106,7 @@ func main() {
 	fl.BoolVar(&f.hostnameUnit, "hostname-by-unit", false, "set a new running host name by queueing ksmg-hostname.service (from /etc/hostname) instead of asking hostnamed (ksmg-firstboot@.service)")
 	fl.BoolVar(&f.gatewayUnit, "gateway-by-unit", false, "do not ask systemd to start the gateway: the unit running this is ordered before it, and the boot starts it next (ksmg-firstboot@.service)")
 	fl.StringSliceVar(&f.wizardUnits, "wizard-units", nil, "units to start when setup needs the wizard: the consoles' instances of ksmg-firstboot@.service, of which the boot starts only tty1's")
+	fl.StringSliceVar(&f.consoleUnits, "console-units", nil, "units that set up a virtual console (font, keymap): waited for before the wizard opens or text beyond ASCII is written there (ksmg-firstboot@.service)")
 	fl.BoolVar(&f.listKeys, "list-keys", false, "list the unattended answer keys (OVF properties, KVP items, credentials, seed file) and exit")
 
 	cmd.AddCommand(&cobra.Command{
@@ -162,6 +164,7 @@ func run(ctx context.Context, f flags, in *os.File, out io.Writer) error {
 	// the gateway waits for the consoles' instances.
 	console := term.IsTerminal(int(in.Fd()))
 	lines := console && accessible(f.accessible, in)
+	out, gate := gateConsole(ctx, log, f.consoleUnits, in, out)
 	var held *heldOutput
 	askTerminal := func() {
 		if !lines || held != nil {
@@ -259,6 +262,7 @@ func run(ctx context.Context, f flags, in *os.File, out io.Writer) error {
 	}
 	// The terminal's answer about UTF-8 is read before the wizard reads it.
 	waitTerminal()
+	gate.ready() // the font and keymap the wizard needs
 	o := tui.Options{Interfaces: ifnames, Notices: notices, In: in, Out: out, Accessible: lines}
 	for {
 		a, err := wizard(ctx, f, o, prefill)

@@ -610,6 +610,17 @@ func StartUnits(ctx context.Context, units ...string) error {
 	return nil
 }
 
+// WaitUnits starts units and waits until they are up (systemctl start):
+// a unit the boot is starting is waited for, an active one returns at
+// once.
+func WaitUnits(ctx context.Context, units ...string) error {
+	args := append([]string{"--no-ask-password", "start"}, units...)
+	if out, err := exec.CommandContext(ctx, "systemctl", args...).CombinedOutput(); err != nil {
+		return fmt.Errorf("systemctl %s: %w: %s", strings.Join(args, " "), err, bytes.TrimSpace(out))
+	}
+	return nil
+}
+
 // networkChanged: the network files changed in a way networkd has not
 // applied yet. Until first boot writes its files, the image's default
 // (80-ksmg-dhcp.network) runs DHCP on every Ethernet interface, so plain

@@ -68,17 +68,19 @@ func TestUnitContract(t *testing.T) {
 	for _, want := range []string{
 		"ConditionPathExists=!" + apply.StampPath + "\n",
 		// Setup that needs a person starts the wizard on every console.
-		"ExecStart=" + BinaryPath + " --console-on-stdin --hostname-by-unit --gateway-by-unit --wizard-units=" + strings.Join(Consoles, ",") + "\n",
+		// The wizard and text beyond ASCII wait for the console's font
+		// and keymap, an unattended first boot in English does not.
+		"ExecStart=" + BinaryPath + " --console-on-stdin --hostname-by-unit --gateway-by-unit --wizard-units=" + strings.Join(Consoles, ",") + " --console-units=console-setup.service,keyboard-setup.service\n",
 		"ImportCredential=ksmg.*\n",
 		"TTYPath=/dev/%I\n",
 		// Seen in the booted image: tty-force needs CAP_SYS_ADMIN (208/STDIN).
 		"StandardInput=tty\n",
 		"Before=shutdown.target getty@%i.service serial-getty@%i.service ksmg-gatewayd.service\n",
 		// Without default dependencies, still after what it needs: its
-		// AppArmor profile, the audit rules, the file systems, the
-		// console font the wizard draws with, the keymap it reads with.
+		// AppArmor profile, the audit rules, the file systems (not the
+		// console's set-up: --console-units).
 		"DefaultDependencies=no\n",
-		"After=local-fs.target systemd-tmpfiles-setup.service apparmor.service audit-rules.service systemd-sysusers.service hv-kvp-daemon.service console-setup.service keyboard-setup.service\n",
+		"After=local-fs.target systemd-tmpfiles-setup.service apparmor.service audit-rules.service systemd-sysusers.service hv-kvp-daemon.service\n",
 		"Conflicts=shutdown.target\n",
 		"Type=oneshot\n",
 		"Restart=on-failure\n",
