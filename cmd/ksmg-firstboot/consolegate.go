@@ -19,8 +19,8 @@ import (
 // wizard's Czech and Russian, and keyboard-setup's keymap), but only when it
 // has to: text in ASCII, which the kernel's own font draws, goes straight
 // through. An unattended first boot in English so no longer waits for the
-// console's set-up, which took 10-13 s of wall time at the default CPU
-// weight under TCG and was the last unit first boot waited for in 4 of 4
+// console's set-up, which took 8-14 s of wall time at the default CPU
+// weight under TCG and was the last unit first boot waited for in 11 of 11
 // timeline boots (images/HARDENING.md, "First boot"). The wizard waits for
 // it before it starts (ready): it reads keys in the admin's layout.
 type consoleGate struct {
