@@ -52,8 +52,13 @@ func (g *consoleGate) ready() {
 var virtualConsolePath = regexp.MustCompile(`^/dev/tty[0-9]+$`)
 
 func virtualConsole(in *os.File) bool {
+	return virtualConsolePath.MatchString(terminalPath(in))
+}
+
+// terminalPath is the device in is open on ("" if it cannot be told).
+func terminalPath(in *os.File) string {
 	tty, _ := os.Readlink(fmt.Sprintf("/proc/self/fd/%d", in.Fd()))
-	return virtualConsolePath.MatchString(tty)
+	return tty
 }
 
 // gateConsole returns out behind a consoleGate when in is a virtual

@@ -543,7 +543,7 @@ func accessible(mode string, in *os.File) bool {
 	if t == "" || t == "dumb" {
 		return true
 	}
-	tty, _ := os.Readlink(fmt.Sprintf("/proc/self/fd/%d", in.Fd()))
+	tty := terminalPath(in)
 	serial := strings.HasPrefix(tty, "/dev/ttyS") || strings.HasPrefix(tty, "/dev/ttyAMA") || strings.HasPrefix(tty, "/dev/hvc")
 	return serial && (t == "vt100" || t == "vt102" || t == "vt220" || t == "linux")
 }
