@@ -24,9 +24,16 @@ func TestSocketActivation(t *testing.T) {
 	}
 	bin := gatewayBinary(t)
 	root := t.TempDir()
-	port, configured := freePort(t), freePort(t)
+	// The configured address is held by the test, so nothing else can take
+	// it: a daemon that listened there as well as on the passed socket would
+	// fail to bind and exit, and the mail below would not flow.
+	held, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.Close()
 	cfg := fmt.Sprintf(`hostname: activation.test
-listen: ["127.0.0.1:%d"]
+listen: [%q]
 spool_dir: %[2]s/queue
 tls: {cert_file: %[2]s/tls/gw.crt, key_file: %[2]s/tls/gw.key, generate: true}
 trusted_networks: ["127.0.0.0/8"]
@@ -37,21 +44,27 @@ logging:
   important_file: %[2]s/ksmg-important
   trace_dir: %[2]s/trace
   events_dir: %[2]s/events
-`, configured, root, freePort(t))
+`, held.Addr().String(), root, freePort(t))
 	cfgFile := filepath.Join(root, "gateway.yaml")
 	mustWrite(t, cfgFile, cfg, 0o640)
 
 	// systemd-socket-activate execs the daemon in its own place on the first
-	// connection, so the process to stop is this one.
-	startDaemon(t, "systemd-socket-activate",
-		"--listen", fmt.Sprintf("127.0.0.1:%d", port), "--fdname="+sock["FileDescriptorName"][0],
-		bin, "--config", cfgFile)
+	// connection, so the process to stop is this one, and its stderr goes on
+	// with the daemon's.
+	d, port := startListening(t, "Listening on", func(port int) []string {
+		return []string{"systemd-socket-activate",
+			"--listen", fmt.Sprintf("127.0.0.1:%d", port), "--fdname=" + sock["FileDescriptorName"][0],
+			bin, "--config", cfgFile}
+	})
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
-	waitListen(t, addr) // the activator's socket; this connection starts the daemon
-	send(t, addr, "activated@socket.test")
+	send(t, addr, "activated@socket.test") // this connection starts the daemon
 	waitContains(t, filepath.Join(root, "ksmg-messages"), "activated@socket.test")
-	if c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", configured), time.Second); err == nil {
-		c.Close()
-		t.Errorf("with a passed socket the daemon also listens on its configured 127.0.0.1:%d", configured)
+	if !d.waitStderr("using sockets passed by systemd", 10*time.Second) {
+		t.Errorf("the daemon did not say it serves the passed socket")
+	}
+	select {
+	case <-d.done:
+		t.Errorf("the daemon exited; with a passed socket it must not bind %s from its configuration", held.Addr())
+	default:
 	}
 }

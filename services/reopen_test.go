@@ -14,6 +14,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/ksmg-appliance/ksmg/internal/testsync"
 )
 
 // TestLogrotateReopensGatewayLogs runs the real ksmg-gatewayd and the real
@@ -31,8 +33,9 @@ func TestLogrotateReopensGatewayLogs(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	port := freePort(t)
-	cfg := fmt.Sprintf(`hostname: reopen.test
+	cfgFile := filepath.Join(root, "gateway.yaml")
+	daemon, port := startListening(t, "ksmg-gatewayd started", func(port int) []string {
+		mustWrite(t, cfgFile, fmt.Sprintf(`hostname: reopen.test
 listen: ["127.0.0.1:%d"]
 spool_dir: %[2]s/queue
 tls: {cert_file: %[2]s/tls/gw.crt, key_file: %[2]s/tls/gw.key, generate: true}
@@ -44,13 +47,10 @@ logging:
   important_file: %[4]s/ksmg-important
   trace_dir: %[4]s/kaspersky
   events_dir: %[2]s/events
-`, port, root, freePort(t), logDir)
-	cfgFile := filepath.Join(root, "gateway.yaml")
-	mustWrite(t, cfgFile, cfg, 0o640)
-
-	daemon := startDaemon(t, bin, "--config", cfgFile)
+`, port, root, freePort(t), logDir), 0o640)
+		return []string{bin, "--config", cfgFile}
+	})
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
-	waitListen(t, addr)
 
 	messages := filepath.Join(logDir, "ksmg-messages")
 	send(t, addr, "before@rotation.test")
@@ -74,7 +74,7 @@ case "$*" in
 "kill --kill-whom=main --signal=SIGUSR1 ksmg-gatewayd.service") exec kill -USR1 %d ;;
 *) echo "unexpected systemctl $*" >&2; exit 1 ;;
 esac
-`, daemon.Process.Pid), 0o755)
+`, daemon.cmd.Process.Pid), 0o755)
 	if out, err := run(t, []string{"PATH=" + fake + ":" + os.Getenv("PATH")},
 		"logrotate", "--force", "--state", filepath.Join(root, "state"), confFile); err != nil || strings.TrimSpace(out) != "" {
 		t.Fatalf("logrotate: %v\n%s", err, out)
@@ -112,22 +112,6 @@ func freePort(t *testing.T) int {
 	}
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port
-}
-
-func waitListen(t *testing.T, addr string) {
-	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		c, err := net.DialTimeout("tcp", addr, time.Second)
-		if err == nil {
-			c.Close()
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("ksmg-gatewayd does not listen on %s: %v", addr, err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
 }
 
 // send submits one message without STARTTLS (the daemon's certificate is
@@ -182,26 +166,84 @@ func waitContains(t *testing.T, name, s string) {
 	}
 }
 
+// daemon is a long-running command under test: its stderr is kept (and
+// logged if the test fails), and done is closed when it has exited.
+type daemon struct {
+	cmd    *exec.Cmd
+	stderr *testsync.Buffer
+	done   chan struct{}
+}
+
 // startDaemon starts a long-running command; at the end of the test it is
-// sent SIGTERM and waited for, and its stderr is logged if the test failed.
-func startDaemon(t *testing.T, name string, args ...string) *exec.Cmd {
+// sent SIGTERM and waited for.
+func startDaemon(t *testing.T, name string, args ...string) *daemon {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	cmd := exec.CommandContext(ctx, name, args...)
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
+	d := &daemon{cmd: cmd, stderr: &testsync.Buffer{}, done: make(chan struct{})}
+	cmd.Stderr = d.stderr
 	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
 	cmd.WaitDelay = 10 * time.Second
 	if err := cmd.Start(); err != nil {
 		cancel()
 		t.Fatal(err)
 	}
+	go func() {
+		_ = cmd.Wait() // killed at the end: Wait reports that
+		close(d.done)
+	}()
 	t.Cleanup(func() {
 		cancel()
-		_ = cmd.Wait() // killed: Wait reports that
+		<-d.done
 		if t.Failed() {
-			t.Logf("%s stderr:\n%s", filepath.Base(name), stderr.String())
+			t.Logf("%s stderr:\n%s", filepath.Base(name), d.stderr.String())
 		}
 	})
-	return cmd
+	return d
+}
+
+// waitStderr waits until the daemon's stderr holds s; false if the daemon
+// exited first or the time ran out.
+func (d *daemon) waitStderr(s string, timeout time.Duration) bool {
+	deadline := time.After(timeout)
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for !strings.Contains(d.stderr.String(), s) {
+		select {
+		case <-d.done:
+			return strings.Contains(d.stderr.String(), s)
+		case <-deadline:
+			return false
+		case <-tick.C:
+		}
+	}
+	return true
+}
+
+// startListening starts a daemon that binds a port picked by freePort, and
+// waits until the daemon itself says on stderr that it listens (ready). A
+// connect is no such proof: freePort closes its socket before the daemon
+// binds, and go test runs other packages meanwhile, so another process may
+// take the port in between, and a connect then reaches that process (CI saw
+// a reset from one). A daemon that lost its port that way exits with
+// "already in use" and is started again on a fresh port.
+func startListening(t *testing.T, ready string, args func(port int) []string) (*daemon, int) {
+	t.Helper()
+	for attempt := 1; ; attempt++ {
+		port := freePort(t)
+		argv := args(port)
+		d := startDaemon(t, argv[0], argv[1:]...)
+		if d.waitStderr(ready, 30*time.Second) {
+			return d, port
+		}
+		select {
+		case <-d.done:
+		case <-time.After(10 * time.Second):
+		}
+		if attempt < 5 && strings.Contains(strings.ToLower(d.stderr.String()), "already in use") {
+			t.Logf("port %d was taken before %s bound it; trying another", port, filepath.Base(argv[0]))
+			continue
+		}
+		t.Fatalf("%s never reported %q; stderr:\n%s", filepath.Base(argv[0]), ready, d.stderr.String())
+	}
 }

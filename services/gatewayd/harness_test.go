@@ -88,6 +88,7 @@ type gw struct {
 	exited chan error
 	prefix []string // e.g. systemd-socket-activate and its options
 	env    []string // extra environment
+	extra  string   // the YAML after the defaults, for a rewrite on a new port
 }
 
 // newGW writes a config: extra is YAML appended after the test defaults.
@@ -117,6 +118,7 @@ logging:
 
 func (g *gw) writeConfig(extra string) {
 	g.t.Helper()
+	g.extra = extra
 	if err := os.MkdirAll(filepath.Dir(g.cfg), 0o750); err != nil {
 		g.t.Fatal(err)
 	}
@@ -128,12 +130,37 @@ func (g *gw) writeConfig(extra string) {
 func (g *gw) addr() string { return fmt.Sprintf("127.0.0.1:%d", g.port) }
 
 // start runs the daemon and waits for READY=1 on a NOTIFY_SOCKET, as
-// systemd would.
+// systemd would. freePort closes its socket before the daemon binds, and go
+// test runs other packages meanwhile, so another process may take the port
+// in between (or while a restarted daemon was down): a daemon that exits with
+// "address already in use" is started again on a fresh port, which g.addr()
+// then names.
 func (g *gw) start() {
 	g.t.Helper()
-	g.launch()
-	if !g.waitNotify("READY=1", 30*time.Second) {
+	for attempt := 1; ; attempt++ {
+		g.launch()
+		if g.waitNotify("READY=1", 30*time.Second) {
+			return
+		}
+		if attempt < 5 && g.exitedWith("address already in use") {
+			g.t.Logf("port %d was taken before the daemon bound it; trying another", g.port)
+			g.notify.Close()
+			g.port = freePort(g.t)
+			g.writeConfig(g.extra)
+			continue
+		}
 		g.t.Fatalf("no READY=1 from the daemon; stderr:\n%s", g.stderrText())
+	}
+}
+
+// exitedWith reports whether the daemon has exited and its stderr holds s.
+func (g *gw) exitedWith(s string) bool {
+	select {
+	case err := <-g.exited:
+		g.exited <- err
+		return strings.Contains(g.stderrText(), s)
+	default:
+		return false
 	}
 }
 
