@@ -289,6 +289,13 @@ func (g *gateway) loop(ctx context.Context, sigs <-chan os.Signal) error {
 func (g *gateway) drain() {
 	g.opt.Notify(daemon.SdNotifyStopping)
 	g.imp.Info("ksmg-gatewayd stopping: draining sessions; queued mail stays queued", "queued", g.rl.Len())
+	// Shutdown closes only the listeners whose Serve has begun; a stop right
+	// after READY=1 can come before an accept goroutine has run, and its
+	// Serve would then accept for ever (and the stop wait for systemd's
+	// SIGKILL). Closed here, every accept loop ends.
+	for _, l := range g.listeners {
+		_ = l.Close() // Shutdown then finds it closed, which is no error
+	}
 	dctx, cancel := context.WithTimeout(context.Background(), g.opt.DrainTimeout)
 	if err := g.srv.Shutdown(dctx); err != nil && !errors.Is(err, context.DeadlineExceeded) {
 		g.jl.Warn("SMTP shutdown", "err", err)

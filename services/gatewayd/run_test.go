@@ -85,3 +85,45 @@ logging: {messages_file: %[1]s/log/m, important_file: %[1]s/log/i, trace_dir: %[
 		t.Errorf("last notification %q, want STOPPING=1", n)
 	}
 }
+
+// TestStopRightAfterReady: a stop that comes the moment READY=1 is sent
+// (systemd stopping a unit it has just started) may come before the accept
+// goroutines have run; the drain must still end at once, not wait for
+// systemd's SIGKILL. Repeated, since the goroutines' start is the scheduler's.
+func TestStopRightAfterReady(t *testing.T) {
+	for i := range 5 {
+		dir := t.TempDir()
+		yaml := fmt.Sprintf(`hostname: gw.test
+listen: ["127.0.0.1:0", "127.0.0.1:0"]
+spool_dir: %[1]s/queue
+tls: {cert_file: %[1]s/tls/gw.crt, key_file: %[1]s/tls/gw.key, generate: true}
+backup: {dir: %[1]s/backup, max_size: 10MB}
+logging: {messages_file: %[1]s/log/m, important_file: %[1]s/log/i, trace_dir: %[1]s/log/t, events_dir: %[1]s/events}
+`, dir)
+		path := filepath.Join(dir, "gw.yaml")
+		cfg, err := config.Parse(path, []byte(yaml), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() {
+			done <- Run(ctx, Options{ConfigPath: path, Config: cfg, Stderr: slog.New(slog.NewTextHandler(io.Discard, nil)),
+				DrainTimeout: 2 * time.Second,
+				Notify: func(state string) {
+					if state == "READY=1" {
+						cancel()
+					}
+				}})
+		}()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatalf("run %d: Run = %v", i, err)
+			}
+		case <-time.After(30 * time.Second):
+			t.Fatalf("run %d: Run did not return within 30 s of a stop right after READY=1", i)
+		}
+		cancel()
+	}
+}

@@ -98,7 +98,8 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	if ctx.Err() != nil {
 		s.srv.Close()
 	}
-	if errors.Is(err, smtp.ErrServerClosed) {
+	// A listener its owner closed first (the daemon's drain does) is closed.
+	if errors.Is(err, smtp.ErrServerClosed) || errors.Is(err, net.ErrClosed) {
 		return nil
 	}
 	return err
