@@ -201,8 +201,9 @@ func (g *gateway) listen() error {
 		g.listeners = listeners
 		return nil
 	}
+	lc := net.ListenConfig{Control: freeBind}
 	for _, a := range g.cur.Load().Listen {
-		l, err := net.Listen("tcp", a)
+		l, err := lc.Listen(context.Background(), "tcp", a)
 		if err != nil {
 			for _, l := range listeners {
 				l.Close()
