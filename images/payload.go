@@ -276,8 +276,9 @@ func udevColdplugDropIn() []byte {
 	return []byte(b.String())
 }
 
-// foregroundAtBoot are on the gateway's way, through first boot or
-// network-online.target (images/HARDENING.md, "First boot", has the runs):
+// foregroundAtBoot are on the way to the SMTP banner, through first boot
+// or the network's configuration (images/HARDENING.md, "First boot", has
+// the runs):
 //   - first boot's chain: systemd-remount-fs (local-fs-pre.target waits
 //     for it), the journal (the flush, which
 //     tmpfiles waits for), tmpfiles, AppArmor and the audit rules (auditctl
@@ -291,8 +292,11 @@ func udevColdplugDropIn() []byte {
 //     default weight, 0.6-1.5 s at this one), systemd-sysctl (networkd
 //     waits for it too: 2.8-5.0 s for 0.4-0.5 s of CPU at the default
 //     weight, the last unit networkd waited for in 5 of 6 boots; at this
-//     one it is done before udevd is ready), networkd and wait-online
-//     (under TCG networkd took 5-6 s to start at the default weight);
+//     one it is done before udevd is ready) and networkd (under TCG it took
+//     5-6 s to start at the default weight), which configures the address
+//     the banner is reached on. wait-online left the list when the gateway
+//     stopped waiting for network-online.target: nothing the appliance
+//     starts at boot pulls that target in now, so wait-online does not run;
 //   - what sysinit.target (so basic.target and the gateway) waits for:
 //     resolved and timesyncd (4-6 s of wall time for about 1 s of CPU at the
 //     default weight, the last of sysinit.target; 0.7-1.6 s at this one) and
@@ -310,17 +314,18 @@ func udevColdplugDropIn() []byte {
 // bind mount took 2-4.6 s of wall time for 0.3 s of CPU at the default.
 //
 // Left at the default: the console font, which first boot waits for only
-// before its wizard or text beyond ASCII (--console-units);
-// systemd-modules-load, the firewall's modules, which nftables and so
-// networkd wait for (8-13.5 s of wall time at the default weight, 2.8-3.9
-// s at this one), with the /tmp, /home and /run/lock mounts, which starve
-// at the default beside it: the network's chain then ends seconds earlier,
-// first boot's later, and the banner did not come earlier (HARDENING.md,
-// 2026-12-05 evening and night).
+// before its wizard or text beyond ASCII (--console-units).
+// systemd-modules-load no longer runs at boot: the firewall's modules are
+// loaded by nftables.service itself, and the hardening leaves
+// modules-load.d empty (provisioner/harden, Removed). At the default
+// weight it took 8-13.5 s of wall time, and systemd-sysctl, so resolved
+// and sysinit.target, waited for it; at weight 1000 the /tmp, /home and
+// /run/lock mounts starved beside it and first boot ended later
+// (HARDENING.md, 2026-12-05 evening and night, 2026-12-06).
 var foregroundAtBoot = []string{
 	"systemd-remount-fs.service", "systemd-journald.service", "systemd-journal-flush.service",
 	"systemd-tmpfiles-setup.service", "apparmor.service", "audit-rules.service",
-	"nftables.service", "systemd-sysctl.service", "systemd-networkd.service", "systemd-networkd-wait-online.service",
+	"nftables.service", "systemd-sysctl.service", "systemd-networkd.service",
 	"systemd-resolved.service", "systemd-timesyncd.service", "auditd.service",
 }
 
@@ -489,8 +494,8 @@ type unitOrdering struct {
 // saturated, local-fs.target came only when /var had been checked and
 // mounted and /var/tmp bind-mounted on it, and four units of first boot's
 // chain started there together: tmpfiles, AppArmor, the console font and,
-// after tmpfiles, the audit rules. And networkd, which the gateway waits
-// for through network-online.target, off udevd's way.
+// after tmpfiles, the audit rules. And networkd, which configures the
+// address the banner is reached on, off udevd's way.
 var unitOrderings = []unitOrdering{{
 	// Debian loads the keymap before local-fs-pre.target, so that a
 	// passphrase or an interactive fsck can be typed in the admin's layout.
