@@ -939,6 +939,7 @@ func (r *guestReport) collect(ctx context.Context, t *testing.T, g *boottest.Gue
 		// commands below restart the gateway.
 		{"growfs-order", "root", "systemctl show -P ActiveEnterTimestampMonotonic ksmg-gatewayd.service; systemctl show -P InactiveExitTimestampMonotonic systemd-growfs@var.service", ""},
 		{"boot-weights", "root", bootWeightsCommand(), ""},
+		{"firewall-modules", "root", firewallModulesCommand(t), ""},
 		{"sudo-list", "", "sudo -S -k -l", pw},
 		{"sudo-logs", "", "sudo -S -k journalctl --no-pager -u 'ksmg-*'", pw},
 		{"sudo-restart", "", "sudo -S -k systemctl restart ksmg-gatewayd.service && systemctl is-active ksmg-gatewayd.service", pw},
@@ -1043,6 +1044,42 @@ func checkBootWeights(t *testing.T, out string) {
 	}
 }
 
+// firewallModules are the modules nftables.service's ExecStartPre loads
+// (provisioner/harden's units/nftables-modules.conf).
+func firewallModules(t *testing.T) []string {
+	t.Helper()
+	conf, err := fs.ReadFile(harden.Files(), "units/nftables-modules.conf")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, args, ok := strings.Cut(string(conf), "ExecStartPre=/usr/sbin/modprobe -a ")
+	if !ok {
+		t.Fatalf("units/nftables-modules.conf has no modprobe -a line:\n%s", conf)
+	}
+	mods, _, _ := strings.Cut(args, "\n")
+	return strings.Fields(mods)
+}
+
+// firewallModulesCommand asks whether systemd-modules-load ran (it should
+// not: modules-load.d is empty, and systemd-sysctl and sysinit.target would
+// wait for it), whether the firewall is up, and which of its modules are
+// loaded.
+func firewallModulesCommand(t *testing.T) string {
+	return "systemctl show -P ConditionResult systemd-modules-load.service; systemctl is-active nftables.service; " +
+		"for m in " + strings.Join(firewallModules(t), " ") + "; do test -d /sys/module/$m && echo loaded=$m; done"
+}
+
+func checkFirewallModules(t *testing.T, out string) {
+	t.Helper()
+	want := "no\nactive\n"
+	for _, m := range firewallModules(t) {
+		want += "loaded=" + m + "\n"
+	}
+	if out != want {
+		t.Errorf("firewall modules: got\n%s\nwant (systemd-modules-load skipped, nftables active, its modules loaded)\n%s", out, want)
+	}
+}
+
 func (r *guestReport) check(t *testing.T) {
 	t.Helper()
 	out := func(name string) string { return r.out[name].Stdout + r.out[name].Stderr }
@@ -1060,6 +1097,7 @@ func (r *guestReport) check(t *testing.T) {
 	}
 	checkGrowfsOrder(t, out("growfs-order"))
 	checkBootWeights(t, out("boot-weights"))
+	checkFirewallModules(t, out("firewall-modules"))
 	aa := out("apparmor-cache")
 	if m := regexp.MustCompile(`cache=(\d+) profile=(\d+)`).FindStringSubmatch(aa); m == nil || m[1] != m[2] ||
 		!strings.Contains(aa, "usr.sbin.ksmg-gatewayd\n") || !strings.HasPrefix(aa, "dirs=1 ") {

@@ -61,8 +61,7 @@ func Files() fs.FS {
 var Install = []File{
 	{Src: "sysctl.conf", Dst: "/etc/sysctl.d/90-ksmg-hardening.conf", Mode: 0o644},
 	{Src: "modprobe.conf", Dst: "/etc/modprobe.d/ksmg-hardening.conf", Mode: 0o644},
-	{Src: "modules-load-nftables.conf", Dst: "/etc/modules-load.d/ksmg-nftables.conf", Mode: 0o644},
-	{Src: "units/nftables-after-modules.conf", Dst: "/etc/systemd/system/nftables.service.d/ksmg-after-modules.conf", Mode: 0o644},
+	{Src: "units/nftables-modules.conf", Dst: "/etc/systemd/system/nftables.service.d/ksmg-modules.conf", Mode: 0o644},
 	{Src: "apparmor/usr.sbin.ksmg-gatewayd", Dst: "/etc/apparmor.d/usr.sbin.ksmg-gatewayd", Mode: 0o644},
 	{Src: "apparmor/usr.sbin.ksmg-firstboot", Dst: "/etc/apparmor.d/usr.sbin.ksmg-firstboot", Mode: 0o644},
 	{Src: "apparmor/kernel-features", Dst: AppArmorKernelFeatures, Mode: 0o644},
@@ -248,7 +247,27 @@ func Firewall(o Options) ([]byte, error) {
 	return bytes.Replace(tmpl, []byte("@PORTS@"), []byte(strings.Join(s, ", ")), 1), nil
 }
 
+// Retired are files an earlier hardening installed and this one does not;
+// re-provisioning an appliance (ksmg-harden in Packer) removes them.
+var Retired = []string{
+	// The firewall's modules, loaded by nftables.service's ExecStartPre now
+	// (units/nftables-modules.conf says why).
+	"/etc/modules-load.d/ksmg-nftables.conf",
+	"/etc/systemd/system/nftables.service.d/ksmg-after-modules.conf",
+}
+
+// Removed are Debian's files the appliance does without. kmod's
+// /etc/modules-load.d/modules.conf links to /etc/modules, which lists no
+// module on the appliance; yet a non-empty modules-load.d starts
+// systemd-modules-load, and systemd-sysctl, so systemd-resolved and
+// sysinit.target, wait for it: 8 s of a TCG boot (0.6 s of CPU) to load
+// nothing. A file dropped into modules-load.d later still starts it.
+var Removed = []string{"/etc/modules-load.d/modules.conf"}
+
 func writeFiles(ctx context.Context, t provisioner.Target, o Options) error {
+	if _, err := t.Run(ctx, "rm", slices.Concat([]string{"-f", "--"}, Retired, Removed)...); err != nil {
+		return fmt.Errorf("remove retired hardening files and %v: %w", Removed, err)
+	}
 	for _, f := range Install {
 		data, err := fs.ReadFile(Files(), f.Src)
 		if err != nil {

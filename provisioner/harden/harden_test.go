@@ -77,6 +77,11 @@ func (m *memTarget) Run(_ context.Context, name string, args ...string) ([]byte,
 			return b, nil
 		}
 		return nil, fmt.Errorf("cat: %s: no such file", args[0])
+	case "rm":
+		for _, a := range args {
+			delete(m.files, a)
+		}
+		return nil, nil
 	case "test":
 		if _, ok := m.files[args[1]]; ok || m.exists[args[1]] {
 			return nil, nil
@@ -130,8 +135,16 @@ func applySteps(t *testing.T, m *memTarget, o Options) error {
 func TestStepsWriteEveryFile(t *testing.T) {
 	t.Parallel()
 	m := newMemTarget()
+	for _, p := range slices.Concat(Retired, Removed) { // Debian's, or left by an older build
+		m.files[p] = []byte("old\n")
+	}
 	if err := applySteps(t, m, Options{}); err != nil {
 		t.Fatal(err)
+	}
+	for _, p := range slices.Concat(Retired, Removed) {
+		if _, ok := m.files[p]; ok {
+			t.Errorf("%s is still there", p)
+		}
 	}
 	for _, f := range Install {
 		want, err := fs.ReadFile(Files(), f.Src)
