@@ -4,15 +4,9 @@ package gatewayd
 
 import (
 	"context"
-	"fmt"
-	"io"
-	"log/slog"
 	"os"
-	"path/filepath"
 	"testing"
 	"time"
-
-	"github.com/ksmg-appliance/ksmg/services/config"
 )
 
 // TestListenBeforeTheAddressExists: the unit does not wait for
@@ -29,32 +23,14 @@ func TestListenBeforeTheAddressExists(t *testing.T) {
 	}
 	for _, addr := range addrs {
 		t.Run(addr, func(t *testing.T) {
-			dir := t.TempDir()
-			yaml := fmt.Sprintf(`hostname: gw.test
-listen: [%q]
-spool_dir: %[2]s/queue
-tls: {cert_file: %[2]s/tls/gw.crt, key_file: %[2]s/tls/gw.key, generate: true}
-backup: {dir: %[2]s/backup, max_size: 10MB}
-logging: {messages_file: %[2]s/log/m, important_file: %[2]s/log/i, trace_dir: %[2]s/log/t, events_dir: %[2]s/events}
-`, addr, dir)
-			path := filepath.Join(dir, "gw.yaml")
-			cfg, err := config.Parse(path, []byte(yaml), nil)
-			if err != nil {
-				t.Fatal(err)
-			}
 			ready := make(chan struct{}, 4)
 			ctx, cancel := context.WithCancel(context.Background())
 			defer cancel()
-			done := make(chan error, 1)
-			go func() {
-				done <- Run(ctx, Options{ConfigPath: path, Config: cfg, Stderr: slog.New(slog.NewTextHandler(io.Discard, nil)),
-					DrainTimeout: 2 * time.Second,
-					Notify: func(state string) {
-						if state == "READY=1" {
-							ready <- struct{}{}
-						}
-					}})
-			}()
+			done := runInProcess(ctx, t, []string{addr}, func(state string) {
+				if state == "READY=1" {
+					ready <- struct{}{}
+				}
+			})
 			select {
 			case <-ready:
 			case err := <-done:

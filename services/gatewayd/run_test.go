@@ -10,6 +10,8 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -24,41 +26,20 @@ import (
 // and the reload notification must follow sd_notify(3): "RELOADING=1" and
 // one "MONOTONIC_USEC=<µs>" field.
 func TestReloadRightAfterReady(t *testing.T) {
-	dir := t.TempDir()
-	yaml := fmt.Sprintf(`hostname: gw.test
-listen: ["127.0.0.1:0"]
-spool_dir: %[1]s/queue
-tls: {cert_file: %[1]s/tls/gw.crt, key_file: %[1]s/tls/gw.key, generate: true}
-backup: {dir: %[1]s/backup, max_size: 10MB}
-logging: {messages_file: %[1]s/log/m, important_file: %[1]s/log/i, trace_dir: %[1]s/log/t, events_dir: %[1]s/events}
-`, dir)
-	path := filepath.Join(dir, "gw.yaml")
-	if err := os.WriteFile(path, []byte(yaml), 0o640); err != nil {
-		t.Fatal(err)
-	}
-	cfg, err := config.Parse(path, []byte(yaml), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
 	notes := make(chan string, 16)
 	ready := 0
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	done := make(chan error, 1)
-	go func() {
-		done <- Run(ctx, Options{ConfigPath: path, Config: cfg, Stderr: slog.New(slog.NewTextHandler(io.Discard, nil)),
-			DrainTimeout: 2 * time.Second,
-			Notify: func(state string) {
-				notes <- state
-				if state == "READY=1" {
-					if ready++; ready == 1 {
-						if err := syscall.Kill(os.Getpid(), syscall.SIGHUP); err != nil {
-							t.Error(err)
-						}
-					}
+	done := runInProcess(ctx, t, []string{"127.0.0.1:0"}, func(state string) {
+		notes <- state
+		if state == "READY=1" {
+			if ready++; ready == 1 {
+				if err := syscall.Kill(os.Getpid(), syscall.SIGHUP); err != nil {
+					t.Error(err)
 				}
-			}})
-	}()
+			}
+		}
+	})
 	want := []*regexp.Regexp{regexp.MustCompile(`^READY=1$`), regexp.MustCompile(`^RELOADING=1\nMONOTONIC_USEC=[0-9]+\n?$`), regexp.MustCompile(`^READY=1$`)}
 	for _, re := range want {
 		select {
@@ -92,30 +73,12 @@ logging: {messages_file: %[1]s/log/m, important_file: %[1]s/log/i, trace_dir: %[
 // systemd's SIGKILL. Repeated, since the goroutines' start is the scheduler's.
 func TestStopRightAfterReady(t *testing.T) {
 	for i := range 5 {
-		dir := t.TempDir()
-		yaml := fmt.Sprintf(`hostname: gw.test
-listen: ["127.0.0.1:0", "127.0.0.1:0"]
-spool_dir: %[1]s/queue
-tls: {cert_file: %[1]s/tls/gw.crt, key_file: %[1]s/tls/gw.key, generate: true}
-backup: {dir: %[1]s/backup, max_size: 10MB}
-logging: {messages_file: %[1]s/log/m, important_file: %[1]s/log/i, trace_dir: %[1]s/log/t, events_dir: %[1]s/events}
-`, dir)
-		path := filepath.Join(dir, "gw.yaml")
-		cfg, err := config.Parse(path, []byte(yaml), nil)
-		if err != nil {
-			t.Fatal(err)
-		}
 		ctx, cancel := context.WithCancel(context.Background())
-		done := make(chan error, 1)
-		go func() {
-			done <- Run(ctx, Options{ConfigPath: path, Config: cfg, Stderr: slog.New(slog.NewTextHandler(io.Discard, nil)),
-				DrainTimeout: 2 * time.Second,
-				Notify: func(state string) {
-					if state == "READY=1" {
-						cancel()
-					}
-				}})
-		}()
+		done := runInProcess(ctx, t, []string{"127.0.0.1:0", "127.0.0.1:0"}, func(state string) {
+			if state == "READY=1" {
+				cancel()
+			}
+		})
 		select {
 		case err := <-done:
 			if err != nil {
@@ -126,4 +89,36 @@ logging: {messages_file: %[1]s/log/m, important_file: %[1]s/log/i, trace_dir: %[
 		}
 		cancel()
 	}
+}
+
+// runInProcess runs the daemon in this test process, listening on listen,
+// with notify as its sd_notify hook; Run's result arrives on the channel.
+func runInProcess(ctx context.Context, t *testing.T, listen []string, notify func(state string)) <-chan error {
+	t.Helper()
+	dir := t.TempDir()
+	quoted := make([]string, len(listen))
+	for i, a := range listen {
+		quoted[i] = strconv.Quote(a)
+	}
+	yaml := fmt.Sprintf(`hostname: gw.test
+listen: [%s]
+spool_dir: %[2]s/queue
+tls: {cert_file: %[2]s/tls/gw.crt, key_file: %[2]s/tls/gw.key, generate: true}
+backup: {dir: %[2]s/backup, max_size: 10MB}
+logging: {messages_file: %[2]s/log/m, important_file: %[2]s/log/i, trace_dir: %[2]s/log/t, events_dir: %[2]s/events}
+`, strings.Join(quoted, ", "), dir)
+	path := filepath.Join(dir, "gw.yaml") // a reload reads it again
+	if err := os.WriteFile(path, []byte(yaml), 0o640); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := config.Parse(path, []byte(yaml), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		done <- Run(ctx, Options{ConfigPath: path, Config: cfg, Stderr: slog.New(slog.NewTextHandler(io.Discard, nil)),
+			DrainTimeout: 2 * time.Second, Notify: notify})
+	}()
+	return done
 }
